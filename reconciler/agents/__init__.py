@@ -1,0 +1,1 @@
+"""Small agents shipped with fleet, for the demo fleet and tests (not runtimes)."""

@@ -1,0 +1,1 @@
+"""What the user declared: the fleet.yaml models, loader and expansion."""

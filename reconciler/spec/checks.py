@@ -1,0 +1,136 @@
+"""Cross-field checks and forEach expansion, each problem tied to the key at fault."""
+from __future__ import annotations
+
+import glob as globlib
+import os
+from pathlib import Path, PurePosixPath
+
+from .desired import DesiredAgent
+from .models import Agent, Fleet
+from .names import name_problem, ref_problem
+from .positions import Loc
+
+Issue = tuple[Loc, str, str | None]  # (path in the document, message, hint)
+
+
+def check_fleet(fleet: Fleet, repo: Path) -> tuple[list[DesiredAgent], list[Issue]]:
+    issues: list[Issue] = []
+    spec = fleet.spec
+    prefix = fleet.branch_prefix
+    if (why := ref_problem(prefix + "agent")) is not None:
+        issues.append((("spec", "worktrees", "branchPrefix"), f"invalid branch prefix: {why}",
+                       "use something like fleet/<fleet-name>/"))
+    if (why := ref_problem(spec.base)) is not None:
+        issues.append((("spec", "base"), f"invalid base ref: {why}", "name a branch, tag or commit"))
+    if (why := _escapes(spec.worktrees.root)) is not None:
+        issues.append((("spec", "worktrees", "root"), why, "use a path inside the repo, e.g. .fleet/worktrees"))
+    for tier_name, tier in spec.tiers.items():
+        if tier.runtime == "command" and tier.model is not None:
+            issues.append((("spec", "tiers", tier_name, "model"), "runtime `command` takes no model",
+                           "remove model, or use a runtime that has models"))
+    for tier_name in spec.budget.perTier:
+        if tier_name not in spec.tiers:
+            issues.append((("spec", "budget", "perTier", tier_name), f"unknown tier {tier_name!r}",
+                           _known("tiers", spec.tiers)))
+    agents: list[DesiredAgent] = []
+    seen: dict[str, int] = {}
+    for index, agent in enumerate(spec.agents):
+        issues += _check_agent(fleet, index, agent)
+        items, glob_issue = _items(agent, repo)
+        if glob_issue:
+            issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
+            continue
+        for item in items:
+            name = _expand(agent.name, item, for_name=True)
+            loc: Loc = ("spec", "agents", index, "name")
+            if (why := name_problem(name)) is not None:
+                issues.append((loc, f"agent name {why}", "agent names become directories and branch names"))
+                continue
+            if name in seen:
+                issues.append((loc, f"duplicate agent name {name!r} (also agents[{seen[name]}])",
+                               "agent names must be unique after forEach expansion"))
+                continue
+            seen[name] = index
+            if agent.tier in spec.tiers and not issues:
+                agents.append(_desired(fleet, repo, index, agent, name, item))
+    return agents, issues
+
+
+def _check_agent(fleet: Fleet, index: int, agent: Agent) -> list[Issue]:
+    spec = fleet.spec
+    at = ("spec", "agents", index)
+    issues: list[Issue] = []
+    tier = spec.tiers.get(agent.tier)
+    if tier is None:
+        issues.append(((*at, "tier"), f"unknown tier {agent.tier!r}", _known("tiers", spec.tiers)))
+    for i, gate in enumerate(agent.gates):
+        if gate not in spec.gates:
+            issues.append(((*at, "gates", i), f"unknown gate {gate!r}", _known("gates", spec.gates)))
+    if tier is not None and tier.runtime == "command" and not agent.command:
+        issues.append(((*at, "tier"), f"tier {agent.tier!r} uses runtime `command`, so the agent needs `command`",
+                       "add command: [program, args...]"))
+    if tier is not None and tier.runtime != "command" and agent.command:
+        issues.append(((*at, "command"), f"`command` is only for runtime `command` (tier {agent.tier!r} "
+                       f"uses {tier.runtime})", "remove command, or use a tier with runtime: command"))
+    if tier is not None and tier.runtime != "command" and not agent.prompt.strip():
+        issues.append(((*at, "prompt") if "prompt" in agent.model_fields_set else (*at, "name"),
+                       f"agent needs a prompt for runtime {tier.runtime}", "add prompt: |"))
+    has_item = "{item}" in agent.name
+    if agent.forEach is not None and not has_item:
+        issues.append(((*at, "name"), "an agent with forEach needs {item} in its name",
+                       "e.g. name: audit-{item}, so each expanded agent is unique"))
+    if agent.forEach is None and "{" in agent.name:
+        issues.append(((*at, "name"), "{item} in a name needs forEach", "add forEach: {items: [...]}"))
+    return issues
+
+
+def _items(agent: Agent, repo: Path) -> tuple[list[str | None], tuple[str, str] | None]:
+    each = agent.forEach
+    if each is None:
+        return [None], None
+    if each.items is not None:
+        return list(each.items), None
+    assert each.glob is not None
+    if (why := _escapes(each.glob)) is not None:
+        return [], (why, "globs are relative to the repo root")
+    matches = sorted(PurePosixPath(os.path.relpath(p, repo)).as_posix()
+                     for p in globlib.glob(str(repo / each.glob), recursive=True) if os.path.isfile(p))
+    return matches, None  # no match is zero agents, like zero replicas: valid
+
+
+def _expand(template: str, item: str | None, *, for_name: bool = False) -> str:
+    if item is None:
+        return template
+    return template.replace("{item}", _slug(item) if for_name else item)
+
+
+def _slug(item: str) -> str:
+    """A glob match as a name part: 'src/routes/users.py' -> 'src-routes-users'."""
+    path = PurePosixPath(item)
+    stem = str(path.with_suffix("")) if path.suffix else item
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem.replace("/", "-")).strip("-.")
+
+
+def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item: str | None) -> DesiredAgent:
+    spec = fleet.spec
+    return DesiredAgent(
+        name=name, index=index, item=item, tier_name=agent.tier, tier=spec.tiers[agent.tier],
+        prompt=_expand(agent.prompt, item),
+        command=tuple(_expand(a, item) for a in agent.command) if agent.command else None,
+        gates={g: spec.gates[g] for g in agent.gates}, restart=agent.restart, protect=agent.protect,
+        env={k: (_expand(v, item) if isinstance(v, str) else v) for k, v in agent.env.items()},
+        base=spec.base, branch=fleet.branch_prefix + name,
+        worktree=(repo / spec.worktrees.root / name).resolve(),
+    )
+
+
+def _escapes(rel: str) -> str | None:
+    if os.path.isabs(rel):
+        return f"{rel!r} is absolute; it must be relative to the repo"
+    if os.path.normpath(rel).split(os.sep)[0] == "..":
+        return f"{rel!r} escapes the repo"
+    return None
+
+
+def _known(what: str, declared: dict[str, object]) -> str:
+    return f"declared {what}: {', '.join(declared) or '(none)'}; declare it under spec.{what}"

@@ -1,0 +1,195 @@
+"""Read fleet.yaml with ruamel.yaml and turn every problem into file:line:col + hint.
+
+Parsing, model validation and cross-field checks all report through `Problem`, so a
+user sees every error in one run, each pointing at the key or value to fix.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from ..errors import FleetError, Problem, SpecInvalid
+from .desired import DesiredAgent
+from .models import Fleet
+from .positions import Loc, locate
+
+
+@dataclass(frozen=True)
+class LoadedFleet:
+    """A validated fleet file: the model, where it lives and its expanded agents."""
+
+    path: Path
+    fleet: Fleet
+    repo: Path  # absolute repo root
+    agents: tuple[DesiredAgent, ...]
+    raw: Any  # the parsed YAML document, for positions
+
+    @property
+    def name(self) -> str:
+        return self.fleet.metadata.name
+
+    def agent(self, name: str) -> DesiredAgent | None:
+        return next((a for a in self.agents if a.name == name), None)
+
+
+def load_fleet(path: str | Path) -> LoadedFleet:
+    """Parse, validate and expand `path`; raises SpecInvalid listing every problem."""
+    from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
+
+    path = Path(path)
+    shown = str(path)
+    doc = _parse_yaml(path, shown)
+    fleet = _validate(doc, shown)
+    repo = (path.resolve().parent / fleet.spec.repo).resolve()
+    agents, problems = check_fleet(fleet, repo)
+    if problems:
+        raise SpecInvalid([_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems])
+    return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc)
+
+
+def _parse_yaml(path: Path, shown: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FleetError(f"{shown}: no such file", hint="check the path to your fleet.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetError(f"{shown}: cannot read: {exc}") from None
+    try:
+        doc = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        raise SpecInvalid([_yaml_problem(exc, shown)]) from None
+    if not isinstance(doc, dict):
+        raise SpecInvalid([Problem("the file must be a YAML mapping with apiVersion, kind, "
+                                   "metadata and spec", shown, 1, 1,
+                                   "start from fleets/demo.yaml or `fleet schema`")])
+    return doc
+
+
+def _yaml_problem(exc: MarkedYAMLError, shown: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or str(exc)
+    hint = "fix the YAML syntax at this position"
+    if "'\\t'" in problem:
+        problem, hint = "tab character in indentation", "YAML allows only spaces for indentation"
+    elif "duplicate key" in problem:
+        hint = "each key may appear once per mapping; remove or rename one of them"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    return Problem(f"invalid YAML: {problem}", shown, line, col, hint)
+
+
+def _validate(doc: Any, shown: str) -> Fleet:
+    try:
+        return Fleet.model_validate(_plain(doc))
+    except ValidationError as exc:
+        problems = [_pydantic_problem(doc, shown, err) for err in exc.errors()]
+        raise SpecInvalid(sorted(problems, key=lambda p: (p.line or 0, p.col or 0))) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's CommentedMap/Seq as plain dict/list, so strict validation accepts them."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _pydantic_problem(doc: Any, shown: str, err: Any) -> Problem:
+    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+    kind = err["type"]
+    dotted = _dotted(loc)
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        return _place(doc, shown, loc, f"unknown key {key!r} in {_dotted(loc[:-1]) or 'the document'}",
+                      hint, at_key=True)
+    if kind == "missing":
+        return _place(doc, shown, loc, f"missing required key {dotted}",
+                      f"add `{loc[-1]}:` here; see schemas/fleet.schema.json")
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    if kind.endswith("_type") and not isinstance(got, (dict, list)):
+        msg = f"{msg}, got {type(got).__name__} {got!r}"
+    return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc))
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic adds the union member's type to loc (e.g. 'str', 'FromEnv'); not a YAML key
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "list[str]"}
+                                      or part[:1].isupper() or part.startswith("function-"))
+
+
+def _hint_for(kind: str, loc: Loc) -> str:
+    if kind == "literal_error":
+        return "use one of the allowed values listed"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] in {"timeout", "interval"}:
+        return "durations are a number and a unit: 30s, 15m, 1h30m"
+    if kind == "string_pattern_mismatch":
+        return "names use letters, digits, '.', '_' and '-' (safe for paths and git branches)"
+    if kind.endswith("_type"):
+        return "check the value's type (quote strings that look like numbers or booleans)"
+    return "see schemas/fleet.schema.json for the allowed values"
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    model: Any = Fleet
+    for part in loc:
+        model = _step(model, part)
+        if model is None:
+            return []
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _step(tp: Any, part: str | int) -> Any:
+    tp = _unwrap(tp)
+    if _is_model(tp):
+        field = tp.model_fields.get(str(part))
+        return _unwrap(field.annotation) if field else None
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is list and args:
+        return _unwrap(args[0])
+    if origin is dict and len(args) == 2:
+        return _unwrap(args[1])
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional/Annotated down to the model or container type."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in members if _is_model(a)]
+            tp = models[0] if models else members[0]
+            continue
+        return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _place(doc: Any, shown: str, loc: Loc, message: str, hint: str | None,
+           *, at_key: bool = False) -> Problem:
+    line, col = locate(doc, loc, at_key=at_key)
+    return Problem(message, shown, line, col, hint)

@@ -1,0 +1,146 @@
+"""Pydantic models of the fleet.yaml v1alpha1 format (SPEC.md "fleet.yaml").
+
+Field names are the public interface (camelCase, as written in YAML). Checks that
+need more than one field (references, expanded names) live in `checks.py` so each
+problem can point at the exact key that is wrong.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from .durations import DURATION_PATTERN, check_cron, parse_duration
+
+RUNTIMES = ("claude", "codex", "gemini", "aider", "command")
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, description="A duration such as 30s, 15m, 1h30m."),
+    AfterValidator(_duration),
+]
+Cron = Annotated[str, AfterValidator(check_cron), Field(description="5-field crontab expression.")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are never coerced from the wrong type."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Metadata(Strict):
+    name: Name = Field(description="Fleet identity; it owns every worktree, branch and session it creates.")
+
+
+class Worktrees(Strict):
+    root: str = Field(".fleet/worktrees", description="Directory of agent worktrees, relative to the repo.")
+    branchPrefix: str | None = Field(None, description="Branch = prefix + agent name. Default: fleet/<fleet name>/.")
+
+
+class Tier(Strict):
+    runtime: Literal["claude", "codex", "gemini", "aider", "command"]
+    model: str | None = Field(None, description="Model passed to the runtime; none for `command`.")
+    maxRunning: int | None = Field(None, ge=1, description="Cap on running sessions of this tier.")
+    args: list[str] = Field(default_factory=list, description="Extra runtime arguments.")
+
+
+class Concurrency(Strict):
+    maxRunning: int | None = Field(None, ge=1, description="Cap on running sessions in the whole fleet.")
+
+
+class Budget(Strict):
+    usdPerDay: float | None = Field(None, gt=0, description="Spend per UTC day; over it no new spawns.")
+    perTier: dict[Name, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="USD per day per tier name.")
+
+
+class Lock(Strict):
+    slots: int = Field(1, ge=1, description="How many holders at once.")
+
+
+class Gate(Strict):
+    run: str = Field(description="Shell command run by the reconciler in the agent's worktree.")
+    timeout: Duration = "15m"
+    maxAttempts: int = Field(3, ge=1, description="Gate failures fed back to the session before Failed.")
+
+
+class Reconcile(Strict):
+    interval: Duration | None = None
+    cron: Cron | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Reconcile:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either interval or cron, not both")
+        return self
+
+
+class GC(Strict):
+    prune: bool = Field(True, description="Collect undeclared worktrees and sessions this fleet owns.")
+
+
+class Telemetry(Strict):
+    otlpEndpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; null = off.")
+
+
+class ForEach(Strict):
+    items: list[str] | None = Field(None, min_length=1)
+    glob: str | None = Field(None, description="Files relative to the repo; {item} is the matched path.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ForEach:
+        if (self.items is None) == (self.glob is None):
+            raise ValueError("forEach needs exactly one of items or glob")
+        return self
+
+
+class FromEnv(Strict):
+    fromEnv: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                         description="Read from this variable of the reconciler's environment; never stored.")
+
+
+class Agent(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9._{}-]*$",
+                      description="Unique agent name; may contain {item} when forEach is set.")
+    forEach: ForEach | None = None
+    tier: Name
+    prompt: str = ""
+    command: list[str] | None = Field(None, min_length=1, description="argv; runtime `command` only.")
+    gates: list[Name] = Field(default_factory=list)
+    restart: Literal["Never", "OnFailure", "Always"] = "OnFailure"
+    protect: bool = Field(False, description="Never stopped or pruned by fleet (like prevent_destroy).")
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str | FromEnv] = Field(
+        default_factory=dict)
+
+
+class FleetSpec(Strict):
+    repo: str = Field(".", description="Git repository, relative to this file.")
+    base: str = Field("main", description="Ref new worktrees branch from.")
+    worktrees: Worktrees = Worktrees()
+    tiers: dict[Name, Tier] = Field(min_length=1)
+    concurrency: Concurrency = Concurrency()
+    budget: Budget = Budget()
+    locks: dict[Name, Lock] = Field(default_factory=dict)
+    gates: dict[Name, Gate] = Field(default_factory=dict)
+    reconcile: Reconcile = Reconcile()
+    gc: GC = GC()
+    telemetry: Telemetry = Telemetry()
+    agents: list[Agent] = Field(default_factory=list)
+
+
+class Fleet(Strict):
+    apiVersion: Literal["fleet/v1alpha1"]
+    kind: Literal["Fleet"]
+    metadata: Metadata
+    spec: FleetSpec
+
+    @property
+    def branch_prefix(self) -> str:
+        return self.spec.worktrees.branchPrefix or f"fleet/{self.metadata.name}/"
