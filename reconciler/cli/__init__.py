@@ -1,0 +1,1 @@
+"""The `fleet` command line: a thin shell over reconciler.commands."""

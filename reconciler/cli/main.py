@@ -1,0 +1,108 @@
+"""`fleet` entry point: argument parsing and dispatch only.
+
+Heavy modules are imported inside each command so `fleet --help`, `fleet validate`
+and `fleet status` start fast.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+
+OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table",
+                      show_default=True, help="Output format.")
+TARGET = click.option("--target", "targets", multiple=True, metavar="NAME",
+                      help="Limit to this agent (repeatable).")
+
+
+def _run(command: str, *, error_code: int = 1, **kwargs: Any) -> None:
+    """Import reconciler.commands.<command> and exit with what its run() returns."""
+    from .errors import guarded
+
+    def call() -> int:
+        from rich.console import Console
+
+        module = importlib.import_module(f"reconciler.commands.{command}")
+        return module.run(console=Console(highlight=False), err=Console(stderr=True, highlight=False),
+                          **kwargs)
+
+    sys.exit(guarded(call, error_code=error_code))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fleet")
+def cli() -> None:
+    """Declarative reconciler for fleets of coding-agent sessions.
+
+    \b
+    Typical use:
+      fleet validate fleet.yaml      # check the file (pre-commit, CI)
+      fleet diff fleet.yaml          # what would change (dry run, PR review)
+      fleet apply fleet.yaml         # converge once
+      fleet status fleet.yaml        # one row per agent
+    """
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Parse and check fleet files; no side effects.
+
+    Exit 0 when every file is valid, 1 otherwise; every problem is printed as
+    file:line:col with a hint.
+
+    \b
+    Example:
+      fleet validate fleets/*.yaml
+    """
+    _run("validate", files=list(files))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@OUTPUT
+@TARGET
+def diff(file: str, output: str, targets: tuple[str, ...]) -> None:
+    """Show what `fleet apply` would do, and why. Never changes anything.
+
+    Safe on untrusted pull requests: it writes nothing, spawns nothing and runs no
+    gate or command from the file. Exit 0 no changes, 1 changes, 2 error.
+
+    \b
+    Examples:
+      fleet diff fleet.yaml
+      fleet diff fleet.yaml -o markdown > plan.md     # a PR comment
+      fleet diff fleet.yaml -o json | jq '.actions[]'
+    """
+    _run("diff", error_code=2, file=file, output=output, targets=list(targets))
+
+
+@cli.command()
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def schema(out_file: str | None) -> None:
+    """Print the JSON Schema of fleet.yaml (generated from the models).
+
+    \b
+    Example:
+      fleet schema --out schemas/fleet.schema.json
+    """
+    from ..spec.schema import schema_text
+
+    text = schema_text()
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

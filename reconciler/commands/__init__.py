@@ -1,0 +1,1 @@
+"""One module per CLI command: plain functions taking parsed values, returning an exit code."""

@@ -1,0 +1,1 @@
+"""Reading the world: git worktrees, ownership markers, session records, processes."""

@@ -1,0 +1,208 @@
+"""The repo as git sees it: worktrees, ownership markers and what a prune would lose.
+
+Every call here is read-only. Only this module and `act/worktrees.py` talk to git.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import git
+
+from ..errors import FleetError
+
+MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
+_IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
+                "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect"}
+
+
+@dataclass(frozen=True)
+class Owner:
+    fleet: str
+    repo: str
+    agent: str
+    branch: str
+
+
+@dataclass
+class Worktree:
+    path: Path
+    head: str | None
+    branch: str | None  # short name, None when detached
+    locked: bool = False
+    prunable: bool = False  # git's word: the directory is gone
+    admin_dir: Path | None = None
+    owner: Owner | None = None
+
+
+@dataclass
+class AtStake:
+    """Work that would be lost by pruning a worktree and its branch. Empty = safe."""
+
+    dirty: list[str] = field(default_factory=list)  # modified/staged/untracked, not ignored
+    commits: list[str] = field(default_factory=list)  # "sha subject", not reachable from base/upstream
+    stashes: list[str] = field(default_factory=list)
+    in_progress: list[str] = field(default_factory=list)
+    locked: bool = False
+
+    @property
+    def safe(self) -> bool:
+        return not (self.dirty or self.commits or self.stashes or self.in_progress or self.locked)
+
+    def summary(self) -> str:
+        parts = []
+        if self.dirty:
+            parts.append(f"{len(self.dirty)} uncommitted file(s)")
+        if self.commits:
+            parts.append(f"{len(self.commits)} unmerged commit(s)")
+        if self.stashes:
+            parts.append(f"{len(self.stashes)} stash entr{'y' if len(self.stashes) == 1 else 'ies'}")
+        parts += [f"{op} in progress" for op in self.in_progress]
+        if self.locked:
+            parts.append("worktree is locked")
+        return ", ".join(parts)
+
+
+class GitRepo:
+    """Read-only view of one repository (its main worktree is the fleet's home)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.repo = git.Repo(path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise FleetError(f"{path} is not a git repository",
+                             hint="set spec.repo to your repository (relative to the fleet file), "
+                                  "or run `git init` there") from None
+        if self.repo.bare:
+            raise FleetError(f"{path} is a bare repository", hint="point spec.repo at a checkout")
+        self.git = self.repo.git
+
+    @cached_property
+    def common_dir(self) -> Path:
+        return Path(self.repo.common_dir).resolve()
+
+    @cached_property
+    def root(self) -> Path:
+        """The main worktree (where .fleet/ lives)."""
+        return self.common_dir.parent
+
+    def ref_exists(self, ref: str) -> bool:
+        try:
+            self.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+        except git.GitCommandError:
+            return False
+        return True
+
+    def worktrees(self) -> list[Worktree]:
+        """Linked worktrees (the main one excluded), with owners read from their admin dirs."""
+        admin = self._admin_dirs()
+        out: list[Worktree] = []
+        for block in self.git.worktree("list", "--porcelain").split("\n\n")[1:]:
+            wt = _parse_porcelain(block)
+            if wt is None:
+                continue
+            wt.admin_dir = admin.get(wt.path)
+            wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
+            out.append(wt)
+        return out
+
+    def _admin_dirs(self) -> dict[Path, Path]:
+        """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
+        found: dict[Path, Path] = {}
+        base = self.common_dir / "worktrees"
+        if not base.is_dir():
+            return found
+        for admin in base.iterdir():
+            try:
+                gitfile = Path((admin / "gitdir").read_text().strip())
+            except OSError:
+                continue
+            found[Path(gitfile).parent.resolve()] = admin
+        return found
+
+    def at_stake(self, wt: Worktree, base: str) -> AtStake:
+        """What pruning `wt` and its branch would lose (SPEC.md "Safety rules")."""
+        stake = AtStake(locked=wt.locked)
+        if wt.path.is_dir():
+            status = git.Git(str(wt.path)).status("--porcelain=v1", "-z", "--untracked-files=all")
+            stake.dirty = _status_paths(status)
+        if wt.admin_dir is not None:
+            stake.in_progress = [op for f, op in _IN_PROGRESS.items() if (wt.admin_dir / f).exists()]
+        tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
+        if tips:
+            stake.commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
+        if wt.branch:
+            stake.stashes = self._stashes_of(wt.branch)
+        return stake
+
+    def unreachable(self, tips: list[str], base: str, *, upstream: str | None = None) -> list[str]:
+        """Commits reachable from `tips` but from neither `base` nor `upstream`."""
+        exclude = [f"^{r}" for r in (base, upstream) if r and self.ref_exists(r)]
+        tips = [t for t in tips if self.ref_exists(t)]
+        if not tips:
+            return []
+        out = self.git.log("--format=%h %s", *tips, *exclude, "--")
+        return [line for line in out.splitlines() if line]
+
+    def _upstream(self, branch: str | None) -> str | None:
+        if not branch:
+            return None
+        try:
+            return self.git.rev_parse("--abbrev-ref", f"{branch}@{{upstream}}") or None
+        except git.GitCommandError:
+            return None
+
+    def _stashes_of(self, branch: str) -> list[str]:
+        out = self.git.stash("list", "--format=%gd %gs")
+        return [line for line in out.splitlines()
+                if f" on {branch}:" in line or f"On {branch}:" in line]
+
+    def branch_exists(self, branch: str) -> bool:
+        return self.ref_exists(f"refs/heads/{branch}")
+
+    def dirty_count(self, path: Path) -> int:
+        if not path.is_dir():
+            return 0
+        return len(_status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
+
+    def ahead_count(self, branch: str, base: str) -> int:
+        if not (self.branch_exists(branch) and self.ref_exists(base)):
+            return 0
+        return int(self.git.rev_list("--count", f"{base}..refs/heads/{branch}"))
+
+
+def read_owner(admin_dir: Path) -> Owner | None:
+    try:
+        data = json.loads((admin_dir / MARKER).read_text())
+        return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _parse_porcelain(block: str) -> Worktree | None:
+    fields: dict[str, str] = {}
+    for line in block.strip().splitlines():
+        key, _, value = line.partition(" ")
+        fields[key] = value
+    if "worktree" not in fields or "bare" in fields:
+        return None
+    branch = fields.get("branch")
+    return Worktree(path=Path(fields["worktree"]).resolve(), head=fields.get("HEAD"),
+                    branch=branch.removeprefix("refs/heads/") if branch else None,
+                    locked="locked" in fields, prunable="prunable" in fields)
+
+
+def _status_paths(status: str) -> list[str]:
+    """Paths from `git status --porcelain=v1 -z` (renames carry a second, old path)."""
+    paths: list[str] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        paths.append(path)
+        if code[0] in "RC":
+            next(entries, None)
+    return paths

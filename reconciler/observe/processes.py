@@ -1,0 +1,67 @@
+"""Process truth through psutil: liveness with create-time checks, and orphans.
+
+Only this module (and `act/sessions.py` for signals) talks to psutil.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psutil
+
+# Owner variables every session carries; orphans are found by them.
+ENV_FLEET, ENV_REPO, ENV_AGENT, ENV_HASH = "FLEET_NAME", "FLEET_REPO", "FLEET_AGENT", "FLEET_SPEC_HASH"
+_CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time has clock-tick resolution
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_alive(pid: int | None, created: float | None) -> bool:
+    """True only if `pid` runs and is the same process that was recorded (no PID reuse)."""
+    if not pid or created is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - created) > _CREATE_TIME_TOLERANCE:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+@dataclass(frozen=True)
+class OwnedProcess:
+    pid: int
+    create_time: float
+    agent: str
+    spec_hash: str
+    cmdline: str
+
+
+def owned_processes(fleet: str, repo: str) -> list[OwnedProcess]:
+    """Session leaders whose environment names this fleet and repo.
+
+    Only one process per session (the group leader) is returned, so stopping it
+    stops the agent and everything it started.
+    """
+    found: list[OwnedProcess] = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.pid == me or os.getsid(proc.pid) != proc.pid:
+                continue
+            env = proc.environ()
+            if env.get(ENV_FLEET) != fleet or env.get(ENV_REPO) != repo:
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            found.append(OwnedProcess(proc.pid, proc.info["create_time"], env.get(ENV_AGENT, ""),
+                                      env.get(ENV_HASH, ""), " ".join(proc.cmdline())[:200]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ProcessLookupError):
+            continue
+    return found

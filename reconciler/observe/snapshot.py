@@ -1,0 +1,95 @@
+"""One consistent read of everything the planner needs, for one fleet."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..spec.loader import LoadedFleet
+from ..state import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
+from .gitrepo import AtStake, GitRepo, Worktree
+from .processes import OwnedProcess, is_alive, owned_processes
+
+
+@dataclass
+class ObservedAgent:
+    name: str
+    record: SessionRecord | None = None
+    exit: ExitRecord | None = None
+    worktree: Worktree | None = None  # owned by this fleet, for this agent
+    alive: bool = False
+    at_stake: AtStake | None = None  # filled only for prune candidates
+
+    @property
+    def phase(self) -> str | None:
+        """The phase as observed now (a recorded Running session may have ended since)."""
+        rec = self.record
+        if rec is None:
+            return None
+        if rec.phase != RUNNING or self.alive:
+            return rec.phase
+        if self.exit is not None and self.exit.pid == rec.pid:
+            return SUCCEEDED if self.exit.exit_code == 0 else FAILED
+        return FAILED
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.exit is not None and self.record is not None and self.exit.pid == self.record.pid:
+            return self.exit.exit_code
+        return self.record.exit_code if self.record else None
+
+
+@dataclass
+class Observed:
+    repo: GitRepo
+    store: StateStore
+    base_exists: bool
+    agents: dict[str, ObservedAgent] = field(default_factory=dict)
+    foreign: list[Worktree] = field(default_factory=list)  # under our root, not ours
+    orphans: list[OwnedProcess] = field(default_factory=list)
+    unowned_branches: set[str] = field(default_factory=set)  # desired branches that exist, not ours
+
+    def running(self) -> list[ObservedAgent]:
+        return [a for a in self.agents.values() if a.alive]
+
+
+def fleet_home(repo: GitRepo) -> Path:
+    return repo.root / ".fleet"
+
+
+def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
+    """Read git, the state store and processes. Writes nothing.
+
+    `inspect_all` computes what is at stake for every owned worktree (status needs
+    it); otherwise only for prune candidates, which is all the planner needs.
+    """
+    repo = GitRepo(loaded.repo)
+    store = StateStore(fleet_home(repo), loaded.name)
+    obs = Observed(repo=repo, store=store, base_exists=repo.ref_exists(loaded.fleet.spec.base))
+    root = (loaded.repo / loaded.fleet.spec.worktrees.root).resolve()
+    repo_id = str(repo.common_dir)
+    for wt in repo.worktrees():
+        if wt.owner and wt.owner.fleet == loaded.name and wt.owner.repo == repo_id:
+            obs.agents.setdefault(wt.owner.agent, ObservedAgent(wt.owner.agent)).worktree = wt
+        elif _is_under(wt.path, root):
+            obs.foreign.append(wt)
+    for name, rec in store.all().items():
+        agent = obs.agents.setdefault(name, ObservedAgent(name))
+        agent.record = rec
+        agent.exit = store.load_exit(name)
+        agent.alive = is_alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
+    known = {(a.record.pid, a.record.create_time) for a in obs.agents.values() if a.alive and a.record}
+    obs.orphans = [p for p in owned_processes(loaded.name, repo_id)
+                   if not any(p.pid == pid and abs(p.create_time - (ct or 0)) < 0.05 for pid, ct in known)]
+    desired = {a.name for a in loaded.agents}
+    for agent in loaded.agents:
+        if agent.name not in obs.agents or obs.agents[agent.name].worktree is None:
+            if repo.branch_exists(agent.branch) and agent.name not in obs.agents:
+                obs.unowned_branches.add(agent.branch)
+    for name, agent in obs.agents.items():
+        if agent.worktree is not None and (inspect_all or name not in desired):
+            agent.at_stake = repo.at_stake(agent.worktree, loaded.fleet.spec.base)
+    return obs
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

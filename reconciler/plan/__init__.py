@@ -1,0 +1,1 @@
+"""Deciding what to do: a pure function of desired and observed state."""

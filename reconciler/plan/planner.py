@@ -1,0 +1,143 @@
+"""desired x observed -> ordered actions. Pure: no git, no processes, no files.
+
+Order: stop orphans and undeclared sessions first (they free slots), then prunes,
+then declared agents in file order, so caps are filled the way the file reads.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..observe.snapshot import Observed, ObservedAgent
+from ..runtimes import get_runtime
+from ..spec.desired import DesiredAgent
+from ..spec.loader import LoadedFleet
+from ..state import FAILED, RUNNING, SUCCEEDED
+from .actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, SPAWN, STOP, WAIT, Action,
+                      Plan)
+from .drift import explain
+
+
+@dataclass
+class _Slots:
+    """Running sessions per fleet and per tier, as the plan would leave them."""
+
+    fleet_cap: int | None
+    tier_caps: dict[str, int | None]
+    total: int = 0
+    by_tier: dict[str, int] = field(default_factory=dict)
+
+    def take(self, tier: str) -> str | None:
+        """Take a slot, or return why there is none."""
+        if self.fleet_cap is not None and self.total >= self.fleet_cap:
+            return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running)"
+        cap = self.tier_caps.get(tier)
+        if cap is not None and self.by_tier.get(tier, 0) >= cap:
+            return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running)"
+        self.add(tier, 1)
+        return None
+
+    def add(self, tier: str | None, n: int) -> None:
+        self.total += n
+        if tier:
+            self.by_tier[tier] = self.by_tier.get(tier, 0) + n
+
+
+def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()) -> Plan:
+    spec = loaded.fleet.spec
+    slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()})
+    for agent in observed.running():
+        slots.add(agent.record.tier if agent.record else None, 1)
+    desired = {a.name: a for a in loaded.agents}
+    actions: list[Action] = []
+    for proc in observed.orphans:
+        why = ("belongs to undeclared agent " + proc.agent if proc.agent not in desired
+               else "running session the state store does not know")
+        actions.append(Action(STOP, proc.agent or f"pid-{proc.pid}", f"orphan: {why}",
+                              details={"pid": proc.pid, "cmdline": proc.cmdline}))
+    for name, obs in sorted(observed.agents.items()):
+        if name not in desired:
+            actions += _undeclared(obs, prune=spec.gc.prune, slots=slots)
+    for agent in loaded.agents:
+        actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
+    wanted = set(targets)
+    if wanted:
+        actions = [a for a in actions if a.agent in wanted]
+    notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
+                  f"fleet {loaded.name}; left alone" for wt in observed.foreign)
+    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
+
+
+def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots) -> list[Action]:
+    rec = obs.record
+    tier = rec.tier if rec else None
+    protected = bool(rec and rec.protect)
+    if protected and (obs.alive or obs.worktree):
+        return [Action(BLOCKED, obs.name, "agent is no longer declared but protect: true; "
+                       "fleet will not stop or prune it", tier)]
+    out: list[Action] = []
+    if obs.alive:
+        out.append(Action(STOP, obs.name, "agent is no longer declared", tier,
+                          {"pid": rec.pid if rec else None}))
+        slots.add(tier, -1)
+    if not prune:
+        return out
+    if obs.worktree is None:
+        return out + [Action(PRUNE, obs.name, "agent is no longer declared (state record only)", tier)]
+    stake = obs.at_stake
+    if stake is not None and not stake.safe:
+        return out + [Action(BLOCKED, obs.name, f"prune refused: {stake.summary()}", tier, {
+            "worktree": str(obs.worktree.path), "branch": obs.worktree.branch, "files": stake.dirty,
+            "commits": stake.commits, "stashes": stake.stashes, "inProgress": stake.in_progress,
+            "locked": stake.locked})]
+    return out + [Action(PRUNE, obs.name, "agent is no longer declared; worktree is clean and merged", tier,
+                         {"worktree": str(obs.worktree.path), "branch": obs.worktree.branch})]
+
+
+def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed,
+              slots: _Slots) -> list[Action]:
+    tier = agent.tier_name
+    if obs is None or obs.worktree is None:
+        if not observed.base_exists:
+            return [Action(BLOCKED, agent.name, f"base ref {agent.base!r} does not exist in the repo", tier)]
+        if agent.branch in observed.unowned_branches:
+            return [Action(BLOCKED, agent.name, f"branch {agent.branch} exists and is not owned by this "
+                           "fleet; rename the agent or the branch", tier)]
+        if any(wt.path == agent.worktree for wt in observed.foreign):
+            return [Action(BLOCKED, agent.name, f"{agent.worktree} is a worktree this fleet does not own", tier)]
+        create = Action(CREATE_WORKTREE, agent.name, f"no worktree; branch {agent.branch} from {agent.base}",
+                        tier, {"path": str(agent.worktree), "branch": agent.branch})
+        return [create, _start(SPAWN, agent, "new agent", slots)]
+    rec, phase = obs.record, obs.phase
+    if rec is None or phase is None:
+        return [_start(SPAWN, agent, "worktree exists, no session yet", slots)]
+    drift = rec.spec_hash != agent.spec_hash
+    changes = explain(rec.session_spec, agent.session_spec()) if drift else []
+    if phase == RUNNING:
+        if not drift:
+            return []
+        if agent.protect:
+            return [Action(BLOCKED, agent.name, "spec changed but protect: true; not replacing the "
+                           "running session", tier, {"changes": changes})]
+        return [Action(REPLACE, agent.name, "spec changed: " + "; ".join(changes), tier,
+                       {"changes": changes, "pid": rec.pid, "from": rec.spec_hash, "to": agent.spec_hash})]
+    if drift:
+        return [_start(SPAWN, agent, "spec changed: " + "; ".join(changes), slots, changes)]
+    if phase == SUCCEEDED and agent.restart == "Always":
+        return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
+    if phase == FAILED and agent.restart in ("OnFailure", "Always"):
+        why = f"restart: {agent.restart} (last run failed, exit {obs.exit_code})"
+        can_resume = get_runtime(agent.tier.runtime).can_resume and rec.session_id
+        return [_start(RESUME if can_resume else SPAWN, agent, why, slots)]
+    if phase in (SUCCEEDED, FAILED):
+        return []
+    return [_start(SPAWN, agent, f"{phase.lower()}: not started yet", slots)]
+
+
+def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
+           changes: list[str] | None = None) -> Action:
+    details = {"changes": changes} if changes else {}
+    full = slots.take(agent.tier_name)
+    if full is not None:
+        return Action(WAIT, agent.name, f"{kind} waits: {full}", agent.tier_name, {"then": kind, **details})
+    return Action(kind, agent.name, reason, agent.tier_name, details)

@@ -1,0 +1,1 @@
+"""Presenting plans and status: table (terminal), json (machines), markdown (PRs)."""

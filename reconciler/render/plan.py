@@ -1,0 +1,75 @@
+"""A plan as a terraform-like table, stable JSON, or a pull-request comment."""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP,
+                            WAIT, Action, Plan)
+
+_STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
+          REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red"}
+_SUMMARY = ((CREATE_WORKTREE, "worktree(s) to create"), (SPAWN, "to spawn"), (RESUME, "to resume"),
+            (REPLACE, "to replace"), (STOP, "to stop"), (RUN_GATE, "gate(s) to run"),
+            (PRUNE, "to prune"), (WAIT, "waiting"), (BLOCKED, "blocked"))
+
+
+def summary_line(plan: Plan) -> str:
+    if not plan.has_changes:
+        return f"No changes. Fleet {plan.fleet} matches its spec."
+    counts = plan.counts()
+    return "Plan: " + ", ".join(f"{counts.get(k, 0)} {label}" for k, label in _SUMMARY) + "."
+
+
+def print_table(plan: Plan, console: Console) -> None:
+    width = max((len(a.agent) for a in plan.actions), default=0)
+    for a in plan.actions:
+        style = _STYLE[a.kind]
+        console.print(f"  [{style}]{a.symbol:>3} {a.kind:<15}[/] {escape(a.agent):<{width}}  {escape(a.reason)}")
+        for line in _detail_lines(a):
+            console.print(f"        [dim]{escape(line)}[/]" if a.kind != BLOCKED else f"        {escape(line)}")
+    for note in plan.notes:
+        console.print(f"  [yellow]note:[/] {escape(note)}")
+    if plan.actions or plan.notes:
+        console.print()
+    style = "bold red" if plan.blocked else "bold"
+    console.print(f"[{style}]{escape(summary_line(plan))}[/]")
+
+
+def _detail_lines(a: Action) -> list[str]:
+    d = a.details
+    lines = [f"file: {f}" for f in d.get("files", [])]
+    lines += [f"commit: {c}" for c in d.get("commits", [])]
+    lines += [f"stash: {s}" for s in d.get("stashes", [])]
+    if a.kind == BLOCKED and d.get("worktree"):
+        lines.append(f"worktree: {d['worktree']} (branch {d.get('branch')})")
+    return lines
+
+
+def to_json(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True)
+
+
+def to_markdown(plan: Plan) -> str:
+    """A PR comment. The first line is a stable marker so bots can update it in place."""
+    out = [f"<!-- fleet-plan:{plan.fleet} -->", f"### fleet `{plan.fleet}`", "", f"**{summary_line(plan)}**", ""]
+    if plan.blocked:
+        out += ["> [!WARNING]", "> **Blocked:** fleet refuses these actions to avoid losing work:"]
+        out += [f"> - `{a.agent}`: {a.reason}" for a in plan.blocked]
+        out.append("")
+    by_agent: OrderedDict[str, list[Action]] = OrderedDict()
+    for a in plan.actions:
+        by_agent.setdefault(a.agent, []).append(a)
+    for agent, actions in by_agent.items():
+        kinds = ", ".join(f"{a.symbol} {a.kind}" for a in actions)
+        out += ["<details>", f"<summary><code>{agent}</code>: {kinds}</summary>", ""]
+        for a in actions:
+            out.append(f"- `{a.symbol} {a.kind}`{f' (tier `{a.tier}`)' if a.tier else ''}: {a.reason}")
+            out += [f"  - {line}" for line in _detail_lines(a)]
+        out += ["", "</details>"]
+    if plan.notes:
+        out += ["", *[f"- note: {n}" for n in plan.notes]]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,154 @@
+"""The state store: one JSON record per agent under .fleet/state/<fleet>/.
+
+Records are written atomically (temp file + rename in the same directory), so a
+reader never sees half a record and a crash leaves the old or the new one. The
+store is a cache of what fleet did; observation (git, psutil) is always the truth.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+    lastTransitionTime: str = field(default_factory=now_iso)
+
+
+@dataclass
+class SessionRecord:
+    agent: str
+    fleet: str
+    phase: str = PENDING
+    tier: str | None = None
+    runtime: str | None = None
+    model: str | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    spec_hash: str | None = None
+    session_spec: dict[str, Any] | None = None  # what spec_hash was computed from (drift explanation)
+    pid: int | None = None
+    create_time: float | None = None  # psutil create_time of pid: guards against PID reuse
+    session_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    attempts: int = 0
+    cost_usd: float = 0.0
+    reason: str | None = None  # why Pending/Blocked/Failed, for humans
+    protect: bool = False
+    conditions: list[Condition] = field(default_factory=list)
+
+    def set_condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
+        for cond in self.conditions:
+            if cond.type == type_:
+                if (cond.status, cond.reason, cond.message) != (status, reason, message):
+                    changed = cond.status != status
+                    cond.status, cond.reason, cond.message = status, reason, message
+                    if changed:
+                        cond.lastTransitionTime = now_iso()
+                return
+        self.conditions.append(Condition(type_, status, reason, message))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["conditions"] = [Condition(**c) for c in values.get("conditions", [])]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """Written by the session runner when the agent process exits."""
+
+    pid: int
+    exit_code: int
+    finished_at: str
+
+
+class StateStore:
+    """Records for one fleet. Paths: .fleet/state/<fleet>/<agent>.json (+ .exit.json)."""
+
+    def __init__(self, fleet_home: Path, fleet: str) -> None:
+        self.home = fleet_home
+        self.fleet = fleet
+        self.dir = fleet_home / "state" / fleet
+        self.log_dir = fleet_home / "logs" / fleet
+
+    def path(self, agent: str) -> Path:
+        return self.dir / f"{agent}.json"
+
+    def exit_path(self, agent: str) -> Path:
+        return self.dir / f"{agent}.exit.json"
+
+    def log_path(self, agent: str) -> Path:
+        return self.log_dir / f"{agent}.log"
+
+    def load(self, agent: str) -> SessionRecord | None:
+        try:
+            return SessionRecord.from_json(json.loads(self.path(agent).read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            # never lose the file: keep it aside for inspection and start clean
+            self.path(agent).replace(self.path(agent).with_suffix(".corrupt"))
+            rec = SessionRecord(agent=agent, fleet=self.fleet, reason=f"state record was unreadable: {exc}")
+            return rec
+
+    def all(self) -> dict[str, SessionRecord]:
+        if not self.dir.is_dir():
+            return {}
+        names = sorted(p.name[:-5] for p in self.dir.glob("*.json") if not p.name.endswith(".exit.json"))
+        return {n: r for n in names if (r := self.load(n)) is not None}
+
+    def save(self, record: SessionRecord) -> None:
+        write_json_atomic(self.path(record.agent), record.to_json())
+
+    def load_exit(self, agent: str) -> ExitRecord | None:
+        try:
+            data = json.loads(self.exit_path(agent).read_text())
+            return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
+                              finished_at=str(data["finished_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def clear_exit(self, agent: str) -> None:
+        self.exit_path(agent).unlink(missing_ok=True)
+
+    def remove(self, agent: str) -> None:
+        for p in (self.path(agent), self.exit_path(agent)):
+            p.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

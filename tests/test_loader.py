@@ -1,0 +1,115 @@
+"""fleet validate: every bad input gives file:line:col, a message and a hint, never a traceback."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import FLEETS, fleet, write_fleet
+
+GOOD = """\
+apiVersion: fleet/v1alpha1
+kind: Fleet
+metadata:
+  name: t
+spec:
+  tiers:
+    worker: {runtime: claude, model: sonnet, maxRunning: 2}
+    local: {runtime: command}
+  gates:
+    tests: {run: "pytest -q", timeout: 5m}
+  agents:
+    - name: a
+      tier: worker
+      prompt: do a
+      gates: [tests]
+    - name: b
+      tier: local
+      command: [python, agent.py]
+"""
+
+
+@pytest.mark.parametrize("example", sorted(FLEETS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_fleet_is_valid(example: Path) -> None:
+    proc = fleet("validate", str(example), cwd=example.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "valid" in proc.stdout
+
+
+def test_valid_file_reports_agent_count(tmp_path: Path) -> None:
+    proc = fleet("validate", str(write_fleet(tmp_path, GOOD)), cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "2 agents" in proc.stdout
+
+
+# (name, replace-this, with-this, expected line, fragment of the message)
+BAD = [
+    ("unknown key", "      prompt: do a\n", "      prompt: do a\n      promt: typo\n", 15, "unknown key 'promt'"),
+    ("unknown tier", "      tier: local\n", "      tier: lokal\n", 17, "unknown tier 'lokal'"),
+    ("unknown gate", "gates: [tests]", "gates: [tests, lint]", 15, "unknown gate 'lint'"),
+    ("bad runtime", "runtime: command}", "runtime: bash}", 8, "runtime"),
+    ("bad duration", "timeout: 5m", "timeout: five minutes", 10, "timeout"),
+    ("wrong type", "maxRunning: 2}", "maxRunning: two}", 7, "maxRunning"),
+    ("duplicate key", "kind: Fleet\n", "kind: Fleet\nkind: Fleet\n", 3, "duplicate key"),
+    ("tab indentation", "  name: t\n", "\tname: t\n", 4, "tab"),
+    ("bad name", "- name: a\n", "- name: a/b\n", 12, "name"),
+    ("duplicate names", "- name: b\n", "- name: a\n", 16, "duplicate agent name 'a'"),
+    ("missing spec key", "  tiers:\n", "  tierz:\n", 6, "unknown key 'tierz'"),
+    ("escaping root", "spec:\n", "spec:\n  worktrees: {root: ../outside}\n", 6, "escapes the repo"),
+    ("command on claude tier", "      prompt: do a\n", "      prompt: do a\n      command: [x]\n", 15,
+     "only for runtime `command`"),
+    ("bad cron", "spec:\n", "spec:\n  reconcile: {cron: \"61 * * * *\"}\n", 6, "cron"),
+    ("wrong apiVersion", "fleet/v1alpha1", "fleet/v2", 1, "apiVersion"),
+    ("forEach without item", "    - name: b\n", "    - name: b\n      forEach: {items: [x, y]}\n", 16,
+     "{item}"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_is_reported_with_position_and_hint(tmp_path: Path, case: tuple) -> None:
+    _, old, new, line, fragment = case
+    assert old in GOOD
+    path = write_fleet(tmp_path, GOOD.replace(old, new, 1))
+    proc = fleet("validate", str(path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert re.search(rf"{re.escape(str(path))}:{line}:\d+: .*{re.escape(fragment)}", proc.stderr), proc.stderr
+    assert "hint:" in proc.stderr
+
+
+def test_several_errors_are_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("tier: local", "tier: nope").replace("gates: [tests]", "gates: [nada]")
+    proc = fleet("validate", str(write_fleet(tmp_path, text)), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "unknown tier 'nope'" in proc.stderr and "unknown gate 'nada'" in proc.stderr
+    assert "2 errors" in proc.stderr
+
+
+def test_unknown_key_suggests_the_close_match(tmp_path: Path) -> None:
+    proc = fleet("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", "maxRuning: 2"))),
+                 cwd=tmp_path)
+    assert "did you mean 'maxRunning'" in proc.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    proc = fleet("validate", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_foreach_expands_items_and_glob(tmp_path: Path) -> None:
+    from reconciler.spec.loader import load_fleet
+
+    (tmp_path / "src" / "routes").mkdir(parents=True)
+    for f in ("users.py", "admin.py"):
+        (tmp_path / "src" / "routes" / f).write_text("")
+    text = GOOD.replace("    - name: b\n", "    - name: audit-{item}\n      forEach: {glob: \"src/routes/*.py\"}\n"
+                        "      prompt: Audit {item}\n", 1)
+    text = text.replace("command: [python, agent.py]", "command: [python, agent.py, \"{item}\"]")
+    loaded = load_fleet(write_fleet(tmp_path, text))
+    names = [a.name for a in loaded.agents]
+    assert names == ["a", "audit-src-routes-admin", "audit-src-routes-users"]
+    admin = loaded.agent("audit-src-routes-admin")
+    assert admin is not None and admin.command == ("python", "agent.py", "src/routes/admin.py")
+    assert admin.branch == "fleet/t/audit-src-routes-admin"
