@@ -81,6 +81,94 @@ def diff(file: str, output: str, targets: tuple[str, ...]) -> None:
     _run("diff", error_code=2, file=file, output=output, targets=list(targets))
 
 
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                            help="Give up if the fleet lock is not free within this time (default: wait).")
+GRACE = click.option("--grace", type=float, default=10.0, show_default=True, metavar="SECONDS",
+                     help="Time between SIGTERM and SIGKILL when stopping a session.")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@YES
+@click.option("--dry-run", is_flag=True, help="Show the plan only (same as `fleet diff`).")
+@TARGET
+@LOCK_TIMEOUT
+@GRACE
+def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], lock_timeout: float | None,
+          grace: float) -> None:
+    """Converge the fleet once: create worktrees, spawn/resume/replace sessions, prune.
+
+    Runs under the fleet lock (a concurrent apply waits). Shows the plan and asks
+    before acting unless --yes. Exit 0 converged or progressing, 1 error, 3 blocked
+    (a prune or stop was refused to protect work; nothing was deleted).
+
+    \b
+    Examples:
+      fleet apply fleet.yaml            # review, type yes
+      fleet apply fleet.yaml --yes      # CI / cron
+      fleet apply fleet.yaml --target audit-users --yes
+    """
+    _run("apply", file=file, yes=yes, dry_run=dry_run, targets=list(targets), lock_timeout=lock_timeout,
+         grace=grace)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(file: str, output: str) -> None:
+    """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, cost, reason.
+
+    \b
+    Examples:
+      fleet status fleet.yaml
+      fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase}'
+    """
+    _run("status", file=file, output=output)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
+def logs(file: str, name: str, follow: bool) -> None:
+    """Print the output of agent NAME's session.
+
+    \b
+    Example:
+      fleet logs fleet.yaml audit-users -f
+    """
+    _run("logs", file=file, name=name, follow=follow)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("names", nargs=-1)
+@YES
+@LOCK_TIMEOUT
+@GRACE
+def delete(file: str, names: tuple[str, ...], yes: bool, lock_timeout: float | None, grace: float) -> None:
+    """Stop sessions and prune worktrees of NAMES (default: every agent the fleet owns).
+
+    The safety rules hold: a worktree with uncommitted, untracked, stashed or
+    unmerged work is never removed (exit 3, the files and commits are listed).
+
+    \b
+    Examples:
+      fleet delete fleet.yaml audit-users --yes
+      fleet delete fleet.yaml --yes     # the whole fleet
+    """
+    _run("delete", file=file, names=list(names), yes=yes, lock_timeout=lock_timeout, grace=grace)
+
+
+@cli.command("force-unlock")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("lock_id")
+def force_unlock(file: str, lock_id: str) -> None:
+    """Remove the fleet lock left by a process that is gone (ID from the lock message)."""
+    _run("unlock", file=file, lock_id=lock_id)
+
+
 @cli.command()
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 def schema(out_file: str | None) -> None:

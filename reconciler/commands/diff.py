@@ -4,15 +4,14 @@ from __future__ import annotations
 from rich.console import Console
 
 from ..errors import EXIT_CHANGES, EXIT_OK
-from ..observe.snapshot import observe
-from ..plan.planner import plan as make_plan
+from ..reconcile import preview
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 
 
 def run(*, file: str, output: str, targets: list[str], console: Console, err: Console) -> int:
     loaded = load_fleet(file)
-    the_plan = make_plan(loaded, observe(loaded), targets=targets)
+    _, the_plan = preview(loaded, targets=targets)
     if output == "json":
         console.print(to_json(the_plan), markup=False, highlight=False, soft_wrap=True)
     elif output == "markdown":

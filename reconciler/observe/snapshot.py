@@ -18,6 +18,7 @@ class ObservedAgent:
     worktree: Worktree | None = None  # owned by this fleet, for this agent
     alive: bool = False
     at_stake: AtStake | None = None  # filled only for prune candidates
+    adopted: bool = False  # a live session found by its owner variables, not yet recorded
 
     @property
     def phase(self) -> str | None:
@@ -78,8 +79,10 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
         agent.exit = store.load_exit(name)
         agent.alive = is_alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
     known = {(a.record.pid, a.record.create_time) for a in obs.agents.values() if a.alive and a.record}
-    obs.orphans = [p for p in owned_processes(loaded.name, repo_id)
-                   if not any(p.pid == pid and abs(p.create_time - (ct or 0)) < 0.05 for pid, ct in known)]
+    owned = [p for p in owned_processes(loaded.name, repo_id)
+             if not any(p.pid == pid and abs(p.create_time - (ct or 0)) < 0.05 for pid, ct in known)]
+    hashes = {a.name: a.spec_hash for a in loaded.agents}
+    obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
     desired = {a.name for a in loaded.agents}
     for agent in loaded.agents:
         if agent.name not in obs.agents or obs.agents[agent.name].worktree is None:
@@ -89,6 +92,18 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
         if agent.worktree is not None and (inspect_all or name not in desired):
             agent.at_stake = repo.at_stake(agent.worktree, loaded.fleet.spec.base)
     return obs
+
+
+def _adopt(agent: ObservedAgent | None, proc: OwnedProcess, desired_hash: str | None) -> bool:
+    """Take a live session as the agent's own when fleet died between spawning and recording it:
+    the process runs the current spec of a declared agent whose record shows no live session."""
+    rec = agent.record if agent else None
+    if agent is None or rec is None or agent.alive or desired_hash is None or proc.spec_hash != desired_hash:
+        return False
+    rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
+    rec.spec_hash = desired_hash
+    agent.alive = agent.adopted = True
+    return True
 
 
 def _is_under(path: Path, root: Path) -> bool:

@@ -68,29 +68,29 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
     return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
 
 
-def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots) -> list[Action]:
+def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots,
+                why: str = "agent is no longer declared") -> list[Action]:
     rec = obs.record
     tier = rec.tier if rec else None
     protected = bool(rec and rec.protect)
     if protected and (obs.alive or obs.worktree):
-        return [Action(BLOCKED, obs.name, "agent is no longer declared but protect: true; "
-                       "fleet will not stop or prune it", tier)]
+        return [Action(BLOCKED, obs.name, f"{why} but protect: true; fleet will not stop or prune it", tier)]
     out: list[Action] = []
     if obs.alive:
-        out.append(Action(STOP, obs.name, "agent is no longer declared", tier,
+        out.append(Action(STOP, obs.name, why, tier,
                           {"pid": rec.pid if rec else None}))
         slots.add(tier, -1)
     if not prune:
         return out
     if obs.worktree is None:
-        return out + [Action(PRUNE, obs.name, "agent is no longer declared (state record only)", tier)]
+        return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
     stake = obs.at_stake
     if stake is not None and not stake.safe:
         return out + [Action(BLOCKED, obs.name, f"prune refused: {stake.summary()}", tier, {
             "worktree": str(obs.worktree.path), "branch": obs.worktree.branch, "files": stake.dirty,
             "commits": stake.commits, "stashes": stake.stashes, "inProgress": stake.in_progress,
             "locked": stake.locked})]
-    return out + [Action(PRUNE, obs.name, "agent is no longer declared; worktree is clean and merged", tier,
+    return out + [Action(PRUNE, obs.name, f"{why}; worktree is clean and merged", tier,
                          {"worktree": str(obs.worktree.path), "branch": obs.worktree.branch})]
 
 
@@ -141,3 +141,24 @@ def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
     if full is not None:
         return Action(WAIT, agent.name, f"{kind} waits: {full}", agent.tier_name, {"then": kind, **details})
     return Action(kind, agent.name, reason, agent.tier_name, details)
+
+
+def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | None) -> Plan:
+    """Stop and prune the named agents (all the fleet owns if None), with the prune safety rules."""
+    chosen = set(names) if names is not None else set(observed.agents)
+    slots = _Slots(None, {})
+    actions: list[Action] = []
+    for name in sorted(chosen):
+        obs = observed.agents.get(name)
+        if obs is None:
+            continue
+        desired = loaded.agent(name)
+        if desired is not None and desired.protect:
+            actions.append(Action(BLOCKED, name, "protect: true; fleet will not stop or prune it",
+                                  desired.tier_name))
+            continue
+        actions += _undeclared(obs, prune=True, slots=slots, why="deleted by request")
+    if names is None:
+        actions[:0] = [Action(STOP, p.agent or f"pid-{p.pid}", "orphan session of this fleet",
+                              details={"pid": p.pid, "cmdline": p.cmdline}) for p in observed.orphans]
+    return Plan(fleet=loaded.name, actions=tuple(actions))

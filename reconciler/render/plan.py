@@ -21,7 +21,7 @@ def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return f"No changes. Fleet {plan.fleet} matches its spec."
     counts = plan.counts()
-    return "Plan: " + ", ".join(f"{counts.get(k, 0)} {label}" for k, label in _SUMMARY) + "."
+    return "Plan: " + ", ".join(f"{counts[k]} {label}" for k, label in _SUMMARY if counts.get(k)) + "."
 
 
 def print_table(plan: Plan, console: Console) -> None:

@@ -1,0 +1,1 @@
+"""Changing the world: worktrees, sessions, and executing a plan."""

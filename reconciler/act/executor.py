@@ -1,0 +1,157 @@
+"""Execute a plan: each action in order, recording intent before acting.
+
+Every step writes the agent's record before and after touching the world, so a
+`kill -9` at any point leaves a state the next apply converges from (the orphan
+and adoption rules in observe cover a session started but not yet recorded).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import FleetError
+from ..observe.snapshot import Observed, ObservedAgent
+from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, SPAWN, STOP, WAIT, Action,
+                            Plan)
+from ..spec.desired import DesiredAgent
+from ..spec.loader import LoadedFleet
+from ..state import BLOCKED as PHASE_BLOCKED
+from ..state import PENDING, RUNNING, SessionRecord, now_iso
+from . import sessions
+from .worktrees import create_worktree, ensure_excluded, remove_worktree
+
+RESUME_MESSAGE = ("Your previous run ended with exit code {code}. Continue the task from where you "
+                  "stopped, then commit your work.")
+
+
+@dataclass
+class Outcome:
+    action: Action
+    ok: bool
+    message: str = ""
+
+
+@dataclass
+class Executor:
+    loaded: LoadedFleet
+    observed: Observed
+    grace: float = 10.0
+    on_step: Callable[[Outcome], None] | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.observed.store
+
+    def run(self, plan: Plan) -> list[Outcome]:
+        ensure_excluded(self.observed.repo)
+        for action in plan.actions:
+            try:
+                message = self._do(action)
+                outcome = Outcome(action, True, message)
+            except FleetError as exc:
+                outcome = Outcome(action, False, exc.message)
+                self._fail(action, exc.message)
+            self.outcomes.append(outcome)
+            if self.on_step:
+                self.on_step(outcome)
+        return self.outcomes
+
+    def _do(self, action: Action) -> str:
+        agent = self.loaded.agent(action.agent)
+        obs = self.observed.agents.get(action.agent)
+        handler = {CREATE_WORKTREE: self._create, SPAWN: self._spawn, RESUME: self._resume,
+                   REPLACE: self._replace, STOP: self._stop, PRUNE: self._prune, WAIT: self._wait,
+                   BLOCKED: self._blocked}[action.kind]
+        return handler(action, agent, obs)
+
+    def _create(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None
+        rec = self._record(agent)
+        rec.reason = "creating worktree"
+        self.store.save(rec)
+        path = create_worktree(self.observed.repo, agent, fleet=self.loaded.name)
+        return f"worktree {path} on {agent.branch}"
+
+    def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
+               *, resume: tuple[str, str] | None = None) -> str:
+        assert agent is not None
+        rec = self._record(agent)
+        rec.reason = "starting session"  # intent, recorded before the process exists
+        self.store.save(rec)
+        started = sessions.spawn(agent, fleet=self.loaded.name, repo_id=str(self.observed.repo.common_dir),
+                                 lock_dir=self.store.home / "locks", log=self.store.log_path(agent.name),
+                                 exit_file=self.store.exit_path(agent.name), resume=resume)
+        rec.phase, rec.pid, rec.create_time = RUNNING, started.pid, started.create_time
+        rec.session_id, rec.spec_hash, rec.session_spec = started.session_id, agent.spec_hash, agent.session_spec()
+        rec.started_at, rec.finished_at, rec.exit_code, rec.reason = now_iso(), None, None, None
+        rec.attempts = rec.attempts + 1 if resume else 1
+        rec.set_condition("Ready", "Unknown", "Running", f"pid {started.pid}")
+        self.store.save(rec)
+        return f"pid {started.pid}, log {self.store.log_path(agent.name)}"
+
+    def _resume(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None and obs is not None and obs.record is not None
+        message = RESUME_MESSAGE.format(code=obs.exit_code)
+        return self._spawn(action, agent, obs, resume=(obs.record.session_id or "", message))
+
+    def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        self._stop(action, agent, obs)
+        return self._spawn(action, agent, obs)
+
+    def _stop(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        if "cmdline" in action.details:  # an orphan: no record, its pid and create-time were observed
+            orphan = next(p for p in self.observed.orphans if p.pid == action.details["pid"])
+            sessions.stop(orphan.pid, orphan.create_time, grace=self.grace)
+            return f"stopped orphan pid {orphan.pid}"
+        rec = obs.record if obs else None
+        if rec is None or rec.pid is None:
+            return "not running"
+        sessions.stop(rec.pid, rec.create_time, grace=self.grace)
+        self.store.clear_exit(rec.agent)
+        rec.phase, rec.finished_at, rec.reason = PENDING, now_iso(), f"stopped: {action.reason}"
+        rec.set_condition("Ready", "False", "Stopped", action.reason)
+        self.store.save(rec)
+        return f"stopped pid {rec.pid}"
+
+    def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert obs is not None
+        if obs.worktree is not None:
+            remove_worktree(self.observed.repo, obs.worktree, base=self.loaded.fleet.spec.base)
+        self.store.remove(action.agent)
+        return f"pruned {obs.worktree.path if obs.worktree else 'state record'}"
+
+    def _wait(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        if agent is None:
+            return action.reason
+        rec = self._record(agent)
+        if rec.phase != RUNNING:
+            rec.phase, rec.reason = PENDING, action.reason
+            rec.set_condition("Ready", "False", "Waiting", action.reason)
+            self.store.save(rec)
+        return action.reason
+
+    def _blocked(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        rec = obs.record if obs and obs.record else (self._record(agent) if agent else None)
+        if rec is not None and rec.phase != RUNNING:
+            rec.phase, rec.reason = PHASE_BLOCKED, action.reason
+            rec.set_condition("Ready", "False", "Blocked", action.reason)
+            self.store.save(rec)
+        return action.reason
+
+    def _fail(self, action: Action, message: str) -> None:
+        agent = self.loaded.agent(action.agent)
+        if agent is None:
+            return
+        rec = self._record(agent)
+        if rec.phase != RUNNING:
+            rec.phase, rec.reason = "Failed", f"{action.kind} failed: {message}"
+            rec.set_condition("Ready", "False", "ActionFailed", rec.reason)
+            self.store.save(rec)
+
+    def _record(self, agent: DesiredAgent) -> SessionRecord:
+        """The agent's current record (re-read: an earlier action may have changed it)."""
+        rec = self.store.load(agent.name) or SessionRecord(agent=agent.name, fleet=self.loaded.name)
+        rec.tier, rec.runtime, rec.model = agent.tier_name, agent.tier.runtime, agent.tier.model
+        rec.branch, rec.worktree, rec.protect = agent.branch, str(agent.worktree), agent.protect
+        return rec

@@ -1,0 +1,121 @@
+"""Starting and stopping detached agent sessions."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from ..errors import FleetError
+from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, create_time, is_alive
+from ..runtimes import get_runtime
+from ..runtimes.base import SessionRequest
+from ..spec.desired import DesiredAgent
+from ..spec.models import FromEnv
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    create_time: float
+    session_id: str
+    argv: list[str]
+
+
+def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
+                session_id: str) -> dict[str, str]:
+    """The session's environment: ours, the agent's env, and the owner variables."""
+    env = dict(os.environ)
+    for key, value in agent.env.items():
+        if isinstance(value, FromEnv):
+            if value.fromEnv not in os.environ:
+                raise FleetError(f"agent {agent.name}: env {key} reads ${value.fromEnv}, which is not set",
+                                 hint=f"export {value.fromEnv} in the environment that runs fleet")
+            env[key] = os.environ[value.fromEnv]
+        else:
+            env[key] = value
+    bindir = str(Path(sys.executable).parent)  # so `fleet lock` and our python resolve in the session
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.update({ENV_FLEET: fleet, ENV_REPO: repo_id, ENV_AGENT: agent.name, ENV_HASH: agent.spec_hash,
+                "FLEET_SESSION_ID": session_id, "FLEET_LOCK_DIR": str(lock_dir),
+                "FLEET_BRANCH": agent.branch})
+    return env
+
+
+def spawn(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path, log: Path, exit_file: Path,
+          resume: tuple[str, str] | None = None) -> Started:
+    """Start the agent detached, output appended to `log`. `resume` = (session_id, message)."""
+    runtime = get_runtime(agent.tier.runtime)
+    session_id = resume[0] if resume else str(uuid.uuid4())
+    req = SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
+                         model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command)
+    try:
+        argv = runtime.resume_argv(req, resume[1]) if resume else runtime.start_argv(req)
+    except ValueError as exc:
+        raise FleetError(f"agent {agent.name}: {exc}") from None
+    if argv is None:
+        raise FleetError(f"runtime {runtime.name} cannot resume sessions")
+    env = session_env(agent, fleet=fleet, repo_id=repo_id, lock_dir=lock_dir, session_id=session_id)
+    env.update(runtime.env(req))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    exit_file.unlink(missing_ok=True)
+    with log.open("ab") as out:
+        out.write(f"--- fleet: {'resume' if resume else 'start'} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: "
+                  f"{' '.join(argv)[:300]}\n".encode())
+        out.flush()
+        runner = subprocess.run(
+            [sys.executable, "-m", "reconciler.session_runner", "--exit-file", str(exit_file), "--", *argv],
+            cwd=agent.worktree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
+            check=False, timeout=30)
+    pid_text = runner.stdout.decode().strip()
+    if runner.returncode != 0 or not pid_text.isdigit():
+        raise FleetError(f"agent {agent.name}: session runner failed (exit {runner.returncode}); see {log}")
+    pid = int(pid_text)
+    created = create_time(pid)
+    if created is None:  # it already finished; the exit file tells how
+        created = 0.0
+    return Started(pid=pid, create_time=created, session_id=session_id, argv=argv)
+
+
+def stop(pid: int, created: float | None, *, grace: float = 10.0) -> bool:
+    """TERM the session's process group, then KILL after `grace` seconds.
+
+    Signals only a pid whose create-time matches the record (never a reused pid).
+    Returns True if it was running.
+    """
+    if not is_alive(pid, created):
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pid):
+            return True
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return False

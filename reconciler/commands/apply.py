@@ -1,0 +1,92 @@
+"""`fleet apply FILE`: converge once, under the fleet lock."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..act.executor import Outcome
+from ..plan.actions import BLOCKED, Plan
+from ..reconcile import reconcile_once
+from ..render.plan import print_table, summary_line
+from ..spec.loader import load_fleet
+from . import diff
+
+
+def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout: float | None,
+        grace: float, console: Console, err: Console) -> int:
+    if dry_run:
+        return diff.run(file=file, output="table", targets=targets, console=console, err=err)
+    loaded = load_fleet(file)
+    interactive = sys.stdin.isatty() and console.is_terminal
+
+    def confirm(plan: Plan) -> bool:
+        print_table(plan, console)
+        if yes:
+            return True
+        if not interactive:
+            raise FleetError("apply needs confirmation but there is no terminal",
+                             hint="review with `fleet diff`, then run `fleet apply --yes`")
+        answer = console.input("\nApply this plan? Only 'yes' will be accepted: ")
+        return answer.strip() == "yes"
+
+    progress = _Progress(console)
+
+    def confirmed(plan: Plan) -> bool:
+        ok = confirm(plan)
+        if ok:
+            progress.start(len(plan.actions))
+        return ok
+
+    try:
+        result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace,
+                                confirm=confirmed, on_step=progress.step,
+                                on_wait=lambda msg: err.print(f"[yellow]{escape(msg)}[/]"))
+    finally:
+        progress.stop()
+    if not result.plan.has_changes:
+        console.print(summary_line(result.plan))
+        return EXIT_OK
+    if not result.applied:
+        console.print("Apply cancelled.")
+        return EXIT_OK
+    blocked = len(result.plan.blocked)
+    failed = [o for o in result.failed if o.action.kind != BLOCKED]
+    console.print(f"\nApply complete: {len(result.outcomes) - len(failed) - blocked} done, "
+                  f"{len(failed)} failed, {blocked} blocked.")
+    if blocked:
+        err.print("[bold red]Some actions were refused to protect work; see above. Nothing was deleted.[/]")
+        return EXIT_BLOCKED
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+class _Progress:
+    """A Rich progress bar over the plan's actions, one printed line per outcome."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        self.console.print()
+        self.bar = Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=self.console, transient=True)
+        self.task = self.bar.add_task("apply", total=total)
+        self.bar.start()
+
+    def step(self, outcome: Outcome) -> None:
+        a = outcome.action
+        mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
+        if a.kind == BLOCKED:
+            mark = "[bold red]blocked[/]"
+        self.console.print(f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}")
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

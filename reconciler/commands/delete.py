@@ -1,0 +1,48 @@
+"""`fleet delete FILE [NAME...]`: stop sessions and prune worktrees, never losing work."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..act.executor import Executor
+from ..fleetlock import fleet_lock
+from ..observe.gitrepo import GitRepo
+from ..observe.snapshot import fleet_home, observe
+from ..plan.planner import plan_delete
+from ..reconcile import refresh_records
+from ..render.plan import print_table
+from ..spec.loader import load_fleet
+
+
+def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, grace: float,
+        console: Console, err: Console) -> int:
+    loaded = load_fleet(file)
+    home = fleet_home(GitRepo(loaded.repo))
+    with fleet_lock(home, loaded.name, timeout=lock_timeout, command="fleet delete",
+                    on_wait=lambda m: err.print(f"[yellow]{escape(m)}[/]")):
+        observed = observe(loaded, inspect_all=True)
+        refresh_records(observed, save=True)
+        unknown = [n for n in names if n not in observed.agents and loaded.agent(n) is None]
+        if unknown:
+            raise FleetError(f"unknown agent(s): {', '.join(unknown)}",
+                             hint="see `fleet status` for the agents of this fleet")
+        plan = plan_delete(loaded, observed, names or None)
+        print_table(plan, console)
+        if not plan.has_changes:
+            return EXIT_OK
+        if not yes and not (console.is_terminal and console.input("\nDelete? Only 'yes' will be accepted: ")
+                            .strip() == "yes"):
+            if not console.is_terminal:
+                raise FleetError("delete needs confirmation but there is no terminal", hint="pass --yes")
+            console.print("Delete cancelled.")
+            return EXIT_OK
+        outcomes = Executor(loaded, observed, grace=grace).run(plan)
+    for o in outcomes:
+        mark = "ok" if o.ok else "failed"
+        console.print(f"  {o.action.symbol:>3} {o.action.kind:<15} {escape(o.action.agent)}: {mark} "
+                      f"{escape(o.message)}")
+    if plan.blocked:
+        err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
+        return EXIT_BLOCKED
+    return EXIT_ERROR if any(not o.ok for o in outcomes) else EXIT_OK

@@ -1,0 +1,70 @@
+"""One reconcile pass: lock, observe, bring records up to date, plan, act.
+
+`fleet apply` and the control loop both call `reconcile_once`; `fleet diff` calls
+`preview`, which is the same observe + plan with nothing written.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .act.executor import Executor, Outcome
+from .fleetlock import fleet_lock
+from .observe.results import read_log_tail, refreshed
+from .observe.snapshot import Observed, fleet_home, observe
+from .observe.gitrepo import GitRepo
+from .plan.actions import Plan
+from .plan.planner import plan as make_plan
+from .spec.loader import LoadedFleet
+
+
+@dataclass
+class Result:
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+    applied: bool = False
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def preview(loaded: LoadedFleet, *, targets: Iterable[str] = ()) -> tuple[Observed, Plan]:
+    """Observe and plan without writing anything (records are refreshed in memory only)."""
+    observed = observe(loaded)
+    refresh_records(observed, save=False)
+    return observed, make_plan(loaded, observed, targets=targets)
+
+
+def refresh_records(observed: Observed, *, save: bool) -> None:
+    """Fold ended sessions (exit code, cost) and adopted ones into the records."""
+    for agent in observed.agents.values():
+        if agent.record is None:
+            continue
+        log = observed.store.log_path(agent.name) if not agent.alive else None
+        new = refreshed(agent, read_log_tail(log) if log else None)
+        if new is not agent.record or agent.adopted:
+            agent.record = new
+            if save and new is not None:
+                observed.store.save(new)
+
+
+def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_timeout: float | None = None,
+                   confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
+                   on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
+                   grace: float = 10.0, command: str = "fleet apply") -> Result:
+    home = fleet_home(GitRepo(loaded.repo))
+    with fleet_lock(home, loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
+        observed = observe(loaded)
+        refresh_records(observed, save=True)
+        for agent in observed.agents.values():
+            if agent.adopted and agent.record is not None and (d := loaded.agent(agent.name)):
+                agent.record.session_spec = d.session_spec()
+                observed.store.save(agent.record)
+        the_plan = make_plan(loaded, observed, targets=targets)
+        if on_plan:
+            on_plan(the_plan)
+        if not the_plan.has_changes or (confirm is not None and not confirm(the_plan)):
+            return Result(the_plan)
+        outcomes = Executor(loaded, observed, grace=grace, on_step=on_step).run(the_plan)
+        return Result(the_plan, outcomes, applied=True)

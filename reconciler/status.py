@@ -1,0 +1,104 @@
+"""The per-agent status view (SPEC.md "fleet status"), computed without writing anything."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .observe.snapshot import ObservedAgent
+from .reconcile import preview
+from .spec.loader import LoadedFleet
+
+
+@dataclass
+class AgentStatus:
+    agent: str
+    declared: bool
+    phase: str
+    sync: str  # Synced | OutOfSync | Unknown
+    tier: str | None
+    runtime: str | None
+    model: str | None
+    branch: str | None
+    worktree: str | None
+    dirty: int | None
+    ahead: int | None
+    pid: int | None
+    started_at: str | None
+    finished_at: str | None
+    age_seconds: float | None
+    exit_code: int | None
+    attempts: int
+    cost_usd: float
+    session_id: str | None
+    spec_hash: str | None
+    observed_generation: str | None
+    reason: str | None
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fleet_status(loaded: LoadedFleet) -> list[AgentStatus]:
+    observed, plan = preview(loaded)
+    pending = {a.agent: a for a in plan.actions}
+    rows: list[AgentStatus] = []
+    names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
+    for name in names:
+        desired = loaded.agent(name)
+        obs = observed.agents.get(name) or ObservedAgent(name)
+        rec = obs.record
+        wt = obs.worktree
+        phase = obs.phase or "Pending"
+        action = pending.get(name)
+        reason = rec.reason if rec else None
+        if action is not None and action.kind in ("wait", "blocked"):
+            phase = "Pending" if action.kind == "wait" else "Blocked"
+            reason = action.reason
+        elif phase == "Pending" and reason is None and action is not None:
+            reason = f"next: {action.kind} ({action.reason})"
+        branch = wt.branch if wt else (desired.branch if desired else rec.branch if rec else None)
+        base = loaded.fleet.spec.base
+        rows.append(AgentStatus(
+            agent=name, declared=desired is not None, phase=phase,
+            sync=_sync(desired.spec_hash if desired else None, rec.spec_hash if rec else None),
+            tier=desired.tier_name if desired else rec.tier if rec else None,
+            runtime=desired.tier.runtime if desired else rec.runtime if rec else None,
+            model=desired.tier.model if desired else rec.model if rec else None,
+            branch=branch, worktree=str(wt.path) if wt else None,
+            dirty=observed.repo.dirty_count(wt.path) if wt else None,
+            ahead=observed.repo.ahead_count(wt.branch, base) if wt and wt.branch else None,
+            pid=rec.pid if rec and obs.alive else None,
+            started_at=rec.started_at if rec else None, finished_at=rec.finished_at if rec else None,
+            age_seconds=_age(rec.started_at if rec else None),
+            exit_code=obs.exit_code, attempts=rec.attempts if rec else 0,
+            cost_usd=rec.cost_usd if rec else 0.0, session_id=rec.session_id if rec else None,
+            spec_hash=desired.spec_hash if desired else None,
+            observed_generation=rec.spec_hash if rec else None, reason=reason,
+            conditions=[asdict(c) for c in rec.conditions] if rec else []))
+    return rows
+
+
+def _sync(desired: str | None, observed: str | None) -> str:
+    if desired is None:
+        return "OutOfSync"  # declared nowhere: will be pruned
+    if observed is None:
+        return "OutOfSync"
+    return "Synced" if desired == observed else "OutOfSync"
+
+
+def _age(since: str | None) -> float | None:
+    if not since:
+        return None
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"

@@ -1,0 +1,47 @@
+"""Scripted agents for tests: real executables that edit, commit, sleep or crash.
+
+Each is a tiny Python program written into the test's temp dir and run by the
+`command` runtime, with its behaviour chosen by arguments.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent('''\
+    import json, os, subprocess, sys, time
+    mode = sys.argv[1]
+    agent = os.environ["FLEET_AGENT"]
+    if mode == "sleep":
+        print(f"{agent} sleeping", flush=True)
+        time.sleep(float(sys.argv[2]))
+        sys.exit(0)
+    if mode == "crash":
+        print(f"{agent} crashing", flush=True)
+        sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    if mode == "commit":
+        delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0
+        time.sleep(delay)
+        with open(f"{agent}.txt", "w") as f:
+            f.write(os.environ.get("FLEET_PROMPT", "") + "\\n")
+        subprocess.run(["git", "add", f"{agent}.txt"], check=True)
+        subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=agent@fleet.invalid",
+                        "commit", "-q", "-m", f"{agent} did its work"], check=True)
+        cost = float(os.environ.get("AGENT_COST", "0"))
+        print(json.dumps({"type": "result", "total_cost_usd": cost, "session_id": None}), flush=True)
+        sys.exit(0)
+    sys.exit(f"unknown mode {mode}")
+''')
+
+
+def install(where: Path) -> Path:
+    path = where / "scripted_agent.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def argv(script: Path, *args: str) -> str:
+    """A YAML flow list for `command:`."""
+    return json.dumps([sys.executable, str(script), *args])
