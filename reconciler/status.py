@@ -53,8 +53,8 @@ def fleet_status(loaded: LoadedFleet) -> list[AgentStatus]:
         if action is not None and action.kind in ("wait", "blocked"):
             phase = "Pending" if action.kind == "wait" else "Blocked"
             reason = action.reason
-        elif phase == "Pending" and reason is None and action is not None:
-            reason = f"next: {action.kind} ({action.reason})"
+        elif phase == "Pending" and action is not None:
+            reason = f"next apply: {action.kind} ({action.reason})"
         branch = wt.branch if wt else (desired.branch if desired else rec.branch if rec else None)
         base = loaded.fleet.spec.base
         rows.append(AgentStatus(

@@ -6,6 +6,7 @@ and `fleet status` start fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -27,8 +28,10 @@ def _run(command: str, *, error_code: int = 1, **kwargs: Any) -> None:
         from rich.console import Console
 
         module = importlib.import_module(f"reconciler.commands.{command}")
-        return module.run(console=Console(highlight=False), err=Console(stderr=True, highlight=False),
-                          **kwargs)
+        out = Console(highlight=False)
+        if not out.is_terminal and "COLUMNS" not in os.environ:
+            out = Console(highlight=False, width=200)  # logs and pipes: never truncate a table
+        return module.run(console=out, err=Console(stderr=True, highlight=False), **kwargs)
 
     sys.exit(guarded(call, error_code=error_code))
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Outcome
-from ..plan.actions import BLOCKED, Plan
+from ..plan.actions import BLOCKED, WAIT, Plan
 from ..reconcile import reconcile_once
 from ..render.plan import print_table, summary_line
 from ..spec.loader import load_fleet
@@ -83,6 +83,8 @@ class _Progress:
         mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
         if a.kind == BLOCKED:
             mark = "[bold red]blocked[/]"
+        elif a.kind == WAIT:
+            mark = "[dim]waiting[/]"
         self.console.print(f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}")
         if self.bar is not None and self.task is not None:
             self.bar.advance(self.task)

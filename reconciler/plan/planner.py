@@ -109,8 +109,8 @@ def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed
                         tier, {"path": str(agent.worktree), "branch": agent.branch})
         return [create, _start(SPAWN, agent, "new agent", slots)]
     rec, phase = obs.record, obs.phase
-    if rec is None or phase is None:
-        return [_start(SPAWN, agent, "worktree exists, no session yet", slots)]
+    if rec is None or phase is None or rec.spec_hash is None:
+        return [_start(SPAWN, agent, "worktree exists, session not started yet", slots)]
     drift = rec.spec_hash != agent.spec_hash
     changes = explain(rec.session_spec, agent.session_spec()) if drift else []
     if phase == RUNNING:
