@@ -29,11 +29,12 @@ class Result:
         return [o for o in self.outcomes if not o.ok]
 
 
-def preview(loaded: LoadedFleet, *, targets: Iterable[str] = ()) -> tuple[Observed, Plan]:
+def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool = False,
+            inspect_all: bool = False) -> tuple[Observed, Plan]:
     """Observe and plan without writing anything (records are refreshed in memory only)."""
-    observed = observe(loaded)
+    observed = observe(loaded, inspect_all=inspect_all)
     refresh_records(observed, save=False)
-    return observed, make_plan(loaded, observed, targets=targets)
+    return observed, make_plan(loaded, observed, targets=targets, archive=archive)
 
 
 def refresh_records(observed: Observed, *, save: bool) -> None:
@@ -52,7 +53,7 @@ def refresh_records(observed: Observed, *, save: bool) -> None:
 def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_timeout: float | None = None,
                    confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
                    on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
-                   grace: float = 10.0, command: str = "fleet apply") -> Result:
+                   grace: float = 10.0, command: str = "fleet apply", archive: bool = False) -> Result:
     home = fleet_home(GitRepo(loaded.repo))
     with fleet_lock(home, loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = observe(loaded)
@@ -61,7 +62,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
             if agent.adopted and agent.record is not None and (d := loaded.agent(agent.name)):
                 agent.record.session_spec = d.session_spec()
                 observed.store.save(agent.record)
-        the_plan = make_plan(loaded, observed, targets=targets)
+        the_plan = make_plan(loaded, observed, targets=targets, archive=archive)
         if on_plan:
             on_plan(the_plan)
         if not the_plan.has_changes or (confirm is not None and not confirm(the_plan)):

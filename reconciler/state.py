@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
+# Intents recorded (as `reason`) before acting, so a crash mid-way is recognised and finished
+CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting session", "pruning"
 
 
 def now_iso() -> str:

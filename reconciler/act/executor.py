@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import FleetError
+from ..errors import EXIT_BLOCKED, FleetError
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, SPAWN, STOP, WAIT, Action,
                             Plan)
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..state import BLOCKED as PHASE_BLOCKED
-from ..state import PENDING, RUNNING, SessionRecord, now_iso
+from ..state import CREATING_WORKTREE, PENDING, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, now_iso
 from . import sessions
+from .archive import archive_work, restore_hint
 from .worktrees import create_worktree, ensure_excluded, remove_worktree
 
 RESUME_MESSAGE = ("Your previous run ended with exit code {code}. Continue the task from where you "
@@ -29,6 +30,7 @@ class Outcome:
     action: Action
     ok: bool
     message: str = ""
+    blocked: bool = False  # refused at the last moment to protect work (exit 3)
 
 
 @dataclass
@@ -50,8 +52,9 @@ class Executor:
                 message = self._do(action)
                 outcome = Outcome(action, True, message)
             except FleetError as exc:
-                outcome = Outcome(action, False, exc.message)
-                self._fail(action, exc.message)
+                outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED)
+                if not outcome.blocked:
+                    self._fail(action, exc.message)
             self.outcomes.append(outcome)
             if self.on_step:
                 self.on_step(outcome)
@@ -68,16 +71,19 @@ class Executor:
     def _create(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert agent is not None
         rec = self._record(agent)
-        rec.reason = "creating worktree"
+        rec.reason = CREATING_WORKTREE  # intent: proves ownership if we die inside `git worktree add`
         self.store.save(rec)
-        path = create_worktree(self.observed.repo, agent, fleet=self.loaded.name)
+        path = create_worktree(self.observed.repo, agent, fleet=self.loaded.name,
+                               repair=action.details.get("repair"))
+        rec.reason = None
+        self.store.save(rec)
         return f"worktree {path} on {agent.branch}"
 
     def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
                *, resume: tuple[str, str] | None = None) -> str:
         assert agent is not None
         rec = self._record(agent)
-        rec.reason = "starting session"  # intent, recorded before the process exists
+        rec.reason = STARTING_SESSION  # intent, recorded before the process exists
         self.store.save(rec)
         started = sessions.spawn(agent, fleet=self.loaded.name, repo_id=str(self.observed.repo.common_dir),
                                  lock_dir=self.store.home / "locks", log=self.store.log_path(agent.name),
@@ -116,10 +122,22 @@ class Executor:
 
     def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert obs is not None
-        if obs.worktree is not None:
-            remove_worktree(self.observed.repo, obs.worktree, base=self.loaded.fleet.spec.base)
+        wt, branch = obs.worktree, action.details.get("branch")
+        if wt is None and branch is None:
+            self.store.remove(action.agent)
+            return "removed the state record"
+        if obs.record is not None:
+            obs.record.reason = PRUNING
+            self.store.save(obs.record)
+        note = ""
+        archived = bool(action.details.get("archive"))
+        if archived:
+            saved = archive_work(self.observed.repo, fleet=self.loaded.name, agent=action.agent, worktree=wt,
+                                 branch=branch, base=self.loaded.fleet.spec.base)
+            note = f"; archived to {saved.ref} ({restore_hint(saved, branch)})"
+        remove_worktree(self.observed.repo, wt, branch, base=self.loaded.fleet.spec.base, archived=archived)
         self.store.remove(action.agent)
-        return f"pruned {obs.worktree.path if obs.worktree else 'state record'}"
+        return f"pruned {wt.path if wt else 'branch'} {branch or ''}{note}".replace("  ", " ")
 
     def _wait(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         if agent is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import git
 
 from ..errors import FleetError
-from ..observe.gitrepo import MARKER, GitRepo, Worktree
+from ..observe.gitrepo import MARKER, GitRepo, Worktree, branch_at_stake
 from ..spec.desired import DesiredAgent
 from ..state import now_iso
 
@@ -22,14 +22,23 @@ def ensure_excluded(repo: GitRepo) -> None:
             f.write(("\n" if lines and lines[-1] else "") + "# fleet state, logs, locks and worktrees\n/.fleet/\n")
 
 
-def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str) -> Path:
-    """`git worktree add` on the agent's branch and write the ownership marker.
+def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: str | None = None) -> Path:
+    """`git worktree add` on the agent's branch and write the ownership markers.
 
-    An existing branch that this fleet owns (its worktree was removed by hand) is
-    checked out again rather than recreated, so its commits are kept.
+    The branch is marked as this fleet's (`branch.<name>.fleetOwner`) before it is
+    created, so a crash right after `git worktree add` leaves it recognisably ours.
+    An existing branch of this fleet is checked out again, keeping its commits.
+    `repair`: "missing" (the directory was deleted by hand: drop git's stale entry
+    first) or "interrupted" (a previous apply died inside `git worktree add`; nothing
+    ran there yet, so the half-made tree is removed; the branch is kept).
     """
-    agent.worktree.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if repair == "missing":
+            repo.git.worktree("prune")
+        elif repair == "interrupted":
+            repo.git.worktree("remove", "--force", "--force", str(agent.worktree))
+        agent.worktree.parent.mkdir(parents=True, exist_ok=True)
+        repo.git.config(f"branch.{agent.branch}.fleetOwner", fleet)
         if repo.branch_exists(agent.branch):
             repo.git.worktree("add", str(agent.worktree), agent.branch)
         else:
@@ -50,18 +59,22 @@ def _admin_dir(path: Path) -> Path:
     return Path(text.removeprefix("gitdir:").strip()).resolve()
 
 
-def remove_worktree(repo: GitRepo, wt: Worktree, *, base: str) -> None:
-    """Remove a worktree and its branch. The caller has shown nothing is at stake;
-    git itself refuses again if the tree became dirty meanwhile (no --force)."""
-    stake = repo.at_stake(wt, base)
-    if not stake.safe:
-        raise FleetError(f"refusing to prune {wt.path}: {stake.summary()}", exit_code=3)
+def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, base: str,
+                    archived: bool = False) -> None:
+    """Remove a worktree and/or its branch.
+
+    Re-checks what is at stake right before acting (the tree may have changed since
+    the plan); only an archive that holds all of it allows removing a dirty tree.
+    """
+    stake = repo.at_stake(wt, base) if wt is not None else branch_at_stake(repo, branch or "", base)
+    if not stake.safe and not (archived and stake.archivable):
+        raise FleetError(f"refusing to prune {wt.path if wt else branch}: {stake.summary()}", exit_code=3)
     try:
-        if wt.path.is_dir():
-            repo.git.worktree("remove", str(wt.path))
-        else:
+        if wt is not None and wt.path.is_dir():
+            repo.git.worktree("remove", *(["--force"] if archived else []), str(wt.path))
+        elif wt is not None:
             repo.git.worktree("prune")
-        if wt.branch and repo.branch_exists(wt.branch):
-            repo.git.branch("-D", wt.branch)
+        if branch and repo.branch_exists(branch):
+            repo.git.branch("-D", branch)
     except git.GitCommandError as exc:
-        raise FleetError(f"cannot prune {wt.path}: {exc.stderr.strip()}", exit_code=3) from None
+        raise FleetError(f"cannot prune {wt.path if wt else branch}: {exc.stderr.strip()}", exit_code=3) from None

@@ -16,6 +16,9 @@ from .. import __version__
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table",
                       show_default=True, help="Output format.")
+ARCHIVE = click.option("--archive", is_flag=True,
+                       help="Before pruning a worktree with unsaved or unmerged work, save all of it under "
+                            "refs/fleet/archive/<fleet>/<agent>/<time>, then prune.")
 TARGET = click.option("--target", "targets", multiple=True, metavar="NAME",
                       help="Limit to this agent (repeatable).")
 
@@ -69,7 +72,8 @@ def validate(files: tuple[str, ...]) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @OUTPUT
 @TARGET
-def diff(file: str, output: str, targets: tuple[str, ...]) -> None:
+@ARCHIVE
+def diff(file: str, output: str, targets: tuple[str, ...], archive: bool) -> None:
     """Show what `fleet apply` would do, and why. Never changes anything.
 
     Safe on untrusted pull requests: it writes nothing, spawns nothing and runs no
@@ -81,7 +85,7 @@ def diff(file: str, output: str, targets: tuple[str, ...]) -> None:
       fleet diff fleet.yaml -o markdown > plan.md     # a PR comment
       fleet diff fleet.yaml -o json | jq '.actions[]'
     """
-    _run("diff", error_code=2, file=file, output=output, targets=list(targets))
+    _run("diff", error_code=2, file=file, output=output, targets=list(targets), archive=archive)
 
 
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -96,10 +100,11 @@ GRACE = click.option("--grace", type=float, default=10.0, show_default=True, met
 @YES
 @click.option("--dry-run", is_flag=True, help="Show the plan only (same as `fleet diff`).")
 @TARGET
+@ARCHIVE
 @LOCK_TIMEOUT
 @GRACE
-def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], lock_timeout: float | None,
-          grace: float) -> None:
+def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive: bool,
+          lock_timeout: float | None, grace: float) -> None:
     """Converge the fleet once: create worktrees, spawn/resume/replace sessions, prune.
 
     Runs under the fleet lock (a concurrent apply waits). Shows the plan and asks
@@ -113,7 +118,7 @@ def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], lock_ti
       fleet apply fleet.yaml --target audit-users --yes
     """
     _run("apply", file=file, yes=yes, dry_run=dry_run, targets=list(targets), lock_timeout=lock_timeout,
-         grace=grace)
+         grace=grace, archive=archive)
 
 
 @cli.command()
@@ -148,9 +153,11 @@ def logs(file: str, name: str, follow: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("names", nargs=-1)
 @YES
+@ARCHIVE
 @LOCK_TIMEOUT
 @GRACE
-def delete(file: str, names: tuple[str, ...], yes: bool, lock_timeout: float | None, grace: float) -> None:
+def delete(file: str, names: tuple[str, ...], yes: bool, archive: bool, lock_timeout: float | None,
+           grace: float) -> None:
     """Stop sessions and prune worktrees of NAMES (default: every agent the fleet owns).
 
     The safety rules hold: a worktree with uncommitted, untracked, stashed or
@@ -161,7 +168,22 @@ def delete(file: str, names: tuple[str, ...], yes: bool, lock_timeout: float | N
       fleet delete fleet.yaml audit-users --yes
       fleet delete fleet.yaml --yes     # the whole fleet
     """
-    _run("delete", file=file, names=list(names), yes=yes, lock_timeout=lock_timeout, grace=grace)
+    _run("delete", file=file, names=list(names), yes=yes, lock_timeout=lock_timeout, grace=grace,
+         archive=archive)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def archives(file: str, output: str) -> None:
+    """List the archives fleet made before pruning, and how to restore one.
+
+    \b
+    Example:
+      fleet archives fleet.yaml
+      git worktree add ../restored refs/fleet/archive/<fleet>/<agent>/<time>
+    """
+    _run("archives", file=file, output=output)
 
 
 @cli.command("force-unlock")
@@ -189,6 +211,79 @@ def schema(out_file: str | None) -> None:
             f.write(text)
     else:
         click.echo(text, nl=False)
+
+
+class _LockCommand(click.Command):
+    """`fleet lock NAME [OPTIONS] [--] CMD...`: fleet lock's own options may come before or after NAME;
+    CMD starts at `--` or at the first word after NAME that is not one of them, and is never parsed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {opt: not (p.is_flag or p.count) for p in self.params if isinstance(p, click.Option)
+                       for opt in (*p.opts, *p.secondary_opts)}
+        takes_value.update({opt: False for opt in ctx.help_option_names})
+        ours: list[str] = []
+        i, name = 0, None
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                if name is not None:
+                    i += 1
+                break
+            opt = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            if not arg.startswith("-") or arg == "-" or (name is not None and opt not in takes_value):
+                if name is not None:
+                    break  # CMD starts here
+                name = arg
+                i += 1
+                continue
+            ours.append(arg)
+            i += 1
+            attached = "=" in arg if arg.startswith("--") else len(arg) > 2
+            if takes_value.get(opt) and not attached and i < len(args):
+                ours.append(args[i])
+                i += 1
+        if name is None:
+            return super().parse_args(ctx, args)
+        return super().parse_args(ctx, [*ours, name, "--", *args[i:]])
+
+
+@cli.command("lock", cls=_LockCommand)
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
+@click.option("-f", "--file", type=click.Path(dir_okay=False), default=None,
+              help="Take the slot count (and, without FLEET_LOCK_DIR, the lock dir) from this fleet file.")
+@click.option("--slots", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Slot count for a lock that is not declared (default 1); a declared count wins.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Give up (exit 1) if no slot is free within this time (default: wait).")
+def lock(name: str, command: tuple[str, ...], file: str | None, slots: int | None, timeout: float | None) -> None:
+    """Run CMD holding one slot of lock NAME; exit with CMD's exit code.
+
+    Serialises expensive steps (builds, test suites) across agents: with
+    `locks: {build: {slots: 1}}` in fleet.yaml, at most one `fleet lock build`
+    command runs at a time; the others wait, saying once who holds the lock.
+    SIGTERM, SIGINT and SIGHUP are forwarded to CMD; the slot is released when
+    CMD exits, however it exits (killed by a signal: exit 128+signum).
+
+    Lock dir: $FLEET_LOCK_DIR (set in every session), else FILE's repo, else the
+    current repo's main worktree; in each case `.fleet/locks`. Slots: FILE's
+    spec.locks, else the table `fleet apply` writes to the lock dir, else --slots, else 1.
+
+    \b
+    Examples:
+      fleet lock build -- make -j4
+      fleet lock build -f fleet.yaml --timeout 600 -- make -j4
+      in a session (an agent's prompt):  fleet lock build -- pytest
+    """
+    # Not `_run("lock", ...)`: its first parameter is also called `command`.
+    from rich.console import Console
+
+    from ..commands import lock as lock_command
+    from .errors import guarded
+
+    sys.exit(guarded(lambda: lock_command.run(name=name, file=file, slots=slots, timeout=timeout,
+                                              command=list(command), console=Console(highlight=False),
+                                              err=Console(stderr=True, highlight=False))))
 
 
 def main() -> None:

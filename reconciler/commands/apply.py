@@ -17,9 +17,9 @@ from . import diff
 
 
 def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout: float | None,
-        grace: float, console: Console, err: Console) -> int:
+        grace: float, console: Console, err: Console, archive: bool = False) -> int:
     if dry_run:
-        return diff.run(file=file, output="table", targets=targets, console=console, err=err)
+        return diff.run(file=file, output="table", targets=targets, console=console, err=err, archive=archive)
     loaded = load_fleet(file)
     interactive = sys.stdin.isatty() and console.is_terminal
 
@@ -42,7 +42,7 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
         return ok
 
     try:
-        result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace,
+        result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace, archive=archive,
                                 confirm=confirmed, on_step=progress.step,
                                 on_wait=lambda msg: err.print(f"[yellow]{escape(msg)}[/]"))
     finally:
@@ -53,8 +53,8 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
     if not result.applied:
         console.print("Apply cancelled.")
         return EXIT_OK
-    blocked = len(result.plan.blocked)
-    failed = [o for o in result.failed if o.action.kind != BLOCKED]
+    blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
+    failed = [o for o in result.failed if o.action.kind != BLOCKED and not o.blocked]
     console.print(f"\nApply complete: {len(result.outcomes) - len(failed) - blocked} done, "
                   f"{len(failed)} failed, {blocked} blocked.")
     if blocked:
@@ -85,7 +85,8 @@ class _Progress:
             mark = "[bold red]blocked[/]"
         elif a.kind == WAIT:
             mark = "[dim]waiting[/]"
-        self.console.print(f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}")
+        self.console.print(f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}",
+                           soft_wrap=True)
         if self.bar is not None and self.task is not None:
             self.bar.advance(self.task)
 

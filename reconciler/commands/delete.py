@@ -16,7 +16,7 @@ from ..spec.loader import load_fleet
 
 
 def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, grace: float,
-        console: Console, err: Console) -> int:
+        console: Console, err: Console, archive: bool = False) -> int:
     loaded = load_fleet(file)
     home = fleet_home(GitRepo(loaded.repo))
     with fleet_lock(home, loaded.name, timeout=lock_timeout, command="fleet delete",
@@ -27,7 +27,7 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
         if unknown:
             raise FleetError(f"unknown agent(s): {', '.join(unknown)}",
                              hint="see `fleet status` for the agents of this fleet")
-        plan = plan_delete(loaded, observed, names or None)
+        plan = plan_delete(loaded, observed, names or None, archive=archive)
         print_table(plan, console)
         if not plan.has_changes:
             return EXIT_OK
@@ -41,8 +41,8 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
     for o in outcomes:
         mark = "ok" if o.ok else "failed"
         console.print(f"  {o.action.symbol:>3} {o.action.kind:<15} {escape(o.action.agent)}: {mark} "
-                      f"{escape(o.message)}")
-    if plan.blocked:
+                      f"{escape(o.message)}", soft_wrap=True)
+    if plan.blocked or any(o.blocked for o in outcomes):
         err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
         return EXIT_BLOCKED
     return EXIT_ERROR if any(not o.ok for o in outcomes) else EXIT_OK

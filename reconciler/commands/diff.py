@@ -9,9 +9,10 @@ from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 
 
-def run(*, file: str, output: str, targets: list[str], console: Console, err: Console) -> int:
+def run(*, file: str, output: str, targets: list[str], console: Console, err: Console,
+        archive: bool = False) -> int:
     loaded = load_fleet(file)
-    _, the_plan = preview(loaded, targets=targets)
+    _, the_plan = preview(loaded, targets=targets, archive=archive)
     if output == "json":
         console.print(to_json(the_plan), markup=False, highlight=False, soft_wrap=True)
     elif output == "markdown":

@@ -45,11 +45,18 @@ class AtStake:
     commits: list[str] = field(default_factory=list)  # "sha subject", not reachable from base/upstream
     stashes: list[str] = field(default_factory=list)
     in_progress: list[str] = field(default_factory=list)
+    processes: list[str] = field(default_factory=list)  # "pid cmdline" with their cwd inside the tree
     locked: bool = False
 
     @property
     def safe(self) -> bool:
-        return not (self.dirty or self.commits or self.stashes or self.in_progress or self.locked)
+        return not (self.dirty or self.commits or self.stashes or self.in_progress or self.processes
+                    or self.locked)
+
+    @property
+    def archivable(self) -> bool:
+        """--archive can save all of it: files and commits, but not a lock or a live process."""
+        return not (self.locked or self.processes or self.in_progress)
 
     def summary(self) -> str:
         parts = []
@@ -60,6 +67,8 @@ class AtStake:
         if self.stashes:
             parts.append(f"{len(self.stashes)} stash entr{'y' if len(self.stashes) == 1 else 'ies'}")
         parts += [f"{op} in progress" for op in self.in_progress]
+        if self.processes:
+            parts.append(f"{len(self.processes)} process(es) running in it")
         if self.locked:
             parts.append("worktree is locked")
         return ", ".join(parts)
@@ -95,18 +104,32 @@ class GitRepo:
             return False
         return True
 
-    def worktrees(self) -> list[Worktree]:
-        """Linked worktrees (the main one excluded), with owners read from their admin dirs."""
+    def worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
+        """The main worktree and the linked ones, with owners read from their admin dirs."""
         admin = self._admin_dirs()
-        out: list[Worktree] = []
-        for block in self.git.worktree("list", "--porcelain").split("\n\n")[1:]:
+        blocks = self.git.worktree("list", "--porcelain").split("\n\n")
+        main = _parse_porcelain(blocks[0])
+        linked: list[Worktree] = []
+        for block in blocks[1:]:
             wt = _parse_porcelain(block)
             if wt is None:
                 continue
             wt.admin_dir = admin.get(wt.path)
             wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
-            out.append(wt)
-        return out
+            linked.append(wt)
+        return main, linked
+
+    def owned_branches(self) -> dict[str, str]:
+        """branch -> fleet, from `branch.<name>.fleetOwner` in the repo config."""
+        try:
+            out = self.git.config("--get-regexp", r"^branch\..*\.fleetowner$")
+        except git.GitCommandError:  # exit 1: none set
+            return {}
+        owned: dict[str, str] = {}
+        for line in out.splitlines():
+            key, _, fleet = line.partition(" ")
+            owned[key[len("branch."):-len(".fleetowner")]] = fleet
+        return owned
 
     def _admin_dirs(self) -> dict[Path, Path]:
         """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
@@ -122,10 +145,13 @@ class GitRepo:
             found[Path(gitfile).parent.resolve()] = admin
         return found
 
-    def at_stake(self, wt: Worktree, base: str) -> AtStake:
+    def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset()) -> AtStake:
         """What pruning `wt` and its branch would lose (SPEC.md "Safety rules")."""
+        from .processes import processes_in
+
         stake = AtStake(locked=wt.locked)
         if wt.path.is_dir():
+            stake.processes = processes_in(wt.path, ignore_groups=ignore_groups)
             status = git.Git(str(wt.path)).status("--porcelain=v1", "-z", "--untracked-files=all")
             stake.dirty = _status_paths(status)
         if wt.admin_dir is not None:
@@ -179,6 +205,14 @@ def read_owner(admin_dir: Path) -> Owner | None:
         return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def branch_at_stake(repo: GitRepo, branch: str, base: str) -> AtStake:
+    """What deleting a branch that has no worktree would lose."""
+    stake = AtStake()
+    stake.commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
+    stake.stashes = repo._stashes_of(branch)
+    return stake
 
 
 def _parse_porcelain(block: str) -> Worktree | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -64,4 +65,24 @@ def owned_processes(fleet: str, repo: str) -> list[OwnedProcess]:
                                       env.get(ENV_HASH, ""), " ".join(proc.cmdline())[:200]))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ProcessLookupError):
             continue
+    return found
+
+
+def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset()) -> list[str]:
+    """Live processes whose working directory is `path` or below it ("pid cmdline").
+
+    `ignore_groups`: process groups fleet stops before it prunes (its own sessions).
+    """
+    found: list[str] = []
+    for proc in psutil.process_iter(["pid", "cwd", "name"]):
+        cwd = proc.info.get("cwd")
+        if not cwd:
+            continue
+        if cwd == str(path) or cwd.startswith(str(path) + os.sep):
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
+                    continue
+                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120] or proc.info['name']}")
+            except (psutil.Error, ProcessLookupError):
+                continue
     return found

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..spec.loader import LoadedFleet
-from ..state import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
-from .gitrepo import AtStake, GitRepo, Worktree
+from ..state import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
+from .gitrepo import AtStake, GitRepo, Worktree, branch_at_stake
 from .processes import OwnedProcess, is_alive, owned_processes
 
 
@@ -19,6 +19,7 @@ class ObservedAgent:
     alive: bool = False
     at_stake: AtStake | None = None  # filled only for prune candidates
     adopted: bool = False  # a live session found by its owner variables, not yet recorded
+    branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
 
     @property
     def phase(self) -> str | None:
@@ -47,10 +48,14 @@ class Observed:
     agents: dict[str, ObservedAgent] = field(default_factory=dict)
     foreign: list[Worktree] = field(default_factory=list)  # under our root, not ours
     orphans: list[OwnedProcess] = field(default_factory=list)
-    unowned_branches: set[str] = field(default_factory=set)  # desired branches that exist, not ours
+    owned_branches: set[str] = field(default_factory=set)  # branches this fleet created
+    checked_out: dict[str, Path] = field(default_factory=dict)  # branch -> worktree not ours using it
 
     def running(self) -> list[ObservedAgent]:
         return [a for a in self.agents.values() if a.alive]
+
+    def repo_has_branch(self, branch: str) -> bool:
+        return branch in self.owned_branches or self.repo.branch_exists(branch)
 
 
 def fleet_home(repo: GitRepo) -> Path:
@@ -60,38 +65,76 @@ def fleet_home(repo: GitRepo) -> Path:
 def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
     """Read git, the state store and processes. Writes nothing.
 
-    `inspect_all` computes what is at stake for every owned worktree (status needs
-    it); otherwise only for prune candidates, which is all the planner needs.
+    `inspect_all` computes what is at stake for every owned worktree (status and
+    delete need it); otherwise only for prune candidates, all the planner needs.
     """
     repo = GitRepo(loaded.repo)
     store = StateStore(fleet_home(repo), loaded.name)
     obs = Observed(repo=repo, store=store, base_exists=repo.ref_exists(loaded.fleet.spec.base))
     root = (loaded.repo / loaded.fleet.spec.worktrees.root).resolve()
     repo_id = str(repo.common_dir)
-    for wt in repo.worktrees():
-        if wt.owner and wt.owner.fleet == loaded.name and wt.owner.repo == repo_id:
-            obs.agents.setdefault(wt.owner.agent, ObservedAgent(wt.owner.agent)).worktree = wt
-        elif _is_under(wt.path, root):
+    records = store.all()
+    obs.owned_branches = {b for b, f in repo.owned_branches().items() if f == loaded.name}
+    main, linked = repo.worktrees()
+    if main is not None and main.branch:
+        obs.checked_out[main.branch] = main.path
+    for wt in linked:
+        agent = _owner_agent(wt, loaded.name, repo_id, records)
+        if agent is not None:
+            obs.agents.setdefault(agent, ObservedAgent(agent)).worktree = wt
+            continue
+        if wt.branch:
+            obs.checked_out[wt.branch] = wt.path
+        if _is_under(wt.path, root):
             obs.foreign.append(wt)
-    for name, rec in store.all().items():
+    for name, rec in records.items():
         agent = obs.agents.setdefault(name, ObservedAgent(name))
         agent.record = rec
         agent.exit = store.load_exit(name)
         agent.alive = is_alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
+    for branch in obs.owned_branches:
+        name = branch.removeprefix(loaded.fleet.branch_prefix)
+        if branch.startswith(loaded.fleet.branch_prefix) and name not in obs.agents:
+            obs.agents[name] = ObservedAgent(name)  # a branch left without worktree or record
     known = {(a.record.pid, a.record.create_time) for a in obs.agents.values() if a.alive and a.record}
     owned = [p for p in owned_processes(loaded.name, repo_id)
              if not any(p.pid == pid and abs(p.create_time - (ct or 0)) < 0.05 for pid, ct in known)]
     hashes = {a.name: a.spec_hash for a in loaded.agents}
     obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
     desired = {a.name for a in loaded.agents}
-    for agent in loaded.agents:
-        if agent.name not in obs.agents or obs.agents[agent.name].worktree is None:
-            if repo.branch_exists(agent.branch) and agent.name not in obs.agents:
-                obs.unowned_branches.add(agent.branch)
+    base = loaded.fleet.spec.base
+    ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()
+                                                      if a.alive and a.record and a.record.pid])
     for name, agent in obs.agents.items():
-        if agent.worktree is not None and (inspect_all or name not in desired):
-            agent.at_stake = repo.at_stake(agent.worktree, loaded.fleet.spec.base)
+        if not (inspect_all or name not in desired):
+            continue
+        if agent.worktree is not None:
+            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours)
+        elif (branch := _branch_of(agent, loaded)) in obs.owned_branches and repo.branch_exists(branch):
+            agent.branch = branch
+            agent.at_stake = branch_at_stake(repo, branch, base)
     return obs
+
+
+def _owner_agent(wt: Worktree, fleet: str, repo_id: str, records: dict[str, SessionRecord]) -> str | None:
+    """The agent a worktree belongs to, if this fleet owns it.
+
+    The marker says so; failing that, a record of ours that was creating exactly this
+    worktree on exactly this branch (apply died between `git worktree add` and
+    writing the marker) also proves it.
+    """
+    if wt.owner is not None:
+        return wt.owner.agent if (wt.owner.fleet, wt.owner.repo) == (fleet, repo_id) else None
+    for rec in records.values():
+        if rec.worktree == str(wt.path) and rec.branch == wt.branch and rec.reason == CREATING_WORKTREE:
+            return rec.agent
+    return None
+
+
+def _branch_of(agent: ObservedAgent, loaded: LoadedFleet) -> str:
+    if agent.record is not None and agent.record.branch:
+        return agent.record.branch
+    return loaded.fleet.branch_prefix + agent.name
 
 
 def _adopt(agent: ObservedAgent | None, proc: OwnedProcess, desired_hash: str | None) -> bool:

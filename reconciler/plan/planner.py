@@ -43,7 +43,7 @@ class _Slots:
             self.by_tier[tier] = self.by_tier.get(tier, 0) + n
 
 
-def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()) -> Plan:
+def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = (), archive: bool = False) -> Plan:
     spec = loaded.fleet.spec
     slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()})
     for agent in observed.running():
@@ -57,7 +57,7 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
                               details={"pid": proc.pid, "cmdline": proc.cmdline}))
     for name, obs in sorted(observed.agents.items()):
         if name not in desired:
-            actions += _undeclared(obs, prune=spec.gc.prune, slots=slots)
+            actions += _undeclared(obs, prune=spec.gc.prune, slots=slots, archive=archive)
     for agent in loaded.agents:
         actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
     wanted = set(targets)
@@ -68,7 +68,7 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
     return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
 
 
-def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots,
+def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool = False,
                 why: str = "agent is no longer declared") -> list[Action]:
     rec = obs.record
     tier = rec.tier if rec else None
@@ -77,40 +77,78 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots,
         return [Action(BLOCKED, obs.name, f"{why} but protect: true; fleet will not stop or prune it", tier)]
     out: list[Action] = []
     if obs.alive:
-        out.append(Action(STOP, obs.name, why, tier,
-                          {"pid": rec.pid if rec else None}))
+        out.append(Action(STOP, obs.name, why, tier, {"pid": rec.pid if rec else None}))
         slots.add(tier, -1)
     if not prune:
         return out
-    if obs.worktree is None:
+    wt, stake = obs.worktree, obs.at_stake
+    if wt is None and stake is None:
         return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
-    stake = obs.at_stake
-    if stake is not None and not stake.safe:
-        return out + [Action(BLOCKED, obs.name, f"prune refused: {stake.summary()}", tier, {
-            "worktree": str(obs.worktree.path), "branch": obs.worktree.branch, "files": stake.dirty,
-            "commits": stake.commits, "stashes": stake.stashes, "inProgress": stake.in_progress,
-            "locked": stake.locked})]
-    return out + [Action(PRUNE, obs.name, f"{why}; worktree is clean and merged", tier,
-                         {"worktree": str(obs.worktree.path), "branch": obs.worktree.branch})]
+    what = {"worktree": str(wt.path) if wt else None, "branch": wt.branch if wt else _branch(obs)}
+    if stake is None or stake.safe:
+        return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
+    at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
+                "inProgress": stake.in_progress, "processes": stake.processes, "locked": stake.locked}
+    if archive and stake.archivable:
+        return out + [Action(PRUNE, obs.name, f"{why}; archiving first: {stake.summary()}", tier,
+                             {**what, **at_stake, "archive": True})]
+    hint = "" if archive or not stake.archivable else " (--archive saves it under refs/fleet/archive/ first)"
+    return out + [Action(BLOCKED, obs.name, f"prune refused: {stake.summary()}{hint}", tier, {**what, **at_stake})]
+
+
+def _branch(obs: ObservedAgent) -> str | None:
+    return obs.branch or (obs.record.branch if obs.record else None)
 
 
 def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed,
               slots: _Slots) -> list[Action]:
-    tier = agent.tier_name
-    if obs is None or obs.worktree is None:
-        if not observed.base_exists:
-            return [Action(BLOCKED, agent.name, f"base ref {agent.base!r} does not exist in the repo", tier)]
-        if agent.branch in observed.unowned_branches:
-            return [Action(BLOCKED, agent.name, f"branch {agent.branch} exists and is not owned by this "
-                           "fleet; rename the agent or the branch", tier)]
-        if any(wt.path == agent.worktree for wt in observed.foreign):
-            return [Action(BLOCKED, agent.name, f"{agent.worktree} is a worktree this fleet does not own", tier)]
-        create = Action(CREATE_WORKTREE, agent.name, f"no worktree; branch {agent.branch} from {agent.base}",
-                        tier, {"path": str(agent.worktree), "branch": agent.branch})
-        return [create, _start(SPAWN, agent, "new agent", slots)]
+    obs = obs or ObservedAgent(agent.name)
+    worktree = _worktree_actions(agent, obs, observed)
+    if worktree and worktree[0].kind == BLOCKED:
+        return worktree
     rec, phase = obs.record, obs.phase
     if rec is None or phase is None or rec.spec_hash is None:
-        return [_start(SPAWN, agent, "worktree exists, session not started yet", slots)]
+        why = "new agent" if obs.worktree is None else "worktree exists, session not started yet"
+        return worktree + [_start(SPAWN, agent, why, slots)]
+    return worktree + _session_actions(agent, obs, slots)
+
+
+def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observed) -> list[Action]:
+    """Create, repair, or refuse the agent's worktree; [] when it is in place."""
+    tier = agent.tier_name
+    wt = obs.worktree
+    details = {"path": str(agent.worktree), "branch": agent.branch}
+    if wt is not None and wt.owner is not None and wt.path.is_dir():
+        return []
+    if wt is not None and wt.owner is None:
+        return [Action(CREATE_WORKTREE, agent.name, "finishing a worktree creation that was interrupted",
+                       tier, {**details, "repair": "interrupted"})]
+    if wt is not None:
+        return [Action(CREATE_WORKTREE, agent.name, f"worktree directory {wt.path} was deleted; re-creating "
+                       f"it on {agent.branch} (its commits are kept)", tier, {**details, "repair": "missing"})]
+    if not observed.base_exists:
+        return [Action(BLOCKED, agent.name, f"base ref {agent.base!r} does not exist in the repo", tier)]
+    if agent.branch in observed.checked_out:
+        return [Action(BLOCKED, agent.name, f"branch {agent.branch} is checked out at "
+                       f"{observed.checked_out[agent.branch]}; fleet will not force it", tier)]
+    if any(w.path == agent.worktree for w in observed.foreign) or \
+            (agent.worktree.exists() and not agent.worktree.is_dir()):
+        return [Action(BLOCKED, agent.name, f"{agent.worktree} is a worktree this fleet does not own", tier)]
+    if agent.worktree.exists() and any(agent.worktree.iterdir()):
+        return [Action(BLOCKED, agent.name, f"{agent.worktree} exists and is not empty; move it away", tier)]
+    owned = agent.branch in observed.owned_branches
+    if observed.repo_has_branch(agent.branch) and not owned:
+        return [Action(BLOCKED, agent.name, f"branch {agent.branch} exists and is not owned by this "
+                       "fleet; rename the agent or the branch", tier)]
+    why = (f"no worktree; re-using this fleet's branch {agent.branch}" if owned
+           else f"no worktree; branch {agent.branch} from {agent.base}")
+    return [Action(CREATE_WORKTREE, agent.name, why, tier, details)]
+
+
+def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> list[Action]:
+    tier = agent.tier_name
+    rec, phase = obs.record, obs.phase
+    assert rec is not None and phase is not None
     drift = rec.spec_hash != agent.spec_hash
     changes = explain(rec.session_spec, agent.session_spec()) if drift else []
     if phase == RUNNING:
@@ -143,7 +181,8 @@ def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
     return Action(kind, agent.name, reason, agent.tier_name, details)
 
 
-def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | None) -> Plan:
+def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | None, *,
+                archive: bool = False) -> Plan:
     """Stop and prune the named agents (all the fleet owns if None), with the prune safety rules."""
     chosen = set(names) if names is not None else set(observed.agents)
     slots = _Slots(None, {})
@@ -157,7 +196,7 @@ def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | 
             actions.append(Action(BLOCKED, name, "protect: true; fleet will not stop or prune it",
                                   desired.tier_name))
             continue
-        actions += _undeclared(obs, prune=True, slots=slots, why="deleted by request")
+        actions += _undeclared(obs, prune=True, slots=slots, archive=archive, why="deleted by request")
     if names is None:
         actions[:0] = [Action(STOP, p.agent or f"pid-{p.pid}", "orphan session of this fleet",
                               details={"pid": p.pid, "cmdline": p.cmdline}) for p in observed.orphans]

@@ -28,7 +28,8 @@ def print_table(plan: Plan, console: Console) -> None:
     width = max((len(a.agent) for a in plan.actions), default=0)
     for a in plan.actions:
         style = _STYLE[a.kind]
-        console.print(f"  [{style}]{a.symbol:>3} {a.kind:<15}[/] {escape(a.agent):<{width}}  {escape(a.reason)}")
+        console.print(f"  [{style}]{a.symbol:>3} {a.kind:<15}[/] {escape(a.agent):<{width}}  {escape(a.reason)}",
+                      soft_wrap=True)
         for line in _detail_lines(a):
             console.print(f"        [dim]{escape(line)}[/]" if a.kind != BLOCKED else f"        {escape(line)}")
     for note in plan.notes:
