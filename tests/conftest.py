@@ -1,13 +1,17 @@
 """Shared fixtures: isolated git, real temp repos, and running the real `fleet` CLI."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import time
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +69,46 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     h.mkdir()
     monkeypatch.setenv("HOME", str(h))
     yield h
+
+
+def session_pids(repo: Path) -> list[int]:
+    """Live session leaders fleet started for `repo` (by their FLEET_REPO owner variable)."""
+    return _session_leaders(lambda r: r == str((repo / ".git").resolve()))
+
+
+def _session_leaders(match) -> list[int]:  # type: ignore[no-untyped-def]
+    pids = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(proc.pid) != proc.pid or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if match(proc.environ().get("FLEET_REPO", "")):
+                pids.append(proc.pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def reap_sessions(tmp_path: Path) -> Iterator[None]:
+    """Kill what this test's fleets left running (and only that: tests run in parallel)."""
+    yield
+    for pid in _session_leaders(lambda r: r.startswith(str(tmp_path.resolve()) + os.sep)):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(check, timeout: float = 60, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := check()):
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {check}")
+
+
+def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
+    proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}

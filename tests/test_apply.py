@@ -12,24 +12,11 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 import agents
-from conftest import FLEETS, ROOT, fleet, git, write_fleet
+from conftest import FLEETS, ROOT, fleet, git, session_pids, status, wait_until, write_fleet
 
 
-def wait_until(check, timeout: float = 30, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := check()):
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {check}")
-
-
-def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
-    proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
-    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
 
 
 def fleet_yaml(repo: Path, *, agent_args: list[str], count: int = 3, max_running: int | None = None,
@@ -55,27 +42,6 @@ def fleet_yaml(repo: Path, *, agent_args: list[str], count: int = 3, max_running
     """)
 
 
-def session_pids(name: str = "t") -> list[int]:
-    pids = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            env = proc.environ()
-        except (psutil.Error, ProcessLookupError):
-            continue
-        if env.get("FLEET_NAME") == name and os.getsid(proc.pid) == proc.pid \
-                and proc.status() != psutil.STATUS_ZOMBIE:
-            pids.append(proc.pid)
-    return pids
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_sessions():  # type: ignore[no-untyped-def]
-    yield
-    for pid in session_pids():
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_apply_creates_worktrees_and_detached_sessions_that_outlive_the_cli(repo: Path) -> None:
@@ -162,7 +128,7 @@ def test_caps_hold_with_20_agents_and_max_running_3(repo: Path) -> None:
     def sample() -> None:
         nonlocal most
         while not done.is_set():
-            most = max(most, len(session_pids()))
+            most = max(most, len(session_pids(repo)))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -191,7 +157,7 @@ def test_concurrent_applies_do_not_double_spawn(repo: Path) -> None:
              for _ in range(3)]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), results
-    assert len(session_pids()) == 4
+    assert len(session_pids(repo)) == 4
     assert len({r["pid"] for r in status(repo).values()}) == 4
 
 

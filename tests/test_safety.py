@@ -12,8 +12,7 @@ import psutil
 import pytest
 
 import agents
-from conftest import fleet, git, write_fleet
-from test_apply import session_pids, status, wait_until
+from conftest import fleet, git, status, wait_until, write_fleet
 
 WT = Path(".fleet") / "worktrees"
 
@@ -43,15 +42,6 @@ def undeclare(path: Path, keep: str = "a01") -> None:
     text = path.read_text()
     path.write_text(text.replace("[a00, a01]", f"[{keep}]"))
 
-
-@pytest.fixture(autouse=True)
-def no_leftover_sessions():  # type: ignore[no-untyped-def]
-    yield
-    for pid in session_pids():
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _dirty(wt: Path, repo: Path) -> str:

@@ -12,7 +12,6 @@ Token counts there are rounded ("2.3k"), so they are not reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ._logscan import strip_ansi
 from .base import SessionRequest, SessionResult
@@ -20,7 +19,6 @@ from .base import SessionRequest, SessionResult
 _COST = re.compile(r"Cost: \$(\d+(?:\.\d+)?) message, \$(\d+(?:\.\d+)?) session\.")
 
 
-@dataclass(frozen=True)
 class AiderRuntime:
     name: str = "aider"
     can_resume: bool = False

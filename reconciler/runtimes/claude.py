@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ._logscan import JsonDict, as_float, as_int, as_str, last_dict
 from .base import SessionRequest, SessionResult
@@ -49,7 +48,6 @@ def check_bypass_allowed(args: Sequence[str], euid: int, environ: Mapping[str, s
         "export IS_SANDBOX=1 in the environment that runs fleet")
 
 
-@dataclass(frozen=True)
 class ClaudeRuntime:
     name: str = "claude"
     can_resume: bool = True
@@ -81,7 +79,7 @@ class ClaudeRuntime:
             cost_usd=as_float(data.get("total_cost_usd")),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            is_error=data["is_error"] if isinstance(data.get("is_error"), bool) else None,
+            is_error=_as_bool(data.get("is_error")),
             message=_message(data),
             extra=extra,
         )
@@ -114,6 +112,10 @@ def _tokens(data: JsonDict) -> tuple[int | None, int | None]:
         return (_sum([usage], "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
                 _sum([usage], "output_tokens"))
     return None, None
+
+
+def _as_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _sum(rows: list[JsonDict], *keys: str) -> int | None:

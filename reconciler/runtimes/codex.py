@@ -13,7 +13,6 @@ make `resume_argv` return None so the caller restarts instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ._logscan import JsonDict, as_int, as_str, json_dicts
 from .base import SessionRequest, SessionResult
@@ -26,7 +25,6 @@ _SANDBOX = ("-s", "--sandbox")
 _EPHEMERAL = "--ephemeral"  # no session files: nothing to resume
 
 
-@dataclass(frozen=True)
 class CodexRuntime:
     name: str = "codex"
     can_resume: bool = True

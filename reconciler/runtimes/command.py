@@ -15,7 +15,6 @@ Fields (inside `fleet_result` when it is an object, else at the top level):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from ._logscan import JsonDict, as_float, as_int, as_str
 from .base import SessionRequest, SessionResult
@@ -23,7 +22,6 @@ from .base import SessionRequest, SessionResult
 _RESULT_KEYS = ("fleet_result", "total_cost_usd", "cost_usd", "session_id")
 
 
-@dataclass(frozen=True)
 class CommandRuntime:
     name: str = "command"
     can_resume: bool = False

@@ -12,7 +12,6 @@ GEMINI_CLI_TRUST_WORKSPACE=true: fleet worktrees are new folders, so they are un
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from ._logscan import JsonDict, as_int, as_str, json_dicts, last_line
 from .base import SessionRequest, SessionResult
@@ -20,7 +19,6 @@ from .base import SessionRequest, SessionResult
 _JSON_KEYS = ("session_id", "response", "stats", "error")
 
 
-@dataclass(frozen=True)
 class GeminiRuntime:
     name: str = "gemini"
     can_resume: bool = True

@@ -1,0 +1,70 @@
+"""`fleet lock NAME [-f FILE] -- CMD...`: run CMD holding one slot of lock NAME."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from ..errors import FleetError
+from ..locks import ENV_LOCK_DIR, check_lock_name, main_worktree, read_lock_table, repo_lock_dir, run_locked
+
+
+def run(*, name: str, file: str | None, slots: int | None, timeout: float | None, command: list[str],
+        console: Console, err: Console) -> int:
+    check_lock_name(name)
+    if not command:
+        raise FleetError("no command to run", hint=f"fleet lock {name} -- CMD [ARGS...]")
+
+    def say(message: str) -> None:
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    env_dir = os.environ.get(ENV_LOCK_DIR) or None
+    declared: int | None
+    source: str
+    if file is not None:
+        lock_dir, declared = _from_fleet(file, name, env_dir)
+        source = file
+    else:
+        lock_dir = Path(env_dir) if env_dir else _from_cwd()
+        declared = read_lock_table(lock_dir).get(name)
+        source = str(lock_dir / "locks.json")
+    if declared is not None and slots is not None and slots != declared:
+        say(f"fleet lock: ignoring --slots {slots}: lock {name} is declared with {declared} "
+            f"slot{'s' if declared != 1 else ''} in {source}")
+    return run_locked(command, lock_dir=lock_dir, name=name, slots=declared or slots or 1, timeout=timeout,
+                      say=say)
+
+
+def _from_fleet(file: str, name: str, env_dir: str | None) -> tuple[Path, int]:
+    """Lock dir and slot count from FILE's fleet (FLEET_LOCK_DIR still wins for the dir)."""
+    from ..spec.loader import load_fleet
+
+    loaded = load_fleet(file)
+    locks = loaded.fleet.spec.locks
+    if name not in locks:
+        declared = ", ".join(sorted(locks)) or "none"
+        raise FleetError(f"lock {name!r} is not declared in {file} (declared locks: {declared})",
+                         hint=f"add it under spec.locks, e.g. `{name}: {{slots: 1}}`, or use one of the declared "
+                              "names")
+    if env_dir:
+        return Path(env_dir), locks[name].slots
+    from ..act.worktrees import ensure_excluded
+    from ..observe.gitrepo import GitRepo
+
+    repo = GitRepo(loaded.repo)
+    ensure_excluded(repo)
+    return repo_lock_dir(repo.root), locks[name].slots
+
+
+def _from_cwd() -> Path:
+    """`.fleet/locks` of the current repo's main worktree (listed in .git/info/exclude)."""
+    root = main_worktree(Path.cwd())
+    from ..act.worktrees import ensure_excluded
+    from ..observe.gitrepo import GitRepo
+
+    try:
+        ensure_excluded(GitRepo(root))
+    except (FleetError, OSError):
+        pass  # an unusual layout (e.g. a submodule): the lock still works, the dir just shows as untracked
+    return repo_lock_dir(root)
