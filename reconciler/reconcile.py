@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .act.executor import Executor, Outcome
+from .act.worktrees import ensure_excluded
 from .fleetlock import fleet_lock
 from .observe.results import read_log_tail, refreshed
 from .observe.snapshot import Observed, fleet_home, observe
@@ -50,18 +51,31 @@ def refresh_records(observed: Observed, *, save: bool) -> None:
                 observed.store.save(new)
 
 
+def sync_declared(loaded: LoadedFleet, observed: Observed) -> None:
+    """Carry what the spec says about each agent into its record: `protect` must hold even
+    after the agent is removed from the file, and an adopted session needs its spec."""
+    for agent in observed.agents.values():
+        desired, rec = loaded.agent(agent.name), agent.record
+        if desired is None or rec is None:
+            continue
+        if rec.protect != desired.protect or agent.adopted:
+            rec.protect = desired.protect
+            if agent.adopted:
+                rec.session_spec = desired.session_spec()
+            observed.store.save(rec)
+
+
 def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_timeout: float | None = None,
                    confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
                    on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
                    grace: float = 10.0, command: str = "fleet apply", archive: bool = False) -> Result:
-    home = fleet_home(GitRepo(loaded.repo))
-    with fleet_lock(home, loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
+    repo = GitRepo(loaded.repo)
+    ensure_excluded(repo)  # before the lock creates .fleet/, so the checkout never shows it
+    with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = observe(loaded)
+        observed.store.sweep_temp()
         refresh_records(observed, save=True)
-        for agent in observed.agents.values():
-            if agent.adopted and agent.record is not None and (d := loaded.agent(agent.name)):
-                agent.record.session_spec = d.session_spec()
-                observed.store.save(agent.record)
+        sync_declared(loaded, observed)
         the_plan = make_plan(loaded, observed, targets=targets, archive=archive)
         if on_plan:
             on_plan(the_plan)

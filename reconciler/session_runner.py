@@ -46,6 +46,8 @@ def _host(command: list[str], exit_file: str) -> None:
     try:
         child = subprocess.Popen(command, preexec_fn=_default_signals)
         code = child.wait()
+        if code < 0:  # killed by a signal: record it the way shells do (and `fleet lock`)
+            code = 128 - code
     except OSError as exc:
         print(f"fleet: cannot start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
         code = 127

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +52,8 @@ class SessionRecord:
     finished_at: str | None = None
     exit_code: int | None = None
     attempts: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # sum of the ledger
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # run/conversation -> {usd, at}
     reason: str | None = None  # why Pending/Blocked/Failed, for humans
     protect: bool = False
     conditions: list[Condition] = field(default_factory=list)
@@ -111,10 +113,10 @@ class StateStore:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
-            # never lose the file: keep it aside for inspection and start clean
-            self.path(agent).replace(self.path(agent).with_suffix(".corrupt"))
-            rec = SessionRecord(agent=agent, fleet=self.fleet, reason=f"state record was unreadable: {exc}")
-            return rec
+            # reading never writes (fleet diff must not); save() keeps the bad file aside
+            return SessionRecord(agent=agent, fleet=self.fleet,
+                                 reason=f"state record {self.path(agent)} was unreadable ({exc}); "
+                                        "it is kept as .corrupt on the next apply")
 
     def all(self) -> dict[str, SessionRecord]:
         if not self.dir.is_dir():
@@ -123,7 +125,10 @@ class StateStore:
         return {n: r for n in names if (r := self.load(n)) is not None}
 
     def save(self, record: SessionRecord) -> None:
-        write_json_atomic(self.path(record.agent), record.to_json())
+        path = self.path(record.agent)
+        if path.exists() and not _readable_json(path):
+            path.replace(path.with_suffix(".corrupt"))  # never lose a file, even a broken one
+        write_json_atomic(path, record.to_json())
 
     def load_exit(self, agent: str) -> ExitRecord | None:
         try:
@@ -138,7 +143,24 @@ class StateStore:
 
     def remove(self, agent: str) -> None:
         for p in (self.path(agent), self.exit_path(agent)):
+            if p.exists() and not _readable_json(p):
+                p.replace(p.with_suffix(".corrupt"))
             p.unlink(missing_ok=True)
+
+    def sweep_temp(self, older_than: float = 60.0) -> None:
+        """Drop temp files of writes that were killed before their rename (caller holds the fleet lock)."""
+        cutoff = time.time() - older_than
+        for tmp in self.dir.glob(".*.tmp") if self.dir.is_dir() else ():
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink(missing_ok=True)
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -113,3 +113,28 @@ def test_foreach_expands_items_and_glob(tmp_path: Path) -> None:
     admin = loaded.agent("audit-src-routes-admin")
     assert admin is not None and admin.command == ("python", "agent.py", "src/routes/admin.py")
     assert admin.branch == "fleet/t/audit-src-routes-admin"
+
+
+def test_keys_named_like_types_keep_their_position(tmp_path: Path) -> None:
+    text = GOOD.replace("    local: {runtime: command}\n", "    Worker: {runtime: bash}\n    local: {runtime: command}\n")
+    text = text.replace("      command: [python, agent.py]\n",
+                        "      command: [python, agent.py]\n      env:\n        TOKEN: 42\n")
+    path = write_fleet(tmp_path, text)
+    proc = fleet("validate", str(path), cwd=tmp_path)
+    assert re.search(rf"{re.escape(str(path))}:8:\d+: spec\.tiers\.Worker\.runtime", proc.stderr), proc.stderr
+    assert re.search(rf"{re.escape(str(path))}:21:\d+: spec\.agents\[1\]\.env\.TOKEN", proc.stderr), proc.stderr
+    assert proc.stderr.count("env.TOKEN") == 1  # one problem, not one per union member
+
+
+def test_listed_items_keep_their_dots_in_names(tmp_path: Path) -> None:
+    from reconciler.spec.loader import load_fleet
+
+    text = GOOD.replace("    - name: b\n", "    - name: bump-{item}\n      forEach: {items: [v1.1, v1.2]}\n")
+    loaded = load_fleet(write_fleet(tmp_path, text))
+    assert [a.name for a in loaded.agents] == ["a", "bump-v1.1", "bump-v1.2"]
+
+
+def test_quoted_number_gets_the_right_hint(tmp_path: Path) -> None:
+    proc = fleet("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", 'maxRunning: "2"'))),
+                 cwd=tmp_path)
+    assert proc.returncode == 1 and "without quotes" in proc.stderr

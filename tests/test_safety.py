@@ -199,7 +199,10 @@ def test_another_fleets_worktree_is_not_touched(repo: Path) -> None:
     two_agents(repo, items="a05")
     diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert all(a["agent"] == "w-a05" for a in diff["actions"])
-    assert any("fleet/other/w-a00" in n for n in diff["notes"])
+    assert diff["notes"] == []  # another fleet's marked worktree is not news
+    assert fleet("delete", "fleet.yaml", "--yes", cwd=repo).returncode == 0
+    assert (repo / WT / "w-a00" / "w-a00.txt").exists()
+    assert status(repo, "other.yaml")["w-a00"]["phase"] == "Succeeded"
 
 
 def test_deleted_worktree_directory_is_repaired_keeping_commits(repo: Path) -> None:

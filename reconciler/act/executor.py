@@ -80,21 +80,26 @@ class Executor:
         return f"worktree {path} on {agent.branch}"
 
     def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
-               *, resume: tuple[str, str] | None = None) -> str:
+               *, resume: tuple[str, str] | None = None, prepared: sessions.Launch | None = None) -> str:
         assert agent is not None
+        prepared = prepared or self._prepare(agent, resume)
         rec = self._record(agent)
         rec.reason = STARTING_SESSION  # intent, recorded before the process exists
         self.store.save(rec)
-        started = sessions.spawn(agent, fleet=self.loaded.name, repo_id=str(self.observed.repo.common_dir),
-                                 lock_dir=self.store.home / "locks", log=self.store.log_path(agent.name),
-                                 exit_file=self.store.exit_path(agent.name), resume=resume)
+        started = sessions.launch(prepared, log=self.store.log_path(agent.name),
+                                  exit_file=self.store.exit_path(agent.name))
+        # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
+        rec.attempts = rec.attempts + 1 if rec.spec_hash == agent.spec_hash else 1
         rec.phase, rec.pid, rec.create_time = RUNNING, started.pid, started.create_time
         rec.session_id, rec.spec_hash, rec.session_spec = started.session_id, agent.spec_hash, agent.session_spec()
         rec.started_at, rec.finished_at, rec.exit_code, rec.reason = now_iso(), None, None, None
-        rec.attempts = rec.attempts + 1 if resume else 1
         rec.set_condition("Ready", "Unknown", "Running", f"pid {started.pid}")
         self.store.save(rec)
         return f"pid {started.pid}, log {self.store.log_path(agent.name)}"
+
+    def _prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None = None) -> sessions.Launch:
+        return sessions.prepare(agent, fleet=self.loaded.name, repo_id=str(self.observed.repo.common_dir),
+                                lock_dir=self.store.home / "locks", resume=resume)
 
     def _resume(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert agent is not None and obs is not None and obs.record is not None
@@ -102,8 +107,10 @@ class Executor:
         return self._spawn(action, agent, obs, resume=(obs.record.session_id or "", message))
 
     def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None
+        prepared = self._prepare(agent)  # a spec that cannot start must not cost the running session
         self._stop(action, agent, obs)
-        return self._spawn(action, agent, obs)
+        return self._spawn(action, agent, obs, prepared=prepared)
 
     def _stop(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         if "cmdline" in action.details:  # an orphan: no record, its pid and create-time were observed

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 
 from ..errors import FleetError
-from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, create_time, is_alive
+from ..observe.results import RUN_MARKER
+from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION, create_time, is_alive
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
 from ..spec.desired import DesiredAgent
@@ -43,14 +44,26 @@ def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path
     bindir = str(Path(sys.executable).parent)  # so `fleet lock` and our python resolve in the session
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.update({ENV_FLEET: fleet, ENV_REPO: repo_id, ENV_AGENT: agent.name, ENV_HASH: agent.spec_hash,
-                "FLEET_SESSION_ID": session_id, "FLEET_LOCK_DIR": str(lock_dir),
+                ENV_SESSION: session_id, "FLEET_LOCK_DIR": str(lock_dir),
                 "FLEET_BRANCH": agent.branch})
     return env
 
 
-def spawn(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path, log: Path, exit_file: Path,
-          resume: tuple[str, str] | None = None) -> Started:
-    """Start the agent detached, output appended to `log`. `resume` = (session_id, message)."""
+@dataclass(frozen=True)
+class Launch:
+    """A session ready to start: everything that can fail for a bad spec has been checked."""
+
+    agent: DesiredAgent
+    argv: list[str]
+    env: dict[str, str]
+    session_id: str
+    resume: bool
+
+
+def prepare(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
+            resume: tuple[str, str] | None = None, extra_env: dict[str, str] | None = None) -> Launch:
+    """Build argv and env. `resume` = (session_id, message). Raises FleetError for a bad spec
+    (a missing fromEnv variable, a refused flag), before anything is stopped or started."""
     runtime = get_runtime(agent.tier.runtime)
     session_id = resume[0] if resume else str(uuid.uuid4())
     req = SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
@@ -60,18 +73,25 @@ def spawn(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path, log:
     except ValueError as exc:
         raise FleetError(f"agent {agent.name}: {exc}") from None
     if argv is None:
-        raise FleetError(f"runtime {runtime.name} cannot resume sessions")
+        raise FleetError(f"runtime {runtime.name} cannot resume this session")
     env = session_env(agent, fleet=fleet, repo_id=repo_id, lock_dir=lock_dir, session_id=session_id)
     env.update(runtime.env(req))
+    env.update(extra_env or {})
+    return Launch(agent=agent, argv=argv, env=env, session_id=session_id, resume=resume is not None)
+
+
+def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
+    """Start the prepared session detached, output appended to `log`."""
+    agent, argv = prepared.agent, prepared.argv
     log.parent.mkdir(parents=True, exist_ok=True)
     exit_file.unlink(missing_ok=True)
     with log.open("ab") as out:
-        out.write(f"--- fleet: {'resume' if resume else 'start'} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: "
-                  f"{' '.join(argv)[:300]}\n".encode())
+        out.write(f"{RUN_MARKER}{'resume' if prepared.resume else 'start'} "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(argv)[:300]}\n".encode())
         out.flush()
         runner = subprocess.run(
             [sys.executable, "-m", "reconciler.session_runner", "--exit-file", str(exit_file), "--", *argv],
-            cwd=agent.worktree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
+            cwd=agent.worktree, env=prepared.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
             check=False, timeout=30)
     pid_text = runner.stdout.decode().strip()
     if runner.returncode != 0 or not pid_text.isdigit():
@@ -80,7 +100,7 @@ def spawn(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path, log:
     created = create_time(pid)
     if created is None:  # it already finished; the exit file tells how
         created = 0.0
-    return Started(pid=pid, create_time=created, session_id=session_id, argv=argv)
+    return Started(pid=pid, create_time=created, session_id=prepared.session_id, argv=argv)
 
 
 def stop(pid: int, created: float | None, *, grace: float = 10.0) -> bool:

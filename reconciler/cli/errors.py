@@ -16,7 +16,7 @@ def guarded(fn: Callable[[], int], *, error_code: int = 1) -> int:
     """Run a command; FleetError -> its message; anything else -> a crash log path."""
     from rich.console import Console
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return fn()
     except FleetError as exc:

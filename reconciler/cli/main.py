@@ -23,7 +23,7 @@ TARGET = click.option("--target", "targets", multiple=True, metavar="NAME",
                       help="Limit to this agent (repeatable).")
 
 
-def _run(command: str, *, error_code: int = 1, **kwargs: Any) -> None:
+def _run(command: str, /, *, error_code: int = 1, **kwargs: Any) -> None:
     """Import reconciler.commands.<command> and exit with what its run() returns."""
     from .errors import guarded
 
@@ -34,7 +34,10 @@ def _run(command: str, *, error_code: int = 1, **kwargs: Any) -> None:
         out = Console(highlight=False)
         if not out.is_terminal and "COLUMNS" not in os.environ:
             out = Console(highlight=False, width=200)  # logs and pipes: never truncate a table
-        return module.run(console=out, err=Console(stderr=True, highlight=False), **kwargs)
+        err = Console(stderr=True, highlight=False)
+        if not err.is_terminal and "COLUMNS" not in os.environ:
+            err = Console(stderr=True, highlight=False, width=200)
+        return module.run(console=out, err=err, **kwargs)
 
     sys.exit(guarded(call, error_code=error_code))
 

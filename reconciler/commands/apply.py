@@ -9,17 +9,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Outcome
-from ..plan.actions import BLOCKED, WAIT, Plan
+from ..plan.actions import BLOCKED, Plan
 from ..reconcile import reconcile_once
-from ..render.plan import print_table, summary_line
+from ..render.plan import outcome_line, print_table, summary_line
 from ..spec.loader import load_fleet
 from . import diff
 
 
 def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout: float | None,
         grace: float, console: Console, err: Console, archive: bool = False) -> int:
-    if dry_run:
-        return diff.run(file=file, output="table", targets=targets, console=console, err=err, archive=archive)
+    if dry_run:  # the plan exactly as `fleet diff` shows it; exit 0, as nothing failed
+        diff.run(file=file, output="table", targets=targets, console=console, err=err, archive=archive)
+        return EXIT_OK
     loaded = load_fleet(file)
     interactive = sys.stdin.isatty() and console.is_terminal
 
@@ -79,14 +80,7 @@ class _Progress:
         self.bar.start()
 
     def step(self, outcome: Outcome) -> None:
-        a = outcome.action
-        mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
-        if a.kind == BLOCKED:
-            mark = "[bold red]blocked[/]"
-        elif a.kind == WAIT:
-            mark = "[dim]waiting[/]"
-        self.console.print(f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}",
-                           soft_wrap=True)
+        self.console.print(outcome_line(outcome), soft_wrap=True)
         if self.bar is not None and self.task is not None:
             self.bar.advance(self.task)
 

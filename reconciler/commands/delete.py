@@ -6,20 +6,23 @@ from rich.markup import escape
 
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Executor
+from ..act.worktrees import ensure_excluded
 from ..fleetlock import fleet_lock
 from ..observe.gitrepo import GitRepo
 from ..observe.snapshot import fleet_home, observe
 from ..plan.planner import plan_delete
 from ..reconcile import refresh_records
-from ..render.plan import print_table
+from ..plan.actions import BLOCKED, Plan
+from ..render.plan import outcome_line, print_table
 from ..spec.loader import load_fleet
 
 
 def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, grace: float,
         console: Console, err: Console, archive: bool = False) -> int:
     loaded = load_fleet(file)
-    home = fleet_home(GitRepo(loaded.repo))
-    with fleet_lock(home, loaded.name, timeout=lock_timeout, command="fleet delete",
+    repo = GitRepo(loaded.repo)
+    ensure_excluded(repo)
+    with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command="fleet delete",
                     on_wait=lambda m: err.print(f"[yellow]{escape(m)}[/]")):
         observed = observe(loaded, inspect_all=True)
         refresh_records(observed, save=True)
@@ -29,20 +32,20 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
                              hint="see `fleet status` for the agents of this fleet")
         plan = plan_delete(loaded, observed, names or None, archive=archive)
         print_table(plan, console)
-        if not plan.has_changes:
-            return EXIT_OK
-        if not yes and not (console.is_terminal and console.input("\nDelete? Only 'yes' will be accepted: ")
-                            .strip() == "yes"):
-            if not console.is_terminal:
-                raise FleetError("delete needs confirmation but there is no terminal", hint="pass --yes")
+        todo = Plan(plan.fleet, tuple(a for a in plan.actions if a.kind != BLOCKED))
+        if todo.has_changes and not yes and not _confirmed(console):
             console.print("Delete cancelled.")
             return EXIT_OK
-        outcomes = Executor(loaded, observed, grace=grace).run(plan)
-    for o in outcomes:
-        mark = "ok" if o.ok else "failed"
-        console.print(f"  {o.action.symbol:>3} {o.action.kind:<15} {escape(o.action.agent)}: {mark} "
-                      f"{escape(o.message)}", soft_wrap=True)
+        outcomes = Executor(loaded, observed, grace=grace).run(todo) if todo.has_changes else []
+    for outcome in outcomes:
+        console.print(outcome_line(outcome), soft_wrap=True)
     if plan.blocked or any(o.blocked for o in outcomes):
         err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
         return EXIT_BLOCKED
     return EXIT_ERROR if any(not o.ok for o in outcomes) else EXIT_OK
+
+
+def _confirmed(console: Console) -> bool:
+    if not console.is_terminal:
+        raise FleetError("delete needs confirmation but there is no terminal", hint="pass --yes")
+    return console.input("\nDelete? Only 'yes' will be accepted: ").strip() == "yes"

@@ -12,6 +12,7 @@ import psutil
 
 # Owner variables every session carries; orphans are found by them.
 ENV_FLEET, ENV_REPO, ENV_AGENT, ENV_HASH = "FLEET_NAME", "FLEET_REPO", "FLEET_AGENT", "FLEET_SPEC_HASH"
+ENV_SESSION = "FLEET_SESSION_ID"
 _CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time has clock-tick resolution
 
 
@@ -41,6 +42,7 @@ class OwnedProcess:
     create_time: float
     agent: str
     spec_hash: str
+    session_id: str
     cmdline: str
 
 
@@ -62,7 +64,8 @@ def owned_processes(fleet: str, repo: str) -> list[OwnedProcess]:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             found.append(OwnedProcess(proc.pid, proc.info["create_time"], env.get(ENV_AGENT, ""),
-                                      env.get(ENV_HASH, ""), " ".join(proc.cmdline())[:200]))
+                                      env.get(ENV_HASH, ""), env.get(ENV_SESSION, ""),
+                                      " ".join(proc.cmdline())[:200]))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ProcessLookupError):
             continue
     return found

@@ -96,9 +96,13 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
         name = branch.removeprefix(loaded.fleet.branch_prefix)
         if branch.startswith(loaded.fleet.branch_prefix) and name not in obs.agents:
             obs.agents[name] = ObservedAgent(name)  # a branch left without worktree or record
-    known = {(a.record.pid, a.record.create_time) for a in obs.agents.values() if a.alive and a.record}
+    live = [a.record for a in obs.agents.values() if a.alive and a.record]
+    # a live session's own processes, even ones that made themselves a new session
+    # (a daemon it started), carry its session id: those are not orphans
+    live_ids = {r.session_id for r in live if r.session_id}
     owned = [p for p in owned_processes(loaded.name, repo_id)
-             if not any(p.pid == pid and abs(p.create_time - (ct or 0)) < 0.05 for pid, ct in known)]
+             if p.session_id not in live_ids
+             and not any(p.pid == r.pid and abs(p.create_time - (r.create_time or 0)) < 0.05 for r in live)]
     hashes = {a.name: a.spec_hash for a in loaded.agents}
     obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
     desired = {a.name for a in loaded.agents}
@@ -144,7 +148,7 @@ def _adopt(agent: ObservedAgent | None, proc: OwnedProcess, desired_hash: str | 
     if agent is None or rec is None or agent.alive or desired_hash is None or proc.spec_hash != desired_hash:
         return False
     rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
-    rec.spec_hash = desired_hash
+    rec.spec_hash, rec.session_id = desired_hash, proc.session_id or rec.session_id
     agent.alive = agent.adopted = True
     return True
 

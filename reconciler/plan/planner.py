@@ -30,10 +30,10 @@ class _Slots:
     def take(self, tier: str) -> str | None:
         """Take a slot, or return why there is none."""
         if self.fleet_cap is not None and self.total >= self.fleet_cap:
-            return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running)"
+            return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running or starting)"
         cap = self.tier_caps.get(tier)
         if cap is not None and self.by_tier.get(tier, 0) >= cap:
-            return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running)"
+            return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running or starting)"
         self.add(tier, 1)
         return None
 
@@ -49,22 +49,32 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
     for agent in observed.running():
         slots.add(agent.record.tier if agent.record else None, 1)
     desired = {a.name: a for a in loaded.agents}
+    wanted = set(targets)
+
+    def chosen(name: str) -> bool:
+        return not wanted or name in wanted
+
     actions: list[Action] = []
     for proc in observed.orphans:
+        if not chosen(proc.agent):
+            continue
+        if proc.agent in desired and desired[proc.agent].protect:
+            actions.append(Action(BLOCKED, proc.agent, f"unrecorded session pid {proc.pid} of a protected agent; "
+                                  "fleet will not stop it", details={"pid": proc.pid}))
+            continue
         why = ("belongs to undeclared agent " + proc.agent if proc.agent not in desired
                else "running session the state store does not know")
         actions.append(Action(STOP, proc.agent or f"pid-{proc.pid}", f"orphan: {why}",
                               details={"pid": proc.pid, "cmdline": proc.cmdline}))
     for name, obs in sorted(observed.agents.items()):
-        if name not in desired:
+        if name not in desired and chosen(name):
             actions += _undeclared(obs, prune=spec.gc.prune, slots=slots, archive=archive)
     for agent in loaded.agents:
-        actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
-    wanted = set(targets)
-    if wanted:
-        actions = [a for a in actions if a.agent in wanted]
+        if chosen(agent.name):  # untargeted agents take no slots: --target X must not wait behind them
+            actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
+    # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
-                  f"fleet {loaded.name}; left alone" for wt in observed.foreign)
+                  f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
     return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
 
 from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP,
                             WAIT, Action, Plan)
+
+if TYPE_CHECKING:
+    from ..act.executor import Outcome
 
 _STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
           REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red"}
@@ -74,3 +79,15 @@ def to_markdown(plan: Plan) -> str:
     if plan.notes:
         out += ["", *[f"- note: {n}" for n in plan.notes]]
     return "\n".join(out) + "\n"
+
+
+def outcome_line(outcome: Outcome) -> str:
+    """One executed action, as apply and delete print it (Rich markup)."""
+    a = outcome.action
+    if a.kind == BLOCKED or outcome.blocked:
+        mark = "[bold red]blocked[/]"
+    elif a.kind == WAIT:
+        mark = "[dim]waiting[/]"
+    else:
+        mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
+    return f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}"

@@ -41,7 +41,8 @@ def check_fleet(fleet: Fleet, repo: Path) -> tuple[list[DesiredAgent], list[Issu
             issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
             continue
         for item in items:
-            name = _expand(agent.name, item, for_name=True)
+            name = _expand(agent.name, item, slug=True, is_path=agent.forEach is not None
+                           and agent.forEach.glob is not None)
             loc: Loc = ("spec", "agents", index, "name")
             if (why := name_problem(name)) is not None:
                 issues.append((loc, f"agent name {why}", "agent names become directories and branch names"))
@@ -98,17 +99,17 @@ def _items(agent: Agent, repo: Path) -> tuple[list[str | None], tuple[str, str] 
     return matches, None  # no match is zero agents, like zero replicas: valid
 
 
-def _expand(template: str, item: str | None, *, for_name: bool = False) -> str:
+def _expand(template: str, item: str | None, *, slug: bool = False, is_path: bool = False) -> str:
     if item is None:
         return template
-    return template.replace("{item}", _slug(item) if for_name else item)
+    return template.replace("{item}", _slug(item, is_path=is_path) if slug else item)
 
 
-def _slug(item: str) -> str:
-    """A glob match as a name part: 'src/routes/users.py' -> 'src-routes-users'."""
-    path = PurePosixPath(item)
-    stem = str(path.with_suffix("")) if path.suffix else item
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem.replace("/", "-")).strip("-.")
+def _slug(item: str, *, is_path: bool) -> str:
+    """An item as a name part: glob match 'src/routes/users.py' -> 'src-routes-users';
+    listed items keep their dots ('v1.2' -> 'v1.2'), only unsafe characters become '-'."""
+    text = str(PurePosixPath(item).with_suffix("")) if is_path and PurePosixPath(item).suffix else item
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in text.replace("/", "-")).strip("-.")
 
 
 def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item: str | None) -> DesiredAgent:

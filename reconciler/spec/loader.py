@@ -88,8 +88,32 @@ def _validate(doc: Any, shown: str) -> Fleet:
     try:
         return Fleet.model_validate(_plain(doc))
     except ValidationError as exc:
-        problems = [_pydantic_problem(doc, shown, err) for err in exc.errors()]
-        raise SpecInvalid(sorted(problems, key=lambda p: (p.line or 0, p.col or 0))) from None
+        problems: dict[tuple[object, ...], Problem] = {}
+        for err in exc.errors():
+            loc = _doc_loc(doc, err["loc"])
+            # a union reports once per member; the first says it best
+            problems.setdefault((*loc, err["type"] == "extra_forbidden"), _pydantic_problem(doc, shown, err, loc))
+        raise SpecInvalid(sorted(problems.values(), key=lambda p: (p.line or 0, p.col or 0))) from None
+
+
+def _doc_loc(doc: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic's loc without the union-member tags it inserts ('str', 'FromEnv', ...).
+
+    A part is a tag only where the document has no such key, so a key named like a
+    type ('Worker', 'TOKEN') is never mistaken for one."""
+    out: list[Any] = []
+    node = doc
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif _is_union_tag(part):
+            continue
+        else:
+            node = None  # a missing key: keep it, it names what is missing
+        out.append(part)
+    return tuple(out)
 
 
 def _plain(node: Any) -> Any:
@@ -101,8 +125,7 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _pydantic_problem(doc: Any, shown: str, err: Any) -> Problem:
-    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+def _pydantic_problem(doc: Any, shown: str, err: Any, loc: tuple[Any, ...]) -> Problem:
     kind = err["type"]
     dotted = _dotted(loc)
     if kind == "extra_forbidden":
@@ -119,7 +142,7 @@ def _pydantic_problem(doc: Any, shown: str, err: Any) -> Problem:
     got = err.get("input")
     if kind.endswith("_type") and not isinstance(got, (dict, list)):
         msg = f"{msg}, got {type(got).__name__} {got!r}"
-    return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc))
+    return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc, got))
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -128,13 +151,20 @@ def _is_union_tag(part: Any) -> bool:
                                       or part[:1].isupper() or part.startswith("function-"))
 
 
-def _hint_for(kind: str, loc: Loc) -> str:
+def _hint_for(kind: str, loc: Loc, got: Any = None) -> str:
+    last = loc[-1] if loc else None
     if kind == "literal_error":
         return "use one of the allowed values listed"
-    if kind == "string_pattern_mismatch" and loc and loc[-1] in {"timeout", "interval"}:
+    if kind == "string_pattern_mismatch" and last in {"timeout", "interval", "stallAfter"}:
         return "durations are a number and a unit: 30s, 15m, 1h30m"
+    if kind == "string_pattern_mismatch" and (last == "fromEnv" or (len(loc) > 1 and loc[-2] == "env")):
+        return "environment variable names use letters, digits and '_', not starting with a digit"
     if kind == "string_pattern_mismatch":
         return "names use letters, digits, '.', '_' and '-' (safe for paths and git branches)"
+    if last == "cron" or (kind == "value_error" and "cron" in str(loc)):
+        return "5 fields: minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\""
+    if kind in {"int_type", "float_type", "bool_type"} and isinstance(got, str):
+        return "write the value without quotes"
     if kind.endswith("_type"):
         return "check the value's type (quote strings that look like numbers or booleans)"
     return "see schemas/fleet.schema.json for the allowed values"

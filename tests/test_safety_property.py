@@ -1,0 +1,407 @@
+"""The safety invariant as a property (SPEC.md "Safety rules", docs/safety.md).
+
+Hypothesis builds random fleets whose worktrees are in random states (dirty,
+untracked, ignored files, stash entries, unmerged / merged / pushed commits, an
+in-progress merge, `git worktree lock`, a foreign process working in the tree, a
+live fleet session), plus a hand-made worktree under the fleet's root and a user
+branch with the fleet's prefix. Then it removes some or all agents with the real
+CLI (`fleet apply` after undeclaring them, or `fleet delete`, with or without
+`--archive`) and checks:
+
+- every commit that existed is still reachable from a ref (refs/fleet/archive/*
+  and refs/stash included), and no ref other than a pruned agent's branch moved;
+- every worktree is either still in place with identical files (ignored ones
+  included), or a commit still reachable holds exactly its non-ignored files: the
+  archive ref when something was at stake, else the worktree's own HEAD;
+- worktrees with nothing at stake were pruned, their branch deleted, no archive;
+- a locked worktree, one with a foreign process in it or with a merge in progress
+  is never pruned, even with --archive;
+- exit code 3 exactly when something was refused, else 0;
+- the foreign worktree, the user's branch and agents that were not targeted are untouched.
+
+Each example makes its own repository, so examples do not leak into each other.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import agents
+from conftest import fleet, git, session_pids, status, wait_until
+
+FLEET = "t"
+PREFIX = f"fleet/{FLEET}/"
+WT_ROOT = Path(".fleet") / "worktrees"
+ARCHIVES = f"refs/fleet/archive/{FLEET}/"
+NAMES = ("w-a", "w-b", "w-c")
+
+
+# ---------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class AgentCase:
+    name: str
+    session: bool = False  # a live fleet session (sleeps) instead of an agent that committed and exited
+    history: str = "unmerged"  # what happened to its commits: "unmerged", "merged" (into main), "pushed" (-u)
+    ahead: bool = False  # one more commit after that: unmerged, unpushed
+    stash: bool = False
+    in_progress: bool = False  # a conflicted `git merge` left in progress
+    dirty: bool = False  # a modified tracked file
+    untracked: bool = False
+    ignored: bool = False  # ignored files only: must NOT block
+    locked: bool = False
+    process: bool = False  # a foreign process (not fleet's session) with its cwd in the tree
+
+    @property
+    def branch(self) -> str:
+        return PREFIX + self.name
+
+    @property
+    def unsaved_commits(self) -> bool:
+        own_commit = not self.session and self.history == "unmerged"  # the commit agent's own commit
+        return own_commit or self.ahead or self.in_progress
+
+    @property
+    def unarchivable(self) -> bool:
+        """What --archive cannot save: a lock, a live process, an operation in progress."""
+        return self.locked or self.process or self.in_progress
+
+    @property
+    def at_stake(self) -> bool:
+        return (self.unsaved_commits or self.stash or self.dirty or self.untracked or self.in_progress
+                or self.unarchivable)
+
+
+@dataclass(frozen=True)
+class Case:
+    agents: tuple[AgentCase, ...]
+    act: str  # "apply" (undeclare the targets) or "delete"
+    targets: tuple[str, ...] | None  # None: `fleet delete` with no names (every agent)
+    archive: bool = False
+    foreign_worktree: bool = False
+    user_branch: bool = False
+
+    @property
+    def targeted(self) -> set[str]:
+        return {a.name for a in self.agents} if self.targets is None else set(self.targets)
+
+    def removed(self, a: AgentCase) -> bool:
+        """What the rules say happens to `a`: pruned (True) or left in place (False)."""
+        if a.name not in self.targeted:
+            return False
+        return not a.at_stake or (self.archive and not a.unarchivable)
+
+    @property
+    def refused(self) -> bool:
+        return any(a.name in self.targeted and not self.removed(a) for a in self.agents)
+
+
+@st.composite
+def agent_cases(draw: st.DrawFn, name: str) -> AgentCase:
+    session = draw(st.booleans())
+    history = draw(st.sampled_from(["unmerged", "merged", "pushed"]))
+    ignored = draw(st.booleans())
+    if draw(st.sampled_from(["safe", "risky", "risky"])) == "safe":  # a third have nothing at stake
+        if not session and history == "unmerged":
+            history = draw(st.sampled_from(["merged", "pushed"]))
+        return AgentCase(name, session=session, history=history, ignored=ignored)
+    risks = draw(st.fixed_dictionaries({k: st.booleans() for k in (
+        "ahead", "stash", "in_progress", "dirty", "untracked", "locked", "process")}))
+    risks["in_progress"] = risks["in_progress"] and draw(st.booleans())  # rarer: it blocks everything
+    return AgentCase(name, session=session, history=history, ignored=ignored, **risks)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    n = draw(st.integers(1, len(NAMES)))
+    agent_list = tuple(draw(agent_cases(name)) for name in NAMES[:n])
+    names = [a.name for a in agent_list]
+    act = draw(st.sampled_from(["apply", "delete"]))
+    subset = st.lists(st.sampled_from(names), min_size=1, unique=True).map(lambda xs: tuple(sorted(xs)))
+    if act == "apply":
+        targets: tuple[str, ...] | None = draw(st.one_of(st.just(tuple(names)), subset))
+    else:
+        targets = draw(st.one_of(st.none(), subset))
+    return Case(agent_list, act, targets, archive=draw(st.booleans()),
+                foreign_worktree=draw(st.booleans()), user_branch=draw(st.booleans()))
+
+
+# ---------------------------------------------------------------------------- building a world
+
+@dataclass
+class World:
+    repo: Path
+    script: Path
+    sleepers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+def spec_text(world: World, declared: list[AgentCase]) -> str:
+    lines = ["apiVersion: fleet/v1alpha1", "kind: Fleet", f"metadata: {{name: {FLEET}}}", "spec:",
+             "  tiers: {local: {runtime: command}}"]
+    if not declared:
+        return "\n".join(lines + ["  agents: []"]) + "\n"
+    lines.append("  agents:")
+    for a in declared:
+        args = ("sleep", "300") if a.session else ("commit",)
+        lines.append(f"    - {{name: {a.name}, tier: local, command: {agents.argv(world.script, *args)}}}")
+    return "\n".join(lines) + "\n"
+
+
+def commit_file(wt: Path, name: str, text: str) -> None:
+    (wt / name).write_text(text)
+    git(wt, "add", name)
+    git(wt, "commit", "-q", "-m", f"add {name}")
+
+
+def build(case: Case, tmp: Path) -> World:
+    repo = tmp / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# test repo\n")
+    (repo / ".gitignore").write_text("build/\n*.log\n")
+    git(repo, "add", "README.md", ".gitignore")
+    git(repo, "commit", "-q", "-m", "initial commit")
+    git(tmp, "init", "-q", "--bare", str(tmp / "remote.git"))
+    git(repo, "remote", "add", "origin", str(tmp / "remote.git"))
+    world = World(repo, agents.install(tmp))
+    (repo / "fleet.yaml").write_text(spec_text(world, list(case.agents)))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+
+    def settled() -> bool:
+        phases = {n: r["phase"] for n, r in status(repo).items()}
+        if "Failed" in phases.values():
+            raise AssertionError(f"an agent failed while setting up: {phases}")
+        return all(phases.get(a.name) == ("Running" if a.session else "Succeeded") for a in case.agents)
+
+    wait_until(settled, timeout=60, interval=0.2)
+    for a in case.agents:
+        wt = repo / WT_ROOT / a.name
+        if a.history == "merged":
+            commit_file(wt, f"merged-{a.name}.txt", "merged work\n")
+            git(repo, "merge", "-q", "--no-edit", a.branch)
+        elif a.history == "pushed":
+            commit_file(wt, f"pushed-{a.name}.txt", "pushed work\n")
+            git(wt, "push", "-q", "-u", "origin", a.branch)
+        if a.ahead:
+            commit_file(wt, f"ahead-{a.name}.txt", "unmerged work\n")
+        if a.stash:
+            (wt / "README.md").write_text(f"stashed change of {a.name}\n")
+            git(wt, "stash", "push", "-q", "-m", f"keep {a.name}")
+        if a.in_progress:  # a conflicted merge of a user's side branch
+            git(wt, "checkout", "-q", "-b", f"side/{a.name}")
+            (wt / "README.md").write_text("side\n")
+            git(wt, "commit", "-qam", "side")
+            git(wt, "checkout", "-q", a.branch)
+            (wt / "README.md").write_text("ours\n")
+            git(wt, "commit", "-qam", "ours")
+            merge = subprocess.run(["git", "merge", f"side/{a.name}"], cwd=wt, capture_output=True)
+            assert merge.returncode != 0 and (Path(git(wt, "rev-parse", "--git-dir").strip()) / "MERGE_HEAD").exists()
+        if a.dirty:
+            (wt / "README.md").write_text(f"edited by hand in {a.name}\n")
+        if a.untracked:
+            (wt / "notes").mkdir(exist_ok=True)
+            (wt / "notes" / f"idea-{a.name}.txt").write_text("not yet added\n")
+        if a.ignored:
+            (wt / "build").mkdir(exist_ok=True)
+            (wt / "build" / "out.o").write_bytes(b"\x00artifact")
+            (wt / "debug.log").write_text("log\n")
+        if a.locked:
+            git(repo, "worktree", "lock", "--reason", "mine", str(wt))
+        if a.process:
+            world.sleepers.append(subprocess.Popen(["sleep", "300"], cwd=wt))
+    if case.foreign_worktree:
+        handmade = repo / WT_ROOT / "handmade"
+        git(repo, "worktree", "add", "-q", "-b", "mine", str(handmade))
+        (handmade / "README.md").write_text("my own edit\n")
+        (handmade / "scratch.txt").write_text("mine\n")
+    if case.user_branch:
+        tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+        sha = git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "user work").strip()
+        git(repo, "branch", PREFIX + "user-topic", sha)
+    return world
+
+
+# ---------------------------------------------------------------------------- observing a world
+
+def git_bytes(cwd: Path, *args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True).stdout
+
+
+def refs(repo: Path) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def reachable(repo: Path) -> set[str]:
+    """Every commit reachable from a ref (`--all` covers refs/fleet/* and refs/stash) or a stash entry."""
+    commits = set(git(repo, "rev-list", "--all").split())
+    if "refs/stash" in refs(repo):
+        commits |= set(git(repo, "log", "-g", "--format=%H", "refs/stash").split())
+    return commits
+
+
+def files(wt: Path, *, ignored: bool) -> dict[str, bytes]:
+    """path -> content of the worktree's files outside .git (non-ignored ones unless `ignored`)."""
+    if ignored:
+        return {p.relative_to(wt).as_posix(): p.read_bytes() for p in sorted(wt.rglob("*"))
+                if p.is_file() and ".git" not in p.relative_to(wt).parts}
+    listed = git_bytes(wt, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split(b"\0")
+    paths = sorted({p.decode() for p in listed if p})
+    return {p: (wt / p).read_bytes() for p in paths if (wt / p).is_file()}
+
+
+def tree_files(repo: Path, commit: str) -> dict[str, bytes]:
+    names = git_bytes(repo, "ls-tree", "-r", "-z", "--name-only", commit).split(b"\0")
+    return {n.decode(): git_bytes(repo, "cat-file", "blob", f"{commit}:{n.decode()}") for n in names if n}
+
+
+def worktree_list(repo: Path) -> dict[Path, str]:
+    """path -> its `git worktree list --porcelain` block."""
+    blocks = git(repo, "worktree", "list", "--porcelain").strip().split("\n\n")
+    return {Path(b.splitlines()[0].removeprefix("worktree ")).resolve(): b for b in blocks}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass
+class Before:
+    refs: dict[str, str]
+    commits: set[str]
+    stashes: str
+    visible: dict[str, dict[str, bytes]]  # agent -> non-ignored files
+    everything: dict[str, dict[str, bytes]]  # agent -> all files, ignored ones included
+    head: dict[str, str]
+    pids: dict[str, int]
+    foreign: dict[str, bytes]
+
+
+def record(case: Case, world: World) -> Before:
+    repo = world.repo
+    wts = {a.name: repo / WT_ROOT / a.name for a in case.agents}
+    handmade = repo / WT_ROOT / "handmade"
+    rows = status(repo)
+    return Before(refs=refs(repo), commits=reachable(repo), stashes=git(repo, "stash", "list"),
+                  visible={n: files(wt, ignored=False) for n, wt in wts.items()},
+                  everything={n: files(wt, ignored=True) for n, wt in wts.items()},
+                  head={n: git(wt, "rev-parse", "HEAD").strip() for n, wt in wts.items()},
+                  pids={a.name: rows[a.name]["pid"] for a in case.agents if a.session},
+                  foreign=files(handmade, ignored=True) if case.foreign_worktree else {})
+
+
+# ---------------------------------------------------------------------------- acting and checking
+
+def act(case: Case, world: World) -> subprocess.CompletedProcess[str]:
+    extra = ["--archive"] if case.archive else []
+    if case.act == "apply":
+        kept = [a for a in case.agents if a.name not in case.targeted]
+        (world.repo / "fleet.yaml").write_text(spec_text(world, kept))
+        return fleet("apply", "fleet.yaml", "--yes", "--grace", "2", *extra, cwd=world.repo)
+    return fleet("delete", "fleet.yaml", *(case.targets or ()), "--yes", "--grace", "2", *extra, cwd=world.repo)
+
+
+def check(case: Case, world: World, before: Before, proc: subprocess.CompletedProcess[str]) -> None:
+    repo = world.repo
+    out = f"{case}\n--- exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == (3 if case.refused else 0), out
+
+    # No commit became unreachable; only pruned agents' branches went; archives are the only new refs.
+    lost = before.commits - reachable(repo)
+    assert not lost, f"commits no longer reachable: {lost}\n{out}"
+    after_refs = refs(repo)
+    pruned_branches = {f"refs/heads/{a.branch}" for a in case.agents if case.removed(a)}
+    for ref, sha in before.refs.items():
+        if ref in pruned_branches:
+            assert ref not in after_refs, f"{ref} of a pruned agent still exists\n{out}"
+        else:
+            assert after_refs.get(ref) == sha, f"{ref} moved or vanished: {sha} -> {after_refs.get(ref)}\n{out}"
+    new_refs = set(after_refs) - set(before.refs)
+    assert all(r.startswith(ARCHIVES) for r in new_refs), f"unexpected new refs {new_refs}\n{out}"
+    assert git(repo, "stash", "list") == before.stashes, out
+
+    listed = worktree_list(repo)
+    for a in case.agents:
+        wt = (repo / WT_ROOT / a.name).resolve()
+        archived = sorted(r for r in new_refs if r.startswith(f"{ARCHIVES}{a.name}/"))
+        if case.removed(a):
+            assert not wt.exists() and wt not in listed, f"{a.name} should have been pruned\n{out}"
+            if a.at_stake:  # saved first: the archive holds its files and every commit
+                assert len(archived) == 1, f"{a.name}: archives {archived}\n{out}"
+                holder = archived[0]
+                assert git(repo, "rev-parse", f"{holder}^1").strip() == before.head[a.name], out
+            else:  # nothing was at stake: no archive, its files are its HEAD's, still reachable
+                assert archived == [], f"{a.name} was archived though nothing was at stake\n{out}"
+                holder = before.head[a.name]
+            assert tree_files(repo, holder) == before.visible[a.name], f"{a.name}: files lost\n{out}"
+        else:
+            assert wt.is_dir() and wt in listed, f"{a.name} should have been left in place\n{out}"
+            assert files(wt, ignored=True) == before.everything[a.name], f"{a.name}: files changed\n{out}"
+            assert git(wt, "rev-parse", "HEAD").strip() == before.head[a.name], out
+            assert ("\nlocked" in listed[wt]) == a.locked, out
+            assert archived == [], f"{a.name} was archived but not pruned\n{out}"
+        if a.session:  # fleet stops its own session of a targeted agent (before any prune check)
+            assert alive(before.pids[a.name]) == (a.name not in case.targeted), out
+
+    if case.foreign_worktree:
+        handmade = (repo / WT_ROOT / "handmade").resolve()
+        assert handmade in listed and files(handmade, ignored=True) == before.foreign, out
+    for sleeper in world.sleepers:
+        assert sleeper.poll() is None, f"fleet killed a process it does not own\n{out}"
+
+    # And what fleet says it holds matches: `fleet archives` lists exactly the new archive refs.
+    listing = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    assert sorted(x["ref"] for x in listing) == sorted(new_refs), out
+
+
+def cleanup(world: World | None) -> None:
+    if world is None:
+        return
+    for sleeper in world.sleepers:
+        sleeper.kill()
+        sleeper.wait()
+    for pid in session_pids(world.repo):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# Pinned examples, so every run covers the corners whatever the seed draws.
+SAFE = Case((AgentCase("w-a", history="merged", ignored=True), AgentCase("w-b", session=True, history="pushed"),
+             AgentCase("w-c", history="pushed", ignored=True)), "apply", ("w-a", "w-b", "w-c"),
+            foreign_worktree=True, user_branch=True)
+MIXED = Case((AgentCase("w-a", ahead=True, stash=True, dirty=True, untracked=True, ignored=True),
+              AgentCase("w-b", session=True, history="merged", locked=True),
+              AgentCase("w-c", history="pushed", process=True, untracked=True)), "delete", None, archive=True,
+             foreign_worktree=True, user_branch=True)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=cases())
+@example(case=SAFE)
+@example(case=MIXED)
+def test_no_deletion_path_loses_work(case: Case, tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:  # a fresh repo per example
+        world = None
+        try:
+            world = build(case, Path(tmp))
+            before = record(case, world)
+            proc = act(case, world)
+            check(case, world, before, proc)
+        finally:
+            cleanup(world)
+
