@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from . import telemetry
 from .act.executor import Executor, Outcome
 from .act.worktrees import ensure_excluded
 from .fleetlock import fleet_lock
@@ -17,6 +18,7 @@ from .observe.gitrepo import GitRepo
 from .plan.actions import Plan
 from .plan.planner import plan as make_plan
 from .spec.loader import LoadedFleet
+from .spec.models import Backoff
 
 
 @dataclass
@@ -34,17 +36,17 @@ def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool =
             inspect_all: bool = False) -> tuple[Observed, Plan]:
     """Observe and plan without writing anything (records are refreshed in memory only)."""
     observed = observe(loaded, inspect_all=inspect_all)
-    refresh_records(observed, save=False)
+    refresh_records(observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
     return observed, make_plan(loaded, observed, targets=targets, archive=archive)
 
 
-def refresh_records(observed: Observed, *, save: bool) -> None:
+def refresh_records(observed: Observed, *, save: bool, backoff: Backoff | None = None) -> None:
     """Fold ended sessions (exit code, cost) and adopted ones into the records."""
     for agent in observed.agents.values():
         if agent.record is None:
             continue
         log = observed.store.log_path(agent.name) if not agent.alive else None
-        new = refreshed(agent, read_log_tail(log) if log else None)
+        new = refreshed(agent, read_log_tail(log) if log else None, backoff)
         if new is not agent.record or agent.adopted:
             agent.record = new
             if save and new is not None:
@@ -65,18 +67,21 @@ def sync_declared(loaded: LoadedFleet, observed: Observed) -> None:
             observed.store.save(rec)
 
 
+@telemetry.traced_reconcile
 def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_timeout: float | None = None,
                    confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
                    on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
-                   grace: float = 10.0, command: str = "fleet apply", archive: bool = False) -> Result:
+                   grace: float = 10.0, command: str = "fleet apply", archive: bool = False,
+                   planner: Callable[[Observed], Plan] | None = None) -> Result:
+    """`planner` replaces the planner (a saved plan checks it still holds, plan/saved.py)."""
     repo = GitRepo(loaded.repo)
     ensure_excluded(repo)  # before the lock creates .fleet/, so the checkout never shows it
     with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = observe(loaded)
         observed.store.sweep_temp()
-        refresh_records(observed, save=True)
+        refresh_records(observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
         sync_declared(loaded, observed)
-        the_plan = make_plan(loaded, observed, targets=targets, archive=archive)
+        the_plan = planner(observed) if planner else make_plan(loaded, observed, targets=targets, archive=archive)
         if on_plan:
             on_plan(the_plan)
         if not the_plan.has_changes or (confirm is not None and not confirm(the_plan)):

@@ -21,7 +21,7 @@ CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting se
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -56,6 +56,14 @@ class SessionRecord:
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # run/conversation -> {usd, at}
     reason: str | None = None  # why Pending/Blocked/Failed, for humans
     protect: bool = False
+    gates: list[str] = field(default_factory=list)  # the agent's gates when its session started
+    gates_pending: bool = False  # exited 0; the reconciler has not run the gates yet
+    gate_failures: dict[str, int] = field(default_factory=dict)  # gate -> failures for this spec
+    last_gate: dict[str, Any] | None = None  # {name, exit_code, output} of the last gate run
+    gates_exhausted: bool = False  # a gate failed maxAttempts times: Failed, no restart
+    gate_feedback: str | None = None  # a failed gate's output, to be sent to the resumed session
+    restarts: int = 0  # consecutive failed runs (backoff exponent); 0 after a healthy run
+    backoff_until: str | None = None  # no restart before this (CrashLoopBackOff)
     conditions: list[Condition] = field(default_factory=list)
 
     def set_condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
@@ -68,6 +76,11 @@ class SessionRecord:
                         cond.lastTransitionTime = now_iso()
                 return
         self.conditions.append(Condition(type_, status, reason, message))
+
+    def clear_condition(self, type_: str, reason: str) -> None:
+        """Set an existing condition to False (a wait that is over); absent ones stay absent."""
+        if any(c.type == type_ for c in self.conditions):
+            self.set_condition(type_, "False", reason)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .observe.snapshot import ObservedAgent
+from .budget import spend_on, today
+from .observe.snapshot import Observed
+from .plan.actions import Action, Plan
 from .reconcile import preview
+from .state import Condition, SessionRecord
 from .spec.loader import LoadedFleet
 
 
@@ -37,8 +41,23 @@ class AgentStatus:
     conditions: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fleet_status(loaded: LoadedFleet) -> list[AgentStatus]:
+@dataclass
+class FleetStatus:
+    fleet: str
+    agents: list[AgentStatus]
+    spend_today_usd: float
+    budget_usd_per_day: float | None
+    spend_today_by_tier: dict[str, float]
+
+
+def fleet_status(loaded: LoadedFleet) -> FleetStatus:
     observed, plan = preview(loaded)
+    spend = spend_on(today(), [a.record for a in observed.agents.values() if a.record])
+    return FleetStatus(loaded.name, _rows(loaded, observed, plan), round(spend.total, 6),
+                       loaded.fleet.spec.budget.usdPerDay, spend.by_tier)
+
+
+def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStatus]:
     pending = {a.agent: a for a in plan.actions}
     rows: list[AgentStatus] = []
     names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
@@ -50,8 +69,10 @@ def fleet_status(loaded: LoadedFleet) -> list[AgentStatus]:
         phase = obs.phase or "Pending"
         action = pending.get(name)
         reason = rec.reason if rec else None
-        if action is not None and action.kind in ("wait", "blocked"):
-            phase = "Pending" if action.kind == "wait" else "Blocked"
+        if action is not None and action.kind == "blocked":
+            phase, reason = "Blocked", action.reason
+        elif action is not None and action.kind == "wait":
+            phase = phase if phase in ("Failed", "Succeeded") else "Pending"
             reason = action.reason
         elif phase == "Pending" and action is not None:
             reason = f"next apply: {action.kind} ({action.reason})"
@@ -73,8 +94,18 @@ def fleet_status(loaded: LoadedFleet) -> list[AgentStatus]:
             cost_usd=rec.cost_usd if rec else 0.0, session_id=rec.session_id if rec else None,
             spec_hash=desired.spec_hash if desired else None,
             observed_generation=rec.spec_hash if rec else None, reason=reason,
-            conditions=[asdict(c) for c in rec.conditions] if rec else []))
+            conditions=_conditions(rec, action)))
     return rows
+
+
+def _conditions(rec: SessionRecord | None, action: Action | None) -> list[dict[str, Any]]:
+    """The record's conditions, plus the one the next action implies (a wait on budget or
+    backoff), so status tells the truth before an apply has recorded it."""
+    found = {c.type: asdict(c) for c in rec.conditions} if rec else {}
+    implied = action.details.get("condition") if action is not None else None
+    if implied and found.get(implied, {}).get("status") != "True":
+        found[implied] = asdict(Condition(implied, "True", implied, action.reason))  # type: ignore[union-attr]
+    return list(found.values())
 
 
 def _sync(desired: str | None, observed: str | None) -> str:

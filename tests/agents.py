@@ -1,7 +1,9 @@
 """Scripted agents for tests: real executables that edit, commit, sleep or crash.
 
 Each is a tiny Python program written into the test's temp dir and run by the
-`command` runtime, with its behaviour chosen by arguments.
+`command` runtime, with its behaviour chosen by arguments: `sleep SECONDS`,
+`crash [CODE]`, `commit [DELAY]`, `env [SECONDS]` (writes its environment to
+env.json in its worktree, then sleeps).
 """
 from __future__ import annotations
 
@@ -31,6 +33,32 @@ SCRIPT = textwrap.dedent('''\
                         "commit", "-q", "-m", f"{agent} did its work"], check=True)
         cost = float(os.environ.get("AGENT_COST", "0"))
         print(json.dumps({"type": "result", "total_cost_usd": cost, "session_id": None}), flush=True)
+        sys.exit(0)
+    if mode == "gatefix":
+        # first run commits a wrong answer; resumed with the gate's output, it fixes it
+        resumed = os.environ.get("FLEET_RESUME") == "1"
+        if resumed:
+            with open(os.path.join(sys.argv[2], f"{agent}.message"), "a") as f:
+                f.write(os.environ.get("FLEET_MESSAGE", "") + "\\n---\\n")
+        with open("answer.txt", "w") as f:
+            f.write("good\\n" if resumed and "fix-never" not in sys.argv[3:] else "bad\\n")
+        subprocess.run(["git", "add", "answer.txt"], check=True)
+        subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=agent@fleet.invalid",
+                        "commit", "-q", "-m", "answer", "--allow-empty"], check=True)
+        sys.exit(0)
+    if mode == "crashlog":
+        with open(sys.argv[2], "a") as f:
+            f.write(f"{time.time()}\\n")
+        sys.exit(3)
+    if mode == "cost":
+        print(json.dumps({"type": "result", "total_cost_usd": float(sys.argv[2])}), flush=True)
+        time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)
+        sys.exit(0)
+    if mode == "env":  # record the environment the session got, in env.json, and commit nothing
+        with open("env.json.tmp", "w") as f:
+            json.dump(dict(os.environ), f)
+        os.replace("env.json.tmp", "env.json")
+        time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
         sys.exit(0)
     sys.exit(f"unknown mode {mode}")
 ''')

@@ -81,20 +81,28 @@ def test_finished_sessions_are_recorded_and_not_respawned(repo: Path) -> None:
     assert "No changes" in fleet("apply", "fleet.yaml", "--yes", cwd=repo).stdout
 
 
-def test_killed_session_is_restarted_under_on_failure(repo: Path) -> None:
-    fleet_yaml(repo, agent_args=["sleep", "60"], count=1)
+def test_killed_session_is_restarted_under_on_failure_after_backoff(repo: Path) -> None:
+    path = fleet_yaml(repo, agent_args=["sleep", "60"], count=1)
+    path.write_text(path.read_text().replace("  agents:\n", "  restartBackoff: {initial: 1s}\n  agents:\n"))
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     first = status(repo)["w-a00"]["pid"]
     os.killpg(first, signal.SIGKILL)
     wait_until(lambda: not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # notices the loss, starts the backoff
     row = status(repo)["w-a00"]
-    assert row["phase"] == "Failed" and "without an exit status" in row["reason"]
+    assert row["phase"] == "Failed" and row["exit_code"] is None
+    assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"]) or \
+        "without an exit status" in row["reason"]
     diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
-    assert [(a["kind"], a["agent"]) for a in diff["actions"]] == [("spawn", "w-a00")]
+    assert [(a["kind"], a["details"].get("then")) for a in diff["actions"]] in ([("wait", "resume")], [("resume", None)])
+    time.sleep(1.2)
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    assert [(a["kind"], a["agent"]) for a in diff["actions"]] == [("resume", "w-a00")]
     assert "restart: OnFailure" in diff["actions"][0]["reason"]
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     row = status(repo)["w-a00"]
-    assert row["phase"] == "Running" and row["pid"] != first
+    assert row["phase"] == "Running" and row["pid"] != first and row["attempts"] == 2
+    assert "FLEET_RESUME" in psutil.Process(row["pid"]).environ()
 
 
 def test_failed_session_stays_failed_under_restart_never(repo: Path) -> None:

@@ -47,10 +47,11 @@ def test_unknown_runtime_error_names_the_known_ones() -> None:
     assert "claude, codex, gemini, aider, command" in str(info.value)
 
 
-def test_only_conversational_clis_resume() -> None:
-    assert {n for n, rt in RUNTIMES.items() if rt.can_resume} == {"claude", "codex", "gemini"}
-    for name in ("aider", "command"):
-        assert get_runtime(name).resume_argv(request(command=("x",)), "go on") is None
+def test_conversational_clis_and_command_resume_aider_restarts() -> None:
+    assert {n for n, rt in RUNTIMES.items() if rt.can_resume} == {"claude", "codex", "gemini", "command"}
+    assert get_runtime("aider").resume_argv(request(command=("x",)), "go on") is None
+    # command re-runs its argv; the message reaches it as FLEET_MESSAGE
+    assert get_runtime("command").resume_argv(request(command=("x", "y")), "go on") == ["x", "y"]
 
 
 # ---------------------------------------------------------------- claude
@@ -443,3 +444,10 @@ def test_command_without_a_result_line_reports_nothing(log: str) -> None:
 def test_command_ignores_values_of_the_wrong_type() -> None:
     res = CommandRuntime().parse_result('{"cost_usd": "lots", "session_id": 7, "is_error": "no"}')
     assert (res.cost_usd, res.session_id, res.is_error) == (None, None, None)
+
+
+def test_claude_prompt_says_how_to_use_the_fleets_locks(as_user: None) -> None:
+    argv = ClaudeRuntime().start_argv(request(locks=("build", "gpu")))
+    assert argv[-1].startswith("Audit login.py\n\n")
+    assert "`fleet lock build -- <command>` (locks: build, gpu)" in argv[-1]
+    assert ClaudeRuntime().start_argv(request())[-1] == "Audit login.py"  # no locks, no line

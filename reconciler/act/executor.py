@@ -9,16 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import telemetry
 from ..errors import EXIT_BLOCKED, FleetError
+from ..locks import write_lock_table
 from ..observe.snapshot import Observed, ObservedAgent
-from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, SPAWN, STOP, WAIT, Action,
-                            Plan)
+from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
+                            Action, Plan)
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..state import BLOCKED as PHASE_BLOCKED
-from ..state import CREATING_WORKTREE, PENDING, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, now_iso
+from ..state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
+                     SessionRecord, now_iso)
 from . import sessions
 from .archive import archive_work, restore_hint
+from .gates import gate_feedback, run_gate
 from .worktrees import create_worktree, ensure_excluded, remove_worktree
 
 RESUME_MESSAGE = ("Your previous run ended with exit code {code}. Continue the task from where you "
@@ -47,6 +51,9 @@ class Executor:
 
     def run(self, plan: Plan) -> list[Outcome]:
         ensure_excluded(self.observed.repo)
+        if self.loaded.fleet.spec.locks:  # `fleet lock` in a session reads the slot counts from here
+            write_lock_table(self.store.home / "locks",
+                             {name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
         for action in plan.actions:
             try:
                 message = self._do(action)
@@ -60,12 +67,13 @@ class Executor:
                 self.on_step(outcome)
         return self.outcomes
 
+    @telemetry.traced_action
     def _do(self, action: Action) -> str:
         agent = self.loaded.agent(action.agent)
         obs = self.observed.agents.get(action.agent)
         handler = {CREATE_WORKTREE: self._create, SPAWN: self._spawn, RESUME: self._resume,
                    REPLACE: self._replace, STOP: self._stop, PRUNE: self._prune, WAIT: self._wait,
-                   BLOCKED: self._blocked}[action.kind]
+                   RUN_GATE: self._run_gate, BLOCKED: self._blocked}[action.kind]
         return handler(action, agent, obs)
 
     def _create(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
@@ -90,21 +98,29 @@ class Executor:
                                   exit_file=self.store.exit_path(agent.name))
         # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
         rec.attempts = rec.attempts + 1 if rec.spec_hash == agent.spec_hash else 1
+        if rec.spec_hash != agent.spec_hash:  # a new spec starts its gate attempts over
+            rec.gate_failures, rec.gates_exhausted, rec.last_gate = {}, False, None
+        rec.gates, rec.gates_pending, rec.gate_feedback = list(agent.gates), False, None
         rec.phase, rec.pid, rec.create_time = RUNNING, started.pid, started.create_time
         rec.session_id, rec.spec_hash, rec.session_spec = started.session_id, agent.spec_hash, agent.session_spec()
         rec.started_at, rec.finished_at, rec.exit_code, rec.reason = now_iso(), None, None, None
         rec.set_condition("Ready", "Unknown", "Running", f"pid {started.pid}")
+        for waited in ("BudgetExhausted", "CrashLoopBackOff"):
+            rec.clear_condition(waited, "Started")
         self.store.save(rec)
         return f"pid {started.pid}, log {self.store.log_path(agent.name)}"
 
     def _prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None = None) -> sessions.Launch:
+        extra = {"FLEET_RESUME": "1", "FLEET_MESSAGE": resume[1]} if resume else {}
+        extra.update(telemetry.session_env(self.loaded, agent))  # TRACEPARENT of this action's span
         return sessions.prepare(agent, fleet=self.loaded.name, repo_id=str(self.observed.repo.common_dir),
-                                lock_dir=self.store.home / "locks", resume=resume)
+                                lock_dir=self.store.home / "locks", resume=resume, extra_env=extra)
 
     def _resume(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
-        assert agent is not None and obs is not None and obs.record is not None
-        message = RESUME_MESSAGE.format(code=obs.exit_code)
-        return self._spawn(action, agent, obs, resume=(obs.record.session_id or "", message))
+        assert agent is not None
+        rec = self._record(agent)
+        message = rec.gate_feedback or RESUME_MESSAGE.format(code=obs.exit_code if obs else None)
+        return self._spawn(action, agent, obs, resume=(rec.session_id or "", message))
 
     def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert agent is not None
@@ -150,11 +166,49 @@ class Executor:
         if agent is None:
             return action.reason
         rec = self._record(agent)
-        if rec.phase != RUNNING:
-            rec.phase, rec.reason = PENDING, action.reason
-            rec.set_condition("Ready", "False", "Waiting", action.reason)
-            self.store.save(rec)
+        if rec.phase == RUNNING:
+            return action.reason
+        if rec.phase not in (FAILED, SUCCEEDED):  # a finished run keeps its phase (and its backoff)
+            rec.phase = PENDING
+        rec.reason = action.reason
+        condition = action.details.get("condition")
+        if condition:
+            rec.set_condition(condition, "True", condition, action.reason)
+        rec.set_condition("Ready", "False", "Waiting", action.reason)
+        self.store.save(rec)
         return action.reason
+
+    def _run_gate(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        """Run the agent's gates in its worktree; the reconciler's result, never the agent's word."""
+        assert agent is not None
+        rec = self._record(agent)
+        for name, gate in agent.gates.items():
+            result = run_gate(name, gate, agent, log=self.store.log_path(agent.name))
+            if result.passed:
+                continue
+            rec.gates_pending = False
+            rec.gate_failures[name] = rec.gate_failures.get(name, 0) + 1
+            rec.last_gate = {"name": name, "exit_code": result.exit_code, "output": result.tail}
+            failures = rec.gate_failures[name]
+            rec.phase = FAILED
+            if failures >= gate.maxAttempts:
+                rec.gates_exhausted, rec.gate_feedback = True, None
+                rec.reason = f"gate {name} failed {failures}/{gate.maxAttempts} times: {result.summary}"
+                rec.set_condition("GatesPassed", "False", "GatesFailed", rec.reason)
+                self.store.save(rec)
+                return rec.reason
+            rec.gate_feedback = gate_feedback(name, result)
+            rec.reason = f"gate {name} failed ({failures}/{gate.maxAttempts}): {result.summary}"
+            rec.set_condition("GatesPassed", "False", "GateFailed", rec.reason)
+            self.store.save(rec)
+            if action.details.get("resume"):
+                return f"{rec.reason}; resuming: " + self._resume(action, agent, obs)
+            return rec.reason
+        rec.phase, rec.gates_pending, rec.gate_feedback, rec.reason = SUCCEEDED, False, None, None
+        rec.set_condition("GatesPassed", "True", "GatesPassed", f"passed: {', '.join(agent.gates)}")
+        rec.set_condition("Ready", "True", "Completed", "session exited 0 and its gates passed")
+        self.store.save(rec)
+        return f"gates passed: {', '.join(agent.gates)}"
 
     def _blocked(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         rec = obs.record if obs and obs.record else (self._record(agent) if agent else None)

@@ -67,7 +67,8 @@ def prepare(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
     runtime = get_runtime(agent.tier.runtime)
     session_id = resume[0] if resume else str(uuid.uuid4())
     req = SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
-                         model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command)
+                         model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command,
+                         locks=agent.locks)
     try:
         argv = runtime.resume_argv(req, resume[1]) if resume else runtime.start_argv(req)
     except ValueError as exc:

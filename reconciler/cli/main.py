@@ -39,7 +39,10 @@ def _run(command: str, /, *, error_code: int = 1, **kwargs: Any) -> None:
             err = Console(stderr=True, highlight=False, width=200)
         return module.run(console=out, err=err, **kwargs)
 
-    sys.exit(guarded(call, error_code=error_code))
+    code = guarded(call, error_code=error_code)
+    if (telemetry := sys.modules.get("reconciler.telemetry")) is not None:
+        telemetry.shutdown()  # flush spans and metrics (nothing to do when telemetry is off)
+    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -73,22 +76,32 @@ def validate(files: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@OUTPUT
+@click.option("-o", "--output", type=click.Choice(["table", "json", "markdown", "plan"]), default="table",
+              show_default=True, help="Output format; `plan` prints a saved plan (as --out writes).")
 @TARGET
 @ARCHIVE
-def diff(file: str, output: str, targets: tuple[str, ...], archive: bool) -> None:
+@click.option("--base-rev", metavar="REV",
+              help="Show the spec-level change from FILE at git revision REV to FILE now (agents, tiers, "
+                   "caps, budgets, gates, locks) instead of the plan. Reads git only.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), metavar="PLANFILE",
+              help="Also save the plan, with what it was made from, for `fleet apply PLANFILE`.")
+def diff(file: str, output: str, targets: tuple[str, ...], archive: bool, base_rev: str | None,
+         out_file: str | None) -> None:
     """Show what `fleet apply` would do, and why. Never changes anything.
 
-    Safe on untrusted pull requests: it writes nothing, spawns nothing and runs no
-    gate or command from the file. Exit 0 no changes, 1 changes, 2 error.
+    Safe on untrusted pull requests: it writes nothing (but PLANFILE), spawns nothing
+    and runs no gate or command from the file. Exit 0 no changes, 1 changes, 2 error.
 
     \b
     Examples:
       fleet diff fleet.yaml
       fleet diff fleet.yaml -o markdown > plan.md     # a PR comment
       fleet diff fleet.yaml -o json | jq '.actions[]'
+      fleet diff --base-rev origin/main fleet.yaml    # what a PR changes in the spec
+      fleet diff fleet.yaml --out plan.json           # then: fleet apply plan.json
     """
-    _run("diff", error_code=2, file=file, output=output, targets=list(targets), archive=archive)
+    _run("diff", error_code=2, file=file, output=output, targets=list(targets), archive=archive,
+         base_rev=base_rev, out_file=out_file)
 
 
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -114,11 +127,16 @@ def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive
     before acting unless --yes. Exit 0 converged or progressing, 1 error, 3 blocked
     (a prune or stop was refused to protect work; nothing was deleted).
 
+    FILE may be a saved plan (`fleet diff FILE --out PLANFILE`): then exactly its
+    actions run, without asking, or none if the spec or the observed state it was
+    made from has changed since (exit 1, saying what moved).
+
     \b
     Examples:
       fleet apply fleet.yaml            # review, type yes
       fleet apply fleet.yaml --yes      # CI / cron
       fleet apply fleet.yaml --target audit-users --yes
+      fleet apply plan.json             # a saved plan
     """
     _run("apply", file=file, yes=yes, dry_run=dry_run, targets=list(targets), lock_timeout=lock_timeout,
          grace=grace, archive=archive)
@@ -187,6 +205,29 @@ def archives(file: str, output: str) -> None:
       git worktree add ../restored refs/fleet/archive/<fleet>/<agent>/<time>
     """
     _run("archives", file=file, output=output)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--watch", is_flag=True, help="Run until SIGTERM/Ctrl-C, reconciling on the file's schedule.")
+@click.option("--once", is_flag=True, help="One pass, then exit (for cron or a systemd timer).")
+@click.option("--interval", type=float, default=None, metavar="SECONDS",
+              help="Override spec.reconcile (interval or cron).")
+@GRACE
+def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float) -> None:
+    """The control loop: observe, diff and converge on a schedule.
+
+    Re-reads FILE every tick, so an edit (a merged pull request) applies at the next
+    one. Ticks never overlap; one that finds the fleet locked by an apply is skipped.
+    Stopping the loop never stops sessions: they keep running and are re-adopted.
+
+    \b
+    Examples:
+      fleet reconcile fleet.yaml --watch
+      fleet reconcile fleet.yaml --watch --interval 30
+      */5 * * * * cd /srv/repo && fleet reconcile fleet.yaml --once   # crontab
+    """
+    _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace)
 
 
 @cli.command("force-unlock")

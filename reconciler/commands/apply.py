@@ -1,4 +1,5 @@
-"""`fleet apply FILE`: converge once, under the fleet lock."""
+"""`fleet apply FILE`: converge once, under the fleet lock. `fleet apply PLANFILE`: apply a
+saved plan (plan/saved.py), or refuse it if what it was made from has moved."""
 from __future__ import annotations
 
 import sys
@@ -7,10 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Outcome
+from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..plan import saved
 from ..plan.actions import BLOCKED, Plan
-from ..reconcile import reconcile_once
+from ..reconcile import preview, reconcile_once
 from ..render.plan import outcome_line, print_table, summary_line
 from ..spec.loader import load_fleet
 from . import diff
@@ -18,10 +20,25 @@ from . import diff
 
 def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout: float | None,
         grace: float, console: Console, err: Console, archive: bool = False) -> int:
-    if dry_run:  # the plan exactly as `fleet diff` shows it; exit 0, as nothing failed
+    plan_file = saved.read_if_saved(file)
+    planner = None
+    if plan_file is not None:
+        if targets or archive:
+            raise FleetError("a saved plan already fixes its targets and --archive",
+                             hint="make a new plan with `fleet diff FILE --target ... --out PLAN`")
+        loaded = saved.load_spec(plan_file)  # refuses if the spec changed
+        planner = saved.checker(plan_file, loaded)  # refuses if the observed state moved
+        if dry_run:
+            observed, _ = preview(loaded, targets=plan_file.targets, archive=plan_file.archive)
+            print_table(planner(observed), console)
+            console.print(f"The saved plan is current: `fleet apply {file}` would do exactly this.")
+            return EXIT_OK
+        yes = True  # the saved plan is what was reviewed, as with `terraform apply PLANFILE`
+    elif dry_run:  # the plan exactly as `fleet diff` shows it; exit 0, as nothing failed
         diff.run(file=file, output="table", targets=targets, console=console, err=err, archive=archive)
         return EXIT_OK
-    loaded = load_fleet(file)
+    else:
+        loaded = load_fleet(file)
     interactive = sys.stdin.isatty() and console.is_terminal
 
     def confirm(plan: Plan) -> bool:
@@ -44,7 +61,7 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
 
     try:
         result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace, archive=archive,
-                                confirm=confirmed, on_step=progress.step,
+                                confirm=confirmed, on_step=progress.step, planner=planner,
                                 on_wait=lambda msg: err.print(f"[yellow]{escape(msg)}[/]"))
     finally:
         progress.stop()

@@ -1,22 +1,61 @@
-"""`fleet diff FILE`: the plan against observed state. Reads only; runs nothing from the file."""
+"""`fleet diff FILE`: the plan against observed state. Reads only; runs nothing from the file.
+
+`--base-rev REV` shows the spec-level change since REV instead; `--out PLANFILE` (or
+`-o plan`) also saves the plan for `fleet apply PLANFILE`.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import EXIT_CHANGES, EXIT_OK
+from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
 from ..reconcile import preview
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 
 
 def run(*, file: str, output: str, targets: list[str], console: Console, err: Console,
-        archive: bool = False) -> int:
+        archive: bool = False, base_rev: str | None = None, out_file: str | None = None) -> int:
+    if base_rev is not None:
+        if targets or archive or out_file or output == "plan":
+            raise FleetError("--base-rev compares the spec at two revisions; it takes no --target, --archive, "
+                             "--out or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
+        return _spec_diff(file, base_rev, output, console)
     loaded = load_fleet(file)
-    _, the_plan = preview(loaded, targets=targets, archive=archive)
+    observed, the_plan = preview(loaded, targets=targets, archive=archive)
+    if out_file is not None or output == "plan":
+        from ..plan import saved
+
+        kept = saved.save(loaded, observed, the_plan, targets=targets, archive=archive)
+        if out_file is not None:
+            saved.write(kept, out_file)
+            err.print(f"Saved the plan to {out_file}; apply exactly this with `fleet apply {out_file}`.",
+                      markup=False, highlight=False)
+        if output == "plan":
+            console.print(saved.to_text(kept), markup=False, highlight=False, soft_wrap=True)
     if output == "json":
         console.print(to_json(the_plan), markup=False, highlight=False, soft_wrap=True)
     elif output == "markdown":
         console.print(to_markdown(the_plan), markup=False, highlight=False, soft_wrap=True)
-    else:
+    elif output == "table":
         print_table(the_plan, console)
     return EXIT_CHANGES if the_plan.has_changes else EXIT_OK
+
+
+def _spec_diff(file: str, rev: str, output: str, console: Console) -> int:
+    from ..observe.gitrepo import file_at_revision
+    from ..render import revdiff as render
+    from ..spec.revdiff import diff_specs, load_base
+
+    now = load_fleet(file)
+    at = file_at_revision(Path(file), rev)
+    before, notes = load_base(at, Path(file))
+    diff = diff_specs(before, now, rev=rev, commit=at.commit, file=file, notes=notes)
+    if output == "json":
+        console.print(render.to_json(diff), markup=False, highlight=False, soft_wrap=True)
+    elif output == "markdown":
+        console.print(render.to_markdown(diff), markup=False, highlight=False, soft_wrap=True)
+    else:
+        render.print_table(diff, console)
+    return EXIT_CHANGES if diff.has_changes else EXIT_OK

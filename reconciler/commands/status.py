@@ -17,16 +17,18 @@ _PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Block
 
 def run(*, file: str, output: str, console: Console, err: Console) -> int:
     loaded = load_fleet(file)
-    rows = fleet_status(loaded)
+    status = fleet_status(loaded)
     if output == "json":
         data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": loaded.name,
-                "agents": [asdict(r) for r in rows]}
+                "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
+                "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents]}
         console.print(json.dumps(data, indent=2, sort_keys=True), markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
-    console.print(_table(loaded.name, rows))
-    total = sum(r.cost_usd for r in rows)
-    budget = loaded.fleet.spec.budget.usdPerDay
-    console.print(f"cost: ${total:.2f}" + (f" (budget ${budget:.2f}/day)" if budget else ""))
+    console.print(_table(loaded.name, status.agents))
+    total = sum(r.cost_usd for r in status.agents)
+    budget = status.budget_usd_per_day
+    today = f"spend today: ${status.spend_today_usd:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
+    console.print(f"{today}; all-time cost of these agents: ${total:.2f}")
     return EXIT_OK
 
 

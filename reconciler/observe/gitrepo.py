@@ -240,3 +240,45 @@ def _status_paths(status: str) -> list[str]:
         if code[0] in "RC":
             next(entries, None)
     return paths
+
+
+@dataclass(frozen=True)
+class FileAtRevision:
+    """A file as it was at a revision of the repo that contains it (for `fleet diff --base-rev`)."""
+
+    rev: str
+    commit: str  # the full sha `rev` named
+    root: Path  # top level of the checkout containing the file
+    path: str  # relative to root, '/'-separated
+    text: str | None  # None: the file did not exist at that revision
+    files: tuple[str, ...]  # every file of that revision's tree, for forEach globs
+
+
+def file_at_revision(file: Path, rev: str) -> FileAtRevision:
+    """Read `file` at `rev` with `git cat-file`; works on a detached HEAD (a CI checkout of a PR)."""
+    here = file.resolve().parent
+    try:
+        top = git.Git(str(here)).rev_parse("--show-toplevel")
+    except (git.GitCommandError, FileNotFoundError, NotADirectoryError):
+        raise FleetError(f"{file} is not inside a git checkout",
+                         hint="--base-rev reads the file's history with git; run it in a clone of the repo") from None
+    root = Path(top).resolve()
+    cmd = git.Git(str(root))
+    try:
+        commit = cmd.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    except git.GitCommandError:
+        shallow = cmd.rev_parse("--is-shallow-repository") == "true"
+        raise FleetError(f"unknown revision {rev!r} in {root}",
+                         hint="fetch it first, e.g. `git fetch origin main`; in GitHub Actions check out with "
+                              "`fetch-depth: 0`" + (" (this clone is shallow)" if shallow else "")) from None
+    rel = file.resolve().relative_to(root).as_posix()
+    listing = cmd.ls_tree("-r", "-z", "--full-tree", commit, strip_newline_in_stdout=False)
+    files: list[str] = []
+    for entry in listing.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path and meta.split(" ")[1:2] == ["blob"]:
+            files.append(path)
+    text = None
+    if rel in files:
+        text = cmd.cat_file("blob", f"{commit}:{rel}", strip_newline_in_stdout=False)
+    return FileAtRevision(rev=rev, commit=commit, root=root, path=rel, text=text, files=tuple(files))

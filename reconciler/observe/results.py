@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionResult
-from ..state import FAILED, RUNNING, SUCCEEDED, SessionRecord, now_iso
+from ..spec.durations import parse_duration
+from ..spec.models import Backoff
+from ..state import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord, now_iso
 from .snapshot import ObservedAgent
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
 _LOG_TAIL = 256 * 1024  # result objects are printed last; never read a huge log whole
 
 
-def refreshed(obs: ObservedAgent, log_text: str | None) -> SessionRecord | None:
+def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None = None) -> SessionRecord | None:
     """The record with a finished session folded in; the same record if nothing changed.
 
     Never mutates its input, so `fleet status` can show it without writing, and
@@ -26,6 +29,8 @@ def refreshed(obs: ObservedAgent, log_text: str | None) -> SessionRecord | None:
     rec = copy.deepcopy(rec)
     rec.phase = phase
     rec.exit_code = obs.exit_code
+    # a session that vanished without an exit record is taken to have ended when a
+    # persisting pass (apply, the loop) first saw it gone; its backoff counts from there
     rec.finished_at = obs.exit.finished_at if obs.exit and obs.exit.pid == rec.pid else now_iso()
     if obs.exit is None or obs.exit.pid != rec.pid:
         rec.reason = "session ended without an exit status (killed?)"
@@ -38,7 +43,30 @@ def refreshed(obs: ObservedAgent, log_text: str | None) -> SessionRecord | None:
         rec.set_condition("Ready", "False", "Error", rec.reason)
     if log_text and rec.runtime:
         _fold_result(rec, get_runtime(rec.runtime).parse_result(last_run(log_text)), phase)
+    if rec.phase == SUCCEEDED:
+        rec.restarts, rec.backoff_until = 0, None
+        if rec.gates:  # the agent's word is not enough: the reconciler runs the gates next
+            rec.phase, rec.gates_pending = PENDING, True
+            rec.reason = f"session exited 0; gates not run yet: {', '.join(rec.gates)}"
+            rec.set_condition("GatesPassed", "Unknown", "Pending", rec.reason)
+    elif rec.phase == FAILED:
+        _back_off(rec, backoff or Backoff())
     return rec
+
+
+def _back_off(rec: SessionRecord, policy: Backoff) -> None:
+    """Schedule the earliest restart: initial * 2^(failures-1), capped; a healthy run resets."""
+    started = _parse(rec.started_at)
+    finished = _parse(rec.finished_at) or datetime.now(timezone.utc)
+    if started and (finished - started).total_seconds() >= parse_duration(policy.resetAfter):
+        rec.restarts = 0
+    rec.restarts += 1
+    delay = min(parse_duration(policy.initial) * 2 ** (rec.restarts - 1), parse_duration(policy.max))
+    rec.backoff_until = (finished + timedelta(seconds=delay)).isoformat(timespec="milliseconds")
+
+
+def _parse(when: str | None) -> datetime | None:
+    return datetime.fromisoformat(when) if when else None
 
 
 def _fold_result(rec: SessionRecord, result: SessionResult, phase: str) -> None:

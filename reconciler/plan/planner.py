@@ -7,33 +7,46 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from ..observe.snapshot import Observed, ObservedAgent
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..state import FAILED, RUNNING, SUCCEEDED
-from .actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, SPAWN, STOP, WAIT, Action,
-                      Plan)
+from ..budget import Spend, spend_on
+from .actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
+                      Action, Plan)
 from .drift import explain
 
 
 @dataclass
 class _Slots:
-    """Running sessions per fleet and per tier, as the plan would leave them."""
+    """What new sessions may start, as the plan would leave things: caps, budget, backoff clock."""
 
     fleet_cap: int | None
     tier_caps: dict[str, int | None]
+    budget: float | None = None
+    tier_budgets: dict[str, float] = field(default_factory=dict)
+    spend: Spend = field(default_factory=Spend)
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     total: int = 0
     by_tier: dict[str, int] = field(default_factory=dict)
 
-    def take(self, tier: str) -> str | None:
-        """Take a slot, or return why there is none."""
+    def take(self, tier: str) -> tuple[str, str | None] | None:
+        """Take a slot, or return (why not, condition type)."""
+        if self.budget is not None and self.spend.total >= self.budget:
+            return (f"budget.usdPerDay ${self.budget:.2f} reached (${self.spend.total:.2f} spent today)",
+                    "BudgetExhausted")
+        tier_budget = self.tier_budgets.get(tier)
+        if tier_budget is not None and self.spend.by_tier.get(tier, 0.0) >= tier_budget:
+            return (f"budget.perTier.{tier} ${tier_budget:.2f} reached "
+                    f"(${self.spend.by_tier.get(tier, 0.0):.2f} spent today)", "BudgetExhausted")
         if self.fleet_cap is not None and self.total >= self.fleet_cap:
-            return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running or starting)"
+            return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running or starting)", None
         cap = self.tier_caps.get(tier)
         if cap is not None and self.by_tier.get(tier, 0) >= cap:
-            return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running or starting)"
+            return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running or starting)", None
         self.add(tier, 1)
         return None
 
@@ -43,9 +56,14 @@ class _Slots:
             self.by_tier[tier] = self.by_tier.get(tier, 0) + n
 
 
-def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = (), archive: bool = False) -> Plan:
+def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = (), archive: bool = False,
+         now: datetime | None = None) -> Plan:
     spec = loaded.fleet.spec
-    slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()})
+    now = now or datetime.now(timezone.utc)
+    records = [a.record for a in observed.agents.values() if a.record]
+    slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()},
+                   budget=spec.budget.usdPerDay, tier_budgets=dict(spec.budget.perTier),
+                   spend=spend_on(now.date().isoformat(), records), now=now)
     for agent in observed.running():
         slots.add(agent.record.tier if agent.record else None, 1)
     desired = {a.name: a for a in loaded.agents}
@@ -171,12 +189,28 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> 
                        {"changes": changes, "pid": rec.pid, "from": rec.spec_hash, "to": agent.spec_hash})]
     if drift:
         return [_start(SPAWN, agent, "spec changed: " + "; ".join(changes), slots, changes)]
+    resumable = get_runtime(agent.tier.runtime).can_resume and bool(rec.session_id)
+    if rec.gates_pending:
+        # reserve a slot for feeding a failure back at once; without one the resume waits a pass
+        feedback = resumable and slots.take(tier) is None
+        return [Action(RUN_GATE, agent.name, f"session exited 0; run gates {', '.join(agent.gates) or '(none)'}",
+                       tier, {"gates": list(agent.gates), "resume": feedback})]
+    if rec.gate_feedback is not None and phase == FAILED:
+        if not resumable:
+            return []
+        return [_start(RESUME, agent, "feed the failed gate's output back to the session", slots)]
     if phase == SUCCEEDED and agent.restart == "Always":
         return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
-    if phase == FAILED and agent.restart in ("OnFailure", "Always"):
+    if phase == FAILED and agent.restart in ("OnFailure", "Always") and not rec.gates_exhausted:
+        until = datetime.fromisoformat(rec.backoff_until) if rec.backoff_until else None
+        if until is not None and until > slots.now:
+            wait = (until - slots.now).total_seconds()
+            return [Action(WAIT, agent.name, f"CrashLoopBackOff: {rec.restarts} failure(s) in a row; next "
+                           f"restart in {wait:.0f}s", tier, {"then": RESUME if resumable else SPAWN,
+                                                             "condition": "CrashLoopBackOff",
+                                                             "backoffUntil": rec.backoff_until})]
         why = f"restart: {agent.restart} (last run failed, exit {obs.exit_code})"
-        can_resume = get_runtime(agent.tier.runtime).can_resume and rec.session_id
-        return [_start(RESUME if can_resume else SPAWN, agent, why, slots)]
+        return [_start(RESUME if resumable else SPAWN, agent, why, slots)]
     if phase in (SUCCEEDED, FAILED):
         return []
     return [_start(SPAWN, agent, f"{phase.lower()}: not started yet", slots)]
@@ -184,10 +218,13 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> 
 
 def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
            changes: list[str] | None = None) -> Action:
-    details = {"changes": changes} if changes else {}
-    full = slots.take(agent.tier_name)
-    if full is not None:
-        return Action(WAIT, agent.name, f"{kind} waits: {full}", agent.tier_name, {"then": kind, **details})
+    details: dict[str, object] = {"changes": changes} if changes else {}
+    refused = slots.take(agent.tier_name)
+    if refused is not None:
+        why, condition = refused
+        if condition:
+            details["condition"] = condition
+        return Action(WAIT, agent.name, f"{kind} waits: {why}", agent.tier_name, {"then": kind, **details})
     return Action(kind, agent.name, reason, agent.tier_name, details)
 
 

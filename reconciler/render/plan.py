@@ -1,16 +1,16 @@
 """A plan as a terraform-like table, stable JSON, or a pull-request comment."""
 from __future__ import annotations
 
+import html
 import json
 from collections import OrderedDict
-
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
-from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP,
-                            WAIT, Action, Plan)
+from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from . import markdown as md
 
 if TYPE_CHECKING:
     from ..act.executor import Outcome
@@ -60,24 +60,38 @@ def to_json(plan: Plan) -> str:
 
 
 def to_markdown(plan: Plan) -> str:
-    """A PR comment. The first line is a stable marker so bots can update it in place."""
-    out = [f"<!-- fleet-plan:{plan.fleet} -->", f"### fleet `{plan.fleet}`", "", f"**{summary_line(plan)}**", ""]
+    """A PR comment. The first line is a stable marker so bots can update it in place.
+
+    Deterministic for a given plan (no times, no colours), so re-posting an unchanged
+    plan edits nothing. Blocked actions come first, in a warning, with the work at
+    stake; then one collapsed block per agent (blocked ones open).
+    """
+    head = [f"<!-- fleet-plan:{plan.fleet} -->", f"### fleet {md.code(plan.fleet)}: plan", "",
+            f"**{md.text(summary_line(plan))}**", ""]
     if plan.blocked:
-        out += ["> [!WARNING]", "> **Blocked:** fleet refuses these actions to avoid losing work:"]
-        out += [f"> - `{a.agent}`: {a.reason}" for a in plan.blocked]
-        out.append("")
+        head += ["> [!WARNING]", "> **Blocked:** fleet refuses these actions to avoid losing work:"]
+        for a in plan.blocked:
+            head.append(f"> - {md.code(a.agent)}: {md.text(a.reason)}")
+            head += [f">   - {md.text(line)}" for line in _detail_lines(a)]
+        head.append("")
     by_agent: OrderedDict[str, list[Action]] = OrderedDict()
     for a in plan.actions:
         by_agent.setdefault(a.agent, []).append(a)
+    blocks: list[list[str]] = []
     for agent, actions in by_agent.items():
+        blocked = any(a.kind == BLOCKED for a in actions)
         kinds = ", ".join(f"{a.symbol} {a.kind}" for a in actions)
-        out += ["<details>", f"<summary><code>{agent}</code>: {kinds}</summary>", ""]
+        block = ["<details open>" if blocked else "<details>",
+                 f"<summary>{md.code(agent)}: {html.escape(kinds)}{' <b>(blocked)</b>' if blocked else ''}</summary>",
+                 ""]
         for a in actions:
-            out.append(f"- `{a.symbol} {a.kind}`{f' (tier `{a.tier}`)' if a.tier else ''}: {a.reason}")
-            out += [f"  - {line}" for line in _detail_lines(a)]
-        out += ["", "</details>"]
+            tier = f" (tier {md.code(a.tier)})" if a.tier else ""
+            block.append(f"- {md.code(f'{a.symbol} {a.kind}')}{tier}: {md.text(a.reason)}")
+            block += [f"  - {md.text(line)}" for line in _detail_lines(a)]
+        blocks.append(block + ["", "</details>", ""])
+    out = md.fit(head, blocks, what="agents", more="run `fleet diff -o json` for the full plan")
     if plan.notes:
-        out += ["", *[f"- note: {n}" for n in plan.notes]]
+        out += ["", *[f"- note: {md.text(n)}" for n in plan.notes]]
     return "\n".join(out) + "\n"
 
 

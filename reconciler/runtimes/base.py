@@ -21,6 +21,7 @@ class SessionRequest:
     model: str | None = None
     args: tuple[str, ...] = ()  # extra args from the tier
     command: tuple[str, ...] | None = None  # runtime `command` only
+    locks: tuple[str, ...] = ()  # the fleet's declared build locks (`fleet lock NAME -- CMD`)
 
 
 @dataclass(frozen=True)

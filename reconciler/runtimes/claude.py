@@ -55,7 +55,8 @@ class ClaudeRuntime:
 
     def start_argv(self, req: SessionRequest) -> list[str]:
         check_bypass_allowed(req.args, os.geteuid(), os.environ)
-        return [self.executable, "-p", "--session-id", req.session_id, *self._common(req), "--", req.prompt]
+        return [self.executable, "-p", "--session-id", req.session_id, *self._common(req), "--",
+                req.prompt + lock_hint(req.locks)]
 
     def resume_argv(self, req: SessionRequest, message: str) -> list[str] | None:
         if _NO_PERSISTENCE in req.args:
@@ -65,6 +66,7 @@ class ClaudeRuntime:
 
     def env(self, req: SessionRequest) -> dict[str, str]:
         return {}
+
 
     def parse_result(self, output: str) -> SessionResult:
         data = last_dict(output, _is_result, _RESULT_MARKER)
@@ -132,3 +134,12 @@ def _message(data: JsonDict) -> str | None:
         text = "; ".join(e for e in errors if isinstance(e, str))
         return text or None
     return None
+
+
+def lock_hint(locks: tuple[str, ...]) -> str:
+    """One line telling the agent how to serialise expensive steps with the fleet's locks."""
+    if not locks:
+        return ""
+    names = ", ".join(locks)
+    return (f"\n\nOther agents share this machine. Wrap expensive builds and test runs in a fleet lock "
+            f"so they take turns: `fleet lock {locks[0]} -- <command>` (locks: {names}).")

@@ -1,4 +1,8 @@
-"""The `command` runtime: any executable, the prompt in FLEET_PROMPT; never resumed.
+"""The `command` runtime: any executable, the prompt in FLEET_PROMPT.
+
+Resuming re-runs the same argv in the same worktree with the same FLEET_SESSION_ID,
+and the message (a failed gate's output, or why the last run ended) in
+FLEET_MESSAGE, with FLEET_RESUME=1: a scripted agent can pick up where it stopped.
 
 Owns the command line (the agent's declared argv plus tier args) and an optional
 result protocol, so scripted agents can report cost like the real CLIs: if the
@@ -24,7 +28,7 @@ _RESULT_KEYS = ("fleet_result", "total_cost_usd", "cost_usd", "session_id")
 
 class CommandRuntime:
     name: str = "command"
-    can_resume: bool = False
+    can_resume: bool = True
 
     def start_argv(self, req: SessionRequest) -> list[str]:
         if not req.command:
@@ -32,7 +36,7 @@ class CommandRuntime:
         return [*req.command, *req.args]
 
     def resume_argv(self, req: SessionRequest, message: str) -> list[str] | None:
-        return None
+        return self.start_argv(req)  # the message travels in FLEET_MESSAGE (set by fleet on resume)
 
     def env(self, req: SessionRequest) -> dict[str, str]:
         return {"FLEET_PROMPT": req.prompt}

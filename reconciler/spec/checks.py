@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from . import globs
 from .desired import DesiredAgent
 from .models import Agent, Fleet
 from .names import name_problem, ref_problem
@@ -13,7 +15,10 @@ from .positions import Loc
 Issue = tuple[Loc, str, str | None]  # (path in the document, message, hint)
 
 
-def check_fleet(fleet: Fleet, repo: Path) -> tuple[list[DesiredAgent], list[Issue]]:
+def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
+                ) -> tuple[list[DesiredAgent], list[Issue]]:
+    """Check references and names and expand forEach. `files` (repo-relative paths) is what
+    globs match instead of the working tree: the tree of another revision."""
     issues: list[Issue] = []
     spec = fleet.spec
     prefix = fleet.branch_prefix
@@ -28,6 +33,9 @@ def check_fleet(fleet: Fleet, repo: Path) -> tuple[list[DesiredAgent], list[Issu
         if tier.runtime == "command" and tier.model is not None:
             issues.append((("spec", "tiers", tier_name, "model"), "runtime `command` takes no model",
                            "remove model, or use a runtime that has models"))
+    if (endpoint := spec.telemetry.otlpEndpoint) is not None and not _is_http_url(endpoint):
+        issues.append((("spec", "telemetry", "otlpEndpoint"), f"not an http(s) URL: {endpoint!r}",
+                       "the OTLP/HTTP base URL of a collector, e.g. http://127.0.0.1:4318 (null = off)"))
     for tier_name in spec.budget.perTier:
         if tier_name not in spec.tiers:
             issues.append((("spec", "budget", "perTier", tier_name), f"unknown tier {tier_name!r}",
@@ -36,7 +44,7 @@ def check_fleet(fleet: Fleet, repo: Path) -> tuple[list[DesiredAgent], list[Issu
     seen: dict[str, int] = {}
     for index, agent in enumerate(spec.agents):
         issues += _check_agent(fleet, index, agent)
-        items, glob_issue = _items(agent, repo)
+        items, glob_issue = _items(agent, repo, files)
         if glob_issue:
             issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
             continue
@@ -85,7 +93,8 @@ def _check_agent(fleet: Fleet, index: int, agent: Agent) -> list[Issue]:
     return issues
 
 
-def _items(agent: Agent, repo: Path) -> tuple[list[str | None], tuple[str, str] | None]:
+def _items(agent: Agent, repo: Path,
+           files: Sequence[str] | None = None) -> tuple[list[str | None], tuple[str, str] | None]:
     each = agent.forEach
     if each is None:
         return [None], None
@@ -94,6 +103,8 @@ def _items(agent: Agent, repo: Path) -> tuple[list[str | None], tuple[str, str] 
     assert each.glob is not None
     if (why := _escapes(each.glob)) is not None:
         return [], (why, "globs are relative to the repo root")
+    if files is not None:
+        return list(globs.match(each.glob, files)), None
     matches = sorted(PurePosixPath(os.path.relpath(p, repo)).as_posix()
                      for p in globlib.glob(str(repo / each.glob), recursive=True) if os.path.isfile(p))
     return matches, None  # no match is zero agents, like zero replicas: valid
@@ -121,8 +132,15 @@ def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item
         gates={g: spec.gates[g] for g in agent.gates}, restart=agent.restart, protect=agent.protect,
         env={k: (_expand(v, item) if isinstance(v, str) else v) for k, v in agent.env.items()},
         base=spec.base, branch=fleet.branch_prefix + name,
-        worktree=(repo / spec.worktrees.root / name).resolve(),
+        worktree=(repo / spec.worktrees.root / name).resolve(), locks=tuple(spec.locks),
     )
+
+
+def _is_http_url(text: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _escapes(rel: str) -> str | None:

@@ -26,6 +26,7 @@ class DesiredAgent:
     base: str
     branch: str
     worktree: Path  # absolute
+    locks: tuple[str, ...] = ()  # the fleet's lock names, so runtimes can tell agents about them
     spec_hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,26 +42,44 @@ class LoadedFleet:
 
 def load_fleet(path: str | Path) -> LoadedFleet:
     """Parse, validate and expand `path`; raises SpecInvalid listing every problem."""
-    from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
-
     path = Path(path)
     shown = str(path)
-    doc = _parse_yaml(path, shown)
+    return _load(_read(path, shown), path=path, shown=shown)
+
+
+def load_fleet_text(text: str, *, path: str | Path, shown: str,
+                    files: Sequence[str] | None = None) -> LoadedFleet:
+    """Like `load_fleet`, for a file's text read elsewhere (e.g. `git show REV:path`).
+
+    `path` is where the file lives (relative paths in it resolve from there), `shown`
+    names it in errors (`origin/main:fleet.yaml:3:5`), and `files`, if given, are the
+    repo-relative paths `forEach.glob` matches instead of the working tree.
+    """
+    return _load(text, path=Path(path), shown=shown, files=files)
+
+
+def _load(text: str, *, path: Path, shown: str, files: Sequence[str] | None = None) -> LoadedFleet:
+    from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
+
+    doc = _parse_yaml(text, shown)
     fleet = _validate(doc, shown)
     repo = (path.resolve().parent / fleet.spec.repo).resolve()
-    agents, problems = check_fleet(fleet, repo)
+    agents, problems = check_fleet(fleet, repo, files=files)
     if problems:
         raise SpecInvalid([_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems])
     return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc)
 
 
-def _parse_yaml(path: Path, shown: str) -> Any:
+def _read(path: Path, shown: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FleetError(f"{shown}: no such file", hint="check the path to your fleet.yaml") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetError(f"{shown}: cannot read: {exc}") from None
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
     try:
         doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:

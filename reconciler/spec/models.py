@@ -82,6 +82,13 @@ class Reconcile(Strict):
         return self
 
 
+class Backoff(Strict):
+    initial: Duration = Field("10s", description="Wait before the first restart of a failed session.")
+    max: Duration = Field("5m", description="The delay doubles per consecutive failure up to this.")
+    resetAfter: Duration = Field("10m", description="A run at least this long counts as healthy: "
+                                                    "the next failure starts from `initial` again.")
+
+
 class GC(Strict):
     prune: bool = Field(True, description="Collect undeclared worktrees and sessions this fleet owns.")
 
@@ -130,6 +137,7 @@ class FleetSpec(Strict):
     locks: dict[Name, Lock] = Field(default_factory=dict)
     gates: dict[Name, Gate] = Field(default_factory=dict)
     reconcile: Reconcile = Reconcile()
+    restartBackoff: Backoff = Backoff()
     gc: GC = GC()
     telemetry: Telemetry = Telemetry()
     agents: list[Agent] = Field(default_factory=list)

@@ -1,0 +1,61 @@
+"""Running an agent's quality gates in its worktree, as the reconciler (never the agent) sees them."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..spec.desired import DesiredAgent
+from ..spec.durations import parse_duration
+from ..spec.models import Gate
+
+_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    exit_code: int | None  # None: timed out
+    output: str
+    seconds: float
+
+    @property
+    def tail(self) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-_TAIL_LINES:])
+
+    @property
+    def summary(self) -> str:
+        last = next((line for line in reversed(self.output.splitlines()) if line.strip()), "")
+        how = "timed out" if self.exit_code is None else f"exit {self.exit_code}"
+        return f"{how}; {last[:200]}" if last else how
+
+
+def run_gate(name: str, gate: Gate, agent: DesiredAgent, *, log: Path) -> GateResult:
+    """`sh -c RUN` in the worktree with the gate's timeout; output appended to the session log."""
+    env = {**os.environ, "FLEET_AGENT": agent.name, "FLEET_BRANCH": agent.branch, "FLEET_GATE": name}
+    start = time.monotonic()
+    proc = subprocess.Popen(["sh", "-c", gate.run], cwd=agent.worktree, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=parse_duration(gate.timeout))
+        result = GateResult(proc.returncode == 0, proc.returncode, out, time.monotonic() - start)
+    except subprocess.TimeoutExpired:
+        # the whole group: a test runner's children would otherwise keep the pipe open
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        result = GateResult(False, None, f"{out}\n(gate timed out after {gate.timeout})", time.monotonic() - start)
+    with log.open("a", encoding="utf-8") as f:
+        verdict = "passed" if result.passed else "FAILED"
+        f.write(f"--- fleet gate {name}: {gate.run!r} {verdict} ({result.summary}, {result.seconds:.1f}s)\n")
+        f.write(result.output if result.output.endswith("\n") or not result.output else result.output + "\n")
+    return result
+
+
+def gate_feedback(name: str, result: GateResult) -> str:
+    """The message a resumed session gets, like a hook's exit code 2 feeding stderr back."""
+    return (f"The quality gate `{name}` failed ({result.summary}). Its output:\n\n{result.tail}\n\n"
+            "Fix the cause, commit, and finish.")

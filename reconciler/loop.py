@@ -1,0 +1,130 @@
+"""The control loop: reconcile on a schedule (APScheduler), re-reading fleet.yaml every tick.
+
+Level-triggered: each tick observes the world afresh and converges once, so a tick
+that was skipped, failed or killed is simply made up by the next one. Stopping the
+loop never touches sessions; they run on and are re-adopted when it starts again.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from .reconcile import Result, reconcile_once
+from .spec.durations import parse_duration
+from .spec.loader import LoadedFleet, load_fleet
+
+DEFAULT_INTERVAL = 60.0
+
+
+@dataclass
+class ControlLoop:
+    file: str
+    interval: float | None = None  # overrides the file's reconcile.interval/cron
+    grace: float = 10.0
+    report: Callable[[str], None] = print
+    on_result: Callable[[Result], None] | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _idle: threading.Event = field(default_factory=threading.Event)
+    _schedule: tuple[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    def tick(self) -> int:
+        """One reconcile pass; never raises (a bad tick must not end the loop)."""
+        if self._stopping.is_set():
+            return EXIT_OK
+        self._idle.clear()
+        try:
+            return self._tick()
+        finally:
+            self._idle.set()
+
+    def _tick(self) -> int:
+        try:
+            loaded = load_fleet(self.file)
+            self._reschedule_if_changed(loaded)
+            result = reconcile_once(loaded, lock_timeout=0, grace=self.grace, command="fleet reconcile")
+        except FleetError as exc:
+            self.report(f"{_now()} tick skipped: {exc.render()}")
+            return EXIT_ERROR
+        except Exception as exc:  # noqa: BLE001 - the loop outlives a bug in one tick
+            self.report(f"{_now()} tick failed unexpectedly: {exc!r}")
+            return EXIT_ERROR
+        if self.on_result:
+            self.on_result(result)
+        blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
+        failed = [o for o in result.failed if not o.blocked and o.action.kind != "blocked"]
+        self.report(f"{_now()} {len(result.outcomes)} action(s), {len(failed)} failed, {blocked} blocked"
+                    if result.plan.has_changes else f"{_now()} in sync")
+        return EXIT_BLOCKED if blocked else EXIT_ERROR if failed else EXIT_OK
+
+    def run(self) -> int:
+        """Tick now, then on schedule, until SIGTERM/SIGINT."""
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        self.scheduler = BlockingScheduler(timezone=timezone.utc,
+                                           job_defaults={"max_instances": 1, "coalesce": True,
+                                                         "misfire_grace_time": None})
+        loaded = load_fleet(self.file)
+        self._schedule = self._schedule_of(loaded)
+        self.scheduler.add_job(self.tick, self._trigger(self._schedule), id="reconcile",
+                               next_run_time=datetime.now(timezone.utc))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        self.report(f"{_now()} reconciling {self.file} ({self._describe(self._schedule)}); "
+                    "SIGTERM or Ctrl-C stops the loop, sessions keep running")
+        self.scheduler.start()
+        if not self._idle.wait(timeout=1.5):
+            # a tick is mid-way (a long gate, say): stop now, as a crash would; the next
+            # run observes what it left and converges, sessions were never ours to stop
+            self.report(f"{_now()} interrupted a running tick; the next run picks it up")
+            sys.stdout.flush()
+            os._exit(EXIT_OK)
+        return EXIT_OK
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self._stopping.set()
+        self.report(f"{_now()} {signal.Signals(signum).name}: stopping; sessions keep running")
+        self.scheduler.shutdown(wait=False)
+
+    def _schedule_of(self, loaded: LoadedFleet) -> tuple[str, Any]:
+        rec = loaded.fleet.spec.reconcile
+        if self.interval is not None:
+            return ("interval", self.interval)
+        if rec.cron is not None:
+            return ("cron", rec.cron)
+        return ("interval", parse_duration(rec.interval) if rec.interval else DEFAULT_INTERVAL)
+
+    def _trigger(self, schedule: tuple[str, Any]) -> Any:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        kind, value = schedule
+        if kind == "cron":
+            return CronTrigger.from_crontab(value, timezone=timezone.utc, jitter=5)
+        # jitter spreads the ticks of many fleets on one machine; at most 10% or 5 s
+        return IntervalTrigger(seconds=value, jitter=min(value * 0.1, 5.0), timezone=timezone.utc)
+
+    def _reschedule_if_changed(self, loaded: LoadedFleet) -> None:
+        schedule = self._schedule_of(loaded)
+        if self._schedule is not None and schedule != self._schedule and hasattr(self, "scheduler"):
+            self._schedule = schedule
+            self.scheduler.reschedule_job("reconcile", trigger=self._trigger(schedule))
+            self.report(f"{_now()} schedule changed: {self._describe(schedule)}")
+
+    @staticmethod
+    def _describe(schedule: tuple[str, Any]) -> str:
+        kind, value = schedule
+        return f"cron {value!r}" if kind == "cron" else f"every {value:g}s"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

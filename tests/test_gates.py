@@ -1,0 +1,211 @@
+"""Gates run by the reconciler, feedback by resume, backoff, and the daily budget."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import agents
+from conftest import fleet, status, wait_until, write_fleet
+
+
+def gated_fleet(repo: Path, *, agent_args: list[str], gate: str, max_attempts: int = 3) -> Path:
+    script = agents.install(repo.parent)
+    return write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          gates:
+            answer: {{run: {json.dumps(gate)}, timeout: 30s, maxAttempts: {max_attempts}}}
+          agents:
+            - name: solver
+              tier: local
+              command: {agents.argv(script, *agent_args)}
+              gates: [answer]
+    """)
+
+
+def apply_until(repo: Path, done, timeout: float = 60):  # type: ignore[no-untyped-def]
+    def step():  # type: ignore[no-untyped-def]
+        fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+        rows = status(repo)
+        return rows if done(rows) else None
+
+    return wait_until(step, timeout=timeout, interval=0.3)
+
+
+def test_gate_failing_once_resumes_the_session_with_its_output_then_succeeds(repo: Path) -> None:
+    gated_fleet(repo, agent_args=["gatefix", str(repo.parent)],
+                gate="grep -q good answer.txt || { echo 'expected good, got:'; cat answer.txt; exit 1; }")
+    rows = apply_until(repo, lambda r: r["solver"]["phase"] in ("Succeeded", "Failed"))
+    row = rows["solver"]
+    assert row["phase"] == "Succeeded" and row["attempts"] == 2  # resumed exactly once
+    conditions = {c["type"]: c for c in row["conditions"]}
+    assert conditions["GatesPassed"]["status"] == "True"
+    message = (repo.parent / "solver.message").read_text()
+    assert message.count("---") == 1 and "expected good, got:" in message and "bad" in message
+    log = fleet("logs", "fleet.yaml", "solver", cwd=repo).stdout
+    assert "--- fleet gate answer" in log and "FAILED" in log and "passed" in log
+
+
+def test_gate_that_never_passes_ends_failed_after_max_attempts(repo: Path) -> None:
+    gated_fleet(repo, agent_args=["gatefix", str(repo.parent), "fix-never"],
+                gate="echo 'tests: 3 failed'; exit 1", max_attempts=2)
+    rows = apply_until(repo, lambda r: r["solver"]["phase"] == "Failed"
+                       and "2/2" in (r["solver"]["reason"] or ""))
+    row = rows["solver"]
+    assert "gate answer failed 2/2 times" in row["reason"] and "tests: 3 failed" in row["reason"]
+    assert row["attempts"] == 2
+    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # no restart loop after exhausting gates
+    assert "tests: 3 failed" in fleet("status", "fleet.yaml", cwd=repo).stdout
+
+
+def test_gates_are_not_run_by_diff(repo: Path) -> None:
+    canary = repo.parent / "gate-ran"
+    gated_fleet(repo, agent_args=["gatefix", str(repo.parent)], gate=f"touch {canary}")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: "run-gate" in (status(repo)["solver"]["reason"] or ""))
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    assert [a["kind"] for a in diff["actions"]] == ["run-gate"]
+    assert not canary.exists()
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert canary.exists() and status(repo)["solver"]["phase"] == "Succeeded"
+
+
+def test_crashing_agent_backs_off_with_increasing_gaps(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    starts = repo.parent / "starts"
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          restartBackoff: {{initial: 500ms, max: 8s}}
+          agents:
+            - name: crasher
+              tier: local
+              command: {agents.argv(script, "crashlog", str(starts))}
+    """)
+    loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", "fleet.yaml", "--watch",
+                             "--interval", "0.2"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        wait_until(lambda: starts.exists() and len(starts.read_text().split()) >= 5, timeout=60)
+        row = status(repo)["crasher"]
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        out, _ = loop.communicate(timeout=30)
+    times = [float(t) for t in starts.read_text().split()]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4])), (gaps, out)
+    assert row["phase"] == "Failed"
+    assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"]) or \
+        row["reason"].startswith("CrashLoopBackOff")
+
+
+def test_budget_lets_two_spawn_and_holds_the_third(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          concurrency: {{maxRunning: 1}}
+          budget: {{usdPerDay: 1}}
+          agents:
+            - name: w-{{item}}
+              forEach: {{items: [a, b, c]}}
+              tier: local
+              command: {agents.argv(script, "cost", "0.60")}
+    """)
+    rows = apply_until(repo, lambda r: r["w-c"]["reason"] and "budget" in r["w-c"]["reason"]
+                       and r["w-b"]["phase"] == "Succeeded")
+    assert [rows[n]["phase"] for n in ("w-a", "w-b", "w-c")] == ["Succeeded", "Succeeded", "Pending"]
+    assert "budget.usdPerDay $1.00 reached ($1.20 spent today)" in rows["w-c"]["reason"]
+    assert rows["w-c"]["pid"] is None
+    assert any(c["type"] == "BudgetExhausted" for c in rows["w-c"]["conditions"])
+    report = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    assert report["spendTodayUsd"] == 1.2 and report["budgetUsdPerDay"] == 1
+    assert "spend today: $1.20 of $1.00 budget" in fleet("status", "fleet.yaml", cwd=repo).stdout
+
+
+def test_budget_does_not_kill_running_sessions(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          budget: {{usdPerDay: 1}}
+          agents:
+            - name: spender
+              tier: local
+              command: {agents.argv(script, "cost", "2.0")}
+            - name: sleeper
+              tier: local
+              command: {agents.argv(script, "sleep", "60")}
+    """)
+    rows = apply_until(repo, lambda r: r["spender"]["phase"] == "Succeeded")
+    assert rows["sleeper"]["phase"] == "Running"
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert status(repo)["sleeper"]["pid"] == rows["sleeper"]["pid"]
+
+
+def test_watch_applies_an_edit_at_the_next_tick_and_stops_on_sigterm(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    path = write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          reconcile: {{interval: 1s}}
+          agents:
+            - name: first
+              tier: local
+              command: {agents.argv(script, "sleep", "60")}
+    """)
+    loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", "fleet.yaml", "--watch"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: status(repo)["first"]["phase"] == "Running")
+        path.write_text(path.read_text() + f"""    - name: second
+      tier: local
+      command: {agents.argv(script, "sleep", "60")}
+""")
+        wait_until(lambda: status(repo).get("second", {}).get("phase") == "Running")
+        pids = [status(repo)[n]["pid"] for n in ("first", "second")]
+    finally:
+        loop.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out, _ = loop.communicate(timeout=30)
+    assert time.monotonic() - start < 2.0, out
+    assert loop.returncode == 0 and "SIGTERM" in out
+    assert [status(repo)[n]["pid"] for n in ("first", "second")] == pids  # sessions still alive
+
+
+def test_once_runs_a_single_pass(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          agents:
+            - name: only
+              tier: local
+              command: {agents.argv(script, "sleep", "60")}
+    """)
+    proc = fleet("reconcile", "fleet.yaml", "--once", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert status(repo)["only"]["phase"] == "Running"
+    assert "in sync" in fleet("reconcile", "fleet.yaml", "--once", cwd=repo).stdout
