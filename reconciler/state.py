@@ -62,6 +62,7 @@ class SessionRecord:
     last_gate: dict[str, Any] | None = None  # {name, exit_code, output} of the last gate run
     gates_exhausted: bool = False  # a gate failed maxAttempts times: Failed, no restart
     gate_feedback: str | None = None  # a failed gate's output, to be sent to the resumed session
+    last_output: list[str] = field(default_factory=list)  # last meaningful log lines of a stopped run
     restarts: int = 0  # consecutive failed runs (backoff exponent); 0 after a healthy run
     backoff_until: str | None = None  # no restart before this (CrashLoopBackOff)
     conditions: list[Condition] = field(default_factory=list)

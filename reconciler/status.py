@@ -1,6 +1,7 @@
 """The per-agent status view (SPEC.md "fleet status"), computed without writing anything."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +32,7 @@ class AgentStatus:
     started_at: str | None
     finished_at: str | None
     age_seconds: float | None
+    idle_seconds: float | None  # running sessions: time since their last sign of progress
     exit_code: int | None
     attempts: int
     cost_usd: float
@@ -39,6 +41,8 @@ class AgentStatus:
     observed_generation: str | None
     reason: str | None
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
+    last_gate: dict[str, Any] | None = None
 
 
 @dataclass
@@ -72,8 +76,10 @@ def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStat
         if action is not None and action.kind == "blocked":
             phase, reason = "Blocked", action.reason
         elif action is not None and action.kind == "wait":
-            phase = phase if phase in ("Failed", "Succeeded") else "Pending"
-            reason = action.reason
+            finished = phase in ("Failed", "Succeeded")
+            phase = phase if finished else "Pending"
+            # a failed run waiting for its backoff: say both why it failed and when it restarts
+            reason = f"{reason}; {action.reason}" if finished and reason else action.reason
         elif phase == "Pending" and action is not None:
             reason = f"next apply: {action.kind} ({action.reason})"
         branch = wt.branch if wt else (desired.branch if desired else rec.branch if rec else None)
@@ -90,11 +96,13 @@ def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStat
             pid=rec.pid if rec and obs.alive else None,
             started_at=rec.started_at if rec else None, finished_at=rec.finished_at if rec else None,
             age_seconds=_age(rec.started_at if rec else None),
+            idle_seconds=round(time.time() - obs.last_progress, 1) if obs.alive and obs.last_progress else None,
             exit_code=obs.exit_code, attempts=rec.attempts if rec else 0,
             cost_usd=rec.cost_usd if rec else 0.0, session_id=rec.session_id if rec else None,
             spec_hash=desired.spec_hash if desired else None,
             observed_generation=rec.spec_hash if rec else None, reason=reason,
-            conditions=_conditions(rec, action)))
+            conditions=_conditions(rec, action), last_output=list(rec.last_output) if rec else [],
+            last_gate=rec.last_gate if rec else None))
     return rows
 
 

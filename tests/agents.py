@@ -60,6 +60,18 @@ SCRIPT = textwrap.dedent('''\
         os.replace("env.json.tmp", "env.json")
         time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
         sys.exit(0)
+    if mode == "silent":
+        with open("work-in-progress.txt", "w") as f:
+            f.write("half done\\n")
+        print(f"{agent} calling the model...", flush=True)
+        time.sleep(float(sys.argv[2]))
+        sys.exit(0)
+    if mode == "chatty":
+        end = time.time() + float(sys.argv[2])
+        while time.time() < end:
+            print(f"{agent} working at {time.time():.1f}", flush=True)
+            time.sleep(0.2)
+        sys.exit(0)
     sys.exit(f"unknown mode {mode}")
 ''')
 

@@ -268,3 +268,50 @@ def test_running_session_is_stopped_before_its_worktree_is_pruned(repo: Path) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not (repo / WT / "w-a00").exists()
+
+
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+def test_edits_hidden_from_git_status_still_block_the_prune(repo: Path, flag: str) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", "fleet/t/w-a00")
+    wt = repo / WT / "w-a00"
+    git(wt, "update-index", flag, "README.md")
+    (wt / "README.md").write_text("an edit git status does not show\n")
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 3 and "README.md" in proc.stdout
+    assert (wt / "README.md").read_text() == "an edit git status does not show\n"
+
+
+def test_archive_refuses_a_nested_repository_it_cannot_hold(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    nested = repo / WT / "w-a00" / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "a.txt").write_text("nested work\n")
+    git(nested, "add", "a.txt")
+    git(nested, "commit", "-qm", "nested")
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 3 and "nested git repo" in proc.stdout
+    assert (nested / "a.txt").read_text() == "nested work\n"
+
+
+def test_repairing_a_deleted_worktree_leaves_other_missing_worktrees_alone(repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    mine = tmp_path / "mine"
+    git(repo, "worktree", "add", "-q", "--detach", str(mine))
+    (mine / "x.txt").write_text("x")
+    git(mine, "add", "x.txt")
+    git(mine, "commit", "-qm", "detached work")
+    sha = git(mine, "rev-parse", "HEAD").strip()
+    mine.rename(tmp_path / "unmounted")  # the user's disk is away; git sees the worktree as missing
+    two_agents(repo, items="a00")
+    converge(repo)
+    shutil.rmtree(repo / WT / "w-a00")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    listing = git(repo, "worktree", "list", "--porcelain")
+    assert f"worktree {mine}\nHEAD {sha}" in listing  # still registered, so its commit stays reachable

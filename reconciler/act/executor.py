@@ -23,6 +23,8 @@ from ..state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, START
 from . import sessions
 from .archive import archive_work, restore_hint
 from .gates import gate_feedback, run_gate
+from ..observe.progress import last_lines
+from ..observe.results import back_off, read_log_tail
 from .worktrees import create_worktree, ensure_excluded, remove_worktree
 
 RESUME_MESSAGE = ("Your previous run ended with exit code {code}. Continue the task from where you "
@@ -138,8 +140,18 @@ class Executor:
             return "not running"
         sessions.stop(rec.pid, rec.create_time, grace=self.grace)
         self.store.clear_exit(rec.agent)
-        rec.phase, rec.finished_at, rec.reason = PENDING, now_iso(), f"stopped: {action.reason}"
-        rec.set_condition("Ready", "False", "Stopped", action.reason)
+        rec.finished_at = now_iso()
+        condition = action.details.get("condition")
+        if condition:  # hung (Stalled) or too long (DeadlineExceeded): a failure, restarted per policy
+            tail = last_lines(read_log_tail(self.store.log_path(rec.agent)) or "")
+            rec.phase, rec.exit_code, rec.last_output = FAILED, None, tail
+            rec.reason = action.reason + (f"; last output: {tail[-1]}" if tail else "; no output")
+            rec.set_condition(condition, "True", condition, action.reason)
+            rec.set_condition("Ready", "False", condition, action.reason)
+            back_off(rec, self.loaded.fleet.spec.restartBackoff)
+        else:
+            rec.phase, rec.reason = PENDING, f"stopped: {action.reason}"
+            rec.set_condition("Ready", "False", "Stopped", action.reason)
         self.store.save(rec)
         return f"stopped pid {rec.pid}"
 
@@ -168,9 +180,9 @@ class Executor:
         rec = self._record(agent)
         if rec.phase == RUNNING:
             return action.reason
-        if rec.phase not in (FAILED, SUCCEEDED):  # a finished run keeps its phase (and its backoff)
-            rec.phase = PENDING
-        rec.reason = action.reason
+        if rec.phase not in (FAILED, SUCCEEDED):
+            rec.phase, rec.reason = PENDING, action.reason
+        # a finished run keeps its phase, its backoff and why it ended; the wait is a condition
         condition = action.details.get("condition")
         if condition:
             rec.set_condition(condition, "True", condition, action.reason)

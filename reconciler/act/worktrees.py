@@ -28,13 +28,13 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     The branch is marked as this fleet's (`branch.<name>.fleetOwner`) before it is
     created, so a crash right after `git worktree add` leaves it recognisably ours.
     An existing branch of this fleet is checked out again, keeping its commits.
-    `repair`: "missing" (the directory was deleted by hand: drop git's stale entry
-    first) or "interrupted" (a previous apply died inside `git worktree add`; nothing
+    `repair`: "missing" (the directory was deleted by hand: drop git's stale entry for
+    it first) or "interrupted" (a previous apply died inside `git worktree add`; nothing
     ran there yet, so the half-made tree is removed; the branch is kept).
     """
     try:
-        if repair == "missing":
-            repo.git.worktree("prune")
+        if repair == "missing":  # only this entry: `git worktree prune` would drop every missing one
+            repo.git.worktree("remove", str(agent.worktree))
         elif repair == "interrupted":
             repo.git.worktree("remove", "--force", "--force", str(agent.worktree))
         agent.worktree.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,8 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
     try:
         if wt is not None and wt.path.is_dir():
             repo.git.worktree("remove", *(["--force"] if archived else []), str(wt.path))
-        elif wt is not None:
-            repo.git.worktree("prune")
+        elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
+            repo.git.worktree("remove", str(wt.path))
         if branch and repo.branch_exists(branch):
             repo.git.branch("-D", branch)
     except git.GitCommandError as exc:

@@ -159,6 +159,20 @@ def status(file: str, output: str) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("name")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def describe(file: str, name: str, output: str) -> None:
+    """Everything about one agent: phase, conditions, gate output, why it stopped, log tail.
+
+    \b
+    Example:
+      fleet describe fleet.yaml audit-users
+    """
+    _run("describe", file=file, name=name, output=output)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
 def logs(file: str, name: str, follow: bool) -> None:
     """Print the output of agent NAME's session.

@@ -76,7 +76,8 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
     console.print(f"\nApply complete: {len(result.outcomes) - len(failed) - blocked} done, "
                   f"{len(failed)} failed, {blocked} blocked.")
     if blocked:
-        err.print("[bold red]Some actions were refused to protect work; see above. Nothing was deleted.[/]")
+        err.print("[bold red]Some actions were refused to protect work (see above); what they concern was "
+                  "left in place.[/]")
         return EXIT_BLOCKED
     return EXIT_ERROR if failed else EXIT_OK
 

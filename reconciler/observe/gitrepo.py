@@ -46,6 +46,7 @@ class AtStake:
     stashes: list[str] = field(default_factory=list)
     in_progress: list[str] = field(default_factory=list)
     processes: list[str] = field(default_factory=list)  # "pid cmdline" with their cwd inside the tree
+    nested_repos: list[str] = field(default_factory=list)  # untracked git repos inside: an archive can't hold them
     locked: bool = False
 
     @property
@@ -56,7 +57,7 @@ class AtStake:
     @property
     def archivable(self) -> bool:
         """--archive can save all of it: files and commits, but not a lock or a live process."""
-        return not (self.locked or self.processes or self.in_progress)
+        return not (self.locked or self.processes or self.in_progress or self.nested_repos)
 
     def summary(self) -> str:
         parts = []
@@ -69,6 +70,8 @@ class AtStake:
         parts += [f"{op} in progress" for op in self.in_progress]
         if self.processes:
             parts.append(f"{len(self.processes)} process(es) running in it")
+        if self.nested_repos:
+            parts.append(f"{len(self.nested_repos)} nested git repo(s)")
         if self.locked:
             parts.append("worktree is locked")
         return ", ".join(parts)
@@ -152,8 +155,10 @@ class GitRepo:
         stake = AtStake(locked=wt.locked)
         if wt.path.is_dir():
             stake.processes = processes_in(wt.path, ignore_groups=ignore_groups)
-            status = git.Git(str(wt.path)).status("--porcelain=v1", "-z", "--untracked-files=all")
-            stake.dirty = _status_paths(status)
+            tree = git.Git(str(wt.path))
+            stake.dirty = _status_paths(tree.status("--porcelain=v1", "-z", "--untracked-files=all"))
+            stake.dirty += _hidden_edits(tree, wt.path)
+            stake.nested_repos = [p for p in stake.dirty if (wt.path / p / ".git").exists()]
         if wt.admin_dir is not None:
             stake.in_progress = [op for f, op in _IN_PROGRESS.items() if (wt.admin_dir / f).exists()]
         tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
@@ -226,6 +231,21 @@ def _parse_porcelain(block: str) -> Worktree | None:
     return Worktree(path=Path(fields["worktree"]).resolve(), head=fields.get("HEAD"),
                     branch=branch.removeprefix("refs/heads/") if branch else None,
                     locked="locked" in fields, prunable="prunable" in fields)
+
+
+def _hidden_edits(tree: git.Git, root: Path) -> list[str]:
+    """Edits git status does not show: files marked assume-unchanged or skip-worktree
+    whose content differs from the index (`git worktree remove` would delete them)."""
+    flagged = [line[2:] for line in tree.ls_files("-v").splitlines()
+               if line[:1].islower() or line[:1] == "S"]
+    changed: list[str] = []
+    for path in flagged:
+        if not (root / path).is_file():
+            continue
+        staged = tree.ls_files("-s", "--", path).split()[1]
+        if tree.hash_object("--", path) != staged:
+            changed.append(path)
+    return changed
 
 
 def _status_paths(status: str) -> list[str]:

@@ -50,11 +50,11 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
             rec.reason = f"session exited 0; gates not run yet: {', '.join(rec.gates)}"
             rec.set_condition("GatesPassed", "Unknown", "Pending", rec.reason)
     elif rec.phase == FAILED:
-        _back_off(rec, backoff or Backoff())
+        back_off(rec, backoff or Backoff())
     return rec
 
 
-def _back_off(rec: SessionRecord, policy: Backoff) -> None:
+def back_off(rec: SessionRecord, policy: Backoff) -> None:
     """Schedule the earliest restart: initial * 2^(failures-1), capped; a healthy run resets."""
     started = _parse(rec.started_at)
     finished = _parse(rec.finished_at) or datetime.now(timezone.utc)

@@ -8,6 +8,7 @@ from ..spec.loader import LoadedFleet
 from ..state import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
 from .gitrepo import AtStake, GitRepo, Worktree, branch_at_stake
 from .processes import OwnedProcess, is_alive, owned_processes
+from .progress import last_progress
 
 
 @dataclass
@@ -20,6 +21,7 @@ class ObservedAgent:
     at_stake: AtStake | None = None  # filled only for prune candidates
     adopted: bool = False  # a live session found by its owner variables, not yet recorded
     branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
+    last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
 
     @property
     def phase(self) -> str | None:
@@ -105,6 +107,10 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
              and not any(p.pid == r.pid and abs(p.create_time - (r.create_time or 0)) < 0.05 for r in live)]
     hashes = {a.name: a.spec_hash for a in loaded.agents}
     obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
+    for agent in obs.agents.values():
+        if agent.alive and agent.record is not None:
+            admin = agent.worktree.admin_dir if agent.worktree else None
+            agent.last_progress = last_progress(agent.record, log=store.log_path(agent.name), admin_dir=admin)
     desired = {a.name for a in loaded.agents}
     base = loaded.fleet.spec.base
     ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()

@@ -87,13 +87,39 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
     for name, obs in sorted(observed.agents.items()):
         if name not in desired and chosen(name):
             actions += _undeclared(obs, prune=spec.gc.prune, slots=slots, archive=archive)
+    # hung sessions first: the slots they free go to agents waiting later in this same plan
+    expired = {a.name: stop for a in loaded.agents if chosen(a.name)
+               if (stop := _expired(a, observed.agents.get(a.name), slots)) is not None}
     for agent in loaded.agents:
-        if chosen(agent.name):  # untargeted agents take no slots: --target X must not wait behind them
+        if agent.name in expired:
+            actions.append(expired[agent.name])
+        elif chosen(agent.name):  # untargeted agents take no slots: --target X must not wait behind them
             actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
     return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
+
+
+def _expired(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots) -> Action | None:
+    """A stop for a running session past its `timeout` or silent past its `stallAfter`."""
+    if obs is None or not obs.alive or obs.record is None or obs.record.spec_hash != agent.spec_hash:
+        return None
+    rec, now = obs.record, slots.now.timestamp()
+    why = condition = None
+    ran = now - datetime.fromisoformat(rec.started_at).timestamp() if rec.started_at else 0.0
+    idle = now - obs.last_progress if obs.last_progress is not None else 0.0
+    if agent.timeout is not None and ran > agent.timeout:
+        why, condition = f"DeadlineExceeded: ran {ran:.0f}s, timeout is {agent.timeout:g}s", "DeadlineExceeded"
+    elif agent.stall_after is not None and idle > agent.stall_after:
+        why, condition = (f"Stalled: no progress for {idle:.0f}s (log, transcript, index and HEAD unchanged; "
+                          f"stallAfter is {agent.stall_after:g}s)"), "Stalled"
+    if why is None:
+        return None
+    if agent.protect:
+        return Action(BLOCKED, agent.name, f"{why}; protect: true, so fleet will not stop it", agent.tier_name)
+    slots.add(agent.tier_name, -1)
+    return Action(STOP, agent.name, why, agent.tier_name, {"pid": rec.pid, "condition": condition})
 
 
 def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool = False,
@@ -116,7 +142,8 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
     if stake is None or stake.safe:
         return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
     at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
-                "inProgress": stake.in_progress, "processes": stake.processes, "locked": stake.locked}
+                "inProgress": stake.in_progress, "processes": stake.processes, "nestedRepos": stake.nested_repos,
+                "locked": stake.locked}
     if archive and stake.archivable:
         return out + [Action(PRUNE, obs.name, f"{why}; archiving first: {stake.summary()}", tier,
                              {**what, **at_stake, "archive": True})]

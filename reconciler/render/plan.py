@@ -50,6 +50,11 @@ def _detail_lines(a: Action) -> list[str]:
     lines = [f"file: {f}" for f in d.get("files", [])]
     lines += [f"commit: {c}" for c in d.get("commits", [])]
     lines += [f"stash: {s}" for s in d.get("stashes", [])]
+    lines += [f"in progress: {op}" for op in d.get("inProgress", [])]
+    lines += [f"process: {p}" for p in d.get("processes", [])]
+    lines += [f"nested repo: {r}" for r in d.get("nestedRepos", [])]
+    if d.get("locked"):
+        lines.append("locked: git worktree lock (unlock it yourself if it may go)")
     if a.kind == BLOCKED and d.get("worktree"):
         lines.append(f"worktree: {d['worktree']} (branch {d.get('branch')})")
     return lines

@@ -21,7 +21,7 @@ from .base import SessionRequest, SessionResult
 _BYPASS_FLAGS = frozenset({"--dangerously-skip-permissions", "--allow-dangerously-skip-permissions"})
 _NO_PERSISTENCE = "--no-session-persistence"  # sessions not saved to disk cannot be resumed
 _RESULT_MARKER = re.compile(r'"type"\s*:\s*"result"')
-_EXTRA_KEYS = ("subtype", "num_turns", "terminal_reason", "api_error_status", "stop_reason",
+_EXTRA_KEYS = ("subtype", "num_turns", "terminal_reason", "api_error_status", "api_error_type", "stop_reason",
                "duration_ms", "duration_api_ms")
 
 
@@ -127,6 +127,10 @@ def _sum(rows: list[JsonDict], *keys: str) -> int | None:
 
 def _message(data: JsonDict) -> str | None:
     result = as_str(data.get("result"))
+    status = as_int(data.get("api_error_status"))
+    if result and status is not None and str(status) not in result:
+        # 2.1.332 on a 401: "Invalid API key · Fix external API key", the status only in its own field
+        return f"API error {status}: {result}"
     if result:
         return result
     errors = data.get("errors")

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from . import globs
-from .desired import DesiredAgent
+from .desired import DEFAULT_STALL_AFTER, DesiredAgent
+from .durations import parse_duration
 from .models import Agent, Fleet
 from .names import name_problem, ref_problem
 from .positions import Loc
@@ -133,7 +134,13 @@ def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item
         env={k: (_expand(v, item) if isinstance(v, str) else v) for k, v in agent.env.items()},
         base=spec.base, branch=fleet.branch_prefix + name,
         worktree=(repo / spec.worktrees.root / name).resolve(), locks=tuple(spec.locks),
+        timeout=_seconds(agent.timeout or spec.tiers[agent.tier].timeout),
+        stall_after=_seconds(agent.stallAfter or spec.tiers[agent.tier].stallAfter) or DEFAULT_STALL_AFTER,
     )
+
+
+def _seconds(duration: str | None) -> float | None:
+    return parse_duration(duration) if duration else None
 
 
 def _is_http_url(text: str) -> bool:

@@ -10,6 +10,9 @@ from typing import Any
 from .models import FromEnv, Gate, Tier
 
 
+DEFAULT_STALL_AFTER = 15 * 60.0
+
+
 @dataclass(frozen=True)
 class DesiredAgent:
     name: str
@@ -27,6 +30,8 @@ class DesiredAgent:
     branch: str
     worktree: Path  # absolute
     locks: tuple[str, ...] = ()  # the fleet's lock names, so runtimes can tell agents about them
+    timeout: float | None = None  # seconds one run may take; None = no limit
+    stall_after: float | None = DEFAULT_STALL_AFTER  # seconds without progress before it is stopped
     spec_hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -49,6 +49,9 @@ class Tier(Strict):
     model: str | None = Field(None, description="Model passed to the runtime; none for `command`.")
     maxRunning: int | None = Field(None, ge=1, description="Cap on running sessions of this tier.")
     args: list[str] = Field(default_factory=list, description="Extra runtime arguments.")
+    timeout: Duration | None = Field(None, description="Maximum wall time of one session run; none = no limit.")
+    stallAfter: Duration | None = Field(None, description="Stop a session that shows no progress this long "
+                                                          "(default 15m).")
 
 
 class Concurrency(Strict):
@@ -125,6 +128,8 @@ class Agent(Strict):
     protect: bool = Field(False, description="Never stopped or pruned by fleet (like prevent_destroy).")
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str | FromEnv] = Field(
         default_factory=dict)
+    timeout: Duration | None = Field(None, description="Overrides the tier's timeout.")
+    stallAfter: Duration | None = Field(None, description="Overrides the tier's stallAfter.")
 
 
 class FleetSpec(Strict):

@@ -1,0 +1,368 @@
+"""fleet against the bare git/process floor, at several fleet sizes (docs/benchmarks.md).
+
+    python -m benchmarks.run --sizes 10 100 1000
+
+For each size N it builds a repo of ~2,000 files and measures, each beside the git
+and process work it cannot avoid (the floor, scripted directly in /bin/sh, measured
+in the same run):
+
+  apply       `fleet apply --yes` from nothing: N worktrees, N sessions
+              floor: `git worktree add -b` + the same session processes, per agent
+  diff        `fleet diff` (cold process) on the converged fleet
+              floor: `git worktree list --porcelain` (the plan inspects no worktree)
+  diff-prune  `fleet diff` of a file declaring 1 agent: N-1 stop+prune candidates
+              floor: `git worktree list` + `git status --porcelain` per candidate
+  tick        one no-op tick of the running loop (ControlLoop.tick, in-process, warm)
+              floor: the full sweep, `git worktree list` + `git status` in every worktree
+  status      `fleet status` (cold process)
+              floor: `git worktree list` + `git status` + `git rev-list --count` per agent
+
+plus `fleet validate`/`fleet status` start-up on a 10-agent fleet, and the loop's RSS.
+Times are medians; CPU counts children (git, session runners); RSS is the peak of
+the largest process. Every process started carries FLEET_BENCH_RUN in its environment
+and is killed at the end, as is the work directory, also on Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import fixtures as fx
+from .measure import Sample, Series, run
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+OPS: dict[str, tuple[str, str]] = {
+    "apply": ("fleet apply (from nothing)", "worktree add -b + spawn, per agent"),
+    "diff": ("fleet diff (converged)", "worktree list"),
+    "diff-prune": ("fleet diff (N-1 to prune)", "worktree list + status per candidate"),
+    "tick": ("no-op loop tick (in-process)", "full sweep: worktree list + status per agent"),
+    "status": ("fleet status", "worktree list + status + rev-list per agent"),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def fleet_argv(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "fleet"
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "reconciler.cli.main"]
+    return [*head, *args]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = uuid.uuid4().hex[:12]
+        parent = Path(args.workdir) if args.workdir else None
+        if parent:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="fleet-bench-", dir=parent)).resolve()
+        self.env = fx.base_env(self.work, self.run_id)
+        self.template = self.work / "template"
+        self.results: dict[str, Any] = {"machine": machine(), "config": {}, "sizes": {}, "startup": {}}
+        self._copies = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+    def scoped(self, repo: Path) -> dict[str, str]:
+        return {**self.env, fx.ENV_SCOPE: str(repo)}
+
+    def fresh_repo(self, tag: str) -> Path:
+        self._copies += 1
+        return fx.copy_repo(self.template, self.work / f"{tag}-{self._copies}")
+
+    def discard(self, repo: Path) -> None:
+        fx.kill_ours(self.run_id, str(repo))
+        fx.remove_tree(repo)
+
+    def cleanup(self) -> None:
+        killed = fx.kill_ours(self.run_id)
+        if killed:
+            log(f"killed {killed} leftover process(es)")
+        if not self.args.keep:
+            fx.remove_tree(self.work)
+            log(f"removed {self.work}")
+
+    def repeat_for(self, n: int, *, heavy: bool = False) -> int:
+        if heavy and self.args.apply_repeat is not None:
+            return self.args.apply_repeat
+        if heavy:
+            return self.args.repeat if n <= 100 else 1
+        return self.args.repeat
+
+    # -- the run --------------------------------------------------------------------------
+    def main(self) -> dict[str, Any]:
+        a = self.args
+        self.results["config"] = {"sizes": a.sizes, "files": a.files, "repeat": a.repeat,
+                                  "apply_repeat": a.apply_repeat, "run_id": self.run_id}
+        log(f"work dir {self.work}; template repo with {a.files} files")
+        fx.make_template(self.template, a.files, self.env)
+        for n in a.sizes:
+            self.results["sizes"][str(n)] = self.size(n)
+            self.save()
+        if not self.results["startup"]:
+            self.startup(None)
+        return self.results
+
+    def size(self, n: int) -> dict[str, Any]:
+        names = fx.agent_names(n)
+        out: dict[str, Any] = {}
+        ops = [o for o in OPS if o not in self.args.skip]
+        log(f"N={n}: apply (floor, then fleet), {self.repeat_for(n, heavy=True)} run(s) each")
+        floor, fleet = Series(), Series()
+        for _ in range(self.repeat_for(n, heavy=True)):
+            repo = self.fresh_repo(f"floor{n}")
+            floor.add(run(fx.floor_apply_script(self.work, repo, names), cwd=repo, env=self.scoped(repo),
+                          log=self.work / "floor.log"))
+            self.discard(repo)
+        repo = None
+        fleet_runs = self.repeat_for(n, heavy=True)
+        for i in range(fleet_runs):
+            repo = self.fresh_repo(f"fleet{n}")
+            fx.fleet_yaml(repo, names)
+            fleet.add(run(fleet_argv("apply", "fleet.yaml", "--yes"), cwd=repo, env=self.scoped(repo),
+                          log=self.work / "fleet.log"))
+            if i < fleet_runs - 1:
+                self.discard(repo)
+        assert repo is not None
+        out["apply"] = pair(fleet, floor, n)
+        self.check_running(repo, n)
+        try:
+            if "diff" in ops:
+                log(f"N={n}: fleet diff (converged)")
+                out["diff"] = self.compare(n, fleet_argv("diff", "fleet.yaml"), repo, (0,),
+                                           fx.floor_status_script(self.work, repo, [], ahead=False, tag="list"))
+            if "diff-prune" in ops:
+                log(f"N={n}: fleet diff with {n - 1} prune candidates")
+                fx.fleet_yaml(repo, names[:1], file="fleet-prune.yaml")
+                out["diff-prune"] = self.compare(
+                    n, fleet_argv("diff", "fleet-prune.yaml"), repo, (0, 1) if n == 1 else (1,),
+                    fx.floor_status_script(self.work, repo, names[1:], ahead=False, tag="prune"))
+            if "tick" in ops:
+                log(f"N={n}: no-op loop tick")
+                out["tick"] = self.tick(n, repo, names)
+            if "status" in ops:
+                log(f"N={n}: fleet status")
+                out["status"] = self.compare(n, fleet_argv("status", "fleet.yaml"), repo, (0,),
+                                             fx.floor_status_script(self.work, repo, names, ahead=True,
+                                                                    tag="status"))
+            if n <= 10 and not self.results["startup"]:
+                self.startup(repo)
+        finally:
+            self.discard(repo)
+        self.print_size(n, out)
+        return out
+
+    def check_running(self, repo: Path, n: int) -> None:
+        sessions = [p for p in fx.ours(self.run_id, str(repo)) if p.name() == "sleep"]
+        if len(sessions) != n:
+            raise RuntimeError(f"expected {n} live sessions after apply, found {len(sessions)}")
+
+    def compare(self, n: int, argv: list[str], repo: Path, expect: tuple[int, ...],
+                floor_argv: list[str]) -> dict[str, Any]:
+        fleet, floor = Series(), Series()
+        env = self.scoped(repo)
+        run(argv, cwd=repo, env=env, expect=expect, log=self.work / "fleet.log")  # warm the page cache
+        run(floor_argv, cwd=repo, env=env, log=self.work / "floor.log")
+        for _ in range(self.repeat_for(n)):
+            floor.add(run(floor_argv, cwd=repo, env=env, log=self.work / "floor.log"))
+            fleet.add(run(argv, cwd=repo, env=env, expect=expect, log=self.work / "fleet.log"))
+        return pair(fleet, floor, n)
+
+    def tick(self, n: int, repo: Path, names: list[str]) -> dict[str, Any]:
+        env = self.scoped(repo)
+        sweep = fx.floor_status_script(self.work, repo, names, ahead=False, tag="sweep")
+        run(sweep, cwd=repo, env=env)
+        floor = Series()
+        for _ in range(self.repeat_for(n)):
+            floor.add(run(sweep, cwd=repo, env=env))
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.tick_worker", str(repo / "fleet.yaml"),
+                               "--repeat", str(max(self.args.repeat, 3))], cwd=ROOT,
+                              env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tick worker failed:\n{proc.stderr[-3000:]}")
+        data = json.loads(proc.stdout)
+        if not all(t["noop"] for t in data["ticks"]):
+            raise RuntimeError(f"a tick of the converged fleet was not a no-op: {data}")
+        fleet = Series([Sample(t["wall"], t["cpu"], data["maxrss_mb"], t["code"]) for t in data["ticks"]])
+        result = pair(fleet, floor, n)
+        result["loop_rss_mb"] = data["maxrss_mb"]
+        return result
+
+    def startup(self, repo: Path | None) -> None:
+        """Start-up of the CLI on a small (10-agent, converged) fleet."""
+        own = repo is None
+        if own:
+            log("start-up: building a 10-agent fleet")
+            repo = self.fresh_repo("startup")
+            fx.fleet_yaml(repo, fx.agent_names(10))
+            run(fleet_argv("apply", "fleet.yaml", "--yes"), cwd=repo, env=self.scoped(repo))
+        log("start-up: python -c pass, fleet --version, fleet validate, fleet status")
+        env = self.scoped(repo)
+        cmds = {"python -c pass": [sys.executable, "-c", "pass"],
+                "fleet --version": fleet_argv("--version"),
+                "fleet validate": fleet_argv("validate", "fleet.yaml"),
+                "fleet status": fleet_argv("status", "fleet.yaml")}
+        try:
+            for label, argv in cmds.items():
+                run(argv, cwd=repo, env=env)
+                series = Series()
+                for _ in range(max(self.args.repeat, 7)):
+                    series.add(run(argv, cwd=repo, env=env))
+                self.results["startup"][label] = series.to_json()
+        finally:
+            if own:
+                self.discard(repo)
+
+    # -- output ---------------------------------------------------------------------------
+    def print_size(self, n: int, out: dict[str, Any]) -> None:
+        print(f"\nN = {n} agents")
+        print(table_text({n: out}))
+        sys.stdout.flush()
+
+    def save(self) -> None:
+        RESULTS.mkdir(exist_ok=True)
+        (Path(self.args.out) if self.args.out else RESULTS / "latest.json").write_text(
+            json.dumps(self.results, indent=2) + "\n")
+
+
+def pair(fleet: Series, floor: Series, n: int) -> dict[str, Any]:
+    return {"n": n, "fleet": fleet.to_json(), "floor": floor.to_json(),
+            "ratio": fleet.wall / floor.wall if floor.wall else None}
+
+
+def table_text(sizes: dict[int, dict[str, Any]]) -> str:
+    head = (f"{'N':>5}  {'operation':<30} {'wall s':>8} {'CPU s':>8} {'RSS MB':>7} | "
+            f"{'floor s':>8} {'CPU s':>8} | {'ratio':>6}  floor")
+    lines = [head, "-" * len(head)]
+    for n, ops in sizes.items():
+        for op, (label, floor_label) in OPS.items():
+            if op not in ops:
+                continue
+            r = ops[op]
+            f, g = r["fleet"], r["floor"]
+            lines.append(f"{n:>5}  {label:<30} {f['wall']:>8.3f} {f['cpu']:>8.3f} {f['rss_mb']:>7.0f} | "
+                         f"{g['wall']:>8.3f} {g['cpu']:>8.3f} | {r['ratio']:>5.2f}x  {floor_label}")
+    return "\n".join(lines)
+
+
+def startup_text(startup: dict[str, Any]) -> str:
+    return "\n".join(f"  {label:<18} {s['wall'] * 1000:>6.0f} ms wall, {s['cpu'] * 1000:>6.0f} ms CPU, "
+                     f"{s['rss_mb']:>5.0f} MB" for label, s in startup.items())
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    git = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "git": git.removeprefix("git version "),
+            "os": f"{platform.system()} {platform.release()}", "date": time.strftime("%Y-%m-%d")}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000], metavar="N")
+    p.add_argument("--repeat", type=int, default=3, help="runs per measurement (median); default 3")
+    p.add_argument("--apply-repeat", type=int, default=None,
+                   help="runs of the apply comparison (each needs fresh repos); default --repeat up to "
+                        "N=100, 1 above")
+    p.add_argument("--files", type=int, default=2000, help="files in the synthetic repo; default 2000")
+    p.add_argument("--skip", nargs="*", default=[], choices=[o for o in OPS if o != "apply"],
+                   help="leave out these measurements")
+    p.add_argument("--workdir", help="parent of the temporary work dir (default: $TMPDIR)")
+    p.add_argument("--out", help="results JSON (default benchmarks/results/latest.json)")
+    p.add_argument("--plot", help="also write this PNG plot (needs matplotlib: pip install -e '.[bench]')")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (processes are still killed)")
+    return p.parse_args(argv)
+
+
+def check_limits(sizes: list[int]) -> None:
+    """Each live session is two processes (the runner and `sleep`), about 10 MB."""
+    import resource
+
+    biggest = max(sizes)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft != resource.RLIM_INFINITY and soft < 2 * biggest + 500:
+        raise SystemExit(f"ulimit -u is {soft}; N={biggest} needs about {2 * biggest + 500} processes")
+    need = biggest * 12 * 2**20
+    if psutil.virtual_memory().available < need:
+        raise SystemExit(f"N={biggest} needs about {need // 2**20} MB free for its sessions")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_limits(args.sizes)
+    os.chdir(ROOT)
+    bench = Bench(args)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    try:
+        results = bench.main()
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        bench.cleanup()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    bench.save()
+    sizes = {int(n): ops for n, ops in results["sizes"].items()}
+    print("\nAll sizes (median wall/CPU; ratio = fleet wall / floor wall)")
+    print(table_text(sizes))
+    print("\nStart-up, 10-agent fleet (median of", max(args.repeat, 7), "runs)")
+    print(startup_text(results["startup"]))
+    ticks = [f"N={n}: {ops['tick']['loop_rss_mb']:.0f} MB" for n, ops in sizes.items() if "tick" in ops]
+    if ticks:
+        print("\nLoop peak RSS: " + ", ".join(ticks))
+    per_agent = per_agent_text(sizes)
+    if per_agent:
+        print("\nPer-agent wall time (ms), flat = linear\n" + per_agent)
+    if args.plot:
+        from .plot import plot
+
+        plot(results, Path(args.plot))
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
+def per_agent_text(sizes: dict[int, dict[str, Any]]) -> str:
+    ns = [n for n in sizes if n >= 10]
+    if len(ns) < 2:
+        return ""
+    lines = []
+    for op, (label, _) in OPS.items():
+        cells = [f"N={n}: {sizes[n][op]['fleet']['wall'] / n * 1000:.2f}" for n in ns if op in sizes[n]]
+        if cells:
+            lines.append(f"  {label:<30} " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

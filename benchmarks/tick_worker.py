@@ -1,0 +1,50 @@
+"""A no-op tick of the running control loop, timed in-process.
+
+`python -m benchmarks.tick_worker FLEET_FILE --repeat R` runs one warm-up tick of
+`reconciler.loop.ControlLoop`, then R timed ones, and prints JSON: per tick its wall
+and CPU time (this process plus the git children it waited for), whether it was a
+no-op, and the process's peak and final RSS (the loop's memory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import apscheduler.schedulers.blocking  # noqa: F401  - what `fleet reconcile --watch` loads
+    import psutil
+
+    from reconciler.loop import ControlLoop
+
+    results: list[object] = []
+    messages: list[str] = []
+    loop = ControlLoop(args.file, report=messages.append, on_result=results.append)
+    loop.tick()  # warm-up: imports, first read of everything
+    ticks = []
+    for _ in range(args.repeat):
+        results.clear()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        code = loop.tick()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        noop = code == 0 and len(results) == 1 and not results[0].plan.has_changes  # type: ignore[attr-defined]
+        ticks.append({"wall": wall, "cpu": cpu, "noop": noop, "code": code})
+    rss_now = psutil.Process().memory_info().rss
+    json.dump({"ticks": ticks, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "rss_mb": rss_now / 2**20, "messages": messages[-3:]}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

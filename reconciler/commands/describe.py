@@ -1,0 +1,57 @@
+"""`fleet describe FILE NAME`: everything fleet knows about one agent, like `kubectl describe`."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import EXIT_OK, FleetError
+from ..observe.gitrepo import GitRepo
+from ..observe.progress import last_lines
+from ..observe.results import read_log_tail
+from ..observe.snapshot import fleet_home
+from ..spec.loader import load_fleet
+from ..state import StateStore
+from ..status import fleet_status, human_age
+
+
+def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:
+    loaded = load_fleet(file)
+    row = next((r for r in fleet_status(loaded).agents if r.agent == name), None)
+    if row is None:
+        raise FleetError(f"no agent {name!r} in fleet {loaded.name}",
+                         hint="agents: " + ", ".join(a.name for a in loaded.agents))
+    store = StateStore(fleet_home(GitRepo(loaded.repo)), loaded.name)
+    tail = last_lines(read_log_tail(store.log_path(name)) or "", 15)
+    if output == "json":
+        console.print(json.dumps({**asdict(row), "log_tail": tail}, indent=2, sort_keys=True), markup=False,
+                      soft_wrap=True)
+        return EXIT_OK
+    fields = [("Name", row.agent), ("Fleet", loaded.name), ("Phase", row.phase), ("Sync", row.sync),
+              ("Reason", row.reason or "-"), ("Tier", f"{row.tier} ({row.runtime}, model {row.model or '-'})"),
+              ("Branch", row.branch or "-"), ("Worktree", row.worktree or "-"),
+              ("Dirty files", row.dirty), ("Commits ahead", row.ahead), ("PID", row.pid or "-"),
+              ("Session", row.session_id or "-"), ("Started", row.started_at or "-"),
+              ("Finished", row.finished_at or "-"), ("Exit code", row.exit_code),
+              ("Attempts", row.attempts), ("Idle", human_age(row.idle_seconds)),
+              ("Cost", f"${row.cost_usd:.4f}"), ("Spec hash", row.spec_hash or "-"),
+              ("Observed generation", row.observed_generation or "-")]
+    for key, value in fields:
+        console.print(f"[bold]{key + ':':<21}[/]{escape(str(value))}", soft_wrap=True)
+    console.print("[bold]Conditions:[/]")
+    for c in row.conditions:
+        console.print(f"  {c['type']:<18} {c['status']:<8} {c['reason']:<16} {c['lastTransitionTime']}  "
+                      f"{escape(c['message'])}", soft_wrap=True)
+    if row.last_gate:
+        console.print(f"[bold]Last gate:[/] {escape(str(row.last_gate.get('name')))} "
+                      f"exit {row.last_gate.get('exit_code')}")
+        for line in str(row.last_gate.get("output", "")).splitlines()[-10:]:
+            console.print(f"  {escape(line)}", soft_wrap=True)
+    shown = row.last_output or tail
+    console.print(f"[bold]{'Last output of the stopped run' if row.last_output else 'Log tail'}:[/] "
+                  f"(fleet logs {file} {name})")
+    for line in shown:
+        console.print(f"  {escape(line)}", soft_wrap=True)
+    return EXIT_OK
