@@ -142,18 +142,46 @@ def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive
          grace=grace, archive=archive)
 
 
+STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True)
+
+
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(file: str, output: str) -> None:
-    """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, cost, reason.
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@STATUS_OUTPUT
+def status(file: str | None, output: str) -> None:
+    """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost, reason.
+
+    FILE defaults to ./fleet.yaml.
 
     \b
     Examples:
       fleet status fleet.yaml
       fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase}'
     """
-    _run("status", file=file, output=output)
+    _run("status", file=_fleet_file(file), output=output)
+
+
+@cli.group()
+def get() -> None:
+    """kubectl-style listing (`fleet get agents`)."""
+
+
+@get.command("agents")
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@STATUS_OUTPUT
+def get_agents(file: str | None, output: str) -> None:
+    """Same as `fleet status [FILE]`."""
+    _run("status", file=_fleet_file(file), output=output)
+
+
+def _fleet_file(file: str | None) -> str:
+    """FILE, or ./fleet.yaml when the command allows leaving it out."""
+    if file:
+        return file
+    if os.path.exists("fleet.yaml"):
+        return "fleet.yaml"
+    raise click.UsageError("no FILE given and no ./fleet.yaml here; pass the fleet file")
 
 
 @cli.command()
@@ -171,16 +199,19 @@ def describe(file: str, name: str, output: str) -> None:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("name")
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
-def logs(file: str, name: str, follow: bool) -> None:
-    """Print the output of agent NAME's session.
+def logs(args: tuple[str, ...], follow: bool) -> None:
+    """Print the output of agent NAME's session (FILE defaults to ./fleet.yaml).
 
     \b
-    Example:
-      fleet logs fleet.yaml audit-users -f
+    Examples:
+      fleet logs audit-users -f
+      fleet logs fleets/audit.yaml audit-users
     """
+    if len(args) > 2:
+        raise click.UsageError("expected [FILE] NAME")
+    file, name = (args[0], args[1]) if len(args) == 2 else (_fleet_file(None), args[0])
     _run("logs", file=file, name=name, follow=follow)
 
 
@@ -345,7 +376,7 @@ def lock(name: str, command: tuple[str, ...], file: str | None, slots: int | Non
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="fleet")
 
 
 if __name__ == "__main__":
