@@ -46,7 +46,7 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
 def _spec_diff(file: str, rev: str, output: str, console: Console) -> int:
     from ..observe.gitrepo import file_at_revision
     from ..render import revdiff as render
-    from ..spec.revdiff import diff_specs, load_base
+    from ..plan.revdiff import diff_specs, load_base
 
     now = load_fleet(file)
     at = file_at_revision(Path(file), rev)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..spec.revdiff import ADDED, CHANGED, REMOVED, AgentChange, Change, SpecDiff
+from ..plan.revdiff import ADDED, CHANGED, REMOVED, AgentChange, Change, SpecDiff
 from . import markdown as md
 
 _SYMBOL = {ADDED: "+", REMOVED: "-", CHANGED: "~"}

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
-from .desired import DesiredAgent
-from .loader import LoadedFleet, load_fleet_text
+from ..spec.desired import DesiredAgent
+from ..spec.loader import LoadedFleet, load_fleet_text
 
 if TYPE_CHECKING:
     from ..observe.gitrepo import FileAtRevision
