@@ -10,6 +10,10 @@ pointed at this server it runs complete sessions (tool calls included) with no n
   `Stall` (accept and never answer, or answer the headers and then hang).
   Streaming requests get SSE events (message_start, content_block_start/delta/stop,
   message_delta with usage, message_stop); non-streaming ones a Message JSON.
+- `POST /v1/responses` (OpenAI Responses, for codex with a custom provider) plays the same
+  script: its `input` is converted to Anthropic-style messages for the helpers, a `ToolUse`
+  of Bash becomes codex's `exec_command` function call, and the answer is SSE `response.*`
+  events ending in `response.completed` with usage.
 - `POST /v1/messages/count_tokens` gets a token count; anything else gets 404 with an
   Anthropic-style error and is logged in `unknown` so tests can see what the CLI probes.
 - Every request is recorded in `requests` (including the ones to unknown paths).
@@ -27,7 +31,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 Json = dict[str, Any]
@@ -98,11 +102,14 @@ class Request:
 
     @property
     def messages(self) -> list[Json]:
+        """The conversation as Anthropic messages (a Responses `input` is converted)."""
+        if self.is_responses:
+            return _from_responses_input(self.body.get("input"))
         return list(self.body.get("messages") or [])
 
     @property
     def system(self) -> str:
-        system = self.body.get("system")
+        system = self.body.get("instructions") if self.is_responses else self.body.get("system")
         if isinstance(system, list):
             return "\n".join(b.get("text", "") for b in system if isinstance(b, dict))
         return system or ""
@@ -116,14 +123,19 @@ class Request:
         return self.method == "POST" and self.path == "/v1/messages"
 
     @property
+    def is_responses(self) -> bool:
+        return self.method == "POST" and self.path == "/v1/responses"
+
+    @property
     def is_main_loop(self) -> bool:
-        """The agent loop's requests carry its tools (Bash among them); side requests do not."""
-        return self.is_messages and "Bash" in self.tool_names
+        """The agent loop's requests carry its shell tool (claude: Bash, codex: exec_command);
+        side requests do not."""
+        return (self.is_messages or self.is_responses) and bool({"Bash", "exec_command"} & set(self.tool_names))
 
     @property
     def session_id(self) -> str | None:
-        """The CLI's session UUID (claude sends it in `x-claude-code-session-id`)."""
-        return self.headers.get("x-claude-code-session-id")
+        """The CLI's session id: claude sends `x-claude-code-session-id`, codex `session-id` (its thread id)."""
+        return self.headers.get("x-claude-code-session-id") or self.headers.get("session-id")
 
     def _prompt_index(self) -> int:
         """Index of the last user message that is a prompt (has text, no tool_result)."""
@@ -191,6 +203,36 @@ def _text_of(message: Json, tool_results: bool = False) -> str:
     return "\n".join(parts)
 
 
+def _from_responses_input(items: object) -> list[Json]:
+    """OpenAI Responses `input` items as Anthropic-style messages, so one script serves both."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out: list[Json] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content")
+            blocks = ([{"type": "text", "text": content}] if isinstance(content, str) else
+                      [{"type": "text", "text": b.get("text", "")} for b in content or []
+                       if isinstance(b, dict) and "text" in b])
+            out.append({"role": item.get("role"), "content": blocks})
+        elif kind == "function_call":
+            try:
+                args = json.loads(item.get("arguments") or "{}")
+            except ValueError:
+                args = {"_raw": item.get("arguments")}
+            out.append({"role": "assistant", "content": [{"type": "tool_use", "id": item.get("call_id"),
+                                                          "name": item.get("name"), "input": args}]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            out.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": item.get("call_id"),
+                                                     "content": output if isinstance(output, str)
+                                                     else json.dumps(output)}]})
+    return out
+
+
 Script = Callable[[Request], Reply]
 
 
@@ -231,7 +273,7 @@ class ModelServer:
         with self._lock:
             return [r for r in self.requests if r.is_main_loop]
 
-    def __enter__(self) -> ModelServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -273,10 +315,13 @@ class ModelServer:
 
             def do_POST(self) -> None:
                 req = self._request()
-                if req.path == "/v1/messages":
+                if req.path in ("/v1/messages", "/v1/responses"):
                     server._record(req, True)
                     reply = server.script(req) if req.is_main_loop else _side(server.script, req)
-                    self._reply(req, reply)
+                    if req.is_responses:
+                        self._respond(req, reply)
+                    else:
+                        self._reply(req, reply)
                 elif req.path == "/v1/messages/count_tokens":
                     server._record(req, True)
                     self._json(200, {"input_tokens": 100})
@@ -316,15 +361,7 @@ class ModelServer:
                     self._error(reply)
                     return
                 if isinstance(reply, Stall):
-                    server.stalled.set()
-                    if reply.headers:
-                        self.send_response(200)
-                        self.send_header("Content-Type", "text/event-stream")
-                        self.send_header("Cache-Control", "no-cache")
-                        self.end_headers()
-                        self.wfile.flush()
-                    server.release.wait()
-                    self.close_connection = True
+                    self._stall(reply)
                     return
                 message_id = f"msg_test_{next(server._ids)}"
                 blocks: list[Json] = []
@@ -369,6 +406,62 @@ class ModelServer:
                                               "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                               "usage": {"output_tokens": usage["output_tokens"]}})
                 self._event("message_stop", {"type": "message_stop"})
+
+            def _stall(self, reply: Stall) -> None:
+                server.stalled.set()
+                if reply.headers:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()
+                    self.wfile.flush()
+                server.release.wait()
+                self.close_connection = True
+
+            def _respond(self, req: Request, reply: Reply) -> None:
+                """An OpenAI Responses answer (codex): SSE response.* events; Bash becomes exec_command."""
+                if isinstance(reply, Error):
+                    self._json(reply.status, {"error": {"message": reply.message, "type": reply.type,
+                                                        "code": reply.type}})
+                    return
+                if isinstance(reply, Stall):
+                    self._stall(reply)
+                    return
+                n = next(server._ids)
+                if isinstance(reply, ToolUse):
+                    name, args = reply.name, reply.input
+                    if name == "Bash":
+                        name, args = "exec_command", {"cmd": reply.input["command"]}
+                    item: Json = {"type": "function_call", "id": f"fc_test_{n}", "call_id": f"call_test_{n}",
+                                  "name": name, "arguments": json.dumps(args), "status": "completed"}
+                else:
+                    item = {"type": "message", "id": f"msg_test_{n}", "role": "assistant", "status": "completed",
+                            "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}
+                usage = reply.usage
+                response: Json = {"id": f"resp_test_{n}", "object": "response", "model": req.model,
+                                  "status": "in_progress", "output": []}
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                self._event("response.created", {"type": "response.created", "response": response})
+                self._event("response.output_item.added", {"type": "response.output_item.added",
+                                                           "output_index": 0, "item": {**item, "content": []}
+                                                           if item["type"] == "message" else item})
+                if item["type"] == "message":
+                    self._event("response.output_text.delta", {"type": "response.output_text.delta",
+                                                               "item_id": item["id"], "output_index": 0,
+                                                               "content_index": 0, "delta": reply.text})
+                self._event("response.output_item.done", {"type": "response.output_item.done",
+                                                          "output_index": 0, "item": item})
+                self._event("response.completed", {"type": "response.completed", "response": {
+                    **response, "status": "completed", "output": [item],
+                    "usage": {"input_tokens": usage.input_tokens,
+                              "input_tokens_details": {"cached_tokens": usage.cache_read_input_tokens},
+                              "output_tokens": usage.output_tokens,
+                              "output_tokens_details": {"reasoning_tokens": 0},
+                              "total_tokens": usage.input_tokens + usage.output_tokens}}})
 
             def _event(self, name: str, data: Json) -> None:
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())

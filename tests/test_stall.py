@@ -36,7 +36,8 @@ def stop(loop: subprocess.Popen[str]) -> str:
 
 def test_silent_session_is_stopped_as_stalled_and_its_slot_goes_to_a_pending_agent(repo: Path) -> None:
     script = agents.install(repo.parent)
-    fleet_of(repo, agent("hung", script, "silent", "300") + agent("next", script, "sleep", "300"), max_running=1)
+    fleet_of(repo, agent("hung", script, "silent", "300")
+             + agent("next", script, "sleep", "300", extra="      stallAfter: 1h\n"), max_running=1)
     loop = watch(repo)
     try:
         rows = wait_until(lambda: (r := status(repo))["next"]["phase"] == "Running" and r, timeout=60)

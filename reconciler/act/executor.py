@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from .. import telemetry
 from ..errors import EXIT_BLOCKED, FleetError
 from ..locks import write_lock_table
+from ..observe.progress import last_api_error, last_lines
+from ..observe.results import back_off, read_log_tail
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
                             Action, Plan)
@@ -23,12 +25,10 @@ from ..state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, START
 from . import sessions
 from .archive import archive_work, restore_hint
 from .gates import gate_feedback, run_gate
-from ..observe.progress import last_lines
-from ..observe.results import back_off, read_log_tail
 from .worktrees import create_worktree, ensure_excluded, remove_worktree
 
-RESUME_MESSAGE = ("Your previous run ended with exit code {code}. Continue the task from where you "
-                  "stopped, then commit your work.")
+RESUME_MESSAGE = ("Your previous run {ended}. Continue the task from where you stopped, then commit your "
+                  "work.")
 
 
 @dataclass
@@ -121,7 +121,9 @@ class Executor:
     def _resume(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert agent is not None
         rec = self._record(agent)
-        message = rec.gate_feedback or RESUME_MESSAGE.format(code=obs.exit_code if obs else None)
+        code = obs.exit_code if obs else None
+        ended = f"ended with exit code {code}" if code is not None else f"was stopped ({rec.reason or 'lost'})"
+        message = rec.gate_feedback or RESUME_MESSAGE.format(ended=ended)
         return self._spawn(action, agent, obs, resume=(rec.session_id or "", message))
 
     def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
@@ -144,6 +146,9 @@ class Executor:
         condition = action.details.get("condition")
         if condition:  # hung (Stalled) or too long (DeadlineExceeded): a failure, restarted per policy
             tail = last_lines(read_log_tail(self.store.log_path(rec.agent)) or "")
+            api_error = last_api_error(rec)  # a CLI retrying a failing API prints nothing meanwhile
+            if api_error:
+                tail.append(f"last API error retried: {api_error}")
             rec.phase, rec.exit_code, rec.last_output = FAILED, None, tail
             rec.reason = action.reason + (f"; last output: {tail[-1]}" if tail else "; no output")
             rec.set_condition(condition, "True", condition, action.reason)

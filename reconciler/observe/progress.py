@@ -5,6 +5,7 @@ line per message), and its worktree's index or HEAD changing (a `git add` or a c
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import datetime
@@ -15,10 +16,14 @@ from ..state import SessionRecord
 
 def last_progress(rec: SessionRecord, *, log: Path, admin_dir: Path | None) -> float | None:
     """Epoch seconds of the latest sign of life, or None if there is none at all."""
-    candidates = [log, *transcripts(rec)]
+    candidates = [log]
     if admin_dir is not None:
         candidates += [admin_dir / "index", admin_dir / "HEAD", admin_dir / "logs" / "HEAD"]
     times = [t for t in (_mtime(p) for p in candidates) if t is not None]
+    for transcript in transcripts(rec):
+        progress, _ = transcript_activity(transcript)
+        if progress is not None:
+            times.append(progress)
     if rec.started_at:
         times.append(datetime.fromisoformat(rec.started_at).timestamp())
     return max(times) if times else None
@@ -33,6 +38,74 @@ def transcripts(rec: SessionRecord) -> list[Path]:
     # versions, every non-alphanumeric character) turned into '-'
     names = {rec.worktree.replace("/", "-"), re.sub(r"[^A-Za-z0-9]", "-", rec.worktree)}
     return [projects / name / f"{rec.session_id}.jsonl" for name in names]
+
+
+_TAIL = 64 * 1024
+
+
+def transcript_activity(path: Path) -> tuple[float | None, str | None]:
+    """(time of the last real message, the last API error retried since), from the tail.
+
+    While claude retries a failing API call it appends an `api-request` and a
+    `system/api_error` line per attempt: that is waiting, not progress, so those lines
+    do not count (else a retry loop would never look stalled), but the last error is
+    kept to say why it hangs.
+    """
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _TAIL))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    error: str | None = None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if _is_retry(entry):
+            error = error or _api_error(entry)
+            continue
+        stamp = _timestamp(entry)
+        if stamp is None:  # bookkeeping (last-prompt, cost-state written at exit): not a message
+            continue
+        return stamp, error
+    return None, error
+
+
+def last_api_error(rec: SessionRecord) -> str | None:
+    for transcript in transcripts(rec):
+        _, error = transcript_activity(transcript)
+        if error:
+            return error
+    return None
+
+
+def _is_retry(entry: dict[str, object]) -> bool:
+    return entry.get("type") == "api-request" or (entry.get("type") == "system"
+                                                   and entry.get("subtype") == "api_error")
+
+
+def _api_error(entry: dict[str, object]) -> str | None:
+    error = entry.get("error")
+    if not isinstance(error, dict):
+        return None
+    status, text = error.get("status"), str(error.get("message") or error.get("formatted") or "")
+    prefix = f"API error {status}: " if status and str(status) not in text[:12] else "API error: "
+    return (prefix + " ".join(text.split()))[:300]
+
+
+def _timestamp(entry: dict[str, object]) -> float | None:
+    stamp = entry.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _mtime(path: Path) -> float | None:
