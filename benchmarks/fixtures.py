@@ -28,7 +28,7 @@ def agent_names(n: int) -> list[str]:
 def base_env(work: Path, run_id: str) -> dict[str, str]:
     """A clean environment: no inherited GIT_*/FLEET_*, a throwaway git config, our bin dir first."""
     env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("GIT_") or k.startswith("FLEET_") or k.startswith("OTEL_"))}
+           if not k.startswith(("GIT_", "FLEET_", "OTEL_"))}
     cfg = work / "gitconfig"
     if not cfg.exists():
         cfg.write_text("[user]\n\tname = fleet bench\n\temail = bench@fleet.invalid\n"

@@ -25,12 +25,11 @@ and is killed at the end, as is the work directory, also on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +75,8 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="fleet-bench-", dir=parent)).resolve()
         self.env = fx.base_env(self.work, self.run_id)
         self.template = self.work / "template"
+        self.trash = self.work / "trash"
+        self.trash.mkdir()
         self.results: dict[str, Any] = {"machine": machine(), "config": {}, "sizes": {}, "startup": {}}
         self._copies = 0
 
@@ -88,13 +89,21 @@ class Bench:
         return fx.copy_repo(self.template, self.work / f"{tag}-{self._copies}")
 
     def discard(self, repo: Path) -> None:
+        """Kill the repo's sessions now; delete its files at the end (deleting millions of files
+        while the next measurement runs would slow it down)."""
         fx.kill_ours(self.run_id, str(repo))
-        fx.remove_tree(repo)
+        if repo.exists():
+            repo.rename(self.trash / repo.name)
 
     def cleanup(self) -> None:
-        killed = fx.kill_ours(self.run_id)
-        if killed:
-            log(f"killed {killed} leftover process(es)")
+        left = fx.ours(self.run_id)
+        if left:
+            names = []
+            for proc in left:
+                with contextlib.suppress(psutil.Error):  # gone meanwhile
+                    names.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
+            log(f"killing {len(left)} leftover process(es): {'; '.join(names)}")
+            fx.kill_ours(self.run_id)
         if not self.args.keep:
             fx.remove_tree(self.work)
             log(f"removed {self.work}")
@@ -114,9 +123,13 @@ class Bench:
         log(f"work dir {self.work}; template repo with {a.files} files")
         fx.make_template(self.template, a.files, self.env)
         for n in a.sizes:
+            load = os.getloadavg()[0]
+            if load > 0.5 * (os.cpu_count() or 1):
+                log(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; wall times will be noisy")
             self.results["sizes"][str(n)] = self.size(n)
+            self.results["sizes"][str(n)]["loadavg"] = [load, os.getloadavg()[0]]
             self.save()
-        if not self.results["startup"]:
+        if not self.results["startup"] and "startup" not in a.skip:
             self.startup(None)
         return self.results
 
@@ -124,22 +137,21 @@ class Bench:
         names = fx.agent_names(n)
         out: dict[str, Any] = {}
         ops = [o for o in OPS if o not in self.args.skip]
-        log(f"N={n}: apply (floor, then fleet), {self.repeat_for(n, heavy=True)} run(s) each")
+        runs = self.repeat_for(n, heavy=True)
+        log(f"N={n}: apply from nothing, floor and fleet alternating, {runs} run(s) each")
         floor, fleet = Series(), Series()
-        for _ in range(self.repeat_for(n, heavy=True)):
-            repo = self.fresh_repo(f"floor{n}")
-            floor.add(run(fx.floor_apply_script(self.work, repo, names), cwd=repo, env=self.scoped(repo),
-                          log=self.work / "floor.log"))
-            self.discard(repo)
         repo = None
-        fleet_runs = self.repeat_for(n, heavy=True)
-        for i in range(fleet_runs):
+        for i in range(runs):
+            floor_repo = self.fresh_repo(f"floor{n}")
+            floor.add(run(fx.floor_apply_script(self.work, floor_repo, names), cwd=floor_repo,
+                          env=self.scoped(floor_repo), log=self.work / "floor.log"))
+            self.discard(floor_repo)
+            if repo is not None:
+                self.discard(repo)
             repo = self.fresh_repo(f"fleet{n}")
             fx.fleet_yaml(repo, names)
             fleet.add(run(fleet_argv("apply", "fleet.yaml", "--yes"), cwd=repo, env=self.scoped(repo),
                           log=self.work / "fleet.log"))
-            if i < fleet_runs - 1:
-                self.discard(repo)
         assert repo is not None
         out["apply"] = pair(fleet, floor, n)
         self.check_running(repo, n)
@@ -162,7 +174,7 @@ class Bench:
                 out["status"] = self.compare(n, fleet_argv("status", "fleet.yaml"), repo, (0,),
                                              fx.floor_status_script(self.work, repo, names, ahead=True,
                                                                     tag="status"))
-            if n <= 10 and not self.results["startup"]:
+            if n <= 10 and not self.results["startup"] and "startup" not in self.args.skip:
                 self.startup(repo)
         finally:
             self.discard(repo)
@@ -194,7 +206,9 @@ class Bench:
             floor.add(run(sweep, cwd=repo, env=env))
         proc = subprocess.run([sys.executable, "-m", "benchmarks.tick_worker", str(repo / "fleet.yaml"),
                                "--repeat", str(max(self.args.repeat, 3))], cwd=ROOT,
-                              env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False)
+                              env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [env.get("PYTHONPATH"),
+                                                                                      str(ROOT)]))},
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"tick worker failed:\n{proc.stderr[-3000:]}")
         data = json.loads(proc.stdout)
@@ -237,19 +251,20 @@ class Bench:
         sys.stdout.flush()
 
     def save(self) -> None:
-        RESULTS.mkdir(exist_ok=True)
-        (Path(self.args.out) if self.args.out else RESULTS / "latest.json").write_text(
-            json.dumps(self.results, indent=2) + "\n")
+        out = Path(self.args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "latest.json").write_text(json.dumps(self.results, indent=2) + "\n")
 
 
 def pair(fleet: Series, floor: Series, n: int) -> dict[str, Any]:
     return {"n": n, "fleet": fleet.to_json(), "floor": floor.to_json(),
-            "ratio": fleet.wall / floor.wall if floor.wall else None}
+            "ratio": fleet.wall / floor.wall if floor.wall else None,
+            "cpu_ratio": fleet.cpu / floor.cpu if floor.cpu else None}
 
 
 def table_text(sizes: dict[int, dict[str, Any]]) -> str:
     head = (f"{'N':>5}  {'operation':<30} {'wall s':>8} {'CPU s':>8} {'RSS MB':>7} | "
-            f"{'floor s':>8} {'CPU s':>8} | {'ratio':>6}  floor")
+            f"{'floor s':>8} {'CPU s':>8} | {'ratio':>6} {'CPU':>6}  floor")
     lines = [head, "-" * len(head)]
     for n, ops in sizes.items():
         for op, (label, floor_label) in OPS.items():
@@ -258,8 +273,13 @@ def table_text(sizes: dict[int, dict[str, Any]]) -> str:
             r = ops[op]
             f, g = r["fleet"], r["floor"]
             lines.append(f"{n:>5}  {label:<30} {f['wall']:>8.3f} {f['cpu']:>8.3f} {f['rss_mb']:>7.0f} | "
-                         f"{g['wall']:>8.3f} {g['cpu']:>8.3f} | {r['ratio']:>5.2f}x  {floor_label}")
+                         f"{g['wall']:>8.3f} {g['cpu']:>8.3f} | {_x(r['ratio'])} {_x(r.get('cpu_ratio'))}  "
+                         f"{floor_label}")
     return "\n".join(lines)
+
+
+def _x(ratio: float | None) -> str:
+    return f"{ratio:>5.2f}x" if ratio is not None else "     -"
 
 
 def startup_text(startup: dict[str, Any]) -> str:
@@ -276,7 +296,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    git = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "git": git.removeprefix("git version "),
             "os": f"{platform.system()} {platform.release()}", "date": time.strftime("%Y-%m-%d")}
@@ -290,11 +310,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="runs of the apply comparison (each needs fresh repos); default --repeat up to "
                         "N=100, 1 above")
     p.add_argument("--files", type=int, default=2000, help="files in the synthetic repo; default 2000")
-    p.add_argument("--skip", nargs="*", default=[], choices=[o for o in OPS if o != "apply"],
+    p.add_argument("--skip", nargs="*", default=[], choices=[*(o for o in OPS if o != "apply"), "startup"],
                    help="leave out these measurements")
     p.add_argument("--workdir", help="parent of the temporary work dir (default: $TMPDIR)")
-    p.add_argument("--out", help="results JSON (default benchmarks/results/latest.json)")
-    p.add_argument("--plot", help="also write this PNG plot (needs matplotlib: pip install -e '.[bench]')")
+    p.add_argument("--out", default=str(RESULTS),
+                   help="directory for latest.json, latest.md (the table for docs/benchmarks.md) and "
+                        "scaling.png; default benchmarks/results")
+    p.add_argument("--no-plot", action="store_true",
+                   help="skip the PNG plot (it needs matplotlib: pip install -e '.[bench]')")
     p.add_argument("--keep", action="store_true", help="keep the work dir (processes are still killed)")
     return p.parse_args(argv)
 
@@ -336,20 +359,54 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {int(n): ops for n, ops in results["sizes"].items()}
     print("\nAll sizes (median wall/CPU; ratio = fleet wall / floor wall)")
     print(table_text(sizes))
-    print("\nStart-up, 10-agent fleet (median of", max(args.repeat, 7), "runs)")
-    print(startup_text(results["startup"]))
+    if results["startup"]:
+        print("\nStart-up, 10-agent fleet (median of", max(args.repeat, 7), "runs)")
+        print(startup_text(results["startup"]))
     ticks = [f"N={n}: {ops['tick']['loop_rss_mb']:.0f} MB" for n, ops in sizes.items() if "tick" in ops]
     if ticks:
         print("\nLoop peak RSS: " + ", ".join(ticks))
     per_agent = per_agent_text(sizes)
     if per_agent:
         print("\nPer-agent wall time (ms), flat = linear\n" + per_agent)
-    if args.plot:
-        from .plot import plot
-
-        plot(results, Path(args.plot))
-        print(f"\nplot: {args.plot}")
+    out = Path(args.out)
+    (out / "latest.md").write_text(markdown(results))
+    print(f"\nresults: {out / 'latest.json'}, table: {out / 'latest.md'}")
+    if not args.no_plot:
+        try:
+            from .plot import plot
+            plot(results, out / "scaling.png")
+            print(f"plot: {out / 'scaling.png'}")
+        except ImportError:
+            print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
     return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as the Markdown tables docs/benchmarks.md shows."""
+    m = results["machine"]
+    machine = (f"Machine: {m['cpus']} CPUs ({m['cpu_model'] or 'unknown model'}), {m['ram_gib']} GiB RAM, "
+               f"{m['os']}, Python {m['python']}, git {m['git']}; {m['date']}; "
+               f"repo of {results['config']['files']} files.")
+    head = ("| N | operation | wall s | CPU s | peak RSS MB | floor wall s | floor CPU s | ratio (wall) | "
+            "ratio (CPU) | floor |")
+    lines = [machine, "", head, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for n, ops in sorted(results["sizes"].items(), key=lambda kv: int(kv[0])):
+        for op, (label, floor_label) in OPS.items():
+            if op not in ops:
+                continue
+            r = ops[op]
+            f, g = r["fleet"], r["floor"]
+            lines.append(f"| {n} | {label} | {f['wall']:.3f} | {f['cpu']:.3f} | {f['rss_mb']:.0f} | "
+                         f"{g['wall']:.3f} | {g['cpu']:.3f} | {_x(r['ratio']).strip()} | "
+                         f"{_x(r.get('cpu_ratio')).strip()} | {floor_label} |")
+    lines += ["", "| start-up (10 agents) | wall ms | CPU ms | peak RSS MB |", "|---|---:|---:|---:|"]
+    for label, st in results["startup"].items():
+        lines.append(f"| `{label}` | {st['wall'] * 1000:.0f} | {st['cpu'] * 1000:.0f} | {st['rss_mb']:.0f} |")
+    loads = {n: ops.get("loadavg") for n, ops in results["sizes"].items() if ops.get("loadavg")}
+    if loads:
+        lines += ["", "Load average (1 min) at the start and end of each size: " + ", ".join(
+            f"N={n}: {a:.1f} -> {b:.1f}" for n, (a, b) in loads.items()) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def per_agent_text(sizes: dict[int, dict[str, Any]]) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from . import telemetry
-from .act.executor import Executor, Outcome
 from .act.worktrees import ensure_excluded
-from .fleetlock import fleet_lock
+from .engines import engine_for
 from .observe.results import read_log_tail, refreshed
 from .observe.snapshot import Observed, fleet_home, observe
 from .observe.gitrepo import GitRepo
@@ -19,6 +20,9 @@ from .plan.actions import Plan
 from .plan.planner import plan as make_plan
 from .spec.loader import LoadedFleet
 from .spec.models import Backoff
+
+if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never load the executor
+    from .act.executor import Outcome
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Result:
 def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool = False,
             inspect_all: bool = False) -> tuple[Observed, Plan]:
     """Observe and plan without writing anything (records are refreshed in memory only)."""
+    if (engine := engine_for(loaded)) is not None:  # spec.placement: sessions run elsewhere (engines/)
+        return engine.preview(targets=targets, archive=archive, inspect_all=inspect_all)
     observed = observe(loaded, inspect_all=inspect_all)
     refresh_records(observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
     return observed, make_plan(loaded, observed, targets=targets, archive=archive)
@@ -74,6 +80,13 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
                    grace: float = 10.0, command: str = "fleet apply", archive: bool = False,
                    planner: Callable[[Observed], Plan] | None = None) -> Result:
     """`planner` replaces the planner (a saved plan checks it still holds, plan/saved.py)."""
+    if (engine := engine_for(loaded)) is not None:  # spec.placement: sessions run elsewhere (engines/)
+        return engine.reconcile_once(targets=targets, lock_timeout=lock_timeout, confirm=confirm, on_wait=on_wait,
+                                     on_step=on_step, on_plan=on_plan, grace=grace, command=command,
+                                     archive=archive, planner=planner)
+    from .act.executor import Executor
+    from .fleetlock import fleet_lock
+
     repo = GitRepo(loaded.repo)
     ensure_excluded(repo)  # before the lock creates .fleet/, so the checkout never shows it
     with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):

@@ -8,6 +8,7 @@ from typing import Any
 
 from .observe.snapshot import ObservedAgent
 from .budget import spend_on, today
+from .engines import engine_for
 from .observe.snapshot import Observed
 from .plan.actions import Action, Plan
 from .reconcile import preview
@@ -43,6 +44,7 @@ class AgentStatus:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
+    node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
 
 
 @dataclass
@@ -57,14 +59,18 @@ class FleetStatus:
 def fleet_status(loaded: LoadedFleet) -> FleetStatus:
     observed, plan = preview(loaded)
     spend = spend_on(today(), [a.record for a in observed.agents.values() if a.record])
-    return FleetStatus(loaded.name, _rows(loaded, observed, plan), round(spend.total, 6),
-                       loaded.fleet.spec.budget.usdPerDay, spend.by_tier)
+    rows = _rows(loaded, observed, plan)
+    if (engine := engine_for(loaded)) is not None:  # node, clone and pid are known to the engine
+        rows = engine.status_rows(observed, rows)
+    return FleetStatus(loaded.name, rows, round(spend.total, 6), loaded.fleet.spec.budget.usdPerDay, spend.by_tier)
 
 
 def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStatus]:
     pending = {a.agent: a for a in plan.actions}
     rows: list[AgentStatus] = []
     names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
+    trees = {n: a.worktree for n in names if (a := observed.agents.get(n)) is not None and a.worktree is not None}
+    counts = dict(zip(trees, observed.repo.tree_counts(list(trees.values()), loaded.fleet.spec.base)))
     for name in names:
         desired = loaded.agent(name)
         obs = observed.agents.get(name) or ObservedAgent(name)
@@ -83,7 +89,6 @@ def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStat
         elif phase == "Pending" and action is not None:
             reason = f"next apply: {action.kind} ({action.reason})"
         branch = wt.branch if wt else (desired.branch if desired else rec.branch if rec else None)
-        base = loaded.fleet.spec.base
         rows.append(AgentStatus(
             agent=name, declared=desired is not None, phase=phase,
             sync=_sync(desired.spec_hash if desired else None, rec.spec_hash if rec else None),
@@ -91,8 +96,8 @@ def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStat
             runtime=desired.tier.runtime if desired else rec.runtime if rec else None,
             model=desired.tier.model if desired else rec.model if rec else None,
             branch=branch, worktree=str(wt.path) if wt else None,
-            dirty=observed.repo.dirty_count(wt.path) if wt else None,
-            ahead=observed.repo.ahead_count(wt.branch, base) if wt and wt.branch else None,
+            dirty=counts[name][0] if wt else None,  # git status and rev-list --count, run side by side
+            ahead=counts[name][1] if wt else None,
             pid=rec.pid if rec and obs.alive else None,
             started_at=rec.started_at if rec else None, finished_at=rec.finished_at if rec else None,
             age_seconds=_age(rec.started_at if rec else None),

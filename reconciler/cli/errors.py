@@ -1,12 +1,8 @@
 """The one place errors become output and exit codes."""
 from __future__ import annotations
 
-import platform
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
-from datetime import datetime
 
 from .. import __version__
 from ..errors import EXIT_BLOCKED, FleetError
@@ -33,6 +29,11 @@ def guarded(fn: Callable[[], int], *, error_code: int = 1) -> int:
 
 
 def _crash_log() -> str:
+    import platform  # the crash path only: kept off every command's start-up
+    import tempfile
+    import traceback
+    from datetime import datetime
+
     with tempfile.NamedTemporaryFile("w", prefix="fleet-crash-", suffix=".log", delete=False) as f:
         f.write(f"fleet {__version__}, Python {platform.python_version()}, {platform.platform()}\n")
         f.write(f"{datetime.now().isoformat()} argv: {sys.argv}\n\n")

@@ -7,6 +7,7 @@ from rich.markup import escape
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Executor
 from ..act.worktrees import ensure_excluded
+from ..engines import engine_for
 from ..fleetlock import fleet_lock
 from ..observe.gitrepo import GitRepo
 from ..observe.snapshot import fleet_home, observe
@@ -24,7 +25,8 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
     ensure_excluded(repo)
     with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command="fleet delete",
                     on_wait=lambda m: err.print(f"[yellow]{escape(m)}[/]")):
-        observed = observe(loaded, inspect_all=True)
+        engine = engine_for(loaded)  # spec.placement: sessions and their work live elsewhere
+        observed = engine.observe(inspect_all=True) if engine else observe(loaded, inspect_all=True)
         refresh_records(observed, save=True)
         unknown = [n for n in names if n not in observed.agents and loaded.agent(n) is None]
         if unknown:
@@ -36,7 +38,8 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
         if todo.has_changes and not yes and not _confirmed(console):
             console.print("Delete cancelled.")
             return EXIT_OK
-        outcomes = Executor(loaded, observed, grace=grace).run(todo) if todo.has_changes else []
+        executor = engine.executor(observed, grace=grace) if engine else Executor(loaded, observed, grace=grace)
+        outcomes = executor.run(todo) if todo.has_changes else []
     for outcome in outcomes:
         console.print(outcome_line(outcome), soft_wrap=True)
     if plan.blocked or any(o.blocked for o in outcomes):

@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console
 
+from ..engines import engine_for
 from ..errors import EXIT_OK, FleetError
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
@@ -16,6 +17,8 @@ from ..state import StateStore
 
 def run(*, file: str, name: str, follow: bool, console: Console, err: Console) -> int:
     loaded = load_fleet(file)
+    if (engine := engine_for(loaded)) is not None:  # the session's output is on its node
+        return engine.logs(name, follow=follow)
     store = StateStore(fleet_home(GitRepo(loaded.repo)), loaded.name)
     path = store.log_path(name)
     if not path.exists():

@@ -34,8 +34,9 @@ def run(*, file: str, output: str, console: Console, err: Console) -> int:
 
 def _table(fleet: str, rows: list[AgentStatus]) -> Table:
     table = Table(title=f"fleet {fleet}", title_justify="left", header_style="bold")
-    for col in ("AGENT", "PHASE", "SYNC", "TIER/MODEL", "BRANCH", "DIRTY", "AHEAD", "PID", "AGE", "IDLE", "COST",
-                "REASON"):
+    nodes = any(r.node for r in rows)  # placement.engine ray: where each session runs
+    for col in ("AGENT", "PHASE", "SYNC", "TIER/MODEL", "BRANCH", "DIRTY", "AHEAD", "PID", *(["NODE"] if nodes else []),
+                "AGE", "IDLE", "COST", "REASON"):
         table.add_column(col, no_wrap=col not in ("REASON", "BRANCH"),
                          justify="right" if col in ("DIRTY", "AHEAD", "PID", "COST") else "left")
     for r in rows:
@@ -43,7 +44,8 @@ def _table(fleet: str, rows: list[AgentStatus]) -> Table:
         name = r.agent if r.declared else f"{r.agent} (undeclared)"
         tier = f"{r.tier or '-'}/{r.model}" if r.model else (r.tier or "-")
         table.add_row(name, f"[{style}]{r.phase}[/]" if style else r.phase, r.sync, tier, r.branch or "-",
-                      _n(r.dirty), _n(r.ahead), _n(r.pid), human_age(r.age_seconds), human_age(r.idle_seconds),
+                      _n(r.dirty), _n(r.ahead), _n(r.pid), *([r.node or "-"] if nodes else []),
+                      human_age(r.age_seconds), human_age(r.idle_seconds),
                       f"${r.cost_usd:.2f}",
                       r.reason or "")
     return table

@@ -5,14 +5,20 @@ Every call here is read-only. Only this module and `act/worktrees.py` talk to gi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import git
 
 from ..errors import FleetError
 
+if TYPE_CHECKING:
+    from .processes import ProcessTable
+
+GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
 _IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
                 "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect"}
@@ -96,6 +102,16 @@ class GitRepo:
         return Path(self.repo.common_dir).resolve()
 
     @cached_property
+    def _plain_index(self) -> bool:
+        """Worktree indexes are where `index_has_no_flags` looks and in the format it reads:
+        SHA-1 object ids (no extensions.objectFormat) and no GIT_INDEX_FILE override."""
+        try:
+            config = (self.common_dir / "config").read_text(errors="replace").lower()
+        except OSError:
+            return False
+        return "objectformat" not in config and "GIT_INDEX_FILE" not in os.environ
+
+    @cached_property
     def root(self) -> Path:
         """The main worktree (where .fleet/ lives)."""
         return self.common_dir.parent
@@ -148,25 +164,50 @@ class GitRepo:
             found[Path(gitfile).parent.resolve()] = admin
         return found
 
-    def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset()) -> AtStake:
-        """What pruning `wt` and its branch would lose (SPEC.md "Safety rules")."""
+    def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
+                 refs: RefSnapshot | None = None, table: ProcessTable | None = None) -> AtStake:
+        """What pruning `wt` and its branch would lose (SPEC.md "Safety rules").
+
+        `refs` and `table` (read once by an observation of many candidates) save the git
+        and /proc reads otherwise repeated per worktree; without them everything is read
+        now, as the last check right before a prune does.
+        """
         from .processes import processes_in
 
         stake = AtStake(locked=wt.locked)
         if wt.path.is_dir():
-            stake.processes = processes_in(wt.path, ignore_groups=ignore_groups)
+            stake.processes = processes_in(wt.path, ignore_groups=ignore_groups, table=table)
             tree = git.Git(str(wt.path))
             stake.dirty = _status_paths(tree.status("--porcelain=v1", "-z", "--untracked-files=all"))
-            stake.dirty += _hidden_edits(tree, wt.path)
+            if not (self._plain_index and wt.admin_dir is not None
+                    and index_has_no_flags(wt.admin_dir / "index")):
+                stake.dirty += _hidden_edits(tree, wt.path)
             stake.nested_repos = [p for p in stake.dirty if (wt.path / p / ".git").exists()]
         if wt.admin_dir is not None:
             stake.in_progress = [op for f, op in _IN_PROGRESS.items() if (wt.admin_dir / f).exists()]
         tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
-        if tips:
+        if tips and not (refs is not None and refs.merged_tip(wt.branch, wt.head)):
             stake.commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
         if wt.branch:
-            stake.stashes = self._stashes_of(wt.branch)
+            stake.stashes = self._stashes_of(wt.branch, refs)
         return stake
+
+    def ref_snapshot(self, base: str) -> RefSnapshot:
+        """Branch tips, the branches `base` contains, and the stash list: three git calls that
+        answer for every prune candidate at once what `at_stake` otherwise asks per worktree."""
+        base_ok = self.ref_exists(base)
+        tips: dict[str, str] = {}
+        for line in self.git.for_each_ref("--format=%(objectname) %(refname)", "refs/heads/").splitlines():
+            sha, _, ref = line.partition(" ")
+            tips[ref] = sha
+        merged: frozenset[str] = frozenset()
+        if base_ok:
+            try:
+                merged = frozenset(self.git.for_each_ref(f"--merged={base}", "--format=%(refname)",
+                                                         "refs/heads/").splitlines())
+            except git.GitCommandError:
+                pass  # then every candidate takes the full check
+        return RefSnapshot(tips=tips, merged=merged, stash=self.git.stash("list", "--format=%gd %gs"))
 
     def unreachable(self, tips: list[str], base: str, *, upstream: str | None = None) -> list[str]:
         """Commits reachable from `tips` but from neither `base` nor `upstream`."""
@@ -185,23 +226,43 @@ class GitRepo:
         except git.GitCommandError:
             return None
 
-    def _stashes_of(self, branch: str) -> list[str]:
-        out = self.git.stash("list", "--format=%gd %gs")
+    def _stashes_of(self, branch: str, refs: RefSnapshot | None = None) -> list[str]:
+        out = refs.stash if refs is not None else self.git.stash("list", "--format=%gd %gs")
         return [line for line in out.splitlines()
                 if f" on {branch}:" in line or f"On {branch}:" in line]
 
     def branch_exists(self, branch: str) -> bool:
         return self.ref_exists(f"refs/heads/{branch}")
 
+    def branch_names(self) -> frozenset[str]:
+        """Every local branch, in one call (`branch_exists` for each of many is one call each)."""
+        out = self.git.for_each_ref("--format=%(refname)", "refs/heads/")
+        return frozenset(line.removeprefix("refs/heads/") for line in out.splitlines() if line)
+
     def dirty_count(self, path: Path) -> int:
         if not path.is_dir():
             return 0
         return len(_status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
 
+    def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
+        """(`dirty_count`, `ahead_count` or None when detached) of each worktree, side by side:
+        read-only git processes, each in its own tree."""
+        def counts(wt: Worktree) -> tuple[int, int | None]:
+            return self.dirty_count(wt.path), self.ahead_count(wt.branch, base) if wt.branch else None
+
+        if len(trees) < 2:
+            return [counts(wt) for wt in trees]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
+            return list(pool.map(counts, trees))
+
     def ahead_count(self, branch: str, base: str) -> int:
-        if not (self.branch_exists(branch) and self.ref_exists(base)):
+        """Commits on `branch` that `base` lacks; 0 when either does not exist (one git call)."""
+        try:
+            return int(self.git.rev_list("--count", f"{base}^{{commit}}..refs/heads/{branch}^{{commit}}", "--"))
+        except git.GitCommandError:
             return 0
-        return int(self.git.rev_list("--count", f"{base}..refs/heads/{branch}"))
 
 
 def read_owner(admin_dir: Path) -> Owner | None:
@@ -212,12 +273,30 @@ def read_owner(admin_dir: Path) -> Owner | None:
         return None
 
 
-def branch_at_stake(repo: GitRepo, branch: str, base: str) -> AtStake:
+def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None) -> AtStake:
     """What deleting a branch that has no worktree would lose."""
     stake = AtStake()
-    stake.commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
-    stake.stashes = repo._stashes_of(branch)
+    if not (refs is not None and refs.merged_tip(branch, None)):
+        stake.commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
+    stake.stashes = repo._stashes_of(branch, refs)
     return stake
+
+
+@dataclass(frozen=True)
+class RefSnapshot:
+    """Refs read once per observation (`GitRepo.ref_snapshot`)."""
+
+    tips: dict[str, str]  # refs/heads/<branch> -> commit
+    merged: frozenset[str]  # refs/heads/<branch> whose tip `base` contains (empty: base unknown)
+    stash: str  # `git stash list --format=%gd %gs`
+
+    def merged_tip(self, branch: str | None, head: str | None) -> bool:
+        """True when the branch (and the worktree's HEAD, if given) holds no commit `base`
+        lacks: then nothing can be lost, whatever the upstream, and `git log` need not run."""
+        ref = f"refs/heads/{branch}" if branch else None
+        if ref is None or ref not in self.merged:
+            return False
+        return head is None or head == self.tips.get(ref)
 
 
 def _parse_porcelain(block: str) -> Worktree | None:
@@ -231,6 +310,41 @@ def _parse_porcelain(block: str) -> Worktree | None:
     return Worktree(path=Path(fields["worktree"]).resolve(), head=fields.get("HEAD"),
                     branch=branch.removeprefix("refs/heads/") if branch else None,
                     locked="locked" in fields, prunable="prunable" in fields)
+
+
+def index_has_no_flags(index: Path) -> bool:
+    """True only if the index provably marks no file assume-unchanged or skip-worktree, so
+    `_hidden_edits` has nothing to find and its `git ls-files -v` can be skipped.
+
+    Reads the index file (Documentation/gitformat-index.txt): versions 2 and 3, SHA-1,
+    no split or sparse index. Anything else, an entry with the assume-valid or extended
+    bit, or a file that does not parse exactly: False, and the caller asks git.
+    """
+    try:
+        data = index.read_bytes()
+    except OSError:
+        return False
+    if len(data) < 32 or data[:4] != b"DIRC":
+        return False
+    version, count = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    if version not in (2, 3):
+        return False
+    pos, end = 12, len(data) - 20  # the trailing SHA-1 checksum
+    for _ in range(count):
+        if pos + 62 > end:
+            return False
+        flags = (data[pos + 60] << 8) | data[pos + 61]  # after 40 bytes of stat data and the object id
+        if flags & 0xC000:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
+            return False
+        length = flags & 0x0FFF
+        if length == 0x0FFF or data[pos + 62 + length] != 0:  # a very long path, or not where it should end
+            return False
+        pos += (62 + length + 8) & ~7  # the entry, NUL-padded to a multiple of 8 bytes
+    while pos < end:  # extensions: 4-byte signature, 4-byte size; lowercase ones (split/sparse index) refuse
+        if pos + 8 > end or not 65 <= data[pos] <= 90:
+            return False
+        pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
+    return pos == end
 
 
 def _hidden_edits(tree: git.Git, root: Path) -> list[str]:

@@ -46,17 +46,23 @@ class OwnedProcess:
     cmdline: str
 
 
-def owned_processes(fleet: str, repo: str) -> list[OwnedProcess]:
+def owned_processes(fleet: str, repo: str, *, known: dict[int, float] | None = None) -> list[OwnedProcess]:
     """Session leaders whose environment names this fleet and repo.
 
     Only one process per session (the group leader) is returned, so stopping it
-    stops the agent and everything it started.
+    stops the agent and everything it started. `known` (pid -> create-time): recorded
+    live sessions; they are left out without reading their environment (one /proc read
+    per session saved on every tick).
     """
     found: list[OwnedProcess] = []
     me = os.getpid()
+    known = known or {}
     for proc in psutil.process_iter(["pid", "create_time"]):
         try:
             if proc.pid == me or os.getsid(proc.pid) != proc.pid:
+                continue
+            created = known.get(proc.pid)
+            if created is not None and abs(proc.info["create_time"] - created) < _CREATE_TIME_TOLERANCE:
                 continue
             env = proc.environ()
             if env.get(ENV_FLEET) != fleet or env.get(ENV_REPO) != repo:
@@ -71,17 +77,29 @@ def owned_processes(fleet: str, repo: str) -> list[OwnedProcess]:
     return found
 
 
-def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset()) -> list[str]:
+class ProcessTable:
+    """Every process's working directory, read in one pass, for many `processes_in` calls
+    (observing N prune candidates: one pass over /proc, not N)."""
+
+    def __init__(self) -> None:
+        self.procs = [(proc, proc.info.get("cwd")) for proc in psutil.process_iter(["pid", "cwd", "name"])]
+
+
+def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
+                 table: ProcessTable | None = None) -> list[str]:
     """Live processes whose working directory is `path` or below it ("pid cmdline").
 
     `ignore_groups`: process groups fleet stops before it prunes (its own sessions).
+    `table`: cwds read earlier in the same observation; without it /proc is read now.
     """
     found: list[str] = []
-    for proc in psutil.process_iter(["pid", "cwd", "name"]):
-        cwd = proc.info.get("cwd")
+    where, below = str(path), str(path) + os.sep
+    procs = table.procs if table is not None else ((p, p.info.get("cwd"))
+                                                   for p in psutil.process_iter(["pid", "cwd", "name"]))
+    for proc, cwd in procs:
         if not cwd:
             continue
-        if cwd == str(path) or cwd.startswith(str(path) + os.sep):
+        if cwd == where or cwd.startswith(below):
             try:
                 if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
                     continue

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ..spec.loader import LoadedFleet
 from ..state import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
-from .gitrepo import AtStake, GitRepo, Worktree, branch_at_stake
-from .processes import OwnedProcess, is_alive, owned_processes
+from .gitrepo import GIT_WORKERS, AtStake, GitRepo, Worktree, branch_at_stake
+from .processes import OwnedProcess, ProcessTable, is_alive, owned_processes
 from .progress import last_progress
 
 
@@ -52,12 +52,17 @@ class Observed:
     orphans: list[OwnedProcess] = field(default_factory=list)
     owned_branches: set[str] = field(default_factory=set)  # branches this fleet created
     checked_out: dict[str, Path] = field(default_factory=dict)  # branch -> worktree not ours using it
+    branches: frozenset[str] | None = field(default=None, repr=False)  # every local branch, read on first use
 
     def running(self) -> list[ObservedAgent]:
         return [a for a in self.agents.values() if a.alive]
 
     def repo_has_branch(self, branch: str) -> bool:
-        return branch in self.owned_branches or self.repo.branch_exists(branch)
+        if branch in self.owned_branches:
+            return True
+        if self.branches is None:  # one `git for-each-ref` for the plan, not one rev-parse per new agent
+            self.branches = self.repo.branch_names()
+        return branch in self.branches
 
 
 def fleet_home(repo: GitRepo) -> Path:
@@ -102,9 +107,11 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
     # a live session's own processes, even ones that made themselves a new session
     # (a daemon it started), carry its session id: those are not orphans
     live_ids = {r.session_id for r in live if r.session_id}
-    owned = [p for p in owned_processes(loaded.name, repo_id)
+    # recorded live sessions are not orphans: skipped without reading their environment
+    known = {r.pid: r.create_time or 0.0 for r in live if r.pid}
+    owned = [p for p in owned_processes(loaded.name, repo_id, known=known)
              if p.session_id not in live_ids
-             and not any(p.pid == r.pid and abs(p.create_time - (r.create_time or 0)) < 0.05 for r in live)]
+             and not (p.pid in known and abs(p.create_time - known[p.pid]) < 0.05)]
     hashes = {a.name: a.spec_hash for a in loaded.agents}
     obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
     for agent in obs.agents.values():
@@ -115,14 +122,27 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
     base = loaded.fleet.spec.base
     ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()
                                                       if a.alive and a.record and a.record.pid])
-    for name, agent in obs.agents.items():
-        if not (inspect_all or name not in desired):
-            continue
+    candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired]
+    # refs, the stash list and every process's cwd are read once for all candidates, not per worktree
+    refs = repo.ref_snapshot(base) if candidates else None
+    table = ProcessTable() if any(a.worktree is not None for a in candidates) else None
+
+    def inspect(agent: ObservedAgent) -> None:
         if agent.worktree is not None:
-            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours)
+            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table)
         elif (branch := _branch_of(agent, loaded)) in obs.owned_branches and repo.branch_exists(branch):
             agent.branch = branch
-            agent.at_stake = branch_at_stake(repo, branch, base)
+            agent.at_stake = branch_at_stake(repo, branch, base, refs=refs)
+
+    # each check is a few read-only git processes in its own worktree: run them side by side
+    if len(candidates) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
+            list(pool.map(inspect, candidates))
+    else:
+        for agent in candidates:
+            inspect(agent)
     return obs
 
 

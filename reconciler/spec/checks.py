@@ -37,6 +37,7 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
     if (endpoint := spec.telemetry.otlpEndpoint) is not None and not _is_http_url(endpoint):
         issues.append((("spec", "telemetry", "otlpEndpoint"), f"not an http(s) URL: {endpoint!r}",
                        "the OTLP/HTTP base URL of a collector, e.g. http://127.0.0.1:4318 (null = off)"))
+    issues += _check_placement(fleet)
     for tier_name in spec.budget.perTier:
         if tier_name not in spec.tiers:
             issues.append((("spec", "budget", "perTier", tier_name), f"unknown tier {tier_name!r}",
@@ -91,6 +92,21 @@ def _check_agent(fleet: Fleet, index: int, agent: Agent) -> list[Issue]:
                        "e.g. name: audit-{item}, so each expanded agent is unique"))
     if agent.forEach is None and "{" in agent.name:
         issues.append(((*at, "name"), "{item} in a name needs forEach", "add forEach: {items: [...]}"))
+    return issues
+
+
+def _check_placement(fleet: Fleet) -> list[Issue]:
+    """A ray fleet has no shared disk: its sessions need a remote to clone and push (docs/scale-out.md)."""
+    placement = fleet.spec.placement
+    issues: list[Issue] = []
+    if placement.engine == "ray" and not fleet.spec.remote:
+        issues.append((("spec", "placement", "engine"), "placement.engine ray needs spec.remote",
+                       "add remote: a git URL every node can reach (or the name of a remote of spec.repo, "
+                       "e.g. origin)"))
+    workdir = placement.workdir
+    if workdir is not None and not (os.path.isabs(workdir) or workdir.startswith("~")):
+        issues.append((("spec", "placement", "workdir"), f"{workdir!r} is relative; it is a directory on each node",
+                       "use an absolute path or one under ~, e.g. ~/.cache/fleet/ray"))
     return issues
 
 

@@ -9,6 +9,7 @@ import difflib
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,15 @@ class LoadedFleet:
         return self.fleet.metadata.name
 
     def agent(self, name: str) -> DesiredAgent | None:
-        return next((a for a in self.agents if a.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, DesiredAgent]:
+        """Agents by name (looked up per agent per pass: a scan would make a pass O(N^2))."""
+        by_name: dict[str, DesiredAgent] = {}
+        for agent in self.agents:
+            by_name.setdefault(agent.name, agent)
+        return by_name
 
 
 def load_fleet(path: str | Path) -> LoadedFleet:

@@ -100,6 +100,23 @@ class Telemetry(Strict):
     otlpEndpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; null = off.")
 
 
+class Placement(Strict):
+    """Where sessions run (docs/scale-out.md). `local` is this machine; `ray` a Ray cluster."""
+
+    engine: Literal["local", "ray"] = Field("local", description="`local`: sessions run on this machine in git "
+                                            "worktrees. `ray`: each session is a detached Ray actor working in a "
+                                            "clone of spec.remote on its node.")
+    address: str | None = Field(None, description="Ray cluster address: host:port of its GCS, ray://host:10001 "
+                                                  "(Ray Client) or auto; default: $RAY_ADDRESS, else auto.")
+    namespace: Name | None = Field(None, description="Ray namespace of the fleet's actors; default fleet-<name>.")
+    resource: Name = Field("fleet_slots", description="Custom resource each session needs one unit of; nodes "
+                                                      "offer it with `ray start --resources`.")
+    workdir: str | None = Field(None, description="Directory on each node for session clones and logs (absolute "
+                                                  "or ~/...); default ~/.cache/fleet/ray.")
+    pushInterval: Duration = Field("60s", description="How often a running session's branch is pushed (it is "
+                                                      "also pushed after every commit and when the session ends).")
+
+
 class ForEach(Strict):
     items: list[str] | None = Field(None, min_length=1)
     glob: str | None = Field(None, description="Files relative to the repo; {item} is the matched path.")
@@ -145,6 +162,10 @@ class FleetSpec(Strict):
     restartBackoff: Backoff = Backoff()
     gc: GC = GC()
     telemetry: Telemetry = Telemetry()
+    remote: str | None = Field(None, description="Git URL every node can reach (or a path, or the name of a remote "
+                                                 "of spec.repo); sessions clone it and push their branches there. "
+                                                 "Required by placement.engine ray.")
+    placement: Placement = Placement()
     agents: list[Agent] = Field(default_factory=list)
 
 

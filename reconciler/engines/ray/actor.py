@@ -1,0 +1,511 @@
+"""The session actor: one agent session on one node of a Ray cluster.
+
+Ray imports this module on the node, so it needs only the runtime adapters and git.
+The actor owns a node-local directory for its agent:
+
+    <workdir>/<node id>/<fleet>/<agent>/repo         a clone of the fleet's remote, on the agent's branch
+    <workdir>/<node id>/<fleet>/<agent>/session.log  the session's output, appended across runs
+    <workdir>/<node id>/<fleet>/<agent>/exit.json    written by host.py when a run ends
+
+Nodes share no disk, so the remote is where work survives. The branch is pushed after
+every commit (a post-commit hook in the clone), every `pushInterval` while the session
+runs, and when it ends. The clone is never deleted while anything in it is not on the
+remote: `release` pushes the branch, archives what cannot go there (uncommitted and
+untracked files, commits on other branches, stashes) as one commit under
+refs/fleet/archive/... on the remote, and refuses when either push fails.
+
+The class is plain Python (ray.remote wraps it in cluster.py); its methods return plain
+dicts, so a driver of another fleet version can still read them.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RUN_MARKER = "--- fleet: "  # as observe/results.py expects before each run's output
+# git variables that would point a command at another repository than the one it runs in
+_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
+_IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
+             "GIT_COMMITTER_NAME": "fleet", "GIT_COMMITTER_EMAIL": "fleet@localhost"}
+_IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
+                "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert"}
+_HOOK = """#!/bin/sh
+# Installed by fleet (placement.engine ray): every commit on the agent's branch goes to the
+# remote at once, so a lost node loses no commit. A failed push is retried by the session actor.
+[ "$(git symbolic-ref -q HEAD)" = "refs/heads/{branch}" ] || exit 0
+git push -q origin "refs/heads/{branch}:refs/heads/{branch}" >/dev/null 2>&1 || true
+"""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What an actor is for; fixed for its lifetime."""
+
+    fleet: str
+    agent: str
+    remote: str  # git URL (or path) every node can reach
+    branch: str
+    base: str
+    workdir: str  # absolute or ~/...; expanded on the node
+    push_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One run of the session, prepared by the driver (argv is built here, in the clone)."""
+
+    run_id: str
+    runtime: str
+    prompt: str
+    session_id: str
+    spec_hash: str
+    model: str | None = None
+    args: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+    locks: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    resume_message: str | None = None  # set: continue the conversation with this message
+
+
+class SessionActor:
+    def __init__(self, config: SessionConfig, launch: Launch | None = None) -> None:
+        import ray
+
+        self.cfg = config
+        self.instance = uuid.uuid4().hex  # a new actor's log starts over; the driver tracks offsets per instance
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_ip = ray.util.get_node_ip_address()
+        self.hostname = socket.gethostname()
+        self.home = Path(os.path.expanduser(config.workdir)) / self.node_id[:12] / config.fleet / config.agent
+        self.clone = self.home / "repo"
+        self.log = self.home / "session.log"
+        self.exit_file = self.home / "exit.json"
+        self._lock = threading.RLock()
+        self._push_lock = threading.Lock()
+        self._spawner = _Spawner()
+        self.state = "idle"  # idle | preparing | running | exited | released
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.launch: Launch | None = None
+        self.exit_code: int | None = None
+        self.error: str | None = None
+        self.started_at: str | None = None
+        self.finished_at: str | None = None
+        self.push_error: str | None = None
+        self.last_push: float | None = None
+        threading.Thread(target=self._pusher, name="fleet-pusher", daemon=True).start()
+        if launch is not None:
+            # the constructor's arguments are kept by the cluster, unlike a method call whose
+            # driver has exited: a run handed over here starts whenever the actor is placed
+            self.state = "preparing"
+            threading.Thread(target=self._start, args=(launch,), name="fleet-start", daemon=True).start()
+
+    # ---- the driver's calls -------------------------------------------------------------
+
+    def start(self, launch: Launch) -> dict[str, Any]:
+        """Run the session again in this clone (a restart, a resume, a replaced spec)."""
+        with self._lock:
+            if self.state in ("preparing", "running"):
+                raise RuntimeError(f"a session of {self.cfg.agent} is already {self.state}")
+            self.state = "preparing"
+        self._start(launch)
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            proc, launch = self.proc, self.launch
+            data: dict[str, Any] = {
+                "agent": self.cfg.agent, "state": self.state, "instance": self.instance,
+                "node_id": self.node_id, "node_ip": self.node_ip, "hostname": self.hostname,
+                "clone": str(self.clone), "pid": proc.pid if proc is not None and self.state == "running" else None,
+                "run_id": launch.run_id if launch else None, "spec_hash": launch.spec_hash if launch else None,
+                "session_id": launch.session_id if launch else None, "exit_code": self.exit_code,
+                "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
+                "push_error": self.push_error, "last_push": self.last_push, "log_size": _size(self.log),
+            }
+        data.update(self._git_facts())
+        data["last_progress"] = max([t for t in (_mtime(self.log), _mtime(self.clone / ".git" / "index"),
+                                                 _mtime(self.clone / ".git" / "HEAD"),
+                                                 _mtime(self.clone / ".git" / "logs" / "HEAD"),
+                                                 _epoch(self.started_at)) if t is not None], default=None)
+        return data
+
+    def read_log(self, offset: int, limit: int = 4 << 20) -> tuple[bytes, int]:
+        """Bytes of the session log from `offset` (at most `limit`), and the log's size."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(min(offset, size))
+                return f.read(limit), size
+        except OSError:
+            return b"", 0
+
+    def stop(self, grace: float = 10.0) -> dict[str, Any]:
+        """TERM the session's process group, KILL it after `grace` seconds, then push."""
+        with self._lock:
+            proc = self.proc if self.state == "running" else None
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while self.state == "running" and time.monotonic() < deadline:  # the watcher records the exit
+                time.sleep(0.05)
+        self.push()
+        return self.status()
+
+    def run_gate(self, name: str, run: str, timeout: float) -> dict[str, Any]:
+        """`sh -c RUN` in the clone with a timeout, as act/gates.py does in a local worktree."""
+        env = {**_clean_env(), "FLEET_AGENT": self.cfg.agent, "FLEET_BRANCH": self.cfg.branch, "FLEET_GATE": name}
+        start = time.monotonic()
+        proc = subprocess.Popen(["sh", "-c", run], cwd=self.clone, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            out, code = f"{out}\n(gate timed out after {timeout:g}s)", None
+        seconds = time.monotonic() - start
+        with self.log.open("a", encoding="utf-8") as f:
+            last = next((line for line in reversed(out.splitlines()) if line.strip()), "")
+            how = "timed out" if code is None else f"exit {code}"
+            summary = f"{how}; {last[:200]}" if last else how
+            verdict = "passed" if code == 0 else "FAILED"
+            f.write(f"--- fleet gate {name}: {run!r} {verdict} ({summary}, {seconds:.1f}s)\n")
+            f.write(out if out.endswith("\n") or not out else out + "\n")
+        return {"exit_code": code, "output": out, "seconds": seconds}
+
+    def release(self, archive_ref: str | None, log_offset: int = 0) -> dict[str, Any]:
+        """Make sure nothing is only here, then delete this node's clone and log.
+
+        Pushes the branch; anything else at stake is committed as one snapshot and pushed
+        to `archive_ref` (None: refuse instead). Returns {"ok", "refused", "archived",
+        "stake", "log"} where "log" is the log from `log_offset`, read before it is deleted.
+        """
+        with self._lock:
+            if self.state in ("preparing", "running"):
+                return {"ok": False, "refused": f"the session is still {self.state}", "archived": None,
+                        "stake": {}, "log": b""}
+        log, _ = self.read_log(log_offset)
+        archived = None
+        if (self.clone / ".git").is_dir():
+            self.push()
+            stake = self._stake()
+            if stake["in_progress"]:
+                return self._refuse(f"{', '.join(stake['in_progress'])} in progress in the clone", stake, log)
+            if stake["dirty"] or stake["unpushed"] or stake["stashes"]:
+                if archive_ref is None:
+                    why = "; ".join(filter(None, [
+                        self.push_error and f"push failed: {self.push_error}",
+                        stake["unpushed"] and f"{len(stake['unpushed'])} commit(s) not on the remote",
+                        stake["dirty"] and f"{len(stake['dirty'])} uncommitted file(s)",
+                        stake["stashes"] and f"{len(stake['stashes'])} stash entr(ies)"]))
+                    return self._refuse(why, stake, log)
+                problem = self._archive(archive_ref, stake)
+                if problem:
+                    return self._refuse(problem, stake, log)
+                archived = archive_ref
+        with self._lock:
+            self.state = "released"
+        shutil.rmtree(self.home, ignore_errors=True)
+        return {"ok": True, "refused": None, "archived": archived, "stake": {}, "log": log}
+
+    def push(self) -> str | None:
+        """Push the agent's branch; returns the error (also kept for status), None when it is on the remote."""
+        if not (self.clone / ".git").is_dir():
+            return None
+        with self._push_lock:
+            ref = f"refs/heads/{self.cfg.branch}"
+            local, pushed = _rev(self.clone, ref), _rev(self.clone, f"refs/remotes/origin/{self.cfg.branch}")
+            if local is None or local == pushed:
+                self.push_error = None
+                return None
+            res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
+            self.push_error = None if res.returncode == 0 else _last_line(res.stderr) or "git push failed"
+            if res.returncode == 0:
+                self.last_push = time.time()
+            return self.push_error
+
+    # ---- inside the node ----------------------------------------------------------------
+
+    def _start(self, launch: Launch) -> None:
+        with self._lock:
+            self.launch = launch  # status names the run (and its spec) while the clone is prepared
+        try:
+            self._prepare_clone()
+            argv, env = self._argv_env(launch)
+            self._spawn(launch, argv, env)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed run, never an actor crash
+            message = f"fleet: cannot start the session on node {self.node_ip}: {exc}"
+            self.home.mkdir(parents=True, exist_ok=True)
+            with self.log.open("a", encoding="utf-8") as f:
+                f.write(f"{RUN_MARKER}start {_stamp()}: on node {self.node_ip} ({self.node_id[:8]})\n{message}\n")
+            with self._lock:
+                self.launch, self.proc = launch, None
+                self.state, self.exit_code, self.error = "exited", 127, message
+                self.started_at = self.finished_at = _now()
+
+    def _prepare_clone(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        branch = self.cfg.branch
+        if (self.clone / ".git").is_dir():
+            # a clone left on this node by an earlier actor holds the freshest work: keep it
+            _check(_git(self.clone, "fetch", "-q", "origin"), "git fetch")
+            behind = _git(self.clone, "merge-base", "--is-ancestor", "HEAD", f"origin/{branch}").returncode == 0
+            if behind and not _porcelain(self.clone):
+                _git(self.clone, "merge", "-q", "--ff-only", f"origin/{branch}")
+        else:
+            if self.clone.exists():  # not a clone: keep it aside, never delete what is not ours
+                self.clone.rename(self.home / f"repo.aside-{int(time.time())}")
+            _check(_git(self.home, "clone", "-q", "--no-checkout", self.cfg.remote, str(self.clone)), "git clone")
+            if _rev(self.clone, f"refs/remotes/origin/{branch}") is None:
+                raise RuntimeError(f"branch {branch} does not exist on the remote {self.cfg.remote}")
+            _check(_git(self.clone, "checkout", "-q", "-B", branch, "--track", f"origin/{branch}"), "git checkout")
+        hook = self.clone / ".git" / "hooks" / "post-commit"
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(_HOOK.format(branch=branch))
+        hook.chmod(0o755)
+
+    def _argv_env(self, launch: Launch) -> tuple[list[str], dict[str, str]]:
+        from ...runtimes import get_runtime
+        from ...runtimes.base import SessionRequest
+
+        runtime = get_runtime(launch.runtime)
+        req = SessionRequest(agent=self.cfg.agent, workdir=self.clone, prompt=launch.prompt,
+                             session_id=launch.session_id, model=launch.model, args=tuple(launch.args),
+                             command=tuple(launch.command) if launch.command else None, locks=tuple(launch.locks))
+        argv = runtime.resume_argv(req, launch.resume_message) if launch.resume_message is not None \
+            else runtime.start_argv(req)
+        if argv is None:
+            raise RuntimeError(f"runtime {launch.runtime} cannot resume this session")
+        env = _clean_env()
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        env.update(launch.env)
+        env.update(runtime.env(req))
+        env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # node-local (docs/scale-out.md)
+        return argv, env
+
+    def _spawn(self, launch: Launch, argv: list[str], env: dict[str, str]) -> None:
+        self.exit_file.unlink(missing_ok=True)
+        kind = "resume" if launch.resume_message is not None else "start"
+        with self.log.open("ab") as out:
+            out.write(f"{RUN_MARKER}{kind} {_stamp()}: on node {self.node_ip} ({self.node_id[:8]}): "
+                      f"{' '.join(argv)[:300]}\n".encode())
+            out.flush()
+            cmd = [sys.executable, "-m", "reconciler.engines.ray.host", "--exit-file", str(self.exit_file),
+                   "--parent", str(os.getpid()), "--", *argv]
+            proc = self._spawner.call(lambda: subprocess.Popen(
+                cmd, cwd=self.clone, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True))
+        with self._lock:
+            self.proc, self.launch, self.state = proc, launch, "running"
+            self.exit_code = self.error = self.finished_at = None
+            self.started_at = _now()
+        threading.Thread(target=self._watch, args=(proc,), name="fleet-watch", daemon=True).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        recorded = _read_exit(self.exit_file)
+        with self._lock:
+            if self.proc is not proc:
+                return
+            self.exit_code = recorded if recorded is not None else (128 - code if code < 0 else code)
+            self.finished_at = _now()
+            self.state = "exited"
+        self.push()
+
+    def _pusher(self) -> None:
+        while True:
+            time.sleep(max(self.cfg.push_interval, 1.0))
+            if self.state == "running":
+                try:
+                    self.push()
+                except Exception:  # noqa: BLE001 - the next interval tries again
+                    pass
+
+    def _git_facts(self) -> dict[str, Any]:
+        if not (self.clone / ".git").is_dir():
+            return {"dirty": [], "unpushed": [], "stashes": [], "in_progress": [], "ahead": None, "head": None}
+        stake = self._stake()
+        base = f"origin/{self.cfg.base}" if _rev(self.clone, f"refs/remotes/origin/{self.cfg.base}") else self.cfg.base
+        ahead = _git(self.clone, "rev-list", "--count", f"{base}..HEAD")
+        return {**stake, "ahead": int(ahead.stdout) if ahead.returncode == 0 else None,
+                "head": _rev(self.clone, "HEAD")}
+
+    def _stake(self) -> dict[str, list[str]]:
+        """What deleting the clone would lose: the same kinds of things as a local prune checks."""
+        unpushed = _git(self.clone, "log", "--format=%H %s", "HEAD", "--branches", "--not", "--remotes=origin")
+        stashes = _git(self.clone, "stash", "list", "--format=%H %gs")
+        return {"dirty": _porcelain(self.clone),
+                "unpushed": [f"{line[:7]}{line[40:]}" for line in unpushed.stdout.splitlines() if line],
+                "stashes": [line for line in stashes.stdout.splitlines() if line],
+                "in_progress": [op for f, op in _IN_PROGRESS.items() if (self.clone / ".git" / f).exists()]}
+
+    def _archive(self, ref: str, stake: dict[str, list[str]]) -> str | None:
+        """Commit everything at stake as one snapshot and push it to `ref`; the problem, or None."""
+        parents: list[str] = []
+        tips = _git(self.clone, "for-each-ref", "--format=%(objectname)", "refs/heads")
+        stash = _git(self.clone, "stash", "list", "--format=%H")
+        for sha in [_rev(self.clone, "HEAD"), *tips.stdout.split(), *stash.stdout.split()]:
+            if sha and sha not in parents:
+                parents.append(sha)
+        if not parents:
+            return "nothing to archive from: the clone has no commit"
+        with tempfile.TemporaryDirectory(prefix="fleet-archive-") as tmp:
+            env = {**_clean_env(), "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            _git(self.clone, "read-tree", "HEAD", env=env)
+            add = _git(self.clone, "add", "-A", ".", env=env)
+            tree = _git(self.clone, "write-tree", env=env)
+        if add.returncode != 0 or tree.returncode != 0:
+            return f"cannot snapshot the clone: {_last_line(add.stderr + tree.stderr)}"
+        subject = f"fleet archive of {self.cfg.agent} (fleet {self.cfg.fleet}, branch {self.cfg.branch}, " \
+                  f"node {self.node_ip} {self.node_id[:8]})"
+        args = [tree.stdout.strip()]
+        for p in parents:
+            args += ["-p", p]
+        commit = _git(self.clone, "commit-tree", *args, "-m", subject, env={**_clean_env(), **_IDENTITY})
+        if commit.returncode != 0:
+            return f"cannot make the archive commit: {_last_line(commit.stderr)}"
+        pushed = _git(self.clone, "push", "-q", "origin", f"{commit.stdout.strip()}:{ref}")
+        if pushed.returncode != 0:
+            return f"cannot push the archive to {ref}: {_last_line(pushed.stderr)}"
+        return None
+
+    def _refuse(self, why: str, stake: dict[str, list[str]], log: bytes) -> dict[str, Any]:
+        return {"ok": False, "refused": why, "archived": None, "stake": stake, "log": log}
+
+
+class _Spawner:
+    """Starts processes from one thread that lives as long as the actor.
+
+    The kernel's parent-death signal (host.py) fires when the *thread* that forked the
+    host exits; Ray may retire the thread a method ran on, so forking there would kill
+    a healthy session.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.Queue[tuple[Callable[[], Any], list[Any], threading.Event]] = queue.Queue()
+        threading.Thread(target=self._serve, name="fleet-spawner", daemon=True).start()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        box: list[Any] = []
+        done = threading.Event()
+        self._calls.put((fn, box, done))
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def _serve(self) -> None:
+        while True:
+            fn, box, done = self._calls.get()
+            try:
+                box.append(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.append(exc)
+            done.set()
+
+
+def _clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in _GIT_LOCATION:
+        env.pop(key, None)
+    return env
+
+
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, env=env or _clean_env(), capture_output=True, text=True,
+                          errors="replace", stdin=subprocess.DEVNULL, timeout=600, check=False)
+
+
+def _check(res: subprocess.CompletedProcess[str], what: str) -> None:
+    if res.returncode != 0:
+        raise RuntimeError(f"{what} failed: {_last_line(res.stderr) or res.returncode}")
+
+
+def _rev(cwd: Path, ref: str) -> str | None:
+    res = _git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def _porcelain(cwd: Path) -> list[str]:
+    res = _git(cwd, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    paths: list[str] = []
+    entries = iter(res.stdout.split("\0"))
+    for entry in entries:
+        if entry:
+            paths.append(entry[3:])
+            if entry[0] in "RC":
+                next(entries, None)
+    return paths
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_exit(path: Path) -> int | None:
+    import json
+
+    try:
+        return int(json.loads(path.read_text())["exit_code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _last_line(text: str) -> str:
+    """The telling part of git's stderr: what the remote said and what it rejected, else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    said += [line.lstrip("! ") for line in lines if "rejected]" in line]
+    return "; ".join(dict.fromkeys(s for s in said if s)) or (lines[-1] if lines else "")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _epoch(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,221 @@
+"""Observed state under ray: the fleet's named actors, their status, and the remote's branches.
+
+Builds the same `Observed` the planner reads for a local fleet, so caps, budgets,
+backoff, gates, drift and the prune rules are the planner's, unchanged:
+
+- a session is alive while its actor runs it, or while the actor waits to be placed
+  (it holds or wants a cluster slot, so it counts against the caps);
+- a recorded Running session whose actor is gone (its node was lost, or it was killed)
+  ended without an exit status: Failed, restarted per policy from its pushed branch;
+- a branch is the fleet's if the remote has its owner ref; what a prune would lose is
+  what the branch has beyond base plus what the clone on its node has not pushed.
+
+The driver keeps, besides the state store, one small file per fleet,
+`.fleet/ray/<fleet>/sessions.json`: per agent the run it started, the node it ran on and
+how much of the node's log it has copied to `.fleet/logs/<fleet>/<agent>.log`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ...observe.gitrepo import AtStake, GitRepo
+from ...observe.processes import OwnedProcess
+from ...observe.snapshot import Observed, ObservedAgent, fleet_home
+from ...spec.loader import LoadedFleet
+from ...state import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
+from . import cluster
+from .remote import Remote
+
+
+@dataclass
+class Session:
+    """One actor as observed: `status` is None while it is not placed (or not answering)."""
+
+    handle: Any
+    status: dict[str, Any] | None
+
+    @property
+    def state(self) -> str:
+        return self.status["state"] if self.status else "placing"
+
+    @property
+    def node(self) -> str | None:
+        return node_label(self.status) if self.status else None
+
+
+@dataclass
+class RayObserved(Observed):
+    remote: Remote | None = None
+    sessions: dict[str, Session] = field(default_factory=dict)  # agent -> its actor
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # sessions.json
+    ray: ModuleType | None = None
+    namespace: str = ""
+    slots: tuple[float, float] = (0.0, 0.0)  # (free, total) units of the fleet's resource
+
+    def repo_has_branch(self, branch: str) -> bool:
+        return self.remote is not None and branch in self.remote.heads
+
+    def ledger_path(self) -> Path:
+        return self.store.home / "ray" / self.store.fleet / "sessions.json"
+
+    def save_ledger(self) -> None:
+        write_json_atomic(self.ledger_path(), self.ledger)
+
+
+def node_label(status: dict[str, Any]) -> str:
+    return f"{status['node_ip']}/{status['node_id'][:8]}"
+
+
+def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = True) -> RayObserved:
+    """Read the remote (into the fetch cache), the state store and the actors.
+
+    `readonly` (status, diff) writes nothing but the fetch cache; otherwise (apply,
+    delete, the loop, all under the fleet lock) the nodes' new log output is copied to
+    the local session logs, so results and costs are read as for a local session.
+    """
+    ray = cluster.connect(loaded)
+    repo = GitRepo(loaded.repo)
+    home = fleet_home(repo)
+    remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
+    remote.refresh(strict=not readonly)
+    spec = loaded.fleet.spec
+    obs = RayObserved(repo=repo, store=StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
+                      remote=remote, ray=ray, namespace=cluster.namespace(loaded))
+    obs.owned_branches = set(remote.owned)
+    obs.ledger = read_json(obs.ledger_path())
+    obs.slots = cluster.free_slots(ray, spec.placement.resource)
+    for name, rec in obs.store.all().items():
+        obs.agents[name] = ObservedAgent(name, record=rec)
+    probes = cluster.probe(ray, cluster.sessions(ray, obs.namespace))
+    obs.sessions = {name: Session(p.handle, p.status) for name, p in probes.items()}
+    hashes = {a.name: a.spec_hash for a in loaded.agents}
+    for name, session in obs.sessions.items():
+        agent = obs.agents.setdefault(name, ObservedAgent(name))
+        _read_session(obs, agent, session, hashes.get(name))
+    prefix = loaded.fleet.branch_prefix
+    for branch in remote.owned:
+        name = branch.removeprefix(prefix)
+        if branch.startswith(prefix) and name not in obs.agents:
+            obs.agents[name] = ObservedAgent(name)  # a branch left without record or actor
+    desired = set(hashes)
+    for name, agent in obs.agents.items():
+        if agent.alive and (status := obs.sessions[name].status) is not None:
+            agent.last_progress = status.get("last_progress")
+        if inspect_all or name not in desired:
+            agent.at_stake, agent.branch = _at_stake(obs, agent, loaded)
+    if not readonly:
+        sync_logs(obs)
+    return obs
+
+
+def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desired_hash: str | None) -> None:
+    """Liveness and exit of the agent's session from its actor (see the module docstring)."""
+    rec, status = agent.record, session.status
+    known = obs.ledger.setdefault(agent.name, {})
+    if status is None:  # not placed yet, or its node does not answer: it holds (or wants) a slot
+        agent.alive = True
+        if (rec is None or rec.phase != RUNNING) and desired_hash is not None:
+            _adopt(agent, desired_hash, status, fleet=obs.store.fleet)
+        return
+    ours = status.get("run_id") is not None and status.get("run_id") == known.get("run_id")
+    if status["state"] in ("preparing", "running"):
+        if ours and rec is not None and rec.phase == RUNNING:
+            agent.alive, rec.pid = True, status.get("pid")
+        elif desired_hash is not None and status.get("spec_hash") == desired_hash:
+            # fleet died between starting it and recording it
+            _adopt(agent, desired_hash, status, fleet=obs.store.fleet)
+            known["run_id"] = status.get("run_id")
+        elif desired_hash is None:
+            agent.alive = True  # an undeclared agent's session: the planner stops and prunes it
+        else:  # a run of another spec that the records do not know: stopped first, like a local orphan
+            obs.orphans.append(OwnedProcess(
+                pid=status.get("pid") or 0, create_time=0.0, agent=agent.name, spec_hash=status.get("spec_hash") or "",
+                session_id=status.get("session_id") or "",
+                cmdline=f"ray actor {obs.namespace}/{agent.name} on node {node_label(status)}"))
+        return
+    if ours and status["state"] == "exited" and status.get("exit_code") is not None and rec is not None:
+        rec.pid = status.get("pid") or rec.pid or 0  # the exit must name the recorded run
+        agent.exit = ExitRecord(pid=rec.pid, exit_code=int(status["exit_code"]),
+                                finished_at=status.get("finished_at") or "")
+
+
+def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | None, *, fleet: str) -> None:
+    rec = agent.record or SessionRecord(agent=agent.name, fleet=fleet)
+    rec.phase, rec.reason, rec.spec_hash = RUNNING, None, desired_hash
+    if status is not None:
+        rec.pid, rec.session_id = status.get("pid"), status.get("session_id") or rec.session_id
+    agent.record, agent.alive, agent.adopted = rec, True, True
+
+
+def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tuple[AtStake | None, str | None]:
+    """What pruning the agent would lose: its branch beyond base, and its clone's unpushed work."""
+    assert obs.remote is not None
+    rec = agent.record
+    branch = rec.branch if rec is not None and rec.branch else loaded.fleet.branch_prefix + agent.name
+    owned = branch if branch in obs.remote.owned and branch in obs.remote.heads else None
+    session = obs.sessions.get(agent.name)
+    status = session.status if session else None
+    if owned is None and status is None:
+        return None, None
+    stake = AtStake()
+    if owned is not None:
+        stake.commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base)
+    if status is not None:
+        seen = {c.split()[0][:7] for c in stake.commits}
+        stake.commits += [c for c in status.get("unpushed", []) if c.split()[0][:7] not in seen]
+        stake.dirty = list(status.get("dirty", []))
+        stake.stashes = list(status.get("stashes", []))
+        stake.in_progress = list(status.get("in_progress", []))
+    return stake, owned
+
+
+def sync_logs(obs: RayObserved) -> None:
+    """Append what each actor's log gained since the last copy to the local session log."""
+    ray = obs.ray
+    assert ray is not None
+    wanted = {}
+    for name, session in obs.sessions.items():
+        status = session.status
+        if status is None:
+            continue
+        known = obs.ledger.setdefault(name, {})
+        if known.get("instance") != status["instance"]:
+            known.update(instance=status["instance"], log_offset=0)
+        known["node"] = node_label(status)
+        if status.get("log_size", 0) > known.get("log_offset", 0):
+            wanted[name] = session.handle.read_log.remote(known["log_offset"])
+    if wanted:
+        ready, _ = ray.wait(list(wanted.values()), num_returns=len(wanted), timeout=cluster.PROBE_TIMEOUT * 5)
+        for name, ref in wanted.items():
+            if ref not in ready:
+                continue
+            try:
+                data, _size = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                continue
+            append_log(obs, name, data)
+    if obs.ledger:
+        obs.save_ledger()
+
+
+def append_log(obs: RayObserved, name: str, data: bytes) -> None:
+    if not data:
+        return
+    path = obs.store.log_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as f:
+        f.write(data)
+    known = obs.ledger.setdefault(name, {})
+    known["log_offset"] = known.get("log_offset", 0) + len(data)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

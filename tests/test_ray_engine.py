@@ -1,0 +1,306 @@
+"""placement.engine ray on a real multi-node Ray cluster on this machine (127.0.0.1 only).
+
+One cluster for the module (reconciler/engines/ray/localcluster.py): a head without
+session slots and two worker nodes with two `fleet_slots` each. Each test has its own
+fleet (so its own Ray namespace), repo, bare remote and node directories, and runs the
+real `fleet` CLI. Skipped when Ray is not installed (`pip install -e '.[test,ray]'`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from reconciler.engines.ray import localcluster  # sets Ray's environment before Ray is imported
+
+pytest.importorskip("ray")
+
+from conftest import FLEETS, fleet, git, status, wait_until, write_fleet
+
+pytestmark = pytest.mark.xdist_group("ray")  # one worker, one cluster (pyproject: --dist loadgroup)
+
+AGENT = textwrap.dedent('''\
+    import os, subprocess, sys, time
+    mode, agent = sys.argv[1], os.environ["FLEET_AGENT"]
+    def commit(path, text, message):
+        with open(path, "w") as f:
+            f.write(text)
+        subprocess.run(["git", "add", path], check=True)
+        subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=agent@fleet.invalid", "commit", "-q",
+                        "-m", message], check=True)
+    if mode == "sleep":
+        print(f"{agent} sleeping on its node", flush=True)
+        time.sleep(float(sys.argv[2]))
+    elif mode == "steps":  # one commit per step; a resumed run skips the steps already on its branch
+        for step in range(int(sys.argv[2])):
+            path = f"{agent}-step{step}.txt"
+            if os.path.exists(path):
+                print(f"{agent}: step {step} already done", flush=True)
+                continue
+            time.sleep(float(sys.argv[3]))
+            commit(path, f"step {step}\\n", f"{agent} step {step}")
+            print(f"{agent}: step {step} committed", flush=True)
+    elif mode == "unpushed":  # a commit and an uncommitted draft, once the test has made the remote refuse
+        while not os.path.exists(sys.argv[2]):
+            time.sleep(0.1)
+        commit("notes.txt", "notes\\n", f"{agent} did its work")
+        with open("draft.txt", "w") as f:
+            f.write("half-written\\n")
+    print('{"total_cost_usd": 0.5}', flush=True)
+''')
+
+REJECT_ALL = "#!/bin/sh\necho 'remote: pushes are refused for this test' >&2\nexit 1\n"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    started = time.monotonic()
+    cluster = localcluster.start(workers=2, slots=2, port=0)
+    session_dir = cluster.head_node.get_session_dir_path()
+    print(f"ray cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
+    yield cluster
+    cluster.shutdown()
+    # nothing of this cluster may outlive it: no raylet, GCS, worker or session host
+    wait_until(lambda: not _processes_of(session_dir), timeout=30)
+
+
+def _processes_of(session_dir: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(session_dir in part for part in proc.info["cmdline"] or []):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def ray_fleet(repo: Path, cluster: object, *, name: str, agent_args: list[str], count: int = 2,
+              max_running: int | None = None, extra: str = "") -> Path:
+    """A ray fleet of `count` scripted agents, with a bare remote that `repo`'s main is pushed to."""
+    remote = repo.parent / "remote.git"
+    if not remote.exists():
+        git(repo.parent, "init", "-q", "--bare", str(remote))
+        git(repo, "push", "-q", str(remote), "main")
+    script = repo.parent / "ray_agent.py"
+    script.write_text(AGENT)
+    items = ", ".join(f"a{i:02d}" for i in range(count))
+    caps = f"{{maxRunning: {max_running}}}" if max_running else "{}"
+    return write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: {name}}}
+        spec:
+          remote: {remote}
+          placement: {{engine: ray, address: "{cluster.address}", workdir: "{repo.parent / 'nodes'}",
+                      pushInterval: 1s}}
+          tiers: {{local: {{runtime: command}}}}
+          concurrency: {caps}
+          restartBackoff: {{initial: 1s, max: 2s}}
+          agents:
+            - name: w-{{item}}
+              forEach: {{items: [{items}]}}
+              tier: local
+              prompt: work on {{item}}
+              command: {json.dumps([sys.executable, str(script), *agent_args])}
+              restart: OnFailure
+        {extra}
+    """)
+
+
+KILL = textwrap.dedent('''\
+    import os, sys
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == sys.argv[2]]
+    print(" ".join(sorted(names)))
+    for name in names if sys.argv[3:] == ["kill"] else []:
+        try:
+            ray.kill(ray.get_actor(name, namespace=sys.argv[2]))
+        except ValueError:
+            pass
+''')
+
+
+def actors(cluster: object, namespace: str, *, kill: bool = False) -> list[str]:
+    """The named actors in `namespace` (and kill them), from a driver of its own, not this process."""
+    proc = subprocess.run([sys.executable, "-c", KILL, cluster.address, namespace, *(["kill"] if kill else [])],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+@pytest.fixture
+def namespaces(cluster: object) -> Iterator[list[str]]:
+    """Namespaces a test used; whatever it left running there is killed after it."""
+    used: list[str] = []
+    yield used
+    for ns in used:
+        actors(cluster, ns, kill=True)
+
+
+def remote_refs(repo: Path) -> dict[str, str]:
+    out = git(repo.parent / "remote.git", "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split() for line in out.splitlines())
+
+
+@contextlib.contextmanager
+def control_loop(repo: Path, file: str = "fleet.yaml") -> Iterator[subprocess.Popen[bytes]]:
+    """`fleet reconcile FILE --watch --interval 1` in the background (output in ../loop.log), stopped after."""
+    with open(repo.parent / "loop.log", "ab") as out:
+        loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", file, "--watch",
+                                 "--interval", "1"], cwd=repo, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield loop
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(timeout=30)
+
+
+def rows_when(repo: Path, ready, *, file: str = "fleet.yaml", timeout: float = 60):  # type: ignore[no-untyped-def]
+    """`fleet status` rows, once `ready(rows)` holds."""
+    def check():  # type: ignore[no-untyped-def]
+        rows = status(repo, file)
+        return rows if ready(rows) else None
+
+    return wait_until(check, timeout=timeout, interval=0.5)
+
+
+def by_phase(rows: dict[str, dict], phase: str) -> list[dict]:
+    return [r for r in rows.values() if r["phase"] == phase]
+
+
+def test_sessions_spread_over_nodes_and_both_caps_hold(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-spread")
+    ray_fleet(repo, cluster, name="spread", agent_args=["sleep", "120"], count=5, max_running=3)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = rows_when(repo, lambda r: len([x for x in by_phase(r, "Running") if x["pid"]]) == 3)  # cloned, started
+    running = by_phase(rows, "Running")
+    assert len({r["node"] for r in running}) == 2, running  # SPREAD: both worker nodes have sessions
+    assert all(r["pid"] and r["worktree"].startswith("127.0.0.1:") for r in running)
+    waiting = by_phase(rows, "Pending")
+    assert len(waiting) == 2 and all("concurrency.maxRunning=3" in r["reason"] for r in waiting)
+    # fleet logs reaches the node: nothing of this output has been copied here yet
+    first = running[0]["agent"]
+    assert not (repo / ".fleet" / "logs" / "spread" / f"{first}.log").exists()
+    wait_until(lambda: f"{first} sleeping on its node" in fleet("logs", "fleet.yaml", first, cwd=repo,
+                                                                  check=True).stdout, timeout=30, interval=0.5)
+    table = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout
+    assert "NODE" in table and running[0]["node"] in table
+
+    # the cluster's cap: 5 sessions wanted, 4 fleet_slots in the cluster
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("maxRunning: 3", "maxRunning: 5"))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    rows = rows_when(repo, lambda r: len(by_phase(r, "Running")) == 4)
+    [unplaced] = by_phase(rows, "Pending")
+    assert "waiting for the Ray cluster to place it" in unplaced["reason"] and unplaced["node"] is None, unplaced
+    assert len(actors(cluster, "fleet-spread")) == 5
+
+    # a freed slot goes to the waiting session without another apply: the cluster places it
+    victim = by_phase(rows, "Running")[0]["agent"]
+    proc = fleet("delete", "fleet.yaml", victim, "--yes", "--grace", "2", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wait_until(lambda: status(repo)[unplaced["agent"]]["phase"] == "Running", timeout=60, interval=0.5)
+
+    proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "2", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert actors(cluster, "fleet-spread") == []
+    assert not [ref for ref in remote_refs(repo) if "spread" in ref]  # branches and owner refs
+    assert not list((repo.parent / "nodes").glob("*/spread/w-*/repo"))  # no clone left on any node
+
+
+def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-keep")
+    go = repo.parent / "go"
+    ray_fleet(repo, cluster, name="keep", agent_args=["unpushed", str(go)], count=1)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # creates the branch on the remote
+    hook = repo.parent / "remote.git" / "hooks" / "pre-receive"
+    hook.write_text(REJECT_ALL)
+    hook.chmod(0o755)
+    go.touch()
+    rows = rows_when(repo, lambda r: r["w-a00"]["phase"] == "Succeeded")
+    node, clone = rows["w-a00"]["node"], Path(rows["w-a00"]["worktree"].split(":", 1)[1])
+    assert node and rows["w-a00"]["dirty"] == 1
+    # the session ended, but its clone cannot be released: nothing may be only there
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    [kept] = [c for c in status(repo)["w-a00"]["conditions"] if c["type"] == "CloneKept"]
+    assert kept["status"] == "True" and "pushes are refused for this test" in kept["message"], kept
+
+    proc = fleet("delete", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "draft.txt" in proc.stdout and "w-a00 did its work" in proc.stdout
+    proc = fleet("delete", "fleet.yaml", "--yes", "--archive", cwd=repo)  # the archive cannot be pushed either
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot push the archive" in proc.stdout + proc.stderr
+    assert (clone / "draft.txt").exists() and "did its work" in git(clone, "log", "--format=%s", "-1")
+    assert actors(cluster, "fleet-keep") == ["w-a00"]
+
+    hook.unlink()
+    proc = fleet("delete", "fleet.yaml", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    refs = remote_refs(repo)
+    assert "refs/heads/fleet/keep/w-a00" not in refs
+    [archive] = [ref for ref in refs if ref.startswith("refs/fleet/archive/keep/w-a00/")]
+    bare = repo.parent / "remote.git"
+    assert git(bare, "show", f"{archive}:draft.txt") == "half-written\n"
+    assert "w-a00 did its work" in git(bare, "log", "--format=%s", archive)
+    assert not clone.exists() and actors(cluster, "fleet-keep") == []
+
+
+def test_the_ray_demo_fleet_runs_on_the_cluster(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-ray-demo")
+    remote = repo.parent / "origin.git"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    text = (FLEETS / "ray-demo.yaml").read_text().replace("127.0.0.1:6379", cluster.address)
+    text = text.replace("    pushInterval: 30s", f"    workdir: {repo.parent / 'nodes'}\n    pushInterval: 30s")
+    (repo / "ray-demo.yaml").write_text(text.replace('DEMO_DELAY: "1"', 'DEMO_DELAY: "0.2"'))
+    with control_loop(repo, "ray-demo.yaml"):
+        rows = rows_when(repo, lambda r: all(x["phase"] == "Succeeded" for x in r.values()), file="ray-demo.yaml",
+                         timeout=90)
+        assert len({r["node"] for r in rows.values()}) == 2
+        # the loop's next pass records the last ones and frees their slots
+        wait_until(lambda: actors(cluster, "fleet-ray-demo") == [], timeout=30, interval=0.5)
+    for item in ("parser", "storage", "api", "cli", "docs", "tests"):
+        assert "notes on the task" in git(remote, "log", "--format=%s", "-1", f"fleet/ray-demo/notes-{item}")
+    assert actors(cluster, "fleet-ray-demo") == []  # every ended session released its slot
+
+
+def test_a_lost_node_resumes_its_sessions_elsewhere_without_losing_commits(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    # last in the module: it takes a node away
+    namespaces.append("fleet-lost")
+    ray_fleet(repo, cluster, name="lost", agent_args=["steps", "8", "0.7"], count=2)
+    with control_loop(repo):
+        def progressed() -> dict | None:
+            rows = status(repo)
+            ahead = [r for r in rows.values() if r["phase"] == "Running" and (r["ahead"] or 0) >= 2]
+            return rows if len(ahead) == 2 else None
+
+        rows = wait_until(progressed, timeout=60, interval=0.3)
+        victim = rows["w-a00"]["node"]
+        before = remote_refs(repo)["refs/heads/fleet/lost/w-a00"]
+        [node] = [n for n in cluster.worker_nodes if n.node_id.startswith(victim.split("/")[1])]
+        cluster.remove_node(node, allow_graceful=False)  # the machine is gone, as far as Ray can tell
+
+        rows = rows_when(repo, lambda r: all(x["phase"] == "Succeeded" for x in r.values()), timeout=90)
+    assert rows["w-a00"]["node"] != victim and rows["w-a00"]["attempts"] >= 2, rows
+    bare = repo.parent / "remote.git"
+    git(bare, "merge-base", "--is-ancestor", before, "fleet/lost/w-a00")  # every commit pushed before the loss
+    subjects = git(bare, "log", "--format=%s", "main..fleet/lost/w-a00").split("\n")
+    assert sorted(s for s in subjects if s) == sorted(f"w-a00 step {i}" for i in range(8))  # each step once
+    log = fleet("logs", "fleet.yaml", "w-a00", cwd=repo, check=True).stdout
+    assert f"on node 127.0.0.1 ({victim.split('/')[1]})" in log  # the first run, copied before the loss
+    assert "already done" in log  # the resumed run found the pushed steps
