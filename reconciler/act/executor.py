@@ -24,7 +24,7 @@ from ..state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, START
                      SessionRecord, now_iso)
 from . import sessions
 from .archive import archive_work, restore_hint
-from .gates import gate_feedback, run_gate
+from .gates import record_gates, run_gate
 from .worktrees import create_worktree, ensure_excluded, remove_worktree
 
 RESUME_MESSAGE = ("Your previous run {ended}. Continue the task from where you stopped, then commit your "
@@ -199,33 +199,12 @@ class Executor:
         """Run the agent's gates in its worktree; the reconciler's result, never the agent's word."""
         assert agent is not None
         rec = self._record(agent)
-        for name, gate in agent.gates.items():
-            result = run_gate(name, gate, agent, log=self.store.log_path(agent.name))
-            if result.passed:
-                continue
-            rec.gates_pending = False
-            rec.gate_failures[name] = rec.gate_failures.get(name, 0) + 1
-            rec.last_gate = {"name": name, "exit_code": result.exit_code, "output": result.tail}
-            failures = rec.gate_failures[name]
-            rec.phase = FAILED
-            if failures >= gate.maxAttempts:
-                rec.gates_exhausted, rec.gate_feedback = True, None
-                rec.reason = f"gate {name} failed {failures}/{gate.maxAttempts} times: {result.summary}"
-                rec.set_condition("GatesPassed", "False", "GatesFailed", rec.reason)
-                self.store.save(rec)
-                return rec.reason
-            rec.gate_feedback = gate_feedback(name, result)
-            rec.reason = f"gate {name} failed ({failures}/{gate.maxAttempts}): {result.summary}"
-            rec.set_condition("GatesPassed", "False", "GateFailed", rec.reason)
-            self.store.save(rec)
-            if action.details.get("resume"):
-                return f"{rec.reason}; resuming: " + self._resume(action, agent, obs)
-            return rec.reason
-        rec.phase, rec.gates_pending, rec.gate_feedback, rec.reason = SUCCEEDED, False, None, None
-        rec.set_condition("GatesPassed", "True", "GatesPassed", f"passed: {', '.join(agent.gates)}")
-        rec.set_condition("Ready", "True", "Completed", "session exited 0 and its gates passed")
+        verdict = record_gates(rec, agent, lambda name, gate: run_gate(name, gate, agent,
+                                                                         log=self.store.log_path(agent.name)))
         self.store.save(rec)
-        return f"gates passed: {', '.join(agent.gates)}"
+        if verdict.feed_back and action.details.get("resume"):
+            return f"{verdict.message}; resuming: " + self._resume(action, agent, obs)
+        return verdict.message
 
     def _blocked(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         rec = obs.record if obs and obs.record else (self._record(agent) if agent else None)

@@ -5,12 +5,14 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Gate
+from ..state import FAILED, SUCCEEDED, SessionRecord
 
 _TAIL_LINES = 40
 
@@ -59,3 +61,37 @@ def gate_feedback(name: str, result: GateResult) -> str:
     """The message a resumed session gets, like a hook's exit code 2 feeding stderr back."""
     return (f"The quality gate `{name}` failed ({result.summary}). Its output:\n\n{result.tail}\n\n"
             "Fix the cause, commit, and finish.")
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    message: str
+    feed_back: bool  # a gate failed below its maxAttempts: resume the session with its output
+
+
+def record_gates(rec: SessionRecord, agent: DesiredAgent,
+                 run_one: Callable[[str, Gate], GateResult]) -> GateVerdict:
+    """Run the agent's gates in order until one fails and fold the outcome into `rec`
+    (phase, failure counts, conditions, feedback). The caller saves the record."""
+    for name, gate in agent.gates.items():
+        result = run_one(name, gate)
+        if result.passed:
+            continue
+        rec.gates_pending = False
+        rec.gate_failures[name] = rec.gate_failures.get(name, 0) + 1
+        rec.last_gate = {"name": name, "exit_code": result.exit_code, "output": result.tail}
+        failures = rec.gate_failures[name]
+        rec.phase = FAILED
+        if failures >= gate.maxAttempts:
+            rec.gates_exhausted, rec.gate_feedback = True, None
+            rec.reason = f"gate {name} failed {failures}/{gate.maxAttempts} times: {result.summary}"
+            rec.set_condition("GatesPassed", "False", "GatesFailed", rec.reason)
+            return GateVerdict(rec.reason, feed_back=False)
+        rec.gate_feedback = gate_feedback(name, result)
+        rec.reason = f"gate {name} failed ({failures}/{gate.maxAttempts}): {result.summary}"
+        rec.set_condition("GatesPassed", "False", "GateFailed", rec.reason)
+        return GateVerdict(rec.reason, feed_back=True)
+    rec.phase, rec.gates_pending, rec.gate_feedback, rec.reason = SUCCEEDED, False, None, None
+    rec.set_condition("GatesPassed", "True", "GatesPassed", f"passed: {', '.join(agent.gates)}")
+    rec.set_condition("Ready", "True", "Completed", "session exited 0 and its gates passed")
+    return GateVerdict(f"gates passed: {', '.join(agent.gates)}", feed_back=False)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ... import telemetry
 from ...act.executor import Executor
-from ...act.gates import GateResult, gate_feedback
+from ...act.gates import GateResult, record_gates
 from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION
 from ...observe.progress import last_lines
@@ -37,9 +37,8 @@ from ...runtimes import get_runtime
 from ...runtimes.base import SessionRequest
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
-from ...spec.models import FromEnv
-from ...state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
-                      SessionRecord, now_iso)
+from ...spec.models import FromEnv, Gate
+from ...state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, now_iso)
 from . import cluster
 from .actor import Launch, SessionConfig
 from .observe import RayObserved, Session, append_log, node_label
@@ -188,35 +187,17 @@ class RayExecutor(Executor):
             back_off(rec, self.loaded.fleet.spec.restartBackoff)
             self.store.save(rec)
             return rec.reason
-        for name, gate in agent.gates.items():
+
+        def on_node(name: str, gate: Gate) -> GateResult:
             out = cluster.call(self._ray, session.handle.run_gate, name, gate.run, parse_duration(gate.timeout),
                                timeout=parse_duration(gate.timeout) + cluster.CALL_TIMEOUT)
-            result = GateResult(out["exit_code"] == 0, out["exit_code"], out["output"], out["seconds"])
-            if result.passed:
-                continue
-            rec.gates_pending = False
-            rec.gate_failures[name] = rec.gate_failures.get(name, 0) + 1
-            rec.last_gate = {"name": name, "exit_code": result.exit_code, "output": result.tail}
-            failures = rec.gate_failures[name]
-            rec.phase = FAILED
-            if failures >= gate.maxAttempts:
-                rec.gates_exhausted, rec.gate_feedback = True, None
-                rec.reason = f"gate {name} failed {failures}/{gate.maxAttempts} times: {result.summary}"
-                rec.set_condition("GatesPassed", "False", "GatesFailed", rec.reason)
-                self.store.save(rec)
-                return rec.reason
-            rec.gate_feedback = gate_feedback(name, result)
-            rec.reason = f"gate {name} failed ({failures}/{gate.maxAttempts}): {result.summary}"
-            rec.set_condition("GatesPassed", "False", "GateFailed", rec.reason)
-            self.store.save(rec)
-            if action.details.get("resume"):
-                return f"{rec.reason}; resuming: " + self._resume(action, agent, obs)
-            return rec.reason
-        rec.phase, rec.gates_pending, rec.gate_feedback, rec.reason = SUCCEEDED, False, None, None
-        rec.set_condition("GatesPassed", "True", "GatesPassed", f"passed: {', '.join(agent.gates)}")
-        rec.set_condition("Ready", "True", "Completed", "session exited 0 and its gates passed")
+            return GateResult(out["exit_code"] == 0, out["exit_code"], out["output"], out["seconds"])
+
+        verdict = record_gates(rec, agent, on_node)
         self.store.save(rec)
-        return f"gates passed: {', '.join(agent.gates)} (on node {session.node})"
+        if verdict.feed_back and action.details.get("resume"):
+            return f"{verdict.message}; resuming: " + self._resume(action, agent, obs)
+        return f"{verdict.message} (on node {session.node})"
 
     def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert obs is not None and self.observed.remote is not None
