@@ -72,7 +72,7 @@ def _default_signals() -> None:
 
 def _write_exit(path: str, code: int) -> None:
     data = {"pid": os.getpid(), "exit_code": code,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
