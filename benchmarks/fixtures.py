@@ -1,6 +1,7 @@
 """Synthetic repos and fleets, the floor scripts, and cleaning up everything the benchmark started."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -144,15 +145,22 @@ def ours(run_id: str, scope: str | None = None) -> list[psutil.Process]:
 
 
 def kill_ours(run_id: str, scope: str | None = None) -> int:
-    """SIGKILL every process of this run (of `scope`); returns how many there were."""
-    procs = ours(run_id, scope)
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-    return len(procs)
+    """SIGKILL every process of this run (of `scope`); returns how many there were.
+
+    Scans again until none is left: a session host killed while it was starting its
+    agent may have forked it after the first scan."""
+    total = 0
+    for _ in range(10):
+        procs = ours(run_id, scope)
+        if not procs:
+            break
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=10)
+        total += len(procs)
+        time.sleep(0.2)
+    return total
 
 
 def remove_tree(path: Path) -> None:

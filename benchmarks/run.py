@@ -92,7 +92,9 @@ class Bench:
         """Kill the repo's sessions now; delete its files at the end (deleting millions of files
         while the next measurement runs would slow it down)."""
         fx.kill_ours(self.run_id, str(repo))
-        if repo.exists():
+        if self.args.delete_at_once:
+            fx.remove_tree(repo)
+        elif repo.exists():
             repo.rename(self.trash / repo.name)
 
     def cleanup(self) -> None:
@@ -319,6 +321,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-plot", action="store_true",
                    help="skip the PNG plot (it needs matplotlib: pip install -e '.[bench]')")
     p.add_argument("--keep", action="store_true", help="keep the work dir (processes are still killed)")
+    p.add_argument("--delete-at-once", action="store_true",
+                   help="delete each repo as soon as it is measured, not at the end (for a tmpfs --workdir, "
+                        "where the files are memory)")
     return p.parse_args(argv)
 
 
