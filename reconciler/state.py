@@ -161,8 +161,11 @@ class StateStore:
                 p.replace(p.with_suffix(".corrupt"))
             p.unlink(missing_ok=True)
 
-    def sweep_temp(self, older_than: float = 60.0) -> None:
-        """Drop temp files of writes that were killed before their rename (caller holds the fleet lock)."""
+    def sweep_temp(self, older_than: float = 0.0) -> None:
+        """Drop temp files of writes that were killed before their rename.
+
+        Records are only written under the fleet lock, which the caller holds, so any
+        temp file here belongs to a writer that died."""
         cutoff = time.time() - older_than
         for tmp in self.dir.glob(".*.tmp") if self.dir.is_dir() else ():
             if tmp.stat().st_mtime < cutoff:
