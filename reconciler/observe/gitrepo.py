@@ -125,12 +125,13 @@ class GitRepo:
 
     def worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
         """The main worktree and the linked ones, with owners read from their admin dirs."""
-        admin = self._admin_dirs()
+        resolve = _Resolver()
+        admin = self._admin_dirs(resolve)
         blocks = self.git.worktree("list", "--porcelain").split("\n\n")
-        main = _parse_porcelain(blocks[0])
+        main = _parse_porcelain(blocks[0], resolve)
         linked: list[Worktree] = []
         for block in blocks[1:]:
-            wt = _parse_porcelain(block)
+            wt = _parse_porcelain(block, resolve)
             if wt is None:
                 continue
             wt.admin_dir = admin.get(wt.path)
@@ -150,8 +151,9 @@ class GitRepo:
             owned[key[len("branch."):-len(".fleetowner")]] = fleet
         return owned
 
-    def _admin_dirs(self) -> dict[Path, Path]:
+    def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[Path, Path]:
         """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
+        resolve = resolve or _Resolver()
         found: dict[Path, Path] = {}
         base = self.common_dir / "worktrees"
         if not base.is_dir():
@@ -161,7 +163,7 @@ class GitRepo:
                 gitfile = Path((admin / "gitdir").read_text().strip())
             except OSError:
                 continue
-            found[Path(gitfile).parent.resolve()] = admin
+            found[resolve(Path(gitfile).parent)] = admin
         return found
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
@@ -299,7 +301,26 @@ class RefSnapshot:
         return head is None or head == self.tips.get(ref)
 
 
-def _parse_porcelain(block: str) -> Worktree | None:
+class _Resolver:
+    """`Path.resolve()` for many paths in few directories (every worktree under one root):
+    each directory is resolved once, then only the last component is checked for a
+    symlink; a symlink, `.` or `..` there takes the full `Path.resolve()`."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: Path | str) -> Path:
+        parent, name = os.path.split(os.fspath(path))
+        if not os.path.isabs(parent) or name in ("", ".", ".."):
+            return Path(path).resolve()
+        real = self._dirs.get(parent)
+        if real is None:
+            real = self._dirs[parent] = os.path.realpath(parent)
+        full = os.path.join(real, name)
+        return Path(path).resolve() if os.path.islink(full) else Path(full)
+
+
+def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree | None:
     fields: dict[str, str] = {}
     for line in block.strip().splitlines():
         key, _, value = line.partition(" ")
@@ -307,7 +328,7 @@ def _parse_porcelain(block: str) -> Worktree | None:
     if "worktree" not in fields or "bare" in fields:
         return None
     branch = fields.get("branch")
-    return Worktree(path=Path(fields["worktree"]).resolve(), head=fields.get("HEAD"),
+    return Worktree(path=(resolve or _Resolver())(fields["worktree"]), head=fields.get("HEAD"),
                     branch=branch.removeprefix("refs/heads/") if branch else None,
                     locked="locked" in fields, prunable="prunable" in fields)
 
