@@ -101,7 +101,7 @@ def floor_apply_script(work: Path, repo: Path, names: list[str]) -> list[str]:
     """What `fleet apply` cannot avoid: `git worktree add -b` per agent, then the same processes
     fleet spawns (the detached session runner hosting `sleep`), one agent after the other."""
     (work / "names.txt").write_text("\n".join(names) + "\n")
-    runner = f"{shlex.quote(sys.executable)} -m reconciler.session_runner"
+    runner = f"{shlex.quote(sys.executable)} -m reconciler.act.session_host"
     body = f"""cd {shlex.quote(str(repo))}
 mkdir -p .fleet/worktrees .fleet/floor
 while read name; do

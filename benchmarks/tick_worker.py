@@ -1,7 +1,7 @@
 """A no-op tick of the running control loop, timed in-process.
 
 `python -m benchmarks.tick_worker FLEET_FILE --repeat R` runs one warm-up tick of
-`reconciler.loop.ControlLoop`, then R timed ones, and prints JSON: per tick its wall
+`reconciler.control.loop.ControlLoop`, then R timed ones, and prints JSON: per tick its wall
 and CPU time (this process plus the git children it waited for), whether it was a
 no-op, and the process's peak and final RSS (the loop's memory).
 """
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     import apscheduler.schedulers.blocking  # noqa: F401  - what `fleet reconcile --watch` loads
     import psutil
 
-    from reconciler.loop import ControlLoop
+    from reconciler.control.loop import ControlLoop
 
     results: list[object] = []
     messages: list[str] = []

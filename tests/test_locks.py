@@ -18,7 +18,7 @@ import pytest
 
 from conftest import fleet, git, write_fleet
 from reconciler.errors import FleetError
-from reconciler.locks import read_lock_table, write_lock_table
+from reconciler.locking.slots import read_lock_table, write_lock_table
 
 CLI = [sys.executable, "-m", "reconciler.cli.main", "lock"]
 
@@ -375,7 +375,7 @@ def test_sigint_sent_to_fleet_lock_alone_is_forwarded(tmp_path: Path, lock_dir: 
 
 GATE = """
 import json, os, signal, sys, time
-from reconciler.locks import SignalGate
+from reconciler.locking.slots import SignalGate
 
 got = []
 with SignalGate() as gate:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from reconciler import telemetry
-from reconciler.reconcile import reconcile_once
+from reconciler.control.converge import reconcile_once
 from reconciler.spec.loader import load_fleet
 
 
@@ -318,7 +318,7 @@ def test_fleet_apply_exports_over_otlp_http_and_the_session_joins_the_trace(repo
 
 def test_module_import_is_cheap() -> None:
     """reconcile.py imports telemetry; that must not pull in OpenTelemetry."""
-    code = "import reconciler.reconcile, sys; print([m for m in sys.modules if m.startswith('opentelemetry')])"
+    code = "import reconciler.control.converge, sys; print([m for m in sys.modules if m.startswith('opentelemetry')])"
     proc = subprocess.run([sys.executable, "-c", code],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

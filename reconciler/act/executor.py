@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 
 from .. import telemetry
 from ..errors import EXIT_BLOCKED, FleetError
-from ..locks import write_lock_table
+from ..locking.slots import write_lock_table
 from ..observe.progress import last_api_error, last_lines
-from ..observe.results import back_off, read_log_tail
+from .lifecycle import back_off, read_log_tail
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
                             Action, Plan)
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..state import BLOCKED as PHASE_BLOCKED
-from ..state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
+from ..store.records import BLOCKED as PHASE_BLOCKED
+from ..store.records import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
                      SessionRecord, now_iso)
 from . import sessions
 from .archive import archive_work, restore_hint

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Gate
-from ..state import FAILED, SUCCEEDED, SessionRecord
+from ..store.records import FAILED, SUCCEEDED, SessionRecord
 
 _TAIL_LINES = 40
 

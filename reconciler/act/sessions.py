@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import FleetError
-from ..observe.results import RUN_MARKER
+from .lifecycle import RUN_MARKER
 from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION, create_time, is_alive
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
@@ -91,7 +91,7 @@ def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(argv)[:300]}\n".encode())
         out.flush()
         runner = subprocess.run(
-            [sys.executable, "-m", "reconciler.session_runner", "--exit-file", str(exit_file), "--", *argv],
+            [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), "--", *argv],
             cwd=agent.worktree, env=prepared.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
             check=False, timeout=30)
     pid_text = runner.stdout.decode().strip()

@@ -9,7 +9,7 @@ import git
 from ..errors import FleetError
 from ..observe.gitrepo import MARKER, GitRepo, Worktree, branch_at_stake
 from ..spec.desired import DesiredAgent
-from ..state import now_iso
+from ..store.records import now_iso
 
 
 def ensure_excluded(repo: GitRepo) -> None:

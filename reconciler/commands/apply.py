@@ -12,7 +12,7 @@ from ..act.executor import Outcome
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..plan import saved
 from ..plan.actions import BLOCKED, Plan
-from ..reconcile import preview, reconcile_once
+from ..control.converge import preview, reconcile_once
 from ..render.plan import outcome_line, print_table, summary_line
 from ..spec.loader import load_fleet
 from . import diff

@@ -8,11 +8,11 @@ from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..act.executor import Executor
 from ..act.worktrees import ensure_excluded
 from ..engines import engine_for
-from ..fleetlock import fleet_lock
+from ..locking.fleet_lock import fleet_lock
 from ..observe.gitrepo import GitRepo
 from ..observe.snapshot import fleet_home, observe
 from ..plan.planner import plan_delete
-from ..reconcile import refresh_records
+from ..control.converge import refresh_records
 from ..plan.actions import BLOCKED, Plan
 from ..render.plan import outcome_line, print_table
 from ..spec.loader import load_fleet

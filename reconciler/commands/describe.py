@@ -10,11 +10,11 @@ from rich.markup import escape
 from ..errors import EXIT_OK, FleetError
 from ..observe.gitrepo import GitRepo
 from ..observe.progress import last_lines
-from ..observe.results import read_log_tail
+from ..act.lifecycle import read_log_tail
 from ..observe.snapshot import fleet_home
 from ..spec.loader import load_fleet
-from ..state import StateStore
-from ..status import fleet_status, human_age
+from ..store.records import StateStore
+from ..control.status_rows import fleet_status, human_age
 
 
 def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:

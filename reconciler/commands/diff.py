@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
-from ..reconcile import preview
+from ..control.converge import preview
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 

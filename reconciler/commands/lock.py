@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import FleetError
-from ..locks import ENV_LOCK_DIR, check_lock_name, main_worktree, read_lock_table, repo_lock_dir, run_locked
+from ..locking.slots import ENV_LOCK_DIR, check_lock_name, main_worktree, read_lock_table, repo_lock_dir, run_locked
 
 
 def run(*, name: str, file: str | None, slots: int | None, timeout: float | None, command: list[str],

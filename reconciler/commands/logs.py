@@ -12,7 +12,7 @@ from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
 from ..observe.snapshot import fleet_home
 from ..spec.loader import load_fleet
-from ..state import StateStore
+from ..store.records import StateStore
 
 
 def run(*, file: str, name: str, follow: bool, console: Console, err: Console) -> int:

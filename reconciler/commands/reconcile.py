@@ -5,8 +5,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import FleetError
-from ..loop import ControlLoop
-from ..reconcile import Result
+from ..control.loop import ControlLoop
+from ..control.converge import Result
 from ..render.plan import outcome_line
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from ..errors import EXIT_OK
-from ..fleetlock import force_unlock
+from ..locking.fleet_lock import force_unlock
 from ..observe.gitrepo import GitRepo
 from ..observe.snapshot import fleet_home
 from ..spec.loader import load_fleet

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from ..state import SessionRecord
+from ..store.records import SessionRecord
 
 
 def last_progress(rec: SessionRecord, *, log: Path, admin_dir: Path | None) -> float | None:

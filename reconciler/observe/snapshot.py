@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..spec.loader import LoadedFleet
-from ..state import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
+from ..store.records import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, AtStake, GitRepo, Worktree, branch_at_stake
 from .processes import OwnedProcess, ProcessTable, is_alive, owned_processes
 from .progress import last_progress

@@ -13,8 +13,8 @@ from ..observe.snapshot import Observed, ObservedAgent
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..state import FAILED, RUNNING, SUCCEEDED
-from ..budget import Spend, spend_on
+from ..store.records import FAILED, RUNNING, SUCCEEDED
+from ..store.ledger import Spend, spend_on
 from .actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
                       Action, Plan)
 from .drift import explain

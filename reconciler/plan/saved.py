@@ -69,7 +69,7 @@ class SavedPlan:
 def save(loaded: LoadedFleet, observed: Observed, plan: Plan, *, targets: Iterable[str] = (),
          archive: bool = False) -> SavedPlan:
     """The saved form of a plan just made from `loaded` and `observed`."""
-    from ..state import now_iso
+    from ..store.records import now_iso
 
     return SavedPlan(plan=plan, file=loaded.path.resolve(), file_sha256=file_digest(loaded.path),
                      desired_sha256=desired_digest(loaded), observed=fingerprint(loaded, observed),
@@ -77,7 +77,7 @@ def save(loaded: LoadedFleet, observed: Observed, plan: Plan, *, targets: Iterab
 
 
 def write(saved: SavedPlan, path: str | Path) -> None:
-    from ..state import write_json_atomic
+    from ..store.records import write_json_atomic
 
     write_json_atomic(Path(path), saved.to_json())
 

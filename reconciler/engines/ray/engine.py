@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from ...act.worktrees import ensure_excluded
 from ...errors import EXIT_OK, FleetError
-from ...fleetlock import fleet_lock
+from ...locking.fleet_lock import fleet_lock
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import fleet_home
 from ...plan.actions import CREATE_WORKTREE, Plan
 from ...plan.planner import plan as make_plan
-from ...reconcile import Result, refresh_records, sync_declared
+from ...control.converge import Result, refresh_records, sync_declared
 from ...spec.loader import LoadedFleet
-from ...state import RUNNING, StateStore
+from ...store.records import RUNNING, StateStore
 from . import cluster
 from .observe import RayObserved, node_label, observe, read_json
 from .remote import ARCHIVES

@@ -30,7 +30,7 @@ from ...act.gates import GateResult, record_gates
 from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION
 from ...observe.progress import last_lines
-from ...observe.results import back_off
+from ...act.lifecycle import back_off
 from ...observe.snapshot import ObservedAgent
 from ...plan.actions import Action
 from ...runtimes import get_runtime
@@ -38,7 +38,7 @@ from ...runtimes.base import SessionRequest
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
 from ...spec.models import FromEnv, Gate
-from ...state import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, now_iso)
+from ...store.records import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, now_iso)
 from . import cluster
 from .actor import Launch, SessionConfig
 from .observe import RayObserved, Session, append_log, node_label

@@ -26,7 +26,7 @@ from ...observe.gitrepo import AtStake, GitRepo
 from ...observe.processes import OwnedProcess
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home
 from ...spec.loader import LoadedFleet
-from ...state import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
+from ...store.records import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
 from .remote import Remote
 

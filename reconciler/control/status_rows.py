@@ -6,14 +6,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .observe.snapshot import ObservedAgent
-from .budget import spend_on, today
-from .engines import engine_for
-from .observe.snapshot import Observed
-from .plan.actions import Action, Plan
-from .reconcile import preview
-from .state import Condition, SessionRecord
-from .spec.loader import LoadedFleet
+from ..observe.snapshot import ObservedAgent
+from ..store.ledger import spend_on, today
+from ..engines import engine_for
+from ..observe.snapshot import Observed
+from ..plan.actions import Action, Plan
+from .converge import preview
+from ..store.records import Condition, SessionRecord
+from ..spec.loader import LoadedFleet
 
 
 @dataclass

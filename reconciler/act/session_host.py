@@ -1,6 +1,6 @@
 """The process that hosts one agent session, detached from fleet.
 
-`python -m reconciler.session_runner --exit-file F -- ARGV...` forks; the child starts
+`python -m reconciler.act.session_host --exit-file F -- ARGV...` forks; the child starts
 a new session (so it is its own process group, outside fleet's), runs ARGV with the
 inherited stdout/stderr (the session log), and writes F atomically with the exit code
 when ARGV ends. The parent prints the child's pid and exits at once, so the session is
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reconciler.session_runner")
+    parser = argparse.ArgumentParser(prog="reconciler.act.session_host")
     parser.add_argument("--exit-file", required=True)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

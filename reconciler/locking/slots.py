@@ -32,9 +32,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .errors import FleetError
-from .spec.names import NAME_PATTERN, name_problem
-from .state import now_iso, write_json_atomic
+from ..errors import FleetError
+from ..spec.names import NAME_PATTERN, name_problem
+from ..store.records import now_iso, write_json_atomic
 
 LOCK_TABLE = "locks.json"
 ENV_LOCK_DIR = "FLEET_LOCK_DIR"

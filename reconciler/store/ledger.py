@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .state import SessionRecord
+from .records import SessionRecord
 
 
 @dataclass

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
-from .reconcile import Result, reconcile_once
-from .spec.durations import parse_duration
-from .spec.loader import LoadedFleet, load_fleet
+from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from .converge import Result, reconcile_once
+from ..spec.durations import parse_duration
+from ..spec.loader import LoadedFleet, load_fleet
 
 DEFAULT_INTERVAL = 60.0
 

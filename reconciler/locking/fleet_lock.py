@@ -17,8 +17,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import FleetError
-from .state import now_iso, write_json_atomic
+from ..errors import FleetError
+from ..store.records import now_iso, write_json_atomic
 
 
 def lock_paths(home: Path, fleet: str) -> tuple[Path, Path]:

@@ -10,19 +10,19 @@ from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
 
-from . import telemetry
-from .act.worktrees import ensure_excluded
-from .engines import engine_for
-from .observe.results import read_log_tail, refreshed
-from .observe.snapshot import Observed, fleet_home, observe
-from .observe.gitrepo import GitRepo
-from .plan.actions import Plan
-from .plan.planner import plan as make_plan
-from .spec.loader import LoadedFleet
-from .spec.models import Backoff
+from .. import telemetry
+from ..act.worktrees import ensure_excluded
+from ..engines import engine_for
+from ..act.lifecycle import read_log_tail, refreshed
+from ..observe.snapshot import Observed, fleet_home, observe
+from ..observe.gitrepo import GitRepo
+from ..plan.actions import Plan
+from ..plan.planner import plan as make_plan
+from ..spec.loader import LoadedFleet
+from ..spec.models import Backoff
 
 if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never load the executor
-    from .act.executor import Outcome
+    from ..act.executor import Outcome
 
 
 @dataclass
@@ -84,8 +84,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         return engine.reconcile_once(targets=targets, lock_timeout=lock_timeout, confirm=confirm, on_wait=on_wait,
                                      on_step=on_step, on_plan=on_plan, grace=grace, command=command,
                                      archive=archive, planner=planner)
-    from .act.executor import Executor
-    from .fleetlock import fleet_lock
+    from ..act.executor import Executor
+    from ..locking.fleet_lock import fleet_lock
 
     repo = GitRepo(loaded.repo)
     ensure_excluded(repo)  # before the lock creates .fleet/, so the checkout never shows it
