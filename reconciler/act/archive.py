@@ -33,10 +33,14 @@ class Archive:
         return self.ref.split("/")[-2]
 
 
+def archive_ref(fleet: str, agent: str) -> str:
+    """A new archive ref for the agent; one format for every engine (microseconds keep two apart)."""
+    return f"{ARCHIVE_PREFIX}/{fleet}/{agent}/{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
 def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | None, branch: str | None,
                  base: str) -> Archive:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    ref = f"{ARCHIVE_PREFIX}/{fleet}/{agent}/{stamp}"
+    ref = archive_ref(fleet, agent)
     parents = _parents(repo, worktree, branch)
     if not parents:
         raise FleetError(f"nothing to archive for {agent}: no commits found")
@@ -52,7 +56,7 @@ def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | 
     lost = [c for c in repo.unreachable(tips, base) if not _reachable(repo, c.split()[0], commit)]
     if lost:  # never prune on a partial archive
         raise FleetError(f"archive {ref} does not contain {lost}; not pruning")
-    return Archive(ref=ref, commit=commit, date=stamp, subject=subject)
+    return Archive(ref=ref, commit=commit, date=ref.rsplit("/", 1)[-1], subject=subject)
 
 
 def restore_hint(archive: Archive, branch: str | None) -> str:

@@ -1,4 +1,13 @@
-"""Bring a session record up to date with what observation shows (ended, exit, cost)."""
+"""The session record's state machine, shared by every engine (docs/sessions.md "Records").
+
+- `started`: a run began (attempts, gate counters, Running, pid/session, times, Ready);
+- `refreshed`: a run that observation shows ended is folded in (exit, cost, gates next);
+- `stopped`: fleet stopped a run (a plain stop is Pending; a stall or deadline is a failure);
+- `back_off`: the earliest restart after a failure.
+
+Engines do the world-touching part (engines/executor.py calls them); what a record says
+after each step is decided here, once.
+"""
 from __future__ import annotations
 
 import copy
@@ -9,6 +18,7 @@ from ..runtimes import get_runtime
 from ..runtimes.base import SessionResult
 from ..spec.durations import parse_duration
 from ..spec.models import Backoff
+from ..spec.desired import DesiredAgent
 from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord, now_iso
 from ..observe.snapshot import ObservedAgent
 
@@ -52,6 +62,48 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
     elif rec.phase == FAILED:
         back_off(rec, backoff or Backoff())
     return rec
+
+
+def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: int | None,
+            create_time: float | None, ready: str) -> None:
+    """A run of `agent`'s current spec has begun."""
+    # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
+    rec.attempts = rec.attempts + 1 if rec.spec_hash == agent.spec_hash else 1
+    if rec.spec_hash != agent.spec_hash:  # a new spec starts its gate attempts over
+        rec.gate_failures, rec.gates_exhausted, rec.last_gate = {}, False, None
+    rec.gates, rec.gates_pending, rec.gate_feedback = list(agent.gates), False, None
+    rec.phase, rec.pid, rec.create_time = RUNNING, pid, create_time
+    rec.session_id, rec.spec_hash, rec.session_spec = session_id, agent.spec_hash, agent.session_spec()
+    rec.started_at, rec.finished_at, rec.exit_code, rec.reason = now_iso(), None, None, None
+    rec.set_condition("Ready", "Unknown", "Running", ready)
+    for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked"):
+        rec.clear_condition(waited, "Started")
+
+
+def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: list[str],
+            api_error: str | None, policy: Backoff) -> None:
+    """fleet stopped the run. `condition` (Stalled, DeadlineExceeded) makes it a failure,
+    restarted per policy, with the last output kept for status; otherwise it is Pending."""
+    rec.finished_at = now_iso()
+    if condition:
+        if api_error:  # a CLI retrying a failing API prints nothing meanwhile
+            tail = [*tail, f"last API error retried: {api_error}"]
+        rec.phase, rec.exit_code, rec.last_output = FAILED, None, tail
+        rec.reason = reason + (f"; last output: {tail[-1]}" if tail else "; no output")
+        rec.set_condition(condition, "True", condition, reason)
+        rec.set_condition("Ready", "False", condition, reason)
+        back_off(rec, policy)
+    else:
+        rec.phase, rec.reason = PENDING, f"stopped: {reason}"
+        rec.set_condition("Ready", "False", "Stopped", reason)
+
+
+def workspace_lost(rec: SessionRecord, *, reason: str, condition: str, policy: Backoff) -> None:
+    """The run ended but its workspace is gone before its gates ran: a failure, run again."""
+    rec.gates_pending, rec.phase, rec.finished_at = False, FAILED, rec.finished_at or now_iso()
+    rec.reason = reason
+    rec.set_condition("Ready", "False", condition, reason)
+    back_off(rec, policy)
 
 
 def back_off(rec: SessionRecord, policy: Backoff) -> None:

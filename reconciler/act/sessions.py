@@ -29,10 +29,9 @@ class Started:
     argv: list[str]
 
 
-def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
-                session_id: str) -> dict[str, str]:
-    """The session's environment: ours, the agent's env, and the owner variables."""
-    env = dict(os.environ)
+def agent_env(agent: DesiredAgent) -> dict[str, str]:
+    """The agent's `env`, with `fromEnv` values read from fleet's environment (every engine)."""
+    env: dict[str, str] = {}
     for key, value in agent.env.items():
         if isinstance(value, FromEnv):
             if value.fromEnv not in os.environ:
@@ -41,11 +40,47 @@ def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path
             env[key] = os.environ[value.fromEnv]
         else:
             env[key] = value
+    return env
+
+
+def owner_env(agent: DesiredAgent, *, fleet: str, repo_id: str, session_id: str) -> dict[str, str]:
+    """The owner variables: how observe recognises the session's processes as this agent's."""
+    return {ENV_FLEET: fleet, ENV_REPO: repo_id, ENV_AGENT: agent.name, ENV_HASH: agent.spec_hash,
+            ENV_SESSION: session_id, "FLEET_BRANCH": agent.branch}
+
+
+def resume_env(resume: tuple[str, str] | None) -> dict[str, str]:
+    """What a resumed run is told (the command runtime reads these; CLIs get the message as a turn)."""
+    return {"FLEET_RESUME": "1", "FLEET_MESSAGE": resume[1]} if resume else {}
+
+
+def session_argv(agent: DesiredAgent, session_id: str, resume: tuple[str, str] | None) -> list[str]:
+    """The runtime's argv for a start or a resume; FleetError for a spec it refuses."""
+    runtime = get_runtime(agent.tier.runtime)
+    req = session_request(agent, session_id)
+    try:
+        argv = runtime.resume_argv(req, resume[1]) if resume else runtime.start_argv(req)
+    except ValueError as exc:
+        raise FleetError(f"agent {agent.name}: {exc}") from None
+    if argv is None:
+        raise FleetError(f"runtime {runtime.name} cannot resume this session")
+    return argv
+
+
+def session_request(agent: DesiredAgent, session_id: str) -> SessionRequest:
+    return SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
+                          model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command,
+                          locks=agent.locks)
+
+
+def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
+                session_id: str) -> dict[str, str]:
+    """A local session's environment: ours, the agent's env, and the owner variables."""
+    env = {**os.environ, **agent_env(agent)}
     bindir = str(Path(sys.executable).parent)  # so `fleet lock` and our python resolve in the session
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env.update({ENV_FLEET: fleet, ENV_REPO: repo_id, ENV_AGENT: agent.name, ENV_HASH: agent.spec_hash,
-                ENV_SESSION: session_id, "FLEET_LOCK_DIR": str(lock_dir),
-                "FLEET_BRANCH": agent.branch})
+    env.update(owner_env(agent, fleet=fleet, repo_id=repo_id, session_id=session_id))
+    env["FLEET_LOCK_DIR"] = str(lock_dir)
     return env
 
 
@@ -64,19 +99,11 @@ def prepare(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
             resume: tuple[str, str] | None = None, extra_env: dict[str, str] | None = None) -> Launch:
     """Build argv and env. `resume` = (session_id, message). Raises FleetError for a bad spec
     (a missing fromEnv variable, a refused flag), before anything is stopped or started."""
-    runtime = get_runtime(agent.tier.runtime)
     session_id = resume[0] if resume else str(uuid.uuid4())
-    req = SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
-                         model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command,
-                         locks=agent.locks)
-    try:
-        argv = runtime.resume_argv(req, resume[1]) if resume else runtime.start_argv(req)
-    except ValueError as exc:
-        raise FleetError(f"agent {agent.name}: {exc}") from None
-    if argv is None:
-        raise FleetError(f"runtime {runtime.name} cannot resume this session")
+    argv = session_argv(agent, session_id, resume)
     env = session_env(agent, fleet=fleet, repo_id=repo_id, lock_dir=lock_dir, session_id=session_id)
-    env.update(runtime.env(req))
+    env.update(get_runtime(agent.tier.runtime).env(session_request(agent, session_id)))
+    env.update(resume_env(resume))
     env.update(extra_env or {})
     return Launch(agent=agent, argv=argv, env=env, session_id=session_id, resume=resume is not None)
 

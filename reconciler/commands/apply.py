@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ..act.executor import Outcome
+from ..engines.executor import Outcome
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
 from ..plan import saved
 from ..plan.actions import BLOCKED, Plan
@@ -61,7 +61,7 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
 
     try:
         result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace, archive=archive,
-                                confirm=confirmed, on_step=progress.step, planner=planner,
+                                confirm=confirmed, on_step=progress.step, planner=planner, saved_plan=planner is not None,
                                 on_wait=lambda msg: err.print(f"[yellow]{escape(msg)}[/]"))
     finally:
         progress.stop()

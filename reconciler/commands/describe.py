@@ -14,7 +14,8 @@ from ..act.lifecycle import read_log_tail
 from ..observe.snapshot import fleet_home
 from ..spec.loader import load_fleet
 from ..store.records import StateStore
-from ..control.status_rows import fleet_status, human_age
+from ..control.status_rows import fleet_status
+from ..plan.status import human_age
 
 
 def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from ..errors import EXIT_OK
 from ..spec.loader import load_fleet
-from ..control.status_rows import AgentStatus, fleet_status, human_age
+from ..control.status_rows import fleet_status
+from ..plan.status import AgentStatus, human_age
 
 _PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red",
                 "Pending": "yellow"}

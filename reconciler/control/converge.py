@@ -1,28 +1,31 @@
-"""One reconcile pass: lock, observe, bring records up to date, plan, act.
+"""One reconcile pass: lock, observe, bring records up to date, plan, act (docs/architecture.md).
 
-`fleet apply` and the control loop both call `reconcile_once`; `fleet diff` calls
-`preview`, which is the same observe + plan with nothing written.
+`fleet apply`, `fleet delete` and the control loop all call `reconcile_once`; `fleet diff`
+and `fleet status` call `preview`, the same observe + plan with nothing written. Both
+talk to the fleet's engine (engines/base.py) and never ask which one it is.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .. import telemetry
+from ..act.lifecycle import read_log_tail, refreshed
 from ..act.worktrees import ensure_excluded
 from ..engines import engine_for
-from ..act.lifecycle import read_log_tail, refreshed
-from ..observe.snapshot import Observed, fleet_home, observe
-from ..observe.gitrepo import GitRepo
-from ..plan.actions import Plan
+from ..errors import FleetError
+from ..observe.snapshot import Observed, fleet_home
+from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
 from ..spec.loader import LoadedFleet
 from ..spec.models import Backoff
+from ..store.records import StateStore
 
 if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never load the executor
-    from ..act.executor import Outcome
+    from ..engines.base import Engine
+    from ..engines.executor import Outcome
 
 
 @dataclass
@@ -37,29 +40,29 @@ class Result:
 
 
 def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool = False,
-            inspect_all: bool = False) -> tuple[Observed, Plan]:
+            inspect_all: bool = False, engine: Engine | None = None) -> tuple[Observed, Plan]:
     """Observe and plan without writing anything (records are refreshed in memory only)."""
-    if (engine := engine_for(loaded)) is not None:  # spec.placement: sessions run elsewhere (engines/)
-        return engine.preview(targets=targets, archive=archive, inspect_all=inspect_all)
-    observed = observe(loaded, inspect_all=inspect_all)
-    refresh_records(observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
-    return observed, make_plan(loaded, observed, targets=targets, archive=archive)
+    engine = engine or engine_for(loaded)
+    observed = engine.observe(inspect_all=inspect_all, readonly=True)
+    refresh_records(engine.store, observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
+    plan = make_plan(loaded, observed, targets=targets, archive=archive, now=datetime.now(timezone.utc))
+    return observed, engine.adjust(plan, observed)
 
 
-def refresh_records(observed: Observed, *, save: bool, backoff: Backoff | None = None) -> None:
+def refresh_records(store: StateStore, observed: Observed, *, save: bool, backoff: Backoff) -> None:
     """Fold ended sessions (exit code, cost) and adopted ones into the records."""
     for agent in observed.agents.values():
         if agent.record is None:
             continue
-        log = observed.store.log_path(agent.name) if not agent.alive else None
+        log = store.log_path(agent.name) if not agent.alive else None
         new = refreshed(agent, read_log_tail(log) if log else None, backoff)
         if new is not agent.record or agent.adopted:
             agent.record = new
             if save and new is not None:
-                observed.store.save(new)
+                store.save(new)
 
 
-def sync_declared(loaded: LoadedFleet, observed: Observed) -> None:
+def sync_declared(loaded: LoadedFleet, store: StateStore, observed: Observed) -> None:
     """Carry what the spec says about each agent into its record: `protect` must hold even
     after the agent is removed from the file, and an adopted session needs its spec."""
     for agent in observed.agents.values():
@@ -70,7 +73,19 @@ def sync_declared(loaded: LoadedFleet, observed: Observed) -> None:
             rec.protect = desired.protect
             if agent.adopted:
                 rec.session_spec = desired.session_spec()
-            observed.store.save(rec)
+            store.save(rec)
+
+
+def clear_unblocked(store: StateStore, observed: Observed, plan: Plan) -> None:
+    """A `Blocked` condition holds only while the plan still blocks the agent."""
+    blocked = {a.agent for a in plan.actions if a.kind == BLOCKED}
+    for agent in observed.agents.values():
+        rec = agent.record
+        if rec is None or agent.name in blocked:
+            continue
+        if any(c.type == "Blocked" and c.status == "True" for c in rec.conditions):
+            rec.clear_condition("Blocked", "Unblocked")
+            store.save(rec)
 
 
 @telemetry.traced_reconcile
@@ -78,26 +93,36 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
                    confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
                    on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
                    grace: float = 10.0, command: str = "fleet apply", archive: bool = False,
-                   planner: Callable[[Observed], Plan] | None = None) -> Result:
-    """`planner` replaces the planner (a saved plan checks it still holds, plan/saved.py)."""
-    if (engine := engine_for(loaded)) is not None:  # spec.placement: sessions run elsewhere (engines/)
-        return engine.reconcile_once(targets=targets, lock_timeout=lock_timeout, confirm=confirm, on_wait=on_wait,
-                                     on_step=on_step, on_plan=on_plan, grace=grace, command=command,
-                                     archive=archive, planner=planner)
-    from ..act.executor import Executor
+                   planner: Callable[[Observed], Plan] | None = None, inspect_all: bool = False,
+                   saved_plan: bool = False, engine: Engine | None = None) -> Result:
+    """`planner` replaces the planner: `fleet delete` plans deletions; a saved plan
+    (`saved_plan=True`, plan/saved.py) checks that it still holds."""
+    from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
-    repo = GitRepo(loaded.repo)
-    ensure_excluded(repo)  # before the lock creates .fleet/, so the checkout never shows it
-    with fleet_lock(fleet_home(repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
-        observed = observe(loaded)
-        observed.store.sweep_temp()
-        refresh_records(observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
-        sync_declared(loaded, observed)
-        the_plan = planner(observed) if planner else make_plan(loaded, observed, targets=targets, archive=archive)
+    engine = engine or engine_for(loaded)
+    if saved_plan and not engine.supports_saved_plans:
+        raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",
+                         hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
+    ensure_excluded(engine.repo)  # before the lock creates .fleet/, so the checkout never shows it
+    with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
+        observed = engine.observe(inspect_all=inspect_all, readonly=False)
+        engine.store.sweep_temp()
+        refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
+        sync_declared(loaded, engine.store, observed)
+        if planner is not None:
+            the_plan = planner(observed)
+        else:
+            now = datetime.now(timezone.utc)
+            the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now), observed)
+        clear_unblocked(engine.store, observed, the_plan)
         if on_plan:
             on_plan(the_plan)
-        if not the_plan.has_changes or (confirm is not None and not confirm(the_plan)):
+        if the_plan.has_changes and confirm is not None and not confirm(the_plan):
             return Result(the_plan)
-        outcomes = Executor(loaded, observed, grace=grace, on_step=on_step).run(the_plan)
+        # after the confirmation, before the actions: what it frees is there for this plan's spawns
+        engine.release_ended(observed)
+        if not the_plan.has_changes:
+            return Result(the_plan)
+        outcomes = Executor(loaded, engine, observed, grace=grace, on_step=on_step).run(the_plan)
         return Result(the_plan, outcomes, applied=True)

@@ -1,50 +1,17 @@
-"""The per-agent status view (SPEC.md "fleet status"), computed without writing anything."""
+"""`fleet status` and `fleet describe`: the rows of plan/status.py, completed by the engine.
+
+Computed without writing anything: the same observation and plan as `fleet diff`.
+"""
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
-from ..observe.snapshot import ObservedAgent
-from ..store.ledger import spend_on, today
 from ..engines import engine_for
-from ..observe.snapshot import Observed
-from ..plan.actions import Action, Plan
-from .converge import preview
-from ..store.records import Condition, SessionRecord
+from ..plan.status import AgentStatus, status_rows
 from ..spec.loader import LoadedFleet
-
-
-@dataclass
-class AgentStatus:
-    agent: str
-    declared: bool
-    phase: str
-    sync: str  # Synced | OutOfSync | Unknown
-    tier: str | None
-    runtime: str | None
-    model: str | None
-    branch: str | None
-    worktree: str | None
-    dirty: int | None
-    ahead: int | None
-    pid: int | None
-    started_at: str | None
-    finished_at: str | None
-    age_seconds: float | None
-    idle_seconds: float | None  # running sessions: time since their last sign of progress
-    exit_code: int | None
-    attempts: int
-    cost_usd: float
-    session_id: str | None
-    spec_hash: str | None
-    observed_generation: str | None
-    reason: str | None
-    conditions: list[dict[str, Any]] = field(default_factory=list)
-    last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
-    last_gate: dict[str, Any] | None = None
-    node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
+from ..store.ledger import spend_on, today
+from .converge import preview
 
 
 @dataclass
@@ -57,92 +24,8 @@ class FleetStatus:
 
 
 def fleet_status(loaded: LoadedFleet) -> FleetStatus:
-    observed, plan = preview(loaded)
+    engine = engine_for(loaded)
+    observed, plan = preview(loaded, engine=engine)
     spend = spend_on(today(), [a.record for a in observed.agents.values() if a.record])
-    rows = _rows(loaded, observed, plan)
-    if (engine := engine_for(loaded)) is not None:  # node, clone and pid are known to the engine
-        rows = engine.status_rows(observed, rows)
+    rows = engine.status_rows(observed, status_rows(loaded, observed, plan, datetime.now(timezone.utc)))
     return FleetStatus(loaded.name, rows, round(spend.total, 6), loaded.fleet.spec.budget.usdPerDay, spend.by_tier)
-
-
-def _rows(loaded: LoadedFleet, observed: Observed, plan: Plan) -> list[AgentStatus]:
-    pending = {a.agent: a for a in plan.actions}
-    rows: list[AgentStatus] = []
-    names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
-    trees = {n: a.worktree for n in names if (a := observed.agents.get(n)) is not None and a.worktree is not None}
-    counts = dict(zip(trees, observed.repo.tree_counts(list(trees.values()), loaded.fleet.spec.base)))
-    for name in names:
-        desired = loaded.agent(name)
-        obs = observed.agents.get(name) or ObservedAgent(name)
-        rec = obs.record
-        wt = obs.worktree
-        phase = obs.phase or "Pending"
-        action = pending.get(name)
-        reason = rec.reason if rec else None
-        if action is not None and action.kind == "blocked":
-            phase, reason = "Blocked", action.reason
-        elif action is not None and action.kind == "wait":
-            finished = phase in ("Failed", "Succeeded")
-            phase = phase if finished else "Pending"
-            # a failed run waiting for its backoff: say both why it failed and when it restarts
-            reason = f"{reason}; {action.reason}" if finished and reason else action.reason
-        elif phase == "Pending" and action is not None:
-            reason = f"next apply: {action.kind} ({action.reason})"
-        branch = wt.branch if wt else (desired.branch if desired else rec.branch if rec else None)
-        rows.append(AgentStatus(
-            agent=name, declared=desired is not None, phase=phase,
-            sync=_sync(desired.spec_hash if desired else None, rec.spec_hash if rec else None),
-            tier=desired.tier_name if desired else rec.tier if rec else None,
-            runtime=desired.tier.runtime if desired else rec.runtime if rec else None,
-            model=desired.tier.model if desired else rec.model if rec else None,
-            branch=branch, worktree=str(wt.path) if wt else None,
-            dirty=counts[name][0] if wt else None,  # git status and rev-list --count, run side by side
-            ahead=counts[name][1] if wt else None,
-            pid=rec.pid if rec and obs.alive else None,
-            started_at=rec.started_at if rec else None, finished_at=rec.finished_at if rec else None,
-            age_seconds=_age(rec.started_at if rec else None),
-            idle_seconds=round(time.time() - obs.last_progress, 1) if obs.alive and obs.last_progress else None,
-            exit_code=obs.exit_code, attempts=rec.attempts if rec else 0,
-            cost_usd=rec.cost_usd if rec else 0.0, session_id=rec.session_id if rec else None,
-            spec_hash=desired.spec_hash if desired else None,
-            observed_generation=rec.spec_hash if rec else None, reason=reason,
-            conditions=_conditions(rec, action), last_output=list(rec.last_output) if rec else [],
-            last_gate=rec.last_gate if rec else None))
-    return rows
-
-
-def _conditions(rec: SessionRecord | None, action: Action | None) -> list[dict[str, Any]]:
-    """The record's conditions, plus the one the next action implies (a wait on budget or
-    backoff), so status tells the truth before an apply has recorded it."""
-    found = {c.type: asdict(c) for c in rec.conditions} if rec else {}
-    implied = action.details.get("condition") if action is not None else None
-    if implied and found.get(implied, {}).get("status") != "True":
-        found[implied] = asdict(Condition(implied, "True", implied, action.reason))  # type: ignore[union-attr]
-    return list(found.values())
-
-
-def _sync(desired: str | None, observed: str | None) -> str:
-    if desired is None:
-        return "OutOfSync"  # declared nowhere: will be pruned
-    if observed is None:
-        return "OutOfSync"
-    return "Synced" if desired == observed else "OutOfSync"
-
-
-def _age(since: str | None) -> float | None:
-    if not since:
-        return None
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
-
-
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600}h"

@@ -1,11 +1,12 @@
-"""Where sessions run: the engine named by spec.placement.engine.
+"""Where sessions run: the engine named by spec.placement.engine (docs/architecture.md).
 
-`local` (the default) is the rest of the package: git worktrees and detached processes
-on this machine, driven by reconcile.py. Any other engine takes over observation and
-execution for its fleets and reuses the planner, the state store and the safety rules;
-reconcile.py (`preview`, `reconcile_once`), status.py and the `logs` and `delete`
-commands ask `engine_for` and hand over when it returns one. An engine is imported only
-when a fleet names it, so its dependencies stay optional (`pip install fleet-reconciler[ray]`).
+- base.py      the `Engine` protocol every engine implements
+- executor.py  executing a plan on any engine, with the one record lifecycle
+- local.py     `local` (the default): git worktrees and detached processes on this machine
+- ray/         `ray`: sessions as actors on a Ray cluster (docs/scale-out.md)
+
+An engine other than local is imported only when a fleet names it, so its dependencies
+stay optional (`pip install fleet-reconciler[ray]`).
 """
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from ..errors import FleetError
 
 if TYPE_CHECKING:
     from ..spec.loader import LoadedFleet
-    from .ray.engine import RayEngine
+    from .base import Engine
 
 
-def engine_for(loaded: LoadedFleet) -> RayEngine | None:
-    """The fleet's engine, or None for `local` (reconcile.py itself)."""
+def engine_for(loaded: LoadedFleet) -> Engine:
+    """The fleet's engine, as spec.placement.engine names it."""
     engine = loaded.fleet.spec.placement.engine
     if engine == "local":
-        return None
+        from .local import LocalEngine
+
+        return LocalEngine(loaded)
     if engine == "ray":
         from .ray.engine import RayEngine
 

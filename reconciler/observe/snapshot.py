@@ -69,14 +69,15 @@ def fleet_home(repo: GitRepo) -> Path:
     return repo.root / ".fleet"
 
 
-def observe(loaded: LoadedFleet, *, inspect_all: bool = False) -> Observed:
+def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | None = None,
+            store: StateStore | None = None) -> Observed:
     """Read git, the state store and processes. Writes nothing.
 
     `inspect_all` computes what is at stake for every owned worktree (status and
     delete need it); otherwise only for prune candidates, all the planner needs.
     """
-    repo = GitRepo(loaded.repo)
-    store = StateStore(fleet_home(repo), loaded.name)
+    repo = repo or GitRepo(loaded.repo)  # the engine's, read once per pass: its config is O(agents)
+    store = store or StateStore(fleet_home(repo), loaded.name)
     obs = Observed(repo=repo, store=store, base_exists=repo.ref_exists(loaded.fleet.spec.base))
     root = (loaded.repo / loaded.fleet.spec.worktrees.root).resolve()
     repo_id = str(repo.common_dir)

@@ -13,7 +13,7 @@ from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN
 from . import markdown as md
 
 if TYPE_CHECKING:
-    from ..act.executor import Outcome
+    from ..engines.executor import Outcome
 
 _STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
           REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red"}

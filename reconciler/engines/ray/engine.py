@@ -1,105 +1,87 @@
-"""The ray engine: the same reconcile pass as reconcile.py, with observation and execution on
-a Ray cluster (docs/scale-out.md).
+"""The ray engine (docs/scale-out.md): the `Engine` protocol on a Ray cluster.
 
 Planning is the planner's: caps, budgets, restart policy and backoff, gates, drift and
-the prune rules are exactly those of a local fleet. What differs is what an action is
-carried out on (executor.py), and one step between recording ended sessions and
-planning: an ended session's actor is released, its clone pushed (or archived) and
-deleted, so the cluster slot it held is free for the sessions this pass starts.
+the prune rules are exactly those of a local fleet, and the record lifecycle is the
+shared executor's (engines/executor.py). What differs is what each step is carried out on:
+
+- create-worktree: create the agent's branch on the remote from base (with this fleet's
+  owner ref); the session clones it on whichever node the cluster picks.
+- spawn/resume: a new detached actor (or the agent's existing one, whose clone is kept)
+  runs the session; the record says Running from then on, the actor may still wait for
+  a cluster slot.
+- stop: the actor TERMs (then KILLs) the session and pushes the branch.
+- run-gate: the gate runs in the clone, on the session's node.
+- prune: the actor releases its clone (push, archive with --archive, or refuse), then
+  the branch is deleted on the remote, under a lease, if nothing on it is unmerged (or
+  it was archived to refs/fleet/archive/... on the remote first).
+
+and one step between recording ended sessions and acting: an ended session's actor is
+released, its clone pushed (or archived) and deleted, so the cluster slot it held is
+free for the sessions this pass starts.
 """
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...act.worktrees import ensure_excluded
-from ...errors import EXIT_OK, FleetError
-from ...locking.fleet_lock import fleet_lock
+from ... import telemetry
+from ...act.archive import archive_ref
+from ...act.gates import GateResult
+from ...act.sessions import agent_env, owner_env, resume_env, session_argv
+from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
 from ...observe.gitrepo import GitRepo
-from ...observe.snapshot import fleet_home
-from ...plan.actions import CREATE_WORKTREE, Plan
-from ...plan.planner import plan as make_plan
-from ...control.converge import Result, refresh_records, sync_declared
+from ...observe.snapshot import Observed, ObservedAgent, fleet_home
+from ...plan.actions import CREATE_WORKTREE, Action, Plan
+from ...plan.status import AgentStatus
+from ...spec.desired import DesiredAgent
+from ...spec.durations import parse_duration
 from ...spec.loader import LoadedFleet
-from ...store.records import RUNNING, StateStore
+from ...spec.models import Gate
+from ...store.records import RUNNING, SessionRecord, StateStore
+from ..base import GateRunner, Halted, Launched, WorkspaceLost
 from . import cluster
-from .observe import RayObserved, node_label, observe, read_json
-from .remote import ARCHIVES
-
-if TYPE_CHECKING:
-    from ...act.executor import Outcome
-    from .executor import RayExecutor
+from .actor import Launch, SessionConfig
+from .observe import RayObserved, Session, append_log, node_label, observe, read_json
+from .remote import Remote
 
 
 class RayEngine:
     name = "ray"
+    supports_saved_plans = False  # a saved plan would have to fix the cluster's state too
 
     def __init__(self, loaded: LoadedFleet) -> None:
         self.loaded = loaded
+        self.repo = GitRepo(loaded.repo)
+        self.store = StateStore(fleet_home(self.repo), loaded.name)
+        self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
 
-    def observe(self, *, inspect_all: bool = False, readonly: bool = False) -> RayObserved:
-        return observe(self.loaded, inspect_all=inspect_all, readonly=readonly)
+    # -- observe and plan ------------------------------------------------------------------
 
-    def executor(self, observed: RayObserved, *, grace: float = 10.0,
-                 on_step: Callable[[Outcome], None] | None = None) -> RayExecutor:
-        from .executor import RayExecutor  # acting only: `fleet status` and `fleet diff` never load it
+    def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> RayObserved:
+        observed = observe(self.loaded, inspect_all=inspect_all, readonly=readonly, repo=self.repo, store=self.store)
+        self._observed_remote = observed.remote
+        return observed
 
-        return RayExecutor(self.loaded, observed, grace=grace, on_step=on_step)
-
-    def plan(self, observed: RayObserved, *, targets: Iterable[str] = (), archive: bool = False) -> Plan:
+    def adjust(self, plan: Plan, observed: Observed) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""
-        base = make_plan(self.loaded, observed, targets=targets, archive=archive)
-        assert observed.remote is not None
+        ray_obs = _ray(observed)
+        assert ray_obs.remote is not None
         actions = []
-        for action in base.actions:
+        for action in plan.actions:
             if action.kind == CREATE_WORKTREE:
                 branch = action.details.get("branch")
-                if branch in observed.remote.heads:
+                if branch in ray_obs.remote.heads:
                     continue  # the branch is there: sessions clone it on their node
                 action = replace(action, reason=f"branch {branch} from {self.loaded.fleet.spec.base} on the remote "
                                                 f"(sessions clone it on their node)",
-                                 details={"branch": branch, "remote": observed.remote.url})
+                                 details={"branch": branch, "remote": ray_obs.remote.url})
             actions.append(action)
-        return Plan(fleet=base.fleet, actions=tuple(actions), notes=base.notes + tuple(self._notes(observed)))
+        return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(self._notes(ray_obs)))
 
-    def preview(self, *, targets: Iterable[str] = (), archive: bool = False,
-                inspect_all: bool = False) -> tuple[RayObserved, Plan]:
-        observed = self.observe(inspect_all=inspect_all, readonly=True)
-        refresh_records(observed, save=False, backoff=self.loaded.fleet.spec.restartBackoff)
-        return observed, self.plan(observed, targets=targets, archive=archive)
-
-    def reconcile_once(self, *, targets: Iterable[str] = (), lock_timeout: float | None = None,
-                       confirm: Callable[[Plan], bool] | None = None, on_wait: Callable[[str], None] | None = None,
-                       on_step: Callable[[Outcome], None] | None = None,
-                       on_plan: Callable[[Plan], None] | None = None, grace: float = 10.0,
-                       command: str = "fleet apply", archive: bool = False,
-                       planner: Callable[[Any], Plan] | None = None) -> Result:
-        if planner is not None:
-            raise FleetError("saved plans are not supported with placement.engine ray yet",
-                             hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
-        repo = GitRepo(self.loaded.repo)
-        ensure_excluded(repo)
-        with fleet_lock(fleet_home(repo), self.loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
-            observed = self.observe()
-            observed.store.sweep_temp()
-            refresh_records(observed, save=True, backoff=self.loaded.fleet.spec.restartBackoff)
-            sync_declared(self.loaded, observed)
-            the_plan = self.plan(observed, targets=targets, archive=archive)
-            if on_plan:
-                on_plan(the_plan)
-            if the_plan.has_changes and confirm is not None and not confirm(the_plan):
-                return Result(the_plan)
-            # after the confirmation, before the actions: the slots it frees are there for this plan's spawns
-            self.release_ended(observed)
-            if not the_plan.has_changes:
-                return Result(the_plan)
-            outcomes = self.executor(observed, grace=grace, on_step=on_step).run(the_plan)
-            return Result(the_plan, outcomes, applied=True)
-
-    def release_ended(self, observed: RayObserved) -> None:
+    def release_ended(self, observed: Observed) -> None:
         """Free the clone and slot of every session that has ended and whose record is up to date.
 
         What is not on the remote is pushed, or archived under refs/fleet/archive/... on the
@@ -108,10 +90,11 @@ class RayEngine:
         """
         from .executor import release
 
+        observed = _ray(observed)
         for name in self.ended(observed):
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
-            ref = f"{ARCHIVES}/{self.loaded.name}/{name}/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            ref = archive_ref(self.loaded.name, name)
             node = session.node
             try:
                 saved = release(observed, name, session, archive_ref=ref)
@@ -128,7 +111,7 @@ class RayEngine:
             else:
                 rec.set_condition("CloneKept", "True", "PushFailed",
                                   f"the clone stays on node {node}: {saved['refused']}")
-            observed.store.save(rec)
+            self.store.save(rec)
 
     @staticmethod
     def ended(observed: RayObserved) -> list[str]:
@@ -143,8 +126,133 @@ class RayEngine:
             out.append(name)
         return out
 
-    def status_rows(self, observed: RayObserved, rows: list[Any]) -> list[Any]:
+    # -- the executor's steps --------------------------------------------------------------
+
+    def before_actions(self) -> None:
+        return None
+
+    def workspace_of(self, agent: DesiredAgent) -> str | None:
+        return None  # the clone is on a node; status shows where
+
+    def create_workspace(self, action: Action, agent: DesiredAgent) -> str:
+        remote = self._remote()
+        sha = remote.create_branch(agent.branch, agent.base)  # the owner ref goes with it in one atomic push
+        return f"branch {agent.branch} at {sha[:12]} ({agent.base}) on {remote.url}"
+
+    def prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> Launch:
+        """The run, checked here (a bad spec must not cost a running session); argv is built on the node."""
+        session_id = resume[0] if resume else str(uuid.uuid4())
+        session_argv(agent, session_id, resume)  # refuses what the runtime refuses, before anything stops
+        env = agent_env(agent)
+        env.update(owner_env(agent, fleet=self.loaded.name, repo_id=self._remote().url, session_id=session_id))
+        env.update(resume_env(resume))
+        env.update(telemetry.session_env(self.loaded, agent))
+        return Launch(run_id=uuid.uuid4().hex, runtime=agent.tier.runtime, prompt=agent.prompt,
+                      session_id=session_id, spec_hash=agent.spec_hash, model=agent.tier.model,
+                      args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
+                      resume_message=resume[1] if resume else None)
+
+    def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
+        assert isinstance(prepared, Launch)
+        ray_obs, ray = _ray(observed), self._ray(observed)
+        session = ray_obs.sessions.get(agent.name)
+        known = ray_obs.ledger.setdefault(agent.name, {})
+        if session is not None and session.state in ("exited", "idle"):
+            # the agent's clone is still on its node (kept for gates, or a refused release): run there
+            status = cluster.call(ray, session.handle.start, prepared)
+            session.status = status
+            where = f"in its clone on node {node_label(status)}"
+            known["run_id"] = prepared.run_id  # same actor, same log: the copy goes on where it was
+        else:
+            if session is not None:
+                raise FleetError(f"agent {agent.name} already has a session actor ({session.state})")
+            handle = cluster.create(ray, self.loaded, self._config(agent), prepared)
+            ray_obs.sessions[agent.name] = Session(handle, None)
+            free, total = ray_obs.slots
+            where = (f"new actor {ray_obs.namespace}/{agent.name} (1 {self._resource}; "
+                     f"{free:g} of {total:g} free in the cluster)")
+            known.update(run_id=prepared.run_id, instance=None, log_offset=0)  # a new actor's log starts over
+        ray_obs.save_ledger()
+        return Launched(session_id=prepared.session_id, pid=None, create_time=None, where=f"session {where}",
+                        ready=f"ray actor {ray_obs.namespace}/{agent.name}")
+
+    def stop_orphan(self, action: Action, observed: Observed, *, grace: float) -> str:
+        ray_obs = _ray(observed)
+        session = ray_obs.sessions.get(action.agent)
+        if session is None:
+            return "not running"
+        self._halt(ray_obs, action.agent, session, grace)
+        return f"stopped the session of actor {ray_obs.namespace}/{action.agent}"
+
+    def halt(self, action: Action, rec: SessionRecord, observed: Observed, *, grace: float) -> Halted | None:
+        ray_obs = _ray(observed)
+        session = ray_obs.sessions.get(action.agent)
+        if session is None:
+            return None
+        status = self._halt(ray_obs, action.agent, session, grace)
+        where = f" on node {node_label(status)}" if status else ""
+        pushed = f"; push failed: {status['push_error']}" if status and status.get("push_error") else ""
+        return Halted(log_tail=self._log_tail(ray_obs, session, status), message=f"stopped the session{where}{pushed}")
+
+    def gate_runner(self, agent: DesiredAgent, observed: Observed) -> GateRunner | WorkspaceLost:
+        """The agent's gates, in its clone on its node."""
+        ray_obs = _ray(observed)
+        session = ray_obs.sessions.get(agent.name)
+        if session is None or session.status is None:
+            return WorkspaceLost("the session's clone was lost before its gates ran; it runs again from its "
+                                 "pushed branch", "CloneLost")
+        ray = self._ray(observed)
+
+        def on_node(name: str, gate: Gate) -> GateResult:
+            out = cluster.call(ray, session.handle.run_gate, name, gate.run, parse_duration(gate.timeout),
+                               timeout=parse_duration(gate.timeout) + cluster.CALL_TIMEOUT)
+            return GateResult(out["exit_code"] == 0, out["exit_code"], out["output"], out["seconds"])
+
+        return GateRunner(on_node, where=f" (on node {session.node})")
+
+    def prune(self, action: Action, obs: ObservedAgent, observed: Observed) -> str:
+        ray_obs = _ray(observed)
+        remote, name = self._remote(ray_obs), action.agent
+        branch = action.details.get("branch")
+        archived = bool(action.details.get("archive"))
+        ref = archive_ref(self.loaded.name, name)
+        notes: list[str] = []
+        clone_archive = None
+        session = ray_obs.sessions.get(name)
+        if session is not None:
+            if session.status is None:
+                raise FleetError(f"prune refused: the session actor of {name} does not answer (not placed yet, or "
+                                 "its node is unreachable); its clone cannot be checked", exit_code=EXIT_BLOCKED)
+            saved = release(ray_obs, name, session, archive_ref=ref if archived else None)
+            if not saved["ok"]:
+                hint = "" if archived else " (--archive saves it on the remote first)"
+                raise FleetError(f"prune refused: the clone on node {session.node} keeps work that is not on the "
+                                 f"remote: {saved['refused']}{hint}", exit_code=EXIT_BLOCKED)
+            clone_archive = saved["archived"]
+            notes.append(f"released the clone on node {session.node}" +
+                         (f", its work archived to {clone_archive}" if clone_archive else ""))
+            remote.refresh()  # the release pushed the branch
+        if branch and branch in remote.heads:
+            sha = remote.heads[branch]
+            lost = remote.unreachable(sha, self.loaded.fleet.spec.base)
+            if lost and not archived:
+                raise FleetError(f"prune refused: branch {branch} has {len(lost)} unmerged commit(s) on the remote "
+                                 f"({', '.join(lost[:3])}) (--archive saves them first)", exit_code=EXIT_BLOCKED)
+            if lost and not (clone_archive and remote.contains(clone_archive, sha)):
+                branch_ref = ref + "-branch" if clone_archive else ref
+                remote.archive(sha, branch_ref)
+                notes.append(f"branch archived to {branch_ref}")
+            remote.delete_branch(branch, sha)
+            notes.append(f"deleted branch {branch} on the remote")
+        ray_obs.ledger.pop(name, None)
+        ray_obs.save_ledger()
+        return "; ".join(notes) or "removed the state record"
+
+    # -- views -----------------------------------------------------------------------------
+
+    def status_rows(self, observed: Observed, rows: list[AgentStatus]) -> list[AgentStatus]:
         """Fill in what only the actors know: node, clone, dirty, ahead, pid; placing sessions are Pending."""
+        observed = _ray(observed)
         remote = observed.remote
         base = self.loaded.fleet.spec.base
         out = []
@@ -211,6 +319,58 @@ class RayEngine:
                 return EXIT_OK
             time.sleep(0.5)
 
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _halt(self, observed: RayObserved, name: str, session: Session, grace: float) -> dict[str, Any] | None:
+        if session.status is None:
+            if observed.ledger.get(name, {}).get("instance") is not None:
+                raise FleetError(f"the session actor of {name} does not answer (its node may be unreachable); "
+                                 "not stopping what cannot be pushed", exit_code=EXIT_BLOCKED)
+            # never placed: nothing ran, nothing to push
+            cluster.kill(self._ray(observed), session.handle, name=name, ns=observed.namespace)
+            observed.sessions.pop(name, None)
+            return None
+        status = cluster.call(self._ray(observed), session.handle.stop, grace, timeout=grace + cluster.CALL_TIMEOUT)
+        session.status = status
+        return status
+
+    def _log_tail(self, observed: RayObserved, session: Session, status: dict[str, Any] | None) -> str:
+        if status is None:
+            return ""
+        size = int(status.get("log_size") or 0)
+        data, _ = cluster.call(self._ray(observed), session.handle.read_log, max(0, size - 16384))
+        return data.decode(errors="replace")
+
+    def _remote(self, observed: RayObserved | None = None) -> Remote:
+        remote = observed.remote if observed is not None else self._observed_remote
+        assert remote is not None
+        return remote
+
+    @staticmethod
+    def _ray(observed: Observed) -> Any:
+        ray = _ray(observed).ray
+        assert ray is not None
+        return ray
+
+    def _config(self, agent: DesiredAgent) -> SessionConfig:
+        placement = self.loaded.fleet.spec.placement
+        return SessionConfig(fleet=self.loaded.name, agent=agent.name, remote=self._remote().url,
+                             branch=agent.branch, base=agent.base,
+                             workdir=placement.workdir or "~/.cache/fleet/ray",
+                             push_interval=parse_duration(placement.pushInterval))
+
+    @property
+    def _resource(self) -> str:
+        return self.loaded.fleet.spec.placement.resource
+
+    def _log_tail(self, session: Session, status: dict[str, Any] | None) -> str:
+        if status is None:
+            return ""
+        size = int(status.get("log_size") or 0)
+        data, _ = cluster.call(self._ray, session.handle.read_log, max(0, size - 16384))
+        return data.decode(errors="replace")
+
+
     def _notes(self, observed: RayObserved) -> list[str]:
         _free, total = observed.slots
         notes = []
@@ -240,6 +400,31 @@ class RayEngine:
         return f"{why} (or its node does not answer)"
 
 
+
+
+def _ray(observed: Observed) -> RayObserved:
+    assert isinstance(observed, RayObserved), "the ray engine acts on its own observation"
+    return observed
+
+
 def _kept(observed: RayObserved, name: str) -> bool:
     rec = observed.agents[name].record if name in observed.agents else None
     return bool(rec and any(c.type == "CloneKept" and c.status == "True" for c in rec.conditions))
+
+
+def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None) -> dict[str, Any]:
+    """Ask the actor to free its clone (see SessionActor.release); on success the actor is killed."""
+    ray = observed.ray
+    known = observed.ledger.setdefault(name, {})
+    same = session.status is not None and known.get("instance") == session.status.get("instance")
+    offset = known.get("log_offset", 0) if same else 0
+    if not same and session.status is not None:
+        known.update(instance=session.status.get("instance"), log_offset=0)
+    saved = cluster.call(ray, session.handle.release, archive_ref, offset)
+    append_log(observed, name, saved.get("log") or b"")
+    if saved["ok"]:
+        cluster.kill(ray, session.handle, name=name, ns=observed.namespace)
+        observed.sessions.pop(name, None)
+        known["instance"] = None
+    observed.save_ledger()
+    return saved

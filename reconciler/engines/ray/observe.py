@@ -70,7 +70,8 @@ def node_label(status: dict[str, Any]) -> str:
     return f"{status['node_ip']}/{status['node_id'][:8]}"
 
 
-def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = True) -> RayObserved:
+def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = True, repo: GitRepo | None = None,
+            store: StateStore | None = None) -> RayObserved:
     """Read the remote (into the fetch cache), the state store and the actors.
 
     `readonly` (status, diff) writes nothing but the fetch cache; otherwise (apply,
@@ -78,12 +79,12 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     the local session logs, so results and costs are read as for a local session.
     """
     ray = cluster.connect(loaded)
-    repo = GitRepo(loaded.repo)
+    repo = repo or GitRepo(loaded.repo)
     home = fleet_home(repo)
     remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
     remote.refresh(strict=not readonly)
     spec = loaded.fleet.spec
-    obs = RayObserved(repo=repo, store=StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
+    obs = RayObserved(repo=repo, store=store or StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
                       remote=remote, ray=ray, namespace=cluster.namespace(loaded))
     obs.owned_branches = set(remote.owned)
     obs.ledger = read_json(obs.ledger_path())

@@ -1,0 +1,209 @@
+"""Execute a plan on any engine: each action in order, recording intent before acting.
+
+The record lifecycle lives here and in act/lifecycle.py, once for every engine; the
+engine (engines/base.py) only does the world-touching step of each action. Every step
+writes the agent's record before and after touching the world, so a `kill -9` at any
+point leaves a state the next pass converges from (the orphan and adoption rules of
+observation cover a session started but not yet recorded).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import telemetry
+from ..act import lifecycle
+from ..act.gates import record_gates
+from ..observe.progress import last_api_error, last_lines
+from ..errors import EXIT_BLOCKED, FleetError
+from ..observe.snapshot import Observed, ObservedAgent
+from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from ..spec.desired import DesiredAgent
+from ..spec.loader import LoadedFleet
+from ..store.records import BLOCKED as PHASE_BLOCKED
+from ..store.records import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
+                             SessionRecord)
+from .base import WorkspaceLost
+
+if TYPE_CHECKING:
+    from ..store.records import StateStore
+    from .base import Engine
+
+RESUME_MESSAGE = ("Your previous run {ended}. Continue the task from where you stopped, then commit your "
+                  "work.")
+
+
+@dataclass
+class Outcome:
+    action: Action
+    ok: bool
+    message: str = ""
+    blocked: bool = False  # refused at the last moment to protect work (exit 3)
+
+
+@dataclass
+class Executor:
+    loaded: LoadedFleet
+    engine: Engine
+    observed: Observed
+    grace: float = 10.0
+    on_step: Callable[[Outcome], None] | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def store(self) -> StateStore:
+        return self.engine.store
+
+    def run(self, plan: Plan) -> list[Outcome]:
+        self.engine.before_actions()
+        for action in plan.actions:
+            try:
+                message = self._do(action)
+                outcome = Outcome(action, True, message)
+            except FleetError as exc:
+                outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED)
+                if not outcome.blocked:
+                    self._fail(action, exc.message)
+            self.outcomes.append(outcome)
+            if self.on_step:
+                self.on_step(outcome)
+        return self.outcomes
+
+    @telemetry.traced_action
+    def _do(self, action: Action) -> str:
+        agent = self.loaded.agent(action.agent)
+        obs = self.observed.agents.get(action.agent)
+        handler = {CREATE_WORKTREE: self._create, SPAWN: self._spawn, RESUME: self._resume,
+                   REPLACE: self._replace, STOP: self._stop, PRUNE: self._prune, WAIT: self._wait,
+                   RUN_GATE: self._run_gate, BLOCKED: self._blocked}[action.kind]
+        return handler(action, agent, obs)
+
+    def _create(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None
+        rec = self._record(agent)
+        rec.reason = CREATING_WORKTREE  # intent: proves ownership if we die half-way through the creation
+        self.store.save(rec)
+        message = self.engine.create_workspace(action, agent)
+        rec.reason = None
+        self.store.save(rec)
+        return message
+
+    def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
+               *, resume: tuple[str, str] | None = None, prepared: object | None = None) -> str:
+        assert agent is not None
+        prepared = prepared or self.engine.prepare(agent, resume)
+        rec = self._record(agent)
+        rec.reason = STARTING_SESSION  # intent, recorded before the session exists
+        self.store.save(rec)
+        launched = self.engine.launch(agent, prepared, self.observed)
+        lifecycle.started(rec, agent, session_id=launched.session_id, pid=launched.pid,
+                          create_time=launched.create_time, ready=launched.ready)
+        self.store.save(rec)
+        return launched.where
+
+    def _resume(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None
+        rec = self._record(agent)
+        code = obs.exit_code if obs else None
+        ended = f"ended with exit code {code}" if code is not None else f"was stopped ({rec.reason or 'lost'})"
+        message = rec.gate_feedback or RESUME_MESSAGE.format(ended=ended)
+        return self._spawn(action, agent, obs, resume=(rec.session_id or "", message))
+
+    def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert agent is not None
+        prepared = self.engine.prepare(agent, None)  # a spec that cannot start must not cost the running session
+        self._stop(action, agent, obs)
+        return self._spawn(action, agent, obs, prepared=prepared)
+
+    def _stop(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        if "cmdline" in action.details:  # an orphan: no record, its pid and create-time were observed
+            return self.engine.stop_orphan(action, self.observed, grace=self.grace)
+        rec = obs.record if obs else None
+        if rec is None:
+            return "not running"
+        halted = self.engine.halt(action, rec, self.observed, grace=self.grace)
+        if halted is None:
+            return "not running"
+        self.store.clear_exit(rec.agent)
+        condition = action.details.get("condition")
+        lifecycle.stopped(rec, reason=action.reason, condition=condition, tail=last_lines(halted.log_tail),
+                          api_error=last_api_error(rec) if condition else None,
+                          policy=self.loaded.fleet.spec.restartBackoff)
+        self.store.save(rec)
+        return halted.message
+
+    def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        assert obs is not None
+        if obs.record is not None:
+            obs.record.reason = PRUNING
+            self.store.save(obs.record)
+        message = self.engine.prune(action, obs, self.observed)
+        self.store.remove(action.agent)
+        return message
+
+    def _wait(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        if agent is None:
+            return action.reason
+        rec = self._record(agent)
+        if rec.phase == RUNNING:
+            return action.reason
+        if rec.phase not in (FAILED, SUCCEEDED):
+            rec.phase, rec.reason = PENDING, action.reason
+        # a finished run keeps its phase, its backoff and why it ended; the wait is a condition
+        condition = action.details.get("condition")
+        if condition:
+            rec.set_condition(condition, "True", condition, action.reason)
+        rec.set_condition("Ready", "False", "Waiting", action.reason)
+        self.store.save(rec)
+        return action.reason
+
+    def _run_gate(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        """Run the agent's gates where its work is; the reconciler's result, never the agent's word."""
+        assert agent is not None
+        rec = self._record(agent)
+        runner = self.engine.gate_runner(agent, self.observed)
+        if isinstance(runner, WorkspaceLost):
+            lifecycle.workspace_lost(rec, reason=runner.reason, condition=runner.condition,
+                                     policy=self.loaded.fleet.spec.restartBackoff)
+            self.store.save(rec)
+            return rec.reason or runner.reason
+        verdict = record_gates(rec, agent, runner.run)
+        self.store.save(rec)
+        if verdict.feed_back and action.details.get("resume"):
+            return f"{verdict.message}; resuming: " + self._resume(action, agent, obs)
+        return verdict.message + runner.where
+
+    def _blocked(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        rec = obs.record if obs and obs.record else (self._record(agent) if agent else None)
+        if rec is None:
+            return action.reason
+        if rec.phase in (None, PENDING, PHASE_BLOCKED):
+            rec.phase, rec.reason = PHASE_BLOCKED, action.reason
+            rec.set_condition("Ready", "False", "Blocked", action.reason)
+        elif rec.phase != RUNNING:
+            # a finished run keeps what it knows (phase, result, cost): a refused prune or a
+            # blocked replace is news about the next step, not about the run that ended, and
+            # overwriting it made a re-declared agent run its whole task again
+            rec.set_condition("Blocked", "True", "Blocked", action.reason)
+        else:
+            return action.reason
+        self.store.save(rec)
+        return action.reason
+
+    def _fail(self, action: Action, message: str) -> None:
+        agent = self.loaded.agent(action.agent)
+        if agent is None:
+            return
+        rec = self._record(agent)
+        if rec.phase != RUNNING:
+            rec.phase, rec.reason = FAILED, f"{action.kind} failed: {message}"
+            rec.set_condition("Ready", "False", "ActionFailed", rec.reason)
+            self.store.save(rec)
+
+    def _record(self, agent: DesiredAgent) -> SessionRecord:
+        """The agent's current record (re-read: an earlier action may have changed it)."""
+        rec = self.store.load(agent.name) or SessionRecord(agent=agent.name, fleet=self.loaded.name)
+        rec.tier, rec.runtime, rec.model = agent.tier_name, agent.tier.runtime, agent.tier.model
+        rec.branch, rec.worktree, rec.protect = agent.branch, self.engine.workspace_of(agent), agent.protect
+        return rec

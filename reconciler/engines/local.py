@@ -1,0 +1,140 @@
+"""The local engine (the default): a git worktree per agent and detached processes on this machine.
+
+Observation is observe/snapshot.py; the world-touching steps are act/ (worktrees,
+sessions, archive, gates). The record lifecycle around each step is the shared
+executor's (engines/executor.py), as for every engine.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from typing import IO
+
+from .. import telemetry
+from ..act import sessions
+from ..act.archive import archive_work, restore_hint
+from ..act.gates import run_gate
+from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
+from ..errors import EXIT_OK, FleetError
+from ..locking.slots import write_lock_table
+from ..observe.gitrepo import GitRepo
+from ..observe.processes import is_alive
+from ..observe.snapshot import Observed, ObservedAgent, fleet_home, observe
+from ..plan.actions import Action, Plan
+from ..plan.status import AgentStatus
+from ..spec.desired import DesiredAgent
+from ..spec.loader import LoadedFleet
+from ..store.records import SessionRecord, StateStore
+from .base import GateRunner, Halted, Launched, WorkspaceLost
+from ..act.lifecycle import read_log_tail
+
+
+class LocalEngine:
+    name = "local"
+    supports_saved_plans = True
+
+    def __init__(self, loaded: LoadedFleet) -> None:
+        self.loaded = loaded
+        self.repo = GitRepo(loaded.repo)
+        self.store = StateStore(fleet_home(self.repo), loaded.name)
+
+    # -- observe and plan ------------------------------------------------------------------
+
+    def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
+        return observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+
+    def adjust(self, plan: Plan, observed: Observed) -> Plan:
+        return plan
+
+    def release_ended(self, observed: Observed) -> None:
+        return None  # an ended local session holds nothing: its worktree is its agent's
+
+    # -- the executor's steps --------------------------------------------------------------
+
+    def before_actions(self) -> None:
+        ensure_excluded(self.repo)
+        if self.loaded.fleet.spec.locks:  # `fleet lock` in a session reads the slot counts from here
+            write_lock_table(self.store.home / "locks",
+                             {name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
+
+    def workspace_of(self, agent: DesiredAgent) -> str | None:
+        return str(agent.worktree)
+
+    def create_workspace(self, action: Action, agent: DesiredAgent) -> str:
+        path = create_worktree(self.repo, agent, fleet=self.loaded.name, repair=action.details.get("repair"))
+        return f"worktree {path} on {agent.branch}"
+
+    def prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> sessions.Launch:
+        return sessions.prepare(agent, fleet=self.loaded.name, repo_id=str(self.repo.common_dir),
+                                lock_dir=self.store.home / "locks", resume=resume,
+                                extra_env=telemetry.session_env(self.loaded, agent))
+
+    def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
+        assert isinstance(prepared, sessions.Launch)
+        log = self.store.log_path(agent.name)
+        started = sessions.launch(prepared, log=log, exit_file=self.store.exit_path(agent.name))
+        return Launched(session_id=started.session_id, pid=started.pid, create_time=started.create_time,
+                        where=f"pid {started.pid}, log {log}", ready=f"pid {started.pid}")
+
+    def stop_orphan(self, action: Action, observed: Observed, *, grace: float) -> str:
+        orphan = next(p for p in observed.orphans if p.pid == action.details["pid"])
+        sessions.stop(orphan.pid, orphan.create_time, grace=grace)
+        return f"stopped orphan pid {orphan.pid}"
+
+    def halt(self, action: Action, rec: SessionRecord, observed: Observed, *, grace: float) -> Halted | None:
+        if rec.pid is None:
+            return None
+        sessions.stop(rec.pid, rec.create_time, grace=grace)
+        return Halted(log_tail=read_log_tail(self.store.log_path(rec.agent)) or "", message=f"stopped pid {rec.pid}")
+
+    def gate_runner(self, agent: DesiredAgent, observed: Observed) -> GateRunner | WorkspaceLost:
+        log = self.store.log_path(agent.name)
+        return GateRunner(lambda name, gate: run_gate(name, gate, agent, log=log))
+
+    def prune(self, action: Action, obs: ObservedAgent, observed: Observed) -> str:
+        wt, branch = obs.worktree, action.details.get("branch")
+        if wt is None and branch is None:
+            return "removed the state record"
+        note = ""
+        archived = bool(action.details.get("archive"))
+        base = self.loaded.fleet.spec.base
+        if archived:
+            saved = archive_work(self.repo, fleet=self.loaded.name, agent=action.agent, worktree=wt,
+                                 branch=branch, base=base)
+            note = f"; archived to {saved.ref} ({restore_hint(saved, branch)})"
+        remove_worktree(self.repo, wt, branch, base=base, archived=archived)
+        return f"pruned {wt.path if wt else 'branch'} {branch or ''}{note}".replace("  ", " ")
+
+    # -- views -----------------------------------------------------------------------------
+
+    def status_rows(self, observed: Observed, rows: list[AgentStatus]) -> list[AgentStatus]:
+        """Dirty files and commits ahead of base, from git in each worktree (side by side)."""
+        trees = {n: a.worktree for n, a in observed.agents.items() if a.worktree is not None}
+        counts = dict(zip(trees, self.repo.tree_counts(list(trees.values()), self.loaded.fleet.spec.base)))
+        return [replace(row, dirty=counts[row.agent][0], ahead=counts[row.agent][1]) if row.agent in counts else row
+                for row in rows]
+
+    def logs(self, name: str, *, follow: bool) -> int:
+        path = self.store.log_path(name)
+        if not path.exists():
+            known = ", ".join(a.name for a in self.loaded.agents)
+            raise FleetError(f"no log for agent {name!r} in fleet {self.loaded.name}",
+                             hint=f"agents: {known}" if self.loaded.agent(name) is None else "it has not run yet")
+        with path.open("rb") as f:
+            _copy(f)
+            while follow:
+                rec = self.store.load(name)
+                if not _copy(f) and not (rec and is_alive(rec.pid, rec.create_time)):
+                    _copy(f)
+                    break
+                time.sleep(0.2)
+        return EXIT_OK
+
+
+def _copy(f: IO[bytes]) -> bool:
+    data = f.read()
+    if data:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return bool(data)
