@@ -39,28 +39,37 @@ def _host(command: list[str], exit_file: str) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(2, 1)  # stdout -> the log (fleet opened stderr on it)
     os.dup2(devnull, 0)
-    # TERM/INT reach the whole group; the runner outlives the agent to record how it ended
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    run_recorded(command, exit_file)
+    os._exit(0)
+
+
+def run_recorded(command: list[str], exit_file: str, *, also_default: tuple[int, ...] = ()) -> None:
+    """Run `command` as our child and write its exit code to `exit_file` when it ends.
+
+    Shared by this local host and the Ray node's (engines/ray/host.py). TERM/INT/HUP reach
+    the whole group; the host ignores them so it outlives the agent to record how it ended,
+    while the agent gets them with their default actions (and `also_default`).
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    reset = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *also_default)
+
+    def default_signals() -> None:
+        for sig in reset:
+            signal.signal(sig, signal.SIG_DFL)
+
     try:
-        child = subprocess.Popen(command, preexec_fn=_default_signals)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=default_signals)
         code = child.wait()
         if code < 0:  # killed by a signal: record it the way shells do (and `fleet lock`)
             code = 128 - code
     except OSError as exc:
         print(f"fleet: cannot start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
         code = 127
-    _write_exit(exit_file, code)
-    os._exit(0)
+    write_exit(exit_file, code)
 
 
-def _default_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _write_exit(path: str, code: int) -> None:
+def write_exit(path: str, code: int) -> None:
     data = {"pid": os.getpid(), "exit_code": code,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
     tmp = f"{path}.{os.getpid()}.tmp"

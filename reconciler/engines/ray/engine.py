@@ -88,7 +88,6 @@ class RayEngine:
         remote; if neither works the actor and its clone stay (condition CloneKept) and a
         restart runs in that clone.
         """
-        from .executor import release
 
         observed = _ray(observed)
         for name in self.ended(observed):
