@@ -1,9 +1,10 @@
 """The ray engine (docs/scale-out.md): each session a detached named Ray actor, in a clone of
 spec.remote on its node.
 
-- engine.py    the reconcile pass, status and logs for a ray fleet
+- engine.py    RayEngine, the `Engine` protocol (engines/base.py): plan adjustments, the
+               steps the shared executor calls (carried out by actors and on the remote),
+               release of ended clones, status and logs
 - observe.py   actors, their status and the remote's branches -> the planner's Observed
-- executor.py  plan actions carried out by actors and on the remote
 - remote.py    the driver's git against spec.remote (fetch cache, leased pushes)
 - cluster.py   connecting to Ray, finding and creating the fleet's actors (the only `import ray`)
 - actor.py     runs on the nodes: the clone, the session, pushes, gates, release
