@@ -362,14 +362,6 @@ class RayEngine:
     def _resource(self) -> str:
         return self.loaded.fleet.spec.placement.resource
 
-    def _log_tail(self, session: Session, status: dict[str, Any] | None) -> str:
-        if status is None:
-            return ""
-        size = int(status.get("log_size") or 0)
-        data, _ = cluster.call(self._ray, session.handle.read_log, max(0, size - 16384))
-        return data.decode(errors="replace")
-
-
     def _notes(self, observed: RayObserved) -> list[str]:
         _free, total = observed.slots
         notes = []
