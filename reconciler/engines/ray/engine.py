@@ -90,6 +90,7 @@ class RayEngine:
         """
 
         observed = _ray(observed)
+        released = False
         for name in self.ended(observed):
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
@@ -99,6 +100,7 @@ class RayEngine:
                 saved = release(observed, name, session, archive_ref=ref)
             except FleetError as exc:
                 saved = {"ok": False, "refused": exc.message, "archived": None}
+            released = released or bool(saved["ok"])
             if rec is None:
                 continue
             if saved["ok"]:
@@ -111,6 +113,8 @@ class RayEngine:
                 rec.set_condition("CloneKept", "True", "PushFailed",
                                   f"the clone stays on node {node}: {saved['refused']}")
             self.store.save(rec)
+        if released and observed.remote is not None:
+            observed.remote.refresh()  # a release pushes its branch: the plan's leases must see the new tips
 
     @staticmethod
     def ended(observed: RayObserved) -> list[str]:
