@@ -121,7 +121,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         if the_plan.has_changes and confirm is not None and not confirm(the_plan):
             return Result(the_plan)
         # after the confirmation, before the actions: what it frees is there for this plan's spawns
-        engine.release_ended(observed)
+        engine.release_ended(observed, the_plan)
         if not the_plan.has_changes:
             return Result(the_plan)
         outcomes = Executor(loaded, engine, observed, grace=grace, on_step=on_step).run(the_plan)

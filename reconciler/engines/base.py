@@ -81,8 +81,9 @@ class Engine(Protocol):
         """The planner's plan with what this engine's placement changes (identity for local)."""
         ...
 
-    def release_ended(self, observed: Observed) -> None:
-        """Free what ended sessions still hold (a remote clone and its slot); after confirmation."""
+    def release_ended(self, observed: Observed, plan: Plan) -> None:
+        """Free what ended sessions still hold (a remote clone and its slot), after confirmation;
+        agents the plan prunes are left to their prune."""
         ...
 
     def before_actions(self) -> None:

@@ -47,7 +47,7 @@ class LocalEngine:
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         return plan
 
-    def release_ended(self, observed: Observed) -> None:
+    def release_ended(self, observed: Observed, plan: Plan) -> None:
         return None  # an ended local session holds nothing: its worktree is its agent's
 
     # -- the executor's steps --------------------------------------------------------------

@@ -34,7 +34,7 @@ from ...act.sessions import agent_env, owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home
-from ...plan.actions import CREATE_WORKTREE, Action, Plan
+from ...plan.actions import CREATE_WORKTREE, PRUNE, Action, Plan
 from ...plan.status import AgentStatus
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
@@ -81,7 +81,7 @@ class RayEngine:
             actions.append(action)
         return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(self._notes(ray_obs)))
 
-    def release_ended(self, observed: Observed) -> None:
+    def release_ended(self, observed: Observed, plan: Plan) -> None:
         """Free the clone and slot of every session that has ended and whose record is up to date.
 
         What is not on the remote is pushed, or archived under refs/fleet/archive/... on the
@@ -91,7 +91,10 @@ class RayEngine:
 
         observed = _ray(observed)
         released = False
+        pruned = {a.agent for a in plan.actions if a.kind == PRUNE}  # their prune releases (and archives) once
         for name in self.ended(observed):
+            if name in pruned:
+                continue
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
             ref = archive_ref(self.loaded.name, name)
