@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,7 @@ def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool =
         return engine.preview(targets=targets, archive=archive, inspect_all=inspect_all)
     observed = observe(loaded, inspect_all=inspect_all)
     refresh_records(observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
-    return observed, make_plan(loaded, observed, targets=targets, archive=archive)
+    return observed, make_plan(loaded, observed, datetime.now(timezone.utc), targets=targets, archive=archive)
 
 
 def refresh_records(observed: Observed, *, save: bool, backoff: Backoff | None = None) -> None:
@@ -94,7 +95,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         observed.store.sweep_temp()
         refresh_records(observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
         sync_declared(loaded, observed)
-        the_plan = planner(observed) if planner else make_plan(loaded, observed, targets=targets, archive=archive)
+        the_plan = planner(observed) if planner else make_plan(loaded, observed, datetime.now(timezone.utc),
+                                                               targets=targets, archive=archive)
         if on_plan:
             on_plan(the_plan)
         if not the_plan.has_changes or (confirm is not None and not confirm(the_plan)):

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ...act.worktrees import ensure_excluded
@@ -51,7 +52,7 @@ class RayEngine:
 
     def plan(self, observed: RayObserved, *, targets: Iterable[str] = (), archive: bool = False) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""
-        base = make_plan(self.loaded, observed, targets=targets, archive=archive)
+        base = make_plan(self.loaded, observed, datetime.now(timezone.utc), targets=targets, archive=archive)
         assert observed.remote is not None
         actions = []
         for action in base.actions:
