@@ -116,7 +116,7 @@ def e(kind: str, agent: str, why: str | None = None, **details: Any) -> E:
 
 def check(result: Plan, expected: list[E]) -> None:
     assert [(a.kind, a.agent) for a in result.actions] == [(x.kind, x.agent) for x in expected], result.actions
-    for action, want in zip(result.actions, expected):
+    for action, want in zip(result.actions, expected, strict=True):
         if want.why is not None:
             assert want.why in action.reason, (action, want)
         for key, value in want.details.items():
