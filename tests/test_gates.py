@@ -77,6 +77,40 @@ def test_gates_are_not_run_by_diff(repo: Path) -> None:
     assert canary.exists() and status(repo)["solver"]["phase"] == "Succeeded"
 
 
+def test_gated_session_that_ended_frees_its_slot_in_the_same_pass(repo: Path) -> None:
+    """Issue 15 item 2: with maxRunning 1, a1 exited 0 and waits for its gate; a2 spawns in the
+    pass that runs the gate, not one pass later (an ended session holds no slot)."""
+    script = agents.install(repo.parent)
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          concurrency: {{maxRunning: 1}}
+          gates:
+            ok: {{run: "true", timeout: 30s}}
+          agents:
+            - name: a1
+              tier: local
+              command: {agents.argv(script, "sleep", "0")}
+              gates: [ok]
+            - name: a2
+              tier: local
+              command: {agents.argv(script, "sleep", "60")}
+    """)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert status(repo)["a2"]["phase"] == "Pending"  # a1 took the one slot
+    wait_until(lambda: "run-gate" in (status(repo)["a1"]["reason"] or ""))  # a1 exited; its gate waits
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    assert [(a["kind"], a["agent"]) for a in diff["actions"]] == [("run-gate", "a1"), ("spawn", "a2")]
+    assert diff["actions"][0]["details"]["resume"] is False  # the one slot is a2's now
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    rows = status(repo)
+    assert rows["a1"]["phase"] == "Succeeded"
+    assert rows["a2"]["phase"] == "Running" and rows["a2"]["pid"] is not None
+
+
 def test_crashing_agent_backs_off_with_increasing_gaps(repo: Path) -> None:
     script = agents.install(repo.parent)
     starts = repo.parent / "starts"

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import git
 
 from ..errors import FleetError
+# plain data (observe/model.py), importable from here as before
+from .model import Owner, Worktree
 
 if TYPE_CHECKING:
     from .processes import ProcessTable
@@ -22,25 +24,6 @@ GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
 _IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
                 "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect"}
-
-
-@dataclass(frozen=True)
-class Owner:
-    fleet: str
-    repo: str
-    agent: str
-    branch: str
-
-
-@dataclass
-class Worktree:
-    path: Path
-    head: str | None
-    branch: str | None  # short name, None when detached
-    locked: bool = False
-    prunable: bool = False  # git's word: the directory is gone
-    admin_dir: Path | None = None
-    owner: Owner | None = None
 
 
 @dataclass
@@ -328,9 +311,9 @@ def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree |
     if "worktree" not in fields or "bare" in fields:
         return None
     branch = fields.get("branch")
-    return Worktree(path=(resolve or _Resolver())(fields["worktree"]), head=fields.get("HEAD"),
-                    branch=branch.removeprefix("refs/heads/") if branch else None,
-                    locked="locked" in fields, prunable="prunable" in fields)
+    path = (resolve or _Resolver())(fields["worktree"])
+    return Worktree(path=path, head=fields.get("HEAD"), branch=branch.removeprefix("refs/heads/") if branch else None,
+                    locked="locked" in fields, prunable="prunable" in fields, exists=path.is_dir())
 
 
 def index_has_no_flags(index: Path) -> bool:

@@ -5,10 +5,12 @@ Only this module (and `act/sessions.py` for signals) talks to psutil.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+# plain data (observe/model.py), importable from here as before
+from .model import OwnedProcess
 
 # Owner variables every session carries; orphans are found by them.
 ENV_FLEET, ENV_REPO, ENV_AGENT, ENV_HASH = "FLEET_NAME", "FLEET_REPO", "FLEET_AGENT", "FLEET_SPEC_HASH"
@@ -34,16 +36,6 @@ def is_alive(pid: int | None, created: float | None) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-
-
-@dataclass(frozen=True)
-class OwnedProcess:
-    pid: int
-    create_time: float
-    agent: str
-    spec_hash: str
-    session_id: str
-    cmdline: str
 
 
 def owned_processes(fleet: str, repo: str, *, known: dict[int, float] | None = None) -> list[OwnedProcess]:

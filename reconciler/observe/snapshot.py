@@ -1,68 +1,20 @@
-"""One consistent read of everything the planner needs, for one fleet."""
+"""One consistent read of everything the planner needs, for one fleet, into the plain
+data of observe/model.py (re-exported here: `Observed`, `ObservedAgent`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.records import CREATING_WORKTREE, FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord, StateStore
-from .gitrepo import GIT_WORKERS, AtStake, GitRepo, Worktree, branch_at_stake
-from .processes import OwnedProcess, ProcessTable, is_alive, owned_processes
+from ..store.records import CREATING_WORKTREE, RUNNING, SessionRecord, StateStore
+from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
+from .model import (PATH_EMPTY_DIR, PATH_MISSING, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, ObservedAgent,
+                    OwnedProcess)
+from .processes import ProcessTable, is_alive, owned_processes
 from .progress import last_progress
 
-
-@dataclass
-class ObservedAgent:
-    name: str
-    record: SessionRecord | None = None
-    exit: ExitRecord | None = None
-    worktree: Worktree | None = None  # owned by this fleet, for this agent
-    alive: bool = False
-    at_stake: AtStake | None = None  # filled only for prune candidates
-    adopted: bool = False  # a live session found by its owner variables, not yet recorded
-    branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
-    last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
-
-    @property
-    def phase(self) -> str | None:
-        """The phase as observed now (a recorded Running session may have ended since)."""
-        rec = self.record
-        if rec is None:
-            return None
-        if rec.phase != RUNNING or self.alive:
-            return rec.phase
-        if self.exit is not None and self.exit.pid == rec.pid:
-            return SUCCEEDED if self.exit.exit_code == 0 else FAILED
-        return FAILED
-
-    @property
-    def exit_code(self) -> int | None:
-        if self.exit is not None and self.record is not None and self.exit.pid == self.record.pid:
-            return self.exit.exit_code
-        return self.record.exit_code if self.record else None
-
-
-@dataclass
-class Observed:
-    repo: GitRepo
-    store: StateStore
-    base_exists: bool
-    agents: dict[str, ObservedAgent] = field(default_factory=dict)
-    foreign: list[Worktree] = field(default_factory=list)  # under our root, not ours
-    orphans: list[OwnedProcess] = field(default_factory=list)
-    owned_branches: set[str] = field(default_factory=set)  # branches this fleet created
-    checked_out: dict[str, Path] = field(default_factory=dict)  # branch -> worktree not ours using it
-    branches: frozenset[str] | None = field(default=None, repr=False)  # every local branch, read on first use
-
-    def running(self) -> list[ObservedAgent]:
-        return [a for a in self.agents.values() if a.alive]
-
-    def repo_has_branch(self, branch: str) -> bool:
-        if branch in self.owned_branches:
-            return True
-        if self.branches is None:  # one `git for-each-ref` for the plan, not one rev-parse per new agent
-            self.branches = self.repo.branch_names()
-        return branch in self.branches
+__all__ = ["Observed", "ObservedAgent", "fleet_home", "observe", "observe_paths", "path_state"]
 
 
 def fleet_home(repo: GitRepo) -> Path:
@@ -87,9 +39,9 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
     for wt in linked:
-        agent = _owner_agent(wt, loaded.name, repo_id, records)
-        if agent is not None:
-            obs.agents.setdefault(agent, ObservedAgent(agent)).worktree = wt
+        owner = _owner_agent(wt, loaded.name, repo_id, records)
+        if owner is not None:
+            obs.agents.setdefault(owner, ObservedAgent(owner)).worktree = wt
             continue
         if wt.branch:
             obs.checked_out[wt.branch] = wt.path
@@ -104,6 +56,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         name = branch.removeprefix(loaded.fleet.branch_prefix)
         if branch.startswith(loaded.fleet.branch_prefix) and name not in obs.agents:
             obs.agents[name] = ObservedAgent(name)  # a branch left without worktree or record
+    observe_paths(obs, loaded.agents, repo.branch_names)
     live = [a.record for a in obs.agents.values() if a.alive and a.record]
     # a live session's own processes, even ones that made themselves a new session
     # (a daemon it started), carry its session id: those are not orphans
@@ -145,6 +98,29 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         for agent in candidates:
             inspect(agent)
     return obs
+
+
+def observe_paths(obs: Observed, agents: Iterable[DesiredAgent], branches: Callable[[], frozenset[str]]) -> None:
+    """Fill in what the planner asks about declared agents that have no worktree: what is at
+    each one's worktree path, and every branch (`branches()`, one call for the whole plan).
+    Reads nothing when every declared agent has its worktree (a converged fleet's pass)."""
+    waiting = [a.worktree for a in agents if (o := obs.agents.get(a.name)) is None or o.worktree is None]
+    if not waiting:
+        return
+    obs.paths = {path: path_state(path) for path in waiting}
+    obs.branches = branches()
+
+
+def path_state(path: Path) -> str:
+    """What is at `path` (symlinks followed), as a PATH_* of observe/model.py."""
+    try:
+        if not path.exists():
+            return PATH_MISSING
+        if not path.is_dir():
+            return PATH_NOT_A_DIR
+        return PATH_NON_EMPTY_DIR if any(path.iterdir()) else PATH_EMPTY_DIR
+    except OSError:  # cannot look inside (permissions): it is not known to be empty
+        return PATH_NON_EMPTY_DIR
 
 
 def _owner_agent(wt: Worktree, fleet: str, repo_id: str, records: dict[str, SessionRecord]) -> str | None:

@@ -1,15 +1,21 @@
-"""desired x observed -> ordered actions. Pure: no git, no processes, no files.
+"""desired x observed -> ordered actions. Pure: no git, no processes, no files, no clock.
+
+Everything read is plain data: the loaded spec, `Observed` (observe/model.py, filled by
+an observer) and `now`. Importing this module loads neither GitPython nor psutil
+(tests/test_planner.py checks it).
 
 Order: stop orphans and undeclared sessions first (they free slots), then prunes,
-then declared agents in file order, so caps are filled the way the file reads.
+then declared agents in file order, so caps are filled the way the file reads. A
+session that has ended holds no slot, also while its gates run; a failed gate's
+feedback resume takes a slot only if one is left after the agents that start now.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
-from ..observe.snapshot import Observed, ObservedAgent
+from ..observe.model import PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, ObservedAgent
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
@@ -22,14 +28,13 @@ from .drift import explain
 
 @dataclass
 class _Slots:
-    """What new sessions may start, as the plan would leave things: caps, budget, backoff clock."""
+    """What new sessions may start, as the plan would leave things: caps and budget."""
 
     fleet_cap: int | None
     tier_caps: dict[str, int | None]
     budget: float | None = None
     tier_budgets: dict[str, float] = field(default_factory=dict)
     spend: Spend = field(default_factory=Spend)
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     total: int = 0
     by_tier: dict[str, int] = field(default_factory=dict)
 
@@ -56,16 +61,19 @@ class _Slots:
             self.by_tier[tier] = self.by_tier.get(tier, 0) + n
 
 
-def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = (), archive: bool = False,
-         now: datetime | None = None) -> Plan:
+def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Iterable[str] = (),
+         archive: bool = False) -> Plan:
+    """The plan for `loaded` given `observed` at `now` (aware, UTC: backoff deadlines and the
+    budget's day are read against it)."""
+    if now.utcoffset() != timedelta(0):
+        raise ValueError(f"plan() needs an aware UTC datetime, got {now!r}")
     spec = loaded.fleet.spec
-    now = now or datetime.now(timezone.utc)
     records = [a.record for a in observed.agents.values() if a.record]
     slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()},
                    budget=spec.budget.usdPerDay, tier_budgets=dict(spec.budget.perTier),
-                   spend=spend_on(now.date().isoformat(), records), now=now)
-    for agent in observed.running():
-        slots.add(agent.record.tier if agent.record else None, 1)
+                   spend=spend_on(now.date().isoformat(), records))
+    for live in observed.running():
+        slots.add(live.record.tier if live.record else None, 1)
     desired = {a.name: a for a in loaded.agents}
     wanted = set(targets)
 
@@ -89,26 +97,34 @@ def plan(loaded: LoadedFleet, observed: Observed, *, targets: Iterable[str] = ()
             actions += _undeclared(obs, prune=spec.gc.prune, slots=slots, archive=archive)
     # hung sessions first: the slots they free go to agents waiting later in this same plan
     expired = {a.name: stop for a in loaded.agents if chosen(a.name)
-               if (stop := _expired(a, observed.agents.get(a.name), slots)) is not None}
+               if (stop := _expired(a, observed.agents.get(a.name), slots, now)) is not None}
     for agent in loaded.agents:
         if agent.name in expired:
             actions.append(expired[agent.name])
         elif chosen(agent.name):  # untargeted agents take no slots: --target X must not wait behind them
-            actions += _declared(agent, observed.agents.get(agent.name), observed, slots)
+            actions += _declared(agent, observed.agents.get(agent.name), observed, slots, now)
+    # an ended session waiting for its gates held no slot above; feeding a gate failure back
+    # at once needs one, so it gets one only if the sessions starting now left one free
+    # (else `resume` is False and the resume waits for the next pass)
+    for i, action in enumerate(actions):
+        if action.kind == RUN_GATE and action.details["resume"]:
+            assert action.tier is not None  # a declared agent's action: it has a tier
+            if slots.take(action.tier) is not None:
+                actions[i] = replace(action, details={**action.details, "resume": False})
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
     return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
 
 
-def _expired(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots) -> Action | None:
+def _expired(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots, now: datetime) -> Action | None:
     """A stop for a running session past its `timeout` or silent past its `stallAfter`."""
     if obs is None or not obs.alive or obs.record is None or obs.record.spec_hash != agent.spec_hash:
         return None
-    rec, now = obs.record, slots.now.timestamp()
+    rec, t = obs.record, now.timestamp()
     why = condition = None
-    ran = now - datetime.fromisoformat(rec.started_at).timestamp() if rec.started_at else 0.0
-    idle = now - obs.last_progress if obs.last_progress is not None else 0.0
+    ran = t - datetime.fromisoformat(rec.started_at).timestamp() if rec.started_at else 0.0
+    idle = t - obs.last_progress if obs.last_progress is not None else 0.0
     if agent.timeout is not None and ran > agent.timeout:
         why, condition = f"DeadlineExceeded: ran {ran:.0f}s, timeout is {agent.timeout:g}s", "DeadlineExceeded"
     elif agent.stall_after is not None and idle > agent.stall_after:
@@ -156,7 +172,7 @@ def _branch(obs: ObservedAgent) -> str | None:
 
 
 def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed,
-              slots: _Slots) -> list[Action]:
+              slots: _Slots, now: datetime) -> list[Action]:
     obs = obs or ObservedAgent(agent.name)
     worktree = _worktree_actions(agent, obs, observed)
     if worktree and worktree[0].kind == BLOCKED:
@@ -165,7 +181,7 @@ def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed
     if rec is None or phase is None or rec.spec_hash is None:
         why = "new agent" if obs.worktree is None else "worktree exists, session not started yet"
         return worktree + [_start(SPAWN, agent, why, slots)]
-    return worktree + _session_actions(agent, obs, slots)
+    return worktree + _session_actions(agent, obs, slots, now)
 
 
 def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observed) -> list[Action]:
@@ -173,7 +189,7 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     tier = agent.tier_name
     wt = obs.worktree
     details = {"path": str(agent.worktree), "branch": agent.branch}
-    if wt is not None and wt.owner is not None and wt.path.is_dir():
+    if wt is not None and wt.owner is not None and wt.exists:
         return []
     if wt is not None and wt.owner is None:
         return [Action(CREATE_WORKTREE, agent.name, "finishing a worktree creation that was interrupted",
@@ -186,13 +202,13 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     if agent.branch in observed.checked_out:
         return [Action(BLOCKED, agent.name, f"branch {agent.branch} is checked out at "
                        f"{observed.checked_out[agent.branch]}; fleet will not force it", tier)]
-    if any(w.path == agent.worktree for w in observed.foreign) or \
-            (agent.worktree.exists() and not agent.worktree.is_dir()):
+    at_path = observed.path_state(agent.worktree)
+    if any(w.path == agent.worktree for w in observed.foreign) or at_path == PATH_NOT_A_DIR:
         return [Action(BLOCKED, agent.name, f"{agent.worktree} is a worktree this fleet does not own", tier)]
-    if agent.worktree.exists() and any(agent.worktree.iterdir()):
+    if at_path == PATH_NON_EMPTY_DIR:
         return [Action(BLOCKED, agent.name, f"{agent.worktree} exists and is not empty; move it away", tier)]
     owned = agent.branch in observed.owned_branches
-    if observed.repo_has_branch(agent.branch) and not owned:
+    if agent.branch in observed.branches and not owned:
         return [Action(BLOCKED, agent.name, f"branch {agent.branch} exists and is not owned by this "
                        "fleet; rename the agent or the branch", tier)]
     why = (f"no worktree; re-using this fleet's branch {agent.branch}" if owned
@@ -200,7 +216,7 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     return [Action(CREATE_WORKTREE, agent.name, why, tier, details)]
 
 
-def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> list[Action]:
+def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now: datetime) -> list[Action]:
     tier = agent.tier_name
     rec, phase = obs.record, obs.phase
     assert rec is not None and phase is not None
@@ -218,10 +234,9 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> 
         return [_start(SPAWN, agent, "spec changed: " + "; ".join(changes), slots, changes)]
     resumable = get_runtime(agent.tier.runtime).can_resume and bool(rec.session_id)
     if rec.gates_pending:
-        # reserve a slot for feeding a failure back at once; without one the resume waits a pass
-        feedback = resumable and slots.take(tier) is None
+        # no slot: the session has ended; `resume` is settled once the plan's starts took theirs (plan())
         return [Action(RUN_GATE, agent.name, f"session exited 0; run gates {', '.join(agent.gates) or '(none)'}",
-                       tier, {"gates": list(agent.gates), "resume": feedback})]
+                       tier, {"gates": list(agent.gates), "resume": resumable})]
     if rec.gate_feedback is not None and phase == FAILED:
         if not resumable:
             return []
@@ -230,8 +245,8 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> 
         return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
     if phase == FAILED and agent.restart in ("OnFailure", "Always") and not rec.gates_exhausted:
         until = datetime.fromisoformat(rec.backoff_until) if rec.backoff_until else None
-        if until is not None and until > slots.now:
-            wait = (until - slots.now).total_seconds()
+        if until is not None and until > now:
+            wait = (until - now).total_seconds()
             return [Action(WAIT, agent.name, f"CrashLoopBackOff: {rec.restarts} failure(s) in a row; next "
                            f"restart in {wait:.0f}s", tier, {"then": RESUME if resumable else SPAWN,
                                                              "condition": "CrashLoopBackOff",

@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def checker(saved: SavedPlan, loaded: LoadedFleet) -> Callable[[Observed], Plan]
             more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
             raise FleetError("observed state moved since the plan was made: " + "; ".join(reasons[:3]) + more,
                              hint=_REMAKE.format(file=saved.file))
-        fresh = make_plan(loaded, observed, targets=saved.targets, archive=saved.archive)
+        fresh = make_plan(loaded, observed, datetime.now(timezone.utc), targets=saved.targets, archive=saved.archive)
         if (why := _differs(saved.plan, fresh)) is not None:
             raise FleetError(f"the plan would now be different: {why}", hint=_REMAKE.format(file=saved.file))
         return saved.plan
@@ -185,7 +186,7 @@ def fingerprint(loaded: LoadedFleet, observed: Observed) -> dict[str, Any]:
                 entry["protect"] = rec.protect
         if wt is not None:
             entry["worktree"] = {"path": str(wt.path), "head": wt.head, "branch": wt.branch,
-                                 "owned": wt.owner is not None, "exists": wt.path.is_dir(), "locked": wt.locked}
+                                 "owned": wt.owner is not None, "exists": wt.exists, "locked": wt.locked}
         if stake is not None:
             entry["atStake"] = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
                                 "inProgress": stake.in_progress, "processes": stake.processes,

@@ -7,8 +7,9 @@ backoff, gates, drift and the prune rules are the planner's, unchanged:
   (it holds or wants a cluster slot, so it counts against the caps);
 - a recorded Running session whose actor is gone (its node was lost, or it was killed)
   ended without an exit status: Failed, restarted per policy from its pushed branch;
-- a branch is the fleet's if the remote has its owner ref; what a prune would lose is
-  what the branch has beyond base plus what the clone on its node has not pushed.
+- a branch is the fleet's if the remote has its owner ref, and exists if the remote has
+  it (`Observed.branches` are the remote's heads); what a prune would lose is what the
+  branch has beyond base plus what the clone on its node has not pushed.
 
 The driver keeps, besides the state store, one small file per fleet,
 `.fleet/ray/<fleet>/sessions.json`: per agent the run it started, the node it ran on and
@@ -24,7 +25,7 @@ from typing import Any
 
 from ...observe.gitrepo import AtStake, GitRepo
 from ...observe.processes import OwnedProcess
-from ...observe.snapshot import Observed, ObservedAgent, fleet_home
+from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
@@ -55,9 +56,6 @@ class RayObserved(Observed):
     ray: ModuleType | None = None
     namespace: str = ""
     slots: tuple[float, float] = (0.0, 0.0)  # (free, total) units of the fleet's resource
-
-    def repo_has_branch(self, branch: str) -> bool:
-        return self.remote is not None and branch in self.remote.heads
 
     def ledger_path(self) -> Path:
         return self.store.home / "ray" / self.store.fleet / "sessions.json"
@@ -102,6 +100,9 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
         name = branch.removeprefix(prefix)
         if branch.startswith(prefix) and name not in obs.agents:
             obs.agents[name] = ObservedAgent(name)  # a branch left without record or actor
+    # no agent has a local worktree here: the planner's checks of each desired path (as for a
+    # local fleet) and "does the branch exist" asked of the remote's heads
+    observe_paths(obs, loaded.agents, lambda: frozenset(remote.heads))
     desired = set(hashes)
     for name, agent in obs.agents.items():
         if agent.alive and (status := obs.sessions[name].status) is not None:

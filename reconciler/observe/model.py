@@ -1,0 +1,121 @@
+"""Observed state as plain data: what observe found, in the form the planner reads it.
+
+Nothing here talks to git, psutil or the filesystem, and importing this module loads
+neither GitPython nor psutil: the planner (plan/planner.py) depends only on these
+types. Every fact the planner needs is a field filled by an observer
+(observe/snapshot.py for a local fleet, engines/ray/observe.py under Ray):
+
+- `Worktree.exists`: the worktree's directory is there;
+- `Observed.paths`: for each declared agent without a worktree, what is at its
+  desired worktree path (nothing, an empty directory, a non-empty one, a file);
+- `Observed.branches`: every branch, read only when some declared agent has no
+  worktree (the only time the planner asks).
+
+`gitrepo.py`, `processes.py` and `snapshot.py` re-export the types they used to define.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..store.records import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord
+
+if TYPE_CHECKING:  # live handles, typed only: the planner never touches them
+    from ..store.records import StateStore
+    from .gitrepo import AtStake, GitRepo
+
+# What is at a declared agent's worktree path when it has no worktree (`Observed.paths`).
+PATH_MISSING, PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR = "missing", "empty-dir", "non-empty-dir", "not-a-dir"
+PATH_STATES = (PATH_MISSING, PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A worktree's ownership marker (observe/gitrepo.py `MARKER`)."""
+
+    fleet: str
+    repo: str
+    agent: str
+    branch: str
+
+
+@dataclass
+class Worktree:
+    path: Path
+    head: str | None
+    branch: str | None  # short name, None when detached
+    locked: bool = False
+    prunable: bool = False  # git's word: the directory is gone
+    admin_dir: Path | None = None
+    owner: Owner | None = None
+    exists: bool = True  # the directory is there (observe checks it; False: deleted by hand)
+
+
+@dataclass(frozen=True)
+class OwnedProcess:
+    """A session leader whose owner variables name this fleet and repo."""
+
+    pid: int
+    create_time: float
+    agent: str
+    spec_hash: str
+    session_id: str
+    cmdline: str
+
+
+@dataclass
+class ObservedAgent:
+    name: str
+    record: SessionRecord | None = None
+    exit: ExitRecord | None = None
+    worktree: Worktree | None = None  # owned by this fleet, for this agent
+    alive: bool = False
+    at_stake: AtStake | None = None  # filled only for prune candidates
+    adopted: bool = False  # a live session found by its owner variables, not yet recorded
+    branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
+    last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
+
+    @property
+    def phase(self) -> str | None:
+        """The phase as observed now (a recorded Running session may have ended since)."""
+        rec = self.record
+        if rec is None:
+            return None
+        if rec.phase != RUNNING or self.alive:
+            return rec.phase
+        if self.exit is not None and self.exit.pid == rec.pid:
+            return SUCCEEDED if self.exit.exit_code == 0 else FAILED
+        return FAILED
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.exit is not None and self.record is not None and self.exit.pid == self.record.pid:
+            return self.exit.exit_code
+        return self.record.exit_code if self.record else None
+
+
+@dataclass
+class Observed:
+    # `repo` and `store` are live handles kept for the executor and the Ray engine; the
+    # planner reads neither (they go away with the engine interface)
+    repo: GitRepo
+    store: StateStore
+    base_exists: bool
+    agents: dict[str, ObservedAgent] = field(default_factory=dict)
+    foreign: list[Worktree] = field(default_factory=list)  # under our root, not ours
+    orphans: list[OwnedProcess] = field(default_factory=list)
+    owned_branches: set[str] = field(default_factory=set)  # branches this fleet created
+    checked_out: dict[str, Path] = field(default_factory=dict)  # branch -> worktree not ours using it
+    # every branch (local, or the remote's under Ray); read only when some declared agent
+    # has no worktree, so a converged fleet's pass runs no `git for-each-ref`
+    branches: frozenset[str] = field(default=frozenset(), repr=False)
+    # desired worktree path -> PATH_* for each declared agent without a worktree; a path
+    # not listed was not observed and counts as PATH_MISSING
+    paths: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    def running(self) -> list[ObservedAgent]:
+        return [a for a in self.agents.values() if a.alive]
+
+    def path_state(self, path: Path) -> str:
+        return self.paths.get(path, PATH_MISSING)

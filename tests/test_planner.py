@@ -1,0 +1,524 @@
+"""The planner as a pure function: tables of (spec, observed state) -> the exact actions.
+
+No git, no processes, no files and a fixed clock: each row builds the fleet from a
+document in memory (`load_fleet_text`), the observed state as plain data
+(observe/model.py), and calls `plan` / `plan_delete` directly. The CLI tests
+(test_apply.py, test_gates.py, ...) cover the same behaviour end to end.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from conftest import ROOT
+from reconciler.observe.gitrepo import AtStake  # only the type: no repo is opened
+from reconciler.observe.model import (PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, ObservedAgent,
+                                      OwnedProcess, Owner, Worktree)
+from reconciler.plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
+                                     Plan)
+from reconciler.plan.planner import plan, plan_delete
+from reconciler.spec.loader import LoadedFleet, load_fleet_text
+from reconciler.store.records import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
+TODAY, YESTERDAY = "2025-06-01T09:00:00+00:00", "2025-05-31T09:00:00+00:00"
+REPO = Path("/nonexistent/fleet-planner-tests/repo")  # never touched: paths are only compared
+REPO_ID = str(REPO / ".git")
+WT = REPO / ".fleet" / "worktrees"
+TIERS = {"cmd": {"runtime": "command"}, "aid": {"runtime": "aider"}}  # command resumes, aider cannot
+
+
+# --- building the inputs ---------------------------------------------------------------------------------
+
+def agent(name: str, tier: str = "cmd", **fields: Any) -> dict[str, Any]:
+    """One entry of spec.agents."""
+    doc: dict[str, Any] = {"name": name, "tier": tier, **fields}
+    if TIERS[tier]["runtime"] == "command":
+        doc.setdefault("command", ["work", name])
+    else:
+        doc.setdefault("prompt", f"work on {name}")
+    return doc
+
+
+def load(agents: list[dict[str, Any]], spec: Mapping[str, Any]) -> LoadedFleet:
+    doc = {"apiVersion": "fleet/v1alpha1", "kind": "Fleet", "metadata": {"name": "t"},
+           "spec": {"tiers": TIERS, **spec, "agents": agents}}
+    # JSON is YAML: the loader's own text entry point, with no file and no glob read
+    return load_fleet_text(json.dumps(doc), path=REPO / "fleet.yaml", shown="fleet.yaml", files=[])
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An agent as observed, relative to its declared spec (if any)."""
+
+    phase: str | None = None  # the record's phase; None: no record
+    alive: bool = False
+    tree: str = "ok"  # "ok" owned and there | "none" | "deleted" (owned, directory gone) | "unmarked"
+    drift: bool = False  # the record was made from another spec (the prompt changed)
+    stake: AtStake | None = None
+    branch: str | None = None  # ObservedAgent.branch: the fleet's branch left without a worktree
+    progress_ago: float | None = None  # seconds since the session last showed progress
+    started_ago: float | None = None  # seconds since the session started
+    rec: Mapping[str, Any] = field(default_factory=dict)  # further SessionRecord fields
+
+
+def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Observed:
+    agents: dict[str, ObservedAgent] = {}
+    for name, s in seen.items():
+        desired = loaded.agent(name)
+        branch = desired.branch if desired else f"fleet/t/{name}"
+        obs = ObservedAgent(name, alive=s.alive, at_stake=s.stake, branch=s.branch)
+        if s.tree != "none":
+            owner = None if s.tree == "unmarked" else Owner("t", REPO_ID, name, branch)
+            obs.worktree = Worktree(WT / name, head="c0ffee1", branch=branch, owner=owner,
+                                    exists=s.tree != "deleted")
+        if s.phase is not None:
+            spec = desired.session_spec() if desired else {"prompt": "gone"}
+            if s.drift:
+                spec = {**spec, "prompt": "old prompt"}
+            rec = SessionRecord(agent=name, fleet="t", phase=s.phase, tier=desired.tier_name if desired else "cmd",
+                                branch=branch, worktree=str(WT / name), session_spec=spec,
+                                spec_hash="0ld5pec0ld5p" if s.drift or desired is None else desired.spec_hash,
+                                pid=4000 + len(agents) if s.phase == RUNNING else None, session_id=f"sess-{name}",
+                                started_at=(NOW - timedelta(seconds=s.started_ago)).isoformat()
+                                if s.started_ago is not None else None)
+            for key, value in s.rec.items():
+                setattr(rec, key, value)
+            obs.record = rec
+        if s.progress_ago is not None:
+            obs.last_progress = NOW.timestamp() - s.progress_ago
+        agents[name] = obs
+    return Observed(repo=cast(Any, None), store=cast(Any, None), base_exists=facts.pop("base_exists", True),
+                    agents=agents, **facts)
+
+
+@dataclass(frozen=True)
+class E:
+    """An expected action: its kind and agent, a substring of its reason, and details it must carry."""
+
+    kind: str
+    agent: str
+    why: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def e(kind: str, agent: str, why: str | None = None, **details: Any) -> E:
+    return E(kind, agent, why, details)
+
+
+def check(result: Plan, expected: list[E]) -> None:
+    assert [(a.kind, a.agent) for a in result.actions] == [(x.kind, x.agent) for x in expected], result.actions
+    for action, want in zip(result.actions, expected, strict=True):
+        if want.why is not None:
+            assert want.why in action.reason, (action, want)
+        for key, value in want.details.items():
+            assert action.details.get(key) == value, (key, action, want)
+
+
+@dataclass(frozen=True)
+class Row:
+    agents: list[dict[str, Any]]
+    seen: Mapping[str, Seen]
+    expected: list[E]
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)  # more Observed fields
+    targets: tuple[str, ...] = ()
+    archive: bool = False
+
+
+def row(id: str, agents: list[dict[str, Any]], seen: Mapping[str, Seen], expected: list[E], **kw: Any) -> Any:
+    return pytest.param(Row(agents, seen, expected, **kw), id=id)
+
+
+def run(r: Row) -> Plan:
+    loaded = load(r.agents, r.spec)
+    return plan(loaded, observe(loaded, r.seen, **r.facts), NOW, targets=r.targets, archive=r.archive)
+
+
+READY = Seen()  # worktree in place, no session yet
+LIVE = Seen(RUNNING, alive=True)
+DONE = Seen(SUCCEEDED, rec={"exit_code": 0})
+GATED = Seen(PENDING, rec={"exit_code": 0, "gates_pending": True, "gates": ["lint"]})  # exited 0, gates to run
+GATE_FAILED = Seen(FAILED, rec={"exit_code": 0, "gate_feedback": "The quality gate `lint` failed ..."})
+
+
+def failed(code: int = 1, **rec: Any) -> Seen:
+    return Seen(FAILED, rec={"exit_code": code, "restarts": 1, **rec})
+
+
+def spent(usd: float, at: str = TODAY) -> Seen:
+    return Seen(SUCCEEDED, rec={"exit_code": 0, "ledger": {"run-1": {"usd": usd, "at": at}}})
+
+
+def stake(**kw: Any) -> AtStake:
+    return AtStake(**kw)
+
+
+GATES = {"lint": {"run": "make lint"}}
+CAP1 = {"concurrency": {"maxRunning": 1}}
+SOON, PAST = (NOW + timedelta(seconds=30)).isoformat(), (NOW - timedelta(seconds=1)).isoformat()
+
+
+# --- caps --------------------------------------------------------------------------------------------------
+
+CAPS = [
+    row("global cap fills in file order", [agent("a"), agent("b"), agent("c")], {"a": READY, "b": READY, "c": READY},
+        [e(SPAWN, "a"), e(SPAWN, "b"), e(WAIT, "c", "concurrency.maxRunning=2 reached (2 running or starting)",
+                                          then=SPAWN)],
+        spec={"concurrency": {"maxRunning": 2}}),
+    row("global cap counts running sessions", [agent("a"), agent("b")], {"a": LIVE, "b": READY},
+        [e(WAIT, "b", "spawn waits: concurrency.maxRunning=1 reached (1 running or starting)", then=SPAWN)],
+        spec=CAP1),
+    row("tier cap holds its tier only", [agent("a"), agent("b"), agent("c", "aid")],
+        {"a": LIVE, "b": READY, "c": READY},
+        [e(WAIT, "b", "tier cmd maxRunning=1 reached (1 running or starting)", then=SPAWN), e(SPAWN, "c")],
+        spec={"tiers": {**TIERS, "cmd": {"runtime": "command", "maxRunning": 1}}}),
+    row("new agents create worktrees and spawn under the cap", [agent("a"), agent("b")], {},
+        [e(CREATE_WORKTREE, "a", "no worktree; branch fleet/t/a from main", path=str(WT / "a"), branch="fleet/t/a"),
+         e(SPAWN, "a", "new agent"), e(CREATE_WORKTREE, "b"), e(WAIT, "b", "maxRunning=1 reached", then=SPAWN)],
+        spec=CAP1),
+    row("untargeted agents take no slots with --target", [agent("a"), agent("b")], {"a": READY, "b": READY},
+        [e(SPAWN, "b", "worktree exists, session not started yet")], spec=CAP1, targets=("b",)),
+    row("stopping an undeclared session frees its slot in the same plan", [agent("a")],
+        {"old": Seen(RUNNING, alive=True, tree="none"), "a": READY},
+        [e(STOP, "old", "agent is no longer declared"), e(PRUNE, "old", "(state record only)"), e(SPAWN, "a")],
+        spec=CAP1),
+]
+
+# --- budget ------------------------------------------------------------------------------------------------
+
+BUDGET = [
+    row("usdPerDay spent today: spawns wait", [agent("a"), agent("b")], {"a": spent(1.2), "b": READY},
+        [e(WAIT, "b", "budget.usdPerDay $1.00 reached ($1.20 spent today)", then=SPAWN, condition="BudgetExhausted")],
+        spec={"budget": {"usdPerDay": 1}}),
+    row("usdPerDay: yesterday's spend does not count", [agent("a"), agent("b")],
+        {"a": spent(1.2, YESTERDAY), "b": READY}, [e(SPAWN, "b")], spec={"budget": {"usdPerDay": 1}}),
+    row("usdPerDay under budget spawns", [agent("a"), agent("b")], {"a": spent(0.4), "b": READY},
+        [e(SPAWN, "b")], spec={"budget": {"usdPerDay": 1}}),
+    row("perTier budget holds its tier only", [agent("a"), agent("b"), agent("c", "aid")],
+        {"a": spent(0.6), "b": READY, "c": READY},
+        [e(WAIT, "b", "budget.perTier.cmd $0.50 reached ($0.60 spent today)", condition="BudgetExhausted"),
+         e(SPAWN, "c")],
+        spec={"budget": {"perTier": {"cmd": 0.5}}}),
+    row("budget holds a restart too", [agent("a")], {"a": failed(1, ledger={"r": {"usd": 2.0, "at": TODAY}})},
+        [e(WAIT, "a", "resume waits: budget.usdPerDay $1.00 reached", then=RESUME, condition="BudgetExhausted")],
+        spec={"budget": {"usdPerDay": 1}}),
+]
+
+# --- restart policy x exit code x backoff ------------------------------------------------------------------
+
+RESTARTS = [
+    row("Never, failed: stays failed", [agent("a", restart="Never")], {"a": failed(1)}, []),
+    row("Never, failed in backoff: stays failed", [agent("a", restart="Never")],
+        {"a": failed(1, backoff_until=SOON)}, []),
+    row("Never, succeeded: done", [agent("a", restart="Never")], {"a": DONE}, []),
+    row("OnFailure, succeeded: done", [agent("a")], {"a": DONE}, []),
+    row("OnFailure, failed: resumes", [agent("a")], {"a": failed(1)},
+        [e(RESUME, "a", "restart: OnFailure (last run failed, exit 1)")]),
+    row("OnFailure, killed (exit 137): resumes", [agent("a")], {"a": failed(137)},
+        [e(RESUME, "a", "restart: OnFailure (last run failed, exit 137)")]),
+    row("Always, succeeded: spawns again", [agent("a", restart="Always")], {"a": DONE},
+        [e(SPAWN, "a", "restart: Always (last run succeeded)")]),
+    row("Always, failed: resumes", [agent("a", restart="Always")], {"a": failed(2)},
+        [e(RESUME, "a", "restart: Always (last run failed, exit 2)")]),
+    row("backoff in the future: waits CrashLoopBackOff", [agent("a")], {"a": failed(1, restarts=2, backoff_until=SOON)},
+        [e(WAIT, "a", "CrashLoopBackOff: 2 failure(s) in a row; next restart in 30s", then=RESUME,
+           condition="CrashLoopBackOff", backoffUntil=SOON)]),
+    row("backoff in the future, cannot resume: then spawn", [agent("a", "aid")],
+        {"a": failed(1, backoff_until=SOON)}, [e(WAIT, "a", "CrashLoopBackOff", then=SPAWN)]),
+    row("backoff over: resumes", [agent("a")], {"a": failed(1, backoff_until=PAST)},
+        [e(RESUME, "a", "restart: OnFailure (last run failed, exit 1)")]),
+    row("backoff over, no session id: spawns", [agent("a")], {"a": failed(1, backoff_until=PAST, session_id=None)},
+        [e(SPAWN, "a", "restart: OnFailure (last run failed, exit 1)")]),
+    row("backoff over, runtime cannot resume: spawns", [agent("a", "aid")], {"a": failed(1, backoff_until=PAST)},
+        [e(SPAWN, "a", "restart: OnFailure")]),
+    row("restart waits for a slot", [agent("a"), agent("b")], {"a": LIVE, "b": failed(1)},
+        [e(WAIT, "b", "resume waits: concurrency.maxRunning=1 reached", then=RESUME)], spec=CAP1),
+    row("recorded but never started: spawns", [agent("a")], {"a": Seen(PENDING)},
+        [e(SPAWN, "a", "pending: not started yet")]),
+    row("running, same spec: nothing", [agent("a")], {"a": LIVE}, []),
+]
+
+# --- gates (and issue 15 item 2: an ended session waiting for its gates holds no slot) --------------------
+
+GATE_ROWS = [
+    row("gates pending: run them, may resume", [agent("a", gates=["lint"])], {"a": GATED},
+        [e(RUN_GATE, "a", "session exited 0; run gates lint", gates=["lint"], resume=True)], spec={"gates": GATES}),
+    row("gates pending, runtime cannot resume", [agent("a", "aid", gates=["lint"])], {"a": GATED},
+        [e(RUN_GATE, "a", resume=False)], spec={"gates": GATES}),
+    row("gate failed with feedback: resumes", [agent("a", gates=["lint"])], {"a": GATE_FAILED},
+        [e(RESUME, "a", "feed the failed gate's output back to the session")], spec={"gates": GATES}),
+    row("gate failed with feedback, cannot resume: nothing", [agent("a", "aid", gates=["lint"])],
+        {"a": GATE_FAILED}, [], spec={"gates": GATES}),
+    row("gate feedback waits for a slot", [agent("b"), agent("a", gates=["lint"])], {"b": LIVE, "a": GATE_FAILED},
+        [e(WAIT, "a", "resume waits: concurrency.maxRunning=1 reached", then=RESUME)], spec={"gates": GATES, **CAP1}),
+    row("gates exhausted: nothing, whatever the restart policy", [agent("a", gates=["lint"])],
+        {"a": failed(0, gates_exhausted=True)}, [], spec={"gates": GATES}),
+    row("gates exhausted under Always: nothing", [agent("a", gates=["lint"], restart="Always")],
+        {"a": failed(0, gates_exhausted=True)}, [], spec={"gates": GATES}),
+    row("gated session holds no slot: the next agent spawns in the same pass",
+        [agent("a1", gates=["lint"]), agent("a2")], {"a1": GATED, "a2": READY},
+        [e(RUN_GATE, "a1", resume=False), e(SPAWN, "a2", "worktree exists, session not started yet")],
+        spec={"gates": GATES, **CAP1}),
+    row("gated session, new agent without worktree spawns in the same pass",
+        [agent("a1", gates=["lint"]), agent("a2")], {"a1": GATED},
+        [e(RUN_GATE, "a1", resume=False), e(CREATE_WORKTREE, "a2"), e(SPAWN, "a2", "new agent")],
+        spec={"gates": GATES, **CAP1}),
+    row("gated session resumes at once with a slot left over", [agent("a1", gates=["lint"]), agent("a2")],
+        {"a1": GATED, "a2": READY}, [e(RUN_GATE, "a1", resume=True), e(SPAWN, "a2")],
+        spec={"gates": GATES, "concurrency": {"maxRunning": 2}}),
+    row("gated session alone under the cap may resume", [agent("a1", gates=["lint"]), agent("a2")],
+        {"a1": GATED, "a2": DONE}, [e(RUN_GATE, "a1", resume=True)], spec={"gates": GATES, **CAP1}),
+    row("gated session with the cap full of running sessions: no resume now",
+        [agent("a1", gates=["lint"]), agent("a2")], {"a1": GATED, "a2": LIVE},
+        [e(RUN_GATE, "a1", resume=False)], spec={"gates": GATES, **CAP1}),
+    row("gated session, another tier's spawn leaves its tier slot", [agent("a1", gates=["lint"]), agent("a2", "aid")],
+        {"a1": GATED, "a2": READY}, [e(RUN_GATE, "a1", resume=True), e(SPAWN, "a2")],
+        spec={"gates": GATES, "tiers": {"cmd": {"runtime": "command", "maxRunning": 1}, "aid": {"runtime": "aider"}}}),
+    row("gated session over budget: gates run, no resume now", [agent("a1", gates=["lint"])],
+        {"a1": Seen(PENDING, rec={"exit_code": 0, "gates_pending": True, "ledger": {"r": {"usd": 3.0, "at": TODAY}}})},
+        [e(RUN_GATE, "a1", resume=False)], spec={"gates": GATES, "budget": {"usdPerDay": 1}}),
+]
+
+# --- drift / replace ---------------------------------------------------------------------------------------
+
+DRIFT = [
+    row("spec changed while running: replace", [agent("a")], {"a": Seen(RUNNING, alive=True, drift=True)},
+        [e(REPLACE, "a", "spec changed: prompt: 'old prompt' -> ''", changes=["prompt: 'old prompt' -> ''"],
+           **{"from": "0ld5pec0ld5p"})]),
+    row("spec changed while running, protect: blocked", [agent("a", protect=True)],
+        {"a": Seen(RUNNING, alive=True, drift=True)},
+        [e(BLOCKED, "a", "spec changed but protect: true; not replacing the running session")]),
+    row("spec changed after it ended: spawn", [agent("a")], {"a": Seen(SUCCEEDED, drift=True)},
+        [e(SPAWN, "a", "spec changed: prompt: 'old prompt' -> ''", changes=["prompt: 'old prompt' -> ''"])]),
+    row("spec changed after it failed under Never: spawn", [agent("a", restart="Never")],
+        {"a": Seen(FAILED, drift=True, rec={"exit_code": 1})}, [e(SPAWN, "a", "spec changed")]),
+    row("spec changed after it ended, cap full: waits", [agent("b"), agent("a")],
+        {"b": LIVE, "a": Seen(SUCCEEDED, drift=True)},
+        [e(WAIT, "a", "spawn waits: concurrency.maxRunning=1 reached", then=SPAWN,
+           changes=["prompt: 'old prompt' -> ''"])], spec=CAP1),
+]
+
+# --- protect -----------------------------------------------------------------------------------------------
+
+PROTECT = [
+    row("protected and running: left alone", [agent("a", protect=True)], {"a": LIVE}, []),
+    row("undeclared protected running session: blocked", [],
+        {"old": Seen(RUNNING, alive=True, rec={"protect": True})},
+        [e(BLOCKED, "old", "agent is no longer declared but protect: true; fleet will not stop or prune it")]),
+    row("undeclared protected with a worktree: blocked", [], {"old": Seen(SUCCEEDED, rec={"protect": True})},
+        [e(BLOCKED, "old", "protect: true; fleet will not stop or prune it")]),
+    row("undeclared protected with only a record left: the record is pruned", [],
+        {"old": Seen(SUCCEEDED, tree="none", rec={"protect": True})}, [e(PRUNE, "old", "(state record only)")]),
+    row("orphan of a protected agent: blocked", [agent("a", protect=True, restart="Never")], {"a": DONE},
+        [e(BLOCKED, "a", "unrecorded session pid 777 of a protected agent; fleet will not stop it", pid=777)],
+        facts={"orphans": [OwnedProcess(777, 1.0, "a", "h", "s", "agent --work")]}),
+]
+
+# --- prunes ------------------------------------------------------------------------------------------------
+
+PRUNES = [
+    row("undeclared, nothing at stake: prune", [], {"old": Seen(SUCCEEDED, stake=stake())},
+        [e(PRUNE, "old", "agent is no longer declared; nothing unsaved or unmerged", worktree=str(WT / "old"),
+           branch="fleet/t/old")]),
+    row("undeclared, record only: prune the record", [], {"old": Seen(FAILED, tree="none")},
+        [e(PRUNE, "old", "agent is no longer declared (state record only)")]),
+    row("undeclared branch without worktree, merged: prune", [],
+        {"old": Seen(tree="none", branch="fleet/t/old", stake=stake())},
+        [e(PRUNE, "old", "nothing unsaved or unmerged", worktree=None, branch="fleet/t/old")]),
+    row("undeclared and running: stop, then prune", [], {"old": Seen(RUNNING, alive=True, stake=stake())},
+        [e(STOP, "old", "agent is no longer declared", pid=4000), e(PRUNE, "old", "nothing unsaved or unmerged")]),
+    row("undeclared with unmerged commits: blocked with the archive hint", [],
+        {"old": Seen(SUCCEEDED, stake=stake(commits=["abc1234 wip"]))},
+        [e(BLOCKED, "old", "prune refused: 1 unmerged commit(s) (--archive saves it under refs/fleet/archive/ first)",
+           commits=["abc1234 wip"])]),
+    row("undeclared with uncommitted files, --archive: prune with archive", [],
+        {"old": Seen(SUCCEEDED, stake=stake(dirty=["notes.txt"]))},
+        [e(PRUNE, "old", "archiving first: 1 uncommitted file(s)", archive=True, files=["notes.txt"])], archive=True),
+    row("undeclared, --archive but a process runs in it: blocked", [],
+        {"old": Seen(SUCCEEDED, stake=stake(processes=["99 sleep 60"]))},
+        [e(BLOCKED, "old", "prune refused: 1 process(es) running in it", processes=["99 sleep 60"])], archive=True),
+    row("undeclared, locked worktree: blocked without the archive hint", [],
+        {"old": Seen(SUCCEEDED, stake=stake(locked=True))}, [e(BLOCKED, "old", "prune refused: worktree is locked")]),
+    row("gc.prune false: an undeclared session is stopped, nothing pruned", [],
+        {"old": Seen(RUNNING, alive=True, stake=stake()), "older": Seen(SUCCEEDED, stake=stake())},
+        [e(STOP, "old")], spec={"gc": {"prune": False}}),
+    row("undeclared agents outside --target: untouched", [agent("a")],
+        {"a": READY, "old": Seen(SUCCEEDED, stake=stake())}, [e(SPAWN, "a")], targets=("a",)),
+]
+
+# --- worktree blocks and repairs ---------------------------------------------------------------------------
+
+WORKTREES = [
+    row("base missing: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", "base ref 'main' does not exist in the repo")], facts={"base_exists": False}),
+    row("branch checked out elsewhere: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", "branch fleet/t/a is checked out at /elsewhere; fleet will not force it")],
+        facts={"checked_out": {"fleet/t/a": Path("/elsewhere")}}),
+    row("path is a foreign worktree: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", f"{WT / 'a'} is a worktree this fleet does not own")],
+        facts={"foreign": [Worktree(WT / "a", head="f00", branch="topic")]}),
+    row("path is a file: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", f"{WT / 'a'} is a worktree this fleet does not own")],
+        facts={"paths": {WT / "a": PATH_NOT_A_DIR}}),
+    row("path is a non-empty directory: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", f"{WT / 'a'} exists and is not empty; move it away")],
+        facts={"paths": {WT / "a": PATH_NON_EMPTY_DIR}}),
+    row("path is an empty directory: created there", [agent("a")], {},
+        [e(CREATE_WORKTREE, "a", "no worktree; branch fleet/t/a from main"), e(SPAWN, "a")],
+        facts={"paths": {WT / "a": PATH_EMPTY_DIR}}),
+    row("branch exists, not the fleet's: blocked", [agent("a")], {},
+        [e(BLOCKED, "a", "branch fleet/t/a exists and is not owned by this fleet; rename the agent or the branch")],
+        facts={"branches": frozenset({"main", "fleet/t/a"})}),
+    row("branch exists and is the fleet's: re-used", [agent("a")], {},
+        [e(CREATE_WORKTREE, "a", "no worktree; re-using this fleet's branch fleet/t/a", branch="fleet/t/a"),
+         e(SPAWN, "a", "new agent")],
+        facts={"branches": frozenset({"main", "fleet/t/a"}), "owned_branches": {"fleet/t/a"}}),
+    row("interrupted creation: finished", [agent("a")],
+        {"a": Seen(PENDING, tree="unmarked", rec={"spec_hash": None, "reason": "creating worktree"})},
+        [e(CREATE_WORKTREE, "a", "finishing a worktree creation that was interrupted", repair="interrupted"),
+         e(SPAWN, "a", "worktree exists, session not started yet")]),
+    row("worktree directory deleted: re-created, the finished run stays done", [agent("a")],
+        {"a": Seen(SUCCEEDED, tree="deleted", rec={"exit_code": 0})},
+        [e(CREATE_WORKTREE, "a", f"worktree directory {WT / 'a'} was deleted; re-creating it on fleet/t/a",
+           repair="missing")]),
+    row("foreign worktree elsewhere under the root: a note, no action", [agent("a")], {"a": DONE}, [],
+        facts={"foreign": [Worktree(WT / "mine", head="f00", branch="topic")]}),
+]
+
+# --- orphans -----------------------------------------------------------------------------------------------
+
+ORPHANS = [
+    row("orphan of an undeclared agent: stopped", [], {},
+        [e(STOP, "gone", "orphan: belongs to undeclared agent gone", pid=555, cmdline="agent --work")],
+        facts={"orphans": [OwnedProcess(555, 1.0, "gone", "h", "s", "agent --work")]}),
+    row("orphan of a declared agent: stopped, then the agent spawns", [agent("a")], {"a": READY},
+        [e(STOP, "a", "orphan: running session the state store does not know", pid=556), e(SPAWN, "a")],
+        facts={"orphans": [OwnedProcess(556, 1.0, "a", "h", "s", "agent --work")]}),
+    row("orphan outside --target: untouched", [agent("a")], {"a": DONE}, [],
+        facts={"orphans": [OwnedProcess(557, 1.0, "gone", "h", "s", "x")]}, targets=("a",)),
+]
+
+# --- timeout and stallAfter --------------------------------------------------------------------------------
+
+DEADLINES = [
+    row("past its timeout: stopped", [agent("a", timeout="10m")], {"a": Seen(RUNNING, alive=True, started_ago=660)},
+        [e(STOP, "a", "DeadlineExceeded: ran 660s, timeout is 600s", condition="DeadlineExceeded", pid=4000)]),
+    row("within its timeout: left running", [agent("a", timeout="10m")],
+        {"a": Seen(RUNNING, alive=True, started_ago=300)}, []),
+    row("past its timeout, protect: blocked", [agent("a", timeout="10m", protect=True)],
+        {"a": Seen(RUNNING, alive=True, started_ago=660)},
+        [e(BLOCKED, "a", "DeadlineExceeded: ran 660s, timeout is 600s; protect: true, so fleet will not stop it")]),
+    row("silent past stallAfter: stopped", [agent("a", stallAfter="5m")],
+        {"a": Seen(RUNNING, alive=True, progress_ago=360)},
+        [e(STOP, "a", "Stalled: no progress for 360s", condition="Stalled")]),
+    row("silent past the default stallAfter (15m): stopped", [agent("a")],
+        {"a": Seen(RUNNING, alive=True, progress_ago=1000)},
+        [e(STOP, "a", "stallAfter is 900s", condition="Stalled")]),
+    row("silent past stallAfter, protect: blocked", [agent("a", stallAfter="5m", protect=True)],
+        {"a": Seen(RUNNING, alive=True, progress_ago=360)},
+        [e(BLOCKED, "a", "Stalled: no progress for 360s")]),
+    row("showing progress: left running", [agent("a", stallAfter="5m")],
+        {"a": Seen(RUNNING, alive=True, progress_ago=60)}, []),
+    row("a stopped hung session's slot goes to a waiting agent", [agent("a", timeout="10m"), agent("b")],
+        {"a": Seen(RUNNING, alive=True, started_ago=660), "b": READY},
+        [e(STOP, "a", "DeadlineExceeded"), e(SPAWN, "b")], spec=CAP1),
+    row("past its timeout but the spec changed: replaced, not stopped", [agent("a", timeout="10m")],
+        {"a": Seen(RUNNING, alive=True, started_ago=660, drift=True)}, [e(REPLACE, "a", "spec changed")]),
+]
+
+
+@pytest.mark.parametrize("r", CAPS + BUDGET + RESTARTS + GATE_ROWS + DRIFT + PROTECT + PRUNES + WORKTREES + ORPHANS
+                         + DEADLINES)
+def test_plan(r: Row) -> None:
+    check(run(r), r.expected)
+
+
+def test_foreign_unmarked_worktree_is_a_note() -> None:
+    loaded = load([agent("a")], {})
+    foreign = [Worktree(WT / "mine", head="f00", branch="topic"),
+               Worktree(WT / "theirs", head="f00", branch=None, owner=Owner("other", REPO_ID, "x", "b"))]
+    result = plan(loaded, observe(loaded, {"a": DONE}, foreign=foreign), NOW)
+    assert result.notes == (f"foreign worktree {WT / 'mine'} (branch topic) is not owned by fleet t; left alone",)
+
+
+# --- plan_delete -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeleteRow:
+    agents: list[dict[str, Any]]
+    seen: Mapping[str, Seen]
+    names: tuple[str, ...] | None
+    expected: list[E]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    archive: bool = False
+
+
+DELETES = [
+    pytest.param(DeleteRow([agent("a"), agent("b", protect=True)],
+                           {"a": Seen(SUCCEEDED, stake=stake()), "b": Seen(SUCCEEDED, stake=stake())}, None,
+                           [e(STOP, "gone", "orphan session of this fleet", pid=555),
+                            e(PRUNE, "a", "deleted by request; nothing unsaved or unmerged"),
+                            e(BLOCKED, "b", "protect: true; fleet will not stop or prune it")],
+                           facts={"orphans": [OwnedProcess(555, 1.0, "gone", "h", "s", "x")]}),
+                 id="everything: orphans first, protect holds"),
+    pytest.param(DeleteRow([agent("a")], {"a": Seen(RUNNING, alive=True, stake=stake(commits=["abc1234 wip"]))},
+                           ("a",), [e(STOP, "a", "deleted by request"),
+                                    e(BLOCKED, "a", "prune refused: 1 unmerged commit(s) (--archive saves it")],
+                           facts={"orphans": [OwnedProcess(555, 1.0, "gone", "h", "s", "x")]}),
+                 id="named: running with work at stake, stopped then refused; orphans left alone"),
+    pytest.param(DeleteRow([agent("a")], {"a": Seen(SUCCEEDED, stake=stake(dirty=["x.txt"]))}, ("a",),
+                           [e(PRUNE, "a", "deleted by request; archiving first: 1 uncommitted file(s)", archive=True)],
+                           archive=True), id="named with --archive: archived"),
+    pytest.param(DeleteRow([], {"old": Seen(FAILED, tree="none")}, ("old",),
+                           [e(PRUNE, "old", "deleted by request (state record only)")]), id="undeclared record only"),
+    pytest.param(DeleteRow([agent("a")], {}, ("a",), []), id="nothing observed: nothing to do"),
+]
+
+
+@pytest.mark.parametrize("r", DELETES)
+def test_plan_delete(r: DeleteRow) -> None:
+    loaded = load(r.agents, {})
+    observed = observe(loaded, r.seen, **r.facts)
+    check(plan_delete(loaded, observed, r.names, archive=r.archive), r.expected)
+
+
+# --- the contract: pure, and only what it is given ---------------------------------------------------------
+
+def test_plan_needs_an_aware_utc_now() -> None:
+    loaded = load([agent("a")], {})
+    with pytest.raises(ValueError, match="aware UTC"):
+        plan(loaded, observe(loaded, {}), datetime(2025, 6, 1, 12, 0))
+
+
+def test_plan_reads_the_clock_it_is_given() -> None:
+    """The same backoff deadline waits one second before it and resumes one second after."""
+    loaded = load([agent("a")], {})
+    until = NOW + timedelta(seconds=1)
+    observed = observe(loaded, {"a": failed(1, backoff_until=until.isoformat())})
+    assert [a.kind for a in plan(loaded, observed, NOW).actions] == [WAIT]
+    assert [a.kind for a in plan(loaded, observed, until + timedelta(seconds=1)).actions] == [RESUME]
+
+
+def test_plan_leaves_the_observed_state_as_it_was() -> None:
+    loaded = load([agent("a1", gates=["lint"]), agent("a2"), agent("a3")], {"gates": GATES, **CAP1})
+    observed = observe(loaded, {"a1": GATED, "a2": READY})
+    before = repr(observed)
+    first = plan(loaded, observed, NOW)
+    assert repr(observed) == before and plan(loaded, observed, NOW) == first
+
+
+def test_importing_the_planner_loads_neither_git_nor_psutil() -> None:
+    code = ("import sys, reconciler.plan.planner, reconciler.observe, reconciler.observe.model; "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('git', 'psutil')); "
+            "assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
