@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import FleetError
-from ..observe.snapshot import Observed
+from ..observe.model import Observed
 from ..spec.loader import LoadedFleet, load_fleet
 from .actions import Action, Plan
 from .planner import plan as make_plan

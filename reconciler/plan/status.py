@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..observe.snapshot import Observed, ObservedAgent
+from ..observe.model import Observed, ObservedAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import Condition, SessionRecord
 from .actions import Action, Plan
