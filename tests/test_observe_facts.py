@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -64,7 +64,7 @@ def test_nothing_is_read_when_every_declared_agent_has_its_worktree(tmp_path: Pa
             - {name: a, tier: local, command: [x]}
     """)
     loaded = load_fleet(tmp_path / "fleet.yaml")
-    obs = Observed(repo=cast(Any, None), store=cast(Any, None), base_exists=True,
+    obs = Observed(base_exists=True,
                    agents={"a": ObservedAgent("a", worktree=Worktree(loaded.agents[0].worktree, "c0", "fleet/t/a"))})
 
     def branches() -> frozenset[str]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -96,7 +96,7 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
         if s.progress_ago is not None:
             obs.last_progress = NOW.timestamp() - s.progress_ago
         agents[name] = obs
-    return Observed(repo=cast(Any, None), store=cast(Any, None), base_exists=facts.pop("base_exists", True),
+    return Observed(base_exists=facts.pop("base_exists", True),
                     agents=agents, **facts)
 
 

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 from ..store.records import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord
 
 if TYPE_CHECKING:  # live handles, typed only: the planner never touches them
-    from ..store.records import StateStore
-    from .gitrepo import AtStake, GitRepo
+    from .gitrepo import AtStake
 
 # What is at a declared agent's worktree path when it has no worktree (`Observed.paths`).
 PATH_MISSING, PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR = "missing", "empty-dir", "non-empty-dir", "not-a-dir"
@@ -97,10 +96,9 @@ class ObservedAgent:
 
 @dataclass
 class Observed:
-    # `repo` and `store` are live handles kept for the executor and the Ray engine; the
-    # planner reads neither (they go away with the engine interface)
-    repo: GitRepo
-    store: StateStore
+    """Everything the planner reads about one fleet's world: plain data, no live handles
+    (the repository and the state store are the engine's, engines/base.py)."""
+
     base_exists: bool
     agents: dict[str, ObservedAgent] = field(default_factory=dict)
     foreign: list[Worktree] = field(default_factory=list)  # under our root, not ours

@@ -30,7 +30,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     """
     repo = repo or GitRepo(loaded.repo)  # the engine's, read once per pass: its config is O(agents)
     store = store or StateStore(fleet_home(repo), loaded.name)
-    obs = Observed(repo=repo, store=store, base_exists=repo.ref_exists(loaded.fleet.spec.base))
+    obs = Observed(base_exists=repo.ref_exists(loaded.fleet.spec.base))
     root = (loaded.repo / loaded.fleet.spec.worktrees.root).resolve()
     repo_id = str(repo.common_dir)
     records = store.all()

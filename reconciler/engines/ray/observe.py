@@ -50,6 +50,10 @@ class Session:
 
 @dataclass
 class RayObserved(Observed):
+    """The planner's Observed plus what only the ray engine acts on: the remote, the actors
+    (live handles), the driver's ledger of copied logs."""
+
+    store: StateStore | None = None  # the driver's state store: the ledger and log copies live beside it
     remote: Remote | None = None
     sessions: dict[str, Session] = field(default_factory=dict)  # agent -> its actor
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # sessions.json
@@ -57,8 +61,13 @@ class RayObserved(Observed):
     namespace: str = ""
     slots: tuple[float, float] = (0.0, 0.0)  # (free, total) units of the fleet's resource
 
+    @property
+    def state_store(self) -> StateStore:
+        assert self.store is not None, "set by observe()"
+        return self.store
+
     def ledger_path(self) -> Path:
-        return self.store.home / "ray" / self.store.fleet / "sessions.json"
+        return self.state_store.home / "ray" / self.state_store.fleet / "sessions.json"
 
     def save_ledger(self) -> None:
         write_json_atomic(self.ledger_path(), self.ledger)
@@ -82,12 +91,12 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
     remote.refresh(strict=not readonly)
     spec = loaded.fleet.spec
-    obs = RayObserved(repo=repo, store=store or StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
+    obs = RayObserved(store=store or StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
                       remote=remote, ray=ray, namespace=cluster.namespace(loaded))
     obs.owned_branches = set(remote.owned)
     obs.ledger = read_json(obs.ledger_path())
     obs.slots = cluster.free_slots(ray, spec.placement.resource)
-    for name, rec in obs.store.all().items():
+    for name, rec in obs.state_store.all().items():
         obs.agents[name] = ObservedAgent(name, record=rec)
     probes = cluster.probe(ray, cluster.sessions(ray, obs.namespace))
     obs.sessions = {name: Session(p.handle, p.status) for name, p in probes.items()}
@@ -121,7 +130,7 @@ def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desi
     if status is None:  # not placed yet, or its node does not answer: it holds (or wants) a slot
         agent.alive = True
         if (rec is None or rec.phase != RUNNING) and desired_hash is not None:
-            _adopt(agent, desired_hash, status, fleet=obs.store.fleet)
+            _adopt(agent, desired_hash, status, fleet=obs.state_store.fleet)
         return
     ours = status.get("run_id") is not None and status.get("run_id") == known.get("run_id")
     if status["state"] in ("preparing", "running"):
@@ -129,7 +138,7 @@ def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desi
             agent.alive, rec.pid = True, status.get("pid")
         elif desired_hash is not None and status.get("spec_hash") == desired_hash:
             # fleet died between starting it and recording it
-            _adopt(agent, desired_hash, status, fleet=obs.store.fleet)
+            _adopt(agent, desired_hash, status, fleet=obs.state_store.fleet)
             known["run_id"] = status.get("run_id")
         elif desired_hash is None:
             agent.alive = True  # an undeclared agent's session: the planner stops and prunes it
@@ -207,7 +216,7 @@ def sync_logs(obs: RayObserved) -> None:
 def append_log(obs: RayObserved, name: str, data: bytes) -> None:
     if not data:
         return
-    path = obs.store.log_path(name)
+    path = obs.state_store.log_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as f:
         f.write(data)
