@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..errors import EXIT_OK, FleetError, exit_code
 from ..act.executor import Executor
 from ..act.worktrees import ensure_excluded
 from ..engines import engine_for
@@ -42,10 +42,10 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
         outcomes = executor.run(todo) if todo.has_changes else []
     for outcome in outcomes:
         console.print(outcome_line(outcome), soft_wrap=True)
-    if plan.blocked or any(o.blocked for o in outcomes):
+    blocked = bool(plan.blocked) or any(o.blocked for o in outcomes)
+    if blocked:
         err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
-        return EXIT_BLOCKED
-    return EXIT_ERROR if any(not o.ok for o in outcomes) else EXIT_OK
+    return exit_code(blocked=blocked, failed=any(not o.ok for o in outcomes))
 
 
 def _confirmed(console: Console) -> bool:
