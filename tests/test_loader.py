@@ -185,8 +185,10 @@ def test_a_bad_agent_name_is_explained_in_words(tmp_path: Path, name: str, examp
 
 
 def test_a_bad_env_name_and_a_bad_map_key_name_their_map(tmp_path: Path) -> None:
-    text = GOOD.replace("    local: {runtime: command}\n", "    local: {runtime: command}\n    my tier: {runtime: command}\n")
-    text = text.replace("      command: [python, agent.py]\n", "      command: [python, agent.py]\n      env: {MY-VAR: x}\n")
+    text = GOOD.replace("    local: {runtime: command}\n",
+                        "    local: {runtime: command}\n    my tier: {runtime: command}\n")
+    text = text.replace("      command: [python, agent.py]\n",
+                        "      command: [python, agent.py]\n      env: {MY-VAR: x}\n")
     path = write_fleet(tmp_path, text)
     assert _errors(fleet("validate", str(path), cwd=tmp_path)) == [
         (f"{path}:9:5: spec.tiers: 'my tier' is not a valid name: use letters, digits, '.', '_' and '-', starting "

@@ -1,4 +1,7 @@
-"""The per-agent status view (SPEC.md "fleet status"), computed without writing anything."""
+"""The per-agent status view, computed without writing anything.
+
+Its fields are `fleet status -o json`'s, documented in docs/output.md ("FleetStatus").
+"""
 from __future__ import annotations
 
 import time
