@@ -1,4 +1,4 @@
-"""The one user-facing error type and the exit-code contract (SPEC.md "CLI")."""
+"""The one user-facing error type and the exit codes (docs/output.md#exit-codes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +9,17 @@ EXIT_INVALID = 1  # `fleet validate`: the file is invalid
 EXIT_ERROR = 1  # `fleet apply`/others: an error
 EXIT_DIFF_ERROR = 2  # `fleet diff`: >1 means error, as `kubectl diff`
 EXIT_BLOCKED = 3  # apply/delete refused to destroy work
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+def exit_code(*, blocked: bool, failed: bool) -> int:
+    """The exit code of a pass that acted: `fleet apply`, `fleet delete`, a loop tick.
+
+    Refused work wins over failed actions: 3 tells the operator that something was
+    kept to protect work, which a retry will not change, while 1 may be transient."""
+    if blocked:
+        return EXIT_BLOCKED
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 @dataclass(frozen=True)
@@ -59,5 +70,8 @@ class SpecInvalid(FleetError):
 
     def __init__(self, problems: list[Problem]) -> None:
         n = len(problems)
-        super().__init__(f"{n} error{'s' if n != 1 else ''} in fleet file", problems=problems,
+        files = {p.file for p in problems}
+        # name the file: with `fleet validate a.yaml b.yaml` the count must say whose it is
+        where = next(iter(files)) if len(files) == 1 and None not in files else "fleet file"
+        super().__init__(f"{n} error{'s' if n != 1 else ''} in {where}", problems=problems,
                          exit_code=EXIT_INVALID)

@@ -105,6 +105,28 @@ def test_killed_session_is_restarted_under_on_failure_after_backoff(repo: Path) 
     assert "FLEET_RESUME" in psutil.Process(row["pid"]).environ()
 
 
+def test_backoff_wait_is_rounded_up_never_next_restart_in_0s(repo: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from reconciler.observe.snapshot import observe
+    from reconciler.plan.planner import plan
+    from reconciler.spec.loader import load_fleet
+
+    path = fleet_yaml(repo, agent_args=["crash", "3"], count=1)
+    path.write_text(path.read_text().replace("  agents:\n", "  restartBackoff: {initial: 10m}\n  agents:\n"))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["w-a00"]["phase"] == "Failed")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # records the failure, starts the backoff
+    loaded = load_fleet(path)
+    observed = observe(loaded)
+    record = observed.agents["w-a00"].record
+    assert record is not None and record.backoff_until
+    until = datetime.fromisoformat(record.backoff_until)
+    for left, shown in [(0.3, "1s"), (1.0, "1s"), (1.2, "2s"), (599.5, "600s")]:  # an injected clock
+        reasons = [a.reason for a in plan(loaded, observed, now=until - timedelta(seconds=left)).actions]
+        assert reasons == [f"CrashLoopBackOff: 1 failure(s) in a row; next restart in {shown}"]
+
+
 def test_failed_session_stays_failed_under_restart_never(repo: Path) -> None:
     fleet_yaml(repo, agent_args=["crash", "7"], count=1, restart="Never")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)

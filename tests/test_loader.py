@@ -138,3 +138,91 @@ def test_quoted_number_gets_the_right_hint(tmp_path: Path) -> None:
     proc = fleet("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", 'maxRunning: "2"'))),
                  cwd=tmp_path)
     assert proc.returncode == 1 and "without quotes" in proc.stderr
+
+
+# Messages say what to write instead, in words (issue 15, item 7): exact text, so a
+# regression to pydantic's own wording ("Input should be ...", a regex) fails here.
+def _errors(proc) -> list[str]:  # type: ignore[no-untyped-def]
+    return proc.stderr.removeprefix("error: ").splitlines()
+
+
+def test_a_number_for_a_duration_is_told_to_add_a_unit(tmp_path: Path) -> None:
+    path = write_fleet(tmp_path, GOOD.replace("timeout: 5m", "timeout: 10"))
+    proc = fleet("validate", str(path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert _errors(proc) == [f"{path}:10:40: spec.gates.tests.timeout: 10 is a number, not a duration",
+                             "  hint: add a unit, e.g. timeout: 10m (minutes) or 10s (seconds)",
+                             f"1 error in {path}"]
+
+
+def test_a_duration_without_a_known_unit_names_the_rule(tmp_path: Path) -> None:
+    path = write_fleet(tmp_path, GOOD.replace("timeout: 5m", "timeout: 5 minutes"))
+    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+        f"{path}:10:40: spec.gates.tests.timeout: '5 minutes' is not a duration",
+        "  hint: durations are a number and a unit: 30s, 15m, 1h30m"]
+
+
+def test_a_command_string_is_told_to_be_a_list(tmp_path: Path) -> None:
+    path = write_fleet(tmp_path, GOOD.replace("command: [python, agent.py]", "command: tools/agent.sh"))
+    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+        (f"{path}:18:16: spec.agents[1].command: must be a list (the program and its arguments, one item each), "
+         "not the string 'tools/agent.sh'"),
+        "  hint: write it as a list: command: [tools/agent.sh]"]
+    path.write_text(GOOD.replace("command: [python, agent.py]", "command: python agent.py --fast 'a b'"))
+    assert _errors(fleet("validate", str(path), cwd=tmp_path))[1] == \
+        '  hint: write it as a list: command: [python, agent.py, --fast, "a b"]'
+
+
+@pytest.mark.parametrize(("name", "example"), [("a/b", "a-b"), ('"c d"', "c-d")])
+def test_a_bad_agent_name_is_explained_in_words(tmp_path: Path, name: str, example: str) -> None:
+    path = write_fleet(tmp_path, GOOD.replace("- name: a\n", f"- name: {name}\n"))
+    shown = name.strip('"')
+    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+        (f"{path}:12:13: spec.agents[0].name: {shown!r} is not a valid name: use letters, digits, '.', '_' and "
+         "'-', starting with a letter or digit"),
+        (f"  hint: e.g. {example!r}; agent names become directory and git branch names ({{item}} is allowed "
+         "with forEach)")]
+
+
+def test_a_bad_env_name_and_a_bad_map_key_name_their_map(tmp_path: Path) -> None:
+    text = GOOD.replace("    local: {runtime: command}\n",
+                        "    local: {runtime: command}\n    my tier: {runtime: command}\n")
+    text = text.replace("      command: [python, agent.py]\n",
+                        "      command: [python, agent.py]\n      env: {MY-VAR: x}\n")
+    path = write_fleet(tmp_path, text)
+    assert _errors(fleet("validate", str(path), cwd=tmp_path)) == [
+        (f"{path}:9:5: spec.tiers: 'my tier' is not a valid name: use letters, digits, '.', '_' and '-', starting "
+         "with a letter or digit"),
+        "  hint: e.g. 'my-tier'; names become directory and git branch names",
+        (f"{path}:20:13: spec.agents[1].env: 'MY-VAR' is not a valid environment variable name: use letters, "
+         "digits and '_', not starting with a digit"),
+        "  hint: e.g. 'MY_VAR'",
+        f"2 errors in {path}"]
+
+
+def test_a_missing_file_has_the_error_prefix(tmp_path: Path) -> None:
+    proc = fleet("validate", "nope.yaml", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, ("error: nope.yaml: no such file\nhint: check the path to your "
+                                                  "fleet.yaml\n"))
+
+
+def test_validate_of_several_files_says_which_are_invalid(tmp_path: Path) -> None:
+    good = write_fleet(tmp_path, GOOD, name="good.yaml")
+    bad = write_fleet(tmp_path, GOOD.replace("tier: local", "tier: nope"), name="bad.yaml")
+    proc = fleet("validate", "good.yaml", "bad.yaml", "nope.yaml", cwd=tmp_path)
+    assert proc.returncode == 1 and good.exists() and bad.exists()
+    assert proc.stdout == "good.yaml: valid (fleet t, 2 agents)\n"
+    assert _errors(proc) == ["bad.yaml:17:13: unknown tier 'nope'",
+                             "  hint: declared tiers: worker, local; declare it under spec.tiers",
+                             "1 error in bad.yaml",
+                             "nope.yaml: no such file",
+                             "  hint: check the path to your fleet.yaml",
+                             "2 of 3 files are invalid: bad.yaml, nope.yaml"]
+
+
+def test_a_saved_plan_is_not_read_as_a_fleet_file(tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text('{"apiVersion": "fleet/v1alpha1", "kind": "SavedPlan", "plan": {}}')
+    proc = fleet("validate", "plan.json", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (
+        1, ("error: plan.json is a saved plan, not a fleet file\nhint: check that it is still current with "
+            "`fleet apply plan.json --dry-run`; apply it with `fleet apply plan.json`\n"))

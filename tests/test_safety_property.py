@@ -1,4 +1,4 @@
-"""The safety invariant as a property (SPEC.md "Safety rules", docs/safety.md).
+"""The safety invariant as a property (docs/safety.md, "The invariant").
 
 Hypothesis builds random fleets whose worktrees are in random states (dirty,
 untracked, ignored files, stash entries, unmerged / merged / pushed commits, an

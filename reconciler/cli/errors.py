@@ -5,10 +5,10 @@ import sys
 from collections.abc import Callable
 
 from .. import __version__
-from ..errors import EXIT_BLOCKED, FleetError
+from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_INTERRUPTED, FleetError
 
 
-def guarded(fn: Callable[[], int], *, error_code: int = 1) -> int:
+def guarded(fn: Callable[[], int], *, error_code: int = EXIT_ERROR) -> int:
     """Run a command; FleetError -> its message; anything else -> a crash log path."""
     from rich.console import Console
 
@@ -20,7 +20,7 @@ def guarded(fn: Callable[[], int], *, error_code: int = 1) -> int:
         return exc.exit_code if exc.exit_code == EXIT_BLOCKED else error_code
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - the bug-report path
         log = _crash_log()
         err.print(f"[bold red]fleet crashed unexpectedly[/] ({sys.exc_info()[1]!r}); "

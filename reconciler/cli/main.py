@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..errors import EXIT_DIFF_ERROR, EXIT_ERROR
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "markdown"]), default="table",
                       show_default=True, help="Output format.")
@@ -23,7 +24,7 @@ TARGET = click.option("--target", "targets", multiple=True, metavar="NAME",
                       help="Limit to this agent (repeatable).")
 
 
-def _run(command: str, /, *, error_code: int = 1, **kwargs: Any) -> None:
+def _run(command: str, /, *, error_code: int = EXIT_ERROR, **kwargs: Any) -> None:
     """Import reconciler.commands.<command> and exit with what its run() returns."""
     from .errors import guarded
 
@@ -100,7 +101,7 @@ def diff(file: str, output: str, targets: tuple[str, ...], archive: bool, base_r
       fleet diff --base-rev origin/main fleet.yaml    # what a PR changes in the spec
       fleet diff fleet.yaml --out plan.json           # then: fleet apply plan.json
     """
-    _run("diff", error_code=2, file=file, output=output, targets=list(targets), archive=archive,
+    _run("diff", error_code=EXIT_DIFF_ERROR, file=file, output=output, targets=list(targets), archive=archive,
          base_rev=base_rev, out_file=out_file)
 
 
@@ -184,17 +185,28 @@ def _fleet_file(file: str | None) -> str:
     raise click.UsageError("no FILE given and no ./fleet.yaml here; pass the fleet file")
 
 
+def _file_and_name(args: tuple[str, ...]) -> tuple[str, str]:
+    """`[FILE] NAME`: FILE defaults to ./fleet.yaml, as for `fleet status`."""
+    if len(args) > 2:
+        raise click.UsageError("expected [FILE] NAME")
+    if len(args) == 1 and args[0].endswith((".yaml", ".yml")) and os.path.isfile(args[0]):
+        raise click.UsageError(f"missing NAME: which agent of {args[0]}?")
+    return (args[0], args[1]) if len(args) == 2 else (_fleet_file(None), args[0])
+
+
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("name")
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def describe(file: str, name: str, output: str) -> None:
-    """Everything about one agent: phase, conditions, gate output, why it stopped, log tail.
+def describe(args: tuple[str, ...], output: str) -> None:
+    """Everything about agent NAME: phase, conditions, gate output, why it stopped, log tail
+    (FILE defaults to ./fleet.yaml).
 
     \b
-    Example:
-      fleet describe fleet.yaml audit-users
+    Examples:
+      fleet describe audit-users
+      fleet describe fleets/audit.yaml audit-users -o json
     """
+    file, name = _file_and_name(args)
     _run("describe", file=file, name=name, output=output)
 
 
@@ -209,9 +221,7 @@ def logs(args: tuple[str, ...], follow: bool) -> None:
       fleet logs audit-users -f
       fleet logs fleets/audit.yaml audit-users
     """
-    if len(args) > 2:
-        raise click.UsageError("expected [FILE] NAME")
-    file, name = (args[0], args[1]) if len(args) == 2 else (_fleet_file(None), args[0])
+    file, name = _file_and_name(args)
     _run("logs", file=file, name=name, follow=follow)
 
 
@@ -272,6 +282,8 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
       fleet reconcile fleet.yaml --watch --interval 30
       */5 * * * * cd /srv/repo && fleet reconcile fleet.yaml --once   # crontab
     """
+    if watch == once:
+        raise click.UsageError("choose one of --watch (run until stopped) or --once (one pass, for cron/systemd)")
     _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace)
 
 
@@ -292,14 +304,7 @@ def schema(out_file: str | None) -> None:
     Example:
       fleet schema --out schemas/fleet.schema.json
     """
-    from ..spec.schema import schema_text
-
-    text = schema_text()
-    if out_file:
-        with open(out_file, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        click.echo(text, nl=False)
+    _run("schema", out_file=out_file)
 
 
 class _LockCommand(click.Command):

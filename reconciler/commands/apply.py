@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..engines.executor import Outcome
-from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..errors import EXIT_OK, FleetError, exit_code
 from ..plan import saved
 from ..plan.actions import BLOCKED, Plan
 from ..control.converge import preview, reconcile_once
@@ -78,8 +78,7 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
     if blocked:
         err.print("[bold red]Some actions were refused to protect work (see above); what they concern was "
                   "left in place.[/]")
-        return EXIT_BLOCKED
-    return EXIT_ERROR if failed else EXIT_OK
+    return exit_code(blocked=bool(blocked), failed=bool(failed))
 
 
 class _Progress:

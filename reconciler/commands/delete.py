@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..control.converge import reconcile_once
-from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..errors import FleetError, exit_code
 from ..observe.snapshot import Observed
 from ..plan.actions import Plan
 from ..plan.planner import plan_delete
@@ -47,7 +47,7 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
     for outcome in result.outcomes:
         if outcome.action.kind != "blocked":
             console.print(outcome_line(outcome), soft_wrap=True)
-    if result.plan.blocked or any(o.blocked for o in result.outcomes):
+    blocked = bool(result.plan.blocked) or any(o.blocked for o in result.outcomes)
+    if blocked:
         err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
-        return EXIT_BLOCKED
-    return EXIT_ERROR if any(not o.ok for o in result.outcomes) else EXIT_OK
+    return exit_code(blocked=blocked, failed=any(not o.ok for o in result.outcomes))

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, FleetError
+from ..errors import EXIT_ERROR, EXIT_OK, FleetError, exit_code
+from ..plan.actions import BLOCKED
 from .converge import Result, reconcile_once
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet, load_fleet
@@ -29,6 +30,7 @@ class ControlLoop:
     interval: float | None = None  # overrides the file's reconcile.interval/cron
     grace: float = 10.0
     report: Callable[[str], None] = print
+    report_error: Callable[[str], None] | None = None  # a skipped or failed tick; default: report
     on_result: Callable[[Result], None] | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _idle: threading.Event = field(default_factory=threading.Event)
@@ -53,18 +55,18 @@ class ControlLoop:
             self._reschedule_if_changed(loaded)
             result = reconcile_once(loaded, lock_timeout=0, grace=self.grace, command="fleet reconcile")
         except FleetError as exc:
-            self.report(f"{_now()} tick skipped: {exc.render()}")
+            (self.report_error or self.report)(f"{_now()} tick skipped: {exc.render()}")
             return EXIT_ERROR
         except Exception as exc:  # noqa: BLE001 - the loop outlives a bug in one tick
-            self.report(f"{_now()} tick failed unexpectedly: {exc!r}")
+            (self.report_error or self.report)(f"{_now()} tick failed unexpectedly: {exc!r}")
             return EXIT_ERROR
         if self.on_result:
             self.on_result(result)
         blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
-        failed = [o for o in result.failed if not o.blocked and o.action.kind != "blocked"]
+        failed = [o for o in result.failed if not o.blocked and o.action.kind != BLOCKED]
         self.report(f"{_now()} {len(result.outcomes)} action(s), {len(failed)} failed, {blocked} blocked"
                     if result.plan.has_changes else f"{_now()} in sync")
-        return EXIT_BLOCKED if blocked else EXIT_ERROR if failed else EXIT_OK
+        return exit_code(blocked=bool(blocked), failed=bool(failed))
 
     def run(self) -> int:
         """Tick now, then on schedule, until SIGTERM/SIGINT."""

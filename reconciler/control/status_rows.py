@@ -1,6 +1,7 @@
 """`fleet status` and `fleet describe`: the rows of plan/status.py, completed by the engine.
 
-Computed without writing anything: the same observation and plan as `fleet diff`.
+Computed without writing anything: the same observation and plan as `fleet diff`. Its
+fields are `fleet status -o json`'s, documented in docs/output.md ("FleetStatus").
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Plan actions (SPEC.md "Plan actions"): what fleet will do, to what, and why."""
+"""Plan actions: what fleet will do, to what, and why.
+
+The kinds, their details and the JSON form are documented in docs/output.md
+("Action kinds and their details"); they are part of the public interface.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

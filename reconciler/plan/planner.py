@@ -248,7 +248,7 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
         if until is not None and until > now:
             wait = (until - now).total_seconds()
             return [Action(WAIT, agent.name, f"CrashLoopBackOff: {rec.restarts} failure(s) in a row; next "
-                           f"restart in {wait:.0f}s", tier, {"then": RESUME if resumable else SPAWN,
+                           f"restart in {-int(-wait // 1)}s", tier, {"then": RESUME if resumable else SPAWN,
                                                              "condition": "CrashLoopBackOff",
                                                              "backoffUntil": rec.backoff_until})]
         why = f"restart: {agent.restart} (last run failed, exit {obs.exit_code})"

@@ -6,6 +6,9 @@ user sees every error in one run, each pointing at the key or value to fix.
 from __future__ import annotations
 
 import difflib
+import json
+import re
+import shlex
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +22,20 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from ..errors import FleetError, Problem, SpecInvalid
 from .desired import DesiredAgent
+from .durations import DURATION_PATTERN
 from .models import Fleet
+from .names import AGENT_NAME_PATTERN, ENV_NAME_PATTERN, ENV_NAME_RULE, NAME_PATTERN, NAME_RULE
 from .positions import Loc, locate
+
+_DURATION_RULE = "durations are a number and a unit: 30s, 15m, 1h30m"
+# what a pattern means, in words: the message never shows a regex
+_PATTERNS: dict[str, tuple[str, str, str, str]] = {  # pattern -> (what it is not, rule, why, unsafe chars)
+    NAME_PATTERN: ("a valid name", NAME_RULE, "names become directory and git branch names", r"[^A-Za-z0-9._-]"),
+    AGENT_NAME_PATTERN: ("a valid name", NAME_RULE,
+                         "agent names become directory and git branch names ({item} is allowed with forEach)",
+                         r"[^A-Za-z0-9._{}-]"),
+    ENV_NAME_PATTERN: ("a valid environment variable name", ENV_NAME_RULE, "", r"[^A-Za-z0-9_]"),
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ def _load(text: str, *, path: Path, shown: str, files: Sequence[str] | None = No
     from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
 
     doc = _parse_yaml(text, shown)
+    _refuse_plan(doc, shown)
     fleet = _validate(doc, shown)
     repo = (path.resolve().parent / fleet.spec.repo).resolve()
     agents, problems = check_fleet(fleet, repo, files=files)
@@ -100,6 +116,18 @@ def _parse_yaml(text: str, shown: str) -> Any:
     return doc
 
 
+def _refuse_plan(doc: dict[str, Any], shown: str) -> None:
+    """A plan is JSON, so valid YAML: say what it is and what takes it, rather than list schema errors."""
+    if doc.get("kind") == "SavedPlan":
+        raise FleetError(f"{shown} is a saved plan, not a fleet file",
+                         hint=f"check that it is still current with `fleet apply {shown} --dry-run`; "
+                              f"apply it with `fleet apply {shown}`")
+    if doc.get("kind") == "Plan" and "actions" in doc:
+        raise FleetError(f"{shown} is a plan printed by `fleet diff -o json`, not a fleet file",
+                         hint="pass the fleet file; to apply a reviewed plan, save it with "
+                              "`fleet diff FILE --out PLAN`, then run `fleet apply PLAN`")
+
+
 def _yaml_problem(exc: MarkedYAMLError, shown: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or str(exc)
@@ -117,8 +145,12 @@ def _validate(doc: Any, shown: str) -> Fleet:
         return Fleet.model_validate(_plain(doc))
     except ValidationError as exc:
         problems: dict[tuple[object, ...], Problem] = {}
-        for err in exc.errors():
+        errors = exc.errors()
+        deeper = {_doc_loc(doc, e["loc"])[:-1] for e in errors}
+        for err in errors:
             loc = _doc_loc(doc, err["loc"])
+            if err["type"].endswith("_type") and isinstance(err.get("input"), dict) and loc in deeper:
+                continue  # a union member of another shape ('str' for {fromEnv: ...}); the deeper error says it
             # a union reports once per member; the first says it best
             problems.setdefault((*loc, err["type"] == "extra_forbidden"), _pydantic_problem(doc, shown, err, loc))
         raise SpecInvalid(sorted(problems.values(), key=lambda p: (p.line or 0, p.col or 0))) from None
@@ -166,11 +198,78 @@ def _pydantic_problem(doc: Any, shown: str, err: Any, loc: tuple[Any, ...]) -> P
     if kind == "missing":
         return _place(doc, shown, loc, f"missing required key {dotted}",
                       f"add `{loc[-1]}:` here; see schemas/fleet.schema.json")
-    msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
+    if (words := _in_words(kind, loc, got, err.get("ctx") or {})) is not None:
+        where = _dotted(loc[:-2]) if loc[-1:] == ("[key]",) else dotted  # a map key: name the map
+        return _place(doc, shown, loc, f"{where}: {words[0]}", words[1])
+    msg = err["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") and not isinstance(got, (dict, list)):
         msg = f"{msg}, got {type(got).__name__} {got!r}"
     return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc, got))
+
+
+def _in_words(kind: str, loc: Loc, got: Any, ctx: dict[str, Any]) -> tuple[str, str] | None:
+    """(message, hint) for the mistakes people make most, saying what to write instead."""
+    key = str(loc[-1]) if loc else ""
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
+        return f"{got!r} is not a duration", _DURATION_RULE
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS and isinstance(got, str):
+        what, rule, why, unsafe = _PATTERNS[ctx["pattern"]]
+        fixed = re.sub(unsafe, "_" if ctx["pattern"] == ENV_NAME_PATTERN else "-", got).strip("-.")
+        if fixed[:1].isdigit() and ctx["pattern"] == ENV_NAME_PATTERN:
+            fixed = "_" + fixed
+        example = f"e.g. {fixed!r}" if fixed and re.fullmatch(ctx["pattern"], fixed) else ""
+        return f"{got!r} is not {what}: {rule}", "; ".join(p for p in (example, why) if p) or rule
+    if kind == "string_type" and isinstance(got, (int, float)) and not isinstance(got, bool) \
+            and DURATION_PATTERN in _field_patterns(loc):
+        return f"{got} is a number, not a duration", f"add a unit, e.g. {key}: {got}m (minutes) or {got}s (seconds)"
+    if kind == "list_type" and isinstance(got, str):
+        items = _split_args(got) if key in {"command", "args"} else [got]
+        what = " (the program and its arguments, one item each)" if key == "command" else ""
+        return (f"must be a list{what}, not the string {got!r}",
+                f"write it as a list: {key}: [{', '.join(_flow_item(i) for i in items)}]")
+    return None
+
+
+def _field_patterns(loc: Loc) -> set[str]:
+    """The patterns the model field at `loc` must match, through Optional and Annotated."""
+    parent: Any = Fleet
+    for part in loc[:-1]:
+        parent = _step(parent, part)
+        if parent is None:
+            return set()
+    parent = _unwrap(parent)
+    field = parent.model_fields.get(str(loc[-1])) if _is_model(parent) else None
+    found: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(getattr(node, "pattern", None), str):
+            found.add(node.pattern)
+        for meta in getattr(node, "metadata", None) or ():
+            visit(meta)
+        if (annotation := getattr(node, "annotation", None)) is not None:
+            visit(annotation)
+        for arg in typing.get_args(node):
+            visit(arg)
+
+    if field is not None:
+        visit(field)
+    return found
+
+
+def _split_args(text: str) -> list[str]:
+    try:
+        return shlex.split(text) or [text]
+    except ValueError:  # unbalanced quotes: suggest it whole
+        return [text]
+
+
+def _flow_item(item: str) -> str:
+    """`item` as an element of a YAML flow list: plain when that reads back as the same string."""
+    plain = re.fullmatch(r"[A-Za-z0-9_./~+=@%^-][A-Za-z0-9_./~+=@%^:-]*", item) and not item.startswith("-") \
+        or re.fullmatch(r"--?[A-Za-z0-9][A-Za-z0-9_./=-]*", item)
+    looks_typed = re.fullmatch(r"[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?|true|false|null|~", item, re.IGNORECASE)
+    return item if plain and not looks_typed else json.dumps(item)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -183,16 +282,12 @@ def _hint_for(kind: str, loc: Loc, got: Any = None) -> str:
     last = loc[-1] if loc else None
     if kind == "literal_error":
         return "use one of the allowed values listed"
-    if kind == "string_pattern_mismatch" and last in {"timeout", "interval", "stallAfter"}:
-        return "durations are a number and a unit: 30s, 15m, 1h30m"
-    if kind == "string_pattern_mismatch" and (last == "fromEnv" or (len(loc) > 1 and loc[-2] == "env")):
-        return "environment variable names use letters, digits and '_', not starting with a digit"
-    if kind == "string_pattern_mismatch":
-        return "names use letters, digits, '.', '_' and '-' (safe for paths and git branches)"
     if last == "cron" or (kind == "value_error" and "cron" in str(loc)):
         return "5 fields: minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\""
     if kind in {"int_type", "float_type", "bool_type"} and isinstance(got, str):
         return "write the value without quotes"
+    if kind == "string_type" and isinstance(got, (bool, int, float)):
+        return f"quote it: {last}: \"{str(got).lower() if isinstance(got, bool) else got}\""
     if kind.endswith("_type"):
         return "check the value's type (quote strings that look like numbers or booleans)"
     return "see schemas/fleet.schema.json for the allowed values"

@@ -1,4 +1,4 @@
-"""Pydantic models of the fleet.yaml v1alpha1 format (SPEC.md "fleet.yaml").
+"""Pydantic models of the fleet.yaml v1alpha1 format (docs/fleet-yaml.md).
 
 Field names are the public interface (camelCase, as written in YAML). Checks that
 need more than one field (references, expanded names) live in `checks.py` so each
@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .durations import DURATION_PATTERN, check_cron, parse_duration
+from .names import AGENT_NAME_PATTERN, ENV_NAME_PATTERN, NAME_PATTERN
 
 RUNTIMES = ("claude", "codex", "gemini", "aider", "command")
 
@@ -26,7 +27,7 @@ Duration = Annotated[
     AfterValidator(_duration),
 ]
 Cron = Annotated[str, AfterValidator(check_cron), Field(description="5-field crontab expression.")]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 
 
 class Strict(BaseModel):
@@ -129,12 +130,12 @@ class ForEach(Strict):
 
 
 class FromEnv(Strict):
-    fromEnv: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    fromEnv: str = Field(pattern=ENV_NAME_PATTERN,
                          description="Read from this variable of the reconciler's environment; never stored.")
 
 
 class Agent(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9._{}-]*$",
+    name: str = Field(pattern=AGENT_NAME_PATTERN,
                       description="Unique agent name; may contain {item} when forEach is set.")
     forEach: ForEach | None = None
     tier: Name
@@ -143,7 +144,7 @@ class Agent(Strict):
     gates: list[Name] = Field(default_factory=list)
     restart: Literal["Never", "OnFailure", "Always"] = "OnFailure"
     protect: bool = Field(False, description="Never stopped or pruned by fleet (like prevent_destroy).")
-    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str | FromEnv] = Field(
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str | FromEnv] = Field(
         default_factory=dict)
     timeout: Duration | None = Field(None, description="Overrides the tier's timeout.")
     stallAfter: Duration | None = Field(None, description="Overrides the tier's stallAfter.")

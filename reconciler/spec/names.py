@@ -4,14 +4,17 @@ from __future__ import annotations
 import re
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+AGENT_NAME_PATTERN = r"^[A-Za-z0-9{][A-Za-z0-9._{}-]*$"  # before expansion: may hold {item}
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+NAME_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+ENV_NAME_RULE = "use letters, digits and '_', not starting with a digit"
 _NAME = re.compile(NAME_PATTERN)
 
 
 def name_problem(name: str) -> str | None:
     """Why `name` cannot be an agent/fleet name, or None if it can."""
     if not _NAME.match(name):
-        return (f"{name!r} is not a valid name: use letters, digits, '.', '_' and '-', "
-                "starting with a letter or digit")
+        return f"{name!r} is not a valid name: {NAME_RULE}"
     if len(name) > 100:
         return f"{name!r} is too long (over 100 characters)"
     return ref_problem(name)
