@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ...act.archive import archive_ref
 from ...act.worktrees import ensure_excluded
 from ...errors import EXIT_OK, FleetError
 from ...locking.fleet_lock import fleet_lock
@@ -27,7 +28,6 @@ from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, StateStore
 from . import cluster
 from .observe import RayObserved, node_label, observe, read_json
-from .remote import ARCHIVES
 
 if TYPE_CHECKING:
     from ...act.executor import Outcome
@@ -111,7 +111,7 @@ class RayEngine:
         for name in self.ended(observed):
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
-            ref = f"{ARCHIVES}/{self.loaded.name}/{name}/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            ref = archive_ref(self.loaded.name, name)
             node = session.node
             try:
                 saved = release(observed, name, session, archive_ref=ref)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from ... import telemetry
+from ...act.archive import archive_ref
 from ...act.executor import Executor
 from ...act.gates import GateResult, record_gates
 from ...errors import EXIT_BLOCKED, FleetError
@@ -42,7 +42,6 @@ from ...store.records import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNI
 from . import cluster
 from .actor import Launch, SessionConfig
 from .observe import RayObserved, Session, append_log, node_label
-from .remote import ARCHIVES
 
 
 class RayExecutor(Executor):
@@ -207,7 +206,7 @@ class RayExecutor(Executor):
         if obs.record is not None:
             obs.record.reason = PRUNING
             self.store.save(obs.record)
-        ref = f"{ARCHIVES}/{self.loaded.name}/{name}/{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+        ref = archive_ref(self.loaded.name, name)
         notes: list[str] = []
         clone_archive = None
         session = self.observed.sessions.get(name)
