@@ -63,8 +63,8 @@ RULES: list[tuple[str, TreeFacts, bool, bool, str]] = [
     ("everything", TreeFacts(status=("a", "sub/"), hidden_edits=("b",), nested_repos=("sub/",),
                              commits=("1234567 x", "89abcde y"), stashes=("s On b: z",), markers=("MERGE_HEAD",),
                              processes=("1 sh", "2 sh"), locked=True), False, False,
-     "3 uncommitted file(s), 2 unmerged commit(s), 1 stash entry, merge in progress, 2 process(es) running in it, "
-     "1 nested git repo(s), worktree is locked"),
+     ("3 uncommitted file(s), 2 unmerged commit(s), 1 stash entry, merge in progress, 2 process(es) running in it, "
+      "1 nested git repo(s), worktree is locked")),
 ]
 
 
@@ -155,6 +155,11 @@ def _merge(t: Tree) -> None:
     git(t.path, "merge", "-q", "--no-ff", "--no-commit", t.side)
 
 
+def _all(t: Tree, *makes: Callable[[Tree], None]) -> None:
+    for make in makes:
+        make(t)
+
+
 SITUATIONS: list[tuple[str, Callable[[Tree], None], str]] = [
     ("clean", lambda t: None, ""),
     ("uncommitted edit", _edit, "1 uncommitted file(s)"),
@@ -167,7 +172,7 @@ SITUATIONS: list[tuple[str, Callable[[Tree], None], str]] = [
     ("stash", _stash, "1 stash entry"),
     ("unmerged commit", _commit, "1 unmerged commit(s)"),
     ("merge in progress", _merge, "1 uncommitted file(s), merge in progress"),
-    ("edit and commit", lambda t: (_commit(t), _edit(t), _untracked(t)), "2 uncommitted file(s), 1 unmerged commit(s)"),
+    ("edit and commit", lambda t: _all(t, _commit, _edit, _untracked), "2 uncommitted file(s), 1 unmerged commit(s)"),
 ]
 
 
@@ -349,3 +354,17 @@ def test_release_pushes_the_branch_and_frees_a_clean_clone(actor: NodeActor, ori
     assert (saved["ok"], saved["archived"]) == (True, None)
     assert "the agent's work" in git(origin, "log", "--format=%s", "-1", BRANCH)
     assert not actor.home.exists()
+
+
+def test_release_keeps_a_clone_with_a_process_in_it_but_not_for_its_own_session(
+        actor: NodeActor, sleeper: Callable[[Path], subprocess.Popen[bytes]]) -> None:
+    session = sleeper(actor.clone)
+    with actor._lock:
+        actor.state, actor.proc = "running", session
+    assert actor.status()["processes"] == []  # its own session, stopped before any release
+    with actor._lock:
+        actor.state = "exited"  # ended, yet something it left still works in the clone
+    assert len(actor.status()["processes"]) == 1
+    saved = actor.release(archive_ref("t", "w-a00"))
+    assert (saved["ok"], saved["refused"]) == (False, "1 process(es) running in the clone")
+    assert actor.clone.is_dir()

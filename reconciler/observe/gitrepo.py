@@ -127,7 +127,7 @@ class GitRepo:
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
                  refs: RefSnapshot | None = None, table: ProcessTable | None = None) -> AtStake:
-        """What pruning `wt` and its branch would lose (SPEC.md "Safety rules").
+        """What pruning `wt` and its branch would lose (docs/safety.md).
 
         `refs` and `table` (read once by an observation of many candidates) save the git
         and /proc reads otherwise repeated per worktree; without them everything is read

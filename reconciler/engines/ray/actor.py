@@ -41,7 +41,7 @@ from typing import Any
 from ...act.archive import snapshot_commit
 from ...errors import FleetError
 from ...observe.gittree import checked, clean_env, last_line, plain_index, rev, run_git, status_paths, tree_facts
-from ...observe.stake import AtStake, TreeFacts, judge
+from ...observe.stake import TreeFacts, judge
 
 RUN_MARKER = "--- fleet: "  # as observe/results.py expects before each run's output
 _IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
@@ -216,9 +216,10 @@ class SessionActor:
             facts = self._facts()
             stake = judge(facts)
             if not stake.archivable:  # no archive can hold these: the clone stays, whatever was asked
-                left = AtStake(in_progress=stake.in_progress, processes=stake.processes,
-                               nested_repos=stake.nested_repos)
-                return self._refuse(f"{left.summary()} in the clone", facts, log)
+                left = [f"{op} in progress" for op in stake.in_progress]
+                left += [f"{len(stake.processes)} process(es) running"] if stake.processes else []
+                left += [f"{len(stake.nested_repos)} nested git repo(s)"] if stake.nested_repos else []
+                return self._refuse(f"{', '.join(left)} in the clone", facts, log)
             if not stake.safe:
                 if archive_ref is None:
                     why = "; ".join(filter(None, [
