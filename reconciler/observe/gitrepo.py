@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
-__all__ = ["AtStake", "GitRepo", "RefSnapshot", "Worktree", "branch_at_stake", "index_has_no_flags"]
+# AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
+__all__ = ["GIT_WORKERS", "MARKER", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot", "Worktree",
+           "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner"]
 
 
 @dataclass(frozen=True)
