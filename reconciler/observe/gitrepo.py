@@ -1,12 +1,15 @@
 """The repo as git sees it: worktrees, ownership markers and what a prune would lose.
 
-Every call here is read-only. Only this module and `act/worktrees.py` talk to git.
+Every call here is read-only. Only this module and `act/worktrees.py` talk to git through
+GitPython; what lives in one tree is read by `gittree.tree_facts` (plain git processes, shared
+with the Ray engine) and judged by `stake.judge`. `AtStake` lives in `stake.py` and is
+re-exported here.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,54 +19,19 @@ import git
 from ..errors import FleetError
 # plain data (observe/model.py), importable from here as before
 from .model import Owner, Worktree
+from .gittree import index_has_no_flags, plain_index, status_paths, tree_facts
+from .stake import AtStake, TreeFacts, judge
 
 if TYPE_CHECKING:
     from .processes import ProcessTable
 
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
-_IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
-                "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect"}
+# AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
+__all__ = ["GIT_WORKERS", "MARKER", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot", "Worktree",
+           "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner"]
 
 
-@dataclass
-class AtStake:
-    """Work that would be lost by pruning a worktree and its branch. Empty = safe."""
-
-    dirty: list[str] = field(default_factory=list)  # modified/staged/untracked, not ignored
-    commits: list[str] = field(default_factory=list)  # "sha subject", not reachable from base/upstream
-    stashes: list[str] = field(default_factory=list)
-    in_progress: list[str] = field(default_factory=list)
-    processes: list[str] = field(default_factory=list)  # "pid cmdline" with their cwd inside the tree
-    nested_repos: list[str] = field(default_factory=list)  # untracked git repos inside: an archive can't hold them
-    locked: bool = False
-
-    @property
-    def safe(self) -> bool:
-        return not (self.dirty or self.commits or self.stashes or self.in_progress or self.processes
-                    or self.locked)
-
-    @property
-    def archivable(self) -> bool:
-        """--archive can save all of it: files and commits, but not a lock or a live process."""
-        return not (self.locked or self.processes or self.in_progress or self.nested_repos)
-
-    def summary(self) -> str:
-        parts = []
-        if self.dirty:
-            parts.append(f"{len(self.dirty)} uncommitted file(s)")
-        if self.commits:
-            parts.append(f"{len(self.commits)} unmerged commit(s)")
-        if self.stashes:
-            parts.append(f"{len(self.stashes)} stash entr{'y' if len(self.stashes) == 1 else 'ies'}")
-        parts += [f"{op} in progress" for op in self.in_progress]
-        if self.processes:
-            parts.append(f"{len(self.processes)} process(es) running in it")
-        if self.nested_repos:
-            parts.append(f"{len(self.nested_repos)} nested git repo(s)")
-        if self.locked:
-            parts.append("worktree is locked")
-        return ", ".join(parts)
 
 
 class GitRepo:
@@ -86,13 +54,8 @@ class GitRepo:
 
     @cached_property
     def _plain_index(self) -> bool:
-        """Worktree indexes are where `index_has_no_flags` looks and in the format it reads:
-        SHA-1 object ids (no extensions.objectFormat) and no GIT_INDEX_FILE override."""
-        try:
-            config = (self.common_dir / "config").read_text(errors="replace").lower()
-        except OSError:
-            return False
-        return "objectformat" not in config and "GIT_INDEX_FILE" not in os.environ
+        """Worktree indexes are in the format `index_has_no_flags` reads (`gittree.plain_index`)."""
+        return plain_index(self.common_dir)
 
     @cached_property
     def root(self) -> Path:
@@ -157,25 +120,14 @@ class GitRepo:
         and /proc reads otherwise repeated per worktree; without them everything is read
         now, as the last check right before a prune does.
         """
-        from .processes import processes_in
-
-        stake = AtStake(locked=wt.locked)
-        if wt.path.is_dir():
-            stake.processes = processes_in(wt.path, ignore_groups=ignore_groups, table=table)
-            tree = git.Git(str(wt.path))
-            stake.dirty = _status_paths(tree.status("--porcelain=v1", "-z", "--untracked-files=all"))
-            if not (self._plain_index and wt.admin_dir is not None
-                    and index_has_no_flags(wt.admin_dir / "index")):
-                stake.dirty += _hidden_edits(tree, wt.path)
-            stake.nested_repos = [p for p in stake.dirty if (wt.path / p / ".git").exists()]
-        if wt.admin_dir is not None:
-            stake.in_progress = [op for f, op in _IN_PROGRESS.items() if (wt.admin_dir / f).exists()]
+        tree = tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
+                          table=table)
+        commits: list[str] = []
         tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
         if tips and not (refs is not None and refs.merged_tip(wt.branch, wt.head)):
-            stake.commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
-        if wt.branch:
-            stake.stashes = self._stashes_of(wt.branch, refs)
-        return stake
+            commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
+        stashes = self._stashes_of(wt.branch, refs) if wt.branch else []
+        return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked))
 
     def ref_snapshot(self, base: str) -> RefSnapshot:
         """Branch tips, the branches `base` contains, and the stash list: three git calls that
@@ -227,7 +179,7 @@ class GitRepo:
     def dirty_count(self, path: Path) -> int:
         if not path.is_dir():
             return 0
-        return len(_status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
+        return len(status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
 
     def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
         """(`dirty_count`, `ahead_count` or None when detached) of each worktree, side by side:
@@ -260,11 +212,10 @@ def read_owner(admin_dir: Path) -> Owner | None:
 
 def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None) -> AtStake:
     """What deleting a branch that has no worktree would lose."""
-    stake = AtStake()
+    commits: list[str] = []
     if not (refs is not None and refs.merged_tip(branch, None)):
-        stake.commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
-    stake.stashes = repo._stashes_of(branch, refs)
-    return stake
+        commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
+    return judge(TreeFacts(commits=tuple(commits), stashes=tuple(repo._stashes_of(branch, refs))))
 
 
 @dataclass(frozen=True)
@@ -314,70 +265,6 @@ def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree |
     path = (resolve or _Resolver())(fields["worktree"])
     return Worktree(path=path, head=fields.get("HEAD"), branch=branch.removeprefix("refs/heads/") if branch else None,
                     locked="locked" in fields, prunable="prunable" in fields, exists=path.is_dir())
-
-
-def index_has_no_flags(index: Path) -> bool:
-    """True only if the index provably marks no file assume-unchanged or skip-worktree, so
-    `_hidden_edits` has nothing to find and its `git ls-files -v` can be skipped.
-
-    Reads the index file (Documentation/gitformat-index.txt): versions 2 and 3, SHA-1,
-    no split or sparse index. Anything else, an entry with the assume-valid or extended
-    bit, or a file that does not parse exactly: False, and the caller asks git.
-    """
-    try:
-        data = index.read_bytes()
-    except OSError:
-        return False
-    if len(data) < 32 or data[:4] != b"DIRC":
-        return False
-    version, count = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
-    if version not in (2, 3):
-        return False
-    pos, end = 12, len(data) - 20  # the trailing SHA-1 checksum
-    for _ in range(count):
-        if pos + 62 > end:
-            return False
-        flags = (data[pos + 60] << 8) | data[pos + 61]  # after 40 bytes of stat data and the object id
-        if flags & 0xC000:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
-            return False
-        length = flags & 0x0FFF
-        if length == 0x0FFF or data[pos + 62 + length] != 0:  # a very long path, or not where it should end
-            return False
-        pos += (62 + length + 8) & ~7  # the entry, NUL-padded to a multiple of 8 bytes
-    while pos < end:  # extensions: 4-byte signature, 4-byte size; lowercase ones (split/sparse index) refuse
-        if pos + 8 > end or not 65 <= data[pos] <= 90:
-            return False
-        pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
-    return pos == end
-
-
-def _hidden_edits(tree: git.Git, root: Path) -> list[str]:
-    """Edits git status does not show: files marked assume-unchanged or skip-worktree
-    whose content differs from the index (`git worktree remove` would delete them)."""
-    flagged = [line[2:] for line in tree.ls_files("-v").splitlines()
-               if line[:1].islower() or line[:1] == "S"]
-    changed: list[str] = []
-    for path in flagged:
-        if not (root / path).is_file():
-            continue
-        staged = tree.ls_files("-s", "--", path).split()[1]
-        if tree.hash_object("--", path) != staged:
-            changed.append(path)
-    return changed
-
-
-def _status_paths(status: str) -> list[str]:
-    """Paths from `git status --porcelain=v1 -z` (renames carry a second, old path)."""
-    paths: list[str] = []
-    entries = iter(status.split("\0"))
-    for entry in entries:
-        if not entry:
-            continue
-        code, path = entry[:2], entry[3:]
-        paths.append(path)
-        if code[0] in "RC":
-            next(entries, None)
-    return paths
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..store.records import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord
 
 if TYPE_CHECKING:  # live handles, typed only: the planner never touches them
-    from .gitrepo import AtStake
+    from .stake import AtStake
 
 # What is at a declared agent's worktree path when it has no worktree (`Observed.paths`).
 PATH_MISSING, PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR = "missing", "empty-dir", "non-empty-dir", "not-a-dir"

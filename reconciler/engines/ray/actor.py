@@ -1,6 +1,9 @@
 """The session actor: one agent session on one node of a Ray cluster.
 
-Ray imports this module on the node, so it needs only the runtime adapters and git.
+Ray imports this module on the node, so it needs only the runtime adapters, git, and the
+parts of fleet shared with the local engine: what a clone holds is gathered by
+observe/gittree.py and judged by observe/stake.py (the rules a local prune applies), and
+archived by act/archive.py.
 The actor owns a node-local directory for its agent:
 
     <workdir>/<node id>/<fleet>/<agent>/repo         a clone of the fleet's remote, on the agent's branch
@@ -26,24 +29,23 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ...act.archive import snapshot_commit
+from ...errors import FleetError
+from ...observe.gittree import checked, clean_env, last_line, plain_index, rev, run_git, status_paths, tree_facts
+from ...observe.stake import TreeFacts, judge
+
 RUN_MARKER = "--- fleet: "  # as observe/results.py expects before each run's output
-# git variables that would point a command at another repository than the one it runs in
-_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
 _IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
              "GIT_COMMITTER_NAME": "fleet", "GIT_COMMITTER_EMAIL": "fleet@localhost"}
-_IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
-                "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert"}
 _HOOK = """#!/bin/sh
 # Installed by fleet (placement.engine ray): every commit on the agent's branch goes to the
 # remote at once, so a lost node loses no commit. A failed push is retried by the session actor.
@@ -174,7 +176,7 @@ class SessionActor:
 
     def run_gate(self, name: str, run: str, timeout: float) -> dict[str, Any]:
         """`sh -c RUN` in the clone with a timeout, as act/gates.py does in a local worktree."""
-        env = {**_clean_env(), "FLEET_AGENT": self.cfg.agent, "FLEET_BRANCH": self.cfg.branch, "FLEET_GATE": name}
+        env = {**clean_env(), "FLEET_AGENT": self.cfg.agent, "FLEET_BRANCH": self.cfg.branch, "FLEET_GATE": name}
         start = time.monotonic()
         proc = subprocess.Popen(["sh", "-c", run], cwd=self.clone, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -211,20 +213,24 @@ class SessionActor:
         archived = None
         if (self.clone / ".git").is_dir():
             self.push()
-            stake = self._stake()
-            if stake["in_progress"]:
-                return self._refuse(f"{', '.join(stake['in_progress'])} in progress in the clone", stake, log)
-            if stake["dirty"] or stake["unpushed"] or stake["stashes"]:
+            facts = self._facts()
+            stake = judge(facts)
+            if not stake.archivable:  # no archive can hold these: the clone stays, whatever was asked
+                left = [f"{op} in progress" for op in stake.in_progress]
+                left += [f"{len(stake.processes)} process(es) running"] if stake.processes else []
+                left += [f"{len(stake.nested_repos)} nested git repo(s)"] if stake.nested_repos else []
+                return self._refuse(f"{', '.join(left)} in the clone", facts, log)
+            if not stake.safe:
                 if archive_ref is None:
                     why = "; ".join(filter(None, [
-                        self.push_error and f"push failed: {self.push_error}",
-                        stake["unpushed"] and f"{len(stake['unpushed'])} commit(s) not on the remote",
-                        stake["dirty"] and f"{len(stake['dirty'])} uncommitted file(s)",
-                        stake["stashes"] and f"{len(stake['stashes'])} stash entr(ies)"]))
-                    return self._refuse(why, stake, log)
-                problem = self._archive(archive_ref, stake)
+                        f"push failed: {self.push_error}" if self.push_error else "",
+                        f"{len(stake.commits)} commit(s) not on the remote" if stake.commits else "",
+                        f"{len(stake.dirty)} uncommitted file(s)" if stake.dirty else "",
+                        f"{len(stake.stashes)} stash entr(ies)" if stake.stashes else ""]))
+                    return self._refuse(why, facts, log)
+                problem = self._archive(archive_ref)
                 if problem:
-                    return self._refuse(problem, stake, log)
+                    return self._refuse(problem, facts, log)
                 archived = archive_ref
         with self._lock:
             self.state = "released"
@@ -237,12 +243,12 @@ class SessionActor:
             return None
         with self._push_lock:
             ref = f"refs/heads/{self.cfg.branch}"
-            local, pushed = _rev(self.clone, ref), _rev(self.clone, f"refs/remotes/origin/{self.cfg.branch}")
+            local, pushed = rev(self.clone, ref), rev(self.clone, f"refs/remotes/origin/{self.cfg.branch}")
             if local is None or local == pushed:
                 self.push_error = None
                 return None
             res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
-            self.push_error = None if res.returncode == 0 else _last_line(res.stderr) or "git push failed"
+            self.push_error = None if res.returncode == 0 else last_line(res.stderr) or "git push failed"
             if res.returncode == 0:
                 self.last_push = time.time()
             return self.push_error
@@ -273,13 +279,14 @@ class SessionActor:
             # a clone left on this node by an earlier actor holds the freshest work: keep it
             _check(_git(self.clone, "fetch", "-q", "origin"), "git fetch")
             behind = _git(self.clone, "merge-base", "--is-ancestor", "HEAD", f"origin/{branch}").returncode == 0
-            if behind and not _porcelain(self.clone):
+            if behind and not status_paths(_git(self.clone, "status", "--porcelain=v1", "-z",
+                                                "--untracked-files=all").stdout):
                 _git(self.clone, "merge", "-q", "--ff-only", f"origin/{branch}")
         else:
             if self.clone.exists():  # not a clone: keep it aside, never delete what is not ours
                 self.clone.rename(self.home / f"repo.aside-{int(time.time())}")
             _check(_git(self.home, "clone", "-q", "--no-checkout", self.cfg.remote, str(self.clone)), "git clone")
-            if _rev(self.clone, f"refs/remotes/origin/{branch}") is None:
+            if rev(self.clone, f"refs/remotes/origin/{branch}") is None:
                 raise RuntimeError(f"branch {branch} does not exist on the remote {self.cfg.remote}")
             _check(_git(self.clone, "checkout", "-q", "-B", branch, "--track", f"origin/{branch}"), "git checkout")
         hook = self.clone / ".git" / "hooks" / "post-commit"
@@ -299,7 +306,7 @@ class SessionActor:
             else runtime.start_argv(req)
         if argv is None:
             raise RuntimeError(f"runtime {launch.runtime} cannot resume this session")
-        env = _clean_env()
+        env = clean_env()
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         env.update(launch.env)
         env.update(runtime.env(req))
@@ -346,54 +353,68 @@ class SessionActor:
 
     def _git_facts(self) -> dict[str, Any]:
         if not (self.clone / ".git").is_dir():
-            return {"dirty": [], "unpushed": [], "stashes": [], "in_progress": [], "ahead": None, "head": None}
-        stake = self._stake()
-        base = f"origin/{self.cfg.base}" if _rev(self.clone, f"refs/remotes/origin/{self.cfg.base}") else self.cfg.base
+            return {**stake_status(TreeFacts()), "ahead": None, "head": None}
+        facts = self._facts()
+        base = f"origin/{self.cfg.base}" if rev(self.clone, f"refs/remotes/origin/{self.cfg.base}") else self.cfg.base
         ahead = _git(self.clone, "rev-list", "--count", f"{base}..HEAD")
-        return {**stake, "ahead": int(ahead.stdout) if ahead.returncode == 0 else None,
-                "head": _rev(self.clone, "HEAD")}
+        return {**stake_status(facts), "ahead": int(ahead.stdout) if ahead.returncode == 0 else None,
+                "head": rev(self.clone, "HEAD")}
 
-    def _stake(self) -> dict[str, list[str]]:
-        """What deleting the clone would lose: the same kinds of things as a local prune checks."""
-        unpushed = _git(self.clone, "log", "--format=%H %s", "HEAD", "--branches", "--not", "--remotes=origin")
-        stashes = _git(self.clone, "stash", "list", "--format=%H %gs")
-        return {"dirty": _porcelain(self.clone),
-                "unpushed": [f"{line[:7]}{line[40:]}" for line in unpushed.stdout.splitlines() if line],
-                "stashes": [line for line in stashes.stdout.splitlines() if line],
-                "in_progress": [op for f, op in _IN_PROGRESS.items() if (self.clone / ".git" / f).exists()]}
+    def _facts(self) -> TreeFacts:
+        """What deleting the clone would lose, as facts; the session's own processes are not
+        counted while it runs (they are stopped first), as a local prune leaves out its sessions'."""
+        with self._lock:
+            proc = self.proc if self.state == "running" else None
+        return clone_facts(self.clone, ignore_groups=frozenset([proc.pid]) if proc is not None else frozenset())
 
-    def _archive(self, ref: str, stake: dict[str, list[str]]) -> str | None:
+    def _archive(self, ref: str) -> str | None:
         """Commit everything at stake as one snapshot and push it to `ref`; the problem, or None."""
-        parents: list[str] = []
-        tips = _git(self.clone, "for-each-ref", "--format=%(objectname)", "refs/heads")
-        stash = _git(self.clone, "stash", "list", "--format=%H")
-        for sha in [_rev(self.clone, "HEAD"), *tips.stdout.split(), *stash.stdout.split()]:
-            if sha and sha not in parents:
-                parents.append(sha)
-        if not parents:
-            return "nothing to archive from: the clone has no commit"
-        with tempfile.TemporaryDirectory(prefix="fleet-archive-") as tmp:
-            env = {**_clean_env(), "GIT_INDEX_FILE": os.path.join(tmp, "index")}
-            _git(self.clone, "read-tree", "HEAD", env=env)
-            add = _git(self.clone, "add", "-A", ".", env=env)
-            tree = _git(self.clone, "write-tree", env=env)
-        if add.returncode != 0 or tree.returncode != 0:
-            return f"cannot snapshot the clone: {_last_line(add.stderr + tree.stderr)}"
+        tips = checked(_git(self.clone, "for-each-ref", "--format=%(objectname)", "refs/heads"), self.clone,
+                       "for-each-ref")
+        stash = checked(_git(self.clone, "stash", "list", "--format=%H"), self.clone, "stash list")
         subject = f"fleet archive of {self.cfg.agent} (fleet {self.cfg.fleet}, branch {self.cfg.branch}, " \
                   f"node {self.node_ip} {self.node_id[:8]})"
-        args = [tree.stdout.strip()]
-        for p in parents:
-            args += ["-p", p]
-        commit = _git(self.clone, "commit-tree", *args, "-m", subject, env={**_clean_env(), **_IDENTITY})
-        if commit.returncode != 0:
-            return f"cannot make the archive commit: {_last_line(commit.stderr)}"
-        pushed = _git(self.clone, "push", "-q", "origin", f"{commit.stdout.strip()}:{ref}")
+        try:
+            commit = snapshot_commit(self.clone, ["HEAD", *tips.split(), *stash.split()], subject, tree=self.clone,
+                                     env=_IDENTITY)
+        except FleetError as exc:
+            return exc.message
+        pushed = _git(self.clone, "push", "-q", "origin", f"{commit}:{ref}")
         if pushed.returncode != 0:
-            return f"cannot push the archive to {ref}: {_last_line(pushed.stderr)}"
+            return f"cannot push the archive to {ref}: {last_line(pushed.stderr)}"
         return None
 
-    def _refuse(self, why: str, stake: dict[str, list[str]], log: bytes) -> dict[str, Any]:
-        return {"ok": False, "refused": why, "archived": None, "stake": stake, "log": log}
+    def _refuse(self, why: str, facts: TreeFacts, log: bytes) -> dict[str, Any]:
+        return {"ok": False, "refused": why, "archived": None, "stake": stake_status(facts), "log": log}
+
+
+def clone_facts(clone: Path, *, ignore_groups: frozenset[int] = frozenset()) -> TreeFacts:
+    """What deleting a clone on its node would lose, as the facts `judge` reads.
+
+    The tree as a local worktree is read (observe/gittree.py: status, hidden edits, nested
+    repos, in-progress operations, processes inside but not of `ignore_groups`); its
+    commits are those on HEAD or a branch that no remote-tracking ref has (not pushed: the
+    clone's "unreachable from base or upstream"); its stashes are all of the clone's.
+    """
+    git_dir = clone / ".git"
+    tree = tree_facts(clone, git_dir, plain_index=plain_index(git_dir), ignore_groups=ignore_groups)
+    tips = [t for t in [rev(clone, "HEAD")] if t]  # an unborn HEAD (a clone cut short) holds nothing
+    tips += checked(_git(clone, "for-each-ref", "--format=%(objectname)", "refs/heads"), clone,
+                    "for-each-ref").split()
+    unpushed = checked(_git(clone, "log", "--format=%H %s", *dict.fromkeys(tips), "--not", "--remotes=origin", "--"),
+                       clone, "log") if tips else ""
+    stashes = checked(_git(clone, "stash", "list", "--format=%H %gs"), clone, "stash list")
+    return replace(tree, commits=tuple(f"{line[:7]}{line[40:]}" for line in unpushed.splitlines() if line),
+                   stashes=tuple(line for line in stashes.splitlines() if line))
+
+
+def stake_status(facts: TreeFacts) -> dict[str, Any]:
+    """The facts and their verdict as a status carries them: "facts" for a driver to judge,
+    the verdict's lists under the names older drivers read ("unpushed" is the commits)."""
+    stake = judge(facts)
+    return {"dirty": stake.dirty, "unpushed": stake.commits, "stashes": stake.stashes,
+            "in_progress": stake.in_progress, "processes": stake.processes, "nested_repos": stake.nested_repos,
+            "facts": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(facts).items()}}
 
 
 class _Spawner:
@@ -427,38 +448,14 @@ class _Spawner:
             done.set()
 
 
-def _clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in _GIT_LOCATION:
-        env.pop(key, None)
-    return env
-
-
 def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, env=env or _clean_env(), capture_output=True, text=True,
-                          errors="replace", stdin=subprocess.DEVNULL, timeout=600, check=False)
+    """git on the node: a call stuck for 10 minutes (a remote that does not answer) gives up."""
+    return run_git(cwd, *args, env=env or clean_env(), timeout=600)
 
 
 def _check(res: subprocess.CompletedProcess[str], what: str) -> None:
     if res.returncode != 0:
-        raise RuntimeError(f"{what} failed: {_last_line(res.stderr) or res.returncode}")
-
-
-def _rev(cwd: Path, ref: str) -> str | None:
-    res = _git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    return res.stdout.strip() or None if res.returncode == 0 else None
-
-
-def _porcelain(cwd: Path) -> list[str]:
-    res = _git(cwd, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    paths: list[str] = []
-    entries = iter(res.stdout.split("\0"))
-    for entry in entries:
-        if entry:
-            paths.append(entry[3:])
-            if entry[0] in "RC":
-                next(entries, None)
-    return paths
+        raise RuntimeError(f"{what} failed: {last_line(res.stderr) or res.returncode}")
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -475,14 +472,6 @@ def _read_exit(path: Path) -> int | None:
         return int(json.loads(path.read_text())["exit_code"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _last_line(text: str) -> str:
-    """The telling part of git's stderr: what the remote said and what it rejected, else the last line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
-    said += [line.lstrip("! ") for line in lines if "rejected]" in line]
-    return "; ".join(dict.fromkeys(s for s in said if s)) or (lines[-1] if lines else "")
 
 
 def _size(path: Path) -> int:

@@ -18,14 +18,15 @@ how much of the node's log it has copied to `.fleet/logs/<fleet>/<agent>.log`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ...observe.gitrepo import AtStake, GitRepo
+from ...observe.gitrepo import GitRepo
 from ...observe.processes import OwnedProcess
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
+from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
@@ -163,7 +164,8 @@ def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | Non
 
 
 def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tuple[AtStake | None, str | None]:
-    """What pruning the agent would lose: its branch beyond base, and its clone's unpushed work."""
+    """What pruning the agent would lose: its branch beyond base, and what only its clone holds
+    (judged by the rules of a local prune, observe/stake.py)."""
     assert obs.remote is not None
     rec = agent.record
     branch = rec.branch if rec is not None and rec.branch else loaded.fleet.branch_prefix + agent.name
@@ -172,16 +174,31 @@ def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tu
     status = session.status if session else None
     if owned is None and status is None:
         return None, None
-    stake = AtStake()
-    if owned is not None:
-        stake.commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base)
+    commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base) if owned is not None else []
+    return judge(agent_facts(commits, status)), owned
+
+
+_MARKER = {op: marker for marker, op in IN_PROGRESS.items()}
+_FACTS = {f.name for f in fields(TreeFacts)}
+
+
+def agent_facts(branch_commits: list[str], status: dict[str, Any] | None) -> TreeFacts:
+    """The facts of a ray agent: its branch's commits on the remote beyond base, and what its
+    actor reports of its clone (`SessionActor.status`: "facts"; an actor of an older fleet
+    version reports only the lists of its verdict, read back as facts here)."""
+    clone = TreeFacts()
     if status is not None:
-        seen = {c.split()[0][:7] for c in stake.commits}
-        stake.commits += [c for c in status.get("unpushed", []) if c.split()[0][:7] not in seen]
-        stake.dirty = list(status.get("dirty", []))
-        stake.stashes = list(status.get("stashes", []))
-        stake.in_progress = list(status.get("in_progress", []))
-    return stake, owned
+        reported = status.get("facts")
+        if isinstance(reported, dict):
+            known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in reported.items()
+                                     if k in _FACTS}
+            clone = TreeFacts(**known)
+        else:
+            clone = TreeFacts(status=tuple(status.get("dirty", [])), commits=tuple(status.get("unpushed", [])),
+                              stashes=tuple(status.get("stashes", [])),
+                              markers=tuple(_MARKER.get(op, op) for op in status.get("in_progress", [])))
+    # one commit both on the remote's branch and not pushed from the clone is counted once (judge)
+    return replace(clone, commits=(*branch_commits, *clone.commits))
 
 
 def sync_logs(obs: RayObserved) -> None:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ...act.archive import ARCHIVE_PREFIX
 from ...errors import FleetError
+from ...observe.gittree import clean_env as _env
+from ...observe.gittree import last_line as _last_line
 from ...spec.loader import LoadedFleet
 
 OWNERS = "refs/fleet/owners"
-ARCHIVES = "refs/fleet/archive"
+ARCHIVES = ARCHIVE_PREFIX  # archive refs are named by act/archive.py, as for a local fleet
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s:]+:")
-_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
 
 
 class Remote:
@@ -157,18 +158,3 @@ def resolve_url(loaded: LoadedFleet) -> str:
             return url if _URL.match(url) else str((loaded.repo / url).resolve())
     raise FleetError(f"spec.remote {value!r} is not a URL, an existing path or a remote of {loaded.repo}",
                      hint="e.g. remote: origin, remote: git@host:org/repo.git, remote: /srv/git/repo.git")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in _GIT_LOCATION:
-        env.pop(key, None)
-    return env
-
-
-def _last_line(text: str) -> str:
-    """The telling part of git's stderr: what the remote said and what it rejected, else the last line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
-    said += [line.lstrip("! ") for line in lines if "rejected]" in line]
-    return "; ".join(dict.fromkeys(s for s in said if s)) or (lines[-1] if lines else "")

@@ -1,0 +1,183 @@
+"""Facts about one working tree, read with plain `git` processes, and the git-running helpers
+both engines share.
+
+`tree_facts` is the one gatherer of what lives in a tree (status, hidden edits, nested
+repos, in-progress operations, processes inside): `GitRepo.at_stake` calls it for a linked
+worktree of the local repo, the Ray session actor for its clone on a node. What the
+branch alone holds (commits, stashes) each engine reads where its refs are; `observe/
+stake.py` judges the facts. No GitPython here: the actor imports this module on nodes.
+Every call is read-only.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import EXIT_BLOCKED, FleetError
+from .stake import IN_PROGRESS, TreeFacts
+
+if TYPE_CHECKING:
+    from .processes import ProcessTable
+
+# git variables that would point a command at another repository than the one it runs in
+GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without GIT_DIR & co (so git works on the repo of its cwd), plus `extra`."""
+    env = dict(os.environ)
+    for key in GIT_LOCATION:
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def run_git(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in `cwd`; never raises for git's exit status (callers read returncode).
+
+    Output is decoded as git's paths are meant (UTF-8, undecodable bytes kept as surrogates,
+    no newline translation). Without `env`, the environment is inherited, minus GIT_DIR & co
+    if any is set. A `timeout` costs latency (Python then polls for the exit): the fact
+    gatherers run without one, as GitPython does.
+    """
+    if env is None and any(key in os.environ for key in GIT_LOCATION):
+        env = clean_env()
+    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True,
+                         input=input.encode("utf-8", "surrogateescape") if input is not None else None,
+                         stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout, check=False)
+    return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode("utf-8", "surrogateescape"),
+                                       res.stderr.decode("utf-8", "replace"))
+
+
+def last_line(text: str) -> str:
+    """The telling part of git's stderr: what the remote said and what it rejected, else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    said += [line.lstrip("! ") for line in lines if "rejected]" in line]
+    return "; ".join(dict.fromkeys(s for s in said if s)) or (lines[-1] if lines else "")
+
+
+def rev(cwd: Path, ref: str) -> str | None:
+    """The commit `ref` names in the repo of `cwd`, or None."""
+    res = run_git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def checked(res: subprocess.CompletedProcess[str], path: Path, what: str) -> str:
+    """Output of a git call a verdict depends on: a failure must refuse, never read as "nothing"."""
+    if res.returncode != 0:
+        raise FleetError(f"cannot tell what is at stake in {path}: git {what} failed: "
+                         f"{last_line(res.stderr) or f'exit {res.returncode}'}", exit_code=EXIT_BLOCKED)
+    return res.stdout
+
+
+def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
+               ignore_groups: frozenset[int] = frozenset(), table: ProcessTable | None = None) -> TreeFacts:
+    """What lives in the working tree at `path` and nowhere else (commits and stashes left empty).
+
+    `git_dir`: the tree's own git dir (a linked worktree's admin dir, a clone's .git), where
+    in-progress markers and the index are; None when unknown. `plain_index`: that index is
+    in the format `index_has_no_flags` reads (see `plain_index`), so `git ls-files` runs only
+    when some file is flagged. `ignore_groups`: process groups fleet stops itself; `table`:
+    the cwds of every process, read once for many trees.
+    """
+    from .processes import processes_in  # psutil, only when a tree is looked at
+
+    status: list[str] = []
+    hidden: list[str] = []
+    nested: list[str] = []
+    processes: list[str] = []
+    if path.is_dir():
+        processes = processes_in(path, ignore_groups=ignore_groups, table=table)
+        status = status_paths(checked(run_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all"),
+                                       path, "status"))
+        if not (plain_index and git_dir is not None and index_has_no_flags(git_dir / "index")):
+            hidden = hidden_edits(path)
+        nested = [p for p in status + hidden if (path / p / ".git").exists()]
+    markers = [m for m in IN_PROGRESS if (git_dir / m).exists()] if git_dir is not None else []
+    return TreeFacts(status=tuple(status), hidden_edits=tuple(hidden), nested_repos=tuple(nested),
+                     markers=tuple(markers), processes=tuple(processes))
+
+
+def plain_index(common_dir: Path) -> bool:
+    """Indexes of this repo are in the format `index_has_no_flags` reads: SHA-1 object ids
+    (no extensions.objectFormat) and no GIT_INDEX_FILE override."""
+    try:
+        config = (common_dir / "config").read_text(errors="replace").lower()
+    except OSError:
+        return False
+    return "objectformat" not in config and "GIT_INDEX_FILE" not in os.environ
+
+
+def status_paths(status: str) -> list[str]:
+    """Paths from `git status --porcelain=v1 -z` (renames carry a second, old path)."""
+    paths: list[str] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        paths.append(path)
+        if code[0] in "RC":
+            next(entries, None)
+    return paths
+
+
+def hidden_edits(root: Path) -> list[str]:
+    """Edits git status does not show: files marked assume-unchanged or skip-worktree
+    whose content differs from the index (`git worktree remove` would delete them)."""
+    listing = checked(run_git(root, "ls-files", "-v", "-s", "-z"), root, "ls-files")
+    staged: dict[str, str] = {}  # flagged file -> its object id in the index (the first stage listed)
+    for entry in listing.split("\0"):
+        meta, _, path = entry.partition("\t")
+        tag = meta[:1]
+        if path and (tag.islower() or tag == "S") and path not in staged and (root / path).is_file():
+            staged[path] = meta.split(" ")[2]
+    if not staged:
+        return []
+    paths = list(staged)
+    if any("\n" in p for p in paths):  # --stdin-paths reads lines: hash such names one by one
+        hashes = [checked(run_git(root, "hash-object", "--", p), root, "hash-object").strip() for p in paths]
+    else:  # filters (eol, clean) apply per path, as for `git add`
+        hashes = checked(run_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n"),
+                          root, "hash-object").split()
+    return [p for p, h in zip(paths, hashes) if h != staged[p]]
+
+
+def index_has_no_flags(index: Path) -> bool:
+    """True only if the index provably marks no file assume-unchanged or skip-worktree, so
+    `hidden_edits` has nothing to find and its `git ls-files` can be skipped.
+
+    Reads the index file (Documentation/gitformat-index.txt): versions 2 and 3, SHA-1,
+    no split or sparse index. Anything else, an entry with the assume-valid or extended
+    bit, or a file that does not parse exactly: False, and the caller asks git.
+    """
+    try:
+        data = index.read_bytes()
+    except OSError:
+        return False
+    if len(data) < 32 or data[:4] != b"DIRC":
+        return False
+    version, count = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    if version not in (2, 3):
+        return False
+    pos, end = 12, len(data) - 20  # the trailing SHA-1 checksum
+    for _ in range(count):
+        if pos + 62 > end:
+            return False
+        flags = (data[pos + 60] << 8) | data[pos + 61]  # after 40 bytes of stat data and the object id
+        if flags & 0xC000:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
+            return False
+        length = flags & 0x0FFF
+        if length == 0x0FFF or data[pos + 62 + length] != 0:  # a very long path, or not where it should end
+            return False
+        pos += (62 + length + 8) & ~7  # the entry, NUL-padded to a multiple of 8 bytes
+    while pos < end:  # extensions: 4-byte signature, 4-byte size; lowercase ones (split/sparse index) refuse
+        if pos + 8 > end or not 65 <= data[pos] <= 90:
+            return False
+        pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
+    return pos == end
