@@ -26,7 +26,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     rows = (len(panels) + 1 + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
     cells = [ax for row in axes for ax in row]
-    for ax, (op, title) in zip(cells, panels):
+    for ax, (op, title) in zip(cells, panels, strict=False):
         ns = [n for n in sizes if op in results["sizes"][str(n)]]
         data = [results["sizes"][str(n)][op] for n in ns]
         fleet = [r["fleet"]["wall"] for r in data]
@@ -34,7 +34,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
         floor_label = "full git status sweep" if op == "tick" else "floor (bare git/processes)"
         ax.plot(ns, fleet, "o-", label="fleet", color="tab:blue")
         ax.plot(ns, floor, "s--", label=floor_label, color="tab:gray")
-        for n, f, g in zip(ns, fleet, floor):
+        for n, f, g in zip(ns, fleet, floor, strict=True):
             if g:
                 ax.annotate(f"{f / g:.2f}x", (n, f), textcoords="offset points", xytext=(4, 6), fontsize=8)
         ax.set_xscale("log")

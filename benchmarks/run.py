@@ -143,7 +143,7 @@ class Bench:
         log(f"N={n}: apply from nothing, floor and fleet alternating, {runs} run(s) each")
         floor, fleet = Series(), Series()
         repo = None
-        for i in range(runs):
+        for _ in range(runs):
             floor_repo = self.fresh_repo(f"floor{n}")
             floor.add(run(fx.floor_apply_script(self.work, floor_repo, names), cwd=floor_repo,
                           env=self.scoped(floor_repo), log=self.work / "floor.log"))

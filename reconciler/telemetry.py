@@ -267,9 +267,9 @@ class Telemetry:
 
 def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     """Phases, cost and budget left, from the state store as the reconcile left it."""
-    from .store.ledger import spend_on, today
     from .observe.gitrepo import GitRepo
     from .observe.snapshot import fleet_home
+    from .store.ledger import spend_on, today
     from .store.records import StateStore
 
     records = StateStore(fleet_home(GitRepo(loaded.repo)), loaded.name).all()

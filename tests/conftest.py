@@ -5,9 +5,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -11,12 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 import agents
+import psutil
 from conftest import FLEETS, ROOT, fleet, git, session_pids, status, wait_until, write_fleet
-
-
 
 
 def fleet_yaml(repo: Path, *, agent_args: list[str], count: int = 3, max_running: int | None = None,
@@ -94,7 +91,8 @@ def test_killed_session_is_restarted_under_on_failure_after_backoff(repo: Path) 
     assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"]) or \
         "without an exit status" in row["reason"]
     diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
-    assert [(a["kind"], a["details"].get("then")) for a in diff["actions"]] in ([("wait", "resume")], [("resume", None)])
+    assert [(a["kind"], a["details"].get("then")) for a in diff["actions"]] in (
+        [("wait", "resume")], [("resume", None)])
     time.sleep(1.2)
     diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert [(a["kind"], a["agent"]) for a in diff["actions"]] == [("resume", "w-a00")]
@@ -143,7 +141,8 @@ def test_spec_change_replaces_the_running_session(repo: Path) -> None:
     old = status(repo)["w-a00"]["pid"]
     path.write_text(path.read_text().replace("prompt: work on {item}", "prompt: work harder on {item}"))
     diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
-    assert [(a["kind"], a["details"].get("changes")) for a in diff["actions"]] == [("replace", ["prompt: 'work on a00' -> 'work harder on a00'"])]
+    assert [(a["kind"], a["details"].get("changes")) for a in diff["actions"]] == [
+        ("replace", ["prompt: 'work on a00' -> 'work harder on a00'"])]
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     row = status(repo)["w-a00"]
     assert row["phase"] == "Running" and row["pid"] != old and row["sync"] == "Synced"

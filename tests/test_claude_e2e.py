@@ -18,10 +18,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
-from model_server import (OVERLOADED, UNAUTHORIZED, Error, ModelServer, Reply, Request, Stall, Text, ToolUse,
-                          Usage, play, workdir)
+from model_server import (
+    OVERLOADED,
+    UNAUTHORIZED,
+    Error,
+    ModelServer,
+    Reply,
+    Request,
+    Stall,
+    Text,
+    ToolUse,
+    Usage,
+    play,
+    workdir,
+)
 
 PINNED = "2.1.332"
 INSTALL = f"npm install --prefix .ci/claude @anthropic-ai/claude-code@{PINNED}"

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FLEETS, fleet
+
 from reconciler.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, exit_code
 from reconciler.spec.schema import schema_text
 

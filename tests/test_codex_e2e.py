@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
 from model_server import ModelServer, Reply, Request, Text, ToolUse, play
 

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 import agents
+import psutil
 from conftest import fleet, git, session_pids, status, write_fleet
 
 AGENTS = [f"w-a{i:02d}" for i in range(6)]

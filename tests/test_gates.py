@@ -136,8 +136,8 @@ def test_crashing_agent_backs_off_with_increasing_gaps(repo: Path) -> None:
         loop.send_signal(signal.SIGTERM)
         out, _ = loop.communicate(timeout=30)
     times = [float(t) for t in starts.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4])), (gaps, out)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4], strict=False)), (gaps, out)
     assert row["phase"] == "Failed"
     assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"]) or \
         row["reason"].startswith("CrashLoopBackOff")

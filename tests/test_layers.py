@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import reconciler
 from conftest import ROOT
+
+import reconciler
 
 CONFIG = ROOT / ".importlinter"
 

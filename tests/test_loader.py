@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import FLEETS, fleet, write_fleet
 
 GOOD = """\
@@ -116,7 +115,8 @@ def test_foreach_expands_items_and_glob(tmp_path: Path) -> None:
 
 
 def test_keys_named_like_types_keep_their_position(tmp_path: Path) -> None:
-    text = GOOD.replace("    local: {runtime: command}\n", "    Worker: {runtime: bash}\n    local: {runtime: command}\n")
+    text = GOOD.replace("    local: {runtime: command}\n",
+                        "    Worker: {runtime: bash}\n    local: {runtime: command}\n")
     text = text.replace("      command: [python, agent.py]\n",
                         "      command: [python, agent.py]\n      env:\n        TOKEN: 42\n")
     path = write_fleet(tmp_path, text)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import fleet, git, write_fleet
+
 from reconciler.errors import FleetError
 from reconciler.locking.slots import read_lock_table, write_lock_table
 
@@ -109,7 +109,7 @@ def max_overlap(rows: list[tuple[float, float, int]]) -> int:
 
 def test_one_slot_never_overlaps(tmp_path: Path, lock_dir: Path) -> None:
     rows = run_workers(tmp_path, 6, "build")
-    for (_, end, _), (start, _, _) in zip(rows, rows[1:]):
+    for (_, end, _), (start, _, _) in zip(rows, rows[1:], strict=False):
         assert start >= end, f"intervals overlap: {rows}"
     assert all(peak == 1 for _, _, peak in rows)
 
@@ -131,7 +131,8 @@ def test_exit_code_passthrough(tmp_path: Path, lock_dir: Path) -> None:
     assert fleet("lock", "build", "--", sys.executable, "-c", "pass", cwd=tmp_path).returncode == 0
     proc = fleet("lock", "build", "--", "no-such-command-xyz", cwd=tmp_path)
     assert proc.returncode == 127 and "command not found" in proc.stderr
-    killed = fleet("lock", "build", "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+    killed = fleet("lock", "build", "--", sys.executable, "-c",
+                   "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
                    cwd=tmp_path)
     assert killed.returncode == 128 + signal.SIGTERM
 

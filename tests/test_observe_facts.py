@@ -6,12 +6,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import agents
+import pytest
 from conftest import fleet, git, write_fleet
-from reconciler.observe.model import (PATH_EMPTY_DIR, PATH_MISSING, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed,
-                                      ObservedAgent, Worktree)
+
+from reconciler.observe.model import (
+    PATH_EMPTY_DIR,
+    PATH_MISSING,
+    PATH_NON_EMPTY_DIR,
+    PATH_NOT_A_DIR,
+    Observed,
+    ObservedAgent,
+    Worktree,
+)
 from reconciler.observe.snapshot import observe, observe_paths, path_state
 from reconciler.spec.loader import load_fleet
 

@@ -17,13 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ROOT
+
 from reconciler.observe.gitrepo import AtStake  # only the type: no repo is opened
-from reconciler.observe.model import (PATH_EMPTY_DIR, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, ObservedAgent,
-                                      OwnedProcess, Owner, Worktree)
-from reconciler.plan.actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
-                                     Plan)
+from reconciler.observe.model import (
+    PATH_EMPTY_DIR,
+    PATH_NON_EMPTY_DIR,
+    PATH_NOT_A_DIR,
+    Observed,
+    ObservedAgent,
+    OwnedProcess,
+    Owner,
+    Worktree,
+)
+from reconciler.plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Plan
 from reconciler.plan.planner import plan, plan_delete
 from reconciler.spec.loader import LoadedFleet, load_fleet_text
 from reconciler.store.records import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord

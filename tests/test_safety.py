@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import agents
 import psutil
 import pytest
-
-import agents
 from conftest import fleet, git, status, wait_until, write_fleet
 
 WT = Path(".fleet") / "worktrees"

@@ -31,12 +31,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import agents
 import psutil
+from conftest import fleet, git, session_pids, status, wait_until
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-
-import agents
-from conftest import fleet, git, session_pids, status, wait_until
 
 FLEET = "t"
 PREFIX = f"fleet/{FLEET}/"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import FLEETS, ROOT
 from ruamel.yaml import YAML
 
-from conftest import FLEETS, ROOT
 from reconciler.spec.schema import schema_text
 
 SCHEMA = ROOT / "schemas" / "fleet.schema.json"

@@ -14,13 +14,13 @@ import copy
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..observe.snapshot import ObservedAgent
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionResult
+from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Backoff
-from ..spec.desired import DesiredAgent
 from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord, now_iso
-from ..observe.snapshot import ObservedAgent
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
 _LOG_TAIL = 256 * 1024  # result objects are printed last; never read a huge log whole

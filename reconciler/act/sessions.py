@@ -13,12 +13,12 @@ from pathlib import Path
 import psutil
 
 from ..errors import FleetError
-from .lifecycle import RUN_MARKER
 from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION, create_time, is_alive
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
 from ..spec.desired import DesiredAgent
 from ..spec.models import FromEnv
+from .lifecycle import RUN_MARKER
 
 
 @dataclass(frozen=True)

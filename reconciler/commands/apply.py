@@ -8,11 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from ..control.converge import preview, reconcile_once
 from ..engines.executor import Outcome
 from ..errors import EXIT_OK, FleetError, exit_code
 from ..plan import saved
 from ..plan.actions import BLOCKED, Plan
-from ..control.converge import preview, reconcile_once
 from ..render.plan import outcome_line, print_table, summary_line
 from ..spec.loader import load_fleet
 from . import diff
@@ -61,7 +61,8 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
 
     try:
         result = reconcile_once(loaded, targets=targets, lock_timeout=lock_timeout, grace=grace, archive=archive,
-                                confirm=confirmed, on_step=progress.step, planner=planner, saved_plan=planner is not None,
+                                confirm=confirmed, on_step=progress.step, planner=planner,
+                                saved_plan=planner is not None,
                                 on_wait=lambda msg: err.print(f"[yellow]{escape(msg)}[/]"))
     finally:
         progress.stop()

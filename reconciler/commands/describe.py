@@ -7,15 +7,15 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.markup import escape
 
+from ..act.lifecycle import read_log_tail
+from ..control.status_rows import fleet_status
 from ..errors import EXIT_OK, FleetError
 from ..observe.gitrepo import GitRepo
 from ..observe.progress import last_lines
-from ..act.lifecycle import read_log_tail
 from ..observe.snapshot import fleet_home
+from ..plan.status import human_age
 from ..spec.loader import load_fleet
 from ..store.records import StateStore
-from ..control.status_rows import fleet_status
-from ..plan.status import human_age
 
 
 def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
 from ..control.converge import preview
+from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 
@@ -45,8 +45,8 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
 
 def _spec_diff(file: str, rev: str, output: str, console: Console) -> int:
     from ..observe.gitrepo import file_at_revision
-    from ..render import revdiff as render
     from ..plan.revdiff import diff_specs, load_base
+    from ..render import revdiff as render
 
     now = load_fleet(file)
     at = file_at_revision(Path(file), rev)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from ..control.loop import ControlLoop
 from ..control.converge import Result
+from ..control.loop import ControlLoop
 from ..render.plan import outcome_line
 
 

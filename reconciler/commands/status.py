@@ -7,10 +7,10 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import EXIT_OK
-from ..spec.loader import load_fleet
 from ..control.status_rows import fleet_status
+from ..errors import EXIT_OK
 from ..plan.status import AgentStatus, human_age
+from ..spec.loader import load_fleet
 
 _PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red",
                 "Pending": "yellow"}

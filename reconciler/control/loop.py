@@ -17,9 +17,9 @@ from typing import Any
 
 from ..errors import EXIT_ERROR, EXIT_OK, FleetError, exit_code
 from ..plan.actions import BLOCKED
-from .converge import Result, reconcile_once
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet, load_fleet
+from .converge import Result, reconcile_once
 
 DEFAULT_INTERVAL = 60.0
 

@@ -15,15 +15,23 @@ from typing import TYPE_CHECKING
 from .. import telemetry
 from ..act import lifecycle
 from ..act.gates import record_gates
-from ..observe.progress import last_api_error, last_lines
 from ..errors import EXIT_BLOCKED, FleetError
+from ..observe.progress import last_api_error, last_lines
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import BLOCKED as PHASE_BLOCKED
-from ..store.records import (CREATING_WORKTREE, FAILED, PENDING, PRUNING, RUNNING, STARTING_SESSION, SUCCEEDED,
-                             SessionRecord)
+from ..store.records import (
+    CREATING_WORKTREE,
+    FAILED,
+    PENDING,
+    PRUNING,
+    RUNNING,
+    STARTING_SESSION,
+    SUCCEEDED,
+    SessionRecord,
+)
 from .base import WorkspaceLost
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from .. import telemetry
 from ..act import sessions
 from ..act.archive import archive_work, restore_hint
 from ..act.gates import run_gate
+from ..act.lifecycle import read_log_tail
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import EXIT_OK, FleetError
 from ..locking.slots import write_lock_table
@@ -27,7 +28,6 @@ from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import SessionRecord, StateStore
 from .base import GateRunner, Halted, Launched, WorkspaceLost
-from ..act.lifecycle import read_log_tail
 
 
 class LocalEngine:
@@ -111,7 +111,7 @@ class LocalEngine:
     def status_rows(self, observed: Observed, rows: list[AgentStatus]) -> list[AgentStatus]:
         """Dirty files and commits ahead of base, from git in each worktree (side by side)."""
         trees = {n: a.worktree for n, a in observed.agents.items() if a.worktree is not None}
-        counts = dict(zip(trees, self.repo.tree_counts(list(trees.values()), self.loaded.fleet.spec.base)))
+        counts = dict(zip(trees, self.repo.tree_counts(list(trees.values()), self.loaded.fleet.spec.base), strict=True))
         return [replace(row, dirty=counts[row.agent][0], ahead=counts[row.agent][1]) if row.agent in counts else row
                 for row in rows]
 

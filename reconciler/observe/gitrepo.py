@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import git
 
 from ..errors import FleetError
+from .gittree import index_has_no_flags, plain_index, status_paths, tree_facts
+
 # plain data (observe/model.py), importable from here as before
 from .model import Owner, Worktree
-from .gittree import index_has_no_flags, plain_index, status_paths, tree_facts
 from .stake import AtStake, TreeFacts, judge
 
 if TYPE_CHECKING:

@@ -145,7 +145,7 @@ def hidden_edits(root: Path) -> list[str]:
     else:  # filters (eol, clean) apply per path, as for `git add`
         hashes = checked(run_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n"),
                           root, "hash-object").split()
-    return [p for p, h in zip(paths, hashes) if h != staged[p]]
+    return [p for p, h in zip(paths, hashes, strict=True) if h != staged[p]]
 
 
 def index_has_no_flags(index: Path) -> bool:

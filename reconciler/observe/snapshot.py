@@ -9,8 +9,15 @@ from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import CREATING_WORKTREE, RUNNING, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
-from .model import (PATH_EMPTY_DIR, PATH_MISSING, PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, ObservedAgent,
-                    OwnedProcess)
+from .model import (
+    PATH_EMPTY_DIR,
+    PATH_MISSING,
+    PATH_NON_EMPTY_DIR,
+    PATH_NOT_A_DIR,
+    Observed,
+    ObservedAgent,
+    OwnedProcess,
+)
 from .processes import ProcessTable, is_alive, owned_processes
 from .progress import last_progress
 

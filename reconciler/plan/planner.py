@@ -19,10 +19,9 @@ from ..observe.model import PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, Observ
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.records import FAILED, RUNNING, SUCCEEDED
 from ..store.ledger import Spend, spend_on
-from .actions import (BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT,
-                      Action, Plan)
+from ..store.records import FAILED, RUNNING, SUCCEEDED
+from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
 from .drift import explain
 
 

@@ -12,7 +12,6 @@ GEMINI_CLI_TRUST_WORKSPACE=true: fleet worktrees are new folders, so they are un
 """
 from __future__ import annotations
 
-
 from ._logscan import JsonDict, as_int, as_str, json_dicts, last_line
 from .base import SessionRequest, SessionResult
 

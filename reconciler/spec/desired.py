@@ -9,7 +9,6 @@ from typing import Any
 
 from .models import FromEnv, Gate, Tier
 
-
 DEFAULT_STALL_AFTER = 15 * 60.0
 
 

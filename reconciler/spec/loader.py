@@ -330,7 +330,7 @@ def _unwrap(tp: Any) -> Any:
         if origin is typing.Annotated:
             tp = typing.get_args(tp)[0]
             continue
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        if origin in (typing.Union, __import__("types").UnionType):
             members = [a for a in typing.get_args(tp) if a is not type(None)]
             models = [a for a in members if _is_model(a)]
             tp = models[0] if models else members[0]
