@@ -77,7 +77,8 @@ def force_unlock(home: Path, fleet: str, lock_id: str) -> str:
     if info.get("id") != lock_id:
         raise FleetError(f"lock ID {lock_id} does not match the current lock ({info.get('id')})",
                          hint="copy the ID from the lock message")
-    pid = int(info.get("pid", 0) or 0)
+    raw_pid = info.get("pid")
+    pid = raw_pid if isinstance(raw_pid, int) else 0
     if pid and psutil.pid_exists(pid) and info.get("host") == socket.gethostname():
         raise FleetError(f"the lock holder (pid {pid}) is still running",
                          hint=f"stop it first (kill {pid}); its OS lock is released when it exits")

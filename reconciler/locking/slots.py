@@ -172,7 +172,7 @@ class SignalGate:
     def __init__(self) -> None:
         self.blocking = hasattr(signal, "sigtimedwait") and hasattr(signal, "pthread_sigmask")
         self._watched = {*FORWARDED, signal.SIGCHLD}
-        self._old_mask: set[signal.Signals] | None = None
+        self._old_mask: set[int] | None = None
         self._old_handlers: dict[int, Any] = {}
         self._pending: list[Received] = []
 
@@ -193,8 +193,8 @@ class SignalGate:
         if not self.blocking:
             if not self._pending:
                 time.sleep(seconds)
-            got, self._pending = self._pending, []
-            return got
+            pending, self._pending = self._pending, []
+            return pending
         got: list[Received] = []
         info = signal.sigtimedwait(self._watched, seconds)
         while info is not None:

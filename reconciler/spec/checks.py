@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from . import globs
@@ -116,15 +116,15 @@ def _items(agent: Agent, repo: Path,
     if each is None:
         return [None], None
     if each.items is not None:
-        return list(each.items), None
+        return list[str | None](each.items), None
     assert each.glob is not None
     if (why := _escapes(each.glob)) is not None:
         return [], (why, "globs are relative to the repo root")
     if files is not None:
-        return list(globs.match(each.glob, files)), None
+        return list[str | None](globs.match(each.glob, files)), None
     matches = sorted(PurePosixPath(os.path.relpath(p, repo)).as_posix()
                      for p in globlib.glob(str(repo / each.glob), recursive=True) if os.path.isfile(p))
-    return matches, None  # no match is zero agents, like zero replicas: valid
+    return list[str | None](matches), None  # no match is zero agents, like zero replicas: valid
 
 
 def _expand(template: str, item: str | None, *, slug: bool = False, is_path: bool = False) -> str:
@@ -174,5 +174,5 @@ def _escapes(rel: str) -> str | None:
     return None
 
 
-def _known(what: str, declared: dict[str, object]) -> str:
+def _known(what: str, declared: Mapping[str, object]) -> str:
     return f"declared {what}: {', '.join(declared) or '(none)'}; declare it under spec.{what}"

@@ -85,7 +85,7 @@ def _cluster_messages_to_stderr(ray: ModuleType) -> None:
         original({**data, "is_err": True}, ignore_prefix)
 
     to_stderr._fleet = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = to_stderr
+    setattr(worker, "print_to_stdstream", to_stderr)  # noqa: B010 - worker is untyped (getattr above)
 
 
 def sessions(ray: ModuleType, ns: str) -> dict[str, Any]:

@@ -413,6 +413,7 @@ def _kept(observed: RayObserved, name: str) -> bool:
 def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None) -> dict[str, Any]:
     """Ask the actor to free its clone (see SessionActor.release); on success the actor is killed."""
     ray = observed.ray
+    assert ray is not None, "observed with a cluster connection"
     known = observed.ledger.setdefault(name, {})
     same = session.status is not None and known.get("instance") == session.status.get("instance")
     offset = known.get("log_offset", 0) if same else 0
