@@ -7,7 +7,7 @@ talk to the fleet's engine (engines/base.py) and never ask which one it is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -115,7 +115,12 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
                          hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
     # an older fleet's state under <main checkout>/.fleet moves to the git common dir first,
     # so this pass and every later one read and lock in one place (store/home.py)
-    migrate(legacy_home(engine.repo), fleet_home(engine.repo))
+    try:
+        set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo))
+    except OSError as exc:
+        raise FleetError(f"cannot move fleet's state from {legacy_home(engine.repo)} to {fleet_home(engine.repo)}: "
+                         f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "
+                                        "is finished by the next run)") from None
     ensure_excluded(engine.repo, loaded.worktrees_root)
     with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = engine.observe(inspect_all=inspect_all, readonly=False)
@@ -127,6 +132,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         else:
             now = datetime.now(timezone.utc)
             the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now), observed)
+        if set_aside:  # a file in both places with different contents: both kept, said once
+            the_plan = replace(the_plan, notes=the_plan.notes + tuple(set_aside))
         clear_unblocked(engine.store, observed, the_plan)
         if on_plan:
             on_plan(the_plan)
