@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import agents
@@ -262,6 +263,8 @@ def test_git_clean_fdx_then_apply_adopts_keeps_protected_and_replaces_only_the_o
     assert rows["run"]["pid"] == first["run"] and rows["keep"]["pid"] == first["keep"]
     assert (repo / WT / "keep").is_dir()
     assert "No changes" in apply(repo)
+    # git clean took the worktree root's .gitignore too (an ignored file); it is back
+    assert git(repo, "status", "--porcelain") == " M fleet.yaml\n"
 
 
 def test_a_protected_session_running_an_old_spec_is_not_replaced_without_its_record(repo: Path) -> None:
@@ -279,6 +282,13 @@ def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_re
     path = three_agents(repo)
     apply(repo)
     pid = status(repo)["keep"]["pid"]
+    # kept where the state store is not: the ownership marker and the branch config
+    assert git(repo, "config", "--get", "branch.fleet/t/keep.fleetProtect").strip() == "true"
+    assert git(repo, "config", "--get-regexp", r"^branch\..*\.fleetprotect$").split("\n")[0].startswith(
+        "branch.fleet/t/keep.")
+    markers = {json.loads(m.read_text())["agent"]: json.loads(m.read_text())["protect"]
+               for m in (repo / ".git" / "worktrees").glob("*/fleet-owner.json")}
+    assert markers == {"run": False, "keep": True, "old": False}
     text = path.read_text()
     path.write_text("\n".join(line for line in text.splitlines() if "name: keep" not in line) + "\n")
     out = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo).stdout
@@ -292,6 +302,12 @@ def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_re
     # protect follows the file: declared again without it, the agent is an ordinary one
     path.write_text(text.replace("protect: true, ", ""))
     apply(repo)
+    unset = subprocess.run(["git", "config", "--get", "branch.fleet/t/keep.fleetProtect"], cwd=repo,
+                           capture_output=True, text=True)
+    assert unset.returncode == 1 and unset.stdout == ""
+    markers = [json.loads(m.read_text()) for m in (repo / ".git" / "worktrees").glob("*/fleet-owner.json")]
+    assert sorted(m["agent"] for m in markers) == ["keep", "old", "run"]
+    assert all(m["protect"] is False for m in markers)
     path.write_text("\n".join(line for line in text.splitlines() if "name: keep" not in line) + "\n")
     shutil.rmtree(home(repo) / "state")
     apply(repo)
@@ -310,14 +326,20 @@ def test_apply_from_inside_an_agents_worktree_converges_on_the_main_repo(repo: P
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=inside)
     assert proc.returncode == 0 and "No changes" in proc.stdout, proc.stdout + proc.stderr
     assert not (inside / ".fleet").exists()
-    # a new agent declared in that worktree's copy of the file goes to the main repo's root
-    (inside / "fleet.yaml").write_text(path.read_text().replace(
+    # that worktree's copy of the file declares a new agent and changes `old`: the new
+    # worktree goes under the main checkout's root, and `old` is replaced in its own tree
+    (inside / "fleet.yaml").write_text(path.read_text().replace("v1 old", "v2 old").replace(
         "    - {name: old", "    - {name: new, tier: local, prompt: v1 new, command: [sleep, '60']}\n    - {name: old"))
-    proc = fleet("apply", "fleet.yaml", "--yes", cwd=inside)
+    proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=inside)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / WT / "new").is_dir() and not (inside / ".fleet").exists()
-    assert {n: r["pid"] for n, r in status(repo).items() if n != "new"} == before
-    assert status(repo, str(inside / "fleet.yaml"))["new"]["phase"] == "Running"
+    rows = status(repo, str(inside / "fleet.yaml"))
+    assert {n: r["pid"] for n, r in rows.items() if n not in ("new", "old")} == \
+        {n: p for n, p in before.items() if n != "old"}
+    assert rows["new"]["phase"] == "Running" and rows["old"]["phase"] == "Running"
+    assert rows["old"]["pid"] != before["old"] and rows["old"]["sync"] == "Synced"
+    assert psutil.Process(rows["old"]["pid"]).cwd() == str((repo / WT / "old").resolve())
+    assert fleet("apply", "fleet.yaml", "--yes", cwd=inside).stdout.startswith("No changes")
 
 
 def test_a_changed_worktrees_root_keeps_existing_trees_where_they_are(repo: Path) -> None:
