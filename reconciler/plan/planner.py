@@ -204,6 +204,8 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     details = {"path": str(agent.worktree), "branch": agent.branch}
     if wt is not None and wt.owner is not None and wt.exists:
         return []
+    if wt is not None:  # repaired where git has it, under whichever root it was made
+        details = {**details, "path": str(wt.path)}
     if wt is not None and wt.owner is None:
         return [Action(CREATE_WORKTREE, agent.name, "finishing a worktree creation that was interrupted",
                        tier, {**details, "repair": "interrupted"})]
