@@ -1,4 +1,9 @@
-"""Creating and pruning agent worktrees (GitPython), with the ownership marker."""
+"""Creating and pruning agent worktrees (GitPython), with the ownership marker.
+
+Also what keeps the main checkout's `git status` clean without hiding an agent's files
+(`ensure_excluded`: the worktree root's own `.gitignore`, never `.git/info/exclude`), and
+`protect` kept where it outlives the state store (`keep_protect`: the marker and
+`branch.<b>.fleetProtect`)."""
 from __future__ import annotations
 
 import json
