@@ -372,3 +372,26 @@ def test_one_failing_action_is_that_actions_failed_outcome_and_the_rest_of_the_p
     assert "Is a directory" in proc.stdout
     assert sorted(sessions_by_agent(repo)) == ["old", "run"]
     assert status(repo)["keep"]["phase"] == "Failed"
+
+
+def test_migration_across_file_systems_copies_then_removes(tmp_path: Path) -> None:
+    """A git dir on another file system (`--separate-git-dir`): a copy, fsync and rename, then the unlink."""
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    other = Path(tempfile.mkdtemp(dir=shm, prefix="fleet-migrate-"))
+    try:
+        legacy, new = tmp_path / ".fleet", other / "fleet"
+        (legacy / "state" / "t").mkdir(parents=True)
+        (legacy / "state" / "t" / "a.json").write_text('{"agent": "a"}')
+        (legacy / "logs" / "t").mkdir(parents=True)
+        (legacy / "logs" / "t" / "a.log").write_bytes(b"\x00binary\xff log\n" * 1000)
+        assert migrate(legacy, new) == []
+        assert (new / "state" / "t" / "a.json").read_text() == '{"agent": "a"}'
+        assert (new / "logs" / "t" / "a.log").read_bytes() == b"\x00binary\xff log\n" * 1000
+        assert not legacy.exists()
+        assert sorted(p.name for p in (new / "logs" / "t").iterdir()) == ["a.log"]  # no temp file left
+    finally:
+        shutil.rmtree(other)
