@@ -268,11 +268,10 @@ class Telemetry:
 def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     """Phases, cost and budget left, from the state store as the reconcile left it."""
     from .observe.gitrepo import GitRepo
-    from .observe.snapshot import fleet_home
+    from .observe.snapshot import state_store
     from .store.ledger import spend_on, today
-    from .store.records import StateStore
 
-    records = StateStore(fleet_home(GitRepo(loaded.repo)), loaded.name).all()
+    records = state_store(GitRepo(loaded.repo), loaded.name).all()
     snap = _Snapshot(phases=dict.fromkeys(PHASES, 0))
     for agent in loaded.agents:
         if agent.name not in records:

@@ -23,8 +23,8 @@ echo "demo repo: $demo"
 "$fleet" apply fleet.yaml --yes
 # level-triggered: keep applying until every agent has finished (caps release slots)
 for _ in $(seq 1 60); do
-  "$fleet" status fleet.yaml -o json > .fleet/status.json
-  python3 -c 'import json,sys; a=json.load(open(".fleet/status.json"))["agents"]; sys.exit(0 if all(x["phase"] in ("Succeeded","Failed","Blocked") for x in a) else 1)' && break
+  "$fleet" status fleet.yaml -o json > .git/fleet-demo-status.json
+  python3 -c 'import json,sys; a=json.load(open(".git/fleet-demo-status.json"))["agents"]; sys.exit(0 if all(x["phase"] in ("Succeeded","Failed","Blocked") for x in a) else 1)' && break
   sleep 1
   "$fleet" apply fleet.yaml --yes > /dev/null
 done

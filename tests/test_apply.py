@@ -194,6 +194,21 @@ def test_lock_timeout_fails_with_holder_info(repo: Path) -> None:
     from filelock import FileLock
 
     fleet_yaml(repo, agent_args=["sleep", "1"], count=1)
+    home = repo / ".git" / "fleet"  # the fleet lock lives in the git common dir
+    home.mkdir()
+    (home / "t.lock.json").write_text(json.dumps({"id": "abc123", "pid": 1, "host": "h",
+                                                  "since": "then", "command": "fleet apply"}))
+    with FileLock(str(home / "t.lock")):
+        proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "0.5", cwd=repo)
+    assert proc.returncode == 1
+    assert "locked by fleet apply (pid 1" in proc.stderr and "abc123" in proc.stderr
+
+
+def test_a_lock_held_by_an_older_fleet_under_dot_fleet_still_holds(repo: Path) -> None:
+    """Migration renames the lock file, so its OS lock (held by the older fleet) moves with it."""
+    from filelock import FileLock
+
+    fleet_yaml(repo, agent_args=["sleep", "1"], count=1)
     (repo / ".fleet").mkdir()
     (repo / ".fleet" / "t.lock.json").write_text(json.dumps({"id": "abc123", "pid": 1, "host": "h",
                                                                "since": "then", "command": "fleet apply"}))
@@ -201,6 +216,7 @@ def test_lock_timeout_fails_with_holder_info(repo: Path) -> None:
         proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "0.5", cwd=repo)
     assert proc.returncode == 1
     assert "locked by fleet apply (pid 1" in proc.stderr and "abc123" in proc.stderr
+    assert not (repo / ".fleet").exists() and (repo / ".git" / "fleet" / "t.lock").exists()
 
 
 def test_apply_without_yes_and_without_terminal_refuses(repo: Path) -> None:

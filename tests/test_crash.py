@@ -65,5 +65,5 @@ def test_kill_9_at_many_points_then_apply_converges(repo: Path) -> None:
     assert listed.count("worktree ") == 1 + len(AGENTS)  # no leaked or half-created worktree
     assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/fleet/").split() == \
         [f"fleet/t/{a}" for a in AGENTS]
-    leftovers = [p for p in (repo / ".fleet" / "state" / "t").iterdir() if p.suffix not in (".json",)]
+    leftovers = [p for p in (repo / ".git" / "fleet" / "state" / "t").iterdir() if p.suffix not in (".json",)]
     assert leftovers == []

@@ -79,7 +79,7 @@ def test_diff_has_no_side_effects_and_runs_nothing_from_the_file(repo: Path, tmp
     assert _snapshot(repo) == before, "fleet diff wrote to the repo"
     assert not canary.exists(), "fleet diff ran a command from the file"
     assert git(repo, "status", "--porcelain") == ""
-    assert not (repo / ".fleet").exists()
+    assert not (repo / ".fleet").exists() and not (repo / ".git" / "fleet").exists()
 
 
 def test_diff_exits_2_on_invalid_file(repo: Path) -> None:

@@ -240,17 +240,19 @@ def test_holder_info_while_held(tmp_path: Path, lock_dir: Path) -> None:
     assert not (lock_dir / "build.0.json").exists()
 
 
-def test_without_env_uses_main_worktree(tmp_path: Path, repo: Path) -> None:
+def test_without_env_uses_the_git_common_dir(tmp_path: Path, repo: Path) -> None:
+    """From any worktree of the repo: `<git common dir>/fleet/locks`, which no checkout shows."""
     linked = tmp_path / "linked"
     git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
     sub = linked / "sub"
     sub.mkdir()
     lister = "import os, sys; print(sorted(os.listdir(sys.argv[1])))"
-    proc = fleet("lock", "build", "--", sys.executable, "-c", lister, str(repo / ".fleet" / "locks"), cwd=sub)
+    locks = repo / ".git" / "fleet" / "locks"
+    proc = fleet("lock", "build", "--", sys.executable, "-c", lister, str(locks), cwd=sub)
     assert proc.returncode == 0, proc.stderr
     assert "'build.0.lock'" in proc.stdout
-    assert not (linked / ".fleet").exists()
-    assert "/.fleet/" in (repo / ".git" / "info" / "exclude").read_text()
+    assert not (linked / ".fleet").exists() and not (repo / ".fleet").exists()
+    assert ".fleet" not in (repo / ".git" / "info" / "exclude").read_text()
     assert git(repo, "status", "--porcelain") == ""
 
 
@@ -287,7 +289,7 @@ def test_slots_and_dir_from_fleet_file(tmp_path: Path, repo: Path) -> None:
     assert finish(procs) == [0] * 4
     rows = sorted(tuple(json.loads(line)) for line in out.read_text().splitlines())
     assert max_overlap(rows) == 2  # type: ignore[arg-type]
-    assert (repo / ".fleet" / "locks" / "build.1.lock").exists()
+    assert (repo / ".git" / "fleet" / "locks" / "build.1.lock").exists()
 
 
 def test_undeclared_lock_in_fleet_file_lists_declared(tmp_path: Path, repo: Path) -> None:

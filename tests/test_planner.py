@@ -75,6 +75,7 @@ class Seen:
     progress_ago: float | None = None  # seconds since the session last showed progress
     started_ago: float | None = None  # seconds since the session started
     rec: Mapping[str, Any] = field(default_factory=dict)  # further SessionRecord fields
+    kept: Mapping[str, bool] = field(default_factory=dict)  # ObservedAgent.protect_kept (marker, branch)
 
 
 def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Observed:
@@ -82,7 +83,7 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
     for name, s in seen.items():
         desired = loaded.agent(name)
         branch = desired.branch if desired else f"fleet/t/{name}"
-        obs = ObservedAgent(name, alive=s.alive, at_stake=s.stake, branch=s.branch)
+        obs = ObservedAgent(name, alive=s.alive, at_stake=s.stake, branch=s.branch, protect_kept=dict(s.kept))
         if s.tree != "none":
             owner = None if s.tree == "unmarked" else Owner("t", REPO_ID, name, branch)
             obs.worktree = Worktree(WT / name, head="c0ffee1", branch=branch, owner=owner,
@@ -328,6 +329,20 @@ PROTECT = [
     row("orphan of a protected agent: blocked", [agent("a", protect=True, restart="Never")], {"a": DONE},
         [e(BLOCKED, "a", "unrecorded session pid 777 of a protected agent; fleet will not stop it", pid=777)],
         facts={"orphans": [OwnedProcess(777, 1.0, "a", "h", "s", "agent --work")]}),
+    # every record lost: protect survives in the worktree's marker and the branch config
+    row("undeclared, no record, protect kept in its marker: blocked", [], {"old": Seen(kept={"marker": True})},
+        [e(BLOCKED, "old", "agent is no longer declared but protect: true; fleet will not stop or prune it")]),
+    row("undeclared, no record, protect kept in the branch config: blocked", [],
+        {"old": Seen(kept={"marker": False, "branch": True})}, [e(BLOCKED, "old", "protect: true")]),
+    row("undeclared, no record, nothing kept says protect: pruned", [],
+        {"old": Seen(kept={"marker": False, "branch": False})}, [e(PRUNE, "old", "nothing unsaved or unmerged")]),
+    row("orphan of an undeclared agent whose protect is kept: blocked, not stopped", [],
+        {"old": Seen(kept={"marker": True})},
+        [e(BLOCKED, "old", "unrecorded session pid 778 of a protected agent; fleet will not stop it", pid=778),
+         e(BLOCKED, "old", "no longer declared but protect: true")],
+        facts={"orphans": [OwnedProcess(778, 1.0, "old", "h", "s", "agent --work")]}),
+    row("declared without protect, kept protect says true: the file wins", [agent("a")],
+        {"a": Seen(RUNNING, alive=True, drift=True, kept={"marker": True})}, [e(REPLACE, "a", "spec changed")]),
 ]
 
 # --- prunes ------------------------------------------------------------------------------------------------
@@ -529,3 +544,20 @@ def test_importing_the_planner_loads_neither_git_nor_psutil() -> None:
             "assert not loaded, loaded")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- worktrees found where they are ------------------------------------------------------------------------
+
+def test_worktrees_away_from_the_root_are_used_where_they_are_and_the_plan_says_so() -> None:
+    loaded = load([agent("a"), agent("b"), agent("c")], {"worktrees": {"root": "moved"}})
+    observed = observe(loaded, {"a": LIVE, "b": DONE})  # their trees are under the old root
+    result = plan(loaded, observed, NOW)
+    check(result, [e(CREATE_WORKTREE, "c", "no worktree"), e(SPAWN, "c")])
+    assert next(a for a in result.actions if a.kind == CREATE_WORKTREE).details["path"] == str(REPO / "moved" / "c")
+    assert result.notes == (f"worktrees.root is {REPO / 'moved'}: it applies to new worktrees only; the existing "
+                            "worktree(s) of a, b stay where they are",)
+
+
+def test_no_note_when_every_worktree_is_under_the_root() -> None:
+    loaded = load([agent("a")], {})
+    assert plan(loaded, observe(loaded, {"a": LIVE}), NOW).notes == ()

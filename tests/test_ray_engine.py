@@ -193,7 +193,7 @@ def test_sessions_spread_over_nodes_and_both_caps_hold(repo: Path, cluster: obje
     assert len(waiting) == 2 and all("concurrency.maxRunning=3" in r["reason"] for r in waiting)
     # fleet logs reaches the node: nothing of this output has been copied here yet
     first = running[0]["agent"]
-    assert not (repo / ".fleet" / "logs" / "spread" / f"{first}.log").exists()
+    assert not (repo / ".git" / "fleet" / "logs" / "spread" / f"{first}.log").exists()
     wait_until(lambda: f"{first} sleeping on its node" in fleet("logs", "fleet.yaml", first, cwd=repo,
                                                                   check=True).stdout, timeout=30, interval=0.5)
     table = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout

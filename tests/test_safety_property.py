@@ -185,7 +185,7 @@ def build(case: Case, tmp: Path) -> World:
     def settled() -> bool:
         phases = {n: r["phase"] for n, r in status(repo).items()}
         if "Failed" in phases.values():
-            logs = {n: (repo / ".fleet" / "logs" / FLEET / f"{n}.log").read_text(errors="replace")[-2000:]
+            logs = {n: (repo / ".git" / "fleet" / "logs" / FLEET / f"{n}.log").read_text(errors="replace")[-2000:]
                     for n, p in phases.items() if p == "Failed"}
             raise AssertionError(f"an agent failed while setting up: {phases}\n{logs}")
         return all(phases.get(a.name) == ("Running" if a.session else "Succeeded") for a in case.agents)

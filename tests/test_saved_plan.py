@@ -35,7 +35,7 @@ def test_a_fresh_saved_plan_applies_exactly_its_actions(repo: Path) -> None:
     assert saved["observed"]["state"]["agents"] == {}  # nothing observed yet
     planned = [(a["kind"], a["agent"]) for a in saved["plan"]["actions"]]
     assert planned == [("create-worktree", "a"), ("spawn", "a"), ("create-worktree", "b"), ("spawn", "b")]
-    assert not (repo / ".fleet").exists(), "diff --out wrote into the repo"
+    assert not (repo / ".fleet").exists() and not (repo / ".git" / "fleet").exists(), "diff --out wrote into the repo"
 
     applied = fleet("apply", "plan.json", cwd=repo)  # no --yes: the saved plan is what was reviewed
     assert applied.returncode == 0, applied.stdout + applied.stderr

@@ -110,7 +110,7 @@ def test_metrics_count_actions_sessions_cost_and_budget(repo: Path, memory) -> N
                   extra="  budget: {usdPerDay: 5}\n")
     loaded = load_fleet(path)
     reconcile_once(loaded, confirm=lambda plan: True)
-    exit_file = repo / ".fleet" / "state" / "t" / "paid.exit.json"
+    exit_file = repo / ".git" / "fleet" / "state" / "t" / "paid.exit.json"
     wait_until(exit_file.exists)
     reconcile_once(loaded, confirm=lambda plan: True)  # folds the finished run and its cost in
     points = _points(reader)

@@ -1,25 +1,71 @@
-"""Creating and pruning agent worktrees (GitPython), with the ownership marker."""
+"""Creating and pruning agent worktrees (GitPython), with the ownership marker.
+
+Also what keeps the main checkout's `git status` clean without hiding an agent's files
+(`ensure_excluded`: the worktree root's own `.gitignore`, never `.git/info/exclude`), and
+`protect` kept where it outlives the state store (`keep_protect`: the marker and
+`branch.<b>.fleetProtect`)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import git
 
 from ..errors import FleetError
 from ..observe.gitrepo import MARKER, GitRepo, Worktree, branch_at_stake
+from ..observe.model import ObservedAgent
 from ..spec.desired import DesiredAgent
-from ..store.records import now_iso
+from ..store.records import now_iso, write_text_atomic
+
+# What older fleets appended to .git/info/exclude. That file applies to every worktree of the
+# repo, so `/.fleet/` also hid `<agent tree>/.fleet/...` and a prune deleted those files as ignored.
+LEGACY_EXCLUDE = ("# fleet state, logs, locks and worktrees", "/.fleet/")
+ROOT_IGNORE = ".gitignore"
+ROOT_IGNORE_TEXT = ("# written by fleet: agent worktrees live here; this hides them from the git status\n"
+                    "# of the checkout around them only (an agent's tree reads its own ignore files)\n*\n")
 
 
-def ensure_excluded(repo: GitRepo) -> None:
-    """List .fleet/ in .git/info/exclude so the main checkout stays clean (never .gitignore)."""
-    exclude = repo.common_dir / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    lines = exclude.read_text().splitlines() if exclude.exists() else []
-    if "/.fleet/" not in lines:
-        with exclude.open("a") as f:
-            f.write(("\n" if lines and lines[-1] else "") + "# fleet state, logs, locks and worktrees\n/.fleet/\n")
+def ensure_excluded(repo: GitRepo, worktrees_root: Path | None = None) -> None:
+    """Keep the main checkout's `git status` clean without hiding anything an agent writes.
+
+    State lives in the git common dir (store/home.py), so nothing of it shows. The old
+    `/.fleet/` exclude line is removed. The worktree root (when it exists, inside the main
+    checkout) gets a `.gitignore` of `*`: git reads it only for paths below that directory
+    of the checkout it is in, and an agent's worktree is a checkout of its own whose
+    ignore rules start at its own top level, so `<agent tree>/.fleet/worktrees/x` stays
+    visible (and at stake). Never edits a tracked or user-written file.
+    """
+    _drop_legacy_exclude(repo.common_dir / "info" / "exclude")
+    if worktrees_root is not None and worktrees_root.is_dir():
+        hide_root(repo, worktrees_root)
+
+
+def hide_root(repo: GitRepo, root: Path) -> None:
+    """Write `<root>/.gitignore` (`*`) if `root` is a directory below the main checkout and has none."""
+    main = repo.root.resolve()
+    if root == main or main not in root.parents:
+        return
+    ignore = root / ROOT_IGNORE
+    if os.path.lexists(ignore):
+        return  # ours already, or someone else's: never overwritten
+    write_text_atomic(ignore, ROOT_IGNORE_TEXT)
+
+
+def _drop_legacy_exclude(exclude: Path) -> None:
+    try:
+        lines = exclude.read_text().splitlines(keepends=True)
+    except OSError:
+        return
+    kept: list[str] = []
+    for line in lines:
+        if line.rstrip("\r\n") == LEGACY_EXCLUDE[1]:
+            if kept and kept[-1].rstrip("\r\n") == LEGACY_EXCLUDE[0]:
+                kept.pop()
+            continue
+        kept.append(line)
+    if kept != lines:
+        write_text_atomic(exclude, "".join(kept))
 
 
 def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: str | None = None) -> Path:
@@ -38,7 +84,10 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         elif repair == "interrupted":
             repo.git.worktree("remove", "--force", "--force", str(agent.worktree))
         agent.worktree.parent.mkdir(parents=True, exist_ok=True)
+        hide_root(repo, agent.worktree.parent)
         repo.git.config(f"branch.{agent.branch}.fleetOwner", fleet)
+        if agent.protect:  # beside the owner: protect must outlive the state store
+            repo.git.config(f"branch.{agent.branch}.fleetProtect", "true")
         if repo.branch_exists(agent.branch):
             repo.git.worktree("add", str(agent.worktree), agent.branch)
         else:
@@ -48,9 +97,37 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
     admin = _admin_dir(agent.worktree)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": agent.branch,
-              "created": now_iso()}
+              "created": now_iso(), "protect": agent.protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return agent.worktree
+
+
+def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str) -> None:
+    """Write the agent's `protect` where it survives the state store (observe/model.py
+    `ObservedAgent.protect_kept`): its worktree's ownership marker and `branch.<b>.fleetProtect`
+    beside `branch.<b>.fleetOwner`. Only the places that exist, and that say otherwise, are written."""
+    wt = agent.worktree
+    if agent.protect_kept.get("marker", protect) != protect and wt is not None and wt.admin_dir is not None:
+        marker = wt.admin_dir / MARKER
+        data = json.loads(marker.read_text())
+        data["protect"] = protect
+        write_text_atomic(marker, json.dumps(data, indent=2) + "\n")
+        agent.protect_kept["marker"] = protect
+    if agent.protect_kept.get("branch", protect) != protect:
+        _set_branch_protect(repo, branch, protect)
+        agent.protect_kept["branch"] = protect
+
+
+def _set_branch_protect(repo: GitRepo, branch: str, protect: bool) -> None:
+    key = f"branch.{branch}.fleetProtect"
+    try:
+        if protect:
+            repo.git.config(key, "true")
+        else:
+            repo.git.config("--unset-all", key)
+    except git.GitCommandError as exc:
+        if protect or exc.status != 5:  # 5: unsetting a key that is not set
+            raise FleetError(f"cannot record protect for branch {branch}: {exc.stderr.strip()}") from None
 
 
 def _admin_dir(path: Path) -> Path:

@@ -360,7 +360,8 @@ def lock(name: str, command: tuple[str, ...], file: str | None, slots: int | Non
     CMD exits, however it exits (killed by a signal: exit 128+signum).
 
     Lock dir: $FLEET_LOCK_DIR (set in every session), else FILE's repo, else the
-    current repo's main worktree; in each case `.fleet/locks`. Slots: FILE's
+    current repo; in each case `fleet/locks` in its git common dir (`.git/fleet/locks`,
+    the same from every worktree). Slots: FILE's
     spec.locks, else the table `fleet apply` writes to the lock dir, else --slots, else 1.
 
     \b

@@ -12,10 +12,9 @@ from ..control.status_rows import fleet_status
 from ..errors import EXIT_OK, FleetError
 from ..observe.gitrepo import GitRepo
 from ..observe.progress import last_lines
-from ..observe.snapshot import fleet_home
+from ..observe.snapshot import state_store
 from ..plan.status import human_age
 from ..spec.loader import load_fleet
-from ..store.records import StateStore
 
 
 def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:
@@ -24,7 +23,7 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
     if row is None:
         raise FleetError(f"no agent {name!r} in fleet {loaded.name}",
                          hint="agents: " + ", ".join(a.name for a in loaded.agents))
-    store = StateStore(fleet_home(GitRepo(loaded.repo)), loaded.name)
+    store = state_store(GitRepo(loaded.repo), loaded.name)
     tail = last_lines(read_log_tail(store.log_path(name)) or "", 15)
     if output == "json":
         console.print(json.dumps({**asdict(row), "log_tail": tail}, indent=2, sort_keys=True), markup=False,

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import FleetError
-from ..locking.slots import ENV_LOCK_DIR, check_lock_name, main_worktree, read_lock_table, repo_lock_dir, run_locked
+from ..locking.slots import ENV_LOCK_DIR, check_lock_name, git_common_dir, read_lock_table, repo_lock_dir, run_locked
 
 
 def run(*, name: str, file: str | None, slots: int | None, timeout: float | None, command: list[str],
@@ -49,22 +49,11 @@ def _from_fleet(file: str, name: str, env_dir: str | None) -> tuple[Path, int]:
                               "names")
     if env_dir:
         return Path(env_dir), locks[name].slots
-    from ..act.worktrees import ensure_excluded
     from ..observe.gitrepo import GitRepo
 
-    repo = GitRepo(loaded.repo)
-    ensure_excluded(repo)
-    return repo_lock_dir(repo.root), locks[name].slots
+    return repo_lock_dir(GitRepo(loaded.repo).common_dir), locks[name].slots
 
 
 def _from_cwd() -> Path:
-    """`.fleet/locks` of the current repo's main worktree (listed in .git/info/exclude)."""
-    root = main_worktree(Path.cwd())
-    from ..act.worktrees import ensure_excluded
-    from ..observe.gitrepo import GitRepo
-
-    try:
-        ensure_excluded(GitRepo(root))
-    except (FleetError, OSError):
-        pass  # an unusual layout (e.g. a submodule): the lock still works, the dir just shows as untracked
-    return repo_lock_dir(root)
+    """`<git common dir>/fleet/locks` of the repo around the current directory (any of its worktrees)."""
+    return repo_lock_dir(git_common_dir(Path.cwd()))

@@ -7,25 +7,27 @@ talk to the fleet's engine (engines/base.py) and never ask which one it is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .. import telemetry
 from ..act.lifecycle import read_log_tail, refreshed
-from ..act.worktrees import ensure_excluded
+from ..act.worktrees import ensure_excluded, keep_protect
 from ..engines import engine_for
 from ..errors import FleetError
-from ..observe.snapshot import Observed, fleet_home
+from ..observe.snapshot import Observed, fleet_home, legacy_home
 from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
 from ..spec.loader import LoadedFleet
 from ..spec.models import Backoff
+from ..store.home import migrate
 from ..store.records import StateStore
 
 if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never load the executor
     from ..engines.base import Engine
     from ..engines.executor import Outcome
+    from ..observe.gitrepo import GitRepo
 
 
 @dataclass
@@ -62,16 +64,23 @@ def refresh_records(store: StateStore, observed: Observed, *, save: bool, backof
                 store.save(new)
 
 
-def sync_declared(loaded: LoadedFleet, store: StateStore, observed: Observed) -> None:
+def sync_declared(loaded: LoadedFleet, store: StateStore, observed: Observed, repo: GitRepo | None = None) -> None:
     """Carry what the spec says about each agent into its record: `protect` must hold even
-    after the agent is removed from the file, and an adopted session needs its spec."""
+    after the agent is removed from the file, and an adopted session needs its spec.
+
+    `protect` is also kept where it survives losing the record (`repo` given: the
+    worktree's ownership marker and `branch.<b>.fleetProtect`), written only when it changed."""
     for agent in observed.agents.values():
         desired, rec = loaded.agent(agent.name), agent.record
-        if desired is None or rec is None:
+        if desired is None:
+            continue
+        if repo is not None and any(v != desired.protect for v in agent.protect_kept.values()):
+            keep_protect(repo, agent, desired.protect, desired.branch)
+        if rec is None:
             continue
         if rec.protect != desired.protect or agent.adopted:
             rec.protect = desired.protect
-            if agent.adopted:
+            if agent.adopted and rec.spec_hash == desired.spec_hash:
                 rec.session_spec = desired.session_spec()
             store.save(rec)
 
@@ -104,17 +113,27 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     if saved_plan and not engine.supports_saved_plans:
         raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",
                          hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
-    ensure_excluded(engine.repo)  # before the lock creates .fleet/, so the checkout never shows it
+    # an older fleet's state under <main checkout>/.fleet moves to the git common dir first,
+    # so this pass and every later one read and lock in one place (store/home.py)
+    try:
+        set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo))
+    except OSError as exc:
+        raise FleetError(f"cannot move fleet's state from {legacy_home(engine.repo)} to {fleet_home(engine.repo)}: "
+                         f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "
+                                        "is finished by the next run)") from None
+    ensure_excluded(engine.repo, loaded.worktrees_root)
     with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = engine.observe(inspect_all=inspect_all, readonly=False)
         engine.store.sweep_temp()
         refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
-        sync_declared(loaded, engine.store, observed)
+        sync_declared(loaded, engine.store, observed, engine.repo)
         if planner is not None:
             the_plan = planner(observed)
         else:
             now = datetime.now(timezone.utc)
             the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now), observed)
+        if set_aside:  # a file in both places with different contents: both kept, said once
+            the_plan = replace(the_plan, notes=the_plan.notes + tuple(set_aside))
         clear_unblocked(engine.store, observed, the_plan)
         if on_plan:
             on_plan(the_plan)

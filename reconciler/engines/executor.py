@@ -9,7 +9,7 @@ observation cover a session started but not yet recorded).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import telemetry
@@ -73,6 +73,13 @@ class Executor:
                 outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED)
                 if not outcome.blocked:
                     self._fail(action, exc.message)
+            except Exception as exc:  # noqa: BLE001 - any error of one action is that action's failure:
+                # the rest of the plan still runs (an OSError, or a bug, must not strand every other agent)
+                outcome = Outcome(action, False, f"{type(exc).__name__}: {exc}")
+                try:
+                    self._fail(action, outcome.message)
+                except Exception as also:  # noqa: BLE001 - e.g. the state dir itself is what failed
+                    outcome.message += f" (and its record could not be saved: {also})"
             self.outcomes.append(outcome)
             if self.on_step:
                 self.on_step(outcome)
@@ -82,6 +89,10 @@ class Executor:
     def _do(self, action: Action) -> str:
         agent = self.loaded.agent(action.agent)
         obs = self.observed.agents.get(action.agent)
+        if agent is not None and obs is not None and obs.worktree is not None and obs.worktree.path != agent.worktree:
+            # an existing worktree is used where it is (found by its marker): a changed
+            # worktrees.root, or a fleet file read elsewhere, applies to new worktrees only
+            agent = replace(agent, worktree=obs.worktree.path)
         handler = {CREATE_WORKTREE: self._create, SPAWN: self._spawn, RESUME: self._resume,
                    REPLACE: self._replace, STOP: self._stop, PRUNE: self._prune, WAIT: self._wait,
                    RUN_GATE: self._run_gate, BLOCKED: self._blocked}[action.kind]

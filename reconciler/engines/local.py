@@ -21,12 +21,12 @@ from ..errors import EXIT_OK, FleetError
 from ..locking.slots import write_lock_table
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
-from ..observe.snapshot import Observed, ObservedAgent, fleet_home, observe
+from ..observe.snapshot import Observed, ObservedAgent, observe, state_store
 from ..plan.actions import Action, Plan
 from ..plan.status import AgentStatus
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.records import SessionRecord, StateStore
+from ..store.records import SessionRecord
 from .base import GateRunner, Halted, Launched, WorkspaceLost
 
 
@@ -37,7 +37,7 @@ class LocalEngine:
     def __init__(self, loaded: LoadedFleet) -> None:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
-        self.store = StateStore(fleet_home(self.repo), loaded.name)
+        self.store = state_store(self.repo, loaded.name)
 
     # -- observe and plan ------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ class LocalEngine:
     # -- the executor's steps --------------------------------------------------------------
 
     def before_actions(self) -> None:
-        ensure_excluded(self.repo)
+        ensure_excluded(self.repo, self.loaded.worktrees_root)
         if self.loaded.fleet.spec.locks:  # `fleet lock` in a session reads the slot counts from here
             write_lock_table(self.store.home / "locks",
                              {name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})

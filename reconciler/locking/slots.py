@@ -34,6 +34,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import FleetError
 from ..spec.names import NAME_PATTERN, name_problem
+from ..store.home import home_of
 from ..store.records import now_iso, write_json_atomic
 
 LOCK_TABLE = "locks.json"
@@ -89,13 +90,14 @@ def write_lock_table(lock_dir: Path, locks: Mapping[str, int]) -> Path:
     return path
 
 
-def repo_lock_dir(repo_root: Path) -> Path:
-    """The lock dir of a repo whose main worktree is `repo_root` (fleet_home/locks)."""
-    return repo_root / ".fleet" / "locks"
+def repo_lock_dir(common_dir: Path) -> Path:
+    """The lock dir of the repo whose git common dir is `common_dir`: `<home>/locks`, the same
+    from every worktree (store/home.py)."""
+    return home_of(common_dir) / "locks"
 
 
-def main_worktree(cwd: Path) -> Path:
-    """The main worktree of the repo containing `cwd` (the parent of the git common dir)."""
+def git_common_dir(cwd: Path) -> Path:
+    """The git common dir of the repo containing `cwd` (shared by all its worktrees)."""
     try:
         proc = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=cwd, capture_output=True, text=True,
                               check=False)
@@ -106,7 +108,7 @@ def main_worktree(cwd: Path) -> Path:
         raise FleetError(f"{cwd} is not inside a git repository, so there is no default lock dir",
                          hint=f"set {ENV_LOCK_DIR}=DIR (sessions have it), pass -f FLEET_FILE, "
                               "or run inside the repo")
-    return (cwd / proc.stdout.strip()).resolve().parent
+    return (cwd / proc.stdout.strip()).resolve()
 
 
 # -- holders -----------------------------------------------------------------------------------------

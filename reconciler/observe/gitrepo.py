@@ -88,15 +88,25 @@ class GitRepo:
 
     def owned_branches(self) -> dict[str, str]:
         """branch -> fleet, from `branch.<name>.fleetOwner` in the repo config."""
+        return self.branch_marks()[0]
+
+    def branch_marks(self) -> tuple[dict[str, str], frozenset[str]]:
+        """(branch -> fleet from `branch.<name>.fleetOwner`, the branches whose
+        `branch.<name>.fleetProtect` is true), in one `git config` call."""
         try:
-            out = self.git.config("--get-regexp", r"^branch\..*\.fleetowner$")
+            out = self.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
         except git.GitCommandError:  # exit 1: none set
-            return {}
+            return {}, frozenset()
         owned: dict[str, str] = {}
+        protected: set[str] = set()
         for line in out.splitlines():
-            key, _, fleet = line.partition(" ")
-            owned[key[len("branch."):-len(".fleetowner")]] = fleet
-        return owned
+            key, _, value = line.partition(" ")
+            name, _, var = key[len("branch."):].rpartition(".")
+            if var == "fleetowner":
+                owned[name] = value
+            elif var == "fleetprotect" and value.strip().lower() in ("true", "yes", "on", "1"):
+                protected.add(name)
+        return owned, frozenset(protected)
 
     def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[Path, Path]:
         """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
@@ -206,7 +216,8 @@ class GitRepo:
 def read_owner(admin_dir: Path) -> Owner | None:
     try:
         data = json.loads((admin_dir / MARKER).read_text())
-        return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"])
+        return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"],
+                     protect=data.get("protect") is True)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -37,6 +37,7 @@ class Owner:
     repo: str
     agent: str
     branch: str
+    protect: bool = False  # the agent's `protect`, kept here too: it must outlive the state store
 
 
 @dataclass
@@ -74,6 +75,15 @@ class ObservedAgent:
     adopted: bool = False  # a live session found by its owner variables, not yet recorded
     branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
     last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
+    # `protect` as kept outside the state store, where it survives losing every record:
+    # "marker" (the worktree's ownership marker) and "branch" (`branch.<b>.fleetProtect`),
+    # each present only where that place exists for this fleet's agent
+    protect_kept: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def protected(self) -> bool:
+        """protect: true, by the record or by what survives it (an undeclared agent's only word)."""
+        return bool(self.record and self.record.protect) or any(self.protect_kept.values())
 
     @property
     def phase(self) -> str | None:

@@ -3,10 +3,12 @@ data of observe/model.py (re-exported here: `Observed`, `ObservedAgent`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
+from ..store.home import home_of, legacy_of
 from ..store.records import CREATING_WORKTREE, RUNNING, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
 from .model import (
@@ -21,11 +23,23 @@ from .model import (
 from .processes import ProcessTable, is_alive, owned_processes
 from .progress import last_progress
 
-__all__ = ["Observed", "ObservedAgent", "fleet_home", "observe", "observe_paths", "path_state"]
+__all__ = ["Observed", "ObservedAgent", "fleet_home", "legacy_home", "observe", "observe_paths", "path_state",
+           "state_store"]
 
 
 def fleet_home(repo: GitRepo) -> Path:
-    return repo.root / ".fleet"
+    """`<git common dir>/fleet`: the same for every worktree, out of `git clean`'s reach (store/home.py)."""
+    return home_of(repo.common_dir)
+
+
+def legacy_home(repo: GitRepo) -> Path:
+    """`.fleet/` of the main checkout, where older fleets kept their state."""
+    return legacy_of(repo.root)
+
+
+def state_store(repo: GitRepo, fleet: str) -> StateStore:
+    """The fleet's state store, reading what is not migrated yet from the old home."""
+    return StateStore(fleet_home(repo), fleet, legacy=legacy_home(repo))
 
 
 def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | None = None,
@@ -36,12 +50,13 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     delete need it); otherwise only for prune candidates, all the planner needs.
     """
     repo = repo or GitRepo(loaded.repo)  # the engine's, read once per pass: its config is O(agents)
-    store = store or StateStore(fleet_home(repo), loaded.name)
+    store = store or state_store(repo, loaded.name)
     obs = Observed(base_exists=repo.ref_exists(loaded.fleet.spec.base))
-    root = (loaded.repo / loaded.fleet.spec.worktrees.root).resolve()
+    root = loaded.worktrees_root
     repo_id = str(repo.common_dir)
     records = store.all()
-    obs.owned_branches = {b for b, f in repo.owned_branches().items() if f == loaded.name}
+    owners, protected = repo.branch_marks()
+    obs.owned_branches = {b for b, f in owners.items() if f == loaded.name}
     main, linked = repo.worktrees()
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
@@ -63,6 +78,11 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         name = branch.removeprefix(loaded.fleet.branch_prefix)
         if branch.startswith(loaded.fleet.branch_prefix) and name not in obs.agents:
             obs.agents[name] = ObservedAgent(name)  # a branch left without worktree or record
+    for agent in obs.agents.values():  # protect, where it outlives the records
+        if agent.worktree is not None and agent.worktree.owner is not None:
+            agent.protect_kept["marker"] = agent.worktree.owner.protect
+        if (branch := _branch_of(agent, loaded)) in obs.owned_branches:
+            agent.protect_kept["branch"] = branch in protected
     observe_paths(obs, loaded.agents, repo.branch_names)
     live = [a.record for a in obs.agents.values() if a.alive and a.record]
     # a live session's own processes, even ones that made themselves a new session
@@ -73,8 +93,23 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     owned = [p for p in owned_processes(loaded.name, repo_id, known=known)
              if p.session_id not in live_ids
              and not (p.pid in known and abs(p.create_time - known[p.pid]) < 0.05)]
-    hashes = {a.name: a.spec_hash for a in loaded.agents}
-    obs.orphans = [p for p in owned if not _adopt(obs.agents.get(p.agent), p, hashes.get(p.agent))]
+    declared = {a.name: a for a in loaded.agents}
+
+    def first(p: OwnedProcess) -> tuple[bool, float]:
+        # of several sessions of one agent, the one running the current spec is taken, and
+        # of those the oldest: a session's runner starts before anything it starts
+        d = declared.get(p.agent)
+        return (d is None or p.spec_hash != d.spec_hash, p.create_time)
+
+    for proc in sorted(owned, key=first):
+        if proc.session_id and proc.session_id in live_ids:
+            continue  # a process of a session adopted just now (a daemon it started)
+        if _adopt(obs, proc, declared.get(proc.agent), loaded.name):
+            if proc.session_id:
+                live_ids.add(proc.session_id)
+        else:
+            obs.orphans.append(proc)
+    obs.orphans.sort(key=lambda p: p.pid)  # the process table's order, as listed before
     for agent in obs.agents.values():
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
@@ -151,16 +186,49 @@ def _branch_of(agent: ObservedAgent, loaded: LoadedFleet) -> str:
     return loaded.fleet.branch_prefix + agent.name
 
 
-def _adopt(agent: ObservedAgent | None, proc: OwnedProcess, desired_hash: str | None) -> bool:
-    """Take a live session as the agent's own when fleet died between spawning and recording it:
-    the process runs the current spec of a declared agent whose record shows no live session."""
-    rec = agent.record if agent else None
-    if agent is None or rec is None or agent.alive or desired_hash is None or proc.spec_hash != desired_hash:
+def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, fleet: str) -> bool:
+    """Take a live session as a declared agent's own when the records do not show it.
+
+    - The agent has a record that shows no live session (fleet died between spawning
+      and recording): the process is taken if it runs the current spec.
+    - The agent has no record at all (lost to `git clean`, a deleted home, a disk):
+      the process's owner variables say what it runs, so it is taken whatever its spec
+      hash; the planner then treats it like any recorded session (an old spec is
+      replaced, or blocked by protect: true), and nothing is started beside it.
+    A process of an undeclared agent, or one beside a recorded live session, is not taken.
+    """
+    if desired is None:
         return False
-    rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
-    rec.spec_hash, rec.session_id = desired_hash, proc.session_id or rec.session_id
+    agent = obs.agents.get(proc.agent)
+    rec = agent.record if agent else None
+    if agent is not None and agent.alive:
+        return False
+    if agent is not None and rec is not None:
+        if proc.spec_hash != desired.spec_hash:
+            return False
+        rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
+        rec.spec_hash, rec.session_id = desired.spec_hash, proc.session_id or rec.session_id
+    else:
+        agent = agent or obs.agents.setdefault(proc.agent, ObservedAgent(proc.agent))
+        agent.record = _recovered(proc, desired, fleet, agent)
     agent.alive = agent.adopted = True
     return True
+
+
+def _recovered(proc: OwnedProcess, desired: DesiredAgent, fleet: str, agent: ObservedAgent) -> SessionRecord:
+    """A record rebuilt from a live session's owner variables and the spec (no record was left)."""
+    current = proc.spec_hash == desired.spec_hash
+    started = datetime.fromtimestamp(proc.create_time, timezone.utc).isoformat(timespec="milliseconds")
+    rec = SessionRecord(
+        agent=desired.name, fleet=fleet, phase=RUNNING, tier=desired.tier_name, runtime=desired.tier.runtime,
+        model=desired.tier.model, branch=desired.branch,
+        worktree=str(agent.worktree.path if agent.worktree else desired.worktree),
+        spec_hash=proc.spec_hash, session_spec=desired.session_spec() if current else None,
+        pid=proc.pid, create_time=proc.create_time, session_id=proc.session_id or None, started_at=started,
+        attempts=1, protect=desired.protect, gates=list(desired.gates) if current else [],
+        reason=None)
+    rec.set_condition("Ready", "Unknown", "Running", f"pid {proc.pid} (adopted: its record was missing)")
+    return rec
 
 
 def _is_under(path: Path, root: Path) -> bool:

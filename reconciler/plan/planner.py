@@ -83,7 +83,8 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     for proc in observed.orphans:
         if not chosen(proc.agent):
             continue
-        if proc.agent in desired and desired[proc.agent].protect:
+        kept = observed.agents.get(proc.agent)
+        if desired[proc.agent].protect if proc.agent in desired else bool(kept and kept.protected):
             actions.append(Action(BLOCKED, proc.agent, f"unrecorded session pid {proc.pid} of a protected agent; "
                                   "fleet will not stop it", details={"pid": proc.pid}))
             continue
@@ -113,7 +114,20 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
-    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes)
+    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed))
+
+
+def _elsewhere(loaded: LoadedFleet, observed: Observed) -> tuple[str, ...]:
+    """A note when existing worktrees are not under `worktrees.root` (it was changed): they are
+    used where they are, found by their ownership markers; the root is for new worktrees."""
+    away = [a.name for a in loaded.agents
+            if (o := observed.agents.get(a.name)) is not None and o.worktree is not None
+            and o.worktree.path != a.worktree]
+    if not away:
+        return ()
+    shown = ", ".join(away[:5]) + (f" and {len(away) - 5} more" if len(away) > 5 else "")
+    return (f"worktrees.root is {loaded.worktrees_root}: it applies to new worktrees only; the existing "
+            f"worktree(s) of {shown} stay where they are",)
 
 
 def _expired(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots, now: datetime) -> Action | None:
@@ -141,7 +155,7 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
                 why: str = "agent is no longer declared") -> list[Action]:
     rec = obs.record
     tier = rec.tier if rec else None
-    protected = bool(rec and rec.protect)
+    protected = obs.protected  # the record's protect, or the one kept in the marker and branch config
     if protected and (obs.alive or obs.worktree):
         return [Action(BLOCKED, obs.name, f"{why} but protect: true; fleet will not stop or prune it", tier)]
     out: list[Action] = []
@@ -190,6 +204,8 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     details = {"path": str(agent.worktree), "branch": agent.branch}
     if wt is not None and wt.owner is not None and wt.exists:
         return []
+    if wt is not None:  # repaired where git has it, under whichever root it was made
+        details = {**details, "path": str(wt.path)}
     if wt is not None and wt.owner is None:
         return [Action(CREATE_WORKTREE, agent.name, "finishing a worktree creation that was interrupted",
                        tier, {**details, "repair": "interrupted"})]

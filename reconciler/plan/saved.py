@@ -182,8 +182,8 @@ def fingerprint(loaded: LoadedFleet, observed: Observed) -> dict[str, Any]:
                     entry[_camel(key)] = getattr(rec, key)
             if (feedback := getattr(rec, "gate_feedback", False)) is not False:
                 entry["gateFeedback"] = feedback is not None
-            if name not in declared:
-                entry["protect"] = rec.protect
+        if name not in declared:  # the record's, or the one kept in the marker and branch config
+            entry["protect"] = obs.protected
         if wt is not None:
             entry["worktree"] = {"path": str(wt.path), "head": wt.head, "branch": wt.branch,
                                  "owned": wt.owner is not None, "exists": wt.exists, "locked": wt.locked}

@@ -16,10 +16,11 @@ from .positions import Loc
 Issue = tuple[Loc, str, str | None]  # (path in the document, message, hint)
 
 
-def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
+def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None, main: Path | None = None
                 ) -> tuple[list[DesiredAgent], list[Issue]]:
     """Check references and names and expand forEach. `files` (repo-relative paths) is what
-    globs match instead of the working tree: the tree of another revision."""
+    globs match instead of the working tree: the tree of another revision. `main`: the
+    repository's main checkout, which worktree paths are relative to (default `repo`)."""
     issues: list[Issue] = []
     spec = fleet.spec
     prefix = fleet.branch_prefix
@@ -63,7 +64,7 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
                 continue
             seen[name] = index
             if agent.tier in spec.tiers and not issues:
-                agents.append(_desired(fleet, repo, index, agent, name, item))
+                agents.append(_desired(fleet, main or repo, index, agent, name, item))
     return agents, issues
 
 

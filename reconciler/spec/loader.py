@@ -44,9 +44,12 @@ class LoadedFleet:
 
     path: Path
     fleet: Fleet
-    repo: Path  # absolute repo root
+    repo: Path  # absolute: the checkout `spec.repo` names (forEach globs match its files)
     agents: tuple[DesiredAgent, ...]
     raw: Any  # the parsed YAML document, for positions
+    # absolute: spec.worktrees.root, resolved from the repository's main checkout, so a fleet
+    # file read in an agent's worktree (where `repo: .` is that worktree) names the same trees
+    worktrees_root: Path
 
     @property
     def name(self) -> str:
@@ -89,10 +92,31 @@ def _load(text: str, *, path: Path, shown: str, files: Sequence[str] | None = No
     _refuse_plan(doc, shown)
     fleet = _validate(doc, shown)
     repo = (path.resolve().parent / fleet.spec.repo).resolve()
-    agents, problems = check_fleet(fleet, repo, files=files)
+    main = main_checkout(repo)
+    agents, problems = check_fleet(fleet, repo, files=files, main=main)
     if problems:
         raise SpecInvalid([_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems])
-    return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc)
+    return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc,
+                       worktrees_root=(main / fleet.spec.worktrees.root).resolve())
+
+
+def main_checkout(repo: Path) -> Path:
+    """The main checkout of the repository `repo` belongs to: `repo`, unless `repo` is a linked
+    worktree (its `.git` file names a git dir with a `commondir` file, as `git worktree add`
+    makes); then the directory holding the shared git dir, where fleet's paths are rooted
+    (observe/gitrepo.py `GitRepo.root`). Read from files, as git itself finds it."""
+    try:
+        text = (repo / ".git").read_text() if (repo / ".git").is_file() else ""
+    except OSError:
+        return repo
+    if not text.startswith("gitdir:"):
+        return repo
+    gitdir = repo / text.removeprefix("gitdir:").strip()  # an absolute path replaces `repo`
+    try:
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+    except OSError:
+        return repo  # a main checkout whose git dir lives elsewhere (`git init --separate-git-dir`)
+    return common.parent
 
 
 def _read(path: Path, shown: str) -> str:

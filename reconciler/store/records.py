@@ -1,4 +1,8 @@
-"""The state store: one JSON record per agent under .fleet/state/<fleet>/.
+"""The state store: one JSON record per agent under `<home>/state/<fleet>/`.
+
+`<home>` is `<git common dir>/fleet` (store/home.py). Until `migrate` has moved an older
+fleet's `.fleet/` there, a store given `legacy` reads what it does not find in its home
+from there too (fleet diff and fleet status migrate nothing: they write nothing).
 
 Records are written atomically (temp file + rename in the same directory), so a
 reader never sees half a record and a crash leaves the old or the new one. The
@@ -104,13 +108,26 @@ class ExitRecord:
 
 
 class StateStore:
-    """Records for one fleet. Paths: .fleet/state/<fleet>/<agent>.json (+ .exit.json)."""
+    """Records for one fleet. Paths: <home>/state/<fleet>/<agent>.json (+ .exit.json).
 
-    def __init__(self, fleet_home: Path, fleet: str) -> None:
+    `legacy`: the old home (`.fleet/` of the main checkout), read where the home has no
+    file yet; writes always go to the home."""
+
+    def __init__(self, fleet_home: Path, fleet: str, *, legacy: Path | None = None) -> None:
         self.home = fleet_home
         self.fleet = fleet
         self.dir = fleet_home / "state" / fleet
         self.log_dir = fleet_home / "logs" / fleet
+        self.legacy = StateStore(legacy, fleet) if legacy is not None and legacy.is_dir() else None
+
+    def _read(self, path: Path, legacy: Path | None) -> str:
+        """The text at `path`, else at its legacy twin (FileNotFoundError if in neither)."""
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            if legacy is None:
+                raise
+            return legacy.read_text()
 
     def path(self, agent: str) -> Path:
         return self.dir / f"{agent}.json"
@@ -119,11 +136,16 @@ class StateStore:
         return self.dir / f"{agent}.exit.json"
 
     def log_path(self, agent: str) -> Path:
-        return self.log_dir / f"{agent}.log"
+        """Where the agent's log is written; a log not moved from the old home yet is read there."""
+        path = self.log_dir / f"{agent}.log"
+        if self.legacy is not None and not path.exists() and (old := self.legacy.log_path(agent)).exists():
+            return old
+        return path
 
     def load(self, agent: str) -> SessionRecord | None:
         try:
-            return SessionRecord.from_json(json.loads(self.path(agent).read_text()))
+            legacy = self.legacy.path(agent) if self.legacy else None
+            return SessionRecord.from_json(json.loads(self._read(self.path(agent), legacy)))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
@@ -133,10 +155,13 @@ class StateStore:
                                         "it is kept as .corrupt on the next apply")
 
     def all(self) -> dict[str, SessionRecord]:
-        if not self.dir.is_dir():
-            return {}
-        names = sorted(p.name[:-5] for p in self.dir.glob("*.json") if not p.name.endswith(".exit.json"))
+        names = sorted(set(self._names()) | set(self.legacy._names() if self.legacy else ()))
         return {n: r for n in names if (r := self.load(n)) is not None}
+
+    def _names(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return [p.name[:-5] for p in self.dir.glob("*.json") if not p.name.endswith(".exit.json")]
 
     def save(self, record: SessionRecord) -> None:
         path = self.path(record.agent)
@@ -146,7 +171,8 @@ class StateStore:
 
     def load_exit(self, agent: str) -> ExitRecord | None:
         try:
-            data = json.loads(self.exit_path(agent).read_text())
+            legacy = self.legacy.exit_path(agent) if self.legacy else None
+            data = json.loads(self._read(self.exit_path(agent), legacy))
             return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
                               finished_at=str(data["finished_at"]))
         except (OSError, ValueError, KeyError, TypeError):
@@ -181,12 +207,16 @@ def _readable_json(path: Path) -> bool:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename: a reader sees the old text or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -33,14 +33,14 @@ from ...act.gates import GateResult
 from ...act.sessions import agent_env, owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
 from ...observe.gitrepo import GitRepo
-from ...observe.snapshot import Observed, ObservedAgent, fleet_home
+from ...observe.snapshot import Observed, ObservedAgent, state_store
 from ...plan.actions import CREATE_WORKTREE, PRUNE, Action, Plan
 from ...plan.status import AgentStatus
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
 from ...spec.loader import LoadedFleet
 from ...spec.models import Gate
-from ...store.records import RUNNING, SessionRecord, StateStore
+from ...store.records import RUNNING, SessionRecord
 from ..base import GateRunner, Halted, Launched, WorkspaceLost
 from . import cluster
 from .actor import Launch, SessionConfig
@@ -55,7 +55,7 @@ class RayEngine:
     def __init__(self, loaded: LoadedFleet) -> None:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
-        self.store = StateStore(fleet_home(self.repo), loaded.name)
+        self.store = state_store(self.repo, loaded.name)
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
 
     # -- observe and plan ------------------------------------------------------------------
@@ -282,7 +282,7 @@ class RayEngine:
     def logs(self, name: str, *, follow: bool) -> int:
         """The local copy of the session's output, then what its node has beyond it (-f: until it ends)."""
         repo = GitRepo(self.loaded.repo)
-        store = StateStore(fleet_home(repo), self.loaded.name)
+        store = state_store(repo, self.loaded.name)
         path = store.log_path(name)
         try:
             ray = cluster.connect(self.loaded)

@@ -26,6 +26,7 @@ from typing import Any
 from ...observe.gitrepo import GitRepo
 from ...observe.processes import OwnedProcess
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
+from ...observe.snapshot import state_store as open_store
 from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
@@ -92,7 +93,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
     remote.refresh(strict=not readonly)
     spec = loaded.fleet.spec
-    obs = RayObserved(store=store or StateStore(home, loaded.name), base_exists=remote.resolve(spec.base) is not None,
+    obs = RayObserved(store=store or open_store(repo, loaded.name), base_exists=remote.resolve(spec.base) is not None,
                       remote=remote, ray=ray, namespace=cluster.namespace(loaded))
     obs.owned_branches = set(remote.owned)
     obs.ledger = read_json(obs.ledger_path())
