@@ -23,7 +23,8 @@ two running), run in-process through its click entry point (the same code as the
 command, without one interpreter start per command). The story: validate, diff, apply, two
 agents finish while the third waits for a slot (status, describe, logs), an orphan session
 appears (a stop), the third runs while its spec is edited (a replace), then it is removed
-from the file while its commit is unmerged (a blocked prune).
+from the file while its commit is unmerged (a blocked prune); and, in a CI clone of a pull
+request, the spec-level change of the audit fleet (`fleet diff --base-rev`).
 
 What would differ between two runs is normalised, never left out: the repo's path reads
 /tmp/docrepo, times read 2026-01-01T12:00:01 (a start), :03 (an end) or :04 (any other
@@ -58,6 +59,43 @@ GIT_DATE = "2026-01-01T12:00:00+00:00"
 # the tool's output for them is generated.
 INPUT = re.compile(r"<!-- example-input: (?P<file>[A-Za-z0-9_.-]+) -->\n```yaml\n(?P<text>.*?)```\n"
                    r"<!-- /example-input -->", re.S)
+
+
+# The pull request of docs/gitops.md's `fleet diff --base-rev` example: the audit fleet before
+# (origin/main) and after (the PR's head, which also adds src/routes/admin.py).
+AUDIT_BEFORE = """\
+apiVersion: fleet/v1alpha1
+kind: Fleet
+metadata: {name: audit}
+spec:
+  tiers:
+    worker: {runtime: claude, model: sonnet, maxRunning: 2}
+    local: {runtime: command}
+  concurrency: {maxRunning: 4}
+  budget: {usdPerDay: 50}
+  gates:
+    tests: {run: pytest, timeout: 15m, maxAttempts: 3}
+  agents:
+    - name: audit-{item}
+      forEach: {glob: "src/routes/*.py"}
+      tier: worker
+      prompt: Audit {item} for missing auth checks, fix what you find, commit.
+      gates: [tests]
+    - name: docs
+      tier: local
+      command: [python, tools/docs.py]
+"""
+AUDIT_AFTER = (AUDIT_BEFORE
+               .replace("model: sonnet, maxRunning: 2", "model: opus, maxRunning: 4")
+               .replace("concurrency: {maxRunning: 4}", "concurrency: {maxRunning: 8}")
+               .replace("budget: {usdPerDay: 50}", "budget: {usdPerDay: 80, perTier: {worker: 60}}\n"
+                        "  locks: {build: {slots: 1}}")
+               .replace("tests: {run: pytest, timeout: 15m, maxAttempts: 3}",
+                        'tests: {run: "pytest -q", timeout: 15m, maxAttempts: 2}\n'
+                        '    lint: {run: "ruff check .", timeout: 15m}')
+               .replace("      gates: [tests]\n", "      gates: [tests, lint]\n      restart: Always\n")
+               .replace("    - name: docs\n      tier: local\n      command: [python, tools/docs.py]",
+                        "    - name: changelog\n      tier: local\n      command: [python, tools/changelog.py]"))
 
 
 # --- running the CLI ---------------------------------------------------------------------------------------
@@ -291,7 +329,30 @@ def generate(work: Path) -> dict[str, str]:
     keep("blocked-prune", f"```json\n{json.dumps(blocked, indent=2, sort_keys=True)}\n```\n")
     markdown = demo.fleet("diff", "fleet.yaml", "-o", "markdown").stdout
     keep("diff-markdown", f"````markdown\n{markdown.rstrip()}\n````\n")
+    keep("diff-base-rev", _spec_diff(demo))
     return ex
+
+
+def _spec_diff(demo: Demo) -> str:
+    """A pull request's spec-level change, in a CI clone of its own (reads git only)."""
+    clone = demo.work / "audit"
+    clone.mkdir()
+    demo.git("init", "-q", "-b", "main", cwd=clone)
+    routes = clone / "src" / "routes"
+    routes.mkdir(parents=True)
+    for name in ("users", "billing"):
+        (routes / f"{name}.py").write_text(f"# the {name} routes\n")
+    (clone / "fleet.yaml").write_text(AUDIT_BEFORE)
+    demo.git("add", "-A", cwd=clone)
+    demo.git("commit", "-q", "-m", "audit fleet", cwd=clone)
+    demo.git("update-ref", "refs/remotes/origin/main", "HEAD", cwd=clone)
+    (routes / "admin.py").write_text("# the admin routes\n")
+    (clone / "fleet.yaml").write_text(AUDIT_AFTER)
+    demo.git("add", "-A", cwd=clone)
+    demo.git("commit", "-q", "-m", "opus, lint gate, build lock, admin routes, changelog", cwd=clone)
+    demo.git("checkout", "-q", "--detach", cwd=clone)  # as CI checks out a pull request
+    run = demo.fleet("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=clone)
+    return console("fleet diff --base-rev origin/main fleet.yaml", run)
 
 
 def _orphan_stop(demo: Demo) -> str:

@@ -36,6 +36,6 @@ def test_the_examples_cover_every_command_the_docs_show() -> None:
     gen = _generator()
     names = {m.group("name") for doc in (ROOT / "docs").glob("*.md") for m in gen.MARKER.finditer(doc.read_text())}
     assert {"validate", "validate-bad", "validate-bad2", "validate-warning", "diff", "diff-json", "diff-markdown",
-            "diff-out", "apply", "status", "status-json", "describe", "logs"} <= names
+            "diff-out", "diff-base-rev", "apply", "status", "status-json", "describe", "logs"} <= names
     inputs = gen.doc_inputs()
     assert set(inputs) == {"bad.yaml", "bad2.yaml"} and all(t.startswith("apiVersion:") for t in inputs.values())
