@@ -1,6 +1,7 @@
 """fleet validate: every bad input gives file:line:col, a message and a hint, never a traceback."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -209,7 +210,13 @@ def test_a_missing_file_has_the_error_prefix(tmp_path: Path) -> None:
 def test_validate_of_several_files_says_which_are_invalid(tmp_path: Path) -> None:
     good = write_fleet(tmp_path, GOOD, name="good.yaml")
     bad = write_fleet(tmp_path, GOOD.replace("tier: local", "tier: nope"), name="bad.yaml")
-    proc = fleet("validate", "good.yaml", "bad.yaml", "nope.yaml", cwd=tmp_path)
+    # a `claude` on PATH, so the stderr below is the errors only, whether this machine has one or not
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "claude").write_text("#!/bin/sh\n")
+    (fake / "claude").chmod(0o755)
+    proc = fleet("validate", "good.yaml", "bad.yaml", "nope.yaml", cwd=tmp_path,
+                 env={"PATH": f"{fake}{os.pathsep}{os.environ.get('PATH', '')}"})
     assert proc.returncode == 1 and good.exists() and bad.exists()
     assert proc.stdout == "good.yaml: valid (fleet t, 2 agents)\n"
     assert _errors(proc) == ["bad.yaml:17:13: unknown tier 'nope'",

@@ -253,6 +253,16 @@ RESTARTS = [
     row("recorded but never started: spawns", [agent("a")], {"a": Seen(PENDING)},
         [e(SPAWN, "a", "pending: not started yet")]),
     row("running, same spec: nothing", [agent("a")], {"a": LIVE}, []),
+    # issue 15 items 3 and 6: a run that could not start, or whose exit is unknown, is held
+    row("OnFailure, could not start: held, no restart loop", [agent("a")],
+        {"a": failed(127, held="cannot start 'work': No such file or directory")}, []),
+    row("Always, could not start: held", [agent("a", restart="Always")],
+        {"a": failed(127, held="cannot start 'work': No such file or directory")}, []),
+    row("OnFailure, exit record unreadable: held until someone looks", [agent("a")],
+        {"a": failed(1, exit_code=None, held="exit status unknown: exit record unreadable")}, []),
+    row("held, but the spec changed: spawns the new spec", [agent("a")],
+        {"a": Seen(FAILED, drift=True, rec={"exit_code": 127, "held": "cannot start 'work'"})},
+        [e(SPAWN, "a", "spec changed: prompt")]),
 ]
 
 # --- gates (and issue 15 item 2: an ended session waiting for its gates holds no slot) --------------------

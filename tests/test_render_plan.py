@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from reconciler.plan.actions import Action, Plan
 from reconciler.render import markdown
-from reconciler.render.plan import to_markdown
+from reconciler.render.plan import outcome_line, to_markdown
 
 BLOCKED_PRUNE = Action("blocked", "old-agent", "prune refused: 1 uncommitted file(s), 1 unmerged commit(s)", "worker",
                        {"files": ["notes.md"], "commits": ["abc1234 </details> | *wip*"], "stashes": [],
@@ -45,3 +45,17 @@ def test_a_huge_plan_stays_under_the_comment_limit() -> None:
     assert len(md) < 65_536
     assert "more agents not shown (comment size limit)" in md and "fleet diff -o json" in md
     assert md.splitlines()[0] == "<!-- fleet-plan:t -->"
+
+
+def test_an_outcome_line_says_what_happened() -> None:
+    """Issue 15 item 4: a gate that failed (fed back or given up) is never shown as a green `ok`."""
+    from reconciler.engines.executor import Outcome
+
+    gate = Action("run-gate", "g1", "session exited 0; run gates never", "w", {"gates": ["never"], "resume": False})
+    spawn = Action("spawn", "a1", "new agent", "w")
+    assert outcome_line(Outcome(gate, True, "gate never failed 2/2 times: exit 1", gate_failed=True)) == \
+        "    ~ run-gate        g1: [bold red]gate failed[/] gate never failed 2/2 times: exit 1"
+    assert outcome_line(Outcome(gate, True, "gates passed: never")) == \
+        "    ~ run-gate        g1: [green]ok[/] gates passed: never"
+    assert outcome_line(Outcome(spawn, False, "cannot start 'x': No such file or directory")) == \
+        "    + spawn           a1: [bold red]failed[/] cannot start 'x': No such file or directory"

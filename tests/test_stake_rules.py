@@ -314,7 +314,7 @@ class NodeActor(SessionActor):
         self.log, self.exit_file = home / "session.log", home / "exit.json"
         self._lock, self._push_lock = threading.RLock(), threading.Lock()
         self.state, self.proc, self.launch = "exited", None, None
-        self.exit_code = self.error = self.started_at = self.finished_at = None
+        self.exit_code = self.error = self.started_at = self.finished_at = self.cannot_start = None
         self.push_error, self.last_push = None, None
 
 

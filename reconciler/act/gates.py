@@ -67,6 +67,7 @@ def gate_feedback(name: str, result: GateResult) -> str:
 class GateVerdict:
     message: str
     feed_back: bool  # a gate failed below its maxAttempts: resume the session with its output
+    passed: bool = False  # every gate passed; False: one failed (fed back, or given up)
 
 
 def record_gates(rec: SessionRecord, agent: DesiredAgent,
@@ -86,12 +87,14 @@ def record_gates(rec: SessionRecord, agent: DesiredAgent,
             rec.gates_exhausted, rec.gate_feedback = True, None
             rec.reason = f"gate {name} failed {failures}/{gate.maxAttempts} times: {result.summary}"
             rec.set_condition("GatesPassed", "False", "GatesFailed", rec.reason)
+            rec.set_condition("Ready", "False", "GatesFailed", rec.reason)
             return GateVerdict(rec.reason, feed_back=False)
         rec.gate_feedback = gate_feedback(name, result)
         rec.reason = f"gate {name} failed ({failures}/{gate.maxAttempts}): {result.summary}"
         rec.set_condition("GatesPassed", "False", "GateFailed", rec.reason)
+        rec.set_condition("Ready", "False", "GateFailed", rec.reason)
         return GateVerdict(rec.reason, feed_back=True)
     rec.phase, rec.gates_pending, rec.gate_feedback, rec.reason = SUCCEEDED, False, None, None
     rec.set_condition("GatesPassed", "True", "GatesPassed", f"passed: {', '.join(agent.gates)}")
     rec.set_condition("Ready", "True", "Completed", "session exited 0 and its gates passed")
-    return GateVerdict(f"gates passed: {', '.join(agent.gates)}", feed_back=False)
+    return GateVerdict(f"gates passed: {', '.join(agent.gates)}", feed_back=False, passed=True)

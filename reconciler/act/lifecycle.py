@@ -2,6 +2,8 @@
 
 - `started`: a run began (attempts, gate counters, Running, pid/session, times, Ready);
 - `refreshed`: a run that observation shows ended is folded in (exit, cost, gates next);
+- `could_not_start`, `exit_unknown`: a run whose program never started, or whose exit record
+  is unreadable: Failed and `held` (not restarted for this spec until a person acts);
 - `stopped`: fleet stopped a run (a plain stop is Pending; a stall or deadline is a failure);
 - `back_off`: the earliest restart after a failure.
 
@@ -20,7 +22,7 @@ from ..runtimes.base import SessionResult
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Backoff
-from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, SessionRecord, now_iso
+from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, CannotStart, SessionRecord, now_iso
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
 _LOG_TAIL = 256 * 1024  # result objects are printed last; never read a huge log whole
@@ -41,10 +43,15 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
     rec.exit_code = obs.exit_code
     # a session that vanished without an exit record is taken to have ended when a
     # persisting pass (apply, the loop) first saw it gone; its backoff counts from there
-    rec.finished_at = obs.exit.finished_at if obs.exit and obs.exit.pid == rec.pid else now_iso()
-    if obs.exit is None or obs.exit.pid != rec.pid:
+    ended = obs.exit.finished_at if obs.exit is not None and obs.ended_here else now_iso()
+    rec.finished_at = not_before(ended, rec.started_at)
+    if obs.exit is not None and obs.exit.corrupt is not None:
+        exit_unknown(rec, obs.exit.corrupt)
+    elif obs.exit is None or not obs.ended_here:
         rec.reason = "session ended without an exit status (killed?)"
         rec.set_condition("Ready", "False", "SessionLost", rec.reason)
+    elif obs.exit.cannot_start is not None:
+        could_not_start(rec, obs.exit.cannot_start)
     elif phase == SUCCEEDED:
         rec.reason = None
         rec.set_condition("Ready", "True", "Completed", "session exited 0")
@@ -59,14 +66,45 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
             rec.phase, rec.gates_pending = PENDING, True
             rec.reason = f"session exited 0; gates not run yet: {', '.join(rec.gates)}"
             rec.set_condition("GatesPassed", "Unknown", "Pending", rec.reason)
-    elif rec.phase == FAILED:
+            rec.set_condition("Ready", "Unknown", "GatesPending", rec.reason)  # not Completed before its gates
+    elif rec.phase == FAILED and rec.held is None:
         back_off(rec, backoff or Backoff())
     return rec
 
 
+def could_not_start(rec: SessionRecord, cannot: CannotStart) -> None:
+    """The run's program did not start: a configuration error, not a crash. The agent is Failed
+    and this spec is not restarted (the planner reads `held`): every restart would fail the
+    same way, forever."""
+    rec.phase, rec.exit_code, rec.backoff_until = FAILED, 127, None
+    rec.finished_at = not_before(rec.finished_at or now_iso(), rec.started_at)
+    rec.reason = f"{cannot.message}; not restarted until the spec changes"
+    rec.held = cannot.message
+    rec.set_condition("StartFailed", "True", cannot.reason,
+                      f"{cannot.message}. Install the program or fix the agent's command (a relative path is "
+                      f"resolved in its worktree), then change the agent's spec, or `fleet delete` it and apply, "
+                      f"to start it again")
+    rec.set_condition("Ready", "False", "StartFailed", cannot.message)
+
+
+def exit_unknown(rec: SessionRecord, why: str) -> None:
+    """The run ended but its exit record cannot be read. It may have succeeded, so it is not
+    restarted (`held`) until a person has looked; the file is kept aside, never deleted."""
+    rec.phase, rec.exit_code, rec.backoff_until = FAILED, None, None
+    rec.reason = f"exit status unknown: {why}; not restarted until someone looks"
+    rec.held = rec.reason
+    rec.set_condition("ExitRecordCorrupt", "True", "ExitRecordCorrupt",
+                      f"{why}; fleet keeps it aside as {rec.agent}.exit.json.corrupt-<time> in the same directory. "
+                      f"The run may have succeeded, so fleet does not restart it: read its log (`fleet logs "
+                      f"FILE {rec.agent}`) and its branch {rec.branch or ''}; to run it again, change its spec "
+                      f"or `fleet delete` it and apply")
+    rec.set_condition("Ready", "False", "ExitRecordCorrupt", rec.reason)
+
+
 def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: int | None,
-            create_time: float | None, ready: str) -> None:
-    """A run of `agent`'s current spec has begun."""
+            create_time: float | None, ready: str, started_at: str | None = None) -> None:
+    """A run of `agent`'s current spec has begun. `started_at` is when the launch began (taken
+    before it: a program that cannot start has finished by the time the launch returns)."""
     # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
     rec.attempts = rec.attempts + 1 if rec.spec_hash == agent.spec_hash else 1
     if rec.spec_hash != agent.spec_hash:  # a new spec starts its gate attempts over
@@ -74,9 +112,10 @@ def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: in
     rec.gates, rec.gates_pending, rec.gate_feedback = list(agent.gates), False, None
     rec.phase, rec.pid, rec.create_time = RUNNING, pid, create_time
     rec.session_id, rec.spec_hash, rec.session_spec = session_id, agent.spec_hash, agent.session_spec()
-    rec.started_at, rec.finished_at, rec.exit_code, rec.reason = now_iso(), None, None, None
+    rec.started_at, rec.finished_at, rec.exit_code, rec.reason = started_at or now_iso(), None, None, None
+    rec.held = None
     rec.set_condition("Ready", "Unknown", "Running", ready)
-    for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked"):
+    for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked", "StartFailed", "ExitRecordCorrupt"):
         rec.clear_condition(waited, "Started")
 
 
@@ -84,7 +123,7 @@ def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: lis
             api_error: str | None, policy: Backoff) -> None:
     """fleet stopped the run. `condition` (Stalled, DeadlineExceeded) makes it a failure,
     restarted per policy, with the last output kept for status; otherwise it is Pending."""
-    rec.finished_at = now_iso()
+    rec.finished_at = not_before(now_iso(), rec.started_at)
     if condition:
         if api_error:  # a CLI retrying a failing API prints nothing meanwhile
             tail = [*tail, f"last API error retried: {api_error}"]
@@ -100,7 +139,8 @@ def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: lis
 
 def workspace_lost(rec: SessionRecord, *, reason: str, condition: str, policy: Backoff) -> None:
     """The run ended but its workspace is gone before its gates ran: a failure, run again."""
-    rec.gates_pending, rec.phase, rec.finished_at = False, FAILED, rec.finished_at or now_iso()
+    rec.gates_pending, rec.phase = False, FAILED
+    rec.finished_at = not_before(rec.finished_at or now_iso(), rec.started_at)
     rec.reason = reason
     rec.set_condition("Ready", "False", condition, reason)
     back_off(rec, policy)
@@ -119,6 +159,18 @@ def back_off(rec: SessionRecord, policy: Backoff) -> None:
 
 def _parse(when: str | None) -> datetime | None:
     return datetime.fromisoformat(when) if when else None
+
+
+def not_before(when: str, start: str | None) -> str:
+    """`when`, or `start` if `when` is earlier: a run never finishes before it started (an exit
+    record carries the session host's clock, and a remote node's clock may lag the driver's)."""
+    if start is None:
+        return when
+    try:
+        end, begin = _parse(when), _parse(start)
+        return start if end is not None and begin is not None and end < begin else when
+    except (ValueError, TypeError):  # not a time fleet wrote: keep what was recorded
+        return when
 
 
 def _fold_result(rec: SessionRecord, result: SessionResult, phase: str) -> None:

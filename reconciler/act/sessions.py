@@ -1,6 +1,7 @@
 """Starting and stopping detached agent sessions."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,9 @@ from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
 from ..spec.desired import DesiredAgent
 from ..spec.models import FromEnv
+from ..store.records import CannotStart
 from .lifecycle import RUN_MARKER
+from .programs import session_path
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Started:
     create_time: float
     session_id: str
     argv: list[str]
+    cannot_start: CannotStart | None = None  # the program did not start (the host recorded exit 127)
 
 
 def agent_env(agent: DesiredAgent) -> dict[str, str]:
@@ -77,8 +81,7 @@ def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path
                 session_id: str) -> dict[str, str]:
     """A local session's environment: ours, the agent's env, and the owner variables."""
     env = {**os.environ, **agent_env(agent)}
-    bindir = str(Path(sys.executable).parent)  # so `fleet lock` and our python resolve in the session
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["PATH"] = session_path(env.get("PATH"))  # so `fleet lock` and our python resolve in the session
     env.update(owner_env(agent, fleet=fleet, repo_id=repo_id, session_id=session_id))
     env["FLEET_LOCK_DIR"] = str(lock_dir)
     return env
@@ -121,14 +124,23 @@ def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
             [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), "--", *argv],
             cwd=agent.worktree, env=prepared.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
             check=False, timeout=30)
-    pid_text = runner.stdout.decode().strip()
+    # line 1: the session's pid; line 2, only if the program could not start: why (JSON)
+    pid_text, _, cannot_text = runner.stdout.decode(errors="replace").strip().partition("\n")
     if runner.returncode != 0 or not pid_text.isdigit():
         raise FleetError(f"agent {agent.name}: session runner failed (exit {runner.returncode}); see {log}")
     pid = int(pid_text)
     created = create_time(pid)
     if created is None:  # it already finished; the exit file tells how
         created = 0.0
-    return Started(pid=pid, create_time=created, session_id=prepared.session_id, argv=argv)
+    cannot = CannotStart.from_json(_json_or_none(cannot_text)) if cannot_text.strip() else None
+    return Started(pid=pid, create_time=created, session_id=prepared.session_id, argv=argv, cannot_start=cannot)
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def stop(pid: int, created: float | None, *, grace: float = 10.0) -> bool:

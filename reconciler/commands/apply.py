@@ -74,8 +74,9 @@ def run(*, file: str, yes: bool, dry_run: bool, targets: list[str], lock_timeout
         return EXIT_OK
     blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
     failed = [o for o in result.failed if o.action.kind != BLOCKED and not o.blocked]
-    console.print(f"\nApply complete: {len(result.outcomes) - len(failed) - blocked} done, "
-                  f"{len(failed)} failed, {blocked} blocked.")
+    gates = len(result.gates_failed)
+    console.print(f"\nApply complete: {len(result.outcomes) - len(failed) - blocked - gates} done, "
+                  f"{len(failed)} failed, {blocked} blocked" + (f", {gates} gate(s) failed." if gates else "."))
     if blocked:
         err.print("[bold red]Some actions were refused to protect work (see above); what they concern was "
                   "left in place.[/]")

@@ -32,9 +32,9 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
     fields = [("Name", row.agent), ("Fleet", loaded.name), ("Phase", row.phase), ("Sync", row.sync),
               ("Reason", row.reason or "-"), ("Tier", f"{row.tier} ({row.runtime}, model {row.model or '-'})"),
               ("Branch", row.branch or "-"), ("Worktree", row.worktree or "-"),
-              ("Dirty files", row.dirty), ("Commits ahead", row.ahead), ("PID", row.pid or "-"),
+              ("Dirty files", _n(row.dirty)), ("Commits ahead", _n(row.ahead)), ("PID", row.pid or "-"),
               ("Session", row.session_id or "-"), ("Started", row.started_at or "-"),
-              ("Finished", row.finished_at or "-"), ("Exit code", row.exit_code),
+              ("Finished", row.finished_at or "-"), ("Exit code", _n(row.exit_code)),
               ("Attempts", row.attempts), ("Idle", human_age(row.idle_seconds)),
               ("Cost", f"${row.cost_usd:.4f}"), ("Spec hash", row.spec_hash or "-"),
               ("Observed generation", row.observed_generation or "-")]
@@ -55,3 +55,8 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
     for line in shown:
         console.print(f"  {escape(line)}", soft_wrap=True)
     return EXIT_OK
+
+
+def _n(value: int | None) -> str:
+    """Unknown or not applicable is `-`, as in the status table (never `None`, never 0)."""
+    return "-" if value is None else str(value)

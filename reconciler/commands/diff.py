@@ -13,6 +13,7 @@ from ..control.converge import preview
 from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
+from .validate import warn_programs
 
 
 def run(*, file: str, output: str, targets: list[str], console: Console, err: Console,
@@ -23,6 +24,7 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
                              "--out or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
         return _spec_diff(file, base_rev, output, console)
     loaded = load_fleet(file)
+    warn_programs(loaded, err)
     observed, the_plan = preview(loaded, targets=targets, archive=archive)
     if out_file is not None or output == "plan":
         from ..plan import saved

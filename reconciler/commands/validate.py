@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import EXIT_OK, FleetError, Problem, SpecInvalid
-from ..spec.loader import load_fleet
+from ..spec.loader import LoadedFleet, load_fleet
 
 
 def run(*, files: list[str], console: Console, err: Console) -> int:
@@ -15,6 +16,7 @@ def run(*, files: list[str], console: Console, err: Console) -> int:
         except FleetError as exc:
             failed.append((file, exc))
             continue
+        warn_programs(loaded, err)
         n = len(loaded.agents)
         console.print(f"{file}: valid (fleet {loaded.name}, {n} agent{'s' if n != 1 else ''})",
                       markup=False, highlight=False)
@@ -26,6 +28,15 @@ def run(*, files: list[str], console: Console, err: Console) -> int:
     problems = [p for _, exc in failed for p in _problems(exc)]
     raise FleetError(f"{len(failed)} of {len(files)} files are invalid: {', '.join(f for f, _ in failed)}",
                      problems=problems)
+
+
+def warn_programs(loaded: LoadedFleet, err: Console) -> None:
+    """On stderr: each tier CLI or command program that cannot start here (act/programs.py).
+    A warning, not an error: the file is valid, the machine may lack a program."""
+    from ..act.programs import program_warnings
+
+    for problem in program_warnings(loaded):
+        err.print(f"[yellow]warning:[/] {escape(problem.render())}", soft_wrap=True)
 
 
 def _problems(exc: FleetError) -> list[Problem]:

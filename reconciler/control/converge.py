@@ -40,6 +40,11 @@ class Result:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
 
+    @property
+    def gates_failed(self) -> list[Outcome]:
+        """Run-gate actions whose gate failed: shown and counted, not failed actions (exit 0)."""
+        return [o for o in self.outcomes if o.ok and o.gate_failed]
+
 
 def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool = False,
             inspect_all: bool = False, engine: Engine | None = None) -> tuple[Observed, Plan]:
@@ -62,6 +67,8 @@ def refresh_records(store: StateStore, observed: Observed, *, save: bool, backof
             agent.record = new
             if save and new is not None:
                 store.save(new)
+        if save and agent.exit is not None and agent.exit.corrupt is not None:
+            store.keep_exit_aside(agent.name)  # after the record says so: a crash in between re-reads it
 
 
 def sync_declared(loaded: LoadedFleet, store: StateStore, observed: Observed, repo: GitRepo | None = None) -> None:

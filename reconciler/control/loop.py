@@ -64,7 +64,9 @@ class ControlLoop:
             self.on_result(result)
         blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
         failed = [o for o in result.failed if not o.blocked and o.action.kind != BLOCKED]
+        gates = len(result.gates_failed)
         self.report(f"{_now()} {len(result.outcomes)} action(s), {len(failed)} failed, {blocked} blocked"
+                    + (f", {gates} gate(s) failed" if gates else "")
                     if result.plan.has_changes else f"{_now()} in sync")
         return exit_code(blocked=bool(blocked), failed=bool(failed))
 

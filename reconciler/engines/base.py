@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..spec.desired import DesiredAgent
     from ..spec.loader import LoadedFleet
     from ..spec.models import Gate
-    from ..store.records import SessionRecord, StateStore
+    from ..store.records import CannotStart, SessionRecord, StateStore
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Launched:
     create_time: float | None
     where: str  # for the outcome line: "pid 123, log ..." or "new actor ns/agent ..."
     ready: str  # the Ready condition's message while it runs
+    cannot_start: CannotStart | None = None  # known at once: its program did not start
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ..store.records import (
     STARTING_SESSION,
     SUCCEEDED,
     SessionRecord,
+    now_iso,
 )
 from .base import WorkspaceLost
 
@@ -42,12 +43,19 @@ RESUME_MESSAGE = ("Your previous run {ended}. Continue the task from where you s
                   "work.")
 
 
+class _Recorded(FleetError):
+    """An action failed and the agent's record already says why (e.g. StartFailed)."""
+
+
 @dataclass
 class Outcome:
     action: Action
     ok: bool
     message: str = ""
     blocked: bool = False  # refused at the last moment to protect work (exit 3)
+    # a run-gate whose gate failed (fed back, or given up): the action ran, the work did not pass;
+    # shown and counted as a gate failure, not a failed action (docs/output.md "Exit codes")
+    gate_failed: bool = False
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Executor:
     grace: float = 10.0
     on_step: Callable[[Outcome], None] | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    _gate_failed: bool = field(default=False, init=False)  # set by _run_gate for the action in hand
 
     @property
     def store(self) -> StateStore:
@@ -66,12 +75,13 @@ class Executor:
     def run(self, plan: Plan) -> list[Outcome]:
         self.engine.before_actions()
         for action in plan.actions:
+            self._gate_failed = False
             try:
                 message = self._do(action)
-                outcome = Outcome(action, True, message)
+                outcome = Outcome(action, True, message, gate_failed=self._gate_failed)
             except FleetError as exc:
                 outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED)
-                if not outcome.blocked:
+                if not outcome.blocked and not isinstance(exc, _Recorded):
                     self._fail(action, exc.message)
             except Exception as exc:  # noqa: BLE001 - any error of one action is that action's failure:
                 # the rest of the plan still runs (an OSError, or a bug, must not strand every other agent)
@@ -115,9 +125,14 @@ class Executor:
         rec = self._record(agent)
         rec.reason = STARTING_SESSION  # intent, recorded before the session exists
         self.store.save(rec)
+        at = now_iso()  # before the launch: a program that cannot start has ended when it returns
         launched = self.engine.launch(agent, prepared, self.observed)
         lifecycle.started(rec, agent, session_id=launched.session_id, pid=launched.pid,
-                          create_time=launched.create_time, ready=launched.ready)
+                          create_time=launched.create_time, ready=launched.ready, started_at=at)
+        if launched.cannot_start is not None:  # a configuration error: the action failed, no restart loop
+            lifecycle.could_not_start(rec, launched.cannot_start)
+            self.store.save(rec)
+            raise _Recorded(launched.cannot_start.message)
         self.store.save(rec)
         return launched.where
 
@@ -189,6 +204,7 @@ class Executor:
             return rec.reason or runner.reason
         verdict = record_gates(rec, agent, runner.run)
         self.store.save(rec)
+        self._gate_failed = not verdict.passed
         if verdict.feed_back and action.details.get("resume"):
             return f"{verdict.message}; resuming: " + self._resume(action, agent, obs)
         return verdict.message + runner.where

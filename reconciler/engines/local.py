@@ -75,7 +75,8 @@ class LocalEngine:
         log = self.store.log_path(agent.name)
         started = sessions.launch(prepared, log=log, exit_file=self.store.exit_path(agent.name))
         return Launched(session_id=started.session_id, pid=started.pid, create_time=started.create_time,
-                        where=f"pid {started.pid}, log {log}", ready=f"pid {started.pid}")
+                        where=f"pid {started.pid}, log {log}", ready=f"pid {started.pid}",
+                        cannot_start=started.cannot_start)
 
     def stop_orphan(self, action: Action, observed: Observed, *, grace: float) -> str:
         orphan = next(p for p in observed.orphans if p.pid == action.details["pid"])

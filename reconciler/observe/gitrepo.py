@@ -193,8 +193,8 @@ class GitRepo:
         return len(status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
 
     def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
-        """(`dirty_count`, `ahead_count` or None when detached) of each worktree, side by side:
-        read-only git processes, each in its own tree."""
+        """(`dirty_count`, `ahead_count`) of each worktree, side by side (read-only git
+        processes, each in its own tree); ahead is None when detached or not countable."""
         def counts(wt: Worktree) -> tuple[int, int | None]:
             return self.dirty_count(wt.path), self.ahead_count(wt.branch, base) if wt.branch else None
 
@@ -205,12 +205,13 @@ class GitRepo:
         with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
             return list(pool.map(counts, trees))
 
-    def ahead_count(self, branch: str, base: str) -> int:
-        """Commits on `branch` that `base` lacks; 0 when either does not exist (one git call)."""
+    def ahead_count(self, branch: str, base: str) -> int | None:
+        """Commits on `branch` that `base` lacks (one git call); None when they cannot be counted
+        (either does not exist, a broken repository): unknown, never shown as 0."""
         try:
             return int(self.git.rev_list("--count", f"{base}^{{commit}}..refs/heads/{branch}^{{commit}}", "--"))
-        except git.GitCommandError:
-            return 0
+        except (git.GitCommandError, ValueError):
+            return None
 
 
 def read_owner(admin_dir: Path) -> Owner | None:

@@ -93,13 +93,21 @@ class ObservedAgent:
             return None
         if rec.phase != RUNNING or self.alive:
             return rec.phase
-        if self.exit is not None and self.exit.pid == rec.pid:
+        if self.ended_here:
+            assert self.exit is not None
             return SUCCEEDED if self.exit.exit_code == 0 else FAILED
-        return FAILED
+        return FAILED  # no readable exit status: killed, or unknown (`exit.corrupt`)
+
+    @property
+    def ended_here(self) -> bool:
+        """The exit record is readable and is that of the recorded run."""
+        return (self.exit is not None and self.exit.corrupt is None and self.record is not None
+                and self.exit.pid == self.record.pid)
 
     @property
     def exit_code(self) -> int | None:
-        if self.exit is not None and self.record is not None and self.exit.pid == self.record.pid:
+        if self.ended_here:
+            assert self.exit is not None
             return self.exit.exit_code
         return self.record.exit_code if self.record else None
 

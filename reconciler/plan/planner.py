@@ -247,6 +247,10 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
                        {"changes": changes, "pid": rec.pid, "from": rec.spec_hash, "to": agent.spec_hash})]
     if drift:
         return [_start(SPAWN, agent, "spec changed: " + "; ".join(changes), slots, changes)]
+    if phase == FAILED and rec.held:
+        # its program did not start, or how it ended is unknown: a restart would fail the same
+        # way or redo work that may be done; its condition says what a person should do
+        return []
     resumable = get_runtime(agent.tier.runtime).can_resume and bool(rec.session_id)
     if rec.gates_pending:
         # no slot: the session has ended; `resume` is settled once the plan's starts took theirs (plan())

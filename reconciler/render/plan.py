@@ -107,6 +107,8 @@ def outcome_line(outcome: Outcome) -> str:
         mark = "[bold red]blocked[/]"
     elif a.kind == WAIT:
         mark = "[dim]waiting[/]"
+    elif outcome.gate_failed:  # the gate ran (the action did its job); the agent's work did not pass
+        mark = "[bold red]gate failed[/]"
     else:
         mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
     return f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}"

@@ -68,6 +68,9 @@ class SessionRecord:
     gate_feedback: str | None = None  # a failed gate's output, to be sent to the resumed session
     last_output: list[str] = field(default_factory=list)  # last meaningful log lines of a stopped run
     restarts: int = 0  # consecutive failed runs (backoff exponent); 0 after a healthy run
+    # why this spec's failed run is not restarted until a person acts: it could not start
+    # (StartFailed) or its exit status is unknown (ExitRecordCorrupt); a new run clears it
+    held: str | None = None
     backoff_until: str | None = None  # no restart before this (CrashLoopBackOff)
     conditions: list[Condition] = field(default_factory=list)
 
@@ -99,12 +102,32 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class CannotStart:
+    """The session host could not start the agent's program (act/session_host.py)."""
+
+    reason: str  # a condition reason: NotFound, PermissionDenied, NotExecutable, CannotStart
+    message: str  # "cannot start 'claude': No such file or directory (searched PATH)"
+
+    def to_json(self) -> dict[str, str]:
+        return {"reason": self.reason, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CannotStart | None:
+        if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+            return None
+        return cls(reason=str(data.get("reason") or "CannotStart"), message=data["message"])
+
+
+@dataclass(frozen=True)
 class ExitRecord:
     """Written by the session runner when the agent process exits."""
 
     pid: int
     exit_code: int
     finished_at: str
+    cannot_start: CannotStart | None = None  # the program never ran (exit_code 127)
+    # the exit file exists but cannot be read: how the run ended is unknown (pid is 0, exit_code -1)
+    corrupt: str | None = None
 
 
 class StateStore:
@@ -170,13 +193,33 @@ class StateStore:
         write_json_atomic(path, record.to_json())
 
     def load_exit(self, agent: str) -> ExitRecord | None:
+        """The agent's exit record; None if there is none. One that exists but cannot be read
+        is not "no exit status" (that reads as killed, and restarts a run that may have
+        succeeded): it comes back with `corrupt` saying why, and the next persisting pass
+        keeps the file aside (`keep_exit_aside`)."""
+        path = self.exit_path(agent)
         try:
             legacy = self.legacy.exit_path(agent) if self.legacy else None
-            data = json.loads(self._read(self.exit_path(agent), legacy))
+            data = json.loads(self._read(path, legacy))
             return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
-                              finished_at=str(data["finished_at"]))
-        except (OSError, ValueError, KeyError, TypeError):
+                              finished_at=str(data["finished_at"]),
+                              cannot_start=CannotStart.from_json(data.get("cannot_start")))
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError)) else str(exc)
+            return ExitRecord(pid=0, exit_code=-1, finished_at="", corrupt=f"exit record {path} is unreadable ({why})")
+
+    def keep_exit_aside(self, agent: str) -> Path | None:
+        """Rename an unreadable exit record to `<agent>.exit.json.corrupt-<UTC time>` (never
+        deleted: it is evidence of how a run ended). None if it was already gone."""
+        path = self.exit_path(agent)
+        aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}")
+        try:
+            path.rename(aside)
+        except FileNotFoundError:
+            return None
+        return aside
 
     def clear_exit(self, agent: str) -> None:
         self.exit_path(agent).unlink(missing_ok=True)

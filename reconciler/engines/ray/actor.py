@@ -104,6 +104,7 @@ class SessionActor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.launch: Launch | None = None
         self.exit_code: int | None = None
+        self.cannot_start: dict[str, Any] | None = None  # the host could not start the program (exit 127)
         self.error: str | None = None
         self.started_at: str | None = None
         self.finished_at: str | None = None
@@ -136,6 +137,7 @@ class SessionActor:
                 "clone": str(self.clone), "pid": proc.pid if proc is not None and self.state == "running" else None,
                 "run_id": launch.run_id if launch else None, "spec_hash": launch.spec_hash if launch else None,
                 "session_id": launch.session_id if launch else None, "exit_code": self.exit_code,
+                "cannot_start": self.cannot_start,
                 "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
                 "push_error": self.push_error, "last_push": self.last_push, "log_size": _size(self.log),
             }
@@ -327,17 +329,18 @@ class SessionActor:
                 start_new_session=True))
         with self._lock:
             self.proc, self.launch, self.state = proc, launch, "running"
-            self.exit_code = self.error = self.finished_at = None
+            self.exit_code = self.error = self.finished_at = self.cannot_start = None
             self.started_at = _now()
         threading.Thread(target=self._watch, args=(proc,), name="fleet-watch", daemon=True).start()
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
-        recorded = _read_exit(self.exit_file)
+        recorded, cannot_start = _read_exit(self.exit_file)
         with self._lock:
             if self.proc is not proc:
                 return
             self.exit_code = recorded if recorded is not None else (128 - code if code < 0 else code)
+            self.cannot_start = cannot_start
             self.finished_at = _now()
             self.state = "exited"
         self.push()
@@ -465,13 +468,16 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _read_exit(path: Path) -> int | None:
+def _read_exit(path: Path) -> tuple[int | None, dict[str, Any] | None]:
+    """The exit code the host recorded, and why its program did not start, if it did not."""
     import json
 
     try:
-        return int(json.loads(path.read_text())["exit_code"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        data = json.loads(path.read_text())
+        cannot = data.get("cannot_start")
+        return int(data["exit_code"]), cannot if isinstance(cannot, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
 
 
 def _size(path: Path) -> int:

@@ -29,7 +29,7 @@ from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_pat
 from ...observe.snapshot import state_store as open_store
 from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...spec.loader import LoadedFleet
-from ...store.records import RUNNING, ExitRecord, SessionRecord, StateStore, write_json_atomic
+from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
 from .remote import Remote
 
@@ -153,7 +153,8 @@ def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desi
     if ours and status["state"] == "exited" and status.get("exit_code") is not None and rec is not None:
         rec.pid = status.get("pid") or rec.pid or 0  # the exit must name the recorded run
         agent.exit = ExitRecord(pid=rec.pid, exit_code=int(status["exit_code"]),
-                                finished_at=status.get("finished_at") or "")
+                                finished_at=status.get("finished_at") or "",
+                                cannot_start=CannotStart.from_json(status.get("cannot_start")))
 
 
 def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | None, *, fleet: str) -> None:
