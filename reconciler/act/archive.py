@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..observe.gittree import clean_env, last_line, run_git
+from .failpoints import failpoint
 
 if TYPE_CHECKING:
     from ..observe.gitrepo import GitRepo, Worktree
@@ -85,7 +86,9 @@ def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | 
         if exc.message.startswith("nothing to archive"):
             raise FleetError(f"nothing to archive for {agent}: no commits found") from None
         raise
+    failpoint("archive:after-commit")
     repo.git.update_ref(ref, commit)
+    failpoint("archive:after-ref")
     tips = [t for t in (branch and f"refs/heads/{branch}", worktree.head if worktree else None) if t]
     lost = [c for c in repo.unreachable(tips, base) if not _reachable(repo.common_dir, c.split()[0], commit)]
     if lost:  # never prune on a partial archive

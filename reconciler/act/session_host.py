@@ -70,8 +70,11 @@ def run_recorded(command: list[str], exit_file: str, *, also_default: tuple[int,
 
 
 def write_exit(path: str, code: int) -> None:
+    # the owner variables (observe/processes.py) say which run of which spec ended: fleet may
+    # have died before recording the launch (observe/snapshot.py `_adopt_ended`)
     data = {"pid": os.getpid(), "exit_code": code,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "session_id": os.environ.get("FLEET_SESSION_ID"), "spec_hash": os.environ.get("FLEET_SPEC_HASH")}
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)

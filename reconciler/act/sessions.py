@@ -18,6 +18,7 @@ from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
 from ..spec.desired import DesiredAgent
 from ..spec.models import FromEnv
+from .failpoints import failpoint
 from .lifecycle import RUN_MARKER
 
 
@@ -140,6 +141,7 @@ def stop(pid: int, created: float | None, *, grace: float = 10.0) -> bool:
     if not is_alive(pid, created):
         return False
     _signal_group(pid, signal.SIGTERM)
+    failpoint("stop:after-signal")
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if not _group_alive(pid):

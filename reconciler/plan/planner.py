@@ -154,6 +154,8 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
     if wt is None and stake is None:
         return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
     what = {"worktree": str(wt.path) if wt else None, "branch": wt.branch if wt else _branch(obs)}
+    if wt is not None and wt.pruning is not None:  # a crash in `git worktree remove` (act/worktrees.py)
+        why += "; finishing a prune that was interrupted"
     if stake is None or stake.safe:
         return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
     at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,

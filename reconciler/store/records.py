@@ -101,6 +101,10 @@ class ExitRecord:
     pid: int
     exit_code: int
     finished_at: str
+    # the session's owner variables (act/session_host.py): which run of which spec this was,
+    # so a session fleet died before recording is still known as the agent's (observe/snapshot.py)
+    session_id: str | None = None
+    spec_hash: str | None = None
 
 
 class StateStore:
@@ -148,7 +152,8 @@ class StateStore:
         try:
             data = json.loads(self.exit_path(agent).read_text())
             return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
-                              finished_at=str(data["finished_at"]))
+                              finished_at=str(data["finished_at"]), session_id=data.get("session_id"),
+                              spec_hash=data.get("spec_hash"))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
