@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..observe.gittree import clean_env, last_line, run_git
+from ..store import clock
 from .failpoints import failpoint
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Archive:
 
 def archive_ref(fleet: str, agent: str, now: datetime | None = None) -> str:
     """The ref an archive of `agent` made `now` (default: this moment) gets, in every engine."""
-    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (now or clock.now()).astimezone(timezone.utc)
     return f"{ARCHIVE_PREFIX}/{fleet}/{agent}/{when.strftime(STAMP)}"
 
 

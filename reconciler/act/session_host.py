@@ -14,7 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+
+from ..store import clock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +74,7 @@ def write_exit(path: str, code: int) -> None:
     # the owner variables (observe/processes.py) say which run of which spec ended: fleet may
     # have died before recording the launch (observe/snapshot.py `_adopt_ended`)
     data = {"pid": os.getpid(), "exit_code": code,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "finished_at": clock.now_iso(),
             "session_id": os.environ.get("FLEET_SESSION_ID"), "spec_hash": os.environ.get("FLEET_SPEC_HASH")}
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:

@@ -11,9 +11,10 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from . import clock
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
 # Intents recorded (as `reason`) before acting, so a crash mid-way is recognised and finished
@@ -21,7 +22,7 @@ CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting se
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return clock.now_iso()
 
 
 @dataclass
