@@ -1,6 +1,6 @@
 """kill -9 of fleet and its git children at every failpoint: the next run converges, with no
-manual step, no duplicate session and nothing lost (issue 14 class 7; docs/safety.md "Crash
-consistency").
+manual step, no duplicate session and nothing lost (issue 14 class 7; docs/sessions.md "Crash
+consistency: failpoints").
 
 Each case runs the real CLI in a process group of its own with FLEET_FAILPOINT set, checks it
 died by SIGKILL there (so the step was reached), runs the interrupted command again without
@@ -22,9 +22,9 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
 
-from reconciler.act.failpoints import NAMES
+from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 
 WT = Path(".fleet") / "worktrees"
 
@@ -147,8 +147,21 @@ CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spaw
     [("create", "create-worktree:inside-add+early")]  # the earlier window inside `git worktree add`
 
 
-def test_every_failpoint_is_swept() -> None:
+def test_every_failpoint_is_swept_and_placed_in_the_code() -> None:
     assert {name for _, name in CASES} >= set(NAMES)
+    code = "".join(p.read_text() for p in (ROOT / "reconciler").rglob("*.py") if p.name != "failpoints.py")
+    inside = {"create-worktree:inside-add": "inside_add_env()", "prune:inside-remove": "remove_tree_halfway("}
+    assert [n for n in NAMES if (inside.get(n) or f'failpoint("{n}")') not in code] == []
+
+
+def test_a_failpoint_fires_only_when_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "spawn:after-launch, prune:inside-remove")
+    assert [n for n in NAMES if armed(n)] == ["spawn:after-launch", "prune:inside-remove"]
+    assert inside_add_env() == {}  # not armed: git runs as always
+    monkeypatch.setenv(ENV, "")
+    assert not any(armed(n) for n in NAMES)
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        failpoint("spawn:after-lunch")  # a misspelt name fails even when nothing is armed
 
 
 def reachable(repo: Path) -> set[str]:

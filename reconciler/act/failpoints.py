@@ -1,4 +1,4 @@
-"""Failpoints: named steps where fleet can be made to die as a crash would (docs/safety.md, "Crash consistency").
+"""Failpoints: named steps where fleet can be made to die as a crash would (docs/sessions.md, "Crash consistency").
 
 `failpoint(name)` does nothing unless the environment variable FLEET_FAILPOINT lists
 `name` (several: comma-separated); then it sends SIGKILL to fleet's whole process group,

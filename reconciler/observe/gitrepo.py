@@ -136,7 +136,7 @@ class GitRepo:
 
     def _left_by_prune(self, wt: Worktree, intent: PruneIntent, base: str, *, ignore_groups: frozenset[int],
                        table: ProcessTable | None) -> AtStake:
-        """What finishing an interrupted prune of `wt` would lose (docs/safety.md, "Crash consistency").
+        """What finishing an interrupted prune of `wt` would lose (docs/safety.md, "Repairs").
 
         The prune had found nothing at stake, or archived all of it, before git began
         deleting. What is left may go if it is what was checked: every file still there and
