@@ -67,8 +67,9 @@ def ended(repo: Path, agent: str) -> bool:
 
 @dataclass
 class Scenario:
-    command: list[str]  # what is killed, then run again
+    command: list[str]  # what is killed
     check: Callable[[Path], None]  # the scenario's own checks after it converged
+    then: list[str] | None = None  # what is run next (default: the same command again)
 
 
 def create(repo: Path) -> Scenario:
@@ -139,11 +140,27 @@ def archive(repo: Path) -> Scenario:
     return Scenario(DELETE, check)
 
 
-SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive}
+def delete(repo: Path) -> Scenario:
+    """`fleet delete --archive` of a declared agent with unsaved work; then `fleet apply` (it is
+    still declared) must finish the deletion and start the agent afresh, or keep what is left."""
+    finished_agent(repo)
+    (repo / WT / "w-a" / "notes.txt").write_text("new, never committed\n")
+    fleet(*APPLY, cwd=repo, check=True)  # records the ended run
+
+    def check(repo: Path) -> None:
+        assert (repo / WT / "w-a" / ".git").is_file()
+        wait_until(lambda: ended(repo, "w-a"))
+        assert status(repo)["w-a"]["phase"] == "Succeeded"
+
+    return Scenario(DELETE, check, then=APPLY)
+
+
+SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive, "delete": delete}
 CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spawn:"))] + \
     [("replace", n) for n in NAMES if n.startswith(("spawn:", "stop:"))] + \
     [("archive", n) for n in NAMES if n.startswith(("archive:", "prune:"))] + \
     [("prune", n) for n in NAMES if n.startswith("prune:")] + \
+    [("delete", n) for n in NAMES if n.startswith("prune:")] + \
     [("create", "create-worktree:inside-add+early")]  # the earlier window inside `git worktree add`
 
 
@@ -162,6 +179,35 @@ def test_a_failpoint_fires_only_when_named(monkeypatch: pytest.MonkeyPatch) -> N
     assert not any(armed(n) for n in NAMES)
     with pytest.raises(ValueError, match="unknown failpoint"):
         failpoint("spawn:after-lunch")  # a misspelt name fails even when nothing is armed
+
+
+def test_what_an_interrupted_prune_left_is_judged_against_head_and_archive(repo: Path) -> None:
+    """The leftover rule on a real tree, half deleted: deleted files and files as checked or
+    archived pass; a file new since, a changed one and a staged one are listed."""
+    from reconciler.observe.gittree import leftover_facts
+
+    tree = repo.parent / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "fleet/t/x", str(tree))
+    admin = repo / ".git" / "worktrees" / "wt"
+    (tree / "archived.txt").write_text("in the archive\n")
+    git(tree, "add", "archived.txt")  # an archive: a commit whose tree holds the file, on no branch
+    archived = git(tree, "commit-tree", git(tree, "write-tree").strip(), "-p", "HEAD", "-m", "archive").strip()
+    git(tree, "reset", "-q")
+    head = git(tree, "rev-parse", "HEAD").strip()
+    (tree / ".git").unlink()  # among what git deleted: git must not read the enclosing repo instead
+    (tree / "README.md").unlink()
+    (tree / "late.txt").write_text("written after the check\n")
+    facts = leftover_facts(tree, admin, [head, archived])
+    assert facts.status == ("late.txt",)
+    (tree / "archived.txt").write_text("changed after the check\n")
+    assert sorted(leftover_facts(tree, admin, [head, archived]).status) == ["archived.txt", "late.txt"]
+    assert sorted(leftover_facts(tree, admin, [head]).status) == ["archived.txt", "late.txt"]
+    (tree / "archived.txt").unlink()
+    (tree / "late.txt").unlink()
+    (tree / "staged.txt").write_text("staged only\n")
+    git(repo, "--git-dir", str(admin), "--work-tree", str(tree), "add", "staged.txt")
+    (tree / "staged.txt").unlink()
+    assert leftover_facts(tree, admin, [head, archived]).status == ("staged.txt (staged)",)
 
 
 def reachable(repo: Path) -> set[str]:
@@ -225,7 +271,7 @@ def test_kill_9_at_a_failpoint_then_the_next_run_converges(repo: Path, scenario:
 
     run_killed(repo, case.command, failpoint.removesuffix("+early"))
     half_done(repo, failpoint)
-    again = fleet(*case.command, cwd=repo)
+    again = fleet(*(case.then or case.command), cwd=repo)
     assert again.returncode == 0, again.stdout + again.stderr  # nothing new is at stake in any scenario
 
     diff = fleet("diff", "fleet.yaml", cwd=repo)

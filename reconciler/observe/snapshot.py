@@ -86,7 +86,9 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     base = loaded.fleet.spec.base
     ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()
                                                       if a.alive and a.record and a.record.pid])
-    candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired]
+    # a declared agent's tree left half removed by an interrupted delete is judged too (its removal is finished)
+    candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired
+                  or (agent.worktree is not None and agent.worktree.pruning is not None)]
     # refs, the stash list and every process's cwd are read once for all candidates, not per worktree
     refs = repo.ref_snapshot(base) if candidates else None
     table = ProcessTable() if any(a.worktree is not None for a in candidates) else None
