@@ -82,13 +82,17 @@ def inside_add_env(name: str = "create-worktree:inside-add") -> dict[str, str]:
     fleet during the checkout leaves, admin dir locked "initializing", no ownership
     marker, index not written, files not checked out. The filter and the attribute are
     given as environment config (GIT_CONFIG_COUNT, read by git and its children); nothing
-    is written into the repository.
+    is written into the repository. A file whose attributes in the repo name another filter
+    is checked out as always; with no file to check out at all, the caller's
+    `failpoint(name)` right after git returns is the nearest point left.
     """
     if not armed(name):
         return {}
     attributes = Path(tempfile.gettempdir()) / f"fleet-failpoint-{os.getuid()}.attributes"
-    if not attributes.exists():
-        attributes.write_text(f"* filter={_FILTER}\n")
+    if not attributes.exists():  # written whole or not at all: another fleet may be reading it
+        tmp = attributes.with_name(f"{attributes.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"* filter={_FILTER}\n")
+        os.replace(tmp, attributes)
     kill = f"{shlex.quote(sys.executable)} -c 'import os, signal; os.killpg(os.getpgrp(), signal.SIGKILL)'"
     return git_config_env({"core.attributesFile": str(attributes), f"filter.{_FILTER}.smudge": kill,
                            f"filter.{_FILTER}.required": "true"})

@@ -53,6 +53,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     except git.GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
+    failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     admin = _admin_dir(agent.worktree)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": agent.branch,
