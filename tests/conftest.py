@@ -100,6 +100,14 @@ def reap_sessions(tmp_path: Path) -> Iterator[None]:
             pass
 
 
+def ended(pid: int) -> bool:
+    """The process has ended: gone, or a zombie its parent has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def wait_until(check, timeout: float = 60, interval: float = 0.1):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

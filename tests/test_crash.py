@@ -1,18 +1,32 @@
-"""kill -9 of `fleet apply` at many points: the next apply converges, nothing duplicated or leaked."""
+"""kill -9 of fleet and its git children at every failpoint: the next run converges, with no
+manual step, no duplicate session and nothing lost (issue 14 class 7; docs/sessions.md "Crash
+consistency: failpoints").
+
+Each case runs the real CLI in a process group of its own with FLEET_FAILPOINT set, checks it
+died by SIGKILL there (so the step was reached), runs the interrupted command again without
+it, and then checks the fleet: `fleet diff` has nothing to do, one live session per running
+agent, every commit that was reachable before still reachable, every file an agent had
+still in its tree or in a ref's tree (an archive). No timing decides anything: where fleet
+dies is the failpoint, not a delay.
+"""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import agents
 import psutil
-from conftest import fleet, git, session_pids, status, write_fleet
+import pytest
+from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
 
-AGENTS = [f"w-a{i:02d}" for i in range(6)]
+from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 
+WT = Path(".fleet") / "worktrees"
 
 
 def sessions_by_agent(repo: Path) -> dict[str, list[int]]:
@@ -25,45 +39,247 @@ def sessions_by_agent(repo: Path) -> dict[str, list[int]]:
     return found
 
 
-def test_kill_9_at_many_points_then_apply_converges(repo: Path) -> None:
+def fleet_file(repo: Path, members: list[tuple[str, list[str]]], prompt: str = "v1") -> Path:
     script = agents.install(repo.parent)
-    path = write_fleet(repo, f"""
+    body = "".join(f"""
+            - name: {name}
+              tier: local
+              prompt: {prompt} {name}
+              command: {agents.argv(script, *args)}""" for name, args in members)
+    return write_fleet(repo, f"""
         apiVersion: fleet/v1alpha1
         kind: Fleet
         metadata: {{name: t}}
         spec:
           tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [a00, a01, a02, a03, a04, a05]}}
-              tier: local
-              prompt: v1 {{item}}
-              command: {agents.argv(script, "sleep", "120")}
+          agents:{body or " []"}
     """)
-    cmd = [sys.executable, "-m", "reconciler.cli.main", "apply", "fleet.yaml", "--yes", "--grace", "1"]
-    for round_, delay in enumerate([i * 0.07 for i in range(24)]):
-        if round_ == 12:  # halfway: change the spec, so kills also land inside replace (stop + spawn)
-            path.write_text(path.read_text().replace("prompt: v1", "prompt: v2"))
-        apply = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        apply.send_signal(signal.SIGKILL)
-        apply.wait()
-    for _ in range(3):  # a finished replace may leave one more step for the next pass
-        fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
-    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0
-    live = sessions_by_agent(repo)
-    detail = {n: [(p, psutil.Process(p).create_time(), psutil.Process(p).environ()["FLEET_SPEC_HASH"])
-                  for p in pids] for n, pids in live.items()}
-    assert sorted(live) == AGENTS and all(len(pids) == 1 for pids in live.values()), \
-        (detail, fleet("status", "fleet.yaml", "-o", "json", cwd=repo).stdout)
-    rows = status(repo)
-    assert sorted(rows) == AGENTS
-    for name, row in rows.items():
-        assert row["phase"] == "Running" and row["pid"] == live[name][0] and row["sync"] == "Synced"
-        assert psutil.Process(row["pid"]).environ()["FLEET_PROMPT"].startswith("v2")
-    listed = git(repo, "worktree", "list", "--porcelain")
-    assert listed.count("worktree ") == 1 + len(AGENTS)  # no leaked or half-created worktree
-    assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/fleet/").split() == \
-        [f"fleet/t/{a}" for a in AGENTS]
-    leftovers = [p for p in (repo / ".git" / "fleet" / "state" / "t").iterdir() if p.suffix not in (".json",)]
-    assert leftovers == []
+
+
+COMMIT, SLEEP = ["commit"], ["sleep", "120"]
+APPLY = ["apply", "fleet.yaml", "--yes", "--grace", "1"]
+DELETE = ["delete", "fleet.yaml", "w-a", "--archive", "--yes", "--grace", "1"]
+
+
+def ended(repo: Path, agent: str) -> bool:
+    return agent not in sessions_by_agent(repo)
+
+
+@dataclass
+class Scenario:
+    command: list[str]  # what is killed
+    check: Callable[[Path], None]  # the scenario's own checks after it converged
+    then: list[str] | None = None  # what is run next (default: the same command again)
+
+
+def create(repo: Path) -> Scenario:
+    """A new fleet: w-a commits and exits at once, w-b runs on."""
+    fleet_file(repo, [("w-a", COMMIT), ("w-b", SLEEP)])
+
+    def check(repo: Path) -> None:
+        wait_until(lambda: ended(repo, "w-a"))
+        rows = status(repo)
+        assert (rows["w-a"]["phase"], rows["w-a"]["attempts"]) == ("Succeeded", 1)  # its one run, recorded
+        assert git(repo, "log", "--format=%s", "main..fleet/t/w-a").splitlines() == ["w-a did its work"]
+        assert rows["w-b"]["phase"] == "Running" and sessions_by_agent(repo)["w-b"] == [rows["w-b"]["pid"]]
+        listed = git(repo, "worktree", "list", "--porcelain")
+        assert listed.count("worktree ") == 3 and "locked" not in listed
+
+    return Scenario(APPLY, check)
+
+
+def replace(repo: Path) -> Scenario:
+    """A running session whose spec changed: stop, then spawn."""
+    path = fleet_file(repo, [("w-b", SLEEP)])
+    fleet(*APPLY, cwd=repo, check=True)
+    path.write_text(path.read_text().replace("prompt: v1", "prompt: v2"))
+
+    def check(repo: Path) -> None:
+        row = status(repo)["w-b"]
+        assert (row["phase"], row["sync"]) == ("Running", "Synced")
+        assert sessions_by_agent(repo) == {"w-b": [row["pid"]]}
+        assert psutil.Process(row["pid"]).environ()["FLEET_PROMPT"] == "v2 w-b"
+
+    return Scenario(APPLY, check)
+
+
+def finished_agent(repo: Path) -> None:
+    fleet_file(repo, [("w-a", COMMIT)])
+    fleet(*APPLY, cwd=repo, check=True)
+    wait_until(lambda: ended(repo, "w-a") and "did its work" in git(repo, "log", "--format=%s", "fleet/t/w-a"))
+
+
+def gone(repo: Path) -> None:
+    assert not (repo / WT / "w-a").exists()
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(repo, "branch", "--list", "fleet/t/w-a") == ""
+    assert "w-a" not in status(repo)
+
+
+def prune(repo: Path) -> Scenario:
+    """An undeclared agent whose work is merged: `fleet apply` prunes it (nothing at stake)."""
+    finished_agent(repo)
+    git(repo, "merge", "-q", "fleet/t/w-a")
+    fleet_file(repo, [])
+    return Scenario(APPLY, gone)
+
+
+def archive(repo: Path) -> Scenario:
+    """An undeclared agent with an unmerged commit, a changed and a new file: `fleet delete --archive`."""
+    finished_agent(repo)
+    tree = repo / WT / "w-a"
+    (tree / "README.md").write_text("changed by the agent\n")
+    (tree / "notes.txt").write_text("new, never committed\n")
+    fleet_file(repo, [])
+
+    def check(repo: Path) -> None:
+        gone(repo)
+        archives = git(repo, "for-each-ref", "--format=%(refname)", "refs/fleet/archive/t/w-a/").split()
+        assert archives  # the work is there, under refs/fleet/archive/
+
+    return Scenario(DELETE, check)
+
+
+def delete(repo: Path) -> Scenario:
+    """`fleet delete --archive` of a declared agent with unsaved work; then `fleet apply` (it is
+    still declared) must finish the deletion and start the agent afresh, or keep what is left."""
+    finished_agent(repo)
+    (repo / WT / "w-a" / "notes.txt").write_text("new, never committed\n")
+    fleet(*APPLY, cwd=repo, check=True)  # records the ended run
+
+    def check(repo: Path) -> None:
+        assert (repo / WT / "w-a" / ".git").is_file()
+        wait_until(lambda: ended(repo, "w-a"))
+        assert status(repo)["w-a"]["phase"] == "Succeeded"
+
+    return Scenario(DELETE, check, then=APPLY)
+
+
+SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive, "delete": delete}
+CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spawn:"))] + \
+    [("replace", n) for n in NAMES if n.startswith(("spawn:", "stop:"))] + \
+    [("archive", n) for n in NAMES if n.startswith(("archive:", "prune:"))] + \
+    [("prune", n) for n in NAMES if n.startswith("prune:")] + \
+    [("delete", n) for n in NAMES if n.startswith("prune:")] + \
+    [("create", "create-worktree:inside-add+early")]  # the earlier window inside `git worktree add`
+
+
+def test_every_failpoint_is_swept_and_placed_in_the_code() -> None:
+    assert {name for _, name in CASES} >= set(NAMES)
+    code = "".join(p.read_text() for p in (ROOT / "reconciler").rglob("*.py") if p.name != "failpoints.py")
+    inside = {"create-worktree:inside-add": "inside_add_env()", "prune:inside-remove": "remove_tree_halfway("}
+    assert [n for n in NAMES if (inside.get(n) or f'failpoint("{n}")') not in code] == []
+
+
+def test_a_failpoint_fires_only_when_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "spawn:after-launch, prune:inside-remove")
+    assert [n for n in NAMES if armed(n)] == ["spawn:after-launch", "prune:inside-remove"]
+    assert inside_add_env() == {}  # not armed: git runs as always
+    monkeypatch.setenv(ENV, "")
+    assert not any(armed(n) for n in NAMES)
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        failpoint("spawn:after-lunch")  # a misspelt name fails even when nothing is armed
+
+
+def test_what_an_interrupted_prune_left_is_judged_against_head_and_archive(repo: Path) -> None:
+    """The leftover rule on a real tree, half deleted: deleted files and files as checked or
+    archived pass; a file new since, a changed one and a staged one are listed."""
+    from reconciler.observe.gittree import leftover_facts
+
+    tree = repo.parent / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "fleet/t/x", str(tree))
+    admin = repo / ".git" / "worktrees" / "wt"
+    (tree / "archived.txt").write_text("in the archive\n")
+    git(tree, "add", "archived.txt")  # an archive: a commit whose tree holds the file, on no branch
+    archived = git(tree, "commit-tree", git(tree, "write-tree").strip(), "-p", "HEAD", "-m", "archive").strip()
+    git(tree, "reset", "-q")
+    head = git(tree, "rev-parse", "HEAD").strip()
+    (tree / ".git").unlink()  # among what git deleted: git must not read the enclosing repo instead
+    (tree / "README.md").unlink()
+    (tree / "late.txt").write_text("written after the check\n")
+    facts = leftover_facts(tree, admin, [head, archived])
+    assert facts.status == ("late.txt",)
+    (tree / "archived.txt").write_text("changed after the check\n")
+    assert sorted(leftover_facts(tree, admin, [head, archived]).status) == ["archived.txt", "late.txt"]
+    assert sorted(leftover_facts(tree, admin, [head]).status) == ["archived.txt", "late.txt"]
+    (tree / "archived.txt").unlink()
+    (tree / "late.txt").unlink()
+    (tree / "staged.txt").write_text("staged only\n")
+    git(repo, "--git-dir", str(admin), "--work-tree", str(tree), "add", "staged.txt")
+    (tree / "staged.txt").unlink()
+    assert leftover_facts(tree, admin, [head, archived]).status == ("staged.txt (staged)",)
+
+
+def reachable(repo: Path) -> set[str]:
+    return set(git(repo, "rev-list", "--all").split())
+
+
+def agent_files(repo: Path) -> dict[str, str]:
+    """'agent/path' -> blob of every file in the agents' trees that git does not ignore."""
+    files: dict[str, str] = {}
+    root = repo / WT
+    for tree in sorted(root.iterdir()) if root.is_dir() else []:
+        names = git(tree, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+        names = [n for n in dict.fromkeys(names) if n and (tree / n).is_file()]
+        if names:
+            blobs = git(tree, "hash-object", "--", *names).split()
+            files.update({f"{tree.name}/{n}": b for n, b in zip(names, blobs, strict=True)})
+    return files
+
+
+def stored_blobs(repo: Path) -> set[str]:
+    """Every blob in the tree of any ref's tip (branches, archives, their parents' trees aside)."""
+    blobs: set[str] = set()
+    for tip in set(git(repo, "for-each-ref", "--format=%(objectname)").split()):
+        for entry in git(repo, "ls-tree", "-r", "-z", tip).split("\0"):
+            if entry:
+                blobs.add(entry.partition("\t")[0].split(" ")[2])
+    return blobs
+
+
+def run_killed(repo: Path, command: list[str], failpoint: str) -> None:
+    """Run fleet in its own process group with `failpoint` armed; it must die there."""
+    proc = subprocess.run([sys.executable, "-m", "reconciler.cli.main", *command], cwd=repo, capture_output=True,
+                          text=True, timeout=120, start_new_session=True,
+                          env={**os.environ, "COLUMNS": "200", "FLEET_FAILPOINT": failpoint})
+    assert proc.returncode == -signal.SIGKILL, f"{failpoint} not reached\n{proc.stdout}\n{proc.stderr}"
+
+
+def half_done(repo: Path, failpoint: str) -> None:
+    """The failpoints inside git leave git's own half-done state (what makes them faithful)."""
+    admin = repo / ".git" / "worktrees" / "w-a"
+    if failpoint.startswith("create-worktree:inside-add"):
+        assert (admin / "locked").read_text().strip() == "initializing"
+        assert not (admin / "fleet-owner.json").exists()
+        assert [p.name for p in (repo / WT / "w-a").iterdir()] == [".git"]  # no file checked out yet
+        if failpoint.endswith("+early"):  # before git's HEAD named the branch: a placeholder id
+            (admin / "HEAD").write_text("0" * 40 + "\n")
+    if failpoint == "prune:inside-remove":
+        assert (admin / "fleet-owner.json").exists() and (admin / "fleet-pruning.json").exists()
+        left = {p.relative_to(repo / WT / "w-a").as_posix() for p in (repo / WT / "w-a").rglob("*")}
+        assert left and not {".git", "README.md", "d/f"} <= left  # some of the tree deleted, not all
+
+
+@pytest.mark.parametrize(("scenario", "failpoint"), CASES, ids=[f"{s}-{f}" for s, f in CASES])
+def test_kill_9_at_a_failpoint_then_the_next_run_converges(repo: Path, scenario: str, failpoint: str) -> None:
+    (repo / "d").mkdir()
+    (repo / "d" / "f").write_text("a file in a directory\n")
+    git(repo, "add", "d")
+    git(repo, "commit", "-q", "-m", "a directory")
+    case = SCENARIOS[scenario](repo)
+    commits_before, files_before = reachable(repo), agent_files(repo)
+
+    run_killed(repo, case.command, failpoint.removesuffix("+early"))
+    half_done(repo, failpoint)
+    again = fleet(*(case.then or case.command), cwd=repo)
+    assert again.returncode == 0, again.stdout + again.stderr  # nothing new is at stake in any scenario
+
+    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    assert diff.returncode == 0, diff.stdout + diff.stderr  # converged: nothing left to do
+    assert all(len(pids) == 1 for pids in sessions_by_agent(repo).values()), sessions_by_agent(repo)
+    assert commits_before <= reachable(repo)  # every commit still reachable from a ref
+    stored = stored_blobs(repo)
+    now = agent_files(repo)
+    lost = {f for f, blob in files_before.items() if now.get(f) != blob and blob not in stored}
+    assert not lost  # every file of an agent in its tree or in a ref's tree
+    case.check(repo)

@@ -6,10 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import agents
-from conftest import fleet, status, wait_until, write_fleet
+from conftest import fleet, session_pids, status, wait_until, write_fleet
 
 
 def gated_fleet(repo: Path, *, agent_args: list[str], gate: str, max_attempts: int = 3) -> Path:
@@ -111,7 +112,10 @@ def test_gated_session_that_ended_frees_its_slot_in_the_same_pass(repo: Path) ->
     assert rows["a2"]["phase"] == "Running" and rows["a2"]["pid"] is not None
 
 
-def test_crashing_agent_backs_off_with_increasing_gaps(repo: Path) -> None:
+def test_crashing_agent_backs_off_with_doubling_delays_up_to_max(repo: Path) -> None:
+    """Each failure in a row doubles the delay before the next start, up to `max`; no start
+    is planned before the deadline, one right after it. Passes of `fleet reconcile --once`
+    at chosen moments of an injected clock (FLEET_CLOCK_OFFSET), never sleeps."""
     script = agents.install(repo.parent)
     starts = repo.parent / "starts"
     write_fleet(repo, f"""
@@ -120,27 +124,37 @@ def test_crashing_agent_backs_off_with_increasing_gaps(repo: Path) -> None:
         metadata: {{name: t}}
         spec:
           tiers: {{local: {{runtime: command}}}}
-          restartBackoff: {{initial: 500ms, max: 8s}}
+          restartBackoff: {{initial: 10m, max: 20m}}
           agents:
             - name: crasher
               tier: local
               command: {agents.argv(script, "crashlog", str(starts))}
     """)
-    loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", "fleet.yaml", "--watch",
-                             "--interval", "0.2"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        wait_until(lambda: starts.exists() and len(starts.read_text().split()) >= 5, timeout=60)
+
+    def at(seconds: float) -> dict[str, str]:
+        return {"FLEET_CLOCK_OFFSET": str(seconds)}
+
+    def plan(seconds: float) -> list[tuple[str, str | None]]:
+        out = fleet("diff", "fleet.yaml", "-o", "json", cwd=repo, env=at(seconds)).stdout
+        return [(a["kind"], a["details"].get("backoffUntil")) for a in json.loads(out)["actions"]]
+
+    offset, delays = 0.0, []
+    for run in range(1, 4):
+        fleet("reconcile", "fleet.yaml", "--once", cwd=repo, check=True, env=at(offset))  # starts run `run`
+        wait_until(lambda n=run: starts.exists() and len(starts.read_text().split()) == n and not session_pids(repo))
+        [(kind, until)] = plan(offset)  # the failure, folded in: the backoff's deadline
         row = status(repo)["crasher"]
-    finally:
-        loop.send_signal(signal.SIGTERM)
-        out, _ = loop.communicate(timeout=30)
-    times = [float(t) for t in starts.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4], strict=False)), (gaps, out)
-    assert row["phase"] == "Failed"
-    assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"]) or \
-        row["reason"].startswith("CrashLoopBackOff")
+        assert (kind, row["phase"], row["exit_code"]) == ("wait", "Failed", 3)
+        assert [c["status"] for c in row["conditions"] if c["type"] == "CrashLoopBackOff"] == ["True"]
+        deadline = datetime.fromisoformat(until)
+        delays.append((deadline - datetime.fromisoformat(row["finished_at"])).total_seconds())
+        # a minute before the deadline (however long a pass takes to start), then just after it
+        due = (deadline - datetime.now(timezone.utc)).total_seconds()
+        assert [k for k, _ in plan(due - 60)] == ["wait"]
+        assert [k for k, _ in plan(due + 1)] == ["resume"]
+        offset = due + 1
+    assert delays == [600, 1200, 1200]
+    assert len(starts.read_text().split()) == 3  # one start per pass that was due, none between
 
 
 def test_budget_lets_two_spawn_and_holds_the_third(repo: Path) -> None:

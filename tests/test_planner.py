@@ -28,6 +28,7 @@ from reconciler.observe.model import (
     ObservedAgent,
     OwnedProcess,
     Owner,
+    PruneIntent,
     Worktree,
 )
 from reconciler.plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Plan
@@ -68,7 +69,9 @@ class Seen:
 
     phase: str | None = None  # the record's phase; None: no record
     alive: bool = False
-    tree: str = "ok"  # "ok" owned and there | "none" | "deleted" (owned, directory gone) | "unmarked"
+    # "ok" owned and there | "none" | "deleted" (owned, directory gone) | "unmarked" | "pruning" (owned, its
+    # removal interrupted: act/worktrees.py left its intent in the admin dir)
+    tree: str = "ok"
     drift: bool = False  # the record was made from another spec (the prompt changed)
     stake: AtStake | None = None
     branch: str | None = None  # ObservedAgent.branch: the fleet's branch left without a worktree
@@ -87,7 +90,9 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
         if s.tree != "none":
             owner = None if s.tree == "unmarked" else Owner("t", REPO_ID, name, branch)
             obs.worktree = Worktree(WT / name, head="c0ffee1", branch=branch, owner=owner,
-                                    exists=s.tree != "deleted")
+                                    exists=s.tree != "deleted",
+                                    pruning=PruneIntent("refs/fleet/archive/t/x/1", "ab12") if s.tree == "pruning"
+                                    else None)
         if s.phase is not None:
             spec = desired.session_spec() if desired else {"prompt": "gone"}
             if s.drift:
@@ -380,6 +385,21 @@ PRUNES = [
         [e(BLOCKED, "old", "prune refused: 1 process(es) running in it", processes=["99 sleep 60"])], archive=True),
     row("undeclared, locked worktree: blocked without the archive hint", [],
         {"old": Seen(SUCCEEDED, stake=stake(locked=True))}, [e(BLOCKED, "old", "prune refused: worktree is locked")]),
+    row("undeclared, its removal interrupted, what is left was checked: finish the prune", [],
+        {"old": Seen(SUCCEEDED, tree="pruning", stake=stake())},
+        [e(PRUNE, "old", "no longer declared; finishing a prune that was interrupted; nothing unsaved or unmerged",
+           worktree=str(WT / "old"))]),
+    row("undeclared, its removal interrupted, a file new since: blocked", [],
+        {"old": Seen(SUCCEEDED, tree="pruning", stake=stake(dirty=["late.txt"]))},
+        [e(BLOCKED, "old", "prune refused: 1 uncommitted file(s)", files=["late.txt"])]),
+    row("declared, its deletion interrupted: finish it, then create and start it afresh", [agent("a")],
+        {"a": Seen(SUCCEEDED, tree="pruning", stake=stake())},
+        [e(PRUNE, "a", "deleted by request; finishing a prune that was interrupted"),
+         e(CREATE_WORKTREE, "a", "re-creating it once its interrupted deletion is finished", path=str(WT / "a")),
+         e(SPAWN, "a", "new agent")]),
+    row("declared, its deletion interrupted, a file new since: blocked, nothing started", [agent("a")],
+        {"a": Seen(SUCCEEDED, tree="pruning", stake=stake(dirty=["late.txt"]))},
+        [e(BLOCKED, "a", "prune refused: 1 uncommitted file(s)")]),
     row("gc.prune false: an undeclared session is stopped, nothing pruned", [],
         {"old": Seen(RUNNING, alive=True, stake=stake()), "older": Seen(SUCCEEDED, stake=stake())},
         [e(STOP, "old")], spec={"gc": {"prune": False}}),

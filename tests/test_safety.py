@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import agents
-import psutil
 import pytest
-from conftest import fleet, git, status, wait_until, write_fleet
+from conftest import ended, fleet, git, status, wait_until, write_fleet
 
 WT = Path(".fleet") / "worktrees"
 
@@ -265,7 +264,7 @@ def test_running_session_is_stopped_before_its_worktree_is_pruned(repo: Path) ->
     undeclare(path)
     proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "2", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert ended(pid)
     assert not (repo / WT / "w-a00").exists()
 
 

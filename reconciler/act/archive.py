@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..observe.gittree import clean_env, last_line, run_git
+from ..store import clock
+from .failpoints import failpoint
 
 if TYPE_CHECKING:
     from ..observe.gitrepo import GitRepo, Worktree
@@ -43,7 +45,7 @@ class Archive:
 
 def archive_ref(fleet: str, agent: str, now: datetime | None = None) -> str:
     """The ref an archive of `agent` made `now` (default: this moment) gets, in every engine."""
-    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (now or clock.now()).astimezone(timezone.utc)
     return f"{ARCHIVE_PREFIX}/{fleet}/{agent}/{when.strftime(STAMP)}"
 
 
@@ -85,7 +87,9 @@ def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | 
         if exc.message.startswith("nothing to archive"):
             raise FleetError(f"nothing to archive for {agent}: no commits found") from None
         raise
+    failpoint("archive:after-commit")
     repo.git.update_ref(ref, commit)
+    failpoint("archive:after-ref")
     tips = [t for t in (branch and f"refs/heads/{branch}", worktree.head if worktree else None) if t]
     lost = [c for c in repo.unreachable(tips, base) if not _reachable(repo.common_dir, c.split()[0], commit)]
     if lost:  # never prune on a partial archive

@@ -13,7 +13,7 @@ after each step is decided here, once.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..observe.snapshot import ObservedAgent
@@ -22,6 +22,7 @@ from ..runtimes.base import SessionResult
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Backoff
+from ..store import clock
 from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, CannotStart, SessionRecord, now_iso
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
@@ -149,7 +150,7 @@ def workspace_lost(rec: SessionRecord, *, reason: str, condition: str, policy: B
 def back_off(rec: SessionRecord, policy: Backoff) -> None:
     """Schedule the earliest restart: initial * 2^(failures-1), capped; a healthy run resets."""
     started = _parse(rec.started_at)
-    finished = _parse(rec.finished_at) or datetime.now(timezone.utc)
+    finished = _parse(rec.finished_at) or clock.now()
     if started and (finished - started).total_seconds() >= parse_duration(policy.resetAfter):
         rec.restarts = 0
     rec.restarts += 1

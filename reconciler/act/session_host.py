@@ -18,8 +18,8 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
 
+from ..store import clock
 from ..store.records import CannotStart
 
 
@@ -115,8 +115,11 @@ def _report_started(fd: int | None, cannot: CannotStart | None) -> None:
 
 
 def write_exit(path: str, code: int, cannot: CannotStart | None = None) -> None:
-    data: dict[str, object] = {"pid": os.getpid(), "exit_code": code,
-                               "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+    # the owner variables (observe/processes.py) say which run of which spec ended: fleet may
+    # have died before recording the launch (observe/snapshot.py `_adopt_ended`)
+    data: dict[str, object] = {"pid": os.getpid(), "exit_code": code, "finished_at": clock.now_iso(),
+                               "session_id": os.environ.get("FLEET_SESSION_ID"),
+                               "spec_hash": os.environ.get("FLEET_SPEC_HASH")}
     if cannot is not None:
         data["cannot_start"] = cannot.to_json()
     tmp = f"{path}.{os.getpid()}.tmp"

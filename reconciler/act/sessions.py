@@ -20,6 +20,7 @@ from ..runtimes.base import SessionRequest
 from ..spec.desired import DesiredAgent
 from ..spec.models import FromEnv
 from ..store.records import CannotStart
+from .failpoints import failpoint
 from .lifecycle import RUN_MARKER
 from .programs import session_path
 
@@ -152,6 +153,7 @@ def stop(pid: int, created: float | None, *, grace: float = 10.0) -> bool:
     if not is_alive(pid, created):
         return False
     _signal_group(pid, signal.SIGTERM)
+    failpoint("stop:after-signal")
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if not _group_alive(pid):

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import git
 
 from ..errors import FleetError
-from ..observe.gitrepo import MARKER, GitRepo, Worktree, branch_at_stake
+from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.model import ObservedAgent
 from ..spec.desired import DesiredAgent
-from ..store.records import now_iso, write_text_atomic
+from ..store.records import now_iso, write_json_atomic, write_text_atomic
+from .failpoints import failpoint, inside_add_env, remove_tree_halfway
+
+if TYPE_CHECKING:
+    from .archive import Archive
 
 # What older fleets appended to .git/info/exclude. That file applies to every worktree of the
 # repo, so `/.fleet/` also hid `<agent tree>/.fleet/...` and a prune deleted those files as ignored.
@@ -88,17 +93,22 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         repo.git.config(f"branch.{agent.branch}.fleetOwner", fleet)
         if agent.protect:  # beside the owner: protect must outlive the state store
             repo.git.config(f"branch.{agent.branch}.fleetProtect", "true")
+        failpoint("create-worktree:before-add")
+        env = inside_add_env()  # {} unless that failpoint is armed
         if repo.branch_exists(agent.branch):
-            repo.git.worktree("add", str(agent.worktree), agent.branch)
+            repo.git.worktree("add", str(agent.worktree), agent.branch, env=env)
         else:
-            repo.git.worktree("add", "-b", agent.branch, str(agent.worktree), agent.base)
+            repo.git.worktree("add", "-b", agent.branch, str(agent.worktree), agent.base, env=env)
     except git.GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
+    failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
+    failpoint("create-worktree:after-add")
     admin = _admin_dir(agent.worktree)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": agent.branch,
               "created": now_iso(), "protect": agent.protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    failpoint("create-worktree:after-marker")
     return agent.worktree
 
 
@@ -137,21 +147,48 @@ def _admin_dir(path: Path) -> Path:
 
 
 def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, base: str,
-                    archived: bool = False) -> None:
+                    archived: bool = False, archive: Archive | None = None) -> None:
     """Remove a worktree and/or its branch.
 
     Re-checks what is at stake right before acting (the tree may have changed since
     the plan); only an archive that holds all of it allows removing a dirty tree.
+    Once the check passed, the intent (`PRUNE_INTENT`, with `archive`) is written into
+    the admin dir before git deletes anything: a crash in the removal leaves it there,
+    and the next pass finishes the removal if what is left is what was checked
+    (`GitRepo.at_stake` judges such a tree by what it left).
     """
     stake = repo.at_stake(wt, base) if wt is not None else branch_at_stake(repo, branch or "", base)
     if not stake.safe and not (archived and stake.archivable):
         raise FleetError(f"refusing to prune {wt.path if wt else branch}: {stake.summary()}", exit_code=3)
+    finishing = wt is not None and wt.pruning is not None
     try:
+        if wt is not None and wt.admin_dir is not None and not finishing and wt.admin_dir.is_dir():
+            write_json_atomic(wt.admin_dir / PRUNE_INTENT, {"archive": archive.ref if archive else None,
+                                                            "commit": archive.commit if archive else None,
+                                                            "checked": now_iso()})
+        failpoint("prune:before-remove")
         if wt is not None and wt.path.is_dir():
-            repo.git.worktree("remove", *(["--force"] if archived else []), str(wt.path))
+            if finishing:
+                _relink(wt)
+            remove_tree_halfway(wt.path)  # only when the failpoint prune:inside-remove is armed
+            # finishing: git's own check would count the files already deleted as changes
+            repo.git.worktree("remove", *(["--force"] if archived or finishing else []), str(wt.path))
         elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
             repo.git.worktree("remove", str(wt.path))
+        failpoint("prune:after-remove")
         if branch and repo.branch_exists(branch):
             repo.git.branch("-D", branch)
+        failpoint("prune:after-branch-delete")
     except git.GitCommandError as exc:
+        if wt is not None and wt.admin_dir is not None and not finishing and "failed to delete" not in exc.stderr:
+            # git refused before deleting anything (its checks come first): no removal began
+            (wt.admin_dir / PRUNE_INTENT).unlink(missing_ok=True)
         raise FleetError(f"cannot prune {wt.path if wt else branch}: {exc.stderr.strip()}", exit_code=3) from None
+
+
+def _relink(wt: Worktree) -> None:
+    """Put back the tree's `.git` file if the interrupted removal deleted it: `git worktree
+    remove` refuses a tree without one (and any git run there would find the enclosing repo)."""
+    gitfile = wt.path / ".git"
+    if wt.admin_dir is not None and not gitfile.exists():
+        gitfile.write_text(f"gitdir: {wt.admin_dir}\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .. import telemetry
@@ -21,6 +20,7 @@ from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
 from ..spec.loader import LoadedFleet
 from ..spec.models import Backoff
+from ..store import clock
 from ..store.home import migrate
 from ..store.records import StateStore
 
@@ -52,7 +52,7 @@ def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool =
     engine = engine or engine_for(loaded)
     observed = engine.observe(inspect_all=inspect_all, readonly=True)
     refresh_records(engine.store, observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
-    plan = make_plan(loaded, observed, targets=targets, archive=archive, now=datetime.now(timezone.utc))
+    plan = make_plan(loaded, observed, targets=targets, archive=archive, now=clock.now())
     return observed, engine.adjust(plan, observed)
 
 
@@ -137,7 +137,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         if planner is not None:
             the_plan = planner(observed)
         else:
-            now = datetime.now(timezone.utc)
+            now = clock.now()
             the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now), observed)
         if set_aside:  # a file in both places with different contents: both kept, said once
             the_plan = replace(the_plan, notes=the_plan.notes + tuple(set_aside))

@@ -6,11 +6,11 @@ fields are `fleet status -o json`'s, documented in docs/output.md ("FleetStatus"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from ..engines import engine_for
 from ..plan.status import AgentStatus, status_rows
 from ..spec.loader import LoadedFleet
+from ..store import clock
 from ..store.ledger import spend_on, today
 from .converge import preview
 
@@ -28,5 +28,5 @@ def fleet_status(loaded: LoadedFleet) -> FleetStatus:
     engine = engine_for(loaded)
     observed, plan = preview(loaded, engine=engine)
     spend = spend_on(today(), [a.record for a in observed.agents.values() if a.record])
-    rows = engine.status_rows(observed, status_rows(loaded, observed, plan, datetime.now(timezone.utc)))
+    rows = engine.status_rows(observed, status_rows(loaded, observed, plan, clock.now()))
     return FleetStatus(loaded.name, rows, round(spend.total, 6), loaded.fleet.spec.budget.usdPerDay, spend.by_tier)

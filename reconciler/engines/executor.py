@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import telemetry
 from ..act import lifecycle
+from ..act.failpoints import failpoint
 from ..act.gates import record_gates
 from ..errors import EXIT_BLOCKED, FleetError
 from ..observe.progress import last_api_error, last_lines
@@ -125,8 +126,10 @@ class Executor:
         rec = self._record(agent)
         rec.reason = STARTING_SESSION  # intent, recorded before the session exists
         self.store.save(rec)
+        failpoint("spawn:before-launch")
         at = now_iso()  # before the launch: a program that cannot start has ended when it returns
         launched = self.engine.launch(agent, prepared, self.observed)
+        failpoint("spawn:after-launch")
         lifecycle.started(rec, agent, session_id=launched.session_id, pid=launched.pid,
                           create_time=launched.create_time, ready=launched.ready, started_at=at)
         if launched.cannot_start is not None:  # a configuration error: the action failed, no restart loop
@@ -159,6 +162,7 @@ class Executor:
         halted = self.engine.halt(action, rec, self.observed, grace=self.grace)
         if halted is None:
             return "not running"
+        failpoint("stop:after-stop")
         self.store.clear_exit(rec.agent)
         condition = action.details.get("condition")
         lifecycle.stopped(rec, reason=action.reason, condition=condition, tail=last_lines(halted.log_tail),

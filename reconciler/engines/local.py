@@ -100,11 +100,12 @@ class LocalEngine:
         note = ""
         archived = bool(action.details.get("archive"))
         base = self.loaded.fleet.spec.base
+        saved = None
         if archived:
             saved = archive_work(self.repo, fleet=self.loaded.name, agent=action.agent, worktree=wt,
                                  branch=branch, base=base)
             note = f"; archived to {saved.ref} ({restore_hint(saved, branch)})"
-        remove_worktree(self.repo, wt, branch, base=base, archived=archived)
+        remove_worktree(self.repo, wt, branch, base=base, archived=archived, archive=saved)
         return f"pruned {wt.path if wt else 'branch'} {branch or ''}{note}".replace("  ", " ")
 
     # -- views -----------------------------------------------------------------------------

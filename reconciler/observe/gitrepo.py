@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import git
 
 from ..errors import FleetError
-from .gittree import index_has_no_flags, plain_index, status_paths, tree_facts
+from .gittree import index_has_no_flags, leftover_facts, plain_index, status_paths, tree_facts
 
 # plain data (observe/model.py), importable from here as before
-from .model import Owner, Worktree
+from .model import Owner, PruneIntent, Worktree
 from .stake import AtStake, TreeFacts, judge
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
+PRUNE_INTENT = "fleet-pruning.json"  # next to it, while a prune removes the tree (model.PruneIntent)
 # AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
-__all__ = ["GIT_WORKERS", "MARKER", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot", "Worktree",
-           "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner"]
+__all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
+           "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
 
 
 
@@ -83,6 +84,7 @@ class GitRepo:
                 continue
             wt.admin_dir = admin.get(wt.path)
             wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
+            wt.pruning = read_prune_intent(wt.admin_dir) if wt.admin_dir else None
             linked.append(wt)
         return main, linked
 
@@ -131,6 +133,8 @@ class GitRepo:
         and /proc reads otherwise repeated per worktree; without them everything is read
         now, as the last check right before a prune does.
         """
+        if wt.pruning is not None:  # a removal was interrupted: judge what it left, not a tree as a tree
+            return self._left_by_prune(wt, wt.pruning, base, ignore_groups=ignore_groups, table=table)
         tree = tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
                           table=table)
         commits: list[str] = []
@@ -139,6 +143,44 @@ class GitRepo:
             commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
         stashes = self._stashes_of(wt.branch, refs) if wt.branch else []
         return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked))
+
+    def _left_by_prune(self, wt: Worktree, intent: PruneIntent, base: str, *, ignore_groups: frozenset[int],
+                       table: ProcessTable | None) -> AtStake:
+        """What finishing an interrupted prune of `wt` would lose (docs/safety.md, "Repairs").
+
+        The prune had found nothing at stake, or archived all of it, before git began
+        deleting. What is left may go if it is what was checked: every file still there and
+        every entry of the index has its content in the tree's HEAD or in the archive, and
+        every commit is reachable from base, the upstream or the archive. A deleted file
+        loses nothing (its content is in one of those); anything new or changed since, a
+        process in the tree or an operation in progress still blocks.
+        """
+        archive = intent.commit if intent.archive and intent.commit and self._names(intent.archive, intent.commit) \
+            else None
+        safe = [c for c in (wt.head, archive) if c and self.ref_exists(c)]
+        tree = leftover_facts(wt.path, wt.admin_dir, safe, ignore_groups=ignore_groups, table=table)
+        tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
+        commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch)) if tips else []
+        stashes = self._stashes_of(wt.branch) if wt.branch else []
+        if archive:
+            commits = [c for c in commits if not self._contains(archive, c.split()[0])]
+            stashes = [s for s in stashes if not self._contains(archive, s.split()[0])]
+        return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked))
+
+    def _names(self, ref: str, commit: str) -> bool:
+        """`ref` still names `commit` (an archive deleted since holds nothing any more)."""
+        try:
+            return self.git.rev_parse("--verify", "--quiet", ref) == commit
+        except git.GitCommandError:
+            return False
+
+    def _contains(self, tip: str, rev: str) -> bool:
+        """`rev` (a commit, or a stash entry like stash@{0}) is reachable from `tip`."""
+        try:
+            self.git.merge_base("--is-ancestor", rev, tip)
+        except git.GitCommandError:
+            return False
+        return True
 
     def ref_snapshot(self, base: str) -> RefSnapshot:
         """Branch tips, the branches `base` contains, and the stash list: three git calls that
@@ -223,6 +265,16 @@ def read_owner(admin_dir: Path) -> Owner | None:
         return None
 
 
+def read_prune_intent(admin_dir: Path) -> PruneIntent | None:
+    try:
+        data = json.loads((admin_dir / PRUNE_INTENT).read_text())
+        return PruneIntent(archive=data.get("archive"), commit=data.get("commit"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        return PruneIntent()  # unreadable: a prune began; nothing archived can be relied on
+
+
 def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None) -> AtStake:
     """What deleting a branch that has no worktree would lose."""
     commits: list[str] = []
@@ -277,7 +329,8 @@ def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree |
     branch = fields.get("branch")
     path = (resolve or _Resolver())(fields["worktree"])
     return Worktree(path=path, head=fields.get("HEAD"), branch=branch.removeprefix("refs/heads/") if branch else None,
-                    locked="locked" in fields, prunable="prunable" in fields, exists=path.is_dir())
+                    locked="locked" in fields, prunable="prunable" in fields, exists=path.is_dir(),
+                    lock_reason=fields.get("locked") or None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,14 +94,66 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
     processes: list[str] = []
     if path.is_dir():
         processes = processes_in(path, ignore_groups=ignore_groups, table=table)
-        status = status_paths(checked(run_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all"),
-                                       path, "status"))
+        # a tree whose .git file is gone (deleted, or a removal interrupted) must not be read as
+        # the enclosing repository's: name its git dir
+        env = (clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
+               if git_dir is not None and not (path / ".git").exists() else None)
+        status = status_paths(checked(run_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                                              env=env), path, "status"))
         if not (plain_index and git_dir is not None and index_has_no_flags(git_dir / "index")):
-            hidden = hidden_edits(path)
+            hidden = hidden_edits(path, env=env)
         nested = [p for p in status + hidden if (path / p / ".git").exists()]
     markers = [m for m in IN_PROGRESS if (git_dir / m).exists()] if git_dir is not None else []
     return TreeFacts(status=tuple(status), hidden_edits=tuple(hidden), nested_repos=tuple(nested),
                      markers=tuple(markers), processes=tuple(processes))
+
+
+def leftover_facts(path: Path, git_dir: Path | None, safe: list[str], *,
+                   ignore_groups: frozenset[int] = frozenset(), table: ProcessTable | None = None) -> TreeFacts:
+    """Facts of a working tree an interrupted prune left half deleted (commits and stashes left empty).
+
+    `status` lists each file still in the tree, and each entry of its index (as "PATH
+    (staged)"), whose content is in none of the trees of the `safe` commits (the tree's
+    HEAD, the prune's archive): new or changed since the prune checked it. Deleted files
+    are not listed: what they held is in those trees. git runs with the admin dir `git_dir`
+    named explicitly, because the tree's own `.git` file may be among what was deleted
+    (git would then find the enclosing repository instead). Ignored files are not looked
+    at, as the prune that began did not. Read-only but for objects written into the
+    object store (as `git add` does).
+    """
+    from .processes import processes_in  # psutil, only when a tree is looked at
+
+    markers = tuple(m for m in IN_PROGRESS if (git_dir / m).exists()) if git_dir is not None else ()
+    if not path.is_dir():
+        return TreeFacts(markers=markers)
+    if git_dir is None:  # not a tree of this repository any more: nothing can be judged safe
+        raise FleetError(f"cannot tell what is at stake in {path}: its admin dir is gone", exit_code=EXIT_BLOCKED)
+    env = clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path), GIT_OPTIONAL_LOCKS="0")
+    known: set[str] = set()
+    for commit in safe:
+        listing = checked(run_git(path, "ls-tree", "-r", "-z", "--full-tree", commit, env=env), path, "ls-tree")
+        known.update(entry.partition("\t")[0].split(" ")[2] for entry in listing.split("\0") if entry)
+    with tempfile.TemporaryDirectory(prefix="fleet-leftover-") as tmp:
+        scratch = {**env, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        checked(run_git(path, "add", "-A", "--", ".", env=scratch), path, "add")
+        files = _index_entries(checked(run_git(path, "ls-files", "-s", "-z", env=scratch), path, "ls-files"))
+    staged: list[tuple[str, str]] = []
+    if (git_dir / "index").is_file():
+        staged = _index_entries(checked(run_git(path, "ls-files", "-s", "-z", env=env), path, "ls-files"))
+    status = [p for oid, p in files if oid not in known]
+    status += [f"{p} (staged)" for oid, p in staged if oid not in known and p not in status]
+    return TreeFacts(status=tuple(status), markers=markers,
+                     processes=tuple(processes_in(path, ignore_groups=ignore_groups, table=table)))
+
+
+def _index_entries(listing: str) -> list[tuple[str, str]]:
+    """(object id, path) of each entry of `git ls-files -s -z`."""
+    out = []
+    for entry in listing.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path:
+            out.append((meta.split(" ")[1], path))
+    return out
 
 
 def plain_index(common_dir: Path) -> bool:
@@ -127,10 +180,10 @@ def status_paths(status: str) -> list[str]:
     return paths
 
 
-def hidden_edits(root: Path) -> list[str]:
+def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:
     """Edits git status does not show: files marked assume-unchanged or skip-worktree
     whose content differs from the index (`git worktree remove` would delete them)."""
-    listing = checked(run_git(root, "ls-files", "-v", "-s", "-z"), root, "ls-files")
+    listing = checked(run_git(root, "ls-files", "-v", "-s", "-z", env=env), root, "ls-files")
     staged: dict[str, str] = {}  # flagged file -> its object id in the index (the first stage listed)
     for entry in listing.split("\0"):
         meta, _, path = entry.partition("\t")
@@ -141,9 +194,9 @@ def hidden_edits(root: Path) -> list[str]:
         return []
     paths = list(staged)
     if any("\n" in p for p in paths):  # --stdin-paths reads lines: hash such names one by one
-        hashes = [checked(run_git(root, "hash-object", "--", p), root, "hash-object").strip() for p in paths]
+        hashes = [checked(run_git(root, "hash-object", "--", p, env=env), root, "hash-object").strip() for p in paths]
     else:  # filters (eol, clean) apply per path, as for `git add`
-        hashes = checked(run_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n"),
+        hashes = checked(run_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n", env=env),
                           root, "hash-object").split()
     return [p for p, h in zip(paths, hashes, strict=True) if h != staged[p]]
 

@@ -40,6 +40,17 @@ class Owner:
     protect: bool = False  # the agent's `protect`, kept here too: it must outlive the state store
 
 
+@dataclass(frozen=True)
+class PruneIntent:
+    """Written into a worktree's admin dir once its prune passed the last check, right before
+    `git worktree remove` (act/worktrees.py); gone with the admin dir when the removal ends.
+    Found again, it means the removal was interrupted: what is left is judged against what
+    was checked (HEAD) and archived (`archive`, a ref, and the commit it named)."""
+
+    archive: str | None = None
+    commit: str | None = None
+
+
 @dataclass
 class Worktree:
     path: Path
@@ -50,6 +61,8 @@ class Worktree:
     admin_dir: Path | None = None
     owner: Owner | None = None
     exists: bool = True  # the directory is there (observe checks it; False: deleted by hand)
+    lock_reason: str | None = None  # "initializing": `git worktree add` never finished
+    pruning: PruneIntent | None = None  # a prune of this tree was interrupted (see PruneIntent)
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,7 @@ class ObservedAgent:
     worktree: Worktree | None = None  # owned by this fleet, for this agent
     alive: bool = False
     at_stake: AtStake | None = None  # filled only for prune candidates
-    adopted: bool = False  # a live session found by its owner variables, not yet recorded
+    adopted: bool = False  # a session not yet recorded: live (its owner variables) or ended (its exit record)
     branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
     last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
     # `protect` as kept outside the state store, where it survives losing every record:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.home import home_of, legacy_of
-from ..store.records import CREATING_WORKTREE, RUNNING, SessionRecord, StateStore
+from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
 from .model import (
     PATH_EMPTY_DIR,
@@ -110,6 +110,9 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         else:
             obs.orphans.append(proc)
     obs.orphans.sort(key=lambda p: p.pid)  # the process table's order, as listed before
+    for spec_agent in loaded.agents:
+        if (seen := obs.agents.get(spec_agent.name)) is not None:
+            _adopt_ended(seen, spec_agent)
     for agent in obs.agents.values():
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
@@ -118,7 +121,9 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     base = loaded.fleet.spec.base
     ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()
                                                       if a.alive and a.record and a.record.pid])
-    candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired]
+    # a declared agent's tree left half removed by an interrupted delete is judged too (its removal is finished)
+    candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired
+                  or (agent.worktree is not None and agent.worktree.pruning is not None)]
     # refs, the stash list and every process's cwd are read once for all candidates, not per worktree
     refs = repo.ref_snapshot(base) if candidates else None
     table = ProcessTable() if any(a.worktree is not None for a in candidates) else None
@@ -169,13 +174,21 @@ def _owner_agent(wt: Worktree, fleet: str, repo_id: str, records: dict[str, Sess
     """The agent a worktree belongs to, if this fleet owns it.
 
     The marker says so; failing that, a record of ours that was creating exactly this
-    worktree on exactly this branch (apply died between `git worktree add` and
-    writing the marker) also proves it.
+    worktree (its intent, recorded before `git worktree add`) proves it when the tree is
+    on exactly the record's branch (apply died between `git worktree add` and writing the
+    marker) or git never finished making it (locked "initializing": apply and git died
+    inside `git worktree add`, maybe before HEAD named the branch). A record that was
+    pruning exactly this worktree proves it too once the tree is gone (the removal died
+    deleting the admin dir, the marker first).
     """
     if wt.owner is not None:
         return wt.owner.agent if (wt.owner.fleet, wt.owner.repo) == (fleet, repo_id) else None
     for rec in records.values():
-        if rec.worktree == str(wt.path) and rec.branch == wt.branch and rec.reason == CREATING_WORKTREE:
+        if rec.worktree != str(wt.path):
+            continue
+        if rec.reason == CREATING_WORKTREE and (rec.branch == wt.branch or wt.lock_reason == "initializing"):
+            return rec.agent
+        if rec.reason == PRUNING and not wt.exists:
             return rec.agent
     return None
 
@@ -229,6 +242,24 @@ def _recovered(proc: OwnedProcess, desired: DesiredAgent, fleet: str, agent: Obs
         reason=None)
     rec.set_condition("Ready", "Unknown", "Running", f"pid {proc.pid} (adopted: its record was missing)")
     return rec
+
+
+def _adopt_ended(agent: ObservedAgent, desired: DesiredAgent) -> None:
+    """Take an ended session as the agent's own when fleet died between launching and recording
+    it: the record still shows the intent (STARTING_SESSION) and no live session, and an exit
+    record of another pid says a session of the current spec ran and ended (the launch deletes
+    any older exit record first). Refreshing the record then folds the exit in, so the run is
+    not started a second time."""
+    rec, ended = agent.record, agent.exit
+    if rec is None or ended is None or agent.alive or rec.reason != STARTING_SESSION:
+        return
+    if ended.pid == rec.pid or ended.spec_hash != desired.spec_hash:
+        return
+    rec.attempts = rec.attempts + 1 if rec.spec_hash == desired.spec_hash else 1
+    rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, ended.pid, None, None
+    rec.spec_hash, rec.session_id = desired.spec_hash, ended.session_id or rec.session_id
+    rec.gates, rec.gates_pending = list(desired.gates), False  # its gates still run, as after any run
+    agent.adopted = True
 
 
 def _is_under(path: Path, root: Path) -> bool:

@@ -168,6 +168,8 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
     if wt is None and stake is None:
         return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
     what = {"worktree": str(wt.path) if wt else None, "branch": wt.branch if wt else _branch(obs)}
+    if wt is not None and wt.pruning is not None:  # a crash in `git worktree remove` (act/worktrees.py)
+        why += "; finishing a prune that was interrupted"
     if stake is None or stake.safe:
         return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
     at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
@@ -187,6 +189,8 @@ def _branch(obs: ObservedAgent) -> str | None:
 def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed,
               slots: _Slots, now: datetime) -> list[Action]:
     obs = obs or ObservedAgent(agent.name)
+    if obs.worktree is not None and obs.worktree.pruning is not None:
+        return _finish_removal(agent, obs, slots)
     worktree = _worktree_actions(agent, obs, observed)
     if worktree and worktree[0].kind == BLOCKED:
         return worktree
@@ -195,6 +199,18 @@ def _declared(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed
         why = "new agent" if obs.worktree is None else "worktree exists, session not started yet"
         return worktree + [_start(SPAWN, agent, why, slots)]
     return worktree + _session_actions(agent, obs, slots, now)
+
+
+def _finish_removal(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots) -> list[Action]:
+    """A declared agent whose worktree a `fleet delete` was removing when it died: finish the
+    deletion (by the rules for what an interrupted prune left), then start the agent afresh,
+    as an apply after a delete that completed would."""
+    finish = _undeclared(obs, prune=True, slots=slots, why="deleted by request")
+    if any(a.kind == BLOCKED for a in finish):
+        return finish
+    create = Action(CREATE_WORKTREE, agent.name, "re-creating it once its interrupted deletion is finished",
+                    agent.tier_name, {"path": str(agent.worktree), "branch": agent.branch})
+    return [*finish, create, _start(SPAWN, agent, "new agent", slots)]
 
 
 def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observed) -> list[Action]:

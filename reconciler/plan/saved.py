@@ -15,7 +15,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .. import __version__
 from ..errors import FleetError
 from ..observe.model import Observed
 from ..spec.loader import LoadedFleet, load_fleet
+from ..store import clock
 from .actions import Action, Plan
 from .planner import plan as make_plan
 
@@ -141,7 +141,7 @@ def checker(saved: SavedPlan, loaded: LoadedFleet) -> Callable[[Observed], Plan]
             more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
             raise FleetError("observed state moved since the plan was made: " + "; ".join(reasons[:3]) + more,
                              hint=_REMAKE.format(file=saved.file))
-        fresh = make_plan(loaded, observed, datetime.now(timezone.utc), targets=saved.targets, archive=saved.archive)
+        fresh = make_plan(loaded, observed, clock.now(), targets=saved.targets, archive=saved.archive)
         if (why := _differs(saved.plan, fresh)) is not None:
             raise FleetError(f"the plan would now be different: {why}", hint=_REMAKE.format(file=saved.file))
         return saved.plan

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
+from . import clock
 from .records import SessionRecord
 
 
@@ -15,7 +15,7 @@ class Spend:
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return clock.now().date().isoformat()
 
 
 def spend_on(day: str, records: Iterable[SessionRecord]) -> Spend:

@@ -15,9 +15,10 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from . import clock
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
 # Intents recorded (as `reason`) before acting, so a crash mid-way is recognised and finished
@@ -25,7 +26,7 @@ CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting se
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return clock.now_iso()
 
 
 @dataclass
@@ -128,6 +129,10 @@ class ExitRecord:
     cannot_start: CannotStart | None = None  # the program never ran (exit_code 127)
     # the exit file exists but cannot be read: how the run ended is unknown (pid is 0, exit_code -1)
     corrupt: str | None = None
+    # the session's owner variables (act/session_host.py): which run of which spec this was,
+    # so a session fleet died before recording is still known as the agent's (observe/snapshot.py)
+    session_id: str | None = None
+    spec_hash: str | None = None
 
 
 class StateStore:
@@ -202,7 +207,8 @@ class StateStore:
             legacy = self.legacy.exit_path(agent) if self.legacy else None
             data = json.loads(self._read(path, legacy))
             return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
-                              finished_at=str(data["finished_at"]),
+                              finished_at=str(data["finished_at"]), session_id=data.get("session_id"),
+                              spec_hash=data.get("spec_hash"),
                               cannot_start=CannotStart.from_json(data.get("cannot_start")))
         except FileNotFoundError:
             return None
@@ -214,7 +220,7 @@ class StateStore:
         """Rename an unreadable exit record to `<agent>.exit.json.corrupt-<UTC time>` (never
         deleted: it is evidence of how a run ended). None if it was already gone."""
         path = self.exit_path(agent)
-        aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}")
+        aside = path.with_name(f"{path.name}.corrupt-{clock.now().strftime('%Y%m%dT%H%M%S.%fZ')}")
         try:
             path.rename(aside)
         except FileNotFoundError:
