@@ -218,7 +218,8 @@ def agent_files(repo: Path) -> dict[str, str]:
     """'agent/path' -> blob of every file in the agents' trees that git does not ignore."""
     files: dict[str, str] = {}
     root = repo / WT
-    for tree in sorted(root.iterdir()) if root.is_dir() else []:
+    # the root also holds its .gitignore
+    for tree in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         names = git(tree, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
         names = [n for n in dict.fromkeys(names) if n and (tree / n).is_file()]
         if names:
