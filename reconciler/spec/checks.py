@@ -1,7 +1,6 @@
 """Cross-field checks and forEach expansion, each problem tied to the key at fault."""
 from __future__ import annotations
 
-import glob as globlib
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -122,8 +121,12 @@ def _items(agent: Agent, repo: Path,
         return [], (why, "globs are relative to the repo root")
     if files is not None:
         return list(globs.match(each.glob, files)), None
-    matches = sorted(PurePosixPath(os.path.relpath(p, repo)).as_posix()
-                     for p in globlib.glob(str(repo / each.glob), recursive=True) if os.path.isfile(p))
+    matches, escapes = globs.walk(repo, each.glob)  # bounded; never follows a symlinked directory
+    if escapes:
+        named = ", ".join(repr(e) for e in escapes[:5]) + (f" and {len(escapes) - 5} more" if len(escapes) > 5 else "")
+        what = "a symlink that leads" if len(escapes) == 1 else "symlinks that lead"
+        return [], (f"matches {named}: {what} outside the repository",
+                    "a glob lists files of the repository only: remove the symlink or narrow the glob")
     return matches, None  # no match is zero agents, like zero replicas: valid
 
 
@@ -149,7 +152,8 @@ def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item
         gates={g: spec.gates[g] for g in agent.gates}, restart=agent.restart, protect=agent.protect,
         env={k: (_expand(v, item) if isinstance(v, str) else v) for k, v in agent.env.items()},
         base=spec.base, branch=fleet.branch_prefix + name,
-        worktree=(repo / spec.worktrees.root / name).resolve(), locks=tuple(spec.locks),
+        # the root resolved, not the name in it: a symlink there must not move the worktree out of the repo
+        worktree=(repo / spec.worktrees.root).resolve() / name, locks=tuple(spec.locks),
         timeout=_seconds(agent.timeout or spec.tiers[agent.tier].timeout),
         stall_after=_seconds(agent.stallAfter or spec.tiers[agent.tier].stallAfter) or DEFAULT_STALL_AFTER,
     )
