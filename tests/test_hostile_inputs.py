@@ -468,3 +468,92 @@ def test_invalid_utf8_is_located(repo: Path, data: bytes, where: str) -> None:
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert f"fleet.yaml:{where}: not valid UTF-8" in proc.stderr, proc.stderr
         assert "hint:" in proc.stderr
+
+
+def test_a_small_file_cannot_expand_to_a_huge_fleet(repo: Path) -> None:
+    items = ",".join(f"i{i}" for i in range(10_001))
+    write_fleet(repo, HEAD + f"  agents:\n    - {{name: 'a-{{item}}', forEach: {{items: [{items}]}}, tier: local, "
+                             f"command: [\"true\"]}}\n")
+    proc = hostile("diff", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 2 and "fleet.yaml:7:" in proc.stderr and "more than 10000" in proc.stderr, proc.stderr
+    prompt = "x" * 65_536
+    items = ",".join(f"i{i}" for i in range(1_100))
+    write_fleet(repo, HEAD.replace("{local: {runtime: command}}", "{ai: {runtime: claude}}")
+                + f"  agents:\n    - {{name: 'a-{{item}}', forEach: {{items: [{items}]}}, tier: ai, "
+                  f"prompt: {prompt}}}\n")
+    proc = hostile("diff", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 2 and "fleet.yaml:7:" in proc.stderr and "64 MiB" in proc.stderr, proc.stderr
+
+
+# -- class 11, in process: whatever a value is, loading ends in a located error or a fleet --------
+
+WEIRD_VALUES = [
+    "!!binary aGVsbG8=", "!!set {a, b}", "2001-02-30", "2001-12-14t21:59:43.10-05:00", "1" * 5000, "0x" + "f" * 5000,
+    ".nan", "-.inf", "!foo bar", "!!python/object:os.system x", "~", "[]", "{}", "*nope", "&a x", "!!omap [a: 1]",
+    "!!str", "'\\0'", '"\\0"', '"\\ud800"', '"\\udfff x"', "{? [a, b]: c}", "{<<: 5}", "{<<: [1, 2]}",
+    "[[[[[[[[1]]]]]]]]",
+    "{a: {b: {c: {d: 1}}}}", "!!int x", "!!float x", "!!bool x", "!!null x", "!!timestamp x", "0o" + "7" * 3000,
+    "1_0", "+1", "12:30:00", "=", "<<", "? x", "|\n  a\n  b", ">-\n  a", '"\\x00\\x01"', "\u2028", "\ufeff", "a\tb",
+]
+WHERE = ["metadata.name", "spec.repo", "spec.base", "spec.worktrees.root", "spec.tiers.t.runtime", "spec.tiers.t.args",
+         "spec.agents.0.name", "spec.agents.0.command", "spec.agents.0.env.A", "spec.agents.0.forEach",
+         "spec.agents.0.prompt", "spec.budget.perTier", "spec.placement.address", "spec.gates.g.run", "spec",
+         "spec.agents.0"]
+
+
+def _document(where: str, value: str) -> str:
+    doc = {"apiVersion": "fleet/v1alpha1", "kind": "Fleet", "metadata": {"name": "t"},
+           "spec": {"tiers": {"t": {"runtime": "command"}}, "gates": {"g": {"run": "true"}},
+                    "agents": [{"name": "a", "tier": "t", "command": ["true"], "env": {"A": "x"}}]}}
+    node: dict = doc  # type: ignore[type-arg]
+    parts = where.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})  # type: ignore[call-overload]
+    marker = "@@VALUE@@"
+    if isinstance(node, list):
+        node[int(parts[-1])] = marker
+    else:
+        node[parts[-1]] = marker
+    text = json.dumps(doc, indent=1)
+    indent = next(line for line in text.splitlines() if marker in line).index('"')
+    lines = value.split("\n")
+    shown = lines[0] + "".join("\n" + " " * (indent + 2) + line for line in lines[1:])
+    return text.replace(f'"{marker}"', shown)
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_any_value_anywhere_is_a_located_error_or_a_fleet(tmp_path: Path, where: str) -> None:
+    from reconciler.errors import FleetError
+    from reconciler.spec.loader import load_fleet_text
+
+    for value in WEIRD_VALUES:
+        text = _document(where, value)
+        try:
+            load_fleet_text(text, path=tmp_path / "fleet.yaml", shown="f.yaml", files=[])
+        except FleetError as exc:
+            assert exc.problems and all(p.line and p.col for p in exc.problems), (value, exc.render())
+
+
+def test_a_worktree_root_or_worktree_path_that_is_a_symlink_out_of_the_repo(repo: Path, outside: Path) -> None:
+    write_fleet(repo, HEAD + "  agents:\n    - {name: a, tier: local, command: [\"true\"]}\n")
+    (repo / ".fleet").mkdir()
+    (repo / ".fleet" / "worktrees").symlink_to(outside)
+    proc = hostile("diff", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 2 and "fleet.yaml:4:1: worktrees.root '.fleet/worktrees' leads outside" in proc.stderr
+    no_secret(proc)
+    (repo / ".fleet" / "worktrees").unlink()
+    (repo / ".fleet" / "worktrees").mkdir()
+    (repo / ".fleet" / "worktrees" / "a").symlink_to(outside)  # the agent's worktree path itself
+    proc = hostile("diff", "fleet.yaml", "-o", "json", cwd=repo)
+    assert proc.returncode == 1, proc.stderr
+    no_secret(proc)
+    [action] = json.loads(proc.stdout)["actions"]
+    assert action["kind"] == "blocked" and f"{repo}/.fleet/worktrees/a exists" in action["reason"]
+
+
+def test_diff_base_rev_reads_no_more_than_the_size_limit(repo: Path) -> None:
+    write_fleet(repo, HEAD + "  agents: []\n" + "#" * 5000)
+    commit_all(repo)
+    write_fleet(repo, HEAD + "  agents: []\n")
+    proc = hostile("diff", "--base-rev", "HEAD", "fleet.yaml", "--max-file-size", "4096", cwd=repo)
+    assert proc.returncode == 2 and "HEAD:fleet.yaml: larger than the limit of 4096 bytes" in proc.stderr

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import git
 
 from ..errors import FleetError
+from ..spec.limits import current as current_limits
 from .gittree import (
     READ_ONLY,
     clean_env,
@@ -352,5 +353,10 @@ def file_at_revision(file: Path, rev: str) -> FileAtRevision:
             files.append(path)
     text = None
     if rel in files:
+        limit = current_limits().max_bytes  # read no more than the loader would take
+        if int(cmd.cat_file("-s", f"{commit}:{rel}")) > limit:
+            raise FleetError(f"{rev}:{rel}: larger than the limit of {limit} bytes",
+                             hint="a fleet file is a few KiB; raise the limit with --max-file-size BYTES "
+                                  "(or FLEET_MAX_FILE_SIZE=BYTES) if it is meant to be this big")
         text = cmd.cat_file("blob", f"{commit}:{rel}", strip_newline_in_stdout=False)
     return FileAtRevision(rev=rev, commit=commit, root=root, path=rel, text=text, files=tuple(files))

@@ -8,7 +8,8 @@ from pathlib import Path, PurePosixPath
 from . import globs
 from .desired import DEFAULT_STALL_AFTER, DesiredAgent
 from .durations import parse_duration
-from .models import Agent, Fleet
+from .limits import MAX_AGENTS, MAX_EXPANDED_BYTES
+from .models import Agent, Fleet, FleetSpec
 from .names import name_problem, ref_problem
 from .positions import Loc
 
@@ -43,16 +44,24 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
                            _known("tiers", spec.tiers)))
     agents: list[DesiredAgent] = []
     seen: dict[str, int] = {}
+    expanded = _Expanded()
     for index, agent in enumerate(spec.agents):
         issues += _check_agent(fleet, index, agent)
         items, glob_issue = _items(agent, repo, files)
         if glob_issue:
             issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
             continue
+        if (why := expanded.add(len(items), _agent_size(agent, spec))) is not None:
+            issues.append((("spec", "agents", index, "forEach" if agent.forEach else "name"), why, _EXPANDED_HINT))
+            break  # what it expands to is never built
+        named = len(issues)
         for item in items:
             name = _expand(agent.name, item, slug=True, is_path=agent.forEach is not None
                            and agent.forEach.glob is not None)
             loc: Loc = ("spec", "agents", index, "name")
+            if len(issues) - named >= _ITEM_ISSUES:  # one bad item is as telling as thousands
+                issues.append((loc, "and more agent names like these", None))
+                break
             if (why := name_problem(name)) is not None:
                 issues.append((loc, f"agent name {why}", "agent names become directories and branch names"))
                 continue
@@ -64,6 +73,38 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None
             if agent.tier in spec.tiers and not issues:
                 agents.append(_desired(fleet, repo, index, agent, name, item))
     return agents, issues
+
+
+_ITEM_ISSUES = 5
+_EXPANDED_HINT = ("fewer agents, or shorter prompts and commands for a forEach: every expanded agent carries "
+                  "its own copy (the limits are in docs/fleet-yaml.md, \"Limits\")")
+
+
+class _Expanded:
+    """What forEach (and aliases) expand the agents to, so far: a small file must not make
+    millions of agents or gigabytes of prompts (spec/limits.py)."""
+
+    def __init__(self) -> None:
+        self.agents = 0
+        self.size = 0
+
+    def add(self, count: int, size: int) -> str | None:
+        self.agents += count
+        self.size += count * size
+        if self.agents > MAX_AGENTS:
+            return f"the agents expand to more than {MAX_AGENTS} (this one adds {count})"
+        if self.size > MAX_EXPANDED_BYTES:
+            return (f"the agents expand to more than {MAX_EXPANDED_BYTES >> 20} MiB of prompts, commands and "
+                    f"environment (this one adds {count} x {size} bytes)")
+        return None
+
+
+def _agent_size(agent: Agent, spec: FleetSpec) -> int:
+    """Bytes one expanded agent carries: what its session spec holds and is hashed from."""
+    tier = spec.tiers.get(agent.tier)
+    return (len(agent.name) + len(agent.prompt) + sum(len(a) for a in agent.command or ())
+            + sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in agent.env.items())
+            + (sum(len(a) for a in tier.args) + len(tier.model or "") if tier is not None else 0))
 
 
 def _check_agent(fleet: Fleet, index: int, agent: Agent) -> list[Issue]:

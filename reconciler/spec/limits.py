@@ -16,6 +16,8 @@ from ..errors import FleetError
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a large fleet file is a few tens of KiB
 MAX_DEPTH = 64  # nesting levels; the format itself needs 7
 MAX_ALIAS_NODES = 100_000  # values that aliases may add to the document when expanded
+MAX_AGENTS = 10_000  # agents after forEach expansion: each one is a session, a worktree and a branch
+MAX_EXPANDED_BYTES = 64 << 20  # prompts, commands and env of every expanded agent together
 SIZE_ENV = "FLEET_MAX_FILE_SIZE"
 OUTSIDE_ENV = "FLEET_ALLOW_OUTSIDE_REPO"
 SIZE_FLAG = "--max-file-size"

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, SequenceNode
@@ -169,8 +169,9 @@ def _decode(data: bytes, shown: str) -> str:
                                    "save the file as UTF-8 text")]) from None
 
 
-class _Bounded(MarkedYAMLError):
-    """A limit of spec/limits.py crossed while the document is composed."""
+class _Located(MarkedYAMLError):
+    """A problem found while the document is read (a limit of spec/limits.py crossed, a value
+    that cannot be built), with its own message and hint."""
 
     def __init__(self, problem: str, mark: Any, hint: str) -> None:
         super().__init__(problem=problem, problem_mark=mark)
@@ -193,12 +194,12 @@ class _BoundedComposer(Composer):
         event = self.parser.peek_event()
         if isinstance(event, AliasEvent):
             if event.anchor in self._open:
-                raise _Bounded(f"alias *{event.anchor} is inside the node &{event.anchor} it repeats", event.start_mark,
+                raise _Located(f"alias *{event.anchor} is inside the node &{event.anchor} it repeats", event.start_mark,
                                "an alias repeats a node defined before it, never the node that contains it")
             node = super().compose_node(parent, index)
             self._added += self._size.get(id(node), 1)
             if self._added > bounds.MAX_ALIAS_NODES:
-                raise _Bounded(f"aliases expand to more than {bounds.MAX_ALIAS_NODES} values", event.start_mark,
+                raise _Located(f"aliases expand to more than {bounds.MAX_ALIAS_NODES} values", event.start_mark,
                                "anchors and aliases (&name, *name) are for repeating a few settings; write the "
                                "values out or use forEach")
             return node
@@ -220,8 +221,8 @@ class _BoundedComposer(Composer):
         return node
 
 
-def _too_deep(mark: Any) -> _Bounded:
-    return _Bounded(f"nested more than {bounds.MAX_DEPTH} levels deep", mark,
+def _too_deep(mark: Any) -> _Located:
+    return _Located(f"nested more than {bounds.MAX_DEPTH} levels deep", mark,
                     "a fleet file nests a handful of levels (spec.agents[0].env.NAME is the deepest)")
 
 
@@ -253,8 +254,14 @@ class _LocatedConstructor(RoundTripConstructor):
             return super().construct_object(node, deep=deep)
         except YAMLError:
             raise
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise ConstructorError(None, None, f"cannot read this value: {exc}", node.start_mark) from None
+        except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:  # `!!bool x`: KeyError
+            raise _Located(f"cannot read this value as {_tag(node)}: {exc}", node.start_mark,
+                           "quote it if it is meant as a string; otherwise write a value of that type") from None
+
+
+def _tag(node: Any) -> str:
+    tag = str(getattr(node, "tag", "") or "")
+    return "!!" + tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else (tag or "YAML")
 
 
 def _yaml() -> YAML:
@@ -294,7 +301,7 @@ def _refuse_plan(doc: dict[str, Any], shown: str) -> None:
 def _yaml_problem(exc: MarkedYAMLError, shown: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or str(exc)
-    if isinstance(exc, _Bounded):
+    if isinstance(exc, _Located):
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         return Problem(problem, shown, line, col, exc.hint)
     hint = "fix the YAML syntax at this position"
@@ -349,6 +356,18 @@ _UNUSABLE_HINT = "remove it: strings become program arguments, environment varia
 
 def _short(text: str, most: int = 40) -> str:
     return repr(text) if len(text) <= most else repr(text[:most]) + "..."
+
+
+def _repr(value: Any, most: int = 60) -> str:
+    """A value from the file, for a message: never long, and never a crash (an integer of 5,000
+    digits has no decimal repr under Python's limit)."""
+    if isinstance(value, str):
+        return _short(value, most)
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "<a value>"
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _unusable(text: str) -> str | None:
@@ -474,7 +493,7 @@ def _pydantic_problem(doc: Any, shown: str, err: Any, loc: tuple[Any, ...]) -> P
         return _place(doc, shown, loc, f"{where}: {words[0]}", words[1])
     msg = err["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") and not isinstance(got, (dict, list)):
-        msg = f"{msg}, got {type(got).__name__} {got!r}"
+        msg = f"{msg}, got {type(got).__name__} {_repr(got)}"
     return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc, got))
 
 
@@ -482,21 +501,23 @@ def _in_words(kind: str, loc: Loc, got: Any, ctx: dict[str, Any]) -> tuple[str, 
     """(message, hint) for the mistakes people make most, saying what to write instead."""
     key = str(loc[-1]) if loc else ""
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
-        return f"{got!r} is not a duration", _DURATION_RULE
+        return f"{_repr(got)} is not a duration", _DURATION_RULE
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS and isinstance(got, str):
         what, rule, why, unsafe = _PATTERNS[ctx["pattern"]]
         fixed = re.sub(unsafe, "_" if ctx["pattern"] == ENV_NAME_PATTERN else "-", got).strip("-.")
         if fixed[:1].isdigit() and ctx["pattern"] == ENV_NAME_PATTERN:
             fixed = "_" + fixed
         example = f"e.g. {fixed!r}" if fixed and re.fullmatch(ctx["pattern"], fixed) else ""
-        return f"{got!r} is not {what}: {rule}", "; ".join(p for p in (example, why) if p) or rule
+        return f"{_repr(got)} is not {what}: {rule}", "; ".join(p for p in (example, why) if p) or rule
     if kind == "string_type" and isinstance(got, (int, float)) and not isinstance(got, bool) \
             and DURATION_PATTERN in _field_patterns(loc):
-        return f"{got} is a number, not a duration", f"add a unit, e.g. {key}: {got}m (minutes) or {got}s (seconds)"
+        number = _repr(got)
+        return f"{number} is a number, not a duration", \
+            f"add a unit, e.g. {key}: {number}m (minutes) or {number}s (seconds)"
     if kind == "list_type" and isinstance(got, str):
         items = _split_args(got) if key in {"command", "args"} else [got]
         what = " (the program and its arguments, one item each)" if key == "command" else ""
-        return (f"must be a list{what}, not the string {got!r}",
+        return (f"must be a list{what}, not the string {_repr(got)}",
                 f"write it as a list: {key}: [{', '.join(_flow_item(i) for i in items)}]")
     return None
 
@@ -557,7 +578,7 @@ def _hint_for(kind: str, loc: Loc, got: Any = None) -> str:
     if kind in {"int_type", "float_type", "bool_type"} and isinstance(got, str):
         return "write the value without quotes"
     if kind == "string_type" and isinstance(got, (bool, int, float)):
-        return f"quote it: {last}: \"{str(got).lower() if isinstance(got, bool) else got}\""
+        return f"quote it: {last}: \"{str(got).lower() if isinstance(got, bool) else _repr(got)}\""
     if kind.endswith("_type"):
         return "check the value's type (quote strings that look like numbers or booleans)"
     return "see schemas/fleet.schema.json for the allowed values"
