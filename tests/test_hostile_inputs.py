@@ -557,3 +557,14 @@ def test_diff_base_rev_reads_no_more_than_the_size_limit(repo: Path) -> None:
     write_fleet(repo, HEAD + "  agents: []\n")
     proc = hostile("diff", "--base-rev", "HEAD", "fleet.yaml", "--max-file-size", "4096", cwd=repo)
     assert proc.returncode == 2 and "HEAD:fleet.yaml: larger than the limit of 4096 bytes" in proc.stderr
+
+
+@pytest.mark.parametrize(("field", "value"), [("base", "--output=written"), ("worktrees", "{branchPrefix: --exec=x/}")])
+def test_a_ref_that_git_would_read_as_an_option_is_refused(repo: Path, field: str, value: str) -> None:
+    write_fleet(repo, HEAD.replace("spec:\n", f"spec:\n  {field}: {value}\n")
+                + "  agents:\n    - {name: a, tier: local, command: [\"true\"]}\n")
+    for command, code in ((["validate", "fleet.yaml"], 1), (["diff", "fleet.yaml"], 2), (["status", "fleet.yaml"], 1)):
+        proc = hostile(*command, cwd=repo)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert "fleet.yaml:5:" in proc.stderr and "must not start with '-'" in proc.stderr, proc.stderr
+    assert not list(repo.glob("written*")) and not list(repo.glob("x*"))
