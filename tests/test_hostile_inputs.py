@@ -319,9 +319,10 @@ def test_diff_and_status_leave_every_index_file_as_it_was(repo: Path) -> None:
         os.utime(readme, ns=(stamp, stamp))  # same content, new stat data: git status would refresh the index
     before = _indexes(repo)
     assert len(before) == 3
-    for command in (["diff", "fleet.yaml"], ["status", "fleet.yaml"], ["describe", "fleet.yaml", "b"]):
-        proc = fleet(*command, cwd=repo, timeout=30)
-        assert proc.returncode in (0, 1), proc.stderr
+    for command, code in ((["diff", "fleet.yaml"], 1), (["status", "fleet.yaml"], 0),
+                          (["describe", "fleet.yaml", "b"], 0)):
+        proc = hostile(*command, cwd=repo)
+        assert proc.returncode == code, proc.stdout + proc.stderr
         assert _indexes(repo) == before, f"fleet {command[0]} rewrote an index file"
 
 
@@ -568,3 +569,12 @@ def test_a_ref_that_git_would_read_as_an_option_is_refused(repo: Path, field: st
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert "fleet.yaml:5:" in proc.stderr and "must not start with '-'" in proc.stderr, proc.stderr
     assert not list(repo.glob("written*")) and not list(repo.glob("x*"))
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    (b"apiVersion: fleet/v1alpha1\nkind: Fleet\x00\n", "2:12: character U+0000"),
+    (b"apiVersion: fleet/v1alpha1\nkind: Fl\x1beet\n", "2:9: character U+001B")])
+def test_a_raw_control_character_is_located(repo: Path, data: bytes, where: str) -> None:
+    (repo / "fleet.yaml").write_bytes(data)
+    proc = hostile("diff", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 2 and f"fleet.yaml:{where} is not allowed" in proc.stderr, proc.stderr
