@@ -42,9 +42,6 @@ MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<
 __all__ = ["GIT_WORKERS", "MARKER", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot", "Worktree",
            "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner"]
 
-
-
-
 # git commands (with their first argument, where that decides) that only read
 _READS = frozenset({"rev-parse", "for-each-ref", "log", "status", "rev-list", "ls-tree", "cat-file", "ls-files",
                     "merge-base", "show-ref", "symbolic-ref", "worktree list", "stash list", "config --get",
@@ -63,7 +60,7 @@ class ReadOnlyGit(git.Git):
     def execute(self, command: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # the overloads, as one
         if isinstance(command, str) or not set(kwargs) <= self._PLAIN or not _is_read(command):
             return super().execute(command, **kwargs)
-        env = clean_env(LANGUAGE="C", LC_ALL="C", **self._environment, **READ_ONLY)
+        env = {**clean_env(LANGUAGE="C", LC_ALL="C"), **self._environment, **READ_ONLY}  # as GitPython sets it
         cwd = os.fspath(self._working_dir or os.getcwd())
         res = run_bounded(list(command), cwd=cwd, env=env, timeout=read_timeout())
         out = res.stdout[:-1] if kwargs.get("strip_newline_in_stdout", True) and res.stdout.endswith(b"\n") \
