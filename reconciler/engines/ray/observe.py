@@ -139,7 +139,7 @@ def observe_offline(loaded: LoadedFleet, *, repo: GitRepo, store: StateStore) ->
     remote = Remote.of(loaded, fleet_home=home, objects=None, resolve=False)
     remote.read_cache()
     spec = loaded.fleet.spec
-    cached = remote.resolve(spec.base) is not None
+    cached = (remote.cache / "HEAD").is_file() and remote.resolve(spec.base) is not None
     obs = RayObserved(store=store, base_exists=cached or repo.ref_exists(spec.base), remote=remote,
                       namespace=cluster.namespace(loaded))
     obs.owned_branches = set(remote.owned)
