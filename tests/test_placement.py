@@ -2,6 +2,7 @@
 `engine: local`, and a clear error when Ray is not installed (tests/test_ray_engine.py has the rest)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from conftest import FLEETS, fleet, git, status, wait_until, write_fleet
@@ -37,8 +38,10 @@ def test_a_ray_fleet_without_ray_says_how_to_install_it(repo: Path, tmp_path: Pa
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
     write_fleet(repo, (RAY_FLEET % "").replace("spec:\n", "spec:\n      remote: origin\n"))
-    for command in (["status", "fleet.yaml"], ["diff", "fleet.yaml"], ["apply", "fleet.yaml", "--yes"]):
-        proc = fleet(*command, cwd=repo, env={"PYTHONPATH": str(fake.parent)})
+    for command in (["status", "fleet.yaml"], ["diff", "fleet.yaml", "--connect"], ["apply", "fleet.yaml", "--yes"]):
+        # keep PYTHONPATH after the fake: the tree under test, not the installed one
+        proc = fleet(*command, cwd=repo, env={"PYTHONPATH": os.pathsep.join([str(fake.parent), *filter(None, [
+            os.environ.get("PYTHONPATH")])])})
         assert proc.returncode in (1, 2), proc.stdout + proc.stderr
         assert "needs Ray, which is not installed" in proc.stderr
         assert "pip install 'fleet-reconciler[ray]'" in proc.stderr

@@ -24,6 +24,31 @@ TARGET = click.option("--target", "targets", multiple=True, metavar="NAME",
                       help="Limit to this agent (repeatable).")
 
 
+def _set_max_file_size(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from ..spec import limits
+
+        limits.configure(max_bytes=value)
+
+
+def _set_allow_outside_repo(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from ..spec import limits
+
+        limits.configure(allow_outside_repo=True)
+
+
+def input_limits(command: Any) -> Any:
+    """The bounds on reading a fleet file that an operator may move (spec/limits.py,
+    docs/fleet-yaml.md "Limits"); the file itself never can."""
+    command = click.option("--allow-outside-repo", is_flag=True, expose_value=False, callback=_set_allow_outside_repo,
+                           help="Let spec.repo (or FILE, through a symlink) lead outside the repository that holds "
+                                "FILE. Also FLEET_ALLOW_OUTSIDE_REPO=1.")(command)
+    return click.option("--max-file-size", type=click.IntRange(min=1), metavar="BYTES", expose_value=False,
+                        callback=_set_max_file_size,
+                        help="Refuse a fleet file larger than this (default 1 MiB). Also FLEET_MAX_FILE_SIZE.")(command)
+
+
 def _run(command: str, /, *, error_code: int = EXIT_ERROR, **kwargs: Any) -> None:
     """Import reconciler.commands.<command> and exit with what its run() returns."""
     from .errors import guarded
@@ -62,6 +87,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@input_limits
 def validate(files: tuple[str, ...]) -> None:
     """Parse and check fleet files; no side effects.
 
@@ -86,12 +112,18 @@ def validate(files: tuple[str, ...]) -> None:
                    "caps, budgets, gates, locks) instead of the plan. Reads git only.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), metavar="PLANFILE",
               help="Also save the plan, with what it was made from, for `fleet apply PLANFILE`.")
+@click.option("--connect", is_flag=True,
+              help="placement.engine ray: connect to the Ray cluster and fetch spec.remote to plan against the "
+                   "live sessions. Without it, diff opens no connection and plans from local state only.")
+@input_limits
 def diff(file: str, output: str, targets: tuple[str, ...], archive: bool, base_rev: str | None,
-         out_file: str | None) -> None:
+         out_file: str | None, connect: bool) -> None:
     """Show what `fleet apply` would do, and why. Never changes anything.
 
-    Safe on untrusted pull requests: it writes nothing (but PLANFILE), spawns nothing
-    and runs no gate or command from the file. Exit 0 no changes, 1 changes, 2 error.
+    Safe on untrusted pull requests: it writes nothing (but PLANFILE), spawns nothing,
+    runs no gate or command from the file, opens no connection (unless --connect),
+    reads nothing outside FILE's repository and is bounded in time and memory
+    (docs/gitops.md). Exit 0 no changes, 1 changes, 2 error.
 
     \b
     Examples:
@@ -102,7 +134,7 @@ def diff(file: str, output: str, targets: tuple[str, ...], archive: bool, base_r
       fleet diff fleet.yaml --out plan.json           # then: fleet apply plan.json
     """
     _run("diff", error_code=EXIT_DIFF_ERROR, file=file, output=output, targets=list(targets), archive=archive,
-         base_rev=base_rev, out_file=out_file)
+         base_rev=base_rev, out_file=out_file, connect=connect)
 
 
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -120,6 +152,7 @@ GRACE = click.option("--grace", type=float, default=10.0, show_default=True, met
 @ARCHIVE
 @LOCK_TIMEOUT
 @GRACE
+@input_limits
 def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive: bool,
           lock_timeout: float | None, grace: float) -> None:
     """Converge the fleet once: create worktrees, spawn/resume/replace sessions, prune.
@@ -150,6 +183,7 @@ STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@input_limits
 def status(file: str | None, output: str) -> None:
     """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost, reason.
 
@@ -171,6 +205,7 @@ def get() -> None:
 @get.command("agents")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@input_limits
 def get_agents(file: str | None, output: str) -> None:
     """Same as `fleet status [FILE]`."""
     _run("status", file=_fleet_file(file), output=output)
@@ -197,6 +232,7 @@ def _file_and_name(args: tuple[str, ...]) -> tuple[str, str]:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@input_limits
 def describe(args: tuple[str, ...], output: str) -> None:
     """Everything about agent NAME: phase, conditions, gate output, why it stopped, log tail
     (FILE defaults to ./fleet.yaml).
@@ -213,6 +249,7 @@ def describe(args: tuple[str, ...], output: str) -> None:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
+@input_limits
 def logs(args: tuple[str, ...], follow: bool) -> None:
     """Print the output of agent NAME's session (FILE defaults to ./fleet.yaml).
 
@@ -232,6 +269,7 @@ def logs(args: tuple[str, ...], follow: bool) -> None:
 @ARCHIVE
 @LOCK_TIMEOUT
 @GRACE
+@input_limits
 def delete(file: str, names: tuple[str, ...], yes: bool, archive: bool, lock_timeout: float | None,
            grace: float) -> None:
     """Stop sessions and prune worktrees of NAMES (default: every agent the fleet owns).
@@ -251,6 +289,7 @@ def delete(file: str, names: tuple[str, ...], yes: bool, archive: bool, lock_tim
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@input_limits
 def archives(file: str, output: str) -> None:
     """List the archives fleet made before pruning, and how to restore one.
 
@@ -269,6 +308,7 @@ def archives(file: str, output: str) -> None:
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Override spec.reconcile (interval or cron).")
 @GRACE
+@input_limits
 def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float) -> None:
     """The control loop: observe, diff and converge on a schedule.
 
@@ -290,6 +330,7 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
 @cli.command("force-unlock")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("lock_id")
+@input_limits
 def force_unlock(file: str, lock_id: str) -> None:
     """Remove the fleet lock left by a process that is gone (ID from the lock message)."""
     _run("unlock", file=file, lock_id=lock_id)

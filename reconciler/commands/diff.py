@@ -1,7 +1,9 @@
 """`fleet diff FILE`: the plan against observed state. Reads only; runs nothing from the file.
 
 `--base-rev REV` shows the spec-level change since REV instead; `--out PLANFILE` (or
-`-o plan`) also saves the plan for `fleet apply PLANFILE`.
+`-o plan`) also saves the plan for `fleet apply PLANFILE`. Without `--connect` it opens
+no connection: a ray fleet is planned from local state (docs/gitops.md, "Running diff on
+untrusted pull requests").
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..control.converge import preview
+from ..engines import engine_for
 from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
@@ -17,15 +20,18 @@ from .validate import warn_programs
 
 
 def run(*, file: str, output: str, targets: list[str], console: Console, err: Console,
-        archive: bool = False, base_rev: str | None = None, out_file: str | None = None) -> int:
+        archive: bool = False, base_rev: str | None = None, out_file: str | None = None,
+        connect: bool = False) -> int:
     if base_rev is not None:
-        if targets or archive or out_file or output == "plan":
+        if targets or archive or out_file or connect or output == "plan":
             raise FleetError("--base-rev compares the spec at two revisions; it takes no --target, --archive, "
-                             "--out or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
+                             "--out, --connect or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
         return _spec_diff(file, base_rev, output, console)
     loaded = load_fleet(file)
     warn_programs(loaded, err)
-    observed, the_plan = preview(loaded, targets=targets, archive=archive)
+    # a file's addresses (placement.address, spec.remote) are reached only when asked: it may be a pull request's
+    engine = engine_for(loaded, connect=connect)
+    observed, the_plan = preview(loaded, targets=targets, archive=archive, engine=engine)
     if out_file is not None or output == "plan":
         from ..plan import saved
 

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from .base import Engine
 
 
-def engine_for(loaded: LoadedFleet) -> Engine:
-    """The fleet's engine, as spec.placement.engine names it."""
+def engine_for(loaded: LoadedFleet, *, connect: bool = True) -> Engine:
+    """The fleet's engine, as spec.placement.engine names it. `connect=False` (`fleet diff`
+    without --connect): an engine whose sessions run elsewhere observes only local state,
+    opening no connection to the places the file names."""
     engine = loaded.fleet.spec.placement.engine
     if engine == "local":
         from .local import LocalEngine
@@ -29,5 +31,5 @@ def engine_for(loaded: LoadedFleet) -> Engine:
     if engine == "ray":
         from .ray.engine import RayEngine
 
-        return RayEngine(loaded)
+        return RayEngine(loaded, connect=connect)
     raise FleetError(f"unknown placement engine {engine!r}", hint="spec.placement.engine: local or ray")

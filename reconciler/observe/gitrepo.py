@@ -12,12 +12,23 @@ import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import git
 
 from ..errors import FleetError
-from .gittree import index_has_no_flags, leftover_facts, plain_index, status_paths, tree_facts
+from ..spec.limits import current as current_limits
+from .gittree import (
+    READ_ONLY,
+    clean_env,
+    index_has_no_flags,
+    leftover_facts,
+    plain_index,
+    read_timeout,
+    run_bounded,
+    status_paths,
+    tree_facts,
+)
 
 # plain data (observe/model.py), importable from here as before
 from .model import Owner, PruneIntent, Worktree
@@ -33,7 +44,41 @@ PRUNE_INTENT = "fleet-pruning.json"  # next to it, while a prune removes the tre
 __all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
            "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
 
+# git commands (with their first argument, where that decides) that only read
+_READS = frozenset({"rev-parse", "for-each-ref", "log", "status", "rev-list", "ls-tree", "cat-file", "ls-files",
+                    "merge-base", "show-ref", "symbolic-ref", "worktree list", "stash list", "config --get",
+                    "config --get-regexp", "config --get-all", "config --list", "branch --list"})
 
+
+class ReadOnlyGit(git.Git):
+    """GitPython's command runner, bounding the reads: a command of `_READS` runs with
+    GIT_OPTIONAL_LOCKS=0 (no index refresh written behind a read) and the read timeout, after
+    which git and what it started are killed and GitTimeout names the command. Every other
+    call (act/ changes the repo through the same handle) keeps GitPython's own runner,
+    unbounded, in fleet's process group, as before."""
+
+    _PLAIN = frozenset({"strip_newline_in_stdout", "with_exceptions"})
+
+    def execute(self, command: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # the overloads, as one
+        if isinstance(command, str) or not set(kwargs) <= self._PLAIN or not _is_read(command):
+            return super().execute(command, **kwargs)
+        env = {**clean_env(LANGUAGE="C", LC_ALL="C"), **self._environment, **READ_ONLY}  # as GitPython sets it
+        cwd = os.fspath(self._working_dir or os.getcwd())
+        res = run_bounded(list(command), cwd=cwd, env=env, timeout=read_timeout())
+        out = res.stdout[:-1] if kwargs.get("strip_newline_in_stdout", True) and res.stdout.endswith(b"\n") \
+            else res.stdout
+        if res.returncode != 0 and kwargs.get("with_exceptions", True):
+            raise git.GitCommandError(command, res.returncode, res.stderr.removesuffix(b"\n"), out)
+        return out.decode("utf-8", "surrogateescape")
+
+
+def _is_read(command: list[str]) -> bool:
+    words = [str(c) for c in command[1:3]]
+    return bool(words) and (words[0] in _READS or " ".join(words) in _READS)
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = ReadOnlyGit
 
 
 class GitRepo:
@@ -41,7 +86,7 @@ class GitRepo:
 
     def __init__(self, path: Path) -> None:
         try:
-            self.repo = git.Repo(path)
+            self.repo = _Repo(path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise FleetError(f"{path} is not a git repository",
                              hint="set spec.repo to your repository (relative to the fleet file), "
@@ -232,7 +277,7 @@ class GitRepo:
     def dirty_count(self, path: Path) -> int:
         if not path.is_dir():
             return 0
-        return len(status_paths(git.Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
+        return len(status_paths(ReadOnlyGit(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
 
     def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
         """(`dirty_count`, `ahead_count`) of each worktree, side by side (read-only git
@@ -349,12 +394,12 @@ def file_at_revision(file: Path, rev: str) -> FileAtRevision:
     """Read `file` at `rev` with `git cat-file`; works on a detached HEAD (a CI checkout of a PR)."""
     here = file.resolve().parent
     try:
-        top = git.Git(str(here)).rev_parse("--show-toplevel")
+        top = ReadOnlyGit(str(here)).rev_parse("--show-toplevel")
     except (git.GitCommandError, FileNotFoundError, NotADirectoryError):
         raise FleetError(f"{file} is not inside a git checkout",
                          hint="--base-rev reads the file's history with git; run it in a clone of the repo") from None
     root = Path(top).resolve()
-    cmd = git.Git(str(root))
+    cmd = ReadOnlyGit(str(root))
     try:
         commit = cmd.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     except git.GitCommandError:
@@ -371,5 +416,10 @@ def file_at_revision(file: Path, rev: str) -> FileAtRevision:
             files.append(path)
     text = None
     if rel in files:
+        limit = current_limits().max_bytes  # read no more than the loader would take
+        if int(cmd.cat_file("-s", f"{commit}:{rel}")) > limit:
+            raise FleetError(f"{rev}:{rel}: larger than the limit of {limit} bytes",
+                             hint="a fleet file is a few KiB; raise the limit with --max-file-size BYTES "
+                                  "(or FLEET_MAX_FILE_SIZE=BYTES) if it is meant to be this big")
         text = cmd.cat_file("blob", f"{commit}:{rel}", strip_newline_in_stdout=False)
     return FileAtRevision(rev=rev, commit=commit, root=root, path=rel, text=text, files=tuple(files))

@@ -1,5 +1,6 @@
 """Facts about one working tree, read with plain `git` processes, and the git-running helpers
-both engines share.
+both engines share: every git process here is bounded in time (`run_bounded`) and runs with
+GIT_OPTIONAL_LOCKS=0, so a read never rewrites an index.
 
 `tree_facts` is the one gatherer of what lives in a tree (status, hidden edits, nested
 repos, in-progress operations, processes inside): `GitRepo.at_stake` calls it for a linked
@@ -11,8 +12,10 @@ Every call is read-only.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,28 @@ if TYPE_CHECKING:
 # git variables that would point a command at another repository than the one it runs in
 GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
+# Reading must not write: `git status` otherwise refreshes and rewrites the index of the tree it looks at
+READ_ONLY = {"GIT_OPTIONAL_LOCKS": "0"}
+TIMEOUT_ENV = "FLEET_GIT_TIMEOUT"
+DEFAULT_TIMEOUT = 120.0  # seconds for one read-only git call (status of a large tree on a cold disk fits)
+
+
+class GitTimeout(FleetError):
+    """A git process that did not finish in time (killed with everything it started)."""
+
+
+def read_timeout() -> float:
+    """Seconds one read-only git call may take: $FLEET_GIT_TIMEOUT, else DEFAULT_TIMEOUT."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise FleetError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds", hint=f"e.g. {TIMEOUT_ENV}=300")
+    return value
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -36,22 +61,70 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_git(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+def run_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None, input: str | None = None,
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """`git ARGS` in `cwd`; never raises for git's exit status (callers read returncode).
 
     Output is decoded as git's paths are meant (UTF-8, undecodable bytes kept as surrogates,
     no newline translation). Without `env`, the environment is inherited, minus GIT_DIR & co
-    if any is set. A `timeout` costs latency (Python then polls for the exit): the fact
-    gatherers run without one, as GitPython does.
+    if any is set; GIT_OPTIONAL_LOCKS=0 always (no index refresh written behind a read).
+    After `timeout` seconds git and whatever it started (hooks, an fsmonitor) are killed and
+    GitTimeout names the command; `read_git` is this with the read-only timeout.
     """
-    if env is None and any(key in os.environ for key in GIT_LOCATION):
-        env = clean_env()
-    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True,
-                         input=input.encode("utf-8", "surrogateescape") if input is not None else None,
-                         stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout, check=False)
+    env = {**(env if env is not None else clean_env()), **READ_ONLY}
+    res = run_bounded(["git", *args], cwd=cwd, env=env, timeout=timeout,
+                      input=input.encode("utf-8", "surrogateescape") if input is not None else None)
     return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode("utf-8", "surrogateescape"),
                                        res.stderr.decode("utf-8", "replace"))
+
+
+def read_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """A read-only git call (what `fleet diff` and `fleet status` run): bounded by `read_timeout()`."""
+    return run_git(cwd, *args, env=env, input=input, timeout=read_timeout())
+
+
+def run_bounded(argv: list[str], *, cwd: Path | str | None, env: dict[str, str] | None, timeout: float | None,
+                input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` to completion, output captured. With `timeout`, its whole process group is
+    killed when the time is up (a hook git started holds the pipes open otherwise) and
+    GitTimeout is raised. A watchdog thread kills it, so a call that finishes in time
+    waits for nothing (no polling for the exit)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=timeout is not None)
+    fired = threading.Event()
+    watchdog = None
+    if timeout is not None:
+        def kill() -> None:
+            fired.set()
+            _kill_group(proc.pid)
+
+        watchdog = threading.Timer(timeout, kill)
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        out, err = proc.communicate(input)
+    except BaseException:  # interrupted (Ctrl-C): git must not outlive us in its own session
+        if timeout is not None:
+            _kill_group(proc.pid)
+        proc.wait()
+        raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if fired.is_set():
+        shown = " ".join(a for a in argv if not a.startswith("--git-dir="))
+        raise GitTimeout(f"`{shown}` did not finish within {timeout:g}s (in {cwd or os.getcwd()}); it was stopped",
+                         hint=f"git hangs on a slow or unreachable disk or network, or on a hook or fsmonitor it "
+                              f"runs; to allow more time, set {TIMEOUT_ENV}=SECONDS")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def last_line(text: str) -> str:
@@ -64,7 +137,7 @@ def last_line(text: str) -> str:
 
 def rev(cwd: Path, ref: str) -> str | None:
     """The commit `ref` names in the repo of `cwd`, or None."""
-    res = run_git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    res = read_git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
@@ -98,7 +171,7 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
         # the enclosing repository's: name its git dir
         env = (clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
                if git_dir is not None and not (path / ".git").exists() else None)
-        status = status_paths(checked(run_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+        status = status_paths(checked(read_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
                                               env=env), path, "status"))
         if not (plain_index and git_dir is not None and index_has_no_flags(git_dir / "index")):
             hidden = hidden_edits(path, env=env)
@@ -183,7 +256,7 @@ def status_paths(status: str) -> list[str]:
 def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:
     """Edits git status does not show: files marked assume-unchanged or skip-worktree
     whose content differs from the index (`git worktree remove` would delete them)."""
-    listing = checked(run_git(root, "ls-files", "-v", "-s", "-z", env=env), root, "ls-files")
+    listing = checked(read_git(root, "ls-files", "-v", "-s", "-z", env=env), root, "ls-files")
     staged: dict[str, str] = {}  # flagged file -> its object id in the index (the first stage listed)
     for entry in listing.split("\0"):
         meta, _, path = entry.partition("\t")
@@ -194,9 +267,9 @@ def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:
         return []
     paths = list(staged)
     if any("\n" in p for p in paths):  # --stdin-paths reads lines: hash such names one by one
-        hashes = [checked(run_git(root, "hash-object", "--", p, env=env), root, "hash-object").strip() for p in paths]
+        hashes = [checked(read_git(root, "hash-object", "--", p, env=env), root, "hash-object").strip() for p in paths]
     else:  # filters (eol, clean) apply per path, as for `git add`
-        hashes = checked(run_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n", env=env),
+        hashes = checked(read_git(root, "hash-object", "--stdin-paths", input="\n".join(paths) + "\n", env=env),
                           root, "hash-object").split()
     return [p for p, h in zip(paths, hashes, strict=True) if h != staged[p]]
 

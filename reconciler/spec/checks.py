@@ -1,7 +1,6 @@
 """Cross-field checks and forEach expansion, each problem tied to the key at fault."""
 from __future__ import annotations
 
-import glob as globlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -9,7 +8,8 @@ from pathlib import Path, PurePosixPath
 from . import globs
 from .desired import DEFAULT_STALL_AFTER, DesiredAgent
 from .durations import parse_duration
-from .models import Agent, Fleet
+from .limits import MAX_AGENTS, MAX_EXPANDED_BYTES
+from .models import Agent, Fleet, FleetSpec
 from .names import name_problem, ref_problem
 from .positions import Loc
 
@@ -45,16 +45,24 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None,
                            _known("tiers", spec.tiers)))
     agents: list[DesiredAgent] = []
     seen: dict[str, int] = {}
+    expanded = _Expanded()
     for index, agent in enumerate(spec.agents):
         issues += _check_agent(fleet, index, agent)
         items, glob_issue = _items(agent, repo, files)
         if glob_issue:
             issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
             continue
+        if (why := expanded.add(len(items), _agent_size(agent, spec))) is not None:
+            issues.append((("spec", "agents", index, "forEach" if agent.forEach else "name"), why, _EXPANDED_HINT))
+            break  # what it expands to is never built
+        named = len(issues)
         for item in items:
             name = _expand(agent.name, item, slug=True, is_path=agent.forEach is not None
                            and agent.forEach.glob is not None)
             loc: Loc = ("spec", "agents", index, "name")
+            if len(issues) - named >= _ITEM_ISSUES:  # one bad item is as telling as thousands
+                issues.append((loc, "and more agent names like these", None))
+                break
             if (why := name_problem(name)) is not None:
                 issues.append((loc, f"agent name {why}", "agent names become directories and branch names"))
                 continue
@@ -66,6 +74,38 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None,
             if agent.tier in spec.tiers and not issues:
                 agents.append(_desired(fleet, main or repo, index, agent, name, item))
     return agents, issues
+
+
+_ITEM_ISSUES = 5
+_EXPANDED_HINT = ("fewer agents, or shorter prompts and commands for a forEach: every expanded agent carries "
+                  "its own copy (the limits are in docs/fleet-yaml.md, \"Limits\")")
+
+
+class _Expanded:
+    """What forEach (and aliases) expand the agents to, so far: a small file must not make
+    millions of agents or gigabytes of prompts (spec/limits.py)."""
+
+    def __init__(self) -> None:
+        self.agents = 0
+        self.size = 0
+
+    def add(self, count: int, size: int) -> str | None:
+        self.agents += count
+        self.size += count * size
+        if self.agents > MAX_AGENTS:
+            return f"the agents expand to more than {MAX_AGENTS} (this one adds {count})"
+        if self.size > MAX_EXPANDED_BYTES:
+            return (f"the agents expand to more than {MAX_EXPANDED_BYTES >> 20} MiB of prompts, commands and "
+                    f"environment (this one adds {count} x {size} bytes)")
+        return None
+
+
+def _agent_size(agent: Agent, spec: FleetSpec) -> int:
+    """Bytes one expanded agent carries: what its session spec holds and is hashed from."""
+    tier = spec.tiers.get(agent.tier)
+    return (len(agent.name) + len(agent.prompt) + sum(len(a) for a in agent.command or ())
+            + sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in agent.env.items())
+            + (sum(len(a) for a in tier.args) + len(tier.model or "") if tier is not None else 0))
 
 
 def _check_agent(fleet: Fleet, index: int, agent: Agent) -> list[Issue]:
@@ -123,8 +163,12 @@ def _items(agent: Agent, repo: Path,
         return [], (why, "globs are relative to the repo root")
     if files is not None:
         return list[str | None](globs.match(each.glob, files)), None
-    matches = sorted(PurePosixPath(os.path.relpath(p, repo)).as_posix()
-                     for p in globlib.glob(str(repo / each.glob), recursive=True) if os.path.isfile(p))
+    matches, escapes = globs.walk(repo, each.glob)  # bounded; never follows a symlinked directory
+    if escapes:
+        named = ", ".join(repr(e) for e in escapes[:5]) + (f" and {len(escapes) - 5} more" if len(escapes) > 5 else "")
+        what = "a symlink that leads" if len(escapes) == 1 else "symlinks that lead"
+        return [], (f"matches {named}: {what} outside the repository",
+                    "a glob lists files of the repository only: remove the symlink or narrow the glob")
     return list[str | None](matches), None  # no match is zero agents, like zero replicas: valid
 
 
@@ -150,7 +194,8 @@ def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item
         gates={g: spec.gates[g] for g in agent.gates}, restart=agent.restart, protect=agent.protect,
         env={k: (_expand(v, item) if isinstance(v, str) else v) for k, v in agent.env.items()},
         base=spec.base, branch=fleet.branch_prefix + name,
-        worktree=(repo / spec.worktrees.root / name).resolve(), locks=tuple(spec.locks),
+        # the root resolved, not the name in it: a symlink there must not move the worktree out of the repo
+        worktree=(repo / spec.worktrees.root).resolve() / name, locks=tuple(spec.locks),
         timeout=_seconds(agent.timeout or spec.tiers[agent.tier].timeout),
         stall_after=_seconds(agent.stallAfter or spec.tiers[agent.tier].stallAfter) or DEFAULT_STALL_AFTER,
     )

@@ -2,13 +2,22 @@
 
 Parsing, model validation and cross-field checks all report through `Problem`, so a
 user sees every error in one run, each pointing at the key or value to fix.
+
+The file may be hostile (`fleet diff` on an untrusted pull request), so reading it is
+bounded (spec/limits.py): its size, its nesting and what its aliases expand to are
+checked while it is read, a string no program can take (a NUL) is refused before any
+of it is used, and its paths (the file itself, spec.repo, worktrees.root) must stay in
+the repository that holds it.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import os
 import re
 import shlex
+import stat
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,11 +27,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from ..errors import FleetError, Problem, SpecInvalid
+from . import limits as bounds
 from .desired import DesiredAgent
 from .durations import DURATION_PATTERN
+from .limits import Limits
 from .models import Fleet
 from .names import AGENT_NAME_PATTERN, ENV_NAME_PATTERN, ENV_NAME_RULE, NAME_PATTERN, NAME_RULE
 from .positions import Loc, locate
@@ -67,35 +82,47 @@ class LoadedFleet:
         return by_name
 
 
-def load_fleet(path: str | Path) -> LoadedFleet:
-    """Parse, validate and expand `path`; raises SpecInvalid listing every problem."""
+def load_fleet(path: str | Path, *, limits: Limits | None = None) -> LoadedFleet:
+    """Parse, validate and expand `path`; raises SpecInvalid listing every problem.
+
+    `limits`: what the file may do (spec/limits.py); default: as configured for this run."""
     path = Path(path)
     shown = str(path)
-    return _load(_read(path, shown), path=path, shown=shown)
+    limits = limits or bounds.current()
+    return _load(_read(path, shown, limits), path=path, shown=shown, limits=limits)
 
 
 def load_fleet_text(text: str, *, path: str | Path, shown: str,
-                    files: Sequence[str] | None = None) -> LoadedFleet:
+                    files: Sequence[str] | None = None, limits: Limits | None = None) -> LoadedFleet:
     """Like `load_fleet`, for a file's text read elsewhere (e.g. `git show REV:path`).
 
     `path` is where the file lives (relative paths in it resolve from there), `shown`
     names it in errors (`origin/main:fleet.yaml:3:5`), and `files`, if given, are the
     repo-relative paths `forEach.glob` matches instead of the working tree.
     """
-    return _load(text, path=Path(path), shown=shown, files=files)
+    limits = limits or bounds.current()
+    if len(text.encode("utf-8", "surrogateescape")) > limits.max_bytes:
+        raise FleetError(f"{shown}: larger than the limit of {limits.max_bytes} bytes", hint=_size_hint())
+    return _load(text, path=Path(path), shown=shown, files=files, limits=limits)
 
 
-def _load(text: str, *, path: Path, shown: str, files: Sequence[str] | None = None) -> LoadedFleet:
+def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[str] | None = None) -> LoadedFleet:
     from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
 
     doc = _parse_yaml(text, shown)
+    if unusable := _unusable_strings(doc, shown):
+        raise SpecInvalid(unusable)  # before anything uses them: a NUL in a path or argv is a crash
     _refuse_plan(doc, shown)
     fleet = _validate(doc, shown)
-    repo = (path.resolve().parent / fleet.spec.repo).resolve()
+    repo, path_issues = _repo_paths(fleet, path, limits)
+    if path_issues:
+        files = ()  # a path that leads out of the repository: look at nothing there
     main = main_checkout(repo)
     agents, problems = check_fleet(fleet, repo, files=files, main=main)
+    problems = path_issues + problems
     if problems:
-        raise SpecInvalid([_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems])
+        raise SpecInvalid(sorted((_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems),
+                                 key=lambda p: (p.line or 0, p.col or 0)))
     return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc,
                        worktrees_root=(main / fleet.spec.worktrees.root).resolve())
 
@@ -119,20 +146,163 @@ def main_checkout(repo: Path) -> Path:
     return common.parent
 
 
-def _read(path: Path, shown: str) -> str:
+def _read(path: Path, shown: str, limits: Limits) -> str:
+    """The file's text: a regular file inside the repository that holds it, at most
+    `limits.max_bytes`, UTF-8 (a bad byte is reported at its line and column)."""
+    if not limits.allow_outside_repo:
+        boundary = repository_of(path)
+        real = _real(path)
+        if real is not None and not _inside(real, boundary):
+            raise FleetError(f"{shown} is a symlink to a file outside the repository that holds it ({boundary})",
+                             hint=f"pass the fleet file itself; to read it anyway, an operator passes "
+                                  f"{bounds.OUTSIDE_FLAG} (or sets {bounds.OUTSIDE_ENV}=1)")
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NONBLOCK: a FIFO must not block the open; it is refused below, like a device
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FleetError(f"{shown}: no such file", hint="check the path to your fleet.yaml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetError(f"{shown}: cannot read: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise FleetError(f"{shown}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise FleetError(f"{shown}: not a regular file ({what})", hint="pass the fleet file itself")
+        try:
+            data = f.read(limits.max_bytes + 1)
+        except OSError as exc:
+            raise FleetError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limits.max_bytes:
+        raise FleetError(f"{shown}: larger than the limit of {limits.max_bytes} bytes", hint=_size_hint())
+    return _decode(data, shown)
+
+
+def _size_hint() -> str:
+    return (f"a fleet file is a few KiB; if this one is meant to be this big, raise the limit with "
+            f"{bounds.SIZE_FLAG} BYTES (or {bounds.SIZE_ENV}=BYTES)")
+
+
+def _decode(data: bytes, shown: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[start:exc.start].decode("utf-8", "replace")) + 1
+        raise SpecInvalid([Problem(f"not valid UTF-8: byte 0x{data[exc.start]:02x} ({exc.reason})", shown, line, col,
+                                   "save the file as UTF-8 text")]) from None
+
+
+class _Located(MarkedYAMLError):
+    """A problem found while the document is read (a limit of spec/limits.py crossed, a value
+    that cannot be built), with its own message and hint."""
+
+    def __init__(self, problem: str, mark: Any, hint: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.hint = hint
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing a document nested deeper than MAX_DEPTH, aliases that
+    would expand to more than MAX_ALIAS_NODES values, and an alias inside the node it names
+    (a cycle): each at the event where it happens, before anything expands the document."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader=loader)
+        self._size: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+        self._open: list[str] = []  # anchors of the nodes being composed
+        self._added = 0  # values added by aliases so far
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            if event.anchor in self._open:
+                raise _Located(f"alias *{event.anchor} is inside the node &{event.anchor} it repeats", event.start_mark,
+                               "an alias repeats a node defined before it, never the node that contains it")
+            node = super().compose_node(parent, index)
+            self._added += self._size.get(id(node), 1)
+            if self._added > bounds.MAX_ALIAS_NODES:
+                raise _Located(f"aliases expand to more than {bounds.MAX_ALIAS_NODES} values", event.start_mark,
+                               "anchors and aliases (&name, *name) are for repeating a few settings; write the "
+                               "values out or use forEach")
+            return node
+        self._depth += 1
+        if self._depth > bounds.MAX_DEPTH:
+            raise _too_deep(event.start_mark)
+        if event.anchor is not None:
+            self._open.append(event.anchor)
+        node = super().compose_node(parent, index)
+        if event.anchor is not None:
+            self._open.pop()
+        self._depth -= 1
+        size = 1
+        if isinstance(node, SequenceNode):
+            size += sum(self._size.get(id(item), 1) for item in node.value)
+        elif isinstance(node, MappingNode):
+            size += sum(self._size.get(id(k), 1) + self._size.get(id(v), 1) for k, v in node.value)
+        self._size[id(node)] = size
+        return node
+
+
+def _too_deep(mark: Any) -> _Located:
+    return _Located(f"nested more than {bounds.MAX_DEPTH} levels deep", mark,
+                    "a fleet file nests a handful of levels (spec.agents[0].env.NAME is the deepest)")
+
+
+class _FlowDepth:
+    """Mixed into ruamel's scanner: `[` and `{` nested deeper than MAX_DEPTH are refused as they
+    are read. The scanner keeps one pending simple key per open bracket and rescans them all
+    for every token, so deep flow nesting costs quadratic time before the composer sees a node."""
+
+    flow_level: int
+    reader: Any
+
+    def fetch_flow_collection_start(self, token_class: Any, to_push: str) -> None:
+        if self.flow_level >= bounds.MAX_DEPTH:
+            raise _too_deep(self.reader.get_mark())
+        super().fetch_flow_collection_start(token_class, to_push)  # type: ignore[misc]
+
+
+@functools.cache
+def _bounded_scanner(scanner: type) -> type:
+    return type(f"Bounded{scanner.__name__}", (_FlowDepth, scanner), {})
+
+
+class _LocatedConstructor(RoundTripConstructor):
+    """A value that cannot be built (a date that does not exist, an integer of 5,000
+    digits) is an error at that value, not a crash."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except YAMLError:
+            raise
+        except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:  # `!!bool x`: KeyError
+            raise _Located(f"cannot read this value as {_tag(node)}: {exc}", node.start_mark,
+                           "quote it if it is meant as a string; otherwise write a value of that type") from None
+
+
+def _tag(node: Any) -> str:
+    tag = str(getattr(node, "tag", "") or "")
+    return "!!" + tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else (tag or "YAML")
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Scanner = _bounded_scanner(yaml.Scanner)
+    yaml.Composer = _BoundedComposer
+    yaml.Constructor = _LocatedConstructor
+    return yaml
 
 
 def _parse_yaml(text: str, shown: str) -> Any:
     try:
-        doc = YAML(typ="rt").load(text)
+        doc = _yaml().load(text)
     except MarkedYAMLError as exc:
         raise SpecInvalid([_yaml_problem(exc, shown)]) from None
+    except YAMLError as exc:  # the reader's (a character YAML does not allow): a position, no mark
+        raise SpecInvalid([_reader_problem(exc, text, shown)]) from None
     if not isinstance(doc, dict):
         raise SpecInvalid([Problem("the file must be a YAML mapping with apiVersion, kind, "
                                    "metadata and spec", shown, 1, 1,
@@ -155,6 +325,9 @@ def _refuse_plan(doc: dict[str, Any], shown: str) -> None:
 def _yaml_problem(exc: MarkedYAMLError, shown: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or str(exc)
+    if isinstance(exc, _Located):
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        return Problem(problem, shown, line, col, exc.hint)
     hint = "fix the YAML syntax at this position"
     if "'\\t'" in problem:
         problem, hint = "tab character in indentation", "YAML allows only spaces for indentation"
@@ -162,6 +335,122 @@ def _yaml_problem(exc: MarkedYAMLError, shown: str) -> Problem:
         hint = "each key may appear once per mapping; remove or rename one of them"
     line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
     return Problem(f"invalid YAML: {problem}", shown, line, col, hint)
+
+
+def _reader_problem(exc: YAMLError, text: str, shown: str) -> Problem:
+    position = getattr(exc, "position", None)
+    char = getattr(exc, "character", None)
+    what = f"character U+{char:04X} is not allowed in YAML" if isinstance(char, int) else f"invalid YAML: {exc}"
+    if not isinstance(position, int):
+        return Problem(what, shown, None, None, "remove it")
+    line = text.count("\n", 0, position) + 1
+    col = position - (text.rfind("\n", 0, position) + 1) + 1
+    return Problem(what, shown, line, col, "remove it; write control characters as escapes in a double-quoted "
+                                           "string (\"\\t\") where a value needs one")
+
+
+def _unusable_strings(doc: Any, shown: str, most: int = 20) -> list[Problem]:
+    """Strings (keys and values, anywhere) that no program's argv or environment can hold: a
+    NUL, or a lone surrogate (not text at all). Each at its position; at most `most`."""
+    found: list[Problem] = []
+    seen: set[int] = set()
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), doc)]
+    while stack and len(found) < most:
+        loc, node = stack.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:  # an alias: the node it repeats is checked once
+                continue
+            seen.add(id(node))
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and (why := _unusable(key)):
+                    found.append(_place(doc, shown, (*loc, key), f"the key {_short(key)} {why}", _UNUSABLE_HINT,
+                                        at_key=True))
+                stack.append(((*loc, key), value))
+        elif isinstance(node, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(node))
+        elif isinstance(node, str) and (why := _unusable(node)):
+            found.append(_place(doc, shown, loc, f"{_dotted(loc) or 'the document'}: {_short(node)} {why}",
+                                _UNUSABLE_HINT))
+    return sorted(found, key=lambda p: (p.line or 0, p.col or 0))
+
+
+_UNUSABLE_HINT = "remove it: strings become program arguments, environment variables and paths, which cannot hold it"
+
+
+def _short(text: str, most: int = 40) -> str:
+    return repr(text) if len(text) <= most else repr(text[:most]) + "..."
+
+
+def _repr(value: Any, most: int = 60) -> str:
+    """A value from the file, for a message: never long, and never a crash (an integer of 5,000
+    digits has no decimal repr under Python's limit)."""
+    if isinstance(value, str):
+        return _short(value, most)
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "<a value>"
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def _unusable(text: str) -> str | None:
+    if "\0" in text:
+        return "contains a NUL character (\\0)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate escape (such as \\ud800), which is not a character"
+    return None
+
+
+def repository_of(path: Path) -> Path:
+    """The directory a fleet file's paths must stay in: the git work tree that holds the file
+    as named (the nearest directory upwards with a `.git`), else the directory that holds it.
+    Found without running git, so `fleet validate` needs none."""
+    here = Path(os.path.abspath(path)).parent
+    here = _real(here) or here
+    for directory in (here, *here.parents):
+        if os.path.lexists(directory / ".git"):
+            return directory
+    return here
+
+
+def _repo_paths(fleet: Fleet, path: Path, limits: Limits) -> tuple[Path, list[tuple[Loc, str, str | None]]]:
+    """spec.repo, resolved, and what is wrong with where it and worktrees.root lead."""
+    boundary = repository_of(path)
+    here = (_real(path) or Path(os.path.abspath(path))).parent
+    issues: list[tuple[Loc, str, str | None]] = []
+    allow = (f"an operator can allow it with {bounds.OUTSIDE_FLAG} (or {bounds.OUTSIDE_ENV}=1); "
+             f"a pull request cannot")
+    repo = _real(here / fleet.spec.repo)
+    if repo is None:
+        return boundary, [(("spec", "repo"), f"spec.repo {fleet.spec.repo!r} is a symlink loop", "fix the symlink")]
+    if not limits.allow_outside_repo and not _inside(repo, boundary):
+        return boundary, [(("spec", "repo"), f"spec.repo {fleet.spec.repo!r} leads outside the repository that "
+                           f"holds this file ({boundary})",
+                           f"point it at that repository or a directory in it (e.g. repo: .); {allow}")]
+    root = fleet.spec.worktrees.root
+    lexical = not os.path.isabs(root) and os.path.normpath(root).split(os.sep)[0] != ".."  # else checks.py says so
+    real_root = _real(repo / root)
+    if lexical and real_root is None:
+        issues.append((("spec", "worktrees", "root"), f"worktrees.root {root!r} is a symlink loop", "fix the symlink"))
+    elif lexical and real_root is not None and not limits.allow_outside_repo and not _inside(real_root, repo):
+        issues.append((("spec", "worktrees", "root"), f"worktrees.root {root!r} leads outside the repo through a "
+                       f"symlink", f"remove the symlink, or use another directory; {allow}"))
+    return repo, issues
+
+
+def _real(path: Path) -> Path | None:
+    """`path` with every symlink resolved (what does not exist yet, as written); None for a loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def _validate(doc: Any, shown: str) -> Fleet:
@@ -228,7 +517,7 @@ def _pydantic_problem(doc: Any, shown: str, err: Any, loc: tuple[Any, ...]) -> P
         return _place(doc, shown, loc, f"{where}: {words[0]}", words[1])
     msg = err["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") and not isinstance(got, (dict, list)):
-        msg = f"{msg}, got {type(got).__name__} {got!r}"
+        msg = f"{msg}, got {type(got).__name__} {_repr(got)}"
     return _place(doc, shown, loc, f"{dotted}: {msg}", _hint_for(kind, loc, got))
 
 
@@ -236,21 +525,23 @@ def _in_words(kind: str, loc: Loc, got: Any, ctx: dict[str, Any]) -> tuple[str, 
     """(message, hint) for the mistakes people make most, saying what to write instead."""
     key = str(loc[-1]) if loc else ""
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
-        return f"{got!r} is not a duration", _DURATION_RULE
+        return f"{_repr(got)} is not a duration", _DURATION_RULE
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS and isinstance(got, str):
         what, rule, why, unsafe = _PATTERNS[ctx["pattern"]]
         fixed = re.sub(unsafe, "_" if ctx["pattern"] == ENV_NAME_PATTERN else "-", got).strip("-.")
         if fixed[:1].isdigit() and ctx["pattern"] == ENV_NAME_PATTERN:
             fixed = "_" + fixed
         example = f"e.g. {fixed!r}" if fixed and re.fullmatch(ctx["pattern"], fixed) else ""
-        return f"{got!r} is not {what}: {rule}", "; ".join(p for p in (example, why) if p) or rule
+        return f"{_repr(got)} is not {what}: {rule}", "; ".join(p for p in (example, why) if p) or rule
     if kind == "string_type" and isinstance(got, (int, float)) and not isinstance(got, bool) \
             and DURATION_PATTERN in _field_patterns(loc):
-        return f"{got} is a number, not a duration", f"add a unit, e.g. {key}: {got}m (minutes) or {got}s (seconds)"
+        number = _repr(got)
+        return f"{number} is a number, not a duration", \
+            f"add a unit, e.g. {key}: {number}m (minutes) or {number}s (seconds)"
     if kind == "list_type" and isinstance(got, str):
         items = _split_args(got) if key in {"command", "args"} else [got]
         what = " (the program and its arguments, one item each)" if key == "command" else ""
-        return (f"must be a list{what}, not the string {got!r}",
+        return (f"must be a list{what}, not the string {_repr(got)}",
                 f"write it as a list: {key}: [{', '.join(_flow_item(i) for i in items)}]")
     return None
 
@@ -311,7 +602,7 @@ def _hint_for(kind: str, loc: Loc, got: Any = None) -> str:
     if kind in {"int_type", "float_type", "bool_type"} and isinstance(got, str):
         return "write the value without quotes"
     if kind == "string_type" and isinstance(got, (bool, int, float)):
-        return f"quote it: {last}: \"{str(got).lower() if isinstance(got, bool) else got}\""
+        return f"quote it: {last}: \"{str(got).lower() if isinstance(got, bool) else _repr(got)}\""
     if kind.endswith("_type"):
         return "check the value's type (quote strings that look like numbers or booleans)"
     return "see schemas/fleet.schema.json for the allowed values"

@@ -24,6 +24,8 @@ def ref_problem(ref: str) -> str | None:
     """Why `ref` breaks `git check-ref-format` rules, or None. Pure, so validation spawns nothing."""
     if not ref:
         return "empty ref name"
+    if ref.startswith("-"):  # git would read it as an option (`--output=FILE` writes a file)
+        return f"{ref!r}: must not start with '-'"
     if ref.startswith("/") or ref.endswith("/") or "//" in ref:
         return f"{ref!r}: must not start or end with '/' or contain '//'"
     if ".." in ref or "@{" in ref or ref == "@":

@@ -44,7 +44,7 @@ from ...store.records import RUNNING, SessionRecord
 from ..base import GateRunner, Halted, Launched, WorkspaceLost
 from . import cluster
 from .actor import Launch, SessionConfig
-from .observe import RayObserved, Session, append_log, node_label, observe, read_json
+from .observe import OFFLINE_NOTE, RayObserved, Session, append_log, node_label, observe, observe_offline, read_json
 from .remote import Remote
 
 
@@ -52,16 +52,24 @@ class RayEngine:
     name = "ray"
     supports_saved_plans = False  # a saved plan would have to fix the cluster's state too
 
-    def __init__(self, loaded: LoadedFleet) -> None:
+    def __init__(self, loaded: LoadedFleet, *, connect: bool = True) -> None:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
         self.store = state_store(self.repo, loaded.name)
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
+        # False (`fleet diff` without --connect): observe local state only, never the cluster or the remote
+        self.connect = connect
 
     # -- observe and plan ------------------------------------------------------------------
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> RayObserved:
-        observed = observe(self.loaded, inspect_all=inspect_all, readonly=readonly, repo=self.repo, store=self.store)
+        if not self.connect:
+            if not readonly:
+                raise FleetError("internal: an engine that may not connect only previews")
+            observed = observe_offline(self.loaded, repo=self.repo, store=self.store)
+        else:
+            observed = observe(self.loaded, inspect_all=inspect_all, readonly=readonly, repo=self.repo,
+                               store=self.store)
         self._observed_remote = observed.remote
         return observed
 
@@ -79,7 +87,8 @@ class RayEngine:
                                                 f"(sessions clone it on their node)",
                                  details={"branch": branch, "remote": ray_obs.remote.url})
             actions.append(action)
-        return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(self._notes(ray_obs)))
+        notes = self._notes(ray_obs) if self.connect else [OFFLINE_NOTE]
+        return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(notes))
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
         """Free the clone and slot of every session that has ended and whose record is up to date.

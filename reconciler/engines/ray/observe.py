@@ -125,6 +125,41 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     return obs
 
 
+OFFLINE_NOTE = ("not connected: this plan is made from local state only (the session records and the last "
+                "fetch of spec.remote on this machine; sessions are taken to be as last recorded). "
+                "`fleet diff --connect` connects to the Ray cluster and fetches spec.remote to plan against the "
+                "live sessions")
+
+
+def observe_offline(loaded: LoadedFleet, *, repo: GitRepo, store: StateStore) -> RayObserved:
+    """What `fleet diff` of a ray fleet plans from without --connect: the state store and the
+    fetch cache as they are on this machine. No connection to the cluster or the remote
+    (their addresses come from the file, which may be an untrusted pull request's), and no
+    write: a recorded Running session is taken to be running still."""
+    home = fleet_home(repo)
+    remote = Remote.of(loaded, fleet_home=home, objects=None, resolve=False)
+    remote.read_cache()
+    spec = loaded.fleet.spec
+    cached = (remote.cache / "HEAD").is_file() and remote.resolve(spec.base) is not None
+    obs = RayObserved(store=store, base_exists=cached or repo.ref_exists(spec.base), remote=remote,
+                      namespace=cluster.namespace(loaded))
+    obs.owned_branches = set(remote.owned)
+    obs.ledger = read_json(obs.ledger_path())
+    for name, rec in store.all().items():
+        obs.agents[name] = ObservedAgent(name, record=rec, alive=rec.phase == RUNNING)
+    prefix = loaded.fleet.branch_prefix
+    for branch in remote.owned:
+        name = branch.removeprefix(prefix)
+        if branch.startswith(prefix) and name not in obs.agents:
+            obs.agents[name] = ObservedAgent(name)
+    observe_paths(obs, loaded.agents, lambda: frozenset(remote.heads))
+    desired = {a.name for a in loaded.agents}
+    for name, agent in obs.agents.items():
+        if name not in desired:
+            agent.at_stake, agent.branch = _at_stake(obs, agent, loaded)
+    return obs
+
+
 def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desired_hash: str | None) -> None:
     """Liveness and exit of the agent's session from its actor (see the module docstring)."""
     rec, status = agent.record, session.status

@@ -23,6 +23,7 @@ from ...act.archive import ARCHIVE_PREFIX
 from ...errors import FleetError
 from ...observe.gittree import clean_env as _env
 from ...observe.gittree import last_line as _last_line
+from ...observe.gittree import read_timeout, run_git
 from ...spec.loader import LoadedFleet
 
 OWNERS = "refs/fleet/owners"
@@ -40,8 +41,9 @@ class Remote:
         self.owned: set[str] = set()  # branches with this fleet's owner ref
 
     @classmethod
-    def of(cls, loaded: LoadedFleet, *, fleet_home: Path, objects: Path | None) -> Remote:
-        url = resolve_url(loaded)
+    def of(cls, loaded: LoadedFleet, *, fleet_home: Path, objects: Path | None, resolve: bool = True) -> Remote:
+        """`resolve=False` (diff without --connect): spec.remote as written, nothing looked up."""
+        url = resolve_url(loaded) if resolve else str(loaded.fleet.spec.remote)
         return cls(url, fleet_home / "ray" / loaded.name / "remote.git", loaded.name, borrow=objects)
 
     def refresh(self, *, strict: bool = True) -> None:
@@ -58,6 +60,13 @@ class Remote:
         if res.returncode != 0 and strict:
             raise FleetError(f"cannot fetch spec.remote {self.url}: {_last_line(res.stderr)}",
                              hint="every node and this machine must reach spec.remote (docs/scale-out.md)")
+        self.read_cache()
+
+    def read_cache(self) -> None:
+        """Heads and owner refs as the fetch cache last saw them; nothing is fetched (and with no
+        cache yet, there are none)."""
+        if not (self.cache / "HEAD").is_file():
+            return
         self.heads = self._refs("refs/heads/")
         prefix = f"{OWNERS}/{self.fleet}/"
         self.owned = {ref.removeprefix(prefix) for ref in self._refs(prefix, full=True)}
@@ -135,8 +144,8 @@ class Remote:
             alternates.write_text(f"{self._borrow}\n")
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", f"--git-dir={self.cache}", *args], env=_env(), capture_output=True, text=True,
-                              errors="replace", stdin=subprocess.DEVNULL, timeout=600, check=False)
+        # a remote that does not answer for 10 minutes is an error naming the command (GitTimeout)
+        return run_git(None, f"--git-dir={self.cache}", *args, env=_env(), timeout=600)
 
 
 def resolve_url(loaded: LoadedFleet) -> str:
@@ -151,8 +160,7 @@ def resolve_url(loaded: LoadedFleet) -> str:
     if path.exists():
         return str(path)
     if "/" not in value:
-        res = subprocess.run(["git", "remote", "get-url", value], cwd=loaded.repo, env=_env(), capture_output=True,
-                             text=True, check=False)
+        res = run_git(loaded.repo, "remote", "get-url", value, env=_env(), timeout=read_timeout())
         if res.returncode == 0 and res.stdout.strip():
             url = res.stdout.strip()
             return url if _URL.match(url) else str((loaded.repo / url).resolve())
