@@ -13,23 +13,28 @@ after each step is decided here, once.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..observe.snapshot import ObservedAgent
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionResult
+from ..runtimes.pricing import Price
+from ..runtimes.usage import RunUsage, run_usage
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Backoff
 from ..store import clock
 from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, CannotStart, SessionRecord, now_iso
+from .costs import fold_run, model_mismatch
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
 _LOG_TAIL = 256 * 1024  # result objects are printed last; never read a huge log whole
 
 
-def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None = None) -> SessionRecord | None:
+def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None = None, *,
+              transcript: str | None = None, prices: Sequence[Price] = ()) -> SessionRecord | None:
     """The record with a finished session folded in; the same record if nothing changed.
 
     Never mutates its input, so `fleet status` can show it without writing, and
@@ -59,8 +64,10 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
     else:
         rec.reason = f"session exited {rec.exit_code}"
         rec.set_condition("Ready", "False", "Error", rec.reason)
-    if log_text and rec.runtime:
-        _fold_result(rec, get_runtime(rec.runtime).parse_result(last_run(log_text)), phase)
+    if rec.runtime:
+        run_log = last_run(log_text or "")
+        _fold_result(rec, get_runtime(rec.runtime).parse_result(run_log) if run_log else SessionResult(), phase,
+                     usage=run_usage(rec.runtime, run_log, transcript), prices=prices)
     if rec.phase == SUCCEEDED:
         rec.restarts, rec.backoff_until = 0, None
         if rec.gates:  # the agent's word is not enough: the reconciler runs the gates next
@@ -103,7 +110,8 @@ def exit_unknown(rec: SessionRecord, why: str) -> None:
 
 
 def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: int | None,
-            create_time: float | None, ready: str, started_at: str | None = None) -> None:
+            create_time: float | None, ready: str, started_at: str | None = None,
+            reserved_usd: float | None = None) -> None:
     """A run of `agent`'s current spec has begun. `started_at` is when the launch began (taken
     before it: a program that cannot start has finished by the time the launch returns)."""
     # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
@@ -115,13 +123,15 @@ def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: in
     rec.session_id, rec.spec_hash, rec.session_spec = session_id, agent.spec_hash, agent.session_spec()
     rec.started_at, rec.finished_at, rec.exit_code, rec.reason = started_at or now_iso(), None, None, None
     rec.held = None
+    rec.reserved_usd, rec.paused = reserved_usd, False
     rec.set_condition("Ready", "Unknown", "Running", ready)
-    for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked", "StartFailed", "ExitRecordCorrupt"):
+    for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked", "StartFailed", "ExitRecordCorrupt", "Pilot",
+                   "CostUnknown"):
         rec.clear_condition(waited, "Started")
 
 
 def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: list[str],
-            api_error: str | None, policy: Backoff) -> None:
+            api_error: str | None, policy: Backoff, pause: bool = False) -> None:
     """fleet stopped the run. `condition` (Stalled, DeadlineExceeded) makes it a failure,
     restarted per policy, with the last output kept for status; otherwise it is Pending."""
     rec.finished_at = not_before(now_iso(), rec.started_at)
@@ -133,6 +143,11 @@ def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: lis
         rec.set_condition(condition, "True", condition, reason)
         rec.set_condition("Ready", "False", condition, reason)
         back_off(rec, policy)
+    elif pause:
+        # a budget ran out: the conversation is kept and resumed when the budget allows
+        rec.phase, rec.reason, rec.paused = PENDING, f"paused: {reason}", True
+        rec.set_condition("BudgetExhausted", "True", "BudgetExhausted", reason)
+        rec.set_condition("Ready", "False", "Paused", reason)
     else:
         rec.phase, rec.reason = PENDING, f"stopped: {reason}"
         rec.set_condition("Ready", "False", "Stopped", reason)
@@ -174,14 +189,40 @@ def not_before(when: str, start: str | None) -> str:
         return when
 
 
-def _fold_result(rec: SessionRecord, result: SessionResult, phase: str) -> None:
-    if result.cost_usd is not None:
-        # claude/codex report a resumed conversation's running total, others one process's
-        # spend: either way one ledger entry per conversation or run, set, never added
-        per_conversation = result.extra.get("usage_scope") == "conversation"
-        key = (result.session_id or rec.session_id) if per_conversation else None
-        rec.ledger[key or f"run-{rec.started_at}"] = {"usd": result.cost_usd, "at": rec.finished_at}
-        rec.cost_usd = round(sum(float(e["usd"]) for e in rec.ledger.values()), 6)
+def fold_stopped_run(rec: SessionRecord, log_text: str, *, transcript: str | None = None,
+                     prices: Sequence[Price] = ()) -> None:
+    """The cost of a run fleet stopped (stall, deadline, budget pause): nothing is killed
+    without its cost recorded."""
+    if not rec.runtime:
+        return
+    run_log = last_run(log_text)
+    result = get_runtime(rec.runtime).parse_result(run_log) if run_log else SessionResult()
+    _record_cost(rec, result, run_usage(rec.runtime, run_log, transcript), prices)
+
+
+def _record_cost(rec: SessionRecord, result: SessionResult, usage: RunUsage, prices: Sequence[Price]) -> None:
+    entry = fold_run(rec, result, usage, prices=prices)
+    if entry is not None and entry.get("unknown"):
+        rec.set_condition("CostUnknown", "True", "CostUnknown",
+                          f"the run of {rec.started_at} left no usage fleet can read; it counts at its cap "
+                          f"${_number(entry.get('usd')):.4g}")
+    models = entry.get("models") if entry is not None else None
+    mismatch = model_mismatch(rec.model, models if isinstance(models, list) else [])
+    if mismatch:
+        rec.set_condition("ModelMismatch", "True", "BilledAsAnotherModel", mismatch)
+    elif entry is not None and models:
+        rec.clear_condition("ModelMismatch", "BilledAsDeclared")
+    if usage.warnings:
+        rec.set_condition("CLIWarning", "True", "CLIWarning", "; ".join(usage.warnings))
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _fold_result(rec: SessionRecord, result: SessionResult, phase: str, *, usage: RunUsage,
+                 prices: Sequence[Price]) -> None:
+    _record_cost(rec, result, usage, prices)
     if result.session_id:
         rec.session_id = result.session_id
     if result.is_error and phase == SUCCEEDED:

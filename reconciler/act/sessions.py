@@ -75,7 +75,7 @@ def session_argv(agent: DesiredAgent, session_id: str, resume: tuple[str, str] |
 def session_request(agent: DesiredAgent, session_id: str) -> SessionRequest:
     return SessionRequest(agent=agent.name, workdir=agent.worktree, prompt=agent.prompt, session_id=session_id,
                           model=agent.tier.model, args=tuple(agent.tier.args), command=agent.command,
-                          locks=agent.locks)
+                          locks=agent.locks, max_budget_usd=agent.max_budget_usd)
 
 
 def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,

@@ -6,7 +6,7 @@ talk to the fleet's engine (engines/base.py) and never ask which one it is.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -15,14 +15,16 @@ from ..act.lifecycle import read_log_tail, refreshed
 from ..act.worktrees import ensure_excluded, keep_protect
 from ..engines import engine_for
 from ..errors import FleetError
+from ..observe.progress import read_transcript
 from ..observe.snapshot import Observed, fleet_home, legacy_home
 from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
+from ..runtimes.pricing import Price, overrides
 from ..spec.loader import LoadedFleet
 from ..spec.models import Backoff
 from ..store import clock
 from ..store.home import migrate
-from ..store.records import StateStore
+from ..store.records import RUNNING, StateStore
 
 if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never load the executor
     from ..engines.base import Engine
@@ -51,18 +53,22 @@ def preview(loaded: LoadedFleet, *, targets: Iterable[str] = (), archive: bool =
     """Observe and plan without writing anything (records are refreshed in memory only)."""
     engine = engine or engine_for(loaded)
     observed = engine.observe(inspect_all=inspect_all, readonly=True)
-    refresh_records(engine.store, observed, save=False, backoff=loaded.fleet.spec.restartBackoff)
+    refresh_records(engine.store, observed, save=False, backoff=loaded.fleet.spec.restartBackoff,
+                    prices=overrides(loaded.fleet.spec.budget.prices))
     plan = make_plan(loaded, observed, targets=targets, archive=archive, now=clock.now())
     return observed, engine.adjust(plan, observed)
 
 
-def refresh_records(store: StateStore, observed: Observed, *, save: bool, backoff: Backoff) -> None:
+def refresh_records(store: StateStore, observed: Observed, *, save: bool, backoff: Backoff,
+                    prices: Sequence[Price] = ()) -> None:
     """Fold ended sessions (exit code, cost) and adopted ones into the records."""
     for agent in observed.agents.values():
         if agent.record is None:
             continue
+        ended = not agent.alive and agent.record.phase == RUNNING
         log = store.log_path(agent.name) if not agent.alive else None
-        new = refreshed(agent, read_log_tail(log) if log else None, backoff)
+        new = refreshed(agent, read_log_tail(log) if log else None, backoff,
+                        transcript=read_transcript(agent.record) if ended else None, prices=prices)
         if new is not agent.record or agent.adopted:
             agent.record = new
             if save and new is not None:
@@ -132,7 +138,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
         observed = engine.observe(inspect_all=inspect_all, readonly=False)
         engine.store.sweep_temp()
-        refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff)
+        refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff,
+                        prices=overrides(loaded.fleet.spec.budget.prices))
         sync_declared(loaded, engine.store, observed, engine.repo)
         if planner is not None:
             the_plan = planner(observed)

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 from .. import telemetry
 from ..act import lifecycle
+from ..act.costs import conversation_reported
 from ..act.failpoints import failpoint
 from ..act.gates import record_gates
 from ..errors import EXIT_BLOCKED, FleetError
-from ..observe.progress import last_api_error, last_lines
+from ..observe.progress import last_api_error, last_lines, read_transcript
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from ..runtimes.pricing import overrides
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import BLOCKED as PHASE_BLOCKED
@@ -122,6 +124,12 @@ class Executor:
     def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
                *, resume: tuple[str, str] | None = None, prepared: object | None = None) -> str:
         assert agent is not None
+        reserve = action.details.get("reserveUsd")
+        reserved = float(reserve) if isinstance(reserve, (int, float)) else None
+        if reserved is not None and prepared is None:
+            # the session's hard cap is its reservation (claude: on top of what its conversation
+            # already reported, as its running total is what the CLI compares)
+            agent = replace(agent, max_budget_usd=round(reserved + self._conversation_so_far(agent, resume), 6))
         prepared = prepared or self.engine.prepare(agent, resume)
         rec = self._record(agent)
         rec.reason = STARTING_SESSION  # intent, recorded before the session exists
@@ -131,7 +139,8 @@ class Executor:
         launched = self.engine.launch(agent, prepared, self.observed)
         failpoint("spawn:after-launch")
         lifecycle.started(rec, agent, session_id=launched.session_id, pid=launched.pid,
-                          create_time=launched.create_time, ready=launched.ready, started_at=at)
+                          create_time=launched.create_time, ready=launched.ready, started_at=at,
+                          reserved_usd=reserved)
         if launched.cannot_start is not None:  # a configuration error: the action failed, no restart loop
             lifecycle.could_not_start(rec, launched.cannot_start)
             self.store.save(rec)
@@ -164,12 +173,23 @@ class Executor:
             return "not running"
         failpoint("stop:after-stop")
         self.store.clear_exit(rec.agent)
-        condition = action.details.get("condition")
+        budget = action.details.get("budget")  # stopped by a budget: not a failure
+        condition = None if budget else action.details.get("condition")
+        rec.finished_at = now_iso()
+        lifecycle.fold_stopped_run(rec, halted.log_tail, transcript=read_transcript(rec),
+                                   prices=overrides(self.loaded.fleet.spec.budget.prices))
         lifecycle.stopped(rec, reason=action.reason, condition=condition, tail=last_lines(halted.log_tail),
                           api_error=last_api_error(rec) if condition else None,
-                          policy=self.loaded.fleet.spec.restartBackoff)
+                          policy=self.loaded.fleet.spec.restartBackoff, pause=budget == "pause")
         self.store.save(rec)
         return halted.message
+
+    def _conversation_so_far(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> float:
+        """What a resumed claude conversation already reported (its CLI's cap covers the total)."""
+        if resume is None or agent.tier.runtime != "claude":
+            return 0.0
+        rec = self.store.load(agent.name)
+        return conversation_reported(rec, resume[0]) if rec is not None else 0.0
 
     def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert obs is not None

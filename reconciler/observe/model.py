@@ -88,6 +88,10 @@ class ObservedAgent:
     adopted: bool = False  # a session not yet recorded: live (its owner variables) or ended (its exit record)
     branch: str | None = None  # this fleet's branch for the agent, when it exists without a worktree
     last_progress: float | None = None  # epoch seconds; live sessions only (observe/progress.py)
+    # what the running session's current run has spent so far, from its log (observe/live.py);
+    # live_usd None with live_tokens set: tokens of a model without a price
+    live_usd: float | None = None
+    live_tokens: int | None = None
     # `protect` as kept outside the state store, where it survives losing every record:
     # "marker" (the worktree's ownership marker) and "branch" (`branch.<b>.fleetProtect`),
     # each present only where that place exists for this fleet's agent
@@ -142,6 +146,8 @@ class Observed:
     # desired worktree path -> PATH_* for each declared agent without a worktree; a path
     # not listed was not observed and counts as PATH_MISSING
     paths: dict[Path, str] = field(default_factory=dict, repr=False)
+    # forEach groups released from their pilot by `fleet promote GROUP` (store/promotions.py)
+    promoted: frozenset[str] = frozenset()
 
     def running(self) -> list[ObservedAgent]:
         return [a for a in self.agents.values() if a.alive]

@@ -41,6 +41,20 @@ def transcripts(rec: SessionRecord) -> list[Path]:
 
 
 _TAIL = 64 * 1024
+_TRANSCRIPT_MOST = 8 * 1024 * 1024  # a transcript read for costs: its last 8 MiB (usage of this run's messages)
+
+
+def read_transcript(rec: SessionRecord) -> str | None:
+    """The session's transcript text (its tail), for pricing a run that printed no result."""
+    for path in transcripts(rec):
+        try:
+            with path.open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - _TRANSCRIPT_MOST))
+                return f.read().decode(errors="replace")
+        except OSError:
+            continue
+    return None
 
 
 def transcript_activity(path: Path) -> tuple[float | None, str | None]:

@@ -6,11 +6,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..runtimes.pricing import overrides
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.home import home_of, legacy_of
+from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
+from .live import live_spend
 from .model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -113,10 +116,15 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     for spec_agent in loaded.agents:
         if (seen := obs.agents.get(spec_agent.name)) is not None:
             _adopt_ended(seen, spec_agent)
+    prices = overrides(loaded.fleet.spec.budget.prices)
     for agent in obs.agents.values():
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
             agent.last_progress = last_progress(agent.record, log=store.log_path(agent.name), admin_dir=admin)
+            spent = live_spend(agent.record, store.log_path(agent.name), prices)
+            if spent is not None:
+                agent.live_usd, agent.live_tokens = spent.usd, spent.tokens
+    obs.promoted = frozenset(read_promotions(store.dir))
     desired = {a.name for a in loaded.agents}
     base = loaded.fleet.spec.base
     ours = frozenset([p.pid for p in obs.orphans] + [a.record.pid for a in obs.agents.values()

@@ -36,6 +36,8 @@ class Plan:
     fleet: str
     actions: tuple[Action, ...]
     notes: tuple[str, ...] = ()  # things worth saying that are not actions (foreign worktrees)
+    budgets: tuple[dict[str, Any], ...] = ()  # each budget line: limit, spent, reserved, window, reset (plan/budget.py)
+    projections: tuple[dict[str, Any], ...] = ()  # each rollout group's pilot projection (plan/pilot.py)
 
     @property
     def has_changes(self) -> bool:
@@ -54,4 +56,6 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"apiVersion": "fleet/v1alpha1", "kind": "Plan", "fleet": self.fleet,
                 "changes": self.has_changes, "summary": self.counts(),
-                "actions": [a.to_json() for a in self.actions], "notes": list(self.notes)}
+                "actions": [a.to_json() for a in self.actions], "notes": list(self.notes),
+                **({"budgets": list(self.budgets)} if self.budgets else {}),
+                **({"projections": list(self.projections)} if self.projections else {})}

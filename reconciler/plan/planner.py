@@ -19,38 +19,38 @@ from ..observe.model import PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, Observ
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.ledger import Spend, spend_on
 from ..store.records import FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from .budget import Budgets, Line, budgets, reservation, usd
 from .drift import explain
+from .pilot import holds
 
 
 @dataclass
 class _Slots:
-    """What new sessions may start, as the plan would leave things: caps and budget."""
+    """What new sessions may start, as the plan would leave things: caps and budgets."""
 
     fleet_cap: int | None
     tier_caps: dict[str, int | None]
-    budget: float | None = None
-    tier_budgets: dict[str, float] = field(default_factory=dict)
-    spend: Spend = field(default_factory=Spend)
+    budgets: Budgets | None = None
+    amounts: dict[str, float | None] = field(default_factory=dict)  # agent -> what its start reserves
     total: int = 0
     by_tier: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, Line] = field(default_factory=dict)  # agent -> the budget line that refused it
 
-    def take(self, tier: str) -> tuple[str, str | None] | None:
-        """Take a slot, or return (why not, condition type)."""
-        if self.budget is not None and self.spend.total >= self.budget:
-            return (f"budget.usdPerDay ${self.budget:.2f} reached (${self.spend.total:.2f} spent today)",
-                    "BudgetExhausted")
-        tier_budget = self.tier_budgets.get(tier)
-        if tier_budget is not None and self.spend.by_tier.get(tier, 0.0) >= tier_budget:
-            return (f"budget.perTier.{tier} ${tier_budget:.2f} reached "
-                    f"(${self.spend.by_tier.get(tier, 0.0):.2f} spent today)", "BudgetExhausted")
+    def take(self, tier: str, agent: str = "") -> tuple[str, str | None] | None:
+        """Take a slot (and reserve the agent's amount on its budgets), or return (why not, condition type)."""
+        line = self.budgets.refusing(agent, tier) if self.budgets is not None else None
+        if line is not None:
+            self.refused[agent] = line
+            return line.refusal(agent), "BudgetExhausted"
         if self.fleet_cap is not None and self.total >= self.fleet_cap:
             return f"concurrency.maxRunning={self.fleet_cap} reached ({self.total} running or starting)", None
         cap = self.tier_caps.get(tier)
         if cap is not None and self.by_tier.get(tier, 0) >= cap:
             return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running or starting)", None
+        if self.budgets is not None:
+            self.budgets.reserve(agent, tier, self.amounts.get(agent) or 0.0)
         self.add(tier, 1)
         return None
 
@@ -68,9 +68,10 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
         raise ValueError(f"plan() needs an aware UTC datetime, got {now!r}")
     spec = loaded.fleet.spec
     records = [a.record for a in observed.agents.values() if a.record]
-    slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()},
-                   budget=spec.budget.usdPerDay, tier_budgets=dict(spec.budget.perTier),
-                   spend=spend_on(now.date().isoformat(), records))
+    money = budgets(spec, records, live_spend(observed), now)
+    slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()}, budgets=money,
+                   amounts={a.name: reservation(a, records, spec) for a in loaded.agents})
+    pilot_waits, projections = holds(loaded, observed, money)
     for live in observed.running():
         slots.add(live.record.tier if live.record else None, 1)
     desired = {a.name: a for a in loaded.agents}
@@ -97,10 +98,13 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
             actions += _undeclared(obs, prune=spec.gc.prune, slots=slots, archive=archive)
     # hung sessions first: the slots they free go to agents waiting later in this same plan
     expired = {a.name: stop for a in loaded.agents if chosen(a.name)
-               if (stop := _expired(a, observed.agents.get(a.name), slots, now)) is not None}
+               if (stop := _expired(a, observed.agents.get(a.name), slots, now)
+                   or _over_budget(a, observed.agents.get(a.name), slots, spec.budget.onExhausted)) is not None}
     for agent in loaded.agents:
         if agent.name in expired:
             actions.append(expired[agent.name])
+        elif chosen(agent.name) and agent.name in pilot_waits:
+            actions += _pilot_wait(agent, observed.agents.get(agent.name), observed, pilot_waits[agent.name])
         elif chosen(agent.name):  # untargeted agents take no slots: --target X must not wait behind them
             actions += _declared(agent, observed.agents.get(agent.name), observed, slots, now)
     # an ended session waiting for its gates held no slot above; feeding a gate failure back
@@ -109,12 +113,49 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     for i, action in enumerate(actions):
         if action.kind == RUN_GATE and action.details["resume"]:
             assert action.tier is not None  # a declared agent's action: it has a tier
-            if slots.take(action.tier) is not None:
+            if slots.take(action.tier, action.agent) is not None:
                 actions[i] = replace(action, details={**action.details, "resume": False})
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
-    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed))
+    notes += tuple(f"rollout {p.group}: {p.summary()}" + ("; promoted by `fleet promote`" if p.promoted else "")
+                   for p in projections)
+    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed),
+                budgets=tuple(line.to_json() for line in budgets(spec, records, live_spend(observed), now).lines),
+                projections=tuple(p.to_json() for p in projections))
+
+
+def live_spend(observed: Observed) -> dict[str, tuple[float, int]]:
+    """Running agent -> what its current run spent so far (tokens of an unpriced model count $0 here:
+    their run is still capped by its reservation)."""
+    return {name: (a.live_usd or 0.0, a.live_tokens or 0) for name, a in observed.agents.items()
+            if a.alive and (a.live_usd is not None or a.live_tokens is not None)}
+
+
+def _over_budget(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots, policy: str) -> Action | None:
+    """A stop for a running session over its own cap (runtimes fleet caps), or under a spent budget."""
+    if obs is None or not obs.alive or obs.record is None or slots.budgets is None:
+        return None
+    rec = obs.record
+    if (agent.tier.runtime != "claude" and rec.reserved_usd and obs.live_usd is not None
+            and obs.live_usd >= rec.reserved_usd):  # claude stops itself at --max-budget-usd
+        why = f"BudgetCapReached: spent {usd(obs.live_usd)} of this run's cap {usd(rec.reserved_usd)}"
+        slots.add(agent.tier_name, -1)
+        return Action(STOP, agent.name, why, agent.tier_name, {"pid": rec.pid, "condition": "BudgetCapReached"})
+    line = slots.budgets.reached(agent.name, agent.tier_name)
+    if line is None or policy == "continue":
+        return None
+    why = f"BudgetExhausted: {line.refusal(agent.name)}"
+    if agent.protect:
+        return Action(BLOCKED, agent.name, f"{why}; protect: true, so fleet will not stop it", agent.tier_name)
+    slots.add(agent.tier_name, -1)
+    return Action(STOP, agent.name, why + ("; paused, resumed when the budget allows" if policy == "pause" else ""),
+                  agent.tier_name, {"pid": rec.pid, "condition": "BudgetExhausted", "budget": policy})
+
+
+def _pilot_wait(agent: DesiredAgent, obs: ObservedAgent | None, observed: Observed, why: str) -> list[Action]:
+    """A group member waiting for its pilot: its worktree is not made yet either (nothing to spend on)."""
+    return [Action(WAIT, agent.name, why, agent.tier_name, {"then": SPAWN, "condition": "Pilot"})]
 
 
 def _elsewhere(loaded: LoadedFleet, observed: Observed) -> tuple[str, ...]:
@@ -290,18 +331,26 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
         return [_start(RESUME if resumable else SPAWN, agent, why, slots)]
     if phase in (SUCCEEDED, FAILED):
         return []
+    if rec.paused and resumable:
+        return [_start(RESUME, agent, "resume the session a budget paused", slots)]
     return [_start(SPAWN, agent, f"{phase.lower()}: not started yet", slots)]
 
 
 def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
            changes: list[str] | None = None) -> Action:
     details: dict[str, object] = {"changes": changes} if changes else {}
-    refused = slots.take(agent.tier_name)
+    refused = slots.take(agent.tier_name, agent.name)
     if refused is not None:
         why, condition = refused
         if condition:
             details["condition"] = condition
+        line = slots.refused.get(agent.name)
+        if line is not None and line.resets_at is not None and line.reached(agent.name):
+            details["resumesAt"] = line.resets_at.isoformat(timespec="seconds")
         return Action(WAIT, agent.name, f"{kind} waits: {why}", agent.tier_name, {"then": kind, **details})
+    amount = slots.amounts.get(agent.name)
+    if amount is not None:
+        details["reserveUsd"] = round(amount, 6)
     return Action(kind, agent.name, reason, agent.tier_name, details)
 
 

@@ -22,6 +22,9 @@ class SessionRequest:
     args: tuple[str, ...] = ()  # extra args from the tier
     command: tuple[str, ...] | None = None  # runtime `command` only
     locks: tuple[str, ...] = ()  # the fleet's declared build locks (`fleet lock NAME -- CMD`)
+    # the session's hard cap in USD (its budget reservation); claude enforces it itself
+    # (`--max-budget-usd`), other runtimes are stopped by fleet when their live spend reaches it
+    max_budget_usd: float | None = None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ class ClaudeRuntime:
         extra: dict[str, object] = {k: data[k] for k in _EXTRA_KEYS if k in data}
         # A resumed conversation's first result already includes the earlier turns' cost.
         extra["usage_scope"] = "conversation"
+        billed = _billed_models(data)
+        if billed:
+            extra["billed_models"] = billed
         return SessionResult(
             session_id=as_str(data.get("session_id")),
             cost_usd=as_float(data.get("total_cost_usd")),
@@ -94,8 +97,14 @@ class ClaudeRuntime:
         # The prompt goes after `--`: tier args like --allowedTools are variadic and
         # would swallow it, and a prompt starting with "-" would parse as an option.
         model = ["--model", req.model] if req.model else []
+        if req.max_budget_usd is not None:
+            model += ["--max-budget-usd", _usd_arg(req.max_budget_usd)]
         # stream-json needs --verbose in print mode (the CLI refuses it otherwise)
         return [*model, "--output-format", "stream-json", "--verbose", *req.args]
+
+
+def _usd_arg(usd: float) -> str:
+    return f"{usd:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def _is_result(data: JsonDict) -> bool:
@@ -118,6 +127,16 @@ def _tokens(data: JsonDict) -> tuple[int | None, int | None]:
         return (_sum([usage], "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
                 _sum([usage], "output_tokens"))
     return None, None
+
+
+def _billed_models(data: JsonDict) -> list[str]:
+    """The models `modelUsage` says were billed (its keys: the id actually priced, which may
+    differ from the one asked for)."""
+    model_usage = data.get("modelUsage")
+    if not isinstance(model_usage, dict):
+        return []
+    return sorted(k for k, row in model_usage.items() if isinstance(row, dict)
+                  and ((as_float(row.get("costUSD")) or 0) > 0 or (as_int(row.get("inputTokens")) or 0) > 0))
 
 
 def _as_bool(value: object) -> bool | None:

@@ -31,6 +31,8 @@ class DesiredAgent:
     locks: tuple[str, ...] = ()  # the fleet's lock names, so runtimes can tell agents about them
     timeout: float | None = None  # seconds one run may take; None = no limit
     stall_after: float | None = DEFAULT_STALL_AFTER  # seconds without progress before it is stopped
+    # the run's budget reservation, set by the executor for the run it starts (not part of the spec)
+    max_budget_usd: float | None = None
     spec_hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -53,16 +53,54 @@ class Tier(Strict):
     timeout: Duration | None = Field(None, description="Maximum wall time of one session run; none = no limit.")
     stallAfter: Duration | None = Field(None, description="Stop a session that shows no progress this long "
                                                           "(default 15m).")
+    maxUsdPerRun: float | None = Field(None, gt=0, description="Hard cap per run (claude: --max-budget-usd; "
+                                       "others are stopped at it); also what each run reserves.")
+    windows: list[Window] = Field(default_factory=list, description="Quota windows for this tier's runs.")
 
 
 class Concurrency(Strict):
     maxRunning: int | None = Field(None, ge=1, description="Cap on running sessions in the whole fleet.")
 
 
+class Window(Strict):
+    """A quota window (subscription plans): at most `usd` or `tokens` per `every`, counted from
+    the first run that ends in it; a new window starts with the first run after it ends."""
+
+    every: Duration = Field(description="Window length, e.g. 5h.")
+    usd: float | None = Field(None, gt=0, description="USD allowed per window.")
+    tokens: int | None = Field(None, gt=0, description="Tokens (input, output and cache) allowed per window.")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Window:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError("a window needs exactly one of usd or tokens")
+        return self
+
+
+class PriceOverride(Strict):
+    match: str = Field(min_length=1, description="Substring of the model id this price is for, e.g. sonnet.")
+    input: float = Field(ge=0, description="USD per million uncached input tokens.")
+    output: float = Field(ge=0, description="USD per million output tokens.")
+    cacheRead: float | None = Field(None, ge=0, description="USD per million cache-read tokens (default input/10).")
+    cacheWrite: float | None = Field(None, ge=0, description="USD per million cache-write tokens "
+                                                              "(default input x 1.25).")
+
+
 class Budget(Strict):
-    usdPerDay: float | None = Field(None, gt=0, description="Spend per UTC day; over it no new spawns.")
+    usdPerDay: float | None = Field(None, gt=0, description="Spend per UTC day for the fleet; a cap: sessions "
+                                                            "start only while it has room for their reservation.")
     perTier: dict[Name, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict, description="USD per day per tier name.")
+        default_factory=dict, description="USD per UTC day per tier name.")
+    usdPerAgentPerDay: float | None = Field(None, gt=0, description="USD per UTC day for each agent.")
+    windows: list[Window] = Field(default_factory=list, description="Quota windows for the whole fleet, e.g. "
+                                                                    "[{every: 5h, usd: 20}].")
+    estimateUsdPerRun: float | None = Field(None, gt=0, description="What a run reserves when its tier has no "
+                                            "maxUsdPerRun and no finished runs to take the median of.")
+    onExhausted: Literal["pause", "stop", "continue"] = Field(
+        "pause", description="Running sessions when a budget is spent: pause (stop, resume the same session when "
+                             "the budget allows), stop, or continue (only new work waits).")
+    prices: list[PriceOverride] = Field(default_factory=list, description="Model prices that override fleet's "
+                                        "table (for runs whose CLI reported tokens, not cost).")
 
 
 class Lock(Strict):
@@ -129,6 +167,12 @@ class ForEach(Strict):
         return self
 
 
+class Rollout(Strict):
+    pilot: int = Field(ge=1, description="Start only this many of the group first; the rest wait (Pending, "
+                                         "reason Pilot) until they Succeeded with their gates passed and the "
+                                         "projected spend fits the budget left.")
+
+
 class FromEnv(Strict):
     fromEnv: str = Field(pattern=ENV_NAME_PATTERN,
                          description="Read from this variable of the reconciler's environment; never stored.")
@@ -148,6 +192,13 @@ class Agent(Strict):
         default_factory=dict)
     timeout: Duration | None = Field(None, description="Overrides the tier's timeout.")
     stallAfter: Duration | None = Field(None, description="Overrides the tier's stallAfter.")
+    rollout: Rollout | None = Field(None, description="With forEach: pilot runs first (docs/operations.md).")
+
+    @model_validator(mode="after")
+    def _rollout_needs_group(self) -> Agent:
+        if self.rollout is not None and self.forEach is None:
+            raise ValueError("rollout needs forEach: a pilot is part of a group")
+        return self
 
 
 class FleetSpec(Strict):

@@ -58,7 +58,10 @@ class SessionRecord:
     exit_code: int | None = None
     attempts: int = 0
     cost_usd: float = 0.0  # sum of the ledger
-    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # run/conversation -> {usd, at}
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # run-<started_at> -> {usd, at, source, ...}
+    # what the running session reserved against the budgets when it started (act/costs.py)
+    reserved_usd: float | None = None
+    paused: bool = False  # stopped by a budget (onExhausted: pause): resumed when the budget allows
     reason: str | None = None  # why Pending/Blocked/Failed, for humans
     protect: bool = False
     gates: list[str] = field(default_factory=list)  # the agent's gates when its session started

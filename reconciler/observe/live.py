@@ -1,0 +1,103 @@
+"""Live spend of running sessions, read from their logs as they grow (docs/operations.md "Spend").
+
+claude's stream-json `assistant` events, codex's `turn.completed` usage and aider's
+`Cost:` lines land in the session log while the run goes, so a running total crosses
+a cap within a pass, not at exit. Each log is read incrementally: a long-lived reader
+(the control loop) keeps where it stopped per log and reads only what was appended; a
+one-shot pass (apply, status) reads the current run's part from its last run marker,
+at most the last `_MOST` bytes.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtimes.pricing import Price, Tokens, cost, priced
+from ..runtimes.usage import RunUsage, run_usage
+from ..store.records import SessionRecord
+
+RUN_MARKER = "--- fleet: "  # act/sessions.py writes it before each start/resume
+_MOST = 4 * 1024 * 1024
+
+
+@dataclass
+class _Cursor:
+    inode: int
+    offset: int  # bytes of the log read so far
+    started_at: str | None  # the run the cursor is in
+    pending: str = ""  # a line not finished yet
+    usage: RunUsage = field(default_factory=RunUsage)
+
+
+@dataclass(frozen=True)
+class LiveSpend:
+    usd: float | None  # None: tokens of a model without a price
+    tokens: int
+
+
+_CURSORS: dict[Path, _Cursor] = {}
+
+
+def live_spend(rec: SessionRecord, log: Path, prices: Sequence[Price] = ()) -> LiveSpend | None:
+    """What the running session `rec` has spent in its current run so far; None if its log
+    says nothing about usage."""
+    if not rec.runtime:
+        return None
+    usage = _read(rec, log)
+    if usage is None:
+        return None
+    if usage.usd is not None:
+        return LiveSpend(usage.usd, usage.tokens)
+    if not usage.by_model:
+        return None
+    if rec.runtime == "codex":  # its usage is the thread's running total, priced with the declared model
+        tokens = next(iter(usage.by_model.values()))
+        return LiveSpend(cost(rec.model, tokens, prices), tokens.total)
+    usd, _ = priced(usage.by_model, prices)
+    return LiveSpend(usd, usage.tokens)
+
+
+def _read(rec: SessionRecord, log: Path) -> RunUsage | None:
+    try:
+        with log.open("rb") as f:
+            st = os.fstat(f.fileno())
+            cursor = _CURSORS.get(log)
+            if cursor is None or cursor.inode != st.st_ino or cursor.offset > st.st_size \
+                    or cursor.started_at != rec.started_at:
+                start = max(0, st.st_size - _MOST)
+                f.seek(start)
+                text = f.read().decode(errors="replace")
+                marker = text.rfind(RUN_MARKER)
+                text = text[marker:] if marker >= 0 else text
+                cursor = _Cursor(st.st_ino, st.st_size, rec.started_at)
+                _CURSORS[log] = cursor
+                complete, _, cursor.pending = text.rpartition("\n")
+                cursor.usage = run_usage(rec.runtime or "", complete)
+                return cursor.usage
+            f.seek(cursor.offset)
+            added = f.read(st.st_size - cursor.offset).decode(errors="replace")
+            cursor.offset = st.st_size
+    except OSError:
+        return None
+    if not added:
+        return cursor.usage
+    complete, _, cursor.pending = (cursor.pending + added).rpartition("\n")
+    _merge(cursor.usage, run_usage(rec.runtime or "", complete), rec.runtime or "")
+    return cursor.usage
+
+
+def _merge(into: RunUsage, more: RunUsage, runtime: str) -> None:
+    if runtime == "codex":  # a running total: the newest one replaces
+        into.by_model = more.by_model or into.by_model
+    elif runtime == "claude":  # by message id: one message may come as several events
+        into.messages.update(more.messages)
+        into.regroup()
+    else:
+        for model, tokens in more.by_model.items():
+            into.by_model[model] = into.by_model.get(model, Tokens()) + tokens
+    into.usd = more.usd if more.usd is not None else into.usd
+    into.version = more.version or into.version
+    into.warnings = (into.warnings + [w for w in more.warnings if w not in into.warnings])[-5:]
+    into.seen = into.seen or more.seen
