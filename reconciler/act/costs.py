@@ -34,7 +34,8 @@ def fold_run(rec: SessionRecord, result: SessionResult, usage: RunUsage, *,
         entry["cli"] = usage.version
     rec.ledger[f"run-{rec.started_at}"] = entry
     rec.cost_usd = round(sum(float(e.get("usd") or 0) for e in rec.ledger.values()), 6)
-    rec.reserved_usd = None  # the run's reservation is spent: what it cost is in the ledger now
+    # the run's reservation is spent: what it cost is in the ledger now
+    rec.reserved_usd = rec.cap_usd = None
     return entry
 
 
@@ -77,7 +78,7 @@ def _entry(rec: SessionRecord, result: SessionResult, usage: RunUsage,
 
 def _unknown(rec: SessionRecord, base: dict[str, object]) -> dict[str, object]:
     """Cost unknown: counted at the run's cap, so a budget never forgets it."""
-    cap = rec.reserved_usd or 0.0
+    cap = rec.cap_usd or rec.reserved_usd or 0.0
     return {**base, "usd": cap, "source": "unknown", "scope": "process", "unknown": True}
 
 

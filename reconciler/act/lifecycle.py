@@ -111,7 +111,7 @@ def exit_unknown(rec: SessionRecord, why: str) -> None:
 
 def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: int | None,
             create_time: float | None, ready: str, started_at: str | None = None,
-            reserved_usd: float | None = None) -> None:
+            reserved_usd: float | None = None, cap_usd: float | None = None) -> None:
     """A run of `agent`'s current spec has begun. `started_at` is when the launch began (taken
     before it: a program that cannot start has finished by the time the launch returns)."""
     # attempts count runs of one spec: a restart or resume adds one, a new spec starts over
@@ -123,7 +123,7 @@ def started(rec: SessionRecord, agent: DesiredAgent, *, session_id: str, pid: in
     rec.session_id, rec.spec_hash, rec.session_spec = session_id, agent.spec_hash, agent.session_spec()
     rec.started_at, rec.finished_at, rec.exit_code, rec.reason = started_at or now_iso(), None, None, None
     rec.held = None
-    rec.reserved_usd, rec.paused = reserved_usd, False
+    rec.reserved_usd, rec.cap_usd, rec.paused = reserved_usd, cap_usd, False
     rec.set_condition("Ready", "Unknown", "Running", ready)
     for waited in ("BudgetExhausted", "CrashLoopBackOff", "Blocked", "StartFailed", "ExitRecordCorrupt", "Pilot",
                    "CostUnknown"):

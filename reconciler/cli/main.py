@@ -327,6 +327,22 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
     _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace)
 
 
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("group")
+@input_limits
+def promote(file: str, group: str) -> None:
+    """Start a rollout group past its pilot, even if its projected spend exceeds the budget left.
+
+    GROUP is the agent entry's name as written in the file (with its {item}).
+
+    \b
+    Example:
+      fleet promote fleet.yaml 'fix-{item}'
+    """
+    _run("promote", file=file, group=group)
+
+
 @cli.command("force-unlock")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("lock_id")

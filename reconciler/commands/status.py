@@ -9,7 +9,9 @@ from rich.table import Table
 
 from ..control.status_rows import fleet_status
 from ..errors import EXIT_OK
+from ..plan.budget import usd
 from ..plan.status import AgentStatus, human_age
+from ..render.spend import budget_line, projection_line
 from ..spec.loader import load_fleet
 
 _PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red",
@@ -22,14 +24,19 @@ def run(*, file: str, output: str, console: Console, err: Console) -> int:
     if output == "json":
         data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": loaded.name,
                 "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
-                "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents]}
+                "spendTodayByTier": status.spend_today_by_tier, "budgets": status.budgets,
+                "projections": status.projections, "agents": [asdict(r) for r in status.agents]}
         console.print(json.dumps(data, indent=2, sort_keys=True), markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
     console.print(_table(loaded.name, status.agents))
     total = sum(r.cost_usd for r in status.agents)
     budget = status.budget_usd_per_day
-    today = f"spend today: ${status.spend_today_usd:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
-    console.print(f"{today}; all-time cost of these agents: ${total:.2f}")
+    today = f"spend today: {usd(status.spend_today_usd)}" + (f" of {usd(budget, 2)} budget" if budget else "")
+    console.print(f"{today}; all-time cost of these agents: {usd(total)}")
+    for line in status.budgets:
+        console.print(budget_line(line), markup=False)
+    for proj in status.projections:
+        console.print(projection_line(proj), markup=False)
     return EXIT_OK
 
 
@@ -47,7 +54,7 @@ def _table(fleet: str, rows: list[AgentStatus]) -> Table:
         table.add_row(name, f"[{style}]{r.phase}[/]" if style else r.phase, r.sync, tier, r.branch or "-",
                       _n(r.dirty), _n(r.ahead), _n(r.pid), *([r.node or "-"] if nodes else []),
                       human_age(r.age_seconds), human_age(r.idle_seconds),
-                      f"${r.cost_usd:.2f}",
+                      usd(r.cost_usd) + (f" (+{usd(r.live_usd)} live)" if r.live_usd else ""),
                       r.reason or "")
     return table
 

@@ -5,7 +5,8 @@ fields are `fleet status -o json`'s, documented in docs/output.md ("FleetStatus"
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..engines import engine_for
 from ..plan.status import AgentStatus, status_rows
@@ -22,6 +23,8 @@ class FleetStatus:
     spend_today_usd: float
     budget_usd_per_day: float | None
     spend_today_by_tier: dict[str, float]
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget line (plan/budget.py Line.to_json)
+    projections: list[dict[str, Any]] = field(default_factory=list)  # each rollout group's pilot projection
 
 
 def fleet_status(loaded: LoadedFleet) -> FleetStatus:
@@ -29,4 +32,5 @@ def fleet_status(loaded: LoadedFleet) -> FleetStatus:
     observed, plan = preview(loaded, engine=engine)
     spend = spend_on(today(), [a.record for a in observed.agents.values() if a.record])
     rows = engine.status_rows(observed, status_rows(loaded, observed, plan, clock.now()))
-    return FleetStatus(loaded.name, rows, round(spend.total, 6), loaded.fleet.spec.budget.usdPerDay, spend.by_tier)
+    return FleetStatus(loaded.name, rows, round(spend.total, 6), loaded.fleet.spec.budget.usdPerDay, spend.by_tier,
+                       budgets=list(plan.budgets), projections=list(plan.projections))

@@ -124,12 +124,12 @@ class Executor:
     def _spawn(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None,
                *, resume: tuple[str, str] | None = None, prepared: object | None = None) -> str:
         assert agent is not None
-        reserve = action.details.get("reserveUsd")
+        reserve, cap = action.details.get("reserveUsd"), action.details.get("capUsd")
         reserved = float(reserve) if isinstance(reserve, (int, float)) else None
-        if reserved is not None and prepared is None:
-            # the session's hard cap is its reservation (claude: on top of what its conversation
-            # already reported, as its running total is what the CLI compares)
-            agent = replace(agent, max_budget_usd=round(reserved + self._conversation_so_far(agent, resume), 6))
+        if isinstance(cap, (int, float)) and prepared is None:
+            # the session's hard cap (claude: on top of what its conversation already reported,
+            # as its running total is what the CLI compares)
+            agent = replace(agent, max_budget_usd=round(cap + self._conversation_so_far(agent, resume), 6))
         prepared = prepared or self.engine.prepare(agent, resume)
         rec = self._record(agent)
         rec.reason = STARTING_SESSION  # intent, recorded before the session exists
@@ -140,7 +140,7 @@ class Executor:
         failpoint("spawn:after-launch")
         lifecycle.started(rec, agent, session_id=launched.session_id, pid=launched.pid,
                           create_time=launched.create_time, ready=launched.ready, started_at=at,
-                          reserved_usd=reserved)
+                          reserved_usd=reserved, cap_usd=float(cap) if isinstance(cap, (int, float)) else None)
         if launched.cannot_start is not None:  # a configuration error: the action failed, no restart loop
             lifecycle.could_not_start(rec, launched.cannot_start)
             self.store.save(rec)

@@ -81,10 +81,10 @@ class Line:
         if self.unit == TOKENS:
             text = f"{self.name} {self.limit:,.0f} tokens {self._per()}reached ({spent:,.0f} tokens {where})"
         else:
-            held = f", {usd(reserved)} reserved by running sessions" if reserved > 0 else ""
+            held = f", {usd(reserved)} reserved by sessions running or starting" if reserved > 0 else ""
             text = f"{self.name} {usd(self.limit, 2)} {self._per()}reached ({usd(spent, 2)} spent {where}{held})"
         if self.resets_at is not None and self.reached(agent):
-            text += f"; resumes at {_hhmm(self.resets_at)} UTC"
+            text += f"; resumes at {_hhmm(self.resets_at, up=True)} UTC"
         return text
 
     def _per(self) -> str:
@@ -227,10 +227,13 @@ def usd(value: float, digits: int | None = None) -> str:
     return "$" + (text + "0" if text.endswith(".") else text)
 
 
-def _hhmm(when: datetime | None) -> str:
+def _hhmm(when: datetime | None, *, up: bool = False) -> str:
+    """HH:MM (UTC); `up`: rounded up to the minute (a reset is never shown earlier than it is)."""
     if when is None:
         return "?"
-    return when.strftime("%H:%M") if when.second == 0 else when.strftime("%H:%M:%S")
+    if up and (when.second or when.microsecond):
+        when = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return when.strftime("%H:%M")
 
 
 def _iso(when: datetime | None) -> str | None:

@@ -137,9 +137,9 @@ def _over_budget(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots, 
     if obs is None or not obs.alive or obs.record is None or slots.budgets is None:
         return None
     rec = obs.record
-    if (agent.tier.runtime != "claude" and rec.reserved_usd and obs.live_usd is not None
-            and obs.live_usd >= rec.reserved_usd):  # claude stops itself at --max-budget-usd
-        why = f"BudgetCapReached: spent {usd(obs.live_usd)} of this run's cap {usd(rec.reserved_usd)}"
+    if (agent.tier.runtime != "claude" and rec.cap_usd and obs.live_usd is not None
+            and obs.live_usd >= rec.cap_usd):  # claude stops itself at --max-budget-usd
+        why = f"BudgetCapReached: spent {usd(obs.live_usd)} of this run's cap {usd(rec.cap_usd)}"
         slots.add(agent.tier_name, -1)
         return Action(STOP, agent.name, why, agent.tier_name, {"pid": rec.pid, "condition": "BudgetCapReached"})
     line = slots.budgets.reached(agent.name, agent.tier_name)
@@ -351,6 +351,10 @@ def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
     amount = slots.amounts.get(agent.name)
     if amount is not None:
         details["reserveUsd"] = round(amount, 6)
+        # the run's hard cap: its tier's maxUsdPerRun, else twice an estimated reservation (a median
+        # is a typical run, not a ceiling: claude fails a run that reaches its --max-budget-usd)
+        cap = agent.tier.maxUsdPerRun or 2 * amount
+        details["capUsd"] = round(cap, 6)
     return Action(kind, agent.name, reason, agent.tier_name, details)
 
 

@@ -44,6 +44,9 @@ class AgentStatus:
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
     node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
+    reserved_usd: float | None = None  # a running session: what it reserved against the budgets (its cap)
+    live_usd: float | None = None  # a running session: what its current run has spent so far (its log)
+    cost_unknown: bool = False  # some run's cost could not be known: counted at its cap
 
 
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
@@ -87,7 +90,10 @@ def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: dateti
             spec_hash=desired.spec_hash if desired else None,
             observed_generation=rec.spec_hash if rec else None, reason=reason,
             conditions=_conditions(rec, action), last_output=list(rec.last_output) if rec else [],
-            last_gate=rec.last_gate if rec else None))
+            last_gate=rec.last_gate if rec else None,
+            reserved_usd=rec.reserved_usd if rec and obs.alive else None,
+            live_usd=obs.live_usd if obs.alive else None,
+            cost_unknown=bool(rec and any(e.get("unknown") for e in rec.ledger.values()))))
     return rows
 
 

@@ -61,6 +61,7 @@ class SessionRecord:
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # run-<started_at> -> {usd, at, source, ...}
     # what the running session reserved against the budgets when it started (act/costs.py)
     reserved_usd: float | None = None
+    cap_usd: float | None = None  # the running session's hard cap (claude: --max-budget-usd; others: fleet stops it)
     paused: bool = False  # stopped by a budget (onExhausted: pause): resumed when the budget allows
     reason: str | None = None  # why Pending/Blocked/Failed, for humans
     protect: bool = False
