@@ -81,6 +81,7 @@ class _Snapshot:
     cost: dict[tuple[str, str], float] = field(default_factory=dict)  # (agent, tier) -> USD
     budget: float | None = None  # USD left today, fleet-wide
     tier_budget: dict[str, float] = field(default_factory=dict)  # tier -> USD left today
+    lines: list[tuple[str, str, float, float]] = field(default_factory=list)  # (line, unit, left, reserved)
 
 
 class Telemetry:
@@ -115,6 +116,13 @@ class Telemetry:
                                       description="Spend recorded per agent (all runs of its record).")
         meter.create_observable_gauge("fleet.budget.remaining", [self._observe_budget], unit="USD",
                                       description="budget.usdPerDay (and perTier) left today, UTC.")
+        meter.create_observable_gauge("fleet.budget.left", [self._observe_lines], unit="1",
+                                      description="Each budget line's limit minus spent and reserved (attribute "
+                                                  "fleet.budget: budget.usdPerDay, budget.windows[0], ...; unit "
+                                                  "fleet.budget.unit: usd or tokens).")
+        meter.create_observable_gauge("fleet.budget.reserved", [self._observe_reserved], unit="USD",
+                                      description="USD running sessions reserved on each budget line and have "
+                                                  "not spent yet.")
         self._snapshots: dict[str, _Snapshot] = {}
         self._lock = threading.Lock()
 
@@ -255,6 +263,21 @@ class Telemetry:
             for tier, usd in sorted(snap.tier_budget.items()):
                 yield Observation(usd, {FLEET: fleet, TIER: tier})
 
+    def _observe_lines(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        for fleet, snap in self._each():
+            for name, unit, left, _reserved in snap.lines:
+                yield Observation(left, {FLEET: fleet, "fleet.budget": name, "fleet.budget.unit": unit})
+
+    def _observe_reserved(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        for fleet, snap in self._each():
+            for name, unit, _left, reserved in snap.lines:
+                if unit == "usd":
+                    yield Observation(reserved, {FLEET: fleet, "fleet.budget": name})
+
     def force_flush(self) -> None:
         self.tracer_provider.force_flush()
         self.meter_provider.force_flush()
@@ -268,22 +291,37 @@ class Telemetry:
 def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     """Phases, cost and budget left, from the state store as the reconcile left it."""
     from .observe.gitrepo import GitRepo
+    from .observe.live import live_spend
     from .observe.snapshot import state_store
+    from .plan.budget import budgets
+    from .runtimes.pricing import overrides
+    from .store import clock
     from .store.ledger import spend_on, today
+    from .store.records import RUNNING
 
-    records = state_store(GitRepo(loaded.repo), loaded.name).all()
+    store = state_store(GitRepo(loaded.repo), loaded.name)
+    records = store.all()
+    prices = overrides(loaded.fleet.spec.budget.prices)
+    live: dict[str, tuple[float, int]] = {}
+    for rec in records.values():
+        if rec.phase == RUNNING:  # a running session's cost so far counts now, not once it ends
+            spent = live_spend(rec, store.log_path(rec.agent), prices)
+            live[rec.agent] = (spent.usd or 0.0, spent.tokens) if spent is not None else (0.0, 0)
     snap = _Snapshot(phases=dict.fromkeys(PHASES, 0))
     for agent in loaded.agents:
         if agent.name not in records:
             snap.phases["Pending"] += 1  # declared, nothing done yet
     for rec in records.values():
         snap.phases[rec.phase] = snap.phases.get(rec.phase, 0) + 1
-        snap.cost[(rec.agent, rec.tier or "")] = rec.cost_usd
+        snap.cost[(rec.agent, rec.tier or "")] = rec.cost_usd + live.get(rec.agent, (0.0, 0))[0]
     budget = loaded.fleet.spec.budget
     spend = spend_on(today(), records.values())
     if budget.usdPerDay is not None:
         snap.budget = max(0.0, budget.usdPerDay - spend.total)
     snap.tier_budget = {tier: max(0.0, usd - spend.by_tier.get(tier, 0.0)) for tier, usd in budget.perTier.items()}
+    for line in budgets(loaded.fleet.spec, records.values(), live, clock.now()).lines:
+        if not line.agent_scoped:
+            snap.lines.append((line.name, line.unit, line.left(""), line.reserved))
     return snap
 
 

@@ -109,6 +109,8 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
         if s.progress_ago is not None:
             obs.last_progress = NOW.timestamp() - s.progress_ago
         agents[name] = obs
+    for name, usd in facts.pop("live", {}).items():  # a running session's live spend (observe/live.py)
+        agents[name].live_usd, agents[name].live_tokens = usd, 0
     return Observed(base_exists=facts.pop("base_exists", True),
                     agents=agents, **facts)
 
@@ -224,6 +226,92 @@ BUDGET = [
     row("budget holds a restart too", [agent("a")], {"a": failed(1, ledger={"r": {"usd": 2.0, "at": TODAY}})},
         [e(WAIT, "a", "resume waits: budget.usdPerDay $1.00 reached", then=RESUME, condition="BudgetExhausted")],
         spec={"budget": {"usdPerDay": 1}}),
+    # issue 17: budgets as caps
+    row("starts reserve their maxUsdPerRun: two fit under 1.5, the third waits", [agent("a"), agent("b"), agent("c")],
+        {"a": READY, "b": READY, "c": READY},
+        [e(SPAWN, "a", reserveUsd=1, capUsd=1), e(SPAWN, "b", reserveUsd=1),
+         e(WAIT, "c", "budget.usdPerDay $1.50 reached ($0.00 spent today, $2.00 reserved by sessions running or "
+                      "starting)", condition="BudgetExhausted")],
+        spec={"budget": {"usdPerDay": 1.5}, "tiers": {**TIERS, "cmd": {"runtime": "command", "maxUsdPerRun": 1}}}),
+    row("a running session's unspent reservation holds", [agent("a"), agent("b")],
+        {"a": Seen(RUNNING, alive=True, rec={"reserved_usd": 1.0}), "b": READY},
+        [e(WAIT, "b", "$1.00 reserved by sessions running or starting", condition="BudgetExhausted")],
+        spec={"budget": {"usdPerDay": 1}}),
+    row("the reservation is the median of the tier's finished runs", [agent("a"), agent("b"), agent("c")],
+        {"a": spent(0.1), "b": spent(0.3), "c": READY}, [e(SPAWN, "c", reserveUsd=0.2, capUsd=0.4)],
+        spec={"budget": {"usdPerDay": 5}}),
+    row("else the declared estimate", [agent("a")], {"a": READY}, [e(SPAWN, "a", reserveUsd=0.5, capUsd=1)],
+        spec={"budget": {"usdPerDay": 5, "estimateUsdPerRun": 0.5}}),
+    row("per agent per day", [agent("a"), agent("b")], {"a": failed(1, ledger={"r": {"usd": 0.6, "at": TODAY}}),
+                                                       "b": READY},
+        [e(WAIT, "a", "budget.usdPerAgentPerDay $0.50 reached ($0.60 spent today)"), e(SPAWN, "b")],
+        spec={"budget": {"usdPerAgentPerDay": 0.5}}),
+    row("a running session over a spent budget is paused", [agent("a"), agent("b")],
+        {"a": spent(1.2), "b": LIVE},
+        [e(STOP, "b", "BudgetExhausted: budget.usdPerDay $1.00 reached", condition="BudgetExhausted", budget="pause")],
+        spec={"budget": {"usdPerDay": 1}}),
+    row("onExhausted: continue lets it run", [agent("a"), agent("b")], {"a": spent(1.2), "b": LIVE}, [],
+        spec={"budget": {"usdPerDay": 1, "onExhausted": "continue"}}),
+    row("onExhausted: stop", [agent("a"), agent("b")], {"a": spent(1.2), "b": LIVE},
+        [e(STOP, "b", "BudgetExhausted", budget="stop")], spec={"budget": {"usdPerDay": 1, "onExhausted": "stop"}}),
+    row("a paused session resumes when the budget allows", [agent("a")],
+        {"a": Seen(PENDING, rec={"paused": True, "ledger": {"r": {"usd": 1.2, "at": YESTERDAY}}})},
+        [e(RESUME, "a", "resume the session a budget paused")], spec={"budget": {"usdPerDay": 1}}),
+    row("a paused session waits while it does not", [agent("a")],
+        {"a": Seen(PENDING, rec={"paused": True, "ledger": {"r": {"usd": 1.2, "at": TODAY}}})},
+        [e(WAIT, "a", "resume waits: budget.usdPerDay $1.00 reached ($1.20 spent today); resumes at 00:00 UTC",
+           then=RESUME, resumesAt="2025-06-02T00:00:00+00:00")], spec={"budget": {"usdPerDay": 1}}),
+    row("a fleet-capped runtime is stopped at its cap by its live spend", [agent("a", "aid")],
+        {"a": Seen(RUNNING, alive=True, rec={"reserved_usd": 0.5, "cap_usd": 0.5})},
+        [e(STOP, "a", "BudgetCapReached: spent $0.55 of this run's cap $0.50", condition="BudgetCapReached")],
+        facts={"live": {"a": 0.55}}),
+    row("live spend counts against the day", [agent("a", "aid"), agent("b")],
+        {"a": Seen(RUNNING, alive=True), "b": READY},
+        [e(STOP, "a", "BudgetExhausted: budget.usdPerDay $1.00 reached ($1.10 spent today)"),
+         e(WAIT, "b", "budget.usdPerDay $1.00 reached ($1.10 spent today)")],
+        spec={"budget": {"usdPerDay": 1}}, facts={"live": {"a": 1.1}}),
+    row("a 5h window: a new one opens with the first run after the last closed", [agent("a"), agent("b")],
+        {"a": spent(1.5, (NOW - timedelta(hours=2)).isoformat()), "b": READY},
+        [e(WAIT, "b", "budget.windows[0] $1.00 per 5h reached ($1.50 spent in the window since 10:00); "
+                      "resumes at 15:00 UTC", resumesAt="2025-06-01T15:00:00+00:00")],
+        spec={"budget": {"windows": [{"every": "5h", "usd": 1}]}}),
+    row("a 5h window that closed holds nothing", [agent("a"), agent("b")],
+        {"a": spent(1.5, (NOW - timedelta(hours=5, minutes=1)).isoformat()), "b": READY}, [e(SPAWN, "b")],
+        spec={"budget": {"windows": [{"every": "5h", "usd": 1}]}}),
+    row("a tier's token window", [agent("a"), agent("b"), agent("c", "aid")],
+        {"a": Seen(SUCCEEDED, rec={"ledger": {"r": {"usd": 0, "tokens": 2000,
+                                                    "at": (NOW - timedelta(minutes=30)).isoformat()}}}),
+         "b": READY, "c": READY},
+        [e(WAIT, "b", "tiers.cmd.windows[0] 1,000 tokens per 1h reached (2,000 tokens in the window since 11:30); "
+                      "resumes at 12:30 UTC"),
+         e(SPAWN, "c")],
+        spec={"tiers": {**TIERS, "cmd": {"runtime": "command", "windows": [{"every": "1h", "tokens": 1000}]}}}),
+]
+
+PILOT_AGENTS = [agent("w-{item}", forEach={"items": ["a", "b", "c", "d"]}, rollout={"pilot": 1}, gates=["lint"])]
+PILOTS = [
+    row("only the pilot starts", PILOT_AGENTS, {},
+        [e(CREATE_WORKTREE, "w-a"), e(SPAWN, "w-a"), e(WAIT, "w-b", "Pilot: waiting for pilot run(s) w-a to succeed",
+                                                       condition="Pilot"), e(WAIT, "w-c"), e(WAIT, "w-d")],
+        spec={"gates": GATES}),
+    row("the pilot's gates not run yet: the rest still wait", PILOT_AGENTS, {"w-a": GATED},
+        [e(RUN_GATE, "w-a"), e(WAIT, "w-b", "Pilot: waiting"), e(WAIT, "w-c"), e(WAIT, "w-d")],
+        spec={"gates": GATES}),
+    row("pilot passed, projection fits: the rest start", PILOT_AGENTS,
+        {"w-a": Seen(SUCCEEDED, rec={"exit_code": 0, "cost_usd": 0.3, "ledger": {"r": {"usd": 0.3, "at": TODAY}}})},
+        [e(CREATE_WORKTREE, "w-b"), e(SPAWN, "w-b"), e(CREATE_WORKTREE, "w-c"), e(SPAWN, "w-c"),
+         e(CREATE_WORKTREE, "w-d"), e(SPAWN, "w-d")],
+        spec={"gates": GATES, "budget": {"usdPerDay": 5}}),
+    row("pilot passed, projection too big: the rest wait with it", PILOT_AGENTS,
+        {"w-a": Seen(SUCCEEDED, rec={"exit_code": 0, "cost_usd": 0.3, "ledger": {"r": {"usd": 0.3, "at": TODAY}}})},
+        [e(WAIT, w, "Pilot: projected $1.20 for 4 agents ($0.90 for the 3 not started); budget left $0.70; "
+                    "`fleet promote w-{item}` starts them anyway", condition="Pilot") for w in ("w-b", "w-c", "w-d")],
+        spec={"gates": GATES, "budget": {"usdPerDay": 1}}),
+    row("promoted: the rest start anyway", PILOT_AGENTS,
+        {"w-a": Seen(SUCCEEDED, rec={"exit_code": 0, "cost_usd": 0.3, "ledger": {"r": {"usd": 0.3, "at": TODAY}}})},
+        [e(CREATE_WORKTREE, "w-b"), e(SPAWN, "w-b"), e(CREATE_WORKTREE, "w-c"), e(SPAWN, "w-c"),
+         e(CREATE_WORKTREE, "w-d"), e(SPAWN, "w-d")],
+        spec={"gates": GATES, "budget": {"usdPerDay": 1}}, facts={"promoted": frozenset({"w-{item}"})}),
 ]
 
 # --- restart policy x exit code x backoff ------------------------------------------------------------------
@@ -488,7 +576,7 @@ DEADLINES = [
 ]
 
 
-@pytest.mark.parametrize("r", CAPS + BUDGET + RESTARTS + GATE_ROWS + DRIFT + PROTECT + PRUNES + WORKTREES + ORPHANS
+@pytest.mark.parametrize("r", CAPS + BUDGET + PILOTS + RESTARTS + GATE_ROWS + DRIFT + PROTECT + PRUNES + WORKTREES + ORPHANS
                          + DEADLINES)
 def test_plan(r: Row) -> None:
     check(run(r), r.expected)

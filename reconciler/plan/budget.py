@@ -206,7 +206,7 @@ def reservation(agent: DesiredAgent, records: Iterable[SessionRecord], spec: Fle
     if agent.tier.maxUsdPerRun is not None:
         return agent.tier.maxUsdPerRun
     runs = [float(e.get("usd") or 0) for r in records if r.tier == agent.tier_name
-            for e in r.ledger.values() if e.get("source") in ("result", "transcript", "log")]
+            for e in r.ledger.values() if not e.get("unknown")]
     if runs:
         return statistics.median(runs)
     return spec.budget.estimateUsdPerRun

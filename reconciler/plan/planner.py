@@ -126,10 +126,9 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
 
 
 def live_spend(observed: Observed) -> dict[str, tuple[float, int]]:
-    """Running agent -> what its current run spent so far (tokens of an unpriced model count $0 here:
-    their run is still capped by its reservation)."""
-    return {name: (a.live_usd or 0.0, a.live_tokens or 0) for name, a in observed.agents.items()
-            if a.alive and (a.live_usd is not None or a.live_tokens is not None)}
+    """Every running agent -> what its current run spent so far, from its log (nothing read: 0; tokens
+    of an unpriced model count $0 here, their run is still held by its reservation)."""
+    return {name: (a.live_usd or 0.0, a.live_tokens or 0) for name, a in observed.agents.items() if a.alive}
 
 
 def _over_budget(agent: DesiredAgent, obs: ObservedAgent | None, slots: _Slots, policy: str) -> Action | None:
