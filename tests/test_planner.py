@@ -576,8 +576,8 @@ DEADLINES = [
 ]
 
 
-@pytest.mark.parametrize("r", CAPS + BUDGET + PILOTS + RESTARTS + GATE_ROWS + DRIFT + PROTECT + PRUNES + WORKTREES + ORPHANS
-                         + DEADLINES)
+@pytest.mark.parametrize("r", CAPS + BUDGET + PILOTS + RESTARTS + GATE_ROWS + DRIFT + PROTECT + PRUNES + WORKTREES
+                         + ORPHANS + DEADLINES)
 def test_plan(r: Row) -> None:
     check(run(r), r.expected)
 
