@@ -309,3 +309,23 @@ def _plus_hours(when_iso: str, hours: int, *, iso: bool = False) -> str:
     if when.second or when.microsecond:
         when = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return when.strftime("%H:%M")
+
+
+def test_a_cli_warning_about_the_model_is_a_condition_in_describe(repo: Path, serve_with) -> None:
+    serve_with(lambda req: Text("done", Usage(input_tokens=1000, output_tokens=100)))
+    claude_fleet(repo, """
+            - name: old
+              tier: worker
+              prompt: Anything.
+    """)
+    text = (repo / "fleet.yaml").read_text().replace("model: claude-sonnet-4-5-20250929", "model: claude-2.1")
+    (repo / "fleet.yaml").write_text(text)
+    converge(repo, lambda r: r["old"]["phase"] == "Succeeded")
+    apply(repo)
+    row = status(repo)["old"]
+    warning = next(c for c in row["conditions"] if c["type"] == "CLIWarning")
+    assert "[claude-code:unrecognized_model]" in warning["message"] and "claude-2.1" in warning["message"]
+    shown = fleet("describe", "fleet.yaml", "old", cwd=repo, check=True).stdout
+    assert "CLIWarning" in shown and "unrecognized_model" in shown
+    assert 0 < row["cost_usd"] < 0.01
+    assert "$0.00 " not in fleet("status", "fleet.yaml", cwd=repo, check=True).stdout  # a small cost is shown

@@ -125,6 +125,9 @@ def test_aider_cost_lines_and_cli_warnings() -> None:
            "Warning: model claude-3-opus-20240229 is retired; use claude-opus-4-5\n")
     assert aider_usage(log).usd == pytest.approx(0.0412)
     assert cli_warnings(log) == ["Warning: model claude-3-opus-20240229 is retired; use claude-opus-4-5"]
+    # what claude 2.1.332 prints on stderr for a model id it does not know
+    unknown = '[claude-code:unrecognized_model] {"model":"claude-2.1","query_source":"sdk"}\n{"type":"result"}\n'
+    assert cli_warnings(unknown) == ['[claude-code:unrecognized_model] {"model":"claude-2.1","query_source":"sdk"}']
 
 
 def test_the_billed_model_comes_from_modelUsage() -> None:

@@ -22,7 +22,10 @@ from .pricing import Tokens
 # per process, which can only count too much, never too little.
 CONVERSATION_COST_SINCE = (2, 1, 332)
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
-_WARNING = re.compile(r"\b(deprecated|retired|will be removed|no longer supported)\b", re.IGNORECASE)
+# stderr lines worth an operator's eye: claude 2.1.332 prints `[claude-code:unrecognized_model] {"model": ...}`
+# for a model id it has no entry for (it then prices it at a default rate)
+_WARNING = re.compile(r"\b(deprecated|retired|will be removed|no longer supported)\b|^\[claude-code:[a-z_]+\]",
+                      re.IGNORECASE)
 _AIDER_COST = re.compile(r"Cost: \$(\d+(?:\.\d+)?) message, \$(\d+(?:\.\d+)?) session\.")
 
 
@@ -144,7 +147,8 @@ def cli_warnings(log_text: str, most: int = 5) -> list[str]:
     found: list[str] = []
     for line in strip_ansi(log_text).splitlines():
         text = line.strip()
-        if not text or text.startswith(("{", "[", "--- fleet:")) or not _WARNING.search(text):
+        json_like = text.startswith("{") or (text.startswith("[") and not text.startswith("[claude-code:"))
+        if not text or json_like or text.startswith("--- fleet:") or not _WARNING.search(text):
             continue
         if text not in found:
             found.append(text[:300])
