@@ -329,3 +329,40 @@ def test_a_cli_warning_about_the_model_is_a_condition_in_describe(repo: Path, se
     assert "CLIWarning" in shown and "unrecognized_model" in shown
     assert 0 < row["cost_usd"] < 0.01
     assert "$0.00 " not in fleet("status", "fleet.yaml", cwd=repo, check=True).stdout  # a small cost is shown
+
+
+def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_one(repo: Path, serve_with) -> None:
+    turn = Usage(input_tokens=200_000, output_tokens=1_000)  # $0.615, over the $0.50 day while it runs
+
+    def script(req: Request) -> Reply:
+        if "Your previous run" in req.prompt():
+            return Text("finished after the pause", Usage(input_tokens=1_000, output_tokens=10))
+        return play(req, ToolUse("Bash", {"command": "echo step", "description": "step"}, usage=turn), Stall())
+
+    bill = Billing(script)
+    server = serve_with(bill)
+    claude_fleet(repo, """
+            - name: solo
+              tier: worker
+              prompt: Do the work.
+    """, extra="""  budget: {usdPerDay: 0.5}""")
+    apply(repo)
+    wait_until(server.stalled.is_set, timeout=60)  # a priced turn is in its log; the session still runs
+    running = status(repo)["solo"]
+    assert running["phase"] == "Running" and running["live_usd"] == pytest.approx(0.6, abs=0.001)
+    stop = next(a for a in diff_json(repo)["actions"] if a["agent"] == "solo")
+    assert stop["kind"] == "stop" and stop["details"]["budget"] == "pause", stop
+    apply(repo)  # pauses it: stopped, its cost recorded, the conversation kept
+    wait_until(lambda: not session_pids(repo))
+    paused = status(repo)["solo"]
+    assert paused["phase"] == "Pending" and paused["reason"].startswith("paused: BudgetExhausted"), paused
+    assert paused["cost_usd"] == pytest.approx(usd_of(turn))  # nothing stopped without its cost
+    assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"])
+    assert [a["kind"] for a in diff_json(repo)["actions"]] == ["wait"]  # the budget is still spent
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("usdPerDay: 0.5", "usdPerDay: 5"))
+    assert [a["kind"] for a in diff_json(repo)["actions"]] == ["resume"]
+    rows = converge(repo, lambda r: r["solo"]["phase"] == "Succeeded")
+    assert rows["solo"]["session_id"] == paused["session_id"]
+    assert {r.session_id for r in server.main_requests()} == {paused["session_id"]}
+    apply(repo)
+    assert sum(e["usd"] for e in ledger(repo, "solo").values()) == pytest.approx(bill.usd)
