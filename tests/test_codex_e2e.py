@@ -135,4 +135,10 @@ def test_codex_commits_and_a_failed_gate_resumes_its_thread(repo: Path, serve) -
     log = fleet("logs", "fleet.yaml", "solver", cwd=repo, check=True).stdout
     assert f"codex exec --json -m {MODEL} -C {wt} -s danger-full-access -- Put the answer" in log
     assert f'codex exec resume --json -m {MODEL} -c sandbox_mode="danger-full-access" -- {thread} ' in log
-    assert row["cost_usd"] == 0  # codex reports tokens, not cost
+    # codex reports tokens, not cost: fleet prices the thread's last running total with the tier's
+    # model (gpt-5-mini: $0.25/M input, $0.025/M cached, $2/M output; docs/operations.md "Spend")
+    totals = [json.loads(line)["usage"] for line in log.splitlines() if line.startswith('{"type":"turn.completed"')]
+    last = totals[-1]
+    cached = last.get("cached_input_tokens", 0)
+    priced = ((last["input_tokens"] - cached) * 0.25 + cached * 0.025 + last["output_tokens"] * 2) / 1e6
+    assert len(totals) == 2 and row["cost_usd"] == pytest.approx(priced) and priced > 0

@@ -80,9 +80,12 @@ def serve_with(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
         server.close()
 
 
+def record(repo: Path, agent: str) -> dict:
+    return json.loads(next((repo / ".git" / "fleet" / "state" / "t").glob(f"{agent}.json")).read_text())
+
+
 def ledger(repo: Path, agent: str) -> dict[str, dict]:
-    rec = json.loads(next((repo / ".git" / "fleet" / "state" / "t").glob(f"{agent}.json")).read_text())
-    return rec["ledger"]
+    return record(repo, agent)["ledger"]
 
 
 def diff_json(repo: Path, env: dict[str, str] | None = None) -> dict:
@@ -355,7 +358,11 @@ def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_
     apply(repo)  # pauses it: stopped, its cost recorded, the conversation kept
     wait_until(lambda: not session_pids(repo))
     paused = status(repo)["solo"]
-    assert paused["phase"] == "Pending" and paused["reason"].startswith("paused: BudgetExhausted"), paused
+    assert paused["phase"] == "Pending" and paused["pid"] is None, paused
+    # it waits to be resumed when the budget allows
+    assert paused["reason"].startswith("resume waits: budget.usdPerDay $0.50 reached ($0.61 spent today)"), paused
+    rec = record(repo, "solo")
+    assert rec["paused"] is True and rec["reason"].startswith("paused: BudgetExhausted: budget.usdPerDay"), rec
     assert paused["cost_usd"] == pytest.approx(usd_of(turn))  # nothing stopped without its cost
     assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"])
     assert [a["kind"] for a in diff_json(repo)["actions"]] == ["wait"]  # the budget is still spent

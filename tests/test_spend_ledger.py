@@ -140,8 +140,29 @@ def test_the_billed_model_comes_from_modelUsage() -> None:
 
 
 @pytest.mark.parametrize("value, shown", [
-    (0, "$0"), (0.003, "$0.003"), (0.0009, "$0.0009"), (0.00004, "$0.00004"), (0.0135, "$0.013"),
+    (0, "$0.00"), (0.003, "$0.003"), (0.0009, "$0.0009"), (0.00004, "$0.00004"), (0.0135, "$0.013"),
     (0.35, "$0.35"), (1.2, "$1.20"), (1234.5, "$1,234.50"),
 ])
 def test_costs_keep_enough_digits(value: float, shown: str) -> None:
     assert usd(value) == shown
+
+
+def test_a_resumed_claude_process_is_recorded_at_its_own_cost() -> None:
+    # 2.1.332's resumed result: total_cost_usd is the conversation's (it restored an earlier process
+    # stopped by SIGTERM, already in the ledger from that run's transcript); its own cost is per model
+    line = json.dumps({"type": "result", "session_id": "s1", "total_cost_usd": 0.61815, "is_error": False,
+                       "model_usage_since_last_result": {SONNET: {"inputTokens": 1000, "costUSD": 0.00315}}})
+    r = rec()
+    fold_run(r, SessionResult(), RunUsage(by_model={SONNET: Tokens(input=200_000, output=1_000)}, seen=True))
+    r.started_at = "2026-01-01T11:00:00+00:00"
+    fold_run(r, ClaudeRuntime().parse_result(line + "\n"), RunUsage(version="2.1.332"))
+    assert [e["usd"] for e in r.ledger.values()] == pytest.approx([0.615, 0.00315])
+
+
+def test_the_total_a_resumed_claude_restores() -> None:
+    from reconciler.runtimes.usage import claude_restored_total
+
+    transcript = "\n".join(json.dumps(e) for e in (
+        {"type": "cost-state", "totalCostUSD": 0.3}, {"type": "assistant"},
+        {"type": "cost-state", "totalCostUSD": 0.9}))
+    assert claude_restored_total(transcript) == pytest.approx(0.9) and claude_restored_total("") is None

@@ -54,6 +54,10 @@ def _entry(rec: SessionRecord, result: SessionResult, usage: RunUsage,
         cached = int(result.extra.get("cached_input_tokens") or 0)  # type: ignore[call-overload]
         reported = cost(rec.model, Tokens(input=max(0, (result.input_tokens or 0) - cached),
                                           output=result.output_tokens or 0, cache_read=cached), prices)
+    own = result.extra.get("process_cost_usd")
+    if isinstance(own, (int, float)) and reported is not None:
+        # the CLI's own figure for this process (claude 2.1.332): exact whatever the conversation restored
+        return {**base, "usd": round(float(own), 9), "source": "result", "scope": "process", "total": reported}
     if reported is not None:
         usd = reported
         if scope == "conversation":

@@ -22,6 +22,7 @@ from ..observe.progress import last_api_error, last_lines, read_transcript
 from ..observe.snapshot import Observed, ObservedAgent
 from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
 from ..runtimes.pricing import overrides
+from ..runtimes.usage import claude_restored_total
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import BLOCKED as PHASE_BLOCKED
@@ -185,11 +186,15 @@ class Executor:
         return halted.message
 
     def _conversation_so_far(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> float:
-        """What a resumed claude conversation already reported (its CLI's cap covers the total)."""
+        """The total a resumed claude conversation starts from (its CLI compares the cap with it):
+        its transcript's last cost-state, else what its earlier results reported."""
         if resume is None or agent.tier.runtime != "claude":
             return 0.0
         rec = self.store.load(agent.name)
-        return conversation_reported(rec, resume[0]) if rec is not None else 0.0
+        if rec is None:
+            return 0.0
+        restored = claude_restored_total(read_transcript(rec))
+        return restored if restored is not None else conversation_reported(rec, resume[0])
 
     def _prune(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert obs is not None

@@ -217,7 +217,7 @@ def usd(value: float, digits: int | None = None) -> str:
     if digits is not None:
         return f"${value:,.{digits}f}"
     if value == 0:
-        return "$0"
+        return "$0.00"
     if abs(value) >= 0.1:
         return f"${value:,.2f}"
     places = 2

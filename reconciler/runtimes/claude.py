@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from ._logscan import JsonDict, as_float, as_int, as_str, last_dict
+from ._logscan import JsonDict, as_float, as_int, as_str, json_dicts, last_dict
 from .base import SessionRequest, SessionResult
 
 _BYPASS_FLAGS = frozenset({"--dangerously-skip-permissions", "--allow-dangerously-skip-permissions"})
@@ -82,6 +82,9 @@ class ClaudeRuntime:
         billed = _billed_models(data)
         if billed:
             extra["billed_models"] = billed
+        own = _process_cost(output)
+        if own is not None:
+            extra["process_cost_usd"] = own
         return SessionResult(
             session_id=as_str(data.get("session_id")),
             cost_usd=as_float(data.get("total_cost_usd")),
@@ -127,6 +130,20 @@ def _tokens(data: JsonDict) -> tuple[int | None, int | None]:
         return (_sum([usage], "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
                 _sum([usage], "output_tokens"))
     return None, None
+
+
+def _process_cost(output: str) -> float | None:
+    """This process's own cost: 2.1.332's `model_usage_since_last_result` (per model, with
+    `costUSD`) summed over its result events. Unlike `total_cost_usd` it does not depend on
+    what the CLI restored for a resumed conversation (which includes a process stopped by
+    SIGTERM, but not one killed by SIGKILL); None when the CLI does not print it (2.1.197)."""
+    total, found = 0.0, False
+    for data in json_dicts(output):
+        since = data.get("model_usage_since_last_result") if data.get("type") == "result" else None
+        if isinstance(since, dict):
+            found = True
+            total += sum(as_float(row.get("costUSD")) or 0.0 for row in since.values() if isinstance(row, dict))
+    return total if found else None
 
 
 def _billed_models(data: JsonDict) -> list[str]:

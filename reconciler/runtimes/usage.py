@@ -106,6 +106,23 @@ def _claude_message(event: JsonDict) -> tuple[str, str, Tokens] | None:
                                 cache_write=_int(usage, "cache_creation_input_tokens"))
 
 
+def claude_restored_total(transcript_text: str | None) -> float | None:
+    """The conversation total a resumed claude starts from: its transcript's last `cost-state`
+    (written when a process ends normally or by SIGTERM; not by SIGKILL). `--max-budget-usd`
+    is compared with that total plus this process's spend."""
+    total = None
+    for line in (transcript_text or "").splitlines():
+        if '"cost-state"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("type") == "cost-state":
+            total = as_float(entry.get("totalCostUSD"))
+    return total
+
+
 def conversation_cost(version: str | None) -> bool:
     """True if this claude's resumed total_cost_usd covers the conversation (see above);
     an unknown version is the pinned one's (docs/runtimes.md)."""
