@@ -115,6 +115,8 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
             assert action.tier is not None  # a declared agent's action: it has a tier
             if slots.take(action.tier, action.agent) is not None:
                 actions[i] = replace(action, details={**action.details, "resume": False})
+            elif (desired_agent := desired.get(action.agent)) is not None:
+                actions[i] = replace(action, details={**action.details, **_reservation_details(desired_agent, slots)})
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
@@ -347,14 +349,17 @@ def _start(kind: str, agent: DesiredAgent, reason: str, slots: _Slots,
         if line is not None and line.resets_at is not None and line.reached(agent.name):
             details["resumesAt"] = line.resets_at.isoformat(timespec="seconds")
         return Action(WAIT, agent.name, f"{kind} waits: {why}", agent.tier_name, {"then": kind, **details})
+    return Action(kind, agent.name, reason, agent.tier_name, {**details, **_reservation_details(agent, slots)})
+
+
+def _reservation_details(agent: DesiredAgent, slots: _Slots) -> dict[str, object]:
+    """`reserveUsd` (what the start reserved) and `capUsd` (its hard cap: the tier's maxUsdPerRun,
+    else twice an estimated reservation, since a median is a typical run, not a ceiling, and
+    claude fails a run that reaches its --max-budget-usd); nothing if no amount is known."""
     amount = slots.amounts.get(agent.name)
-    if amount is not None:
-        details["reserveUsd"] = round(amount, 6)
-        # the run's hard cap: its tier's maxUsdPerRun, else twice an estimated reservation (a median
-        # is a typical run, not a ceiling: claude fails a run that reaches its --max-budget-usd)
-        cap = agent.tier.maxUsdPerRun or 2 * amount
-        details["capUsd"] = round(cap, 6)
-    return Action(kind, agent.name, reason, agent.tier_name, details)
+    if amount is None:
+        return {}
+    return {"reserveUsd": round(amount, 6), "capUsd": round(agent.tier.maxUsdPerRun or 2 * amount, 6)}
 
 
 def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | None, *,
