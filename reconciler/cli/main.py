@@ -176,25 +176,37 @@ def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive
          grace=grace, archive=archive)
 
 
-STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-                             show_default=True)
+STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "wide", "json"]), default="table",
+                             show_default=True,
+                             help="table: fitted to the terminal (less important columns give way); wide: every "
+                                  "column; json: FleetStatus.")
+WATCH = click.option("-w", "--watch", is_flag=True, help="Redraw in place until Ctrl-C (then exit 0).")
+WATCH_INTERVAL = click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+                              metavar="SECONDS", help="With --watch: time between refreshes.")
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@WATCH
+@WATCH_INTERVAL
 @input_limits
-def status(file: str | None, output: str) -> None:
-    """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost, reason.
+def status(file: str | None, output: str, watch: bool, interval: float) -> None:
+    """One row per agent, grouped: Needs attention, Working, Pending, Done.
 
+    Columns: agent, phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost,
+    reason. The table fits the terminal: agent, phase and reason are never cut (the
+    reason wraps), the other columns give way, least useful first; `-o wide` shows all.
     FILE defaults to ./fleet.yaml.
 
     \b
     Examples:
       fleet status fleet.yaml
-      fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase}'
+      fleet status --watch             # redraws every 2 s until Ctrl-C
+      fleet status fleet.yaml -o wide
+      fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase, group}'
     """
-    _run("status", file=_fleet_file(file), output=output)
+    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
 
 
 @cli.group()
@@ -205,10 +217,12 @@ def get() -> None:
 @get.command("agents")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@WATCH
+@WATCH_INTERVAL
 @input_limits
-def get_agents(file: str | None, output: str) -> None:
+def get_agents(file: str | None, output: str, watch: bool, interval: float) -> None:
     """Same as `fleet status [FILE]`."""
-    _run("status", file=_fleet_file(file), output=output)
+    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
 
 
 def _fleet_file(file: str | None) -> str:
