@@ -261,19 +261,32 @@ def describe(args: tuple[str, ...], output: str) -> None:
 
 
 @cli.command()
-@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
+@click.argument("args", nargs=-1, metavar="[FILE] NAME")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing while the session runs, and across its resumes and restarts, until fleet has "
+                   "no further run of it coming (or Ctrl-C).")
+@click.option("--raw", is_flag=True, help="The log as written: the CLIs' JSON events, unrendered.")
+@click.option("--all", "all_agents", is_flag=True,
+              help="Every agent's log, each line prefixed with its name (with -f: interleaved as written).")
 @input_limits
-def logs(args: tuple[str, ...], follow: bool) -> None:
-    """Print the output of agent NAME's session (FILE defaults to ./fleet.yaml).
+def logs(args: tuple[str, ...], follow: bool, raw: bool, all_agents: bool) -> None:
+    """What agent NAME's session did: its messages, each tool call with a short result, gate
+    runs, resumes and restarts, the final result (FILE defaults to ./fleet.yaml).
 
     \b
     Examples:
       fleet logs audit-users -f
-      fleet logs fleets/audit.yaml audit-users
+      fleet logs fleets/audit.yaml audit-users --raw | jq -c 'select(.type == "result")'
+      fleet logs --all -f                 # every agent, like docker compose logs -f
     """
+    if all_agents:
+        if len(args) > 1:
+            raise click.UsageError("--all takes no NAME: expected [FILE]")
+        _run("logs", file=_fleet_file(args[0] if args else None), name=None, follow=follow, raw=raw, all_agents=True)
+    if not args:
+        raise click.UsageError("missing NAME: which agent? (or --all)")
     file, name = _file_and_name(args)
-    _run("logs", file=file, name=name, follow=follow)
+    _run("logs", file=file, name=name, follow=follow, raw=raw)
 
 
 @cli.command()

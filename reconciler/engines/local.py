@@ -6,10 +6,9 @@ executor's (engines/executor.py), as for every engine.
 """
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import IO
 
 from .. import telemetry
 from ..act import sessions
@@ -17,7 +16,7 @@ from ..act.archive import archive_work, restore_hint
 from ..act.gates import run_gate
 from ..act.lifecycle import read_log_tail
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
-from ..errors import EXIT_OK, FleetError
+from ..errors import FleetError
 from ..locking.slots import write_lock_table
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
@@ -117,26 +116,29 @@ class LocalEngine:
         return [replace(row, dirty=counts[row.agent][0], ahead=counts[row.agent][1]) if row.agent in counts else row
                 for row in rows]
 
-    def logs(self, name: str, *, follow: bool) -> int:
+    def log_chunks(self, name: str, *, follow: bool, more: Callable[[], bool] | None = None) -> Iterator[bytes]:
         path = self.store.log_path(name)
         if not path.exists():
             known = ", ".join(a.name for a in self.loaded.agents)
             raise FleetError(f"no log for agent {name!r} in fleet {self.loaded.name}",
                              hint=f"agents: {known}" if self.loaded.agent(name) is None else "it has not run yet")
         with path.open("rb") as f:
-            _copy(f)
+            yield f.read()
+            next_ask = 0.0
             while follow:
+                data = f.read()
+                if data:
+                    yield data
+                    continue
                 rec = self.store.load(name)
-                if not _copy(f) and not (rec and is_alive(rec.pid, rec.create_time)):
-                    _copy(f)
-                    break
+                if not (rec and is_alive(rec.pid, rec.create_time)):
+                    # ended: stop unless another run is coming (asked at most once a second: it plans)
+                    if more is None:
+                        yield f.read()
+                        break
+                    if time.monotonic() >= next_ask:
+                        if not more():
+                            yield f.read()
+                            break
+                        next_ask = time.monotonic() + 1.0
                 time.sleep(0.2)
-        return EXIT_OK
-
-
-def _copy(f: IO[bytes]) -> bool:
-    data = f.read()
-    if data:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    return bool(data)

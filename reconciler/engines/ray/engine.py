@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +32,7 @@ from ... import telemetry
 from ...act.archive import archive_ref
 from ...act.gates import GateResult
 from ...act.sessions import agent_env, owner_env, resume_env, session_argv
-from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
+from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
 from ...plan.actions import CREATE_WORKTREE, PRUNE, Action, Plan
@@ -288,8 +289,9 @@ class RayEngine:
             out.append(replace(row, **changes))
         return out
 
-    def logs(self, name: str, *, follow: bool) -> int:
-        """The local copy of the session's output, then what its node has beyond it (-f: until it ends)."""
+    def log_chunks(self, name: str, *, follow: bool, more: Callable[[], bool] | None = None) -> Iterator[bytes]:
+        """The local copy of the session's output, then what its node has beyond it (-f: until that
+        session ends; a resume or restart on another actor is not followed)."""
         repo = GitRepo(self.loaded.repo)
         store = state_store(repo, self.loaded.name)
         path = store.log_path(name)
@@ -298,26 +300,24 @@ class RayEngine:
         except FleetError as exc:
             if not path.exists():
                 raise
-            sys.stdout.buffer.write(path.read_bytes())  # what was copied here is still worth seeing
-            sys.stdout.flush()
+            yield path.read_bytes()  # what was copied here is still worth seeing
             print(f"fleet: only the copy under .fleet/logs; the node's log is unreachable: {exc.message}",
                   file=sys.stderr)
-            return EXIT_OK
+            return
         handles = cluster.sessions(ray, cluster.namespace(self.loaded))
         if not path.exists() and name not in handles:
             known = ", ".join(a.name for a in self.loaded.agents)
             raise FleetError(f"no log for agent {name!r} in fleet {self.loaded.name}",
                              hint=f"agents: {known}" if self.loaded.agent(name) is None else "it has not run yet")
         if path.exists():
-            sys.stdout.buffer.write(path.read_bytes())
-            sys.stdout.flush()
+            yield path.read_bytes()
         if name not in handles:
-            return EXIT_OK
+            return
         known = read_json(store.home / "ray" / self.loaded.name / "sessions.json").get(name, {})
         handle = handles[name]
         probe = cluster.probe(ray, {name: handle}).get(name)
         if probe is None or probe.status is None:
-            return EXIT_OK
+            return
         same = known.get("instance") == probe.status.get("instance")
         offset = known.get("log_offset", 0) if same and path.exists() else 0
         while True:
@@ -325,13 +325,12 @@ class RayEngine:
                 data, _size = cluster.call(ray, handle.read_log, offset)
                 status = cluster.call(ray, handle.status) if follow else None
             except FleetError:
-                return EXIT_OK  # released or lost meanwhile: what was copied is all there is
+                return  # released or lost meanwhile: what was copied is all there is
             if data:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+                yield data
                 offset += len(data)
             if not follow or (status is not None and status["state"] not in ("preparing", "running") and not data):
-                return EXIT_OK
+                return
             time.sleep(0.5)
 
     # -- helpers ---------------------------------------------------------------------------
