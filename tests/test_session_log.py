@@ -2,7 +2,7 @@
 
 The event logs are made here, by the real CLIs (claude `-p --output-format stream-json
 --verbose`, `codex exec --json`) against tests/model_server.py on 127.0.0.1, run by fleet
-as sessions (a `command` agent that runs the CLI), so each log is exactly what fleet keeps:
+as sessions of its claude and codex runtimes, so each log is exactly what fleet keeps:
 run markers, the CLI's lines, gate runs, a resume. `-f` is followed across that resume in
 a real subprocess. Shapes the scripted server cannot make a CLI print (codex file changes,
 a failed tool) are rendered from hand-written events in the table at the end.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -55,6 +54,8 @@ def model(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Cal
             'request_max_retries = 0\nstream_max_retries = 0\n')
         monkeypatch.setenv("CODEX_HOME", str(codex_home))
         monkeypatch.setenv("SCRIPTED_API_KEY", "test-key")
+        for cli in filter(None, (CLAUDE, CODEX)):
+            monkeypatch.setenv("PATH", str(Path(cli).parent) + os.pathsep + os.environ["PATH"])
         return server
 
     yield start
@@ -62,28 +63,24 @@ def model(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Cal
         server.close()
 
 
-def agent_script(repo: Path, name: str, start: str, resume: str) -> Path:
-    """A session that runs a real CLI: `start` the first time, `resume` (with fleet's message) after."""
-    path = repo.parent / name
-    path.write_text(f'#!/bin/sh\nif [ "$FLEET_RESUME" = 1 ]; then exec {resume}; fi\nexec {start}\n')
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
+CLAUDE_TIER = f"{{runtime: claude, model: {MODEL}, args: [--allowedTools, Bash, Write, Edit]}}"
+CODEX_TIER = "{runtime: codex, model: gpt-5-mini, args: [-s, danger-full-access]}"
 
 
-def gated_fleet(repo: Path, script: Path) -> None:
+def gated_fleet(repo: Path, tier: str) -> None:
+    """One agent, run by fleet's own runtime adapter, with a gate it fails the first time."""
     write_fleet(repo, f"""
         apiVersion: fleet/v1alpha1
         kind: Fleet
         metadata: {{name: t}}
         spec:
-          tiers: {{local: {{runtime: command}}}}
+          tiers: {{worker: {tier}}}
           gates:
             answer: {{run: {json.dumps(GATE)}, timeout: 30s, maxAttempts: 3}}
           agents:
             - name: solver
-              tier: local
+              tier: worker
               prompt: Put the answer in answer.txt and commit.
-              command: [{script}]
               gates: [answer]
     """)
 
@@ -105,17 +102,10 @@ def claude_script(req: Request) -> Reply:
                 Text("Committed the answer."))
 
 
-def claude_agent(repo: Path) -> Path:
-    assert CLAUDE is not None
-    common = f"{CLAUDE} -p --model {MODEL} --output-format stream-json --verbose --allowedTools Bash Write Edit"
-    return agent_script(repo, "claude-agent.sh", f'{common} --session-id "$FLEET_SESSION_ID" -- "$FLEET_PROMPT"',
-                        f'{common} --resume "$FLEET_SESSION_ID" -- "$FLEET_MESSAGE"')
-
-
 @needs_claude
 def test_a_claude_stream_json_log_reads_as_messages_tool_calls_gates_and_a_resume(repo: Path, model) -> None:
     model(claude_script)
-    gated_fleet(repo, claude_agent(repo))
+    gated_fleet(repo, CLAUDE_TIER)
     for _ in range(3):  # the run, its gate (fails) and the resume, the gate again (passes)
         apply_and_wait(repo)
     row = status(repo)["solver"]
@@ -152,7 +142,7 @@ def test_a_claude_stream_json_log_reads_as_messages_tool_calls_gates_and_a_resum
 @needs_claude
 def test_logs_follow_a_claude_session_across_its_resume_until_nothing_more_is_coming(repo: Path, model) -> None:
     model(claude_script)
-    gated_fleet(repo, claude_agent(repo))
+    gated_fleet(repo, CLAUDE_TIER)
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     follower = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "logs", "solver", "-f"], cwd=repo,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -168,10 +158,9 @@ def test_logs_follow_a_claude_session_across_its_resume_until_nothing_more_is_co
             follower.kill()
     assert follower.returncode == 0, err
     heads = [x for x in out.splitlines() if x.startswith(("──── ", "▶ gate", "✓ result"))]
-    assert [h.split(" ")[:3] for h in heads] == [
-        ["────", "start", heads[0].split(" ")[2]], ["✓", "result:", "success"], ["▶", "gate", "answer"],
-        ["────", "resume", heads[3].split(" ")[2]], ["✓", "result:", "success"], ["▶", "gate", "answer"]]
-    assert "FAILED" in heads[2] and "passed" in heads[5]
+    wanted = ["──── start ", "✓ result: success · 3 turn(s) · $", "▶ gate answer FAILED: ",
+              "──── resume ", "✓ result: success · 3 turn(s) · $", "▶ gate answer passed: "]
+    assert len(heads) == len(wanted) and all(h.startswith(w) for h, w in zip(heads, wanted, strict=True)), heads
 
 
 def codex_script(req: Request) -> Reply:
@@ -187,15 +176,7 @@ def codex_script(req: Request) -> Reply:
 @needs_codex
 def test_a_codex_json_log_reads_as_commands_with_exit_codes_messages_and_turns(repo: Path, model) -> None:
     model(codex_script)
-    assert CODEX is not None
-    # codex picks its own thread id: the script keeps it from the first run's events to resume
-    start = f'{CODEX} exec --json -m gpt-5-mini -s danger-full-access -- "$FLEET_PROMPT" | tee "$HOME/codex.jsonl"'
-    resume = (f'{CODEX} exec resume --json -m gpt-5-mini -c sandbox_mode=\\"danger-full-access\\" -- '
-              f'"$(sed -n \'s/.*"thread_id":"\\([^"]*\\)".*/\\1/p\' "$HOME/codex.jsonl" | head -1)" "$FLEET_MESSAGE"')
-    script = repo.parent / "codex-agent.sh"
-    script.write_text(f'#!/bin/sh\nset -e\nif [ "$FLEET_RESUME" = 1 ]; then {resume}; exit; fi\n{start}\n')
-    script.chmod(0o755)
-    gated_fleet(repo, script)
+    gated_fleet(repo, CODEX_TIER)
     for _ in range(3):
         apply_and_wait(repo)
     row = status(repo)["solver"]
