@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from ..control.notify import notify_failures
 from ..control.status_rows import FleetStatus, fleet_status
 from ..errors import EXIT_OK, FleetError
 from ..render.status_table import status_table
@@ -34,7 +35,8 @@ def run(*, file: str, output: str, console: Console, err: Console, watch: bool =
 def status_json(loaded: LoadedFleet, status: FleetStatus) -> dict[str, object]:
     return {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": loaded.name,
             "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
-            "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents]}
+            "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents],
+            "notifyFailures": notify_failures(loaded)}
 
 
 def view(loaded: LoadedFleet, status: FleetStatus, width: int | None, *, wide: bool = False) -> Group:
@@ -42,8 +44,10 @@ def view(loaded: LoadedFleet, status: FleetStatus, width: int | None, *, wide: b
     total = sum(r.cost_usd for r in status.agents)
     budget = status.budget_usd_per_day
     today = f"spend today: ${status.spend_today_usd:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
+    failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
+                   f"{f.get('at')}: {f.get('error')}", style="red") for f in notify_failures(loaded)]
     return Group(status_table(loaded.name, status.agents, width, wide=wide),
-                 Text(f"{today}; all-time cost of these agents: ${total:.2f}"))
+                 Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed)
 
 
 def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interval: float) -> int:
