@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import fleet, session_pids, wait_until, write_fleet
 
@@ -181,3 +183,39 @@ def test_a_command_and_a_webhook_get_exactly_one_event_per_transition(repo: Path
     table = fleet("status", cwd=repo, env={"COLUMNS": "200"}, check=True).stdout
     assert "notify: failed of bad to webhook http://127.0.0.1:9/nothing-listens failed at " in table
     assert os.environ.get("HOOK_TOKEN") is None  # the secret came from fleet's environment only
+
+
+def test_a_slow_receiver_does_not_hold_up_the_tick(repo: Path) -> None:
+    """The tick returns while its delivery still runs (the command is alive after it)."""
+    from reconciler.control.loop import ControlLoop
+
+    pid_file = repo.parent / "notifier.pid"
+    go = repo.parent / "go"
+    wait = f"while [ ! -f {go} ]; do sleep 0.05; done"
+    slow = f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 60"
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          notify:
+            - events: [succeeded]
+              command: [sh, -c, {json.dumps(slow)}]
+              timeout: 90s
+          agents:
+            - name: good
+              tier: local
+              command: [sh, -c, {json.dumps(wait)}]
+    """)
+    loop = ControlLoop(str(repo / "fleet.yaml"), report=lambda line: None)
+    assert loop.tick() == 0  # spawns; records what it sees
+    go.touch()
+    wait_until(lambda: not session_pids(repo), timeout=60)
+    assert loop.tick() == 0  # good Succeeded: its delivery starts on the notifier's thread
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=60))
+    try:
+        assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert "sleep" in " ".join(psutil.Process(pid).cmdline())  # still delivering, and the tick is over
+    finally:
+        os.killpg(pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -254,3 +255,28 @@ def test_plain_lines_and_other_json_are_shown_as_they_are() -> None:
     assert _plain(lines) == lines
     assert [t.plain for t in render_text("--- fleet: start T: a\n--- fleet: start T: b\n")] == [
         "──── start T ────", "  a", "──── restart T ────", "  b"]
+
+
+def test_ctrl_c_ends_a_follow_with_exit_0(repo: Path) -> None:
+    write_fleet(repo, """
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {name: t}
+        spec:
+          tiers: {local: {runtime: command}}
+          agents:
+            - name: sleeper
+              tier: local
+              command: [sh, -c, "echo started; exec sleep 300"]
+    """)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    follower = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "logs", "sleeper", "-f"], cwd=repo,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline().startswith("──── start ")  # following: the session runs on
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=60) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
