@@ -206,6 +206,12 @@ def status(file: str | None, output: str, watch: bool, interval: float) -> None:
       fleet status fleet.yaml -o wide
       fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase, group}'
     """
+    _status(file, output, watch, interval)
+
+
+def _status(file: str | None, output: str, watch: bool, interval: float) -> None:
+    if watch and output == "json":
+        raise click.UsageError("--watch redraws the table; for JSON, run `fleet status -o json` when you need it")
     _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
 
 
@@ -222,7 +228,7 @@ def get() -> None:
 @input_limits
 def get_agents(file: str | None, output: str, watch: bool, interval: float) -> None:
     """Same as `fleet status [FILE]`."""
-    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
+    _status(file, output, watch, interval)
 
 
 def _fleet_file(file: str | None) -> str:
