@@ -57,6 +57,13 @@ def test_group_of_a_row(phase: str, conditions: list[dict[str, str]], group: str
     assert group_of(row(phase=phase, conditions=conditions)) == group
 
 
+def test_a_condition_left_from_an_earlier_run_does_not_count() -> None:
+    stalled = {**cond("Stalled"), "lastTransitionTime": "2026-01-01T12:00:00.000+00:00"}
+    assert group_of(row(phase="Succeeded", conditions=[stalled], started_at="2026-01-01T12:05:00.000+00:00")) == DONE
+    assert group_of(row(phase="Succeeded", conditions=[stalled], started_at="2026-01-01T11:55:00.000+00:00")) \
+        == NEEDS_ATTENTION
+
+
 def test_groups_come_in_agent_view_order_and_keep_file_order_inside() -> None:
     rows = [row("d1", "Succeeded"), row("w", "Running"), row("f", "Failed"), row("p", "Pending"),
             row("d2", "Succeeded")]

@@ -114,9 +114,21 @@ def group_of(row: AgentStatus) -> str:
         return WORKING
     for cond in row.conditions:
         kind = str(cond.get("type", ""))
-        if cond.get("status") == "True" and (kind in ATTENTION_CONDITIONS or kind.startswith(ATTENTION_PREFIXES)):
+        if (cond.get("status") == "True" and (kind in ATTENTION_CONDITIONS or kind.startswith(ATTENTION_PREFIXES))
+                and _since_run_start(cond, row.started_at)):
             return NEEDS_ATTENTION
     return DONE if row.phase == "Succeeded" else PENDING
+
+
+def _since_run_start(cond: dict[str, Any], started_at: str | None) -> bool:
+    """A condition of the current run (or of none yet): an earlier run's Stalled, left True in
+    the record, says nothing about the run that has succeeded since."""
+    if not started_at:
+        return True
+    try:
+        return datetime.fromisoformat(str(cond.get("lastTransitionTime"))) >= datetime.fromisoformat(started_at)
+    except (TypeError, ValueError):
+        return True
 
 
 def grouped(rows: list[AgentStatus]) -> list[tuple[str, list[AgentStatus]]]:
