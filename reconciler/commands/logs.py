@@ -75,7 +75,7 @@ def _more(loaded: LoadedFleet, engine: Engine, name: str) -> Callable[[], bool]:
 def _all(loaded: LoadedFleet, engine: Engine, *, follow: bool, raw: bool, console: Console) -> int:
     names = [a.name for a in loaded.agents]
     names += sorted(p.stem for p in engine.store.log_dir.glob("*.log") if p.stem not in names)  # undeclared
-    names = [n for n in names if engine.store.log_path(n).exists()]
+    names = [n for n in names if engine.store.log_path(n).is_file()]
     if not names:
         raise FleetError(f"no agent of fleet {loaded.name} has a log yet", hint=f"fleet apply {loaded.path.name}")
     width = max(len(n) for n in names)
