@@ -21,7 +21,7 @@ from ..errors import EXIT_OK, FleetError
 from ..locking.slots import write_lock_table
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
-from ..observe.snapshot import Observed, ObservedAgent, observe, state_store
+from ..observe.snapshot import Observed, ObservedAgent, observe, safe_refs, state_store
 from ..plan.actions import Action, Plan
 from ..plan.status import AgentStatus
 from ..spec.desired import DesiredAgent
@@ -97,15 +97,18 @@ class LocalEngine:
         wt, branch = obs.worktree, action.details.get("branch")
         if wt is None and branch is None:
             return "removed the state record"
-        note = ""
         archived = bool(action.details.get("archive"))
-        base = self.loaded.fleet.spec.base
-        saved = None
-        if archived:
-            saved = archive_work(self.repo, fleet=self.loaded.name, agent=action.agent, worktree=wt,
-                                 branch=branch, base=base)
-            note = f"; archived to {saved.ref} ({restore_hint(saved, branch)})"
-        remove_worktree(self.repo, wt, branch, base=base, archived=archived, archive=saved)
+        gc = self.loaded.fleet.spec.gc
+        saved = remove_worktree(self.repo, wt, branch, base=self.loaded.fleet.spec.base, fleet=self.loaded.name,
+                                agent=action.agent, archived=archived, protect=obs.protected,
+                                extra_safe=safe_refs(self.loaded), protect_ignored=gc.protectIgnored)
+        note = ""
+        if saved is not None and archived:
+            note = f"; archived to {saved.ref} ({restore_hint(saved, branch, self.loaded.path)})"
+        elif saved is not None:
+            note = f"; kept {saved.ref} for {gc.archiveRetention} (nothing was at stake)"
+        if kept := action.details.get("keptBranch"):
+            note += f"; kept branch {kept} (not the fleet's)"
         return f"pruned {wt.path if wt else 'branch'} {branch or ''}{note}".replace("  ", " ")
 
     # -- views -----------------------------------------------------------------------------

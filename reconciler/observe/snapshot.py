@@ -128,12 +128,21 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     refs = repo.ref_snapshot(base) if candidates else None
     table = ProcessTable() if any(a.worktree is not None for a in candidates) else None
 
+    extra = safe_refs(loaded)
+    globs = loaded.fleet.spec.gc.protectIgnored
+
     def inspect(agent: ObservedAgent) -> None:
+        # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
+        # checked out instead is kept, whoever made it)
+        branch = _branch_of(agent, loaded)
+        owned = branch if branch in obs.owned_branches and refs is not None and f"refs/heads/{branch}" in refs.facts.refs \
+            else None
+        agent.branch = owned
         if agent.worktree is not None:
-            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table)
-        elif (branch := _branch_of(agent, loaded)) in obs.owned_branches and repo.branch_exists(branch):
-            agent.branch = branch
-            agent.at_stake = branch_at_stake(repo, branch, base, refs=refs)
+            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
+                                           branch=owned, extra_safe=extra, protect_ignored=globs)
+        elif owned is not None:
+            agent.at_stake = branch_at_stake(repo, owned, base, refs=refs, extra_safe=extra)
 
     # each check is a few read-only git processes in its own worktree: run them side by side
     if len(candidates) > 1:
@@ -145,6 +154,13 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         for agent in candidates:
             inspect(agent)
     return obs
+
+
+def safe_refs(loaded: LoadedFleet) -> tuple[str, ...]:
+    """Refs besides the rule's own anchors (observe/stake.py `anchors`) whose commits stay when an
+    agent of `loaded` is pruned: the one place such refs are added (a delivery target branch,
+    when the fleet delivers to one). A branch the fleet owns is never one, whatever is added."""
+    return ()
 
 
 def observe_paths(obs: Observed, agents: Iterable[DesiredAgent], branches: Callable[[], frozenset[str]]) -> None:
