@@ -15,6 +15,7 @@ from ..act.lifecycle import read_log_tail, refreshed
 from ..act.worktrees import ensure_excluded, keep_protect
 from ..engines import engine_for
 from ..errors import FleetError
+from ..observe.reach import check_base
 from ..observe.snapshot import Observed, fleet_home, legacy_home
 from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
@@ -116,6 +117,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
+    check_base(loaded)  # an owned branch as base makes every agent commit look merged (observe/reach.py)
     engine = engine or engine_for(loaded)
     if saved_plan and not engine.supports_saved_plans:
         raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",

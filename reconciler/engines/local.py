@@ -13,9 +13,10 @@ from typing import IO
 
 from .. import telemetry
 from ..act import sessions
-from ..act.archive import archive_work, restore_hint
+from ..act.archive import restore_hint
 from ..act.gates import run_gate
 from ..act.lifecycle import read_log_tail
+from ..act.restore import drop, prunable
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import EXIT_OK, FleetError
 from ..locking.slots import write_lock_table
@@ -25,7 +26,9 @@ from ..observe.snapshot import Observed, ObservedAgent, observe, safe_refs, stat
 from ..plan.actions import Action, Plan
 from ..plan.status import AgentStatus
 from ..spec.desired import DesiredAgent
+from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet
+from ..store import clock
 from ..store.records import SessionRecord
 from .base import GateRunner, Halted, Launched, WorkspaceLost
 
@@ -48,7 +51,13 @@ class LocalEngine:
         return plan
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
-        return None  # an ended local session holds nothing: its worktree is its agent's
+        """An ended local session holds nothing (its worktree is its agent's). What every pass
+        (apply, delete, the loop) lets go of here: retention archives (a prune with nothing at
+        stake keeps one) older than gc.archiveRetention."""
+        for archive, _why in prunable(self.repo, self.loaded.name, base=self.loaded.fleet.spec.base, older_than=None,
+                                      retention=parse_duration(self.loaded.fleet.spec.gc.archiveRetention),
+                                      now=clock.now()):
+            drop(self.repo, archive)
 
     # -- the executor's steps --------------------------------------------------------------
 

@@ -11,9 +11,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .gittree import checked, read_git
-from .stake import RefFacts, anchors, stake_tips
+from .stake import RefFacts, anchors, owned_base, stake_tips
+
+if TYPE_CHECKING:
+    from ..spec.loader import LoadedFleet
 
 ZERO = "0" * 40
 SUBMODULE_DEPTH = 3  # submodules of submodules are followed this deep
@@ -186,5 +190,27 @@ def tree_reflog(admin_dir: Path | None) -> list[str]:
     return reflog_commits(admin_dir / "logs" / "HEAD") if admin_dir is not None else []
 
 
-__all__ = ["Submodule", "branch_reflog", "ignored_files", "local_tips", "ref_facts", "reflog_commits",
+__all__ = ["Submodule", "branch_reflog", "check_base", "ignored_files", "local_tips", "ref_facts", "reflog_commits",
            "stake_tips", "submodule_commits", "submodules", "tree_reflog", "unsafe_commits"]
+
+
+def check_base(loaded: LoadedFleet) -> None:
+    """`spec.base` must not resolve to a branch a fleet owns: an agent's branch as base makes
+    every commit of that agent count as merged (the rule's first anchor), and pruning it
+    would lose them. A validation error at the file's `base:` line (validate, diff, apply)."""
+    from ..errors import Problem, SpecInvalid
+    from ..spec.positions import locate
+
+    base = loaded.fleet.spec.base
+    if not (loaded.repo / ".git").exists():
+        return
+    owned = owned_base(ref_facts(loaded.repo, base), base)
+    if owned is None:
+        return
+    line, col = locate(loaded.raw, ("spec", "base"))
+    shown = str(loaded.path)
+    raise SpecInvalid([Problem(f"spec.base {base!r} is branch {owned}, which a fleet owns (an agent's branch): "
+                               "every commit of that agent would count as merged, and could be pruned",
+                               shown, line, col,
+                               hint="set base to the branch agents start from and merge into (e.g. main); "
+                                    "an agent's branch is never a base")])

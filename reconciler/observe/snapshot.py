@@ -135,8 +135,8 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
         # checked out instead is kept, whoever made it)
         branch = _branch_of(agent, loaded)
-        owned = branch if branch in obs.owned_branches and refs is not None and f"refs/heads/{branch}" in refs.facts.refs \
-            else None
+        exists = refs is not None and f"refs/heads/{branch}" in refs.facts.refs
+        owned = branch if branch in obs.owned_branches and exists else None
         agent.branch = owned
         if agent.worktree is not None:
             agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
