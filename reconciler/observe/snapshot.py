@@ -2,15 +2,18 @@
 data of observe/model.py (re-exported here: `Observed`, `ObservedAgent`)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import FleetError
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.home import home_of, legacy_of
+from ..store.home import LEGACY, home_of, legacy_of
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
+from .gittree import read_git
 from .model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -24,7 +27,7 @@ from .processes import ProcessTable, is_alive, owned_processes
 from .progress import last_progress
 
 __all__ = ["Observed", "ObservedAgent", "fleet_home", "legacy_home", "observe", "observe_paths", "path_state",
-           "state_store"]
+           "state_store", "tracked_legacy"]
 
 
 def fleet_home(repo: GitRepo) -> Path:
@@ -38,8 +41,24 @@ def legacy_home(repo: GitRepo) -> Path:
 
 
 def state_store(repo: GitRepo, fleet: str) -> StateStore:
-    """The fleet's state store, reading what is not migrated yet from the old home."""
-    return StateStore(fleet_home(repo), fleet, legacy=legacy_home(repo))
+    """The fleet's state store, reading what is not migrated yet from the old home (but never
+    a file git tracks there, nor through a symlink: store/home.py `trusted`)."""
+    legacy = legacy_home(repo)
+    return StateStore(fleet_home(repo), fleet, legacy=legacy, legacy_tracked=tracked_legacy(repo))
+
+
+def tracked_legacy(repo: GitRepo) -> frozenset[Path]:
+    """The files under the old home `.fleet/` that git tracks: a commit put them there, so they
+    are not fleet's state (a pull request could forge records or logs). One git call, only
+    when `.fleet/` exists."""
+    legacy = legacy_home(repo)
+    if not os.path.lexists(legacy):
+        return frozenset()
+    res = read_git(repo.root, "ls-files", "-z", "--", LEGACY)
+    if res.returncode != 0:  # cannot tell: trust none of it
+        raise FleetError(f"cannot tell which files of {legacy} git tracks: {res.stderr.strip()}",
+                         hint="fix the repository (git status), then run the command again")
+    return frozenset(repo.root / p for p in res.stdout.split("\0") if p)
 
 
 def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | None = None,
