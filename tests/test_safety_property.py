@@ -421,8 +421,11 @@ def check(case: Case, world: World, before: Before, proc: subprocess.CompletedPr
             assert git(wt, "rev-parse", "HEAD").strip() == before.head[a.name], out
             assert ("\nlocked" in listed[wt]) == a.locked, out
             assert archived == [], f"{a.name} was archived but not pruned\n{out}"
-        if a.session:  # fleet stops its own session of a targeted agent (before any prune check)
+        if a.session and (a.name in case.targeted or case.change in ("none", "rename")):
+            # fleet stops its own session of a targeted agent (before any prune check), and only that
             assert alive(before.pids[a.name]) == (a.name not in case.targeted), out
+        elif a.session:  # a base or root change is a spec change: the kept agent's session is replaced
+            assert status(repo)[a.name]["phase"] == "Running", out
 
     # Only pruned agents' own branches went, nothing else moved (a user branch a tree had checked
     # out included); archives are the only new refs, with the branches of renamed agents.
