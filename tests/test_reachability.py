@@ -173,6 +173,26 @@ def test_a_submodules_local_commit_is_at_stake_and_archived(repo: Path, tmp_path
     assert patch in git(repo, "rev-list", ref)
 
 
+def test_a_tree_with_a_clean_submodule_is_pruned(repo: Path, tmp_path: Path) -> None:
+    """git removes a tree with a checked-out submodule only with --force; nothing is at stake in
+    it (its commits are its remote's), so the prune goes through."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    git(lib, "commit", "-q", "--allow-empty", "-m", "lib init")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(repo, "commit", "-qm", "add lib")
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    wt = repo / WT / "w-a00"
+    git(wt, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not wt.exists() and not git(repo, "branch", "--list", A).strip()
+
+
 # -- class 12: the index as its own tree; restore -----------------------------------------------------
 
 def test_staged_version_is_archived_and_restore_brings_everything_back(repo: Path) -> None:

@@ -17,6 +17,7 @@ import git
 from ..errors import FleetError
 from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.model import ObservedAgent
+from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
@@ -189,8 +190,10 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
             if finishing:
                 _relink(wt)
             remove_tree_halfway(wt.path)  # only when the failpoint prune:inside-remove is armed
-            # finishing: git's own check would count the files already deleted as changes
-            force = (archived and not stake.safe) or finishing
+            # finishing: git's own check would count the files already deleted as changes; a tree
+            # with a checked-out submodule git removes only with --force (its commits and files were
+            # checked above, and are in the archive)
+            force = (archived and not stake.safe) or finishing or bool(submodules(wt.path, wt.admin_dir))
             repo.git.worktree("remove", *(["--force"] if force else []), str(wt.path))
         elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
             repo.git.worktree("remove", str(wt.path))
