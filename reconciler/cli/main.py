@@ -320,18 +320,65 @@ def delete(file: str, names: tuple[str, ...], yes: bool, archive: bool, lock_tim
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, metavar="[prune] [FILE]")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--older-than", metavar="DURATION", help="With `prune`: only archives at least this old (e.g. 30d).")
+@click.option("--dry-run", is_flag=True, help="With `prune`: say what would be dropped, drop nothing.")
 @input_limits
-def archives(file: str, output: str) -> None:
-    """List the archives fleet made before pruning, and how to restore one.
+def archives(args: tuple[str, ...], output: str, older_than: str | None, dry_run: bool) -> None:
+    """List the archives fleet made before pruning (FILE defaults to ./fleet.yaml), or drop
+    those that hold nothing any more.
+
+    `prune --older-than D` drops only archives at least D old whose every commit is
+    reachable from `base` (and no file differs from their HEAD), and retention archives
+    (nothing was at stake) older than gc.archiveRetention. An archive with work is kept.
 
     \b
-    Example:
+    Examples:
       fleet archives fleet.yaml
-      git worktree add ../restored refs/fleet/archive/<fleet>/<agent>/<time>
+      fleet restore fleet.yaml audit-users          # the newest archive of audit-users
+      fleet archives prune fleet.yaml --older-than 30d --dry-run
     """
-    _run("archives", file=file, output=output)
+    pruning = bool(args) and args[0] == "prune"
+    rest = args[1:] if pruning else args
+    if len(rest) > 1:
+        raise click.UsageError("expected [prune] [FILE]")
+    if pruning and not older_than:
+        raise click.UsageError("archives prune needs --older-than DURATION (e.g. --older-than 30d)")
+    if not pruning and (older_than or dry_run):
+        raise click.UsageError("--older-than and --dry-run go with `fleet archives prune`")
+    if older_than:
+        from ..spec.durations import parse_duration
+
+        try:
+            parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    _run("archives", file=_fleet_file(rest[0] if rest else None), output=output,
+         older_than=older_than if pruning else None, dry_run=dry_run)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME [ARCHIVE]")
+@input_limits
+def restore(args: tuple[str, ...]) -> None:
+    """Bring back agent NAME from an archive: its branch with its ownership marks (so the
+    agent, declared again, takes it over) and its worktree with the files and index as
+    they were (FILE defaults to ./fleet.yaml; ARCHIVE, a time stamp from `fleet archives`,
+    defaults to the newest of NAME).
+
+    \b
+    Examples:
+      fleet restore audit-users
+      fleet restore fleets/audit.yaml audit-users 20261126T025619717026Z
+    """
+    if args and args[0].endswith((".yaml", ".yml")) and os.path.isfile(args[0]):
+        file, rest = args[0], args[1:]
+    else:
+        file, rest = _fleet_file(None), args
+    if not 1 <= len(rest) <= 2:
+        raise click.UsageError("expected [FILE] NAME [ARCHIVE]")
+    _run("restore", file=file, name=rest[0], archive=rest[1] if len(rest) == 2 else None)
 
 
 @cli.command()

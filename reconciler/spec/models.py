@@ -95,6 +95,10 @@ class Backoff(Strict):
 
 class GC(Strict):
     prune: bool = Field(True, description="Collect undeclared worktrees and sessions this fleet owns.")
+    archiveRetention: Duration = Field("14d", description="How long the archive every prune writes first is kept "
+                                                          "when nothing was at stake (docs/safety.md).")
+    protectIgnored: list[str] = Field([".env", ".env.*"], description="Ignored files matching one of these globs "
+                                      "block a prune (a glob without '/' matches a file name anywhere).")
 
 
 class Telemetry(Strict):

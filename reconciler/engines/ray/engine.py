@@ -35,7 +35,7 @@ from ...act.sessions import agent_env, owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
-from ...plan.actions import CREATE_WORKTREE, PRUNE, Action, Plan
+from ...plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, Action, Plan
 from ...plan.status import AgentStatus
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
@@ -102,15 +102,18 @@ class RayEngine:
         observed = _ray(observed)
         released = False
         pruned = {a.agent for a in plan.actions if a.kind == PRUNE}  # their prune releases (and archives) once
+        # a refused prune leaves the agent's clone in place, as the plan says: not archived and deleted here
+        refused = {a.agent for a in plan.actions
+                   if a.kind == BLOCKED and (self.loaded.agent(a.agent) is None or "prune refused" in a.reason)}
         for name in self.ended(observed):
-            if name in pruned:
+            if name in pruned or name in refused:
                 continue
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
             ref = archive_ref(self.loaded.name, name)
             node = session.node
             try:
-                saved = release(observed, name, session, archive_ref=ref)
+                saved = release(observed, name, session, archive_ref=ref, retention_ref=ref)
             except FleetError as exc:
                 saved = {"ok": False, "refused": exc.message, "archived": None}
             released = released or bool(saved["ok"])
@@ -239,7 +242,7 @@ class RayEngine:
             if session.status is None:
                 raise FleetError(f"prune refused: the session actor of {name} does not answer (not placed yet, or "
                                  "its node is unreachable); its clone cannot be checked", exit_code=EXIT_BLOCKED)
-            saved = release(ray_obs, name, session, archive_ref=ref if archived else None)
+            saved = release(ray_obs, name, session, archive_ref=ref if archived else None, retention_ref=ref)
             if not saved["ok"]:
                 hint = "" if archived else " (--archive saves it on the remote first)"
                 raise FleetError(f"prune refused: the clone on node {session.node} keeps work that is not on the "
@@ -418,8 +421,11 @@ def _kept(observed: RayObserved, name: str) -> bool:
     return bool(rec and any(c.type == "CloneKept" and c.status == "True" for c in rec.conditions))
 
 
-def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None) -> dict[str, Any]:
-    """Ask the actor to free its clone (see SessionActor.release); on success the actor is killed."""
+def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None,
+            retention_ref: str | None = None) -> dict[str, Any]:
+    """Ask the actor to free its clone (see SessionActor.release), archiving first (to
+    `archive_ref` what is at stake, else a retention snapshot to `retention_ref`, on the
+    remote); on success the actor is killed."""
     ray = observed.ray
     assert ray is not None, "observed with a cluster connection"
     known = observed.ledger.setdefault(name, {})
@@ -427,7 +433,7 @@ def release(observed: RayObserved, name: str, session: Session, *, archive_ref: 
     offset = known.get("log_offset", 0) if same else 0
     if not same and session.status is not None:
         known.update(instance=session.status.get("instance"), log_offset=0)
-    saved = cluster.call(ray, session.handle.release, archive_ref, offset)
+    saved = cluster.call(ray, session.handle.release, archive_ref, offset, retention_ref)
     append_log(observed, name, saved.get("log") or b"")
     if saved["ok"]:
         cluster.kill(ray, session.handle, name=name, ns=observed.namespace)
