@@ -129,7 +129,7 @@ def test_three_one_dollar_agents_under_a_day_budget_of_1_50(repo: Path, serve_wi
     day = next(b for b in report["budgets"] if b["name"] == "budget.usdPerDay")
     assert day["spent"] == pytest.approx(1.98) and day["reserved"] == 0 and day["limit"] == 1.5
     assert len({r.session_id for r in server.main_requests()}) == 2  # the third never reached the model
-    log = fleet("logs", "fleet.yaml", "w-a", cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", "w-a", "--raw", cwd=repo, check=True).stdout
     assert "--max-budget-usd 1 " in log  # its hard cap is its reservation
 
 
