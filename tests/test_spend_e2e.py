@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, fleet, session_pids, status, wait_until
 from model_server import ModelServer, Reply, Request, Stall, Text, ToolUse, Usage, play
-from test_claude_e2e import CLAUDE, INSTALL, apply, claude_fleet, converge, results
+from test_claude_e2e import CLAUDE, INSTALL, MODEL, apply, claude_fleet, converge, results
 
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason=f"the real Claude Code CLI is not installed; run `{INSTALL}`")
 
@@ -186,7 +186,9 @@ def test_killed_mid_turn_then_resumed_the_ledger_equals_what_the_server_billed(r
 @pytest.mark.parametrize("which", ["pinned", "old"])
 def test_resumed_conversation_cost_is_counted_once_per_cli_semantics(repo: Path, serve_with, which: str) -> None:
     # 2.1.332 reports a resumed run's total per conversation, 2.1.197 per process: the ledger is the same
-    first, second = Usage(input_tokens=100_000, output_tokens=0), Usage(input_tokens=200_000, output_tokens=0)
+    # the resume is capped at twice the tier's median run ($0.60, plus what the conversation restored):
+    # its $0.45 stays under it
+    first, second = Usage(input_tokens=100_000, output_tokens=0), Usage(input_tokens=150_000, output_tokens=0)
 
     def script(req: Request) -> Reply:
         if "quality gate `answer` failed" in req.prompt():
@@ -210,13 +212,18 @@ def test_resumed_conversation_cost_is_counted_once_per_cli_semantics(repo: Path,
     assert row["phase"] == "Succeeded" and row["attempts"] == 2, row
     totals = [r["total_cost_usd"] for r in results(repo, "solver")]
     if which == "pinned":
-        assert totals == pytest.approx([0.3, 0.9])  # the conversation's running total
+        assert totals == pytest.approx([0.3, 0.75])  # the conversation's running total
     else:
-        assert totals == pytest.approx([0.3, 0.6])  # this process's own
+        assert totals == pytest.approx([0.3, 0.45])  # this process's own
     apply(repo)
     entries = ledger(repo, "solver").values()
     assert sorted(e["cli"] for e in entries) == [OLD_VERSION if which == "old" else "2.1.332"] * 2
-    assert row["cost_usd"] == pytest.approx(0.9) and bill.usd == pytest.approx(0.9)
+    assert row["cost_usd"] == pytest.approx(0.75) and bill.usd == pytest.approx(0.75)
+    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
+    # the gate-feedback resume is capped too: at twice the median run, on top of the total the pinned
+    # CLI restores for the conversation (its transcript's cost-state) and compares the cap with
+    cap = {"pinned": "0.9", "old": "0.6"}[which]
+    assert f"--resume {row['session_id']} --model {MODEL} --max-budget-usd {cap} " in log
 
 
 def test_pilot_of_one_in_a_group_of_four(repo: Path, serve_with) -> None:
