@@ -180,21 +180,30 @@ STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json
                              show_default=True)
 
 
+REFRESH = click.option("--refresh", is_flag=True,
+                       help="Observe now even when a running loop has a fresh observation (git status in every "
+                            "worktree: slower on a large fleet).")
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@REFRESH
 @input_limits
-def status(file: str | None, output: str) -> None:
+def status(file: str | None, output: str, refresh: bool) -> None:
     """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost, reason.
 
-    FILE defaults to ./fleet.yaml.
+    FILE defaults to ./fleet.yaml. While `fleet reconcile FILE --watch` runs, this shows
+    the loop's last observation (and says how old it is) once a cheap check finds that
+    nothing it saw has moved; otherwise, or with --refresh, it observes now.
 
     \b
     Examples:
       fleet status fleet.yaml
+      fleet status fleet.yaml --refresh
       fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase}'
     """
-    _run("status", file=_fleet_file(file), output=output)
+    _run("status", file=_fleet_file(file), output=output, refresh=refresh)
 
 
 @cli.group()
@@ -205,10 +214,11 @@ def get() -> None:
 @get.command("agents")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@REFRESH
 @input_limits
-def get_agents(file: str | None, output: str) -> None:
+def get_agents(file: str | None, output: str, refresh: bool) -> None:
     """Same as `fleet status [FILE]`."""
-    _run("status", file=_fleet_file(file), output=output)
+    _run("status", file=_fleet_file(file), output=output, refresh=refresh)
 
 
 def _fleet_file(file: str | None) -> str:
@@ -308,8 +318,11 @@ def archives(file: str, output: str) -> None:
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Override spec.reconcile (interval or cron).")
 @GRACE
+@click.option("--ui", is_flag=True, help="With --watch: also serve the live dashboard (see `fleet ui --help`).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="With --ui: the dashboard's port (0: any free port).")
 @input_limits
-def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float) -> None:
+def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float, ui: bool, port: int) -> None:
     """The control loop: observe, diff and converge on a schedule.
 
     Re-reads FILE every tick, so an edit (a merged pull request) applies at the next
@@ -320,11 +333,47 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
     Examples:
       fleet reconcile fleet.yaml --watch
       fleet reconcile fleet.yaml --watch --interval 30
+      fleet reconcile fleet.yaml --watch --ui          # and the dashboard on 127.0.0.1:8787
       */5 * * * * cd /srv/repo && fleet reconcile fleet.yaml --once   # crontab
     """
     if watch == once:
         raise click.UsageError("choose one of --watch (run until stopped) or --once (one pass, for cron/systemd)")
-    _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace)
+    if ui and not watch:
+        raise click.UsageError("--ui serves the dashboard beside the running loop: use it with --watch")
+    _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace,
+         ui_port=port if ui else None)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but 127.0.0.1/localhost/::1 needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port (0: any free port; the address is printed).")
+@click.option("--actions", is_flag=True,
+              help="Enable stop, restart and resume-with-a-message; each needs the access token.")
+@click.option("--token", envvar="FLEET_UI_TOKEN", default=None, metavar="TOKEN",
+              help="Access token (default: a random one, printed at start). Also FLEET_UI_TOKEN.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=5.0, show_default=True, metavar="SECONDS",
+              help="Without a running loop: how often the dashboard observes the fleet itself.")
+@input_limits
+def ui(file: str | None, host: str, port: int, actions: bool, token: str | None, interval: float) -> None:
+    """A live web dashboard of the fleet: agents grouped by what they need, spend, caps, the plan,
+    each agent's conditions, timeline, log and commits, and charts. Updates arrive live.
+
+    Read-only unless --actions. Actions (stop, restart, resume with a message) need the
+    token printed at start, like Jupyter: open the printed URL, or send it as
+    `Authorization: Bearer TOKEN`. While `fleet reconcile FILE --watch` runs, the
+    dashboard shows the loop's observations; otherwise it observes every --interval.
+
+    \b
+    Examples:
+      fleet ui fleet.yaml                             # http://127.0.0.1:8787/
+      fleet ui fleet.yaml --actions                   # stop/restart/resume, with the token
+      fleet ui fleet.yaml --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+      fleet reconcile fleet.yaml --watch --ui         # the loop and the dashboard together
+    """
+    _run("ui", file=_fleet_file(file), host=host, port=port, actions=actions, token=token, interval=interval)
 
 
 @cli.command("force-unlock")

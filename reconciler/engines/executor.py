@@ -144,7 +144,8 @@ class Executor:
         rec = self._record(agent)
         code = obs.exit_code if obs else None
         ended = f"ended with exit code {code}" if code is not None else f"was stopped ({rec.reason or 'lost'})"
-        message = rec.gate_feedback or RESUME_MESSAGE.format(ended=ended)
+        # an operator's message (the dashboard's "resume with a message") comes first
+        message = action.details.get("message") or rec.gate_feedback or RESUME_MESSAGE.format(ended=ended)
         return self._spawn(action, agent, obs, resume=(rec.session_id or "", message))
 
     def _replace(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
@@ -168,6 +169,8 @@ class Executor:
         lifecycle.stopped(rec, reason=action.reason, condition=condition, tail=last_lines(halted.log_tail),
                           api_error=last_api_error(rec) if condition else None,
                           policy=self.loaded.fleet.spec.restartBackoff)
+        if action.details.get("hold"):  # an operator stopped it: not restarted until they say so
+            lifecycle.held_by_operator(rec, action.details["hold"])
         self.store.save(rec)
         return halted.message
 

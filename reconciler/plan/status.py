@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..observe.model import Observed, ObservedAgent
-from ..spec.loader import LoadedFleet
 from ..store.records import Condition, SessionRecord
 from .actions import Action, Plan
+
+if TYPE_CHECKING:  # `fleet status` reading the loop's snapshot builds rows without loading a fleet file
+    from ..spec.loader import LoadedFleet
 
 
 @dataclass
@@ -44,6 +46,17 @@ class AgentStatus:
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
     node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
+
+
+@dataclass
+class FleetStatus:
+    """`fleet status`: the rows and the day's spend (control/status_rows.py computes it)."""
+
+    fleet: str
+    agents: list[AgentStatus]
+    spend_today_usd: float
+    budget_usd_per_day: float | None
+    spend_today_by_tier: dict[str, float]
 
 
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
