@@ -226,3 +226,34 @@ def test_agent_page_shows_conditions_timeline_commits_and_tails_the_log(repo: Pa
         go.write_text("")
         wait_until(lambda: "writer done" in text(driver, "log"))  # the live tail
         wait_until(lambda: attr(driver, "agent-phase", "data-phase") == "Succeeded")
+
+
+def test_reconcile_watch_ui_serves_the_loops_observations(repo: Path, tmp_path: Path) -> None:
+    two_agents(repo, tmp_path)
+    loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", "fleet.yaml", "--watch",
+                             "--interval", "0.5", "--ui", "--port", "0"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert loop.stdout is not None
+        url = loop.stdout.readline().split(": ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+
+        def fleet_data() -> dict | None:
+            with urllib.request.urlopen(url + "api/fleet", timeout=30) as resp:
+                data = json.loads(resp.read())
+            return data if data["source"] == "loop" and data["loop"] else None
+
+        data = wait_until(fleet_data, timeout=90)
+        assert data["loop"]["pid"] == loop.pid and data["actions"] is False
+        assert sorted(a["agent"] for a in data["groups"]["Working"]) == ["quick", "sleeper"]
+        assert data["history"] and data["caps"]["tiers"]["local"] == {"maxRunning": 4, "running": 2}
+        assert data["spend"]["budget"] == 5.0
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.communicate(timeout=30)
+
+
+def test_ui_with_reconcile_needs_watch(repo: Path, tmp_path: Path) -> None:
+    two_agents(repo, tmp_path)
+    proc = fleet("reconcile", "fleet.yaml", "--once", "--ui", cwd=repo)
+    assert proc.returncode == 2 and "use it with --watch" in proc.stderr

@@ -41,7 +41,7 @@
     if (!events.length) { box.append(el("div", { class: "muted" }, "no runs yet")); return; }
     const list = el("ol", { class: "timeline" });
     for (const e of events) {
-      list.append(el("li", { class: "ev ev-" + e.kind }, el("span", { class: "when" }, e.at), " ", el("b", {}, e.kind), " ", e.text));
+      list.append(el("li", { class: "ev ev-" + e.kind }, el("span", { class: "when" }, String(e.at).slice(0, 19).replace("T", " ")), " ", el("b", {}, e.kind), " ", e.text));
     }
     box.append(list);
   }

@@ -103,7 +103,7 @@ const fleetUI = (() => {
       add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" });
       add("text", { x: L - 4, y: y(v) + 4, "text-anchor": "end", class: "axis" }, yFormat(v));
     }
-    const fmt = (t) => new Date(t).toISOString().slice(11, 16);
+    const fmt = (t) => new Date(t).toISOString().slice(11, t1 - t0 < 600000 ? 19 : 16);
     add("text", { x: L, y: H - 6, class: "axis" }, fmt(t0));
     add("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" }, fmt(t1));
     series.forEach((s, i) => {
