@@ -116,7 +116,7 @@ def test_fleet_page_lists_agents_and_a_finished_agent_changes_without_reload(rep
     done = two_agents(repo, tmp_path)
     with serve(repo) as served, browser(tmp_path) as driver:
         driver.get(served.url)
-        wait_until(lambda: phase_in_page(driver, "quick") == "Running" and phase_in_page(driver, "sleeper") == "Running")
+        wait_until(lambda: [phase_in_page(driver, a) for a in ("quick", "sleeper")] == ["Running", "Running"])
         assert sorted(ids(driver, "#group-working tr[id^=agent-]")) == ["agent-quick", "agent-sleeper"]
         driver.execute_script("window.__notReloaded = 'same page'")
         done.write_text("")  # the agent finishes

@@ -57,9 +57,8 @@ def fleet_payload(source: ViewSource, settings: Settings) -> dict[str, Any]:
     rows = aged_rows(view) if view else []
     groups: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}
     for row in rows:
-        light = {k: row.get(k) for k in ROW_FIELDS}
-        light["group"] = group_of(row)
-        groups[light["group"]].append(light)
+        group = group_of(row)
+        groups[group].append({**{k: row.get(k) for k in ROW_FIELDS}, "group": group})
     by_tier = view.get("spendTodayByTier") or {}
     budgets = view.get("budgetUsdPerDayByTier") or {}
     plan = view.get("plan") or {}
