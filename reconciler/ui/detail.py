@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,13 @@ def timeline(rec: SessionRecord | None, log_text: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: _sortable(e["at"]))
 
 
-def _sortable(at: str) -> str:
-    # log markers carry a local-offset time (+0000); records carry ISO with a colon offset
-    return re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", at)
+def _sortable(at: str) -> datetime:
+    # log markers carry the host's local offset (+0000); records carry UTC with a colon offset
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def log_tail(store: StateStore, agent: str, offset: int | None = None) -> tuple[str, int]:

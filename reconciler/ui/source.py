@@ -74,8 +74,8 @@ class ViewSource:
                     self._publish(read.view, "loop")
                 return
             if forced or time.monotonic() - self._observed_at >= self.interval:
-                self._observed_at = time.monotonic()
                 view = observe_view(load_fleet(self.file), by=BY_UI)
+                self._observed_at = time.monotonic()  # from the end: a slow observation is not run back to back
                 self.own_history = [*self.own_history[-HISTORY_POINTS:], history_point(view)]
                 self._publish(view, BY_UI)
         except FleetError as exc:
