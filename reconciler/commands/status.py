@@ -23,8 +23,9 @@ _PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Block
 
 def run(*, file: str, output: str, console: Console, err: Console, refresh: bool = False) -> int:
     cached = None if refresh else read_view(file)
-    if cached is not None and cached.view is not None:
-        status, observed_by = _from_view(cached.view), _observed_line(cached)
+    view = cached.view if cached is not None else None
+    if cached is not None and view is not None:
+        status, observed_by = _from_view(view), _observed_line(cached)
     else:
         from ..control.status_rows import fleet_status
         from ..spec.loader import load_fleet
@@ -34,10 +35,12 @@ def run(*, file: str, output: str, console: Console, err: Console, refresh: bool
     if output == "json":
         data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": status.fleet,
                 "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
-                "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents]}
-        if cached is not None and cached.view is not None:
-            data |= {"observedAt": cached.view["observedAt"], "observedBy": cached.view["observedBy"]}
-        console.print(json.dumps(data, indent=2, sort_keys=True), markup=False, highlight=False, soft_wrap=True)
+                "spendTodayByTier": status.spend_today_by_tier,
+                "agents": aged_rows(view) if view is not None else [asdict(r) for r in status.agents]}
+        if view is not None:
+            data |= {"observedAt": view["observedAt"], "observedBy": view["observedBy"]}
+        # written as it is: rich's text handling costs more than the rest at 1,000 agents
+        console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     console.print(_table(status.fleet, status.agents))
     if observed_by:
