@@ -12,7 +12,7 @@ from ..errors import EXIT_OK
 from ..plan.status import AgentStatus, human_age
 from ..spec.loader import load_fleet
 
-_PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red",
+_PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Delivered": "bold green", "Failed": "red", "Blocked": "bold red",
                 "Pending": "yellow"}
 
 
@@ -36,8 +36,9 @@ def run(*, file: str, output: str, console: Console, err: Console) -> int:
 def _table(fleet: str, rows: list[AgentStatus]) -> Table:
     table = Table(title=f"fleet {fleet}", title_justify="left", header_style="bold")
     nodes = any(r.node for r in rows)  # placement.engine ray: where each session runs
+    queue = any(r.delivery or r.behind_base for r in rows)  # spec.delivery: the merge queue's word
     for col in ("AGENT", "PHASE", "SYNC", "TIER/MODEL", "BRANCH", "DIRTY", "AHEAD", "PID", *(["NODE"] if nodes else []),
-                "AGE", "IDLE", "COST", "REASON"):
+                "AGE", "IDLE", "COST", *(["DELIVERY"] if queue else []), "REASON"):
         table.add_column(col, no_wrap=col not in ("REASON", "BRANCH"),
                          justify="right" if col in ("DIRTY", "AHEAD", "PID", "COST") else "left")
     for r in rows:
@@ -47,9 +48,14 @@ def _table(fleet: str, rows: list[AgentStatus]) -> Table:
         table.add_row(name, f"[{style}]{r.phase}[/]" if style else r.phase, r.sync, tier, r.branch or "-",
                       _n(r.dirty), _n(r.ahead), _n(r.pid), *([r.node or "-"] if nodes else []),
                       human_age(r.age_seconds), human_age(r.idle_seconds),
-                      f"${r.cost_usd:.2f}",
+                      f"${r.cost_usd:.2f}", *([_delivery(r)] if queue else []),
                       r.reason or "")
     return table
+
+
+def _delivery(r: AgentStatus) -> str:
+    behind = f"BehindBase: {r.behind_base} commits" if r.behind_base else ""
+    return "; ".join(p for p in (r.delivery, behind) if p) or "-"
 
 
 def _n(value: int | None) -> str:

@@ -19,6 +19,7 @@ from ..act.lifecycle import read_log_tail
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import EXIT_OK, FleetError
 from ..locking.slots import write_lock_table
+from ..observe.delivery import delivered_glob, observe_delivery
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
 from ..observe.snapshot import Observed, ObservedAgent, observe, state_store
@@ -38,11 +39,16 @@ class LocalEngine:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
         self.store = state_store(self.repo, loaded.name)
+        if loaded.fleet.spec.delivery is not None:  # its target is a safe ref for the prune rules (docs/delivery.md)
+            self.repo.safe_refs = (f"refs/heads/{loaded.fleet.spec.delivery.into}",)
+            self.repo.safe_globs = (delivered_glob(loaded.name),)
 
     # -- observe and plan ------------------------------------------------------------------
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
-        return observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed = observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed.delivery = observe_delivery(self.loaded, self.repo, observed)
+        return observed
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         return plan

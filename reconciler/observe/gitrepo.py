@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
 PRUNE_INTENT = "fleet-pruning.json"  # next to it, while a prune removes the tree (model.PruneIntent)
+SCRATCH_MARKER = "fleet-scratch.json"  # admin dir of a fleet's delivery scratch tree (act/delivery.py)
 # AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
 __all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
            "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
@@ -83,6 +84,12 @@ class _Repo(git.Repo):
 
 class GitRepo:
     """Read-only view of one repository (its main worktree is the fleet's home)."""
+
+    # -- delivery (docs/delivery.md): refs besides `base` whose commits are safe to prune.
+    # The delivery target holds what the queue merged; `safe_globs` (refs/fleet/delivered/<fleet>/*)
+    # the agent tips a squash or rebase delivered. Set by the engine when spec.delivery is declared.
+    safe_refs: tuple[str, ...] = ()
+    safe_globs: tuple[str, ...] = ()
 
     def __init__(self, path: Path) -> None:
         try:
@@ -130,6 +137,7 @@ class GitRepo:
             wt.admin_dir = admin.get(wt.path)
             wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
             wt.pruning = read_prune_intent(wt.admin_dir) if wt.admin_dir else None
+            wt.scratch = read_scratch(wt.admin_dir) if wt.admin_dir else None
             linked.append(wt)
         return main, linked
 
@@ -242,15 +250,23 @@ class GitRepo:
                                                          "refs/heads/").splitlines())
             except git.GitCommandError:
                 pass  # then every candidate takes the full check
+        for safe in self.safe_refs:  # delivery: what the target holds is merged too
+            if self.ref_exists(safe):
+                try:
+                    merged |= frozenset(self.git.for_each_ref(f"--merged={safe}", "--format=%(refname)",
+                                                              "refs/heads/").splitlines())
+                except git.GitCommandError:
+                    pass
         return RefSnapshot(tips=tips, merged=merged, stash=self.git.stash("list", "--format=%gd %gs"))
 
     def unreachable(self, tips: list[str], base: str, *, upstream: str | None = None) -> list[str]:
         """Commits reachable from `tips` but from neither `base` nor `upstream`."""
-        exclude = [f"^{r}" for r in (base, upstream) if r and self.ref_exists(r)]
+        exclude = [f"^{r}" for r in (base, upstream, *self.safe_refs) if r and self.ref_exists(r)]
         tips = [t for t in tips if self.ref_exists(t)]
         if not tips:
             return []
-        out = self.git.log("--format=%h %s", *tips, *exclude, "--")
+        safe = ["--not", *(f"--glob={g}" for g in self.safe_globs)] if self.safe_globs else []
+        out = self.git.log("--format=%h %s", *tips, *exclude, *safe, "--")
         return [line for line in out.splitlines() if line]
 
     def _upstream(self, branch: str | None) -> str | None:
@@ -306,6 +322,15 @@ def read_owner(admin_dir: Path) -> Owner | None:
         data = json.loads((admin_dir / MARKER).read_text())
         return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"],
                      protect=data.get("protect") is True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_scratch(admin_dir: Path) -> str | None:
+    """The fleet whose delivery scratch tree this is, from its marker; None for any other tree."""
+    try:
+        data = json.loads((admin_dir / SCRATCH_MARKER).read_text())
+        return str(data["fleet"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

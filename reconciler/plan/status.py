@@ -12,7 +12,8 @@ from typing import Any
 from ..observe.model import Observed, ObservedAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import Condition, SessionRecord
-from .actions import Action, Plan
+from .actions import MERGE, PUSH, Action, Plan
+from .delivery import delivery_status
 
 
 @dataclass
@@ -44,11 +45,14 @@ class AgentStatus:
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
     node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
+    delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: files... (plan/delivery.py)
+    behind_base: int | None = None  # commits on base its branch lacks (BehindBase), with spec.delivery
 
 
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
     """One row per declared agent (file order), then per undeclared one the fleet still has."""
-    pending = {a.agent: a for a in plan.actions}
+    pending = {a.agent: a for a in plan.actions if a.kind not in (MERGE, PUSH)}
+    queued = {a.agent: f"Queued {a.details['position']} of {a.details['of']}" for a in plan.actions if a.kind == MERGE}
     rows: list[AgentStatus] = []
     names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
     for name in names:
@@ -88,6 +92,7 @@ def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: dateti
             observed_generation=rec.spec_hash if rec else None, reason=reason,
             conditions=_conditions(rec, action), last_output=list(rec.last_output) if rec else [],
             last_gate=rec.last_gate if rec else None))
+        rows[-1].delivery, rows[-1].behind_base = delivery_status(desired, rec, observed.delivery, queued)
     return rows
 
 

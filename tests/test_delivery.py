@@ -1,0 +1,230 @@
+"""The merge queue (issue 16, docs/delivery.md): real repos, real `fleet` processes, real git.
+
+Agents are the scripted ones of tests/agents.py (runtime `command`); the delivery gate is a
+shell command that records the commit it ran on, so each test can check the target only
+ever held commits whose gates passed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import agents
+import pytest
+from conftest import fleet, git, status, wait_until, write_fleet
+
+DELIVERY_SCRIPT = '''\
+import os, subprocess, sys
+mode, agent = sys.argv[1], os.environ["FLEET_AGENT"]
+def commit(msg):
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=agent@fleet.invalid", "commit", "-q",
+                    "-m", msg], check=True)
+if mode == "line":  # write one line of shared.txt: two agents doing it conflict
+    if os.environ.get("FLEET_RESUME") == "1":
+        with open(os.path.join(sys.argv[3], agent + ".message"), "a") as f:
+            f.write(os.environ.get("FLEET_MESSAGE", "") + "\\n---\\n")
+        into = sys.argv[4]
+        subprocess.run(["git", "-c", "user.name=agent", "-c", "user.email=agent@fleet.invalid", "merge", "-q",
+                        into], check=False)
+        with open("shared.txt", "w") as f:
+            f.write(open(sys.argv[5]).read())  # the resolution the test chose
+        commit("resolve the conflict with " + into)
+        sys.exit(0)
+    with open("shared.txt", "w") as f:
+        f.write(sys.argv[2] + "\\n")
+    commit(agent + " writes shared.txt")
+    sys.exit(0)
+if mode == "files":  # write the files named (path=text)
+    for spec in sys.argv[2:]:
+        path, _, text = spec.partition("=")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text + "\\n")
+    commit(agent + " writes " + ", ".join(s.partition("=")[0] for s in sys.argv[2:]))
+    sys.exit(0)
+if mode == "semantic":  # first run: a value the merged result rejects; resumed: the fixed one
+    resumed = os.environ.get("FLEET_RESUME") == "1"
+    if resumed:
+        with open(os.path.join(sys.argv[2], agent + ".message"), "a") as f:
+            f.write(os.environ.get("FLEET_MESSAGE", "") + "\\n---\\n")
+    with open(agent + ".txt", "w") as f:
+        f.write("ok\\n" if resumed else "clash\\n")
+    commit(agent + (" fixes the clash" if resumed else " work"))
+    sys.exit(0)
+sys.exit("unknown mode " + mode)
+'''
+
+
+def install(where: Path) -> Path:
+    path = where / "delivery_agent.py"
+    path.write_text(DELIVERY_SCRIPT)
+    return path
+
+
+def queue_fleet(repo: Path, members: list[tuple[str, list[str]]], *, gate: str | None = None,
+                extra: str = "", agent_extra: dict[str, str] | None = None, script: Path | None = None) -> Path:
+    script = script or install(repo.parent)
+    ran = repo.parent / "gate-ran"
+    gate = gate or f"git rev-parse HEAD >> {ran}"
+    body = "".join(f"""
+            - name: {name}
+              tier: local
+              command: {agents.argv(script, *args)}{(agent_extra or {}).get(name, "")}""" for name, args in members)
+    return write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          gates:
+            tests: {{run: {json.dumps(gate)}, timeout: 60s}}
+          delivery:
+            into: integration
+            gates: [tests]{extra}
+          agents:{body}
+    """)
+
+
+def apply(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return fleet("apply", "fleet.yaml", "--yes", *args, cwd=repo)
+
+
+def converge(repo: Path, done, timeout: float = 90):  # type: ignore[no-untyped-def]
+    """`fleet apply` until `done(status rows)`; the rows."""
+    def step():  # type: ignore[no-untyped-def]
+        apply(repo)
+        rows = status(repo)
+        return rows if done(rows) else None
+
+    return wait_until(step, timeout=timeout, interval=0.3)
+
+
+def tip(repo: Path, ref: str) -> str:
+    return git(repo, "rev-parse", ref).strip()
+
+
+def target_history(repo: Path) -> list[str]:
+    """Every commit the target ever pointed at, from its reflog (oldest first)."""
+    out = git(repo, "reflog", "show", "--format=%H", "refs/heads/integration")
+    return list(reversed(out.split()))
+
+
+def test_three_disjoint_agents_are_delivered_gated_and_then_pruned(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2", "a3")], script=script)
+    rows = converge(repo, lambda r: all(r[n]["phase"] == "Delivered" for n in ("a1", "a2", "a3")))
+    files = git(repo, "ls-tree", "--name-only", "integration").split()
+    assert {"a1.txt", "a2.txt", "a3.txt", "README.md"} <= set(files)
+    assert tip(repo, "main") == git(repo, "rev-list", "--max-parents=0", "integration").strip()  # main untouched
+    gated = (repo.parent / "gate-ran").read_text().split()
+    history = target_history(repo)
+    # created at its first gated result (on top of the base), then moved only to gated commits
+    assert history == gated and len(history) == 3
+    for n in ("a1", "a2", "a3"):
+        assert f"Delivered into integration" in rows[n]["delivery"]
+        assert git(repo, "merge-base", "--is-ancestor", f"fleet/t/{n}", "integration") == ""
+    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # converged: nothing queued again
+    # delivered work is finished: removed from the file, each is pruned without --archive
+    queue_fleet(repo, [], script=script)
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("agents:", "agents: []"))
+    out = apply(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "prune refused" not in out.stdout
+    assert git(repo, "branch", "--list", "fleet/t/*") == ""
+    assert set(files) <= set(git(repo, "ls-tree", "--name-only", "integration").split())
+
+
+def test_diff_shows_the_queue_with_positions(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2")], script=script)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # starts both
+    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("a1", "a2")))
+    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    assert diff.returncode == 1, diff.stdout  # changes pending
+    assert "~ merge" in diff.stdout and "into integration (queue 1 of 2)" in diff.stdout
+    assert "into integration (queue 2 of 2)" in diff.stdout
+    plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    merges = [a for a in plan["actions"] if a["kind"] == "merge"]
+    assert [(m["details"]["position"], m["details"]["of"]) for m in merges] == [(1, 2), (2, 2)]
+    assert not (repo.parent / "gate-ran").exists()  # diff ran no gate and merged nothing
+    assert git(repo, "branch", "--list", "integration") == ""
+    rows = status(repo)
+    assert rows["a1"]["delivery"] == "Queued 1 of 2"
+
+
+def test_conflicting_agents_one_delivered_other_resumed_with_files_then_delivered(repo: Path) -> None:
+    script = install(repo.parent)
+    resolution = repo.parent / "resolution.txt"
+    resolution.write_text("from b1\nfrom b2\n")
+    queue_fleet(repo, [("b1", ["line", "from b1"]),
+                       ("b2", ["line", "from b2", str(repo.parent), "integration", str(resolution)])],
+                script=script)
+    fleet("apply", "fleet.yaml", "--yes", "--target", "b1", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["b1"]["phase"] == "Succeeded")
+    apply(repo)  # b1 is queued and lands; b2 starts (it is busy, so not queued in this pass)
+    assert status(repo)["b1"]["phase"] == "Delivered"
+    wait_until(lambda: status(repo)["b2"]["phase"] == "Succeeded")
+    b2_tip = tip(repo, "fleet/t/b2")
+    target = tip(repo, "integration")
+    apply(repo)  # b2 conflicts with b1's line of shared.txt
+    rows = status(repo)
+    conditions = {c["type"]: c for c in rows["b2"]["conditions"]}
+    assert conditions["Conflicted"]["status"] == "True"
+    assert "shared.txt" in conditions["Conflicted"]["message"]
+    assert rows["b2"]["delivery"] == "Conflicted: shared.txt"
+    assert tip(repo, "fleet/t/b2") == b2_tip and tip(repo, "integration") == target  # both untouched
+    rows = converge(repo, lambda r: r["b2"]["phase"] == "Delivered")
+    message = (repo.parent / "b2.message").read_text()
+    assert message.count("---") == 1  # resumed once
+    assert "shared.txt" in message and "integration" in message and "git rebase integration" in message
+    assert git(repo, "show", "integration:shared.txt") == "from b1\nfrom b2\n"
+    assert target_history(repo) == (repo.parent / "gate-ran").read_text().split()
+
+
+def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path) -> None:
+    script = install(repo.parent)
+    ran = repo.parent / "gate-ran"
+    gate = (f"git rev-parse HEAD >> {ran}; "
+            "if grep -q clash c1.txt 2>/dev/null && test -f c2.txt; then echo 'c1 clashes with c2'; exit 1; fi")
+    # c1 passes its own gates (it has none) and clashes with c2 only once both are merged
+    queue_fleet(repo, [("c2", ["files", "c2.txt=two"]), ("c1", ["semantic", str(repo.parent)]),
+                       ("c3", ["files", "c3.txt=three"])], gate=gate, script=script)
+    fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["c2"]["phase"] == "Succeeded")
+    fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
+    assert status(repo)["c2"]["phase"] == "Delivered"
+    apply(repo)  # starts c1 and c3
+    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("c1", "c3")))
+    target = tip(repo, "integration")
+    plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    assert [a["agent"] for a in plan["actions"] if a["kind"] == "merge"] == ["c1", "c3"]  # c1 at the head
+    apply(repo)
+    rows = status(repo)
+    cond = {c["type"]: c for c in rows["c1"]["conditions"]}
+    assert cond["IntegrationFailed"]["status"] == "True" and "c1 clashes with c2" not in cond["IntegrationFailed"][
+        "message"] and "gate tests failed" in cond["IntegrationFailed"]["message"]
+    assert rows["c3"]["phase"] == "Delivered"  # behind the failing head, delivered in the same pass
+    assert "c1.txt" not in git(repo, "ls-tree", "--name-only", "integration")
+    assert git(repo, "rev-parse", "integration~1") != "" and git(repo, "merge-base", "--is-ancestor", target,
+                                                                   "integration") == ""
+    rows = converge(repo, lambda r: r["c1"]["phase"] == "Delivered")
+    message = (repo.parent / "c1.message").read_text()
+    assert "c1 clashes with c2" in message and "`tests`" in message and "git merge integration" in message
+    assert git(repo, "show", "integration:c1.txt") == "ok\n"
+    gated = ran.read_text().split()
+    assert set(target_history(repo)) <= set(gated)  # every commit the target held passed its gate
+    assert len(gated) == len(target_history(repo)) + 1  # plus the one merged result that failed
+
+
+def test_delivery_without_gates_is_a_validation_error_unless_said(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    path = queue_fleet(repo, [("a1", ["commit"])], script=script)
+    path.write_text(path.read_text().replace("gates: [tests]\n", "gates: []\n"))
+    out = fleet("validate", "fleet.yaml", cwd=repo)
+    assert out.returncode != 0 and "delivery needs gates" in out.stdout + out.stderr
+    assert "ungated: true" in out.stdout + out.stderr
+    path.write_text(path.read_text().replace("gates: []\n", "gates: []\n    ungated: true\n"))
+    out = fleet("validate", "fleet.yaml", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr
