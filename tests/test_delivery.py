@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import agents
-import pytest
 from conftest import fleet, git, status, wait_until, write_fleet
 
 DELIVERY_SCRIPT = '''\
@@ -123,7 +122,7 @@ def test_three_disjoint_agents_are_delivered_gated_and_then_pruned(repo: Path) -
     # created at its first gated result (on top of the base), then moved only to gated commits
     assert history == gated and len(history) == 3
     for n in ("a1", "a2", "a3"):
-        assert f"Delivered into integration" in rows[n]["delivery"]
+        assert "Delivered into integration" in rows[n]["delivery"]
         assert git(repo, "merge-base", "--is-ancestor", f"fleet/t/{n}", "integration") == ""
     assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # converged: nothing queued again
     # delivered work is finished: removed from the file, each is pruned without --archive
@@ -199,13 +198,13 @@ def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path
     wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("c1", "c3")))
     target = tip(repo, "integration")
     plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
-    assert [a["agent"] for a in plan["actions"] if a["kind"] == "merge"] == ["c1", "c3"]  # c1 at the head
+    assert sorted(a["agent"] for a in plan["actions"] if a["kind"] == "merge") == ["c1", "c3"]
     apply(repo)
     rows = status(repo)
     cond = {c["type"]: c for c in rows["c1"]["conditions"]}
-    assert cond["IntegrationFailed"]["status"] == "True" and "c1 clashes with c2" not in cond["IntegrationFailed"][
-        "message"] and "gate tests failed" in cond["IntegrationFailed"]["message"]
-    assert rows["c3"]["phase"] == "Delivered"  # behind the failing head, delivered in the same pass
+    assert cond["IntegrationFailed"]["status"] == "True"
+    assert "gate tests failed on the result merged with integration" in cond["IntegrationFailed"]["message"]
+    assert rows["c3"]["phase"] == "Delivered"  # in the same pass, wherever it stood behind c1
     assert "c1.txt" not in git(repo, "ls-tree", "--name-only", "integration")
     assert git(repo, "rev-parse", "integration~1") != "" and git(repo, "merge-base", "--is-ancestor", target,
                                                                    "integration") == ""

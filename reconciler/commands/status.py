@@ -12,8 +12,8 @@ from ..errors import EXIT_OK
 from ..plan.status import AgentStatus, human_age
 from ..spec.loader import load_fleet
 
-_PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Delivered": "bold green", "Failed": "red", "Blocked": "bold red",
-                "Pending": "yellow"}
+_PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Delivered": "bold green", "Failed": "red",
+                "Blocked": "bold red", "Pending": "yellow"}
 
 
 def run(*, file: str, output: str, console: Console, err: Console) -> int:

@@ -45,7 +45,7 @@ class AgentStatus:
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
     node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
-    delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: files... (plan/delivery.py)
+    delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: FILES...
     behind_base: int | None = None  # commits on base its branch lacks (BehindBase), with spec.delivery
 
 
