@@ -52,6 +52,28 @@ if mode == "semantic":  # first run: a value the merged result rejects; resumed:
         f.write("ok\\n" if resumed else "clash\\n")
     commit(agent + (" fixes the clash" if resumed else " work"))
     sys.exit(0)
+if mode == "scoped":  # first run: in scope and out of it; resumed with the feedback: only in scope
+    if os.environ.get("FLEET_RESUME") == "1":
+        with open(os.path.join(sys.argv[2], agent + ".message"), "a") as f:
+            f.write(os.environ.get("FLEET_MESSAGE", "") + "\\n---\\n")
+        subprocess.run(["git", "rm", "-q", "notes.txt"], check=True)
+        commit(agent + " keeps to its paths")
+        sys.exit(0)
+    os.makedirs("src", exist_ok=True)
+    for path in ("src/" + agent + ".py", "notes.txt"):
+        with open(path, "w") as f:
+            f.write("x = 1\\n")
+    commit(agent + " work")
+    sys.exit(0)
+if mode == "review":  # first run: one style; resumed with a reviewer's message: records it, revises
+    if os.environ.get("FLEET_RESUME") == "1":
+        with open(os.path.join(sys.argv[2], agent + ".message"), "a") as f:
+            f.write(os.environ.get("FLEET_MESSAGE", "") + "\\n---\\n")
+    with open(agent + ".txt", "w") as f:
+        f.write("revised\\n" if os.environ.get("FLEET_RESUME") == "1" else "first\\n")
+    commit(agent + " work")
+    print('{"fleet_result": {"message": "I wrote ' + agent + '.txt", "cost_usd": 0.25}}', flush=True)
+    sys.exit(0)
 sys.exit("unknown mode " + mode)
 '''
 
@@ -227,3 +249,103 @@ def test_delivery_without_gates_is_a_validation_error_unless_said(repo: Path) ->
     path.write_text(path.read_text().replace("gates: []\n", "gates: []\n    ungated: true\n"))
     out = fleet("validate", "fleet.yaml", cwd=repo)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_approval_required_holds_the_queue_until_approved_and_reject_resumes(repo: Path) -> None:
+    script = install(repo.parent)
+    queue_fleet(repo, [("r1", ["review", str(repo.parent)]), ("r2", ["review", str(repo.parent)])],
+                extra="\n            approval: required", script=script)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("r1", "r2")))
+    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    assert diff.returncode == 0, diff.stdout  # nothing enters the queue before an approval
+    assert "r1 waits for approval" in diff.stdout and "fleet approve FILE r1" in diff.stdout
+    apply(repo)
+    assert git(repo, "branch", "--list", "integration") == ""
+    review = fleet("review", "fleet.yaml", "r1", cwd=repo, check=True).stdout
+    assert "I wrote r1.txt" in review and "r1 work" in review and "r1.txt" in review and "$0.2500" in review
+    md = fleet("review", "fleet.yaml", "r1", "-o", "markdown", cwd=repo, check=True).stdout
+    assert "#### Final message" in md and "> I wrote r1.txt" in md and "| GatesPassed |" not in md
+    out = fleet("approve", "fleet.yaml", "r1", "--as", "alice", cwd=repo, check=True)
+    assert "approved r1" in out.stdout
+    out = fleet("reject", "fleet.yaml", "r2", "-m", "say revised, not first", "--as", "bob", cwd=repo, check=True)
+    assert "resume" in out.stdout
+    rec = json.loads(fleet("describe", "fleet.yaml", "r1", "-o", "json", cwd=repo).stdout)
+    assert {c["type"]: c for c in rec["conditions"]}["Approved"]["message"].startswith("by alice for ")
+    apply(repo)
+    rows = status(repo)
+    assert rows["r1"]["phase"] == "Delivered"
+    assert "r2.txt" not in git(repo, "ls-tree", "--name-only", "integration")
+    wait_until(lambda: status(repo)["r2"]["phase"] == "Succeeded")
+    message = (repo.parent / "r2.message").read_text()
+    assert "bob" in message and "say revised, not first" in message
+    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # the revised tip needs a new approval
+    fleet("approve", "fleet.yaml", "r2", cwd=repo, check=True)
+    rows = converge(repo, lambda r: r["r2"]["phase"] == "Delivered")
+    assert git(repo, "show", "integration:r2.txt") == "revised\n"
+
+
+def test_overlapping_paths_are_warned_and_out_of_scope_work_is_fed_back(repo: Path) -> None:
+    script = install(repo.parent)
+    queue_fleet(repo, [("s1", ["scoped", str(repo.parent)]), ("s2", ["files", "src/api/x.py=1"])], script=script,
+                agent_extra={"s1": "\n              paths: [src/**]", "s2": "\n              paths: [src/api/*.py]"})
+    diff = fleet("diff", "fleet.yaml", cwd=repo).stdout
+    assert "paths of s1 (src/**) and s2 (src/api/*.py) overlap" in diff
+    fleet("apply", "fleet.yaml", "--yes", "--target", "s1", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["s1"]["phase"] == "Succeeded")
+    plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", "--target", "s1", cwd=repo).stdout)
+    step = next(a for a in plan["actions"] if a["agent"] == "s1")
+    assert step["kind"] == "deliver" and step["details"]["files"] == ["notes.txt"]
+    assert "OutOfScope: changed notes.txt outside its paths (src/**)" in step["reason"]
+    fleet("apply", "fleet.yaml", "--yes", "--target", "s1", cwd=repo, check=True)
+    row = status(repo)["s1"]
+    assert {c["type"]: c for c in row["conditions"]}["OutOfScope"]["status"] == "True"
+    assert git(repo, "branch", "--list", "integration") == ""  # not delivered
+    rows = converge(repo, lambda r: r["s1"]["phase"] == "Delivered")
+    assert "notes.txt" in (repo.parent / "s1.message").read_text()
+    assert "notes.txt" not in git(repo, "ls-tree", "-r", "--name-only", "integration")
+    assert rows["s1"]["delivery"].startswith("Delivered")
+
+
+def test_behind_base_is_shown_in_status_and_diff(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    queue_fleet(repo, [("a1", ["commit"])], script=script, extra="\n            approval: required")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    for i in range(2):
+        (repo / f"main{i}.txt").write_text("later\n")
+        git(repo, "add", f"main{i}.txt")
+        git(repo, "commit", "-q", "-m", f"main moves on {i}")
+    assert status(repo)["a1"]["behind_base"] == 2
+    assert "BehindBase: 2 commits" in fleet("status", "fleet.yaml", cwd=repo).stdout
+    assert "a1: BehindBase: 2 commits" in fleet("diff", "fleet.yaml", cwd=repo).stdout
+
+
+def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(repo: Path) -> None:
+    script = agents.install(repo.parent)
+    remote = repo.parent / "remote.git"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    queue_fleet(repo, [("a1", ["commit"]), ("a2", ["commit"])], script=script,
+                extra="\n            push: {remote: origin}")
+    fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo, check=True)
+    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    out = fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pushed integration to origin" in out.stdout
+    assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
+    # someone else moves the remote's integration: fleet's next push is rejected, never forced
+    other = repo.parent / "other"
+    git(repo.parent, "clone", "-q", "-b", "integration", str(remote), str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git(other, "add", "theirs.txt")
+    git(other, "commit", "-q", "-m", "theirs")
+    git(other, "push", "-q", "origin", "integration")
+    theirs = git(remote, "rev-parse", "integration")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    wait_until(lambda: status(repo)["a2"]["phase"] == "Succeeded")
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert out.returncode == 1
+    assert "push of integration to origin was rejected" in out.stdout + out.stderr
+    assert status(repo)["a2"]["phase"] == "Delivered"  # delivered locally; the push waits for a person
+    assert git(remote, "rev-parse", "integration") == theirs  # not forced
