@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import agents
+import pytest
 from conftest import fleet, git, status, wait_until, write_fleet
 
 DELIVERY_SCRIPT = '''\
@@ -349,3 +350,104 @@ def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(r
     assert "push of integration to origin was rejected" in out.stdout + out.stderr
     assert status(repo)["a2"]["phase"] == "Delivered"  # delivered locally; the push waits for a person
     assert git(remote, "rev-parse", "integration") == theirs  # not forced
+
+
+class _GitHub:
+    """A scripted GitHub Enterprise REST API (`/api/v3/...`) on 127.0.0.1 over HTTPS: just the
+    pull request calls fleet makes through `gh api`, each request kept for the test to read."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        import http.server
+        import ssl
+        import threading
+
+        self.requests: list[tuple[str, str, dict]] = []
+        self.pulls: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self, code: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                outer.requests.append((self.command, self.path, body))
+                path = self.path.split("?", 1)[0]
+                if self.command == "GET" and path == "/api/v3/repos/acme/app/pulls":
+                    self._reply(200, [p for p in outer.pulls if p["state"] == "open"])
+                elif self.command == "POST" and path == "/api/v3/repos/acme/app/pulls":
+                    pull = {"number": len(outer.pulls) + 1, "state": "open", **body}
+                    outer.pulls.append(pull)
+                    self._reply(201, pull)
+                elif self.command == "PATCH" and path.startswith("/api/v3/repos/acme/app/pulls/"):
+                    pull = outer.pulls[int(path.rsplit("/", 1)[1]) - 1]
+                    pull.update(body)
+                    self._reply(200, pull)
+                else:
+                    self._reply(404, {"message": "Not Found"})
+
+            do_GET = do_POST = do_PATCH = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def github(tmp_path: Path):  # type: ignore[no-untyped-def]
+    import shutil
+
+    if shutil.which("gh") is None or shutil.which("openssl") is None:
+        pytest.skip("needs the gh CLI and openssl (Debian: apt-get install gh openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+    api = _GitHub(cert, key)
+    config = tmp_path / "gh-config"
+    config.mkdir()
+    env = {"SSL_CERT_FILE": str(cert), "GH_HOST": f"127.0.0.1:{api.port}", "GH_ENTERPRISE_TOKEN": "test-token",
+           "GH_CONFIG_DIR": str(config), "GH_PROMPT_DISABLED": "1", "NO_COLOR": "1"}
+    yield api, env
+    api.server.shutdown()
+
+
+def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, github) -> None:  # type: ignore[no-untyped-def]
+    api, env = github
+    script = install(repo.parent)
+    remote = repo.parent / "remote.git"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    queue_fleet(repo, [("p1", ["review", str(repo.parent)]), ("p2", ["review", str(repo.parent)])], script=script,
+                extra="\n            push: {remote: origin}\n            pullRequest: {repo: acme/app, base: main, "
+                      "title: 'fleet: delivered work'}")
+    fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, check=True, env=env)
+    wait_until(lambda: status(repo)["p1"]["phase"] == "Succeeded")
+    out = fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "opened pull request #1" in out.stdout
+    (pull,) = api.pulls
+    assert (pull["head"], pull["base"], pull["title"], pull["draft"]) == ("integration", "main",
+                                                                           "fleet: delivered work", False)
+    assert "<!-- fleet-review -->" in pull["body"] and "`p1`" in pull["body"] and "I wrote p1.txt" in pull["body"]
+    assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+    wait_until(lambda: status(repo)["p2"]["phase"] == "Succeeded")
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+    assert "updated pull request #1" in out.stdout, out.stdout + out.stderr
+    assert len(api.pulls) == 1 and "`p2`" in api.pulls[0]["body"] and "`p1`" in api.pulls[0]["body"]
+    methods = [(m, p.split("?", 1)[0]) for m, p, _ in api.requests]
+    assert methods == [("GET", "/api/v3/repos/acme/app/pulls"), ("POST", "/api/v3/repos/acme/app/pulls"),
+                       ("GET", "/api/v3/repos/acme/app/pulls"), ("PATCH", "/api/v3/repos/acme/app/pulls/1")]
