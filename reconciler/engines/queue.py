@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from .. import telemetry
 from ..act import delivery as git_delivery
 from ..act.failpoints import failpoint
 from ..act.gates import GateResult, run_gate
@@ -256,6 +257,7 @@ class Queue:
         for c in _VERDICT_CONDITIONS:
             rec.clear_condition(c, "Delivered")
         self.store.save(rec)
+        telemetry.delivery(self.loaded, agent.name, "Delivered", _since(rec.finished_at))
 
     def _conflicted(self, m: _Member, files: list[str], onto: str) -> None:
         into = self.delivery.into
@@ -288,6 +290,7 @@ class Queue:
                              "into": self.delivery.into})
         rec.set_condition(state, "True", state, message)
         rec.set_condition("Delivered", "False", state, message)
+        telemetry.delivery(self.loaded, agent.name, state)
         resume = (feedback is not None and self.delivery.onConflict == "resume"
                   and failures <= self.delivery.maxAttempts and bool(rec.session_id))
         if resume:
@@ -298,6 +301,19 @@ class Queue:
                 f" ({failures - 1} fed back already, maxAttempts {self.delivery.maxAttempts})"
             rec.reason = f"{state}: {message}; not delivered{left}"
         self.store.save(rec)
+
+
+def _since(when: str | None) -> float | None:
+    from datetime import datetime
+
+    from ..store import clock
+
+    if not when:
+        return None
+    try:
+        return (clock.now() - datetime.fromisoformat(when)).total_seconds()
+    except ValueError:
+        return None
 
 
 # -- the fleet's own delivery state (push, pull request): <home>/delivery/<fleet>.json ----------
