@@ -18,7 +18,8 @@ from rich.markup import escape
 from ..errors import EXIT_OK, FleetError
 from ..locking.fleet_lock import fleet_lock
 from ..observe.gitrepo import GitRepo
-from ..observe.review import Packet, review_packet
+from ..observe.model import Packet
+from ..observe.review import review_packet
 from ..observe.snapshot import fleet_home, state_store
 from ..plan.review import packet_markdown
 from ..spec.loader import LoadedFleet, load_fleet

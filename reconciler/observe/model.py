@@ -15,9 +15,9 @@ types. Every fact the planner needs is a field filled by an observer
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..store.records import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord
 
@@ -175,3 +175,24 @@ class Observed:
 
     def path_state(self, path: Path) -> str:
         return self.paths.get(path, PATH_MISSING)
+
+
+@dataclass
+class Packet:
+    """A review packet (observe/review.py gathers it; plan/review.py renders it)."""
+
+    agent: str
+    fleet: str
+    branch: str
+    against: str  # the delivery target (or base) the diff is against
+    phase: str | None
+    final_message: str | None
+    commits: list[str] = field(default_factory=list)  # "sha subject", oldest first
+    diffstat: str = ""
+    gates: dict[str, Any] = field(default_factory=dict)  # the GatesPassed condition and the last gate run
+    cost_usd: float = 0.0
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    delivery: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

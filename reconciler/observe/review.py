@@ -2,7 +2,7 @@
 agent's work before it is delivered. Read-only: the state store, the session log and git."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import git
@@ -11,28 +11,10 @@ from ..runtimes import get_runtime
 from ..spec.loader import LoadedFleet
 from ..store.records import StateStore
 from .gitrepo import GitRepo
+from .model import Packet
 from .progress import last_lines
 
 _LOG_TAIL = 256 * 1024
-
-
-@dataclass
-class Packet:
-    agent: str
-    fleet: str
-    branch: str
-    against: str  # the delivery target (or base) the diff is against
-    phase: str | None
-    final_message: str | None
-    commits: list[str] = field(default_factory=list)  # "sha subject", oldest first
-    diffstat: str = ""
-    gates: dict[str, Any] = field(default_factory=dict)  # the GatesPassed condition and the last gate run
-    cost_usd: float = 0.0
-    conditions: list[dict[str, Any]] = field(default_factory=list)
-    delivery: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def review_packet(loaded: LoadedFleet, repo: GitRepo, store: StateStore, name: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..observe.review import Packet
+from ..observe.model import Packet
 
 MARKER = "<!-- fleet-review -->"
 
