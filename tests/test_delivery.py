@@ -451,3 +451,38 @@ def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, git
     methods = [(m, p.split("?", 1)[0]) for m, p, _ in api.requests]
     assert methods == [("GET", "/api/v3/repos/acme/app/pulls"), ("POST", "/api/v3/repos/acme/app/pulls"),
                        ("GET", "/api/v3/repos/acme/app/pulls"), ("PATCH", "/api/v3/repos/acme/app/pulls/1")]
+
+
+@pytest.mark.parametrize("strategy", ["squash", "rebase"])
+def test_squash_and_rebase_deliver_keep_the_agent_tip_and_prune_safely(repo: Path, strategy: str) -> None:
+    script = agents.install(repo.parent)
+    queue_fleet(repo, [("a1", ["commit"]), ("a2", ["commit"])], script=script,
+                extra=f"\n            strategy: {strategy}")
+    converge(repo, lambda r: all(r[n]["phase"] == "Delivered" for n in ("a1", "a2")))
+    assert len(git(repo, "rev-list", "main..integration").split()) == 2
+    assert git(repo, "rev-list", "--merges", "main..integration") == ""  # linear: no merge commit
+    for n in ("a1", "a2"):
+        assert git(repo, "show", f"integration:{n}.txt") == "\n"
+        assert tip(repo, f"refs/fleet/delivered/t/{n}") == tip(repo, f"fleet/t/{n}")
+    # the agents' own commits are not in the target, but delivered: pruned without --archive
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().split("  agents:")[0] + "  agents: []\n")
+    out = apply(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert git(repo, "branch", "--list", "fleet/t/*") == ""
+
+
+def test_a_failing_batch_is_bisected_and_the_good_members_land(repo: Path) -> None:
+    script = install(repo.parent)
+    ran = repo.parent / "gate-ran"
+    gate = f"git rev-parse HEAD >> {ran}; ! test -f bad.txt || {{ echo 'bad.txt breaks the build'; exit 1; }}"
+    queue_fleet(repo, [("g1", ["files", "g1.txt=1"]), ("g2", ["files", "bad.txt=x"]), ("g3", ["files", "g3.txt=3"]),
+                       ("g4", ["files", "g4.txt=4"])], gate=gate, script=script, extra="\n            batch: 4")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("g1", "g2", "g3", "g4")))
+    out = apply(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = status(repo)
+    assert [rows[n]["phase"] for n in ("g1", "g3", "g4")] == ["Delivered"] * 3
+    assert {c["type"]: c["status"] for c in rows["g2"]["conditions"]}["IntegrationFailed"] == "True"
+    assert "bad.txt" not in git(repo, "ls-tree", "--name-only", "integration")
+    assert set(target_history(repo)) <= set(ran.read_text().split())  # only gated commits, as ever
