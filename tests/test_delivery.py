@@ -469,6 +469,12 @@ def test_squash_and_rebase_deliver_keep_the_agent_tip_and_prune_safely(repo: Pat
     out = apply(repo)
     assert out.returncode == 0, out.stdout + out.stderr
     assert git(repo, "branch", "--list", "fleet/t/*") == ""
+    scratch = repo / ".fleet" / "worktrees" / ".delivery-t"
+    assert scratch.is_dir() and git(repo, "show-ref", "--verify", "refs/heads/integration")
+    out = fleet("delete", "fleet.yaml", "--yes", cwd=repo)  # the whole fleet: its scratch tree too
+    assert out.returncode == 0 and "removed the delivery scratch tree" in out.stdout, out.stdout + out.stderr
+    assert not scratch.exists() and git(repo, "worktree", "list").count("\n") == 1
+    assert tip(repo, "integration")  # never deleted
 
 
 def test_a_failing_batch_is_bisected_and_the_good_members_land(repo: Path) -> None:

@@ -69,6 +69,22 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
     return path
 
 
+def remove_scratch(repo: GitRepo, root: Path, fleet: str) -> bool:
+    """Remove the fleet's scratch tree (`fleet delete` of the whole fleet): it holds nothing of
+    anyone's, only the last integration. Only a tree whose marker names this fleet is removed."""
+    path = scratch_path(root, fleet)
+    admin = _registered(repo, path)
+    if admin is None:
+        return False
+    try:
+        owner = json.loads((admin / SCRATCH_MARKER).read_text()).get("fleet")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if owner != fleet:
+        return False
+    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env()).returncode == 0
+
+
 def _registered(repo: GitRepo, path: Path) -> Path | None:
     """The admin dir of the linked worktree at `path`, if git has one."""
     base = repo.common_dir / "worktrees"

@@ -73,6 +73,8 @@ class Queue:
         if not members:
             return "nothing to merge now (its branch moved, or it runs again); the next pass decides"
         landed = self._land(members)
+        if len(names) == 1:  # the outcome line names the agent already
+            landed = [line.removeprefix(f"{action.agent}: ") for line in landed]
         return "; ".join(landed)
 
     def deliver(self, action: Action) -> str:
