@@ -130,7 +130,7 @@ def apply_until(repo: Path, done: Callable[[dict[str, dict]], bool], timeout: fl
 
 def results(repo: Path, agent: str) -> list[dict]:
     """Every result object claude printed in the agent's session log."""
-    log = fleet("logs", "fleet.yaml", agent, cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", agent, "--raw", cwd=repo, check=True).stdout
     found = []
     for line in log.splitlines():
         if line.startswith("{") and '"type":"result"' in line:
@@ -220,7 +220,7 @@ def test_failed_gate_resumes_the_same_claude_session_with_the_gate_output(repo: 
     history = first.all_text()
     assert "Put the answer in answer.txt and commit." in history
     assert '"content": "bad\\n"' in history and "git add answer.txt" in history
-    log = fleet("logs", "fleet.yaml", "solver", cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
     assert f"-p --resume {row['session_id']} --model {MODEL}" in log
     run_results = results(repo, "solver")
     assert len(run_results) == 2 and run_results[1]["session_id"] == row["session_id"]

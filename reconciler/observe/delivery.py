@@ -7,16 +7,11 @@ import git
 from ..spec.loader import LoadedFleet
 from .gitrepo import GitRepo
 from .model import BranchFacts, DeliveryFacts, Observed
-
-DELIVERED_REFS = "refs/fleet/delivered"  # refs/fleet/delivered/<fleet>/<agent>: a tip a squash/rebase delivered
-
-
-def delivered_glob(fleet: str) -> str:
-    return f"{DELIVERED_REFS}/{fleet}/*"
+from .stake import DELIVERED_REFS  # refs/fleet/delivered/<fleet>/<agent>: a tip a squash/rebase delivered
 
 
 def delivered_ref(fleet: str, agent: str) -> str:
-    return f"{DELIVERED_REFS}/{fleet}/{agent}"
+    return f"{DELIVERED_REFS}{fleet}/{agent}"
 
 
 def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> DeliveryFacts | None:

@@ -172,14 +172,20 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
     wt, stake = obs.worktree, obs.at_stake
     if wt is None and stake is None:
         return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
-    what = {"worktree": str(wt.path) if wt else None, "branch": wt.branch if wt else _branch(obs)}
+    # only the agent's own branch goes (observe: owned by this fleet); one the tree has checked out instead stays
+    what: dict[str, object] = {"worktree": str(wt.path) if wt else None,
+                               "branch": obs.branch if stake is not None else _branch(obs)}
+    if wt is not None and wt.branch and wt.branch != what["branch"]:
+        what["keptBranch"] = wt.branch
+    if stake is not None and stake.ignored:
+        what["ignored"] = {"count": len(stake.ignored), "bytes": stake.ignored_bytes, "some": stake.ignored[:5]}
     if wt is not None and wt.pruning is not None:  # a crash in `git worktree remove` (act/worktrees.py)
         why += "; finishing a prune that was interrupted"
     if stake is None or stake.safe:
         return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
     at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
                 "inProgress": stake.in_progress, "processes": stake.processes, "nestedRepos": stake.nested_repos,
-                "locked": stake.locked}
+                "locked": stake.locked, "protectedIgnored": stake.protected_ignored}
     if archive and stake.archivable:
         return out + [Action(PRUNE, obs.name, f"{why}; archiving first: {stake.summary()}", tier,
                              {**what, **at_stake, "archive": True})]

@@ -70,8 +70,15 @@ def _detail_lines(a: Action) -> list[str]:
     lines += [f"in progress: {op}" for op in d.get("inProgress", [])]
     lines += [f"process: {p}" for p in d.get("processes", [])]
     lines += [f"nested repo: {r}" for r in d.get("nestedRepos", [])]
+    lines += [f"protected ignored file: {p} (gc.protectIgnored; move it out of the tree)"
+              for p in d.get("protectedIgnored", [])]
     if d.get("locked"):
         lines.append("locked: git worktree lock (unlock it yourself if it may go)")
+    if ignored := d.get("ignored"):
+        some = ", ".join(ignored["some"]) + (", ..." if ignored["count"] > len(ignored["some"]) else "")
+        lines.append(f"ignored: {ignored['count']} file(s), {ignored['bytes']} bytes, deleted unarchived: {some}")
+    if d.get("keptBranch"):
+        lines.append(f"kept: branch {d['keptBranch']} (checked out in the tree, not the fleet's)")
     if a.kind == BLOCKED and d.get("worktree"):
         lines.append(f"worktree: {d['worktree']} (branch {d.get('branch')})")
     return lines

@@ -95,6 +95,10 @@ class Backoff(Strict):
 
 class GC(Strict):
     prune: bool = Field(True, description="Collect undeclared worktrees and sessions this fleet owns.")
+    archiveRetention: Duration = Field("14d", description="How long the archive every prune writes first is kept "
+                                                          "when nothing was at stake (docs/safety.md).")
+    protectIgnored: list[str] = Field([".env", ".env.*"], description="Ignored files matching one of these globs "
+                                      "block a prune (a glob without '/' matches a file name anywhere).")
 
 
 class Telemetry(Strict):
@@ -173,6 +177,33 @@ class FromEnv(Strict):
                          description="Read from this variable of the reconciler's environment; never stored.")
 
 
+NOTIFY_EVENTS = ("needs-attention", "succeeded", "failed", "budget-exhausted", "pilot-done")
+
+
+class Notify(Strict):
+    """Tell someone when an agent changes state (docs/fleet-yaml.md "Notifications"); the loop sends these."""
+
+    events: list[Literal["needs-attention", "succeeded", "failed", "budget-exhausted", "pilot-done"]] = Field(
+        min_length=1, description="The transitions to send: needs-attention, succeeded, failed, budget-exhausted, "
+                                  "pilot-done.")
+    command: list[str] | None = Field(None, min_length=1, description="argv run with the event as JSON on stdin and "
+                                                                      "in $FLEET_EVENT.")
+    webhook: str | FromEnv | None = Field(None, description="URL the event is POSTed to as JSON (http or https).")
+    headers: dict[str, str | FromEnv] = Field(default_factory=dict, description="Extra HTTP headers of the POST.")
+    timeout: Duration = Field("10s", description="Give up on one delivery after this long.")
+    debounce: Duration = Field("1m", description="The same event of the same agent at most once in this time.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Notify:
+        if (self.command is None) == (self.webhook is None):
+            raise ValueError("a notify entry needs exactly one of command or webhook")
+        if isinstance(self.webhook, str) and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        if self.headers and self.webhook is None:
+            raise ValueError("headers are for a webhook")
+        return self
+
+
 class Agent(Strict):
     name: str = Field(pattern=AGENT_NAME_PATTERN,
                       description="Unique agent name; may contain {item} when forEach is set.")
@@ -211,6 +242,8 @@ class FleetSpec(Strict):
                                                  "Required by placement.engine ray.")
     placement: Placement = Placement()
     delivery: Delivery | None = Field(None, description="The merge queue into a target branch (docs/delivery.md).")
+    notify: list[Notify] = Field(default_factory=list, description="Commands and webhooks told of agents' "
+                                                                   "transitions by `fleet reconcile`.")
     agents: list[Agent] = Field(default_factory=list)
 
 
