@@ -21,11 +21,14 @@ def run(*, file: str, watch: bool, once: bool, interval: float | None, grace: fl
                        report=lambda line: console.print(escape(line), soft_wrap=True),
                        report_error=lambda line: err.print(escape(line), soft_wrap=True))
     if once:
-        return loop.tick()
-    if ui_port is not None:  # the dashboard beside the loop, read-only, showing what each tick observed
-        from ..ui.server import announce, open_dashboard
+        code = loop.tick()
+    else:
+        if ui_port is not None:  # the dashboard beside the loop, read-only, showing what each tick observed
+            from ..ui.server import announce, open_dashboard
 
-        dashboard = open_dashboard(file, port=ui_port, grace=grace)
-        announce(dashboard, actions=False, say=lambda line: console.print(escape(line), soft_wrap=True))
-        dashboard.serve_in_thread()
-    return loop.run()
+            dashboard = open_dashboard(file, port=ui_port, grace=grace)
+            announce(dashboard, actions=False, say=lambda line: console.print(escape(line), soft_wrap=True))
+            dashboard.serve_in_thread()
+        code = loop.run()
+    loop.finish_notifications()
+    return code

@@ -1,4 +1,4 @@
-"""`fleet status FILE`: one row per agent.
+"""`fleet status FILE`: one row per agent, grouped, fitted to the terminal; `--watch` redraws it.
 
 With a loop running for FILE, the rows are the loop's last observation (checked for
 liveness, control/observed_status.py) and no fleet file is loaded; else, or with
@@ -7,80 +7,148 @@ liveness, control/observed_status.py) and no fleet file is loaded; else, or with
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from dataclasses import asdict
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
 
 from ..control.observed_status import Read, aged_rows, read_view
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, FleetError
 from ..plan.status import AgentStatus, FleetStatus, human_age
+from ..render.status_table import status_table
 
-_PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red",
-                "Pending": "yellow"}
+if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git)
+    from ..spec.loader import LoadedFleet
 
 
-def run(*, file: str, output: str, console: Console, err: Console, refresh: bool = False) -> int:
-    cached = None if refresh else read_view(file)
-    view = cached.view if cached is not None else None
-    if cached is not None and view is not None:
-        status, observed_by = _from_view(view), _observed_line(cached)
-    else:
-        from ..control.status_rows import fleet_status
-        from ..spec.loader import load_fleet
+def notify_failures(loaded: LoadedFleet) -> list[dict[str, Any]]:
+    from ..control.notify import notify_failures as failures
 
-        loaded = load_fleet(file)
-        status, observed_by = fleet_status(loaded), None
+    return failures(loaded)
+
+
+def fleet_status(loaded: LoadedFleet) -> FleetStatus:
+    from ..control.status_rows import fleet_status as observe_now
+
+    return observe_now(loaded)
+
+
+def load_fleet(file: str) -> LoadedFleet:
+    from ..spec.loader import load_fleet as load
+
+    return load(file)
+
+
+def run(*, file: str, output: str, console: Console, err: Console, watch: bool = False,
+        interval: float = 2.0, refresh: bool = False) -> int:
+    if not watch and not refresh:
+        cached = read_view(file)
+        if cached.view is not None:
+            return _show_cached(cached, cached.view, output, console)
+    loaded = load_fleet(file)
+    if watch:
+        return _watch(file, loaded, output, console, interval)
+    status = fleet_status(loaded)
     if output == "json":
-        data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": status.fleet,
-                "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
-                "spendTodayByTier": status.spend_today_by_tier,
-                "agents": aged_rows(view) if view is not None else [asdict(r) for r in status.agents]}
-        if view is not None:
-            data |= {"observedAt": view["observedAt"], "observedBy": view["observedBy"]}
-        # written as it is: rich's text handling costs more than the rest at 1,000 agents
-        console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        console.print(json.dumps(status_json(loaded, status), indent=2, sort_keys=True), markup=False,
+                      highlight=False, soft_wrap=True)
         return EXIT_OK
-    console.print(_table(status.fleet, status.agents))
-    if observed_by:
-        console.print(observed_by, markup=False)
-    total = sum(r.cost_usd for r in status.agents)
-    budget = status.budget_usd_per_day
-    today = f"spend today: ${status.spend_today_usd:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
-    console.print(f"{today}; all-time cost of these agents: ${total:.2f}")
+    console.print(view(loaded, status, console.width, wide=output == "wide"), soft_wrap=True)
     return EXIT_OK
 
 
-def _from_view(view: dict[str, Any]) -> FleetStatus:
-    return FleetStatus(view["fleet"], [AgentStatus(**a) for a in aged_rows(view)], view["spendTodayUsd"],
-                       view["budgetUsdPerDay"], view["spendTodayByTier"])
+def status_json(loaded: LoadedFleet, status: FleetStatus) -> dict[str, object]:
+    return {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": loaded.name,
+            "spendTodayUsd": status.spend_today_usd, "budgetUsdPerDay": status.budget_usd_per_day,
+            "spendTodayByTier": status.spend_today_by_tier, "agents": [asdict(r) for r in status.agents],
+            "notifyFailures": notify_failures(loaded)}
 
 
-def _observed_line(read: Read) -> str:
-    age = read.age_seconds or 0.0
+def view(loaded: LoadedFleet, status: FleetStatus, width: int | None, *, wide: bool = False) -> Group:
+    """The table and its footer (spend today against the budget)."""
+    total = sum(r.cost_usd for r in status.agents)
+    budget = status.budget_usd_per_day
+    today = f"spend today: ${status.spend_today_usd:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
+    failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
+                   f"{f.get('at')}: {f.get('error')}", style="red") for f in notify_failures(loaded)]
+    return Group(status_table(loaded.name, status.agents, width, wide=wide),
+                 Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed)
+
+
+def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interval: float) -> int:
+    """Redraw until SIGINT (Ctrl-C) or SIGTERM, then exit 0. The file is re-read every refresh,
+    so an edit shows at the next one; a refresh that fails shows why and the watch goes on."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if console.is_terminal:
+            with Live(console=console, auto_refresh=False, transient=False,
+                      redirect_stdout=False, redirect_stderr=False) as live:
+                while not stop.is_set():
+                    frame = _frame(file, loaded, output, console, stop)
+                    if frame is not None:
+                        live.update(frame, refresh=True)
+                    stop.wait(interval)
+        else:  # a pipe or a log: a new table each time something changed
+            last = ""
+            while not stop.is_set():
+                frame = _frame(file, loaded, output, console, stop)
+                if frame is not None:
+                    with console.capture() as cap:
+                        console.print(frame, soft_wrap=True)
+                    if cap.get() != last:
+                        last = cap.get()
+                        console.file.write(last + "\n")
+                        console.file.flush()
+                stop.wait(interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _frame(file: str, loaded: LoadedFleet, output: str, console: Console, stop: threading.Event) -> Group | None:
+    try:
+        try:
+            loaded = load_fleet(file)
+        except FleetError:
+            pass  # a half-saved edit: keep showing the last good file
+        return view(loaded, fleet_status(loaded), console.width, wide=output == "wide")
+    except FleetError as exc:
+        if stop.is_set():  # Ctrl-C reached a git child half-way through: not an error
+            return None
+        return Group(Text(f"fleet {loaded.name}: status failed: {exc.message}", style="red"))
+
+
+def _show_cached(read: Read, snap: dict[str, Any], output: str, console: Console) -> int:
+    """The loop's observation, as `run` shows a fresh one, and how old it is."""
+    failures = snap.get("notifyFailures") or []
+    if output == "json":
+        data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": snap["fleet"],
+                "spendTodayUsd": snap["spendTodayUsd"], "budgetUsdPerDay": snap["budgetUsdPerDay"],
+                "spendTodayByTier": snap["spendTodayByTier"], "agents": aged_rows(snap),
+                "notifyFailures": failures, "observedAt": snap["observedAt"], "observedBy": snap["observedBy"]}
+        # written as it is: rich's text handling costs more than the rest at 1,000 agents
+        console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return EXIT_OK
+    rows = [AgentStatus(**a) for a in aged_rows(snap)]
+    total = sum(r.cost_usd for r in rows)
+    budget = snap["budgetUsdPerDay"]
+    today = f"spend today: ${snap['spendTodayUsd']:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
+    failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
+                   f"{f.get('at')}: {f.get('error')}", style="red") for f in failures]
     pid = (read.loop or {}).get("pid")
-    return f"observed {human_age(age)} ago by the loop (pid {pid}); `fleet status --refresh` observes now"
-
-
-def _table(fleet: str, rows: list[AgentStatus]) -> Table:
-    table = Table(title=f"fleet {fleet}", title_justify="left", header_style="bold")
-    nodes = any(r.node for r in rows)  # placement.engine ray: where each session runs
-    for col in ("AGENT", "PHASE", "SYNC", "TIER/MODEL", "BRANCH", "DIRTY", "AHEAD", "PID", *(["NODE"] if nodes else []),
-                "AGE", "IDLE", "COST", "REASON"):
-        table.add_column(col, no_wrap=col not in ("REASON", "BRANCH"),
-                         justify="right" if col in ("DIRTY", "AHEAD", "PID", "COST") else "left")
-    for r in rows:
-        style = _PHASE_STYLE.get(r.phase, "")
-        name = r.agent if r.declared else f"{r.agent} (undeclared)"
-        tier = f"{r.tier or '-'}/{r.model}" if r.model else (r.tier or "-")
-        table.add_row(name, f"[{style}]{r.phase}[/]" if style else r.phase, r.sync, tier, r.branch or "-",
-                      _n(r.dirty), _n(r.ahead), _n(r.pid), *([r.node or "-"] if nodes else []),
-                      human_age(r.age_seconds), human_age(r.idle_seconds),
-                      f"${r.cost_usd:.2f}",
-                      r.reason or "")
-    return table
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else str(value)
+    console.print(Group(status_table(snap["fleet"], rows, console.width, wide=output == "wide"),
+                        Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed,
+                        Text(f"observed {human_age(read.age_seconds or 0.0)} ago by the loop (pid {pid}); "
+                             "`fleet status --refresh` observes now")), soft_wrap=True)
+    return EXIT_OK

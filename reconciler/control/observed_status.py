@@ -54,9 +54,16 @@ def observe_view(loaded: LoadedFleet, *, by: str) -> dict[str, Any]:
                  "tiers": {name: {"maxRunning": t.maxRunning, "running": by_tier.get(name, 0)}
                            for name, t in spec.tiers.items()}},
         "plan": plan.to_json(),
+        "notifyFailures": _notify_failures(loaded),
         "sessions": sessions,
         "agents": [asdict(r) for r in status.agents],
     }
+
+
+def _notify_failures(loaded: LoadedFleet) -> list[dict[str, Any]]:
+    from .notify import notify_failures
+
+    return notify_failures(loaded)
 
 
 def history_point(view: dict[str, Any]) -> dict[str, Any]:
