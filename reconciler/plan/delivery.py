@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..observe.model import BranchFacts, DeliveryFacts, Observed
-from ..spec.desired import DesiredAgent
 from ..spec.globs import match
-from ..spec.loader import LoadedFleet
 from ..store.records import DELIVERED, SUCCEEDED, SessionRecord
 from .actions import BLOCKED, DELIVER, MERGE, PUSH, Action
+
+if TYPE_CHECKING:  # annotations only: `fleet status` from the loop's snapshot loads no fleet file (pydantic)
+    from ..spec.desired import DesiredAgent
+    from ..spec.loader import LoadedFleet
 
 # verdicts on one tip of an agent's branch: it is not queued again until the branch moves
 VERDICTS = ("Conflicted", "IntegrationFailed", "OutOfScope", "NothingToDeliver", "Rejected")
