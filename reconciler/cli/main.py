@@ -267,6 +267,56 @@ def describe(args: tuple[str, ...], output: str) -> None:
 
 
 @cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("-o", "--output", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
+@input_limits
+def review(args: tuple[str, ...], output: str) -> None:
+    """The review packet of agent NAME before delivery: final message, commits, diffstat against the
+    delivery target, gate results, cost, conditions (docs/delivery.md).
+
+    \b
+    Examples:
+      fleet review notes-api
+      fleet review fleets/app.yaml notes-api -o markdown > review.md
+    """
+    file, name = _file_and_name(args)
+    _run("review", file=file, name=name, output=output)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("--as", "by", metavar="WHO", help="Who approves (default: $USER).")
+@input_limits
+def approve(args: tuple[str, ...], by: str | None) -> None:
+    """Approve agent NAME's branch as it is now for the merge queue (delivery.approval: required).
+    Recorded with who and when; a new run of the agent needs a new approval.
+
+    \b
+    Examples:
+      fleet approve notes-api
+      fleet approve fleets/app.yaml notes-api --as alice
+    """
+    file, name = _file_and_name(args)
+    _run("approve", file=file, name=name, by=by)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("-m", "--message", required=True, help="What to change; the resumed session gets it.")
+@click.option("--as", "by", metavar="WHO", help="Who rejects (default: $USER).")
+@input_limits
+def reject(args: tuple[str, ...], message: str, by: str | None) -> None:
+    """Reject agent NAME's work: recorded with who and when, and its session is resumed with the message.
+
+    \b
+    Examples:
+      fleet reject notes-api -m "keep the old endpoint working"
+    """
+    file, name = _file_and_name(args)
+    _run("reject", file=file, name=name, message=message, by=by)
+
+
+@cli.command()
 @click.argument("args", nargs=-1, metavar="[FILE] NAME")
 @click.option("-f", "--follow", is_flag=True,
               help="Keep printing while the session runs, and across its resumes and restarts, until fleet has "

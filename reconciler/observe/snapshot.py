@@ -82,6 +82,8 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
     for wt in linked:
+        if wt.scratch is not None:  # a fleet's delivery scratch tree (act/delivery.py): no agent's, never pruned
+            continue
         owner = _owner_agent(wt, loaded.name, repo_id, records)
         if owner is not None:
             obs.agents.setdefault(owner, ObservedAgent(owner)).worktree = wt

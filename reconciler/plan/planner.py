@@ -20,8 +20,9 @@ from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.ledger import Spend, spend_on
-from ..store.records import FAILED, RUNNING, SUCCEEDED
+from ..store.records import DELIVERED, FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from .delivery import plan_delivery
 from .drift import explain
 
 
@@ -114,7 +115,11 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
-    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed))
+    # the merge queue last (plan/delivery.py): agents with another action this pass wait for it
+    queue, queue_notes = plan_delivery(loaded, observed, busy={a.agent for a in actions},
+                                       chosen=wanted or None)
+    return Plan(fleet=loaded.name, actions=tuple(actions + queue),
+                notes=notes + _elsewhere(loaded, observed) + queue_notes)
 
 
 def _elsewhere(loaded: LoadedFleet, observed: Observed) -> tuple[str, ...]:
@@ -282,6 +287,8 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
         if not resumable:
             return []
         return [_start(RESUME, agent, "feed the failed gate's output back to the session", slots)]
+    if phase == DELIVERED:  # Succeeded, and its work is in the delivery target (plan/delivery.py)
+        phase = SUCCEEDED
     if phase == SUCCEEDED and agent.restart == "Always":
         return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
     if phase == FAILED and agent.restart in ("OnFailure", "Always") and not rec.gates_exhausted:
