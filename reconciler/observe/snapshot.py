@@ -183,7 +183,8 @@ def safe_refs(loaded: LoadedFleet) -> tuple[str, ...]:
     """Refs besides the rule's own anchors (observe/stake.py `anchors`) whose commits stay when an
     agent of `loaded` is pruned: the one place such refs are added (a delivery target branch,
     when the fleet delivers to one). A branch the fleet owns is never one, whatever is added."""
-    return ()
+    delivery = loaded.fleet.spec.delivery  # docs/delivery.md: what the merge queue landed stays
+    return (f"refs/heads/{delivery.into}",) if delivery is not None else ()
 
 
 def observe_paths(obs: Observed, agents: Iterable[DesiredAgent], branches: Callable[[], frozenset[str]]) -> None:
