@@ -16,6 +16,11 @@ in the same run):
               floor: the full sweep, `git worktree list` + `git status` in every worktree
   status      `fleet status` (cold process)
               floor: `git worktree list` + `git status` + `git rev-list --count` per agent
+  status-loop `fleet status` (cold process) with `fleet reconcile --watch --ui` running beside it,
+              so it reads the loop's observation (checked: observedBy is "loop")
+              floor: `python -c` reading every state record (json.load of each)
+  ui-fleet    the dashboard's fleet page data (GET /api/fleet with curl) from that loop's dashboard
+              floor: the same `python -c` reading the records
 
 plus `fleet validate`/`fleet status` start-up on a 10-agent fleet, and the loop's RSS.
 Times are medians; CPU counts children (git, session runners); RSS is the peak of
@@ -52,6 +57,8 @@ OPS: dict[str, tuple[str, str]] = {
     "diff-prune": ("fleet diff (N-1 to prune)", "worktree list + status per candidate"),
     "tick": ("no-op loop tick (in-process)", "full sweep: worktree list + status per agent"),
     "status": ("fleet status", "worktree list + status + rev-list per agent"),
+    "status-loop": ("fleet status (loop running)", "python -c + read the records"),
+    "ui-fleet": ("dashboard fleet page (loop running)", "python -c + read the records"),
 }
 
 
@@ -177,6 +184,9 @@ class Bench:
                 out["status"] = self.compare(n, fleet_argv("status", "fleet.yaml"), repo, (0,),
                                              fx.floor_status_script(self.work, repo, names, ahead=True,
                                                                     tag="status"))
+            if "status-loop" in ops or "ui-fleet" in ops:
+                log(f"N={n}: fleet status and the dashboard with a loop running")
+                out.update(self.with_loop(n, repo, ops))
             if n <= 10 and not self.results["startup"] and "startup" not in self.args.skip:
                 self.startup(repo)
         finally:
@@ -227,6 +237,53 @@ class Bench:
         result = pair(fleet, floor, n)
         result["loop_rss_mb"] = data["maxrss_mb"]
         return result
+
+    def with_loop(self, n: int, repo: Path, ops: list[str]) -> dict[str, Any]:
+        """`fleet status` and the dashboard's fleet page while `fleet reconcile --watch --ui` runs.
+
+        The loop ticks once at start (its interval is an hour), writes its observation, and
+        serves the dashboard; both measurements then read that observation."""
+        env = self.scoped(repo)
+        records = repo / ".git" / "fleet" / "state" / fx.FLEET_NAME
+        floor_argv = [sys.executable, "-c", "import glob, json, sys\n"
+                      "for p in glob.glob(sys.argv[1] + '/*.json'):\n    json.load(open(p))", str(records)]
+        loop = subprocess.Popen(fleet_argv("reconcile", "fleet.yaml", "--watch", "--interval", "3600", "--ui",
+                                           "--port", "0"), cwd=repo, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out: dict[str, Any] = {}
+        try:
+            assert loop.stdout is not None
+            first = loop.stdout.readline()
+            if not first.startswith("fleet ui: "):
+                raise RuntimeError(f"the loop did not start its dashboard: {first}{loop.stdout.read()[-3000:]}")
+            url = first.split(": ", 1)[1].strip()
+            marker = repo / ".git" / "fleet" / "status" / f"{fx.FLEET_NAME}.loop.json"
+
+            def published() -> bool:
+                try:
+                    return bool(json.loads(marker.read_text()).get("lastTick"))
+                except (OSError, ValueError):
+                    return False
+
+            if not fx.wait_for(published, timeout=max(120.0, n * 1.0)):
+                raise RuntimeError("the loop wrote no observation")
+            check = subprocess.run(fleet_argv("status", "fleet.yaml", "-o", "json"), cwd=repo, env=env,
+                                   capture_output=True, text=True, check=True)
+            if json.loads(check.stdout).get("observedBy") != "loop":
+                raise RuntimeError("fleet status did not read the loop's observation")
+            if "status-loop" in ops:
+                out["status-loop"] = self.compare(n, fleet_argv("status", "fleet.yaml"), repo, (0,), floor_argv)
+            if "ui-fleet" in ops:
+                out["ui-fleet"] = self.compare(n, ["curl", "-sf", "-o", "/dev/null", url + "api/fleet"], repo, (0,),
+                                               floor_argv)
+        finally:
+            loop.send_signal(signal.SIGTERM)
+            try:
+                loop.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                loop.kill()
+                loop.communicate()
+        return out
 
     def startup(self, repo: Path | None) -> None:
         """Start-up of the CLI on a small (10-agent, converged) fleet."""

@@ -312,7 +312,8 @@ def generate(work: Path) -> dict[str, str]:
     keep("orphan-stop", _orphan_stop(demo))
 
     # the third runs (a little slower, so its spec can be edited while it runs: a replace)
-    demo.fleet("apply", "fleet.yaml", "--yes", env={"DEMO_DELAY": "0.5"})
+    # (2 s a step: two diffs must run while it does, also on a loaded machine)
+    demo.fleet("apply", "fleet.yaml", "--yes", env={"DEMO_DELAY": "2"})
     spec = (demo.repo / "fleet.yaml").read_text()
     edited = spec.replace('DEMO_STEPS: "3"', 'DEMO_STEPS: "4"\n        TOKEN: {fromEnv: DEMO_TOKEN}')
     edited = edited.replace("and commit them.", "and commit them.\n        Keep each note under ten lines.")

@@ -3,7 +3,7 @@
 Each is a tiny Python program written into the test's temp dir and run by the
 `command` runtime, with its behaviour chosen by arguments: `sleep SECONDS`,
 `crash [CODE]`, `commit [DELAY]`, `env [SECONDS]` (writes its environment to
-env.json in its worktree, then sleeps).
+env.json in its worktree, then sleeps), `until PATH` (runs until PATH exists, then exits 0).
 """
 from __future__ import annotations
 
@@ -71,6 +71,12 @@ SCRIPT = textwrap.dedent('''\
         while time.time() < end:
             print(f"{agent} working at {time.time():.1f}", flush=True)
             time.sleep(0.2)
+        sys.exit(0)
+    if mode == "until":  # print a line, then wait for the file argv[2] to exist; exit 0 (the test says when)
+        print(f"{agent} waiting for {sys.argv[2]}", flush=True)
+        while not os.path.exists(sys.argv[2]):
+            time.sleep(0.05)
+        print(f"{agent} done", flush=True)
         sys.exit(0)
     sys.exit(f"unknown mode {mode}")
 ''')

@@ -27,7 +27,7 @@ def test_benchmark_harness_runs_at_n10_and_cleans_up(tmp_path: Path, mode: list[
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((out / "latest.json").read_text())
     ops = results["sizes"]["10"]
-    for op in ("apply", "diff", "diff-prune", "tick", "status"):
+    for op in ("apply", "diff", "diff-prune", "tick", "status", "status-loop", "ui-fleet"):
         assert ops[op]["fleet"]["samples"] and ops[op]["floor"]["samples"], op
         assert ops[op]["ratio"] > 0, op
     assert ops["tick"]["loop_rss_mb"] > 0

@@ -12,7 +12,7 @@ from reconciler.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, exit_code
 from reconciler.spec.schema import schema_text
 
 COMMANDS = ["validate", "diff", "apply", "status", "describe", "logs", "delete", "archives", "restore", "reconcile",
-            "lock", "schema", "force-unlock"]
+            "lock", "schema", "force-unlock", "ui"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import fleet, git, write_fleet
 
-HOSTILE_BOUND = 2.0  # seconds: issue 14 "finishes in under 2 s each"
+# seconds: a hang detector, not a timing assertion. Each case finishes in well under 2 s on an idle
+# machine (issue 14); the bound is wider so that a loaded CI worker (Python start-up alone can take
+# seconds there) does not fail a case that did not hang. A billion-laughs file or a symlink loop
+# never finishes, so any finite bound catches it.
+HOSTILE_BOUND = 15.0
 SECRET = "SECRET"  # every name found in the other repository (files, directories, commit subjects) carries it
 
 HEAD = """\

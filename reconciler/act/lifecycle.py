@@ -153,6 +153,13 @@ def stopped(rec: SessionRecord, *, reason: str, condition: str | None, tail: lis
         rec.set_condition("Ready", "False", "Stopped", reason)
 
 
+def held_by_operator(rec: SessionRecord, reason: str) -> None:
+    """An operator stopped the run (`fleet ui --actions`): Failed and `held`, so no restart
+    policy starts it again; their restart or resume, or a new spec, starts it."""
+    rec.phase, rec.reason, rec.held = FAILED, reason, reason
+    rec.set_condition("Ready", "False", "StoppedByOperator", reason)
+
+
 def workspace_lost(rec: SessionRecord, *, reason: str, condition: str, policy: Backoff) -> None:
     """The run ended but its workspace is gone before its gates ran: a failure, run again."""
     rec.gates_pending, rec.phase = False, FAILED

@@ -185,34 +185,43 @@ WATCH_INTERVAL = click.option("--interval", type=click.FloatRange(min=0.1), defa
                               metavar="SECONDS", help="With --watch: time between refreshes.")
 
 
+REFRESH = click.option("--refresh", is_flag=True,
+                       help="Observe now even when a running loop has a fresh observation (git status in every "
+                            "worktree: slower on a large fleet).")
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@REFRESH
 @WATCH
 @WATCH_INTERVAL
 @input_limits
-def status(file: str | None, output: str, watch: bool, interval: float) -> None:
+def status(file: str | None, output: str, refresh: bool, watch: bool, interval: float) -> None:
     """One row per agent, grouped: Needs attention, Working, Pending, Done.
 
     Columns: agent, phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost,
     reason. The table fits the terminal: agent, phase and reason are never cut (the
     reason wraps), the other columns give way, least useful first; `-o wide` shows all.
-    FILE defaults to ./fleet.yaml.
+    FILE defaults to ./fleet.yaml. While `fleet reconcile FILE --watch` runs, this shows
+    the loop's last observation (and says how old it is) once a cheap check finds that
+    nothing it saw has moved; otherwise, or with --refresh, it observes now.
 
     \b
     Examples:
       fleet status fleet.yaml
+      fleet status fleet.yaml --refresh
       fleet status --watch             # redraws every 2 s until Ctrl-C
       fleet status fleet.yaml -o wide
       fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase, group}'
     """
-    _status(file, output, watch, interval)
+    _status(file, output, watch, interval, refresh)
 
 
-def _status(file: str | None, output: str, watch: bool, interval: float) -> None:
+def _status(file: str | None, output: str, watch: bool, interval: float, refresh: bool = False) -> None:
     if watch and output == "json":
         raise click.UsageError("--watch redraws the table; for JSON, run `fleet status -o json` when you need it")
-    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
+    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval, refresh=refresh)
 
 
 @cli.group()
@@ -223,12 +232,13 @@ def get() -> None:
 @get.command("agents")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@REFRESH
 @WATCH
 @WATCH_INTERVAL
 @input_limits
-def get_agents(file: str | None, output: str, watch: bool, interval: float) -> None:
+def get_agents(file: str | None, output: str, refresh: bool, watch: bool, interval: float) -> None:
     """Same as `fleet status [FILE]`."""
-    _status(file, output, watch, interval)
+    _status(file, output, watch, interval, refresh)
 
 
 def _fleet_file(file: str | None) -> str:
@@ -264,6 +274,56 @@ def describe(args: tuple[str, ...], output: str) -> None:
     """
     file, name = _file_and_name(args)
     _run("describe", file=file, name=name, output=output)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("-o", "--output", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
+@input_limits
+def review(args: tuple[str, ...], output: str) -> None:
+    """The review packet of agent NAME before delivery: final message, commits, diffstat against the
+    delivery target, gate results, cost, conditions (docs/delivery.md).
+
+    \b
+    Examples:
+      fleet review notes-api
+      fleet review fleets/app.yaml notes-api -o markdown > review.md
+    """
+    file, name = _file_and_name(args)
+    _run("review", file=file, name=name, output=output)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("--as", "by", metavar="WHO", help="Who approves (default: $USER).")
+@input_limits
+def approve(args: tuple[str, ...], by: str | None) -> None:
+    """Approve agent NAME's branch as it is now for the merge queue (delivery.approval: required).
+    Recorded with who and when; a new run of the agent needs a new approval.
+
+    \b
+    Examples:
+      fleet approve notes-api
+      fleet approve fleets/app.yaml notes-api --as alice
+    """
+    file, name = _file_and_name(args)
+    _run("approve", file=file, name=name, by=by)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("-m", "--message", required=True, help="What to change; the resumed session gets it.")
+@click.option("--as", "by", metavar="WHO", help="Who rejects (default: $USER).")
+@input_limits
+def reject(args: tuple[str, ...], message: str, by: str | None) -> None:
+    """Reject agent NAME's work: recorded with who and when, and its session is resumed with the message.
+
+    \b
+    Examples:
+      fleet reject notes-api -m "keep the old endpoint working"
+    """
+    file, name = _file_and_name(args)
+    _run("reject", file=file, name=name, message=message, by=by)
 
 
 @cli.command()
@@ -388,8 +448,11 @@ def restore(args: tuple[str, ...]) -> None:
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Override spec.reconcile (interval or cron).")
 @GRACE
+@click.option("--ui", is_flag=True, help="With --watch: also serve the live dashboard (see `fleet ui --help`).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="With --ui: the dashboard's port (0: any free port).")
 @input_limits
-def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float) -> None:
+def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace: float, ui: bool, port: int) -> None:
     """The control loop: observe, diff and converge on a schedule.
 
     Re-reads FILE every tick, so an edit (a merged pull request) applies at the next
@@ -400,11 +463,47 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
     Examples:
       fleet reconcile fleet.yaml --watch
       fleet reconcile fleet.yaml --watch --interval 30
+      fleet reconcile fleet.yaml --watch --ui          # and the dashboard on 127.0.0.1:8787
       */5 * * * * cd /srv/repo && fleet reconcile fleet.yaml --once   # crontab
     """
     if watch == once:
         raise click.UsageError("choose one of --watch (run until stopped) or --once (one pass, for cron/systemd)")
-    _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace)
+    if ui and not watch:
+        raise click.UsageError("--ui serves the dashboard beside the running loop: use it with --watch")
+    _run("reconcile", file=file, watch=watch, once=once, interval=interval, grace=grace,
+         ui_port=port if ui else None)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but 127.0.0.1/localhost/::1 needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port (0: any free port; the address is printed).")
+@click.option("--actions", is_flag=True,
+              help="Enable stop, restart and resume-with-a-message; each needs the access token.")
+@click.option("--token", envvar="FLEET_UI_TOKEN", default=None, metavar="TOKEN",
+              help="Access token (default: a random one, printed at start). Also FLEET_UI_TOKEN.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=5.0, show_default=True, metavar="SECONDS",
+              help="Without a running loop: how often the dashboard observes the fleet itself.")
+@input_limits
+def ui(file: str | None, host: str, port: int, actions: bool, token: str | None, interval: float) -> None:
+    """A live web dashboard of the fleet: agents grouped by what they need, spend, caps, the plan,
+    each agent's conditions, timeline, log and commits, and charts. Updates arrive live.
+
+    Read-only unless --actions. Actions (stop, restart, resume with a message) need the
+    token printed at start, like Jupyter: open the printed URL, or send it as
+    `Authorization: Bearer TOKEN`. While `fleet reconcile FILE --watch` runs, the
+    dashboard shows the loop's observations; otherwise it observes every --interval.
+
+    \b
+    Examples:
+      fleet ui fleet.yaml                             # http://127.0.0.1:8787/
+      fleet ui fleet.yaml --actions                   # stop/restart/resume, with the token
+      fleet ui fleet.yaml --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+      fleet reconcile fleet.yaml --watch --ui         # the loop and the dashboard together
+    """
+    _run("ui", file=_fleet_file(file), host=host, port=port, actions=actions, token=token, interval=interval)
 
 
 @cli.command()

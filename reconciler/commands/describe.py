@@ -41,6 +41,9 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
               ("Attempts", row.attempts), ("Idle", human_age(row.idle_seconds)),
               ("Cost", f"${row.cost_usd:.4f}"), ("Spec hash", row.spec_hash or "-"),
               ("Observed generation", row.observed_generation or "-")]
+    if row.delivery or row.behind_base:  # spec.delivery (docs/delivery.md)
+        behind = f"BehindBase: {row.behind_base} commits" if row.behind_base else ""
+        fields.append(("Delivery", "; ".join(p for p in (row.delivery, behind) if p)))
     for key, value in fields:
         console.print(f"[bold]{key + ':':<21}[/]{escape(str(value))}", soft_wrap=True)
     console.print("[bold]Conditions:[/]")

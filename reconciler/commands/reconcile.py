@@ -10,7 +10,7 @@ from ..render.plan import outcome_line
 
 
 def run(*, file: str, watch: bool, once: bool, interval: float | None, grace: float, console: Console,
-        err: Console) -> int:
+        err: Console, ui_port: int | None = None) -> int:
     """`watch` xor `once`: the command line (cli/main.py) refuses anything else as a usage error."""
 
     def show(result: Result) -> None:
@@ -20,6 +20,15 @@ def run(*, file: str, watch: bool, once: bool, interval: float | None, grace: fl
     loop = ControlLoop(file, interval=interval, grace=grace, on_result=show,
                        report=lambda line: console.print(escape(line), soft_wrap=True),
                        report_error=lambda line: err.print(escape(line), soft_wrap=True))
-    code = loop.tick() if once else loop.run()
+    if once:
+        code = loop.tick()
+    else:
+        if ui_port is not None:  # the dashboard beside the loop, read-only, showing what each tick observed
+            from ..ui.server import announce, open_dashboard
+
+            dashboard = open_dashboard(file, port=ui_port, grace=grace)
+            announce(dashboard, actions=False, say=lambda line: console.print(escape(line), soft_wrap=True))
+            dashboard.serve_in_thread()
+        code = loop.run()
     loop.finish_notifications()
     return code

@@ -1,4 +1,9 @@
-"""`fleet status FILE`: one row per agent, grouped, fitted to the terminal; `--watch` redraws it."""
+"""`fleet status FILE`: one row per agent, grouped, fitted to the terminal; `--watch` redraws it.
+
+With a loop running for FILE, the rows are the loop's last observation (checked for
+liveness, control/observed_status.py) and no fleet file is loaded; else, or with
+`--refresh`, fleet observes now.
+"""
 from __future__ import annotations
 
 import json
@@ -6,22 +11,47 @@ import signal
 import threading
 from dataclasses import asdict
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ..control.notify import notify_failures
-from ..control.status_rows import FleetStatus, fleet_status
+from ..control.observed_status import Read, aged_rows, read_view
 from ..errors import EXIT_OK, FleetError
 from ..plan.budget import usd
+from ..plan.status import AgentStatus, FleetStatus, human_age
 from ..render.spend import budget_line, projection_line
 from ..render.status_table import status_table
-from ..spec.loader import LoadedFleet, load_fleet
+
+if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git)
+    from ..spec.loader import LoadedFleet
+
+
+def notify_failures(loaded: LoadedFleet) -> list[dict[str, Any]]:
+    from ..control.notify import notify_failures as failures
+
+    return failures(loaded)
+
+
+def fleet_status(loaded: LoadedFleet) -> FleetStatus:
+    from ..control.status_rows import fleet_status as observe_now
+
+    return observe_now(loaded)
+
+
+def load_fleet(file: str) -> LoadedFleet:
+    from ..spec.loader import load_fleet as load
+
+    return load(file)
 
 
 def run(*, file: str, output: str, console: Console, err: Console, watch: bool = False,
-        interval: float = 2.0) -> int:
+        interval: float = 2.0, refresh: bool = False) -> int:
+    if not watch and not refresh:
+        cached = read_view(file)
+        if cached.view is not None:
+            return _show_cached(cached, cached.view, output, console)
     loaded = load_fleet(file)
     if watch:
         return _watch(file, loaded, output, console, interval)
@@ -102,3 +132,28 @@ def _frame(file: str, loaded: LoadedFleet, output: str, console: Console, stop: 
         if stop.is_set():  # Ctrl-C reached a git child half-way through: not an error
             return None
         return Group(Text(f"fleet {loaded.name}: status failed: {exc.message}", style="red"))
+
+
+def _show_cached(read: Read, snap: dict[str, Any], output: str, console: Console) -> int:
+    """The loop's observation, as `run` shows a fresh one, and how old it is."""
+    failures = snap.get("notifyFailures") or []
+    if output == "json":
+        data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": snap["fleet"],
+                "spendTodayUsd": snap["spendTodayUsd"], "budgetUsdPerDay": snap["budgetUsdPerDay"],
+                "spendTodayByTier": snap["spendTodayByTier"], "agents": aged_rows(snap),
+                "notifyFailures": failures, "observedAt": snap["observedAt"], "observedBy": snap["observedBy"]}
+        # written as it is: rich's text handling costs more than the rest at 1,000 agents
+        console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return EXIT_OK
+    rows = [AgentStatus(**a) for a in aged_rows(snap)]
+    total = sum(r.cost_usd for r in rows)
+    budget = snap["budgetUsdPerDay"]
+    today = f"spend today: ${snap['spendTodayUsd']:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
+    failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
+                   f"{f.get('at')}: {f.get('error')}", style="red") for f in failures]
+    pid = (read.loop or {}).get("pid")
+    console.print(Group(status_table(snap["fleet"], rows, console.width, wide=output == "wide"),
+                        Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed,
+                        Text(f"observed {human_age(read.age_seconds or 0.0)} ago by the loop (pid {pid}); "
+                             "`fleet status --refresh` observes now")), soft_wrap=True)
+    return EXIT_OK

@@ -19,6 +19,7 @@ from ..errors import EXIT_ERROR, EXIT_OK, FleetError, exit_code
 from ..plan.actions import BLOCKED
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadCache, LoadedFleet, load_fleet
+from ..store import clock
 from .converge import Result, reconcile_once
 from .notify import Notifier
 
@@ -33,6 +34,9 @@ class ControlLoop:
     report: Callable[[str], None] = print
     report_error: Callable[[str], None] | None = None  # a skipped or failed tick; default: report
     on_result: Callable[[Result], None] | None = None
+    # after each tick, observe the status and write it to the state store for `fleet status`
+    # and `fleet ui` (control/observed_status.py); `run()` turns it on, a lone `tick()` does not
+    publish_status: bool = False
     _stopping: threading.Event = field(default_factory=threading.Event)
     _idle: threading.Event = field(default_factory=threading.Event)
     _schedule: tuple[str, Any] | None = None
@@ -67,6 +71,8 @@ class ControlLoop:
         if self.on_result:
             self.on_result(result)
         self._notify(loaded)
+        if self.publish_status:
+            self._publish(loaded)
         blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
         failed = [o for o in result.failed if not o.blocked and o.action.kind != BLOCKED]
         gates = len(result.gates_failed)
@@ -75,22 +81,46 @@ class ControlLoop:
                     if result.plan.has_changes else f"{_now()} in sync")
         return exit_code(blocked=bool(blocked), failed=bool(failed))
 
+    def _publish(self, loaded: LoadedFleet) -> None:
+        """Write what this tick left (status, plan, history) and when the next tick is due."""
+        from . import observed_status
+
+        try:
+            store = observed_status.status_store(loaded)
+            observed_status.write_view(loaded, store)
+            marker = store.read_loop()
+            job = self.scheduler.get_job("reconcile") if hasattr(self, "scheduler") else None
+            nxt = getattr(job, "next_run_time", None) if job is not None else None
+            if marker is not None and marker.get("pid") == os.getpid():
+                store.write_loop({**marker, "lastTick": clock.now_iso(), "nextTick": nxt.isoformat() if nxt else None})
+        except Exception as exc:  # noqa: BLE001 - status is a convenience; the loop goes on
+            (self.report_error or self.report)(f"{_now()} could not write the observed status: {exc!r}")
+
     def run(self) -> int:
         """Tick now, then on schedule, until SIGTERM/SIGINT."""
         from apscheduler.schedulers.blocking import BlockingScheduler
+
+        from . import observed_status
 
         self.scheduler = BlockingScheduler(timezone=timezone.utc,
                                            job_defaults={"max_instances": 1, "coalesce": True,
                                                          "misfire_grace_time": None})
         loaded = load_fleet(self.file)
         self._schedule = self._schedule_of(loaded)
+        self.publish_status = True
+        store = observed_status.status_store(loaded)
+        # the marker says "a loop runs for this fleet": readers check its pid and start time
+        store.write_loop(observed_status.loop_marker(self.file, self._describe(self._schedule)))
         self.scheduler.add_job(self.tick, self._trigger(self._schedule), id="reconcile",
                                next_run_time=datetime.now(timezone.utc))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         self.report(f"{_now()} reconciling {self.file} ({self._describe(self._schedule)}); "
                     "SIGTERM or Ctrl-C stops the loop, sessions keep running")
-        self.scheduler.start()
+        try:
+            self.scheduler.start()
+        finally:
+            store.clear_loop(os.getpid())
         if not self._idle.wait(timeout=1.5):
             # a tick is mid-way (a long gate, say): stop now, as a crash would; the next
             # run observes what it left and converges, sessions were never ours to stop

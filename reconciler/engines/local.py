@@ -19,6 +19,7 @@ from ..act.restore import drop, prunable
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import FleetError
 from ..locking.slots import write_lock_table
+from ..observe.delivery import observe_delivery
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
 from ..observe.snapshot import Observed, ObservedAgent, observe, safe_refs, state_store
@@ -44,7 +45,9 @@ class LocalEngine:
     # -- observe and plan ------------------------------------------------------------------
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
-        return observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed = observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed.delivery = observe_delivery(self.loaded, self.repo, observed)
+        return observed
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         return plan

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
 PRUNE_INTENT = "fleet-pruning.json"  # next to it, while a prune removes the tree (model.PruneIntent)
+SCRATCH_MARKER = "fleet-scratch.json"  # admin dir of a fleet's delivery scratch tree (act/delivery.py)
 # AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
 __all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
            "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
@@ -139,6 +140,7 @@ class GitRepo:
             wt.admin_dir = admin.get(wt.path)
             wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
             wt.pruning = read_prune_intent(wt.admin_dir) if wt.admin_dir else None
+            wt.scratch = read_scratch(wt.admin_dir) if wt.admin_dir else None
             linked.append(wt)
         return main, linked
 
@@ -331,6 +333,15 @@ def read_owner(admin_dir: Path) -> Owner | None:
         data = json.loads((admin_dir / MARKER).read_text())
         return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"],
                      protect=data.get("protect") is True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_scratch(admin_dir: Path) -> str | None:
+    """The fleet whose delivery scratch tree this is, from its marker; None for any other tree."""
+    try:
+        data = json.loads((admin_dir / SCRATCH_MARKER).read_text())
+        return str(data["fleet"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -202,9 +202,17 @@ def check_base(loaded: LoadedFleet) -> None:
     from ..spec.positions import locate
 
     base = loaded.fleet.spec.base
-    if not (loaded.repo / ".git").exists():
+    if not (loaded.repo / ".git").exists() or base.startswith("-"):
         return
-    owned = owned_base(ref_facts(loaded.repo, base), base)
+    # one git call when no branch is owned (validate and diff stay fast on any file)
+    res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleetowner$")
+    owners = {line.partition(" ")[0][len("branch."):-len(".fleetowner")]
+              for line in res.stdout.splitlines()} if res.returncode == 0 else set()
+    if not owners:
+        return
+    full = read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)
+    names = full.stdout.split() if full.returncode == 0 else []
+    owned = owned_base(RefFacts(owned=frozenset(owners), base_ref=names[0] if len(names) == 1 else None), base)
     if owned is None:
         return
     line, col = locate(loaded.raw, ("spec", "base"))

@@ -85,6 +85,8 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
     for wt in linked:
+        if wt.scratch is not None:  # a fleet's delivery scratch tree (act/delivery.py): no agent's, never pruned
+            continue
         owner = _owner_agent(wt, loaded.name, repo_id, records)
         if owner is not None:
             obs.agents.setdefault(owner, ObservedAgent(owner)).worktree = wt
@@ -189,7 +191,8 @@ def safe_refs(loaded: LoadedFleet) -> tuple[str, ...]:
     """Refs besides the rule's own anchors (observe/stake.py `anchors`) whose commits stay when an
     agent of `loaded` is pruned: the one place such refs are added (a delivery target branch,
     when the fleet delivers to one). A branch the fleet owns is never one, whatever is added."""
-    return ()
+    delivery = loaded.fleet.spec.delivery  # docs/delivery.md: what the merge queue landed stays
+    return (f"refs/heads/{delivery.into}",) if delivery is not None else ()
 
 
 def observe_paths(obs: Observed, agents: Iterable[DesiredAgent], branches: Callable[[], frozenset[str]]) -> None:

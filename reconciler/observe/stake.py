@@ -156,6 +156,9 @@ def _distinct_commits(commits: Iterable[str]) -> list[str]:
 # -- the reachability rule (docs/safety.md, "Which commits are safe") ------------------------
 
 ARCHIVE_REFS = "refs/fleet/archive/"
+# delivery (docs/delivery.md): the agent tip a squash or rebase delivered; its commits are not in the
+# target as themselves, and this ref keeps them, so they anchor like an archive's
+DELIVERED_REFS = "refs/fleet/delivered/"
 NOT_A_REMOTE = ("", ".")  # `git push -u . HEAD`: a "remote" that is this repository itself
 
 
@@ -176,7 +179,8 @@ def anchors(facts: RefFacts, *, base: str | None, branch: str | None, extra: Ite
 
     A commit is safe only if it is reachable from a ref that the fleet does not own and
     that is not the branch itself: the tip of `base`; a remote-tracking ref of a remote
-    that has a URL which is not this repository (`.`); an archive ref; or one of `extra`
+    that has a URL which is not this repository (`.`); an archive ref; a delivered ref
+    (refs/fleet/delivered/, docs/delivery.md); or one of `extra`
     (refs a caller knows stay: a branch the tree has checked out that is kept, a delivery
     target). A branch any fleet owns, and `branch`, never anchor anything, whatever
     names them (a `base` or an extra ref that resolves to one).
@@ -187,7 +191,7 @@ def anchors(facts: RefFacts, *, base: str | None, branch: str | None, extra: Ite
         out.append(facts.base_ref or facts.base_commit)
     real = sorted((name for name, url in facts.remotes if url.strip() not in NOT_A_REMOTE), key=len, reverse=True)
     for ref in facts.refs:
-        if ref.startswith(ARCHIVE_REFS):
+        if ref.startswith((ARCHIVE_REFS, DELIVERED_REFS)):
             out.append(ref)
         elif ref.startswith("refs/remotes/") and not ref.endswith("/HEAD"):
             rest = ref[len("refs/remotes/"):]

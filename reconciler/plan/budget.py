@@ -17,11 +17,14 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
-from ..spec.models import FleetSpec, Window
 from ..store.records import SessionRecord
+
+if TYPE_CHECKING:  # `usd` is imported by status from the loop's snapshot, which loads no pydantic
+    from ..spec.desired import DesiredAgent
+    from ..spec.models import FleetSpec, Window
 
 USD, TOKENS = "usd", "tokens"
 

@@ -19,9 +19,10 @@ from ..observe.model import PATH_NON_EMPTY_DIR, PATH_NOT_A_DIR, Observed, Observ
 from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.records import FAILED, RUNNING, SUCCEEDED
+from ..store.records import DELIVERED, FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
 from .budget import Budgets, Line, budgets, reservation, usd
+from .delivery import plan_delivery
 from .drift import explain
 from .pilot import holds
 
@@ -122,7 +123,11 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
     notes += tuple(f"rollout {p.group}: {p.summary()}" + ("; promoted by `fleet promote`" if p.promoted else "")
                    for p in projections)
-    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed),
+    # the merge queue last (plan/delivery.py): agents with another action this pass wait for it
+    queue, queue_notes = plan_delivery(loaded, observed, busy={a.agent for a in actions},
+                                       chosen=wanted or None)
+    return Plan(fleet=loaded.name, actions=tuple(actions + queue),
+                notes=notes + _elsewhere(loaded, observed) + queue_notes,
                 budgets=tuple(line.to_json() for line in budgets(spec, records, live_spend(observed), now).lines),
                 projections=tuple(p.to_json() for p in projections))
 
@@ -324,6 +329,8 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
         if not resumable:
             return []
         return [_start(RESUME, agent, "feed the failed gate's output back to the session", slots)]
+    if phase == DELIVERED:  # Succeeded, and its work is in the delivery target (plan/delivery.py)
+        phase = SUCCEEDED
     if phase == SUCCEEDED and agent.restart == "Always":
         return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
     if phase == FAILED and agent.restart in ("OnFailure", "Always") and not rec.gates_exhausted:

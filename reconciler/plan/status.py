@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..observe.model import Observed, ObservedAgent
-from ..spec.loader import LoadedFleet
 from ..store.records import Condition, SessionRecord
-from .actions import Action, Plan
+from .actions import MERGE, PUSH, Action, Plan
+from .delivery import delivery_status
+
+if TYPE_CHECKING:  # `fleet status` reading the loop's snapshot builds rows without loading a fleet file
+    from ..spec.loader import LoadedFleet
 
 
 @dataclass
@@ -47,12 +50,28 @@ class AgentStatus:
     reserved_usd: float | None = None  # a running session: what it reserved against the budgets (its cap)
     live_usd: float | None = None  # a running session: what its current run has spent so far (its log)
     cost_unknown: bool = False  # some run's cost could not be known: counted at its cap
+    delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: FILES...
+    behind_base: int | None = None  # commits on base its branch lacks (BehindBase), with spec.delivery
     group: str = ""  # GROUPS: where `fleet status` lists it (set by `status_rows`, from the fields above)
+
+
+@dataclass
+class FleetStatus:
+    """`fleet status`: the rows and the day's spend (control/status_rows.py computes it)."""
+
+    fleet: str
+    agents: list[AgentStatus]
+    spend_today_usd: float
+    budget_usd_per_day: float | None
+    spend_today_by_tier: dict[str, float]
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget line (plan/budget.py Line.to_json)
+    projections: list[dict[str, Any]] = field(default_factory=list)  # each rollout group's pilot projection
 
 
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
     """One row per declared agent (file order), then per undeclared one the fleet still has."""
-    pending = {a.agent: a for a in plan.actions}
+    pending = {a.agent: a for a in plan.actions if a.kind not in (MERGE, PUSH)}
+    queued = {a.agent: f"Queued {a.details['position']} of {a.details['of']}" for a in plan.actions if a.kind == MERGE}
     rows: list[AgentStatus] = []
     names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
     for name in names:
@@ -95,6 +114,7 @@ def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: dateti
             reserved_usd=rec.reserved_usd if rec and obs.alive else None,
             live_usd=obs.live_usd if obs.alive else None,
             cost_unknown=bool(rec and any(e.get("unknown") for e in rec.ledger.values()))))
+        rows[-1].delivery, rows[-1].behind_base = delivery_status(desired, rec, observed.delivery, queued)
     for row in rows:
         row.group = group_of(row)
     return rows
@@ -107,7 +127,8 @@ GROUPS = (NEEDS_ATTENTION, WORKING, PENDING, DONE)
 # Conditions that, while True, put an agent that is not running under "Needs attention":
 # it waits for something only a person (or money) can give.
 ATTENTION_CONDITIONS = frozenset({"Stalled", "DeadlineExceeded", "BudgetExhausted", "StartFailed",
-                                  "ExitRecordCorrupt", "CrashLoopBackOff", "CloneKept"})
+                                  "ExitRecordCorrupt", "CrashLoopBackOff", "CloneKept",
+                                  "IntegrationFailed", "OutOfScope"})
 # Condition type prefixes of the same kind (a pilot waiting for its go, a merge conflict)
 ATTENTION_PREFIXES = ("Pilot", "Conflict", "Merge")
 
@@ -123,7 +144,7 @@ def group_of(row: AgentStatus) -> str:
         if (cond.get("status") == "True" and (kind in ATTENTION_CONDITIONS or kind.startswith(ATTENTION_PREFIXES))
                 and _since_run_start(cond, row.started_at)):
             return NEEDS_ATTENTION
-    return DONE if row.phase == "Succeeded" else PENDING
+    return DONE if row.phase in ("Succeeded", "Delivered") else PENDING
 
 
 def _since_run_start(cond: dict[str, Any], started_at: str | None) -> bool:

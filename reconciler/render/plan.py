@@ -9,17 +9,34 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from ..plan.actions import (
+    BLOCKED,
+    CREATE_WORKTREE,
+    DELIVER,
+    MERGE,
+    PRUNE,
+    PUSH,
+    REPLACE,
+    RESUME,
+    RUN_GATE,
+    SPAWN,
+    STOP,
+    WAIT,
+    Action,
+    Plan,
+)
 from . import markdown as md
 
 if TYPE_CHECKING:
     from ..engines.executor import Outcome
 
 _STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
-          REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red"}
+          REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red",
+          MERGE: "cyan", DELIVER: "cyan", PUSH: "cyan"}
 _SUMMARY = ((CREATE_WORKTREE, "worktree(s) to create"), (SPAWN, "to spawn"), (RESUME, "to resume"),
             (REPLACE, "to replace"), (STOP, "to stop"), (RUN_GATE, "gate(s) to run"),
-            (PRUNE, "to prune"), (WAIT, "waiting"), (BLOCKED, "blocked"))
+            (PRUNE, "to prune"), (WAIT, "waiting"), (BLOCKED, "blocked"), (MERGE, "to merge"),
+            (DELIVER, "delivery verdict(s) to record"), (PUSH, "to push"))
 
 
 def summary_line(plan: Plan) -> str:

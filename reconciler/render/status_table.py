@@ -17,7 +17,8 @@ from rich.text import Text
 from ..plan.budget import usd
 from ..plan.status import NEEDS_ATTENTION, AgentStatus, grouped, human_age
 
-PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red", "Pending": "yellow"}
+PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red", "Pending": "yellow",
+               "Delivered": "bold green"}
 GROUP_STYLE = {NEEDS_ATTENTION: "bold red", "Working": "bold cyan", "Pending": "bold yellow", "Done": "bold green"}
 GAP = 2  # spaces between columns
 REASON_MIN = 30  # the reason column is at least this wide (or as wide as the longest reason) before others fit
@@ -39,6 +40,12 @@ def _name(r: AgentStatus) -> str:
     return r.agent if r.declared else f"{r.agent} (undeclared)"
 
 
+def _delivery(r: AgentStatus) -> str:
+    """spec.delivery: the queue's word and BehindBase (docs/delivery.md)."""
+    behind = f"BehindBase: {r.behind_base} commits" if r.behind_base else ""
+    return "; ".join(p for p in (r.delivery, behind) if p) or "-"
+
+
 def _tier(r: AgentStatus) -> str:
     return f"{r.tier or '-'}/{r.model}" if r.model else (r.tier or "-")
 
@@ -58,6 +65,7 @@ COLUMNS = (
     Column("IDLE", lambda r: human_age(r.idle_seconds), keep=6),
     Column("COST", lambda r: usd(r.cost_usd) + (f" (+{usd(r.live_usd)} live)" if r.live_usd else ""),
            right=True, keep=2),
+    Column("DELIVERY", _delivery, keep=1),  # only for fleets with spec.delivery (layout)
 )
 REASON = Column("REASON", lambda r: r.reason or "")
 
@@ -72,7 +80,8 @@ class Layout:
 def layout(rows: list[AgentStatus], width: int | None, *, wide: bool = False) -> Layout:
     """Which columns fit in `width` (None: no limit) and how wide each one is."""
     nodes = any(r.node for r in rows)
-    candidates = [c for c in COLUMNS if c.header != "NODE" or nodes]
+    queue = any(r.delivery or r.behind_base for r in rows)
+    candidates = [c for c in COLUMNS if (c.header != "NODE" or nodes) and (c.header != "DELIVERY" or queue)]
     natural = {c.header: max([len(c.header), *(len(c.cell(r)) for r in rows)]) for c in candidates}
     reason_max = max([len(REASON.header), *(len(REASON.cell(r)) for r in rows)])
     reason_need = min(reason_max, REASON_MIN)

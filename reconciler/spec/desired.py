@@ -33,6 +33,8 @@ class DesiredAgent:
     stall_after: float | None = DEFAULT_STALL_AFTER  # seconds without progress before it is stopped
     # the run's budget reservation, set by the executor for the run it starts (not part of the spec)
     max_budget_usd: float | None = None
+    deliver: bool = True  # spec.delivery: put its branch in the queue (policy, not the session's work)
+    paths: tuple[str, ...] = ()  # declared scope (globs); empty: any file
     spec_hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -23,8 +23,6 @@ import os
 import shutil
 from pathlib import Path
 
-from filelock import FileLock
-
 HOME = "fleet"  # <git common dir>/fleet
 LEGACY = ".fleet"  # <main checkout>/.fleet, before the move
 MOVED = ("state", "logs", "locks", "ray")  # what of the old home is state (not worktrees)
@@ -83,6 +81,8 @@ def migrate(legacy: Path, home: Path, tracked: frozenset[Path] = frozenset()) ->
     """
     if not pending(legacy, tracked):
         return []
+    from filelock import FileLock  # only when there is something to move: `fleet status` never needs it
+
     home.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     with FileLock(str(home / ".migrate.lock")):

@@ -21,6 +21,7 @@ from typing import Any
 from . import clock
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
+DELIVERED = "Delivered"  # Succeeded, and its work is in the delivery target (docs/delivery.md)
 # Intents recorded (as `reason`) before acting, so a crash mid-way is recognised and finished
 CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting session", "pruning"
 
@@ -78,6 +79,10 @@ class SessionRecord:
     held: str | None = None
     backoff_until: str | None = None  # no restart before this (CrashLoopBackOff)
     conditions: list[Condition] = field(default_factory=list)
+    # the merge queue's word on this agent's branch (docs/delivery.md "Records"): the verdict on
+    # one tip (state, sha, files/output), the intent before moving the target (pending),
+    # approvals and rejections, and how often its work was fed back
+    delivery: dict[str, Any] = field(default_factory=dict)
 
     def set_condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
         for cond in self.conditions:
