@@ -55,6 +55,10 @@ AGENT = textwrap.dedent('''\
         commit("notes.txt", "notes\\n", f"{agent} did its work")
         with open("draft.txt", "w") as f:
             f.write("half-written\\n")
+    elif mode == "env":  # what the session was given, outside the clone
+        with open(sys.argv[2], "w") as f:
+            f.write(os.environ.get("TOKEN", "<unset>"))
+        time.sleep(float(sys.argv[3]))
     print('{"total_cost_usd": 0.5}', flush=True)
 ''')
 
@@ -276,6 +280,74 @@ def test_the_ray_demo_fleet_runs_on_the_cluster(repo: Path, cluster: object, nam
     for item in ("parser", "storage", "api", "cli", "docs", "tests"):
         assert "notes on the task" in git(remote, "log", "--format=%s", "-1", f"fleet/ray-demo/notes-{item}")
     assert actors(cluster, "fleet-ray-demo") == []  # every ended session released its slot
+
+
+def _memory_holds(pid: int, needle: bytes) -> bool:
+    """Does the readable memory of process `pid` (one of this test's cluster) contain `needle`?"""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            if needle in chunk:
+                found = True
+                break
+    return found
+
+
+def _control_plane(cluster: object) -> list[int]:
+    """The GCS and every raylet of the cluster: where Ray keeps actors' creation arguments."""
+    session_dir = cluster.head_node.get_session_dir_path()
+    return [pid for pid in _processes_of(session_dir)
+            if psutil.Process(pid).name() in ("gcs_server", "raylet")]
+
+
+def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    import uuid
+
+    namespaces.append("fleet-secret")
+    secret, plain = f"s3cr3t-{uuid.uuid4().hex}", f"plain-{uuid.uuid4().hex}"
+    secrets = repo.parent / "secrets"  # the operator's secret source on the nodes (a mounted Secret, say)
+    secrets.mkdir()
+    (secrets / "FLEET_TEST_TOKEN").write_text(secret + "\n")
+    seen = repo.parent / "seen-token"
+    ray_fleet(repo, cluster, name="secret", agent_args=["env", str(seen), "120"], count=1)
+    text = (repo / "fleet.yaml").read_text()
+    text = text.replace("pushInterval: 1s}", f'pushInterval: 1s, secretsDir: "{secrets}"}}')
+    text = text.replace("      restart: OnFailure\n", "      restart: OnFailure\n      env: {TOKEN: {fromEnv: FLEET_TEST_TOKEN}, "
+                        f"PLAIN: {plain}}}\n")
+    (repo / "fleet.yaml").write_text(text)
+    # the driver's environment does not have the secret: only the node's source does
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wait_until(lambda: seen.exists() and seen.read_text(), timeout=60, interval=0.3)
+    assert seen.read_text() == secret  # resolved where the session runs
+
+    given = subprocess.run([sys.executable, "-c", GIVEN, cluster.address, "fleet-secret", "w-a00"], check=True,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert plain in given and '"TOKEN": "FLEET_TEST_TOKEN"' in given, given  # the reference, not the value
+    assert secret not in given
+    # where Ray keeps an actor's constructor arguments: the literal is there, the secret nowhere
+    pids = _control_plane(cluster)
+    assert any(_memory_holds(pid, plain.encode()) for pid in pids)
+    assert not [pid for pid in pids if _memory_holds(pid, secret.encode())]
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+GIVEN = textwrap.dedent('''\
+    import json, os, sys
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    print(json.dumps(ray.get(ray.get_actor(sys.argv[3], namespace=sys.argv[2]).given.remote())))
+''')
 
 
 def test_a_lost_node_resumes_its_sessions_elsewhere_without_losing_commits(

@@ -80,8 +80,13 @@ class Launch:
     args: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None
     locks: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # literals only: Ray keeps these in its control store
     resume_message: str | None = None  # set: continue the conversation with this message
+    # `{fromEnv: VAR}` by reference (KEY -> VAR): resolved on the node, in `resolve_secrets`, so
+    # no secret value is ever an actor argument (which the cluster's control store keeps)
+    env_from: dict[str, str] = field(default_factory=dict)
+    secrets_dir: str | None = None  # placement.secretsDir: one file per VAR on each node
+    generation: int = 0  # the attempt (remote.py "Fencing"); 0: an older driver, push to the branch itself
 
 
 class SessionActor:
@@ -147,6 +152,11 @@ class SessionActor:
                                                  _mtime(self.clone / ".git" / "logs" / "HEAD"),
                                                  _epoch(self.started_at)) if t is not None], default=None)
         return data
+
+    def given(self) -> dict[str, Any]:
+        """What the driver handed this actor (its config and current run), as the cluster keeps it."""
+        with self._lock:
+            return {"config": asdict(self.cfg), "launch": asdict(self.launch) if self.launch else None}
 
     def read_log(self, offset: int, limit: int = 4 << 20) -> tuple[bytes, int]:
         """Bytes of the session log from `offset` (at most `limit`), and the log's size."""
@@ -311,6 +321,7 @@ class SessionActor:
         env = clean_env()
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         env.update(launch.env)
+        env.update(resolve_secrets(launch.env_from, launch.secrets_dir))
         env.update(runtime.env(req))
         env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # node-local (docs/scale-out.md)
         return argv, env
@@ -389,6 +400,26 @@ class SessionActor:
 
     def _refuse(self, why: str, facts: TreeFacts, log: bytes) -> dict[str, Any]:
         return {"ok": False, "refused": why, "archived": None, "stake": stake_status(facts), "log": log}
+
+
+def resolve_secrets(refs: dict[str, str], secrets_dir: str | None, environ: dict[str, str] | None = None
+                    ) -> dict[str, str]:
+    """`{KEY: VAR}` references resolved on this node: the file `<secrets_dir>/VAR` (a mounted
+    secret; one trailing newline dropped), else the node's environment variable VAR."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, str] = {}
+    for key, var in refs.items():
+        path = Path(os.path.expanduser(secrets_dir), var) if secrets_dir else None
+        if path is not None and path.is_file():
+            text = path.read_text()
+            out[key] = text[:-1] if text.endswith("\n") else text
+        elif var in environ:
+            out[key] = environ[var]
+        else:
+            where = f"no file {path} and " if path is not None else ""
+            raise RuntimeError(f"env {key} reads {var}: {where}{var} is not set in the node's environment "
+                               "(set it where Ray starts on the node, or put it in placement.secretsDir)")
+    return out
 
 
 def clone_facts(clone: Path, *, ignore_groups: frozenset[int] = frozenset()) -> TreeFacts:

@@ -30,7 +30,7 @@ from typing import Any
 from ... import telemetry
 from ...act.archive import archive_ref
 from ...act.gates import GateResult
-from ...act.sessions import agent_env, owner_env, resume_env, session_argv
+from ...act.sessions import owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
@@ -158,14 +158,15 @@ class RayEngine:
         """The run, checked here (a bad spec must not cost a running session); argv is built on the node."""
         session_id = resume[0] if resume else str(uuid.uuid4())
         session_argv(agent, session_id, resume)  # refuses what the runtime refuses, before anything stops
-        env = agent_env(agent)
+        env, env_from = split_env(agent)
         env.update(owner_env(agent, fleet=self.loaded.name, repo_id=self._remote().url, session_id=session_id))
         env.update(resume_env(resume))
         env.update(telemetry.session_env(self.loaded, agent))
         return Launch(run_id=uuid.uuid4().hex, runtime=agent.tier.runtime, prompt=agent.prompt,
                       session_id=session_id, spec_hash=agent.spec_hash, model=agent.tier.model,
                       args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
-                      resume_message=resume[1] if resume else None)
+                      resume_message=resume[1] if resume else None, env_from=env_from,
+                      secrets_dir=self.loaded.fleet.spec.placement.secretsDir)
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)
@@ -407,6 +408,19 @@ class RayEngine:
         return f"{why} (or its node does not answer)"
 
 
+
+
+def split_env(agent: DesiredAgent) -> tuple[dict[str, str], dict[str, str]]:
+    """The agent's env as (literals, {KEY: VAR} references): a `fromEnv` is resolved on the
+    node that runs the session (actor.resolve_secrets), never here, and never sent."""
+    literals: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for key, value in agent.env.items():
+        if isinstance(value, str):
+            literals[key] = value
+        else:
+            refs[key] = value.fromEnv
+    return literals, refs
 
 
 def _ray(observed: Observed) -> RayObserved:
