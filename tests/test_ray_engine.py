@@ -137,11 +137,11 @@ KILL = textwrap.dedent('''\
 
 
 def actors(cluster: object, namespace: str, *, kill: bool = False) -> list[str]:
-    """The named actors in `namespace` (and kill them), from a driver of its own, not this process."""
+    """The session actors in `namespace` (and kill every named actor there), from a driver of its own."""
     proc = subprocess.run([sys.executable, "-c", KILL, cluster.address, namespace, *(["kill"] if kill else [])],
                           check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+    return [name for name in proc.stdout.split() if "::" not in name]  # sessions, not fleet's own (lease.py)
 
 
 @pytest.fixture
@@ -282,6 +282,52 @@ def test_the_ray_demo_fleet_runs_on_the_cluster(repo: Path, cluster: object, nam
     assert actors(cluster, "fleet-ray-demo") == []  # every ended session released its slot
 
 
+def test_one_controller_per_fleet_and_a_new_checkout_adopts_its_sessions(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    import shutil
+
+    namespaces.append("fleet-ctl")
+    ray_fleet(repo, cluster, name="ctl", agent_args=["sleep", "300"], count=2)
+    git(repo, "add", "fleet.yaml")
+    git(repo, "commit", "-qm", "the fleet")
+    git(repo, "push", "-q", str(repo.parent / "remote.git"), "main")
+    other = repo.parent / "other"  # a second checkout (CI, a laptop) of the same repo
+    git(repo.parent, "clone", "-q", str(repo.parent / "remote.git"), str(other))
+
+    def running(checkout: Path) -> dict | None:
+        rows = status(checkout)
+        return rows if len([r for r in rows.values() if r["phase"] == "Running" and r["pid"]]) == 2 else None
+
+    with control_loop(repo) as loop:
+        before = wait_until(lambda: running(repo), timeout=90, interval=0.5)
+        proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "2", cwd=other)
+        assert proc.returncode != 0, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "another controller holds fleet namespace fleet-ctl" in out and f"pid {loop.pid} " in out, out
+        assert "fleet reconcile" in out
+        # the refused controller changed nothing: same sessions, same records, in both checkouts' view
+        assert sorted(actors(cluster, "fleet-ctl")) == ["w-a00", "w-a01"]
+        after = running(repo)
+        assert after is not None and {n: r["pid"] for n, r in after.items()} == {n: r["pid"] for n, r in before.items()}
+        seen = running(other)
+        assert seen is not None and {n: r["pid"] for n, r in seen.items()} == {n: r["pid"] for n, r in before.items()}
+    attempts = {n: r["attempts"] for n, r in before.items()}
+
+    # the controller's checkout is lost: a fresh clone takes over every running session
+    shutil.rmtree(repo)
+    git(repo.parent, "clone", "-q", str(repo.parent / "remote.git"), str(repo))
+    proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "60", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "spawn" not in proc.stdout, proc.stdout
+    rows = running(repo)
+    assert rows is not None, status(repo)
+    assert {n: (r["pid"], r["attempts"]) for n, r in rows.items()} == \
+        {n: (r["pid"], attempts[n]) for n, r in before.items()}
+    proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert actors(cluster, "fleet-ctl") == []
+
+
 def _memory_holds(pid: int, needle: bytes) -> bool:
     """Does the readable memory of process `pid` (one of this test's cluster) contain `needle`?"""
     found = False
@@ -321,8 +367,8 @@ def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: ob
     ray_fleet(repo, cluster, name="secret", agent_args=["env", str(seen), "120"], count=1)
     text = (repo / "fleet.yaml").read_text()
     text = text.replace("pushInterval: 1s}", f'pushInterval: 1s, secretsDir: "{secrets}"}}')
-    text = text.replace("      restart: OnFailure\n", "      restart: OnFailure\n      env: {TOKEN: {fromEnv: FLEET_TEST_TOKEN}, "
-                        f"PLAIN: {plain}}}\n")
+    env = f"      env: {{TOKEN: {{fromEnv: FLEET_TEST_TOKEN}}, PLAIN: {plain}}}\n"
+    text = text.replace("      restart: OnFailure\n", "      restart: OnFailure\n" + env)
     (repo / "fleet.yaml").write_text(text)
     # the driver's environment does not have the secret: only the node's source does
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)

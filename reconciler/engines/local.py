@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import IO
 
@@ -43,6 +45,10 @@ class LocalEngine:
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
         return observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+
+    def controller(self, *, command: str, timeout: float | None,
+                   on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
+        return nullcontext()  # the fleet lock (a file in this repo) is the only controller lock a local fleet needs
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         return plan

@@ -92,7 +92,7 @@ def sessions(ray: ModuleType, ns: str) -> dict[str, Any]:
     """The fleet's named actors: agent name -> handle."""
     found: dict[str, Any] = {}
     for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") != ns:
+        if entry.get("namespace") != ns or "::" in entry["name"]:  # fleet's own actors (lease.py, locks.py)
             continue
         try:
             found[entry["name"]] = ray.get_actor(entry["name"], namespace=ns)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -40,10 +42,11 @@ from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
 from ...spec.loader import LoadedFleet
 from ...spec.models import Gate
-from ...store.records import RUNNING, SessionRecord
+from ...store.records import RUNNING, SessionRecord, StateStore
 from ..base import GateRunner, Halted, Launched, WorkspaceLost
-from . import cluster
+from . import cluster, lease
 from .actor import Launch, SessionConfig
+from .lease import MirroredStore
 from .observe import OFFLINE_NOTE, RayObserved, Session, append_log, node_label, observe, observe_offline, read_json
 from .remote import Remote
 
@@ -55,7 +58,8 @@ class RayEngine:
     def __init__(self, loaded: LoadedFleet, *, connect: bool = True) -> None:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
-        self.store = state_store(self.repo, loaded.name)
+        self._mirrored = MirroredStore(state_store(self.repo, loaded.name))  # records on the cluster too (lease.py)
+        self.store: StateStore = self._mirrored
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
         # False (`fleet diff` without --connect): observe local state only, never the cluster or the remote
         self.connect = connect
@@ -72,6 +76,16 @@ class RayEngine:
                                store=self.store)
         self._observed_remote = observed.remote
         return observed
+
+    def controller(self, *, command: str, timeout: float | None,
+                   on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
+        """The fleet's lease on the cluster (lease.py), held by apply, delete and the loop (for as long
+        as it runs); a new checkout takes the cluster's records on acquiring it."""
+        ray = cluster.connect(self.loaded)
+        ledger = self.store.home / "ray" / self.loaded.name / "sessions.json"
+        return lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
+                             checkout=self.repo.common_dir, timeout=timeout, on_wait=on_wait,
+                             keep=command == "fleet reconcile")
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""

@@ -31,6 +31,7 @@ from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
+from .lease import MirroredStore
 from .remote import Remote
 
 
@@ -73,6 +74,8 @@ class RayObserved(Observed):
 
     def save_ledger(self) -> None:
         write_json_atomic(self.ledger_path(), self.ledger)
+        if isinstance(self.store, MirroredStore):  # the runs go to the cluster too, for the next controller
+            self.store.save_runs(self.ledger)
 
 
 def node_label(status: dict[str, Any]) -> str:
