@@ -328,6 +328,58 @@ def test_one_controller_per_fleet_and_a_new_checkout_adopts_its_sessions(
     assert actors(cluster, "fleet-ctl") == []
 
 
+def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    """Its raylet killed, its workers left running: Ray declares the node dead while its session
+    goes on committing and pushing. Nothing of either attempt is lost, nothing lands twice."""
+    namespaces.append("fleet-part")
+    steps = 12
+    ray_fleet(repo, cluster, name="part", agent_args=["steps", str(steps), "2"], count=1)
+    bare = repo.parent / "remote.git"
+    with control_loop(repo):
+        rows = wait_until(lambda: (r := status(repo)) and r["w-a00"]["phase"] == "Running"
+                          and (r["w-a00"]["ahead"] or 0) >= 2 and r, timeout=90, interval=0.3)
+        victim = rows["w-a00"]["node"]
+        [node] = [n for n in cluster.worker_nodes if n.node_id.startswith(victim.split("/")[1])]
+        old_clone = Path(rows["w-a00"]["worktree"].split(":", 1)[1])
+        node.kill_raylet()  # a partition: the cluster loses the node, the node's processes run on
+
+        def settled() -> dict | None:
+            rows = status(repo)
+            row = rows["w-a00"]
+            orphan = [c for c in row["conditions"] if c["type"] == "OrphanWork" and c["status"] == "True"]
+            old_done = "step 11" in git(old_clone, "log", "--format=%s", "-1")
+            return rows if row["phase"] == "Succeeded" and orphan and old_done else None
+
+        wait_until(settled, timeout=180, interval=1)
+
+        def all_pushed() -> bool:  # the old attempt's last push (its post-commit hook, then its pusher)
+            head = git(old_clone, "rev-parse", "HEAD").strip()
+            return any(sha == head for ref, sha in remote_refs(repo).items() if ref.startswith("refs/fleet/attempts/"))
+
+        wait_until(all_pushed, timeout=60, interval=0.5)
+        rows = status(repo)
+    cluster.remove_node(node, allow_graceful=False)
+    localcluster.add_worker(cluster)  # the later tests want two worker nodes
+
+    row = rows["w-a00"]
+    assert row["node"] != victim and row["attempts"] >= 2, row
+    subjects = [s for s in git(bare, "log", "--format=%s", "main..fleet/part/w-a00").split("\n") if s]
+    assert sorted(subjects) == sorted(f"w-a00 step {i}" for i in range(steps))  # each step once
+    [orphan] = [c for c in row["conditions"] if c["type"] == "OrphanWork" and c["status"] == "True"]
+    refs = [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/attempts/part/")]
+    [old_ref] = [ref for ref in refs if ref in orphan["message"]]
+    # every commit the fenced attempt made is on the remote: on the branch, or under the reported ref
+    made = git(old_clone, "rev-list", "main..HEAD").split()
+    assert made and git(bare, "rev-list", old_ref).split()[:1] == made[:1]
+    for sha in made:
+        git(bare, "cat-file", "-e", f"{sha}^{{commit}}")
+    on_branch = set(git(bare, "rev-list", "main..fleet/part/w-a00").split())
+    kept = set(git(bare, "rev-list", old_ref, "^fleet/part/w-a00").split())
+    assert set(made) <= on_branch | kept and kept, (made, on_branch, kept)
+    log = fleet("logs", "fleet.yaml", "w-a00", cwd=repo, check=True).stdout
+    assert "already done" in log  # the resumed attempt went on from the fence point
+
+
 def _memory_holds(pid: int, needle: bytes) -> bool:
     """Does the readable memory of process `pid` (one of this test's cluster) contain `needle`?"""
     found = False

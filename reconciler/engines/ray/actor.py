@@ -49,9 +49,12 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
 _HOOK = """#!/bin/sh
 # Installed by fleet (placement.engine ray): every commit on the agent's branch goes to the
 # remote at once, so a lost node loses no commit. A failed push is retried by the session actor.
+# It goes to this attempt's own ref (remote.py "Fencing"); the controller moves the branch.
 [ "$(git symbolic-ref -q HEAD)" = "refs/heads/{branch}" ] || exit 0
-git push -q origin "refs/heads/{branch}:refs/heads/{branch}" >/dev/null 2>&1 || true
+git push -q origin "refs/heads/{branch}:{target}" >/dev/null 2>&1 || true
 """
+ATTEMPTS = "refs/fleet/attempts"  # as remote.py names them
+_TRACKED = "refs/remotes/origin/fleet-attempts"  # where the clone tracks its attempts' refs (pushed = there)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class SessionActor:
                 "cannot_start": self.cannot_start,
                 "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
                 "push_error": self.push_error, "last_push": self.last_push, "log_size": _size(self.log),
+                "generation": launch.generation if launch else None,
             }
         data.update(self._git_facts())
         data["last_progress"] = max([t for t in (_mtime(self.log), _mtime(self.clone / ".git" / "index"),
@@ -255,17 +259,29 @@ class SessionActor:
             return None
         with self._push_lock:
             ref = f"refs/heads/{self.cfg.branch}"
-            local, pushed = rev(self.clone, ref), rev(self.clone, f"refs/remotes/origin/{self.cfg.branch}")
+            target, tracked = self._target()
+            local, pushed = rev(self.clone, ref), rev(self.clone, tracked)
             if local is None or local == pushed:
                 self.push_error = None
                 return None
-            res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
+            if target == ref:  # a run of an older driver: the branch itself
+                res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
+            else:  # this attempt's ref, only ever written by this attempt: compare-and-swap on what it pushed
+                res = _git(self.clone, "push", "-q", f"--force-with-lease={target}:{pushed or ''}", "origin",
+                           f"{ref}:{target}")
             self.push_error = None if res.returncode == 0 else last_line(res.stderr) or "git push failed"
             if res.returncode == 0:
                 self.last_push = time.time()
             return self.push_error
 
     # ---- inside the node ----------------------------------------------------------------
+
+    def _target(self) -> tuple[str, str]:
+        """(the ref this attempt pushes on the remote, where the clone tracks it)."""
+        gen = self.launch.generation if self.launch is not None else 0
+        if gen <= 0:
+            return f"refs/heads/{self.cfg.branch}", f"refs/remotes/origin/{self.cfg.branch}"
+        return f"{ATTEMPTS}/{self.cfg.fleet}/{self.cfg.branch}/{gen}", f"{_TRACKED}/{gen}"
 
     def _start(self, launch: Launch) -> None:
         with self._lock:
@@ -301,9 +317,18 @@ class SessionActor:
             if rev(self.clone, f"refs/remotes/origin/{branch}") is None:
                 raise RuntimeError(f"branch {branch} does not exist on the remote {self.cfg.remote}")
             _check(_git(self.clone, "checkout", "-q", "-B", branch, "--track", f"origin/{branch}"), "git checkout")
+        # this fleet's attempt refs of the branch are tracked (so a push to one updates its
+        # remote-tracking ref and counts as pushed: clone_facts reads --remotes=origin)
+        spec = f"+{ATTEMPTS}/{self.cfg.fleet}/{branch}/*:{_TRACKED}/*"
+        fetches = _git(self.clone, "config", "--get-all", "remote.origin.fetch").stdout.split()
+        if spec not in fetches:
+            _check(_git(self.clone, "config", "--add", "remote.origin.fetch", spec), "git config")
+        target, tracked = self._target()
+        if target.startswith(ATTEMPTS):  # created by the controller at the branch's tip: pushes lease on it
+            _check(_git(self.clone, "fetch", "-q", "origin", f"+{target}:{tracked}"), "git fetch")
         hook = self.clone / ".git" / "hooks" / "post-commit"
         hook.parent.mkdir(parents=True, exist_ok=True)
-        hook.write_text(_HOOK.format(branch=branch))
+        hook.write_text(_HOOK.format(branch=branch, target=self._target()[0]))
         hook.chmod(0o755)
 
     def _argv_env(self, launch: Launch) -> tuple[list[str], dict[str, str]]:

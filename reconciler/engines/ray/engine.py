@@ -74,8 +74,34 @@ class RayEngine:
         else:
             observed = observe(self.loaded, inspect_all=inspect_all, readonly=readonly, repo=self.repo,
                                store=self.store)
+            if not readonly:
+                self._record_orphans(observed)
         self._observed_remote = observed.remote
         return observed
+
+    def _record_orphans(self, observed: RayObserved) -> None:
+        """Condition OrphanWork on every agent whose fenced attempts pushed work the branch does not
+        have (remote.py "Fencing"): kept on the remote under the attempt's ref, never merged silently."""
+        remote = observed.remote
+        assert remote is not None
+        for name, agent in observed.agents.items():
+            rec = agent.record
+            if rec is None:
+                continue
+            branch = rec.branch or self.loaded.fleet.branch_prefix + name
+            found = remote.orphans(branch)
+            had = next((c for c in rec.conditions if c.type == "OrphanWork" and c.status == "True"), None)
+            if found:
+                parts = [f"{ref} ({len(commits)} commit(s): {', '.join(commits[:3])})" for ref, commits in found]
+                message = (f"a fenced attempt pushed work that is not on branch {branch}; kept on the remote "
+                           f"under {'; '.join(parts)}. Review with `git log {branch}..REF`, merge or cherry-pick "
+                           "what is wanted, then delete the ref")
+                if had is None or had.message != message:
+                    rec.set_condition("OrphanWork", "True", "AttemptFenced", message)
+                    self.store.save(rec)
+            elif had:
+                rec.clear_condition("OrphanWork", "Resolved")
+                self.store.save(rec)
 
     def controller(self, *, command: str, timeout: float | None,
                    on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
@@ -102,6 +128,11 @@ class RayEngine:
                                  details={"branch": branch, "remote": ray_obs.remote.url})
             actions.append(action)
         notes = self._notes(ray_obs) if self.connect else [OFFLINE_NOTE]
+        if self.connect:
+            notes += [f"branch {b} not moved to its newest attempt: {why}"
+                      for b, why in sorted(ray_obs.remote.merge_problems.items())]
+            notes += [f"{b}: work of a fenced attempt kept under {ref} ({len(commits)} commit(s) not on the branch)"
+                      for b in sorted(ray_obs.remote.owned) for ref, commits in ray_obs.remote.orphans(b)]
         return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(notes))
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
@@ -185,13 +216,15 @@ class RayEngine:
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)
         ray_obs, ray = _ray(observed), self._ray(observed)
+        # fence the agent's previous attempt before this one can start anywhere (remote.py "Fencing")
+        prepared = replace(prepared, generation=self._remote(ray_obs).new_attempt(agent.branch))
         session = ray_obs.sessions.get(agent.name)
         known = ray_obs.ledger.setdefault(agent.name, {})
         if session is not None and session.state in ("exited", "idle"):
             # the agent's clone is still on its node (kept for gates, or a refused release): run there
             status = cluster.call(ray, session.handle.start, prepared)
             session.status = status
-            where = f"in its clone on node {node_label(status)}"
+            where = f"in its clone on node {node_label(status)}, attempt {prepared.generation}"
             known["run_id"] = prepared.run_id  # same actor, same log: the copy goes on where it was
         else:
             if session is not None:
@@ -199,7 +232,7 @@ class RayEngine:
             handle = cluster.create(ray, self.loaded, self._config(agent), prepared)
             ray_obs.sessions[agent.name] = Session(handle, None)
             free, total = ray_obs.slots
-            where = (f"new actor {ray_obs.namespace}/{agent.name} (1 {self._resource}; "
+            where = (f"new actor {ray_obs.namespace}/{agent.name}, attempt {prepared.generation} (1 {self._resource}; "
                      f"{free:g} of {total:g} free in the cluster)")
             known.update(run_id=prepared.run_id, instance=None, log_offset=0)  # a new actor's log starts over
         ray_obs.save_ledger()

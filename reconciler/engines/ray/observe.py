@@ -94,6 +94,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     repo = repo or GitRepo(loaded.repo)
     home = fleet_home(repo)
     remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
+    remote.merging = not readonly  # a controller moves branches to their newest attempt (remote.py "Fencing")
     remote.refresh(strict=not readonly)
     spec = loaded.fleet.spec
     obs = RayObserved(store=store or open_store(repo, loaded.name), base_exists=remote.resolve(spec.base) is not None,
