@@ -55,6 +55,12 @@ AGENT = textwrap.dedent('''\
         commit("notes.txt", "notes\\n", f"{agent} did its work")
         with open("draft.txt", "w") as f:
             f.write("half-written\\n")
+    elif mode == "lock":  # take lock `build` again and again; each hold recorded (start end) outside the clone
+        hold = ("import sys, time; t = time.time(); time.sleep(0.4); "
+                "open(sys.argv[1], 'a').write(f'{t} {time.time()}\\\\n')")
+        for _ in range(int(sys.argv[3])):
+            subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lock", "build", "--", sys.executable, "-c",
+                            hold, os.path.join(sys.argv[2], agent)], check=True)
     elif mode == "env":  # what the session was given, outside the clone
         with open(sys.argv[2], "w") as f:
             f.write(os.environ.get("TOKEN", "<unset>"))
@@ -405,6 +411,29 @@ def _control_plane(cluster: object) -> list[int]:
     session_dir = cluster.head_node.get_session_dir_path()
     return [pid for pid in _processes_of(session_dir)
             if psutil.Process(pid).name() in ("gcs_server", "raylet")]
+
+
+def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-locks")
+    holds = repo.parent / "holds"
+    holds.mkdir()
+    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "5"], count=2,
+              extra="  locks: {build: {slots: 1}}")
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = rows_when(repo, lambda r: len([x for x in by_phase(r, "Running") if x["node"]]) == 2
+                     or len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    nodes = {r["node"] for r in rows.values()}
+    assert len(nodes) == 2, rows  # one agent on each worker node
+    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 5 if (holds / a).exists() else False
+                           for a in ("w-a00", "w-a01")), timeout=180, interval=0.5)
+    spans = sorted(tuple(map(float, line.split())) for a in ("w-a00", "w-a01")
+                   for line in (holds / a).read_text().splitlines())
+    assert len(spans) == 10
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end <= start, spans  # the next hold began after the previous one ended
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=60)
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
 
 
 def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: object, namespaces: list[str]) -> None:

@@ -22,6 +22,7 @@ dicts, so a driver of another fleet version can still read them.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -90,6 +91,7 @@ class Launch:
     env_from: dict[str, str] = field(default_factory=dict)
     secrets_dir: str | None = None  # placement.secretsDir: one file per VAR on each node
     generation: int = 0  # the attempt (remote.py "Fencing"); 0: an older driver, push to the branch itself
+    lock_slots: dict[str, int] = field(default_factory=dict)  # spec.locks: `fleet lock` across the cluster (locks.py)
 
 
 class SessionActor:
@@ -348,7 +350,13 @@ class SessionActor:
         env.update(launch.env)
         env.update(resolve_secrets(launch.env_from, launch.secrets_dir))
         env.update(runtime.env(req))
-        env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # node-local (docs/scale-out.md)
+        env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # an older fleet's node-local locks
+        # `fleet lock` in the session takes its slots from the cluster (locks.py), with the declared counts
+        import ray
+
+        context = ray.get_runtime_context()
+        env.update({"FLEET_LOCK_RAY": context.namespace, "FLEET_RAY_ADDRESS": context.gcs_address,
+                    "FLEET_LOCK_SLOTS": json.dumps(launch.lock_slots, sort_keys=True)})
         return argv, env
 
     def _spawn(self, launch: Launch, argv: list[str], env: dict[str, str]) -> None:
@@ -526,8 +534,6 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _read_exit(path: Path) -> tuple[int | None, dict[str, Any] | None]:
     """The exit code the host recorded, and why its program did not start, if it did not."""
-    import json
-
     try:
         data = json.loads(path.read_text())
         cannot = data.get("cannot_start")

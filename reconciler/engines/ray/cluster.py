@@ -41,6 +41,11 @@ def namespace(loaded: LoadedFleet) -> str:
 def connect(loaded: LoadedFleet) -> ModuleType:
     """`ray`, connected to the fleet's cluster (once per process; the control loop reuses it)."""
     address = loaded.fleet.spec.placement.address or os.environ.get("RAY_ADDRESS") or "auto"
+    return connect_to(address, namespace(loaded))
+
+
+def connect_to(address: str, ns: str) -> ModuleType:
+    """`ray`, connected to the cluster at `address` in namespace `ns` (once per process)."""
     if address == "auto":
         address = _started_here() or address
     loopback = _is_loopback(address)
@@ -58,7 +63,7 @@ def connect(loaded: LoadedFleet) -> ModuleType:
         # ray.init would retry for minutes; an unreachable cluster is a plain error
         raise FleetError(f"cannot connect to the Ray cluster at {address}: nothing answers there",
                          hint="start it (docs/scale-out.md), or fix spec.placement.address")
-    kwargs: dict[str, Any] = {"address": address, "namespace": namespace(loaded), "logging_level": logging.ERROR,
+    kwargs: dict[str, Any] = {"address": address, "namespace": ns, "logging_level": logging.ERROR,
                               "log_to_driver": False}
     if loopback and not address.startswith("ray://"):
         kwargs["_node_ip_address"] = "127.0.0.1"

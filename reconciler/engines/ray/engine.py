@@ -211,7 +211,8 @@ class RayEngine:
                       session_id=session_id, spec_hash=agent.spec_hash, model=agent.tier.model,
                       args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
                       resume_message=resume[1] if resume else None, env_from=env_from,
-                      secrets_dir=self.loaded.fleet.spec.placement.secretsDir)
+                      secrets_dir=self.loaded.fleet.spec.placement.secretsDir,
+                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)
