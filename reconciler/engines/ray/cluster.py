@@ -19,6 +19,7 @@ from typing import Any
 
 from ...errors import FleetError
 from ...spec.loader import LoadedFleet
+from . import compat
 from .actor import Launch, SessionActor, SessionConfig
 
 PROBE_TIMEOUT = 2.0  # seconds all actors together get to answer `status` before counting as unplaced
@@ -67,7 +68,7 @@ def connect_to(address: str, ns: str) -> ModuleType:
                               "log_to_driver": False}
     if loopback and not address.startswith("ray://"):
         kwargs["_node_ip_address"] = "127.0.0.1"
-    _cluster_messages_to_stderr(ray)
+    compat.cluster_messages_to_stderr()  # Ray prints the cluster's messages on stdout, which is fleet's
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -75,22 +76,6 @@ def connect_to(address: str, ns: str) -> ModuleType:
                          hint="start it (docs/scale-out.md), or set spec.placement.address "
                               "(host:port of its GCS, or ray://host:10001)") from None
     return ray
-
-
-def _cluster_messages_to_stderr(ray: ModuleType) -> None:
-    """A Ray driver prints the cluster's error messages ("node ... has been marked dead") on stdout,
-    which is fleet's output (`fleet status -o json`): send them to stderr, where an operator still
-    sees them. (Ray has no setting for this; if its internals move, they stay on stdout.)"""
-    worker = getattr(getattr(ray, "_private", None), "worker", None)
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "_fleet", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr._fleet = True  # type: ignore[attr-defined]
-    setattr(worker, "print_to_stdstream", to_stderr)  # noqa: B010 - worker is untyped (getattr above)
 
 
 def sessions(ray: ModuleType, ns: str) -> dict[str, Any]:
