@@ -50,3 +50,9 @@ def test_writes_from_rays_threads_go_to_stderr_and_the_rest_to_stdout() -> None:
     other.join()
     assert out.getvalue() == "fleet's own output\na worker thread of fleet\n"
     assert err.getvalue() == "".join(f"from {name}\n" for name in compat.RAY_THREADS)
+
+
+def test_rays_failure_signal_handler_can_be_left_out_by_environment() -> None:
+    from ray._private import ray_constants
+
+    assert f'"{compat.NO_FAILURE_HANDLER}"' in inspect.getsource(ray_constants)

@@ -175,6 +175,8 @@ def control_loop(repo: Path, file: str = "fleet.yaml") -> Iterator[subprocess.Po
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(timeout=30)
+    said = (repo.parent / "loop.log").read_text()
+    assert "SIGTERM: stopping" in said and "SIGTERM received" not in said, said[-3000:]  # no Ray stack trace
 
 
 def rows_when(repo: Path, ready, *, file: str = "fleet.yaml", timeout: float = 60):  # type: ignore[no-untyped-def]

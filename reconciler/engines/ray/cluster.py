@@ -54,6 +54,7 @@ def connect_to(address: str, ns: str) -> ModuleType:
         # Ray replaces a loopback cluster address by this machine's outward IP (to hand it to
         # other nodes); a cluster bound to 127.0.0.1 is then unreachable. Keep it local.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    compat.before_import()  # no C++ stack trace for the loop's SIGTERM (compat.py)
     try:
         import ray
     except ImportError:

@@ -10,6 +10,10 @@ first, not in a fleet run.
   `ray_print_logs`). Ray has no setting for where they go, so fleet does not patch Ray:
   it wraps `sys.stdout` in `RayToStderr`, which hands writes from Ray's threads to stderr
   (where an operator still sees them) and everything else to the real stdout.
+- **A stop signal stays fleet's.** `ray.init` installs Ray's C++ failure handler for
+  SIGTERM (it prints a stack trace, "*** SIGTERM received ... PC: @ ..."), replacing the
+  loop's own handler (or the default), unless `RAY_DISABLE_FAILURE_SIGNAL_HANDLER` is set
+  when Ray is imported: fleet sets it for its own processes (`before_import`).
 - **A loopback cluster stays on loopback.** `ray.init(_node_ip_address=...)` (an argument
   Ray documents for this, with a leading underscore) and `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
   keep a driver of a cluster bound to 127.0.0.1 from announcing the machine's outward IP.
@@ -17,12 +21,14 @@ first, not in a fleet run.
 from __future__ import annotations
 
 import io
+import os
 import sys
 import threading
 from typing import Any, TextIO
 
 TESTED = ((2, 60),)  # (major, minor) of the Ray releases this code is tested with
 RAY_THREADS = ("ray_listen_error_messages", "ray_print_logs")
+NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"  # read by ray._private.ray_constants at import
 
 
 def tested(version: str) -> bool:
@@ -65,6 +71,11 @@ class RayToStderr(io.TextIOBase):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._out, name)
+
+
+def before_import() -> None:
+    """The environment Ray reads when it is imported, set before fleet imports it."""
+    os.environ.setdefault(NO_FAILURE_HANDLER, "1")
 
 
 def cluster_messages_to_stderr() -> None:
