@@ -266,6 +266,8 @@ def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: objec
     [archive] = [ref for ref in refs if ref.startswith("refs/fleet/archive/keep/w-a00/")]
     bare = repo.parent / "remote.git"
     assert git(bare, "show", f"{archive}:draft.txt") == "half-written\n"
+    listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    assert [(a["agent"], a["ref"]) for a in listed] == [("w-a00", archive)]  # kept on the remote, listed here
     assert "w-a00 did its work" in git(bare, "log", "--format=%s", archive)
     assert not clone.exists() and actors(cluster, "fleet-keep") == []
 
@@ -386,6 +388,45 @@ def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: obj
     assert set(made) <= on_branch | kept and kept, (made, on_branch, kept)
     log = fleet("logs", "fleet.yaml", "w-a00", cwd=repo, check=True).stdout
     assert "already done" in log  # the resumed attempt went on from the fence point
+    listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    assert [a["ref"] for a in listed] == [old_ref] and "fenced attempt" in listed[0]["subject"]
+
+
+ON_CLUSTER = textwrap.dedent('''\
+    import os, sys
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    ns, agent, what = sys.argv[2:5]
+    if what == "log":  # the copy of the agent's log on the fleet's control actor
+        kept = ray.get(ray.get_actor("fleet::controller", namespace=ns).get_log.remote(agent))
+        print(kept["data"].decode() if kept else "")
+    else:  # kill the agent's actor (and so its session), as a lost process would be
+        ray.kill(ray.get_actor(agent, namespace=ns))
+''')
+
+
+def on_cluster(cluster: object, namespace: str, agent: str, what: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", ON_CLUSTER, cluster.address, namespace, agent, what],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_a_lost_sessions_output_reaches_the_fleet_machine_without_a_pass_reading_its_node(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-lostlog")
+    ray_fleet(repo, cluster, name="lostlog", agent_args=["sleep", "300"], count=1)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # no pass after this one until the actor is gone
+    wait_until(lambda: "w-a00 sleeping on its node" in on_cluster(cluster, "fleet-lostlog", "w-a00", "log"),
+               timeout=90, interval=0.5)
+    copy = repo / ".git" / "fleet" / "logs" / "lostlog" / "w-a00.log"
+    assert not copy.exists() or "sleeping on its node" not in copy.read_text()
+    on_cluster(cluster, "fleet-lostlog", "w-a00", "kill")
+    wait_until(lambda: actors(cluster, "fleet-lostlog") == [], timeout=30, interval=0.5)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert "w-a00 sleeping on its node" in copy.read_text()
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
 
 
 def _memory_holds(pid: int, needle: bytes) -> bool:

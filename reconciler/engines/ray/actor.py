@@ -120,6 +120,8 @@ class SessionActor:
         self.finished_at: str | None = None
         self.push_error: str | None = None
         self.last_push: float | None = None
+        self._shipped = 0  # how much of the log the fleet's control actor has (lease.py)
+        self._ship_lock = threading.Lock()
         threading.Thread(target=self._pusher, name="fleet-pusher", daemon=True).start()
         if launch is not None:
             # the constructor's arguments are kept by the cluster, unlike a method call whose
@@ -388,6 +390,7 @@ class SessionActor:
             self.finished_at = _now()
             self.state = "exited"
         self.push()
+        self.ship_log()  # the run's output reaches the fleet machine even if no pass reads it from here
 
     def _pusher(self) -> None:
         while True:
@@ -397,6 +400,23 @@ class SessionActor:
                     self.push()
                 except Exception:  # noqa: BLE001 - the next interval tries again
                     pass
+                self.ship_log()
+
+    def ship_log(self) -> None:
+        """Send what the log gained to the fleet's control actor (on the head), so it outlives this node."""
+        import ray
+
+        with self._ship_lock:
+            data, _size = self.read_log(self._shipped)
+            if not data:
+                return
+            try:
+                control = ray.get_actor("fleet::controller", namespace=ray.get_runtime_context().namespace)
+                reached: Any = ray.get(control.put_log.remote(self.cfg.agent, self.instance, self._shipped, data),
+                                       timeout=30)
+                self._shipped = int(reached)
+            except Exception:  # noqa: BLE001 - no control actor (an older driver) or unreachable: next time
+                return
 
     def _git_facts(self) -> dict[str, Any]:
         if not (self.clone / ".git").is_dir():

@@ -16,6 +16,10 @@ records on acquiring the lease, so its first pass adopts every running session w
 history (attempts, cost, conditions). Only the holder of the lease may write them: a
 controller whose lease lapsed cannot overwrite what the next one wrote.
 
+It also keeps a copy of each session's log, shipped by the session's actor while it runs
+and when its run ends (actor.py), so the output of a session whose node is lost before a
+pass copied it is still copied to the fleet machine (observe.sync_logs).
+
 The actor lives on the head node where the cluster has one (`node:__internal_head__`),
 so losing a worker node loses no lease and no record.
 """
@@ -40,6 +44,7 @@ from ...store.records import SessionRecord, StateStore, now_iso, write_json_atom
 NAME = "fleet::controller"  # agent names cannot hold "::" (spec/names.py): never taken for a session
 TTL = 30.0  # seconds a lease lasts without renewal (a dead controller's is free after this)
 POLL = 1.0  # seconds between tries while waiting for another controller's lease
+LOG_KEPT = 8 << 20  # bytes of each agent's session log kept on the cluster (see ControlActor.put_log)
 _HEAD = "node:__internal_head__"  # the resource Ray gives the head node
 
 
@@ -52,6 +57,8 @@ class ControlActor:
         self.records: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, str] = {}  # agent -> run_id its actor was started for
         self.seeded = False  # a controller has written records here (an empty table is then the truth)
+        # agent -> its session log as its actor shipped it: {"instance", "start" (offset of data[0]), "data"}
+        self.logs: dict[str, dict[str, Any]] = {}
 
     def acquire(self, info: dict[str, Any], ttl: float) -> dict[str, Any]:
         now = time.monotonic()
@@ -71,6 +78,25 @@ class ControlActor:
     def release(self, lease_id: str) -> None:
         if self.holder is not None and self.holder["id"] == lease_id:
             self.holder, self.expires = None, 0.0
+
+    def put_log(self, agent: str, instance: str, offset: int, data: bytes) -> int:
+        """Bytes of an actor's session log from `offset`; returns how far this copy now reaches."""
+        kept = self.logs.get(agent)
+        if kept is None or kept["instance"] != instance:
+            kept = self.logs[agent] = {"instance": instance, "start": offset, "data": bytearray()}
+        end = kept["start"] + len(kept["data"])
+        if offset <= end < offset + len(data):
+            kept["data"] += data[end - offset:]
+        over = len(kept["data"]) - LOG_KEPT
+        if over > 0:  # the newest LOG_KEPT bytes: the driver copies long before a log grows this far
+            del kept["data"][:over]
+            kept["start"] += over
+        return int(kept["start"] + len(kept["data"]))
+
+    def get_log(self, agent: str) -> dict[str, Any] | None:
+        """The copy of the log of `agent`'s last actor: {"instance", "start", "data"}."""
+        kept = self.logs.get(agent)
+        return None if kept is None else {**kept, "data": bytes(kept["data"])}
 
     def who(self) -> dict[str, Any] | None:
         return self.holder if self.holder is not None and self.expires > time.monotonic() else None

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ...act.archive import ARCHIVE_PREFIX
+from ...act.archive import ARCHIVE_PREFIX, Archive
 from ...errors import FleetError
 from ...observe.gittree import clean_env as _env
 from ...observe.gittree import last_line as _last_line
@@ -281,3 +281,33 @@ def resolve_url(loaded: LoadedFleet) -> str:
             return url if _URL.match(url) else str((loaded.repo / url).resolve())
     raise FleetError(f"spec.remote {value!r} is not a URL, an existing path or a remote of {loaded.repo}",
                      hint="e.g. remote: origin, remote: git@host:org/repo.git, remote: /srv/git/repo.git")
+
+
+def remote_archives(loaded: LoadedFleet) -> list[Archive]:
+    """What fleet kept of a ray fleet's work on spec.remote: the archives (refs/fleet/archive/<fleet>/...,
+    made when a clone was released or pruned) and the refs of fenced attempts whose work is not on
+    their branch (see Fencing), fetched now into the cache."""
+    from ...observe.gitrepo import GitRepo
+    from ...observe.snapshot import fleet_home
+
+    repo = GitRepo(loaded.repo)
+    remote = Remote.of(loaded, fleet_home=fleet_home(repo), objects=repo.common_dir / "objects")
+    remote.refresh()
+    prefix = f"{ARCHIVES}/{loaded.name}"
+    with FileLock(str(remote.cache) + ".lock", timeout=120):
+        res = remote._git("fetch", "-q", "--prune", remote.url, f"+{prefix}/*:{prefix}/*")
+    if res.returncode != 0:
+        raise FleetError(f"cannot fetch the archives from spec.remote {remote.url}: {_last_line(res.stderr)}")
+    listed = remote._git("for-each-ref", "--sort=refname",
+                         "--format=%(refname) %(objectname) %(creatordate:iso-strict) %(subject)", f"{prefix}/")
+    found = []
+    for line in listed.stdout.splitlines():
+        ref, commit, date, subject = (line.split(" ", 3) + [""])[:4]
+        found.append(Archive(ref=ref, commit=commit, date=date, subject=subject))
+    for branch in sorted(remote.attempts):
+        for ref, commits in remote.orphans(branch):
+            sha = remote.resolve(ref) or ""
+            date = remote._git("log", "-1", "--format=%cI", sha).stdout.strip() if sha else ""
+            found.append(Archive(ref=ref, commit=sha, date=date,
+                                 subject=f"work of a fenced attempt not on {branch} ({len(commits)} commit(s))"))
+    return found
