@@ -64,8 +64,10 @@ def copy_repo(template: Path, dest: Path) -> Path:
     return dest
 
 
-def fleet_yaml(repo: Path, names: list[str], *, file: str = "fleet.yaml") -> Path:
-    """N agents on the `command` runtime, each a sleeping process; no caps, no gates."""
+def fleet_yaml(repo: Path, names: list[str], *, file: str = "fleet.yaml", trivial: bool = False) -> Path:
+    """N agents on the `command` runtime, each a sleeping process (`trivial`: one that exits at
+    once and leaves the agent Succeeded, so 3,000 agents fit in memory); no caps, no gates."""
+    command = "[\"true\"]" if trivial else f'[sleep, "{SLEEP}"]'
     items = ", ".join(f"'{n.removeprefix('a-')}'" for n in names)
     text = f"""\
 apiVersion: fleet/v1alpha1
@@ -84,7 +86,7 @@ spec:
       forEach: {{items: [{items}]}}
       tier: local
       prompt: benchmark agent {{item}}
-      command: [sleep, "{SLEEP}"]
+      command: {command}
       restart: Never
 """
     path = repo / file
@@ -97,16 +99,17 @@ def _sh(path: Path, body: str) -> Path:
     return path
 
 
-def floor_apply_script(work: Path, repo: Path, names: list[str]) -> list[str]:
+def floor_apply_script(work: Path, repo: Path, names: list[str], *, trivial: bool = False) -> list[str]:
     """What `fleet apply` cannot avoid: `git worktree add -b` per agent, then the same processes
     fleet spawns (the detached session runner hosting `sleep`), one agent after the other."""
     (work / "names.txt").write_text("\n".join(names) + "\n")
     runner = f"{shlex.quote(sys.executable)} -m reconciler.act.session_host"
+    session = "true" if trivial else f"sleep {SLEEP}"
     body = f"""cd {shlex.quote(str(repo))}
 mkdir -p .fleet/worktrees .fleet/floor
 while read name; do
   git worktree add -q -b "{BRANCH_PREFIX}$name" ".fleet/worktrees/$name" main
-  (cd ".fleet/worktrees/$name" && {runner} --exit-file "$PWD/../../floor/$name.exit" -- sleep {SLEEP} \\
+  (cd ".fleet/worktrees/$name" && {runner} --exit-file "$PWD/../../floor/$name.exit" -- {session} \\
       >/dev/null 2>>"../../floor/$name.log")
 done < {shlex.quote(str(work / 'names.txt'))}
 """

@@ -12,16 +12,18 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import ROOT
 
 
-def test_benchmark_harness_runs_at_n10_and_cleans_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--trivial"]], ids=["sleeping", "trivial"])
+def test_benchmark_harness_runs_at_n10_and_cleans_up(tmp_path: Path, mode: list[str]) -> None:
     out, work = tmp_path / "results", tmp_path / "work"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sizes", "10", "--repeat", "1",
                            "--files", "50", "--skip", "startup", "--no-plot", "--out", str(out),
-                           "--workdir", str(work)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+                           "--workdir", str(work), *mode],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((out / "latest.json").read_text())
     ops = results["sizes"]["10"]

@@ -2,6 +2,8 @@
 by the claude adapter (captured verbatim, trimmed of fields fleet does not read)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reconciler.runtimes.claude import ClaudeRuntime
@@ -43,3 +45,22 @@ def test_529_message_already_names_the_status() -> None:
     res = ClaudeRuntime().parse_result(OVERLOADED + "\n")
     assert res.is_error is True and res.message is not None
     assert res.message.startswith("API Error: 529 Overloaded.")
+
+
+STREAM = Path(__file__).parent / "data" / "claude-2.1.332-stream.jsonl"  # `--output-format stream-json --verbose`
+
+
+def test_stream_json_log_is_read_from_its_final_result_event() -> None:
+    # the log fleet keeps: its run marker, then claude's events, one per line, the result last
+    log = "--- fleet: start claude -p ... --output-format stream-json --verbose\n" + STREAM.read_text()
+    res = ClaudeRuntime().parse_result(log)
+    assert (res.session_id, res.is_error, res.message) == ("8d828b4d-f0c1-468f-b497-ea3322dbb0ce", False, "done")
+    assert res.cost_usd == pytest.approx(0.0135) and (res.input_tokens, res.output_tokens) == (3000, 300)
+    assert res.extra["num_turns"] == 2 and res.extra["usage_scope"] == "conversation"
+
+
+def test_stream_json_without_a_result_event_has_no_result() -> None:
+    # a process killed mid-turn: events up to the kill, no result
+    events = [line for line in STREAM.read_text().splitlines() if '"type":"result"' not in line]
+    res = ClaudeRuntime().parse_result("\n".join(events) + "\n")
+    assert (res.session_id, res.cost_usd, res.is_error) == (None, None, None)

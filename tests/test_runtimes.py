@@ -71,7 +71,7 @@ def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_claude_start_argv_with_model_and_tier_args(as_user: None) -> None:
     req = request(args=("--permission-mode", "acceptEdits", "--allowedTools", "Edit", "Bash(git *)"))
     assert ClaudeRuntime().start_argv(req) == [
-        "claude", "-p", "--session-id", UUID, "--model", "sonnet", "--output-format", "json",
+        "claude", "-p", "--session-id", UUID, "--model", "sonnet", "--output-format", "stream-json", "--verbose",
         "--permission-mode", "acceptEdits", "--allowedTools", "Edit", "Bash(git *)",
         "--", "Audit login.py",
     ]
@@ -80,7 +80,8 @@ def test_claude_start_argv_with_model_and_tier_args(as_user: None) -> None:
 def test_claude_start_argv_omits_model_when_unset(as_user: None) -> None:
     argv = ClaudeRuntime().start_argv(request(model=None))
     assert "--model" not in argv
-    assert argv == ["claude", "-p", "--session-id", UUID, "--output-format", "json", "--", "Audit login.py"]
+    assert argv == ["claude", "-p", "--session-id", UUID, "--output-format", "stream-json", "--verbose", "--",
+                    "Audit login.py"]
 
 
 def test_claude_prompt_is_an_operand_even_when_it_looks_like_a_flag(as_user: None) -> None:
@@ -93,7 +94,7 @@ def test_claude_prompt_is_an_operand_even_when_it_looks_like_a_flag(as_user: Non
 def test_claude_resume_argv(as_user: None) -> None:
     req = request(args=("--permission-mode", "acceptEdits"))
     assert ClaudeRuntime().resume_argv(req, "The tests gate failed; fix it.") == [
-        "claude", "-p", "--resume", UUID, "--model", "sonnet", "--output-format", "json",
+        "claude", "-p", "--resume", UUID, "--model", "sonnet", "--output-format", "stream-json", "--verbose",
         "--permission-mode", "acceptEdits", "--", "The tests gate failed; fix it.",
     ]
 

@@ -13,7 +13,10 @@ from conftest import fleet, git, status, wait_until, write_fleet
 
 def _fleet(repo: Path, *, first: list[str], second: list[str] | None = None, prompt: str = "work") -> Path:
     script = agents.install(repo.parent)
+    # a failed session waits an hour to restart: the plans below must not go stale because a
+    # backoff ran out between two commands on a slow machine
     lines = ["apiVersion: fleet/v1alpha1", "kind: Fleet", "metadata: {name: t}", "spec:",
+             "  restartBackoff: {initial: 1h, max: 2h}",
              "  tiers: {local: {runtime: command}}", "  agents:",
              "    - name: a", "      tier: local", f"      prompt: {prompt}",
              f"      command: {agents.argv(script, *first)}"]
@@ -23,7 +26,7 @@ def _fleet(repo: Path, *, first: list[str], second: list[str] | None = None, pro
 
 
 def test_a_fresh_saved_plan_applies_exactly_its_actions(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "30"], second=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"], second=["sleep", "300"])
     made = fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     assert made.returncode == 1, made.stderr  # changes, as `fleet diff`
     assert "Saved the plan to plan.json" in made.stderr
@@ -45,7 +48,7 @@ def test_a_fresh_saved_plan_applies_exactly_its_actions(repo: Path) -> None:
 
 
 def test_plan_printed_with_o_plan_is_the_same_saved_plan(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"])
     proc = fleet("diff", "fleet.yaml", "-o", "plan", cwd=repo)
     assert proc.returncode == 1
     (repo / "plan.json").write_text(proc.stdout)
@@ -57,7 +60,7 @@ def test_plan_printed_with_o_plan_is_the_same_saved_plan(repo: Path) -> None:
 
 
 def test_a_saved_plan_is_refused_when_the_spec_changed(repo: Path) -> None:
-    path = _fleet(repo, first=["sleep", "30"])
+    path = _fleet(repo, first=["sleep", "300"])
     fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     path.write_text(path.read_text().replace("prompt: work", "prompt: other work"))
     proc = fleet("apply", "plan.json", cwd=repo)
@@ -81,7 +84,7 @@ def test_a_saved_plan_is_refused_when_a_glob_expands_differently(repo: Path) -> 
             - name: w-{{item}}
               forEach: {{glob: "items/*.txt"}}
               tier: local
-              command: {agents.argv(script, "sleep", "30")}
+              command: {agents.argv(script, "sleep", "300")}
     """)
     fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     (repo / "items" / "two.txt").write_text("2\n")  # the file is byte-for-byte the same
@@ -91,7 +94,7 @@ def test_a_saved_plan_is_refused_when_a_glob_expands_differently(repo: Path) -> 
 
 
 def test_a_saved_plan_is_refused_when_the_observed_state_moved(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "60"], second=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"], second=["sleep", "300"])
     fleet("apply", "fleet.yaml", "--target", "a", "--yes", cwd=repo, check=True)
     made = fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     assert made.returncode == 1
@@ -113,7 +116,7 @@ def test_a_saved_plan_is_refused_when_the_observed_state_moved(repo: Path) -> No
 
 
 def test_a_saved_plan_is_refused_when_a_worktree_moved(repo: Path) -> None:
-    _fleet(repo, first=["commit"], second=["sleep", "30"])
+    _fleet(repo, first=["commit"], second=["sleep", "300"])
     fleet("apply", "fleet.yaml", "--target", "a", "--yes", cwd=repo, check=True)
     wait_until(lambda: status(repo)["a"]["phase"] == "Succeeded")
     fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
@@ -127,14 +130,14 @@ def test_a_saved_plan_is_refused_when_a_worktree_moved(repo: Path) -> None:
 
 
 def test_a_saved_plan_takes_no_target_or_archive(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"])
     fleet("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     proc = fleet("apply", "plan.json", "--target", "a", cwd=repo)
     assert proc.returncode == 1 and "a saved plan already fixes its targets" in proc.stderr
 
 
 def test_a_plan_saved_with_a_target_keeps_it_and_a_running_session_is_no_change(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "30"], second=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"], second=["sleep", "300"])
     fleet("apply", "fleet.yaml", "--target", "a", "--yes", cwd=repo, check=True)
     pid = status(repo)["a"]["pid"]
     fleet("diff", "fleet.yaml", "--target", "b", "--out", "plan.json", cwd=repo)
@@ -145,7 +148,7 @@ def test_a_plan_saved_with_a_target_keeps_it_and_a_running_session_is_no_change(
 
 
 def test_plain_json_plan_output_is_not_a_saved_plan(repo: Path) -> None:
-    _fleet(repo, first=["sleep", "30"])
+    _fleet(repo, first=["sleep", "300"])
     (repo / "plan.json").write_text(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     proc = fleet("apply", "plan.json", cwd=repo)
     assert proc.returncode == 1 and "is `fleet diff -o json` output" in proc.stderr and "--out PLAN" in proc.stderr

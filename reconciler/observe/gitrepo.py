@@ -282,8 +282,13 @@ class GitRepo:
     def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
         """(`dirty_count`, `ahead_count`) of each worktree, side by side (read-only git
         processes, each in its own tree); ahead is None when detached or not countable."""
+        merged = self.merged_into(base) if trees else frozenset()
+
         def counts(wt: Worktree) -> tuple[int, int | None]:
-            return self.dirty_count(wt.path), self.ahead_count(wt.branch, base) if wt.branch else None
+            if not wt.branch:
+                return self.dirty_count(wt.path), None
+            # a branch merged into base is 0 ahead: no `rev-list --count` for it (one call for all)
+            return self.dirty_count(wt.path), 0 if wt.branch in merged else self.ahead_count(wt.branch, base)
 
         if len(trees) < 2:
             return [counts(wt) for wt in trees]
@@ -291,6 +296,14 @@ class GitRepo:
 
         with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
             return list(pool.map(counts, trees))
+
+    def merged_into(self, base: str) -> frozenset[str]:
+        """Local branches whose tip is reachable from `base`, in one call; empty when base is unknown."""
+        try:
+            out = self.git.for_each_ref("--format=%(refname)", f"--merged={base}^{{commit}}", "refs/heads/")
+        except git.GitCommandError:
+            return frozenset()
+        return frozenset(line.removeprefix("refs/heads/") for line in out.splitlines() if line)
 
     def ahead_count(self, branch: str, base: str) -> int | None:
         """Commits on `branch` that `base` lacks (one git call); None when they cannot be counted

@@ -4,7 +4,9 @@ Only this module (and `act/sessions.py` for signals) talks to psutil.
 """
 from __future__ import annotations
 
+import bisect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -38,43 +40,94 @@ def is_alive(pid: int | None, created: float | None) -> bool:
         return False
 
 
-def owned_processes(fleet: str, repo: str, *, known: dict[int, float] | None = None) -> list[OwnedProcess]:
+def owned_processes(fleet: str, repo: str, *, known: dict[int, float] | None = None,
+                    table: ProcessTable | None = None) -> list[OwnedProcess]:
     """Session leaders whose environment names this fleet and repo.
 
     Only one process per session (the group leader) is returned, so stopping it
     stops the agent and everything it started. `known` (pid -> create-time): recorded
     live sessions; they are left out without reading their environment (one /proc read
-    per session saved on every tick).
+    per session saved on every tick). `table`: the process pass of this observation.
     """
     found: list[OwnedProcess] = []
-    me = os.getpid()
     known = known or {}
-    for proc in psutil.process_iter(["pid", "create_time"]):
+    for entry in (table or ProcessTable()).leaders():
+        created = known.get(entry.pid)
+        if created is not None and abs(entry.created - created) < _CREATE_TIME_TOLERANCE:
+            continue
         try:
-            if proc.pid == me or os.getsid(proc.pid) != proc.pid:
-                continue
-            created = known.get(proc.pid)
-            if created is not None and abs(proc.info["create_time"] - created) < _CREATE_TIME_TOLERANCE:
-                continue
-            env = proc.environ()
+            env = entry.proc.environ()
             if env.get(ENV_FLEET) != fleet or env.get(ENV_REPO) != repo:
                 continue
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            found.append(OwnedProcess(proc.pid, proc.info["create_time"], env.get(ENV_AGENT, ""),
+            found.append(OwnedProcess(entry.pid, entry.created, env.get(ENV_AGENT, ""),
                                       env.get(ENV_HASH, ""), env.get(ENV_SESSION, ""),
-                                      " ".join(proc.cmdline())[:200]))
+                                      " ".join(entry.proc.cmdline())[:200]))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ProcessLookupError):
             continue
     return found
 
 
+@dataclass(frozen=True)
+class _Entry:
+    proc: psutil.Process
+    pid: int
+    created: float
+    leader: bool  # leads its own session (os.getsid(pid) == pid)
+
+
 class ProcessTable:
-    """Every process's working directory, read in one pass, for many `processes_in` calls
-    (observing N prune candidates: one pass over /proc, not N)."""
+    """One pass over the process table per observation, shared by liveness, the orphan scan
+    and every prune candidate's "processes in this tree" check.
+
+    Without it each of those walked /proc again: O(agents x processes) for N prune
+    candidates. The pass reads pid, create time and status (one /proc/PID/stat read each)
+    and the session id; working directories are read on the first `processes_in` and
+    kept sorted, so each tree is a binary search, not a scan.
+    """
 
     def __init__(self) -> None:
-        self.procs = [(proc, proc.info.get("cwd")) for proc in psutil.process_iter(["pid", "cwd", "name"])]
+        me = os.getpid()
+        self._by_pid: dict[int, _Entry] = {}
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            info = proc.info
+            if info.get("create_time") is None or info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
+            try:
+                leader = proc.pid != me and os.getsid(proc.pid) == proc.pid
+            except (ProcessLookupError, PermissionError):
+                continue
+            self._by_pid[proc.pid] = _Entry(proc, proc.pid, info["create_time"], leader)
+        self._cwds: list[tuple[str, int]] | None = None
+
+    def alive(self, pid: int | None, created: float | None) -> bool:
+        """`is_alive` against this pass: the same process (create time) and not a zombie."""
+        entry = self._by_pid.get(pid or 0)
+        return (entry is not None and created is not None
+                and abs(entry.created - created) <= _CREATE_TIME_TOLERANCE)
+
+    def leaders(self) -> list[_Entry]:
+        return [e for e in self._by_pid.values() if e.leader]
+
+    def under(self, path: Path) -> list[tuple[psutil.Process, str]]:
+        """Processes whose cwd is `path` or below it, with that cwd."""
+        if self._cwds is None:
+            cwds = []
+            for entry in self._by_pid.values():
+                try:
+                    cwd = entry.proc.cwd()
+                except (psutil.Error, OSError):
+                    continue
+                if cwd:
+                    cwds.append((cwd, entry.pid))
+            self._cwds = sorted(cwds)
+        where = str(path)
+        # every cwd equal to `where` or starting with `where/` sorts at or after `where` and
+        # before `where` + chr(0x10ffff); the prefix check below drops siblings like `where-2`
+        lo = bisect.bisect_left(self._cwds, (where, -1))
+        hi = bisect.bisect_left(self._cwds, (where + "\U0010ffff", -1))
+        below = where + os.sep
+        return [(self._by_pid[pid].proc, cwd) for cwd, pid in self._cwds[lo:hi]
+                if cwd == where or cwd.startswith(below)]
 
 
 def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
@@ -82,20 +135,14 @@ def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
     """Live processes whose working directory is `path` or below it ("pid cmdline").
 
     `ignore_groups`: process groups fleet stops before it prunes (its own sessions).
-    `table`: cwds read earlier in the same observation; without it /proc is read now.
+    `table`: the process pass of this observation; without it /proc is read now.
     """
     found: list[str] = []
-    where, below = str(path), str(path) + os.sep
-    procs = table.procs if table is not None else ((p, p.info.get("cwd"))
-                                                   for p in psutil.process_iter(["pid", "cwd", "name"]))
-    for proc, cwd in procs:
-        if not cwd:
-            continue
-        if cwd == where or cwd.startswith(below):
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
-                    continue
-                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120] or proc.info['name']}")
-            except (psutil.Error, ProcessLookupError):
+    for proc, _cwd in (table or ProcessTable()).under(path):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
                 continue
+            found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120] or proc.name()}")
+        except (psutil.Error, ProcessLookupError):
+            continue
     return found

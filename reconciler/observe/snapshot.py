@@ -20,7 +20,7 @@ from .model import (
     ObservedAgent,
     OwnedProcess,
 )
-from .processes import ProcessTable, is_alive, owned_processes
+from .processes import ProcessTable, owned_processes
 from .progress import last_progress
 
 __all__ = ["Observed", "ObservedAgent", "fleet_home", "legacy_home", "observe", "observe_paths", "path_state",
@@ -55,6 +55,8 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     root = loaded.worktrees_root
     repo_id = str(repo.common_dir)
     records = store.all()
+    # one pass over the process table for liveness, orphans and the prune checks below
+    procs = ProcessTable()
     owners, protected = repo.branch_marks()
     obs.owned_branches = {b for b, f in owners.items() if f == loaded.name}
     main, linked = repo.worktrees()
@@ -73,7 +75,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         agent = obs.agents.setdefault(name, ObservedAgent(name))
         agent.record = rec
         agent.exit = store.load_exit(name)
-        agent.alive = is_alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
+        agent.alive = procs.alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
     for branch in obs.owned_branches:
         name = branch.removeprefix(loaded.fleet.branch_prefix)
         if branch.startswith(loaded.fleet.branch_prefix) and name not in obs.agents:
@@ -90,7 +92,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     live_ids = {r.session_id for r in live if r.session_id}
     # recorded live sessions are not orphans: skipped without reading their environment
     known = {r.pid: r.create_time or 0.0 for r in live if r.pid}
-    owned = [p for p in owned_processes(loaded.name, repo_id, known=known)
+    owned = [p for p in owned_processes(loaded.name, repo_id, known=known, table=procs)
              if p.session_id not in live_ids
              and not (p.pid in known and abs(p.create_time - known[p.pid]) < 0.05)]
     declared = {a.name: a for a in loaded.agents}
@@ -126,7 +128,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
                   or (agent.worktree is not None and agent.worktree.pruning is not None)]
     # refs, the stash list and every process's cwd are read once for all candidates, not per worktree
     refs = repo.ref_snapshot(base) if candidates else None
-    table = ProcessTable() if any(a.worktree is not None for a in candidates) else None
+    table = procs if any(a.worktree is not None for a in candidates) else None
 
     def inspect(agent: ObservedAgent) -> None:
         if agent.worktree is not None:

@@ -1,7 +1,10 @@
 """The `claude` runtime: Claude Code in print mode (`claude -p`), resumable by session UUID.
 
-Owns the claude command lines and the reading of its `--output-format json` result
-object. Checked against Claude Code 2.1.332 (see docs/runtimes.md).
+Owns the claude command lines and the reading of its `--output-format stream-json --verbose`
+log: one JSON event per line (`system` init, `assistant`/`user` messages as they happen,
+and a final `result` carrying total_cost_usd, session_id, usage and modelUsage). Events
+as they happen are what live spend and the log renderer read; the result is what a
+finished run is folded from. Checked against Claude Code 2.1.332 (see docs/runtimes.md).
 
 Root: claude refuses `--permission-mode bypassPermissions` (and the
 `--dangerously-skip-permissions` flags) when run as root, unless `IS_SANDBOX=1` or
@@ -91,7 +94,8 @@ class ClaudeRuntime:
         # The prompt goes after `--`: tier args like --allowedTools are variadic and
         # would swallow it, and a prompt starting with "-" would parse as an option.
         model = ["--model", req.model] if req.model else []
-        return [*model, "--output-format", "json", *req.args]
+        # stream-json needs --verbose in print mode (the CLI refuses it otherwise)
+        return [*model, "--output-format", "stream-json", "--verbose", *req.args]
 
 
 def _is_result(data: JsonDict) -> bool:

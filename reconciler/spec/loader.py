@@ -92,6 +92,39 @@ def load_fleet(path: str | Path, *, limits: Limits | None = None) -> LoadedFleet
     return _load(_read(path, shown, limits), path=path, shown=shown, limits=limits)
 
 
+class LoadCache:
+    """The loaded fleet of a long-running loop, reused while nothing it was made from changed.
+
+    Parsing and checking a 1,000-agent file costs ~0.1 s a tick; the file changes rarely.
+    What a load depends on is the file's text and, for `forEach.glob`, the files the globs
+    match in the working tree: both are read every time (the text bounded as by
+    `load_fleet`, the globs walked again) and compared with what the cached fleet was made
+    from. `LoadedFleet` is frozen, so a reused one cannot carry a previous tick's changes.
+    """
+
+    def __init__(self) -> None:
+        self._made_from: tuple[str, tuple[Any, ...]] | None = None
+        self._loaded: LoadedFleet | None = None
+
+    def load(self, path: str | Path, *, limits: Limits | None = None) -> LoadedFleet:
+        path = Path(path)
+        limits = limits or bounds.current()
+        text = _read(path, str(path), limits)
+        if self._loaded is not None and self._made_from == (text, _glob_matches(self._loaded)):
+            return self._loaded
+        loaded = _load(text, path=path, shown=str(path), limits=limits)
+        self._loaded, self._made_from = loaded, (text, _glob_matches(loaded))
+        return loaded
+
+
+def _glob_matches(loaded: LoadedFleet) -> tuple[Any, ...]:
+    """What every `forEach.glob` of the file matches in the working tree now (and what leads outside)."""
+    from . import globs
+
+    return tuple((each.glob, globs.walk(loaded.repo, each.glob)) for agent in loaded.fleet.spec.agents
+                 if (each := agent.forEach) is not None and each.glob is not None)
+
+
 def load_fleet_text(text: str, *, path: str | Path, shown: str,
                     files: Sequence[str] | None = None, limits: Limits | None = None) -> LoadedFleet:
     """Like `load_fleet`, for a file's text read elsewhere (e.g. `git show REV:path`).

@@ -1,0 +1,62 @@
+"""observe/processes.py: one pass over the process table, shared by liveness, orphans and prune checks."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from reconciler.observe.processes import ProcessTable, is_alive, processes_in
+
+
+@pytest.fixture
+def sleepers(tmp_path: Path):
+    """Real processes with their cwd in a tree, in a deeper dir, and in a sibling whose name extends it."""
+    tree, deep, sibling = tmp_path / "tree", tmp_path / "tree" / "a" / "b", tmp_path / "tree-2"
+    for d in (deep, sibling):
+        d.mkdir(parents=True)
+    procs = {name: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=cwd)
+             for name, cwd in (("top", tree), ("deep", deep), ("sibling", sibling))}
+    yield tree, sibling, procs
+    for p in procs.values():
+        p.kill()
+        p.wait()
+
+
+def _pids(lines: list[str]) -> set[int]:
+    return {int(line.split(" ", 1)[0]) for line in lines}
+
+
+def test_processes_in_a_tree_from_one_pass(sleepers) -> None:
+    tree, sibling, procs = sleepers
+    table = ProcessTable()
+    assert _pids(processes_in(tree, table=table)) == {procs["top"].pid, procs["deep"].pid}
+    assert _pids(processes_in(sibling, table=table)) == {procs["sibling"].pid}
+    # the same answer without a table (a fresh pass), as destructive steps re-check live
+    assert _pids(processes_in(tree)) == {procs["top"].pid, procs["deep"].pid}
+
+
+def test_ignored_groups_are_left_out(sleepers) -> None:
+    tree, _sibling, procs = sleepers
+    table = ProcessTable()
+    ignored = frozenset([os.getpgid(procs["top"].pid)])  # the test's own group: every sleeper is in it
+    assert processes_in(tree, table=table, ignore_groups=ignored) == []
+
+
+def test_liveness_from_the_pass_matches_a_live_check(sleepers) -> None:
+    _tree, _sibling, procs = sleepers
+    pid = procs["top"].pid
+    created = psutil.Process(pid).create_time()
+    table = ProcessTable()
+    assert table.alive(pid, created) is True
+    assert is_alive(pid, created) is True
+    # a reused pid (another create time) is not the recorded process
+    assert table.alive(pid, created - 5) is False
+    assert table.alive(pid, None) is False
+    procs["top"].kill()
+    procs["top"].wait()
+    assert ProcessTable().alive(pid, created) is False
+    assert is_alive(pid, created) is False
