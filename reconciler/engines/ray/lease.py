@@ -158,7 +158,7 @@ class ControllerLease:
     def id(self) -> str:
         return str(self.info["id"])
 
-    def _call(self, method: Any, *args: Any, timeout: float = 30.0) -> Any:
+    def _call(self, method: Any, *args: Any, timeout: float = 120.0) -> Any:  # a first call starts its worker
         try:
             return self.ray.get(method.remote(*args), timeout=timeout)
         except self.ray.exceptions.RayError as exc:
