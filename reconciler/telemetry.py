@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 # OTEL_RESOURCE_ATTRIBUTES, so a session's own telemetry joins the fleet's.
 FLEET, AGENT, TIER, ACTION, RESULT, PHASE = (
     "fleet.name", "fleet.agent", "fleet.tier", "fleet.action", "fleet.result", "fleet.phase")
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Blocked")
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Blocked", "Delivered")
+VERDICT = "fleet.delivery.verdict"  # Delivered, Conflicted, IntegrationFailed, OutOfScope, NothingToDeliver
 FROM_ENV = "env"  # endpoint sentinel: the exporters read the OTEL_EXPORTER_OTLP_* variables
 _ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -115,6 +116,17 @@ class Telemetry:
                                       description="Spend recorded per agent (all runs of its record).")
         meter.create_observable_gauge("fleet.budget.remaining", [self._observe_budget], unit="USD",
                                       description="budget.usdPerDay (and perTier) left today, UTC.")
+        # the merge queue (docs/delivery.md): verdicts by kind, how long Succeeded work waited to land,
+        # and the queue's length as the last plan had it
+        self.deliveries = meter.create_counter(
+            "fleet.delivery.verdicts", unit="{verdict}", description="Merge queue verdicts: Delivered (merges), "
+            "Conflicted, IntegrationFailed, OutOfScope, NothingToDeliver.")
+        self.to_deliver = meter.create_histogram(
+            "fleet.delivery.time_to_deliver", unit="s", description="From a run's end (Succeeded) to Delivered.",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS))
+        meter.create_observable_gauge("fleet.delivery.queue", [self._observe_queue], unit="{agent}",
+                                      description="Agents in the merge queue, as of the last reconcile's plan.")
+        self._queues: dict[str, int] = {}
         self._snapshots: dict[str, _Snapshot] = {}
         self._lock = threading.Lock()
 
@@ -152,6 +164,8 @@ class Telemetry:
                 span.set_attribute(RESULT, result_label)  # until the pass returns
                 result = call()
                 plan = result.plan
+                with self._lock:
+                    self._queues[loaded.name] = sum(a.kind == "merge" for a in plan.actions)
                 failed = [o for o in result.outcomes if not o.ok and not o.blocked]
                 blocked = len(plan.blocked) + sum(o.blocked for o in result.outcomes)
                 result_label = "failed" if failed else "blocked" if blocked else "ok"
@@ -255,6 +269,19 @@ class Telemetry:
             for tier, usd in sorted(snap.tier_budget.items()):
                 yield Observation(usd, {FLEET: fleet, TIER: tier})
 
+    def _observe_queue(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            queues = sorted(self._queues.items())
+        for fleet, n in queues:
+            yield Observation(n, {FLEET: fleet})
+
+    def delivery(self, fleet: str, agent: str, verdict: str, waited: float | None) -> None:
+        self.deliveries.add(1, {FLEET: fleet, VERDICT: verdict})
+        if verdict == "Delivered" and waited is not None:
+            self.to_deliver.record(max(0.0, waited), {FLEET: fleet})
+
     def force_flush(self) -> None:
         self.tracer_provider.force_flush()
         self.meter_provider.force_flush()
@@ -355,6 +382,13 @@ def traced_action(fn: F) -> F:
         return tel.action(self.loaded.name, action, lambda: fn(self, action))
 
     return wrapper  # type: ignore[return-value]
+
+
+def delivery(loaded: LoadedFleet, agent: str, verdict: str, waited: float | None = None) -> None:
+    """Count one merge queue verdict; `waited`: seconds from the run's end to Delivered."""
+    tel = for_fleet(loaded)
+    if isinstance(tel, Telemetry):
+        tel.delivery(loaded.name, agent, verdict, waited)
 
 
 def session_env(loaded: LoadedFleet, agent: DesiredAgent) -> dict[str, str]:

@@ -225,24 +225,22 @@ def _times(line: str) -> str:
 
 
 def _table_ages(text: str) -> str:
-    """The status table's AGE and IDLE cells read 5s (widths kept: the layout is the tool's)."""
+    """The status table's AGE and IDLE cells read 5s (columns kept where the tool put them)."""
     lines = text.split("\n")
-    header = next((line for line in lines if line.startswith("┃") and " AGE " in line), None)
+    header = next((line for line in lines if line.startswith("AGENT ") and " AGE " in line), None)
     if header is None:
         return text
-    names = [c.strip() for c in header.split("┃")]
-    for i, line in enumerate(lines):
-        if not line.startswith("│"):
+    for col in ("AGE", "IDLE"):
+        start = header.find(f" {col} ") + 1
+        if start == 0:
             continue
-        cells = line.split("│")
-        for col in ("AGE", "IDLE"):
-            j = names.index(col)
-            cell = cells[j]
-            if re.fullmatch(r" \d[\dsmhd]* *", cell):
-                if len(cell) < 4:
-                    raise RuntimeError(f"status ran late: AGE/IDLE {cell.strip()!r} does not fit; run again")
-                cells[j] = " 5s".ljust(len(cell))
-        lines[i] = "│".join(cells)
+        width = len(col)
+        for i, line in enumerate(lines):
+            cell = line[start:start + width + 1]
+            if re.fullmatch(r"\d[\dsmhd]* *", cell) and line[start - 1:start] == " ":
+                if len(cell.rstrip()) > width:
+                    raise RuntimeError(f"status ran late: {col} {cell.strip()!r} does not fit; run again")
+                lines[i] = line[:start] + "5s".ljust(len(cell)) + line[start + len(cell):]
     return "\n".join(lines)
 
 
@@ -299,15 +297,23 @@ def generate(work: Path) -> dict[str, str]:
     status = json.loads(demo.fleet("status", "fleet.yaml", "-o", "json").stdout)
     status["agents"] = [a for a in status["agents"] if a["agent"] != "notes-storage"]  # for length
     keep("status-json", json_block("fleet status fleet.yaml -o json", status))
-    keep("status", console("fleet status fleet.yaml", demo.fleet("status", "fleet.yaml")))
+    # as an 80-column terminal shows it (the demo's last screen), and every column
+    keep("status", console("fleet status fleet.yaml", demo.fleet("status", "fleet.yaml", env={"COLUMNS": "80"})))
+    keep("status-wide", console("fleet status fleet.yaml -o wide", demo.fleet("status", "fleet.yaml", "-o", "wide")))
     keep("describe", console("fleet describe fleet.yaml notes-parser",
                              demo.fleet("describe", "fleet.yaml", "notes-parser")))
     keep("logs", console("fleet logs fleet.yaml notes-parser", demo.fleet("logs", "fleet.yaml", "notes-parser")))
+    keep("logs-raw", console("fleet logs fleet.yaml notes-parser --raw",
+                             demo.fleet("logs", "fleet.yaml", "notes-parser", "--raw")))
+    keep("logs-all", console("fleet logs --all fleet.yaml",
+                             demo.fleet("logs", "--all", "fleet.yaml")))
+    keep("logs-claude", _claude_log())
 
     keep("orphan-stop", _orphan_stop(demo))
 
     # the third runs (a little slower, so its spec can be edited while it runs: a replace)
-    demo.fleet("apply", "fleet.yaml", "--yes", env={"DEMO_DELAY": "0.5"})
+    # (2 s a step: two diffs must run while it does, also on a loaded machine)
+    demo.fleet("apply", "fleet.yaml", "--yes", env={"DEMO_DELAY": "2"})
     spec = (demo.repo / "fleet.yaml").read_text()
     edited = spec.replace('DEMO_STEPS: "3"', 'DEMO_STEPS: "4"\n        TOKEN: {fromEnv: DEMO_TOKEN}')
     edited = edited.replace("and commit them.", "and commit them.\n        Keep each note under ten lines.")
@@ -353,6 +359,16 @@ def _spec_diff(demo: Demo) -> str:
     demo.git("checkout", "-q", "--detach", cwd=clone)  # as CI checks out a pull request
     run = demo.fleet("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=clone)
     return console("fleet diff --base-rev origin/main fleet.yaml", run)
+
+
+def _claude_log() -> str:
+    """A real claude 2.1.332 session (stream-json, a failed gate, the resume), captured against the
+    scripted model server (tests/data), as `fleet logs` renders it."""
+    from reconciler.render.session_log import render_text
+
+    log = (ROOT / "tests" / "data" / "claude-2.1.332-session.log").read_text()
+    shown = "\n".join(t.plain for t in render_text(log))
+    return f"```console\n$ fleet logs fleet.yaml solver\n{shown}\n```\n"
 
 
 def _orphan_stop(demo: Demo) -> str:

@@ -130,7 +130,7 @@ def apply_until(repo: Path, done: Callable[[dict[str, dict]], bool], timeout: fl
 
 def results(repo: Path, agent: str) -> list[dict]:
     """Every result object claude printed in the agent's session log."""
-    log = fleet("logs", "fleet.yaml", agent, cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", agent, "--raw", cwd=repo, check=True).stdout
     found = []
     for line in log.splitlines():
         if line.startswith("{") and '"type":"result"' in line:
@@ -220,7 +220,7 @@ def test_failed_gate_resumes_the_same_claude_session_with_the_gate_output(repo: 
     history = first.all_text()
     assert "Put the answer in answer.txt and commit." in history
     assert '"content": "bad\\n"' in history and "git add answer.txt" in history
-    log = fleet("logs", "fleet.yaml", "solver", cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
     assert f"-p --resume {row['session_id']} --model {MODEL}" in log
     run_results = results(repo, "solver")
     assert len(run_results) == 2 and run_results[1]["session_id"] == row["session_id"]
@@ -362,3 +362,46 @@ def test_retrying_401_is_stopped_as_stalled_with_the_last_api_error(repo: Path, 
     shown = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout + json.dumps(row)
     # claude's log is empty while it retries; the last API error comes from its transcript
     assert "401" in shown and "invalid x-api-key" in shown, row
+
+
+def test_conflicted_delivery_resumes_the_claude_session_with_the_files_then_delivers(repo: Path, serve) -> None:
+    """Issue 16: two claude agents write the same line; the merge queue lands one, and the other is
+    resumed (`--resume`, same conversation) with a message naming the target and the file; it
+    merges the target, resolves, commits, and is delivered."""
+    ident = "-c user.name=claude -c user.email=claude@fleet.invalid"
+
+    def script(req: Request) -> Reply:
+        name = re.search(r"You are (\S+)\.", req.first_user_text()).group(1)  # type: ignore[union-attr]
+        if "conflicts with the delivery target integration" in req.prompt():
+            fix = (f"git {ident} merge integration; printf 'from k1\\nfrom k2\\n' > shared.txt && "
+                   f"git add shared.txt && git {ident} commit -q -m 'resolve shared.txt with integration'")
+            return play(req, ToolUse("Bash", {"command": fix, "description": "resolve"}), Text("resolved"))
+        write = f"echo 'from {name}' > shared.txt && git add shared.txt && git {ident} commit -q -m '{name}'"
+        return play(req, ToolUse("Bash", {"command": write, "description": "write"}), Text(f"{name} done"))
+
+    server = serve(script)
+    claude_fleet(repo, """
+            - name: k{item}
+              forEach: {items: ["1", "2"]}
+              tier: worker
+              prompt: You are k{item}. Write your name into shared.txt and commit.
+    """, extra="""  gates:
+            tests: {run: "test -s shared.txt", timeout: 30s}
+          delivery: {into: integration, gates: [tests]}""")
+    proc = fleet("apply", "fleet.yaml", "--yes", "--target", "k1", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wait_until(lambda: not session_pids(repo), timeout=60)
+    rows = converge(repo, lambda r: r["k1"]["phase"] == "Delivered" and r["k2"]["phase"] == "Succeeded")
+    assert git(repo, "show", "integration:shared.txt") == "from k1\n"
+    apply(repo)  # k2 conflicts on shared.txt: recorded, and fed back for a resume
+    row = status(repo)["k2"]
+    assert {c["type"]: c["status"] for c in row["conditions"]}["Conflicted"] == "True"
+    rows = converge(repo, lambda r: r["k2"]["phase"] == "Delivered")
+    assert git(repo, "show", "integration:shared.txt") == "from k1\nfrom k2\n"
+    k2 = rows["k2"]["session_id"]
+    resumed = [r for r in server.main_requests() if "conflicts with the delivery target integration" in r.prompt()]
+    assert resumed and {r.session_id for r in resumed} == {k2}  # the same conversation, resumed
+    assert "shared.txt" in resumed[0].prompt() and "git rebase integration" in resumed[0].prompt()
+    assert "You are k2." in resumed[0].all_text()  # with its history
+    log = fleet("logs", "fleet.yaml", "k2", cwd=repo, check=True).stdout
+    assert f"-p --resume {k2} --model {MODEL}" in log

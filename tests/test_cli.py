@@ -11,7 +11,7 @@ from conftest import FLEETS, fleet
 from reconciler.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, exit_code
 from reconciler.spec.schema import schema_text
 
-COMMANDS = ["validate", "diff", "apply", "status", "describe", "logs", "delete", "archives", "reconcile",
+COMMANDS = ["validate", "diff", "apply", "status", "describe", "logs", "delete", "archives", "restore", "reconcile",
             "lock", "schema", "force-unlock"]
 
 

@@ -132,7 +132,7 @@ def test_codex_commits_and_a_failed_gate_resumes_its_thread(repo: Path, serve) -
     resumed = [r for r in main if "quality gate `answer` failed" in r.prompt()]
     assert resumed and "expected good, got:" in resumed[0].prompt()
     assert "git add answer.txt" in resumed[0].all_text()  # the earlier turn is in the resumed thread
-    log = fleet("logs", "fleet.yaml", "solver", cwd=repo, check=True).stdout
+    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
     assert f"codex exec --json -m {MODEL} -C {wt} -s danger-full-access -- Put the answer" in log
     assert f'codex exec resume --json -m {MODEL} -c sandbox_mode="danger-full-access" -- {thread} ' in log
     assert row["cost_usd"] == 0  # codex reports tokens, not cost

@@ -155,12 +155,50 @@ def delete(repo: Path) -> Scenario:
     return Scenario(DELETE, check, then=APPLY)
 
 
-SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive, "delete": delete}
+def deliver(repo: Path) -> Scenario:
+    """Two finished agents and the merge queue (docs/delivery.md): each merged into `integration`,
+    gated there, the target moved by compare-and-swap, pushed to a bare remote."""
+    script = agents.install(repo.parent)
+    remote, ran = repo.parent / "remote.git", repo.parent / "gate-ran"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          gates:
+            tests: {{run: "git rev-parse HEAD >> {ran}", timeout: 60s}}
+          delivery: {{into: integration, gates: [tests], push: {{remote: origin}}}}
+          agents:
+            - {{name: w-a, tier: local, command: {agents.argv(script, "commit")}}}
+            - {{name: w-c, tier: local, command: {agents.argv(script, "commit")}}}
+    """)
+    fleet(*APPLY, cwd=repo, check=True)
+    wait_until(lambda: all(ended(repo, n) and "did its work" in git(repo, "log", "--format=%s", f"fleet/t/{n}")
+                           for n in ("w-a", "w-c")))
+
+    def check(repo: Path) -> None:
+        rows = status(repo)
+        assert [rows[n]["phase"] for n in ("w-a", "w-c")] == ["Delivered", "Delivered"]
+        held = git(repo, "reflog", "show", "--format=%H", "refs/heads/integration").split()
+        assert set(held) <= set(ran.read_text().split())  # the target only ever held gated commits
+        for n in ("w-a", "w-c"):
+            git(repo, "merge-base", "--is-ancestor", f"fleet/t/{n}", "integration")  # nothing lost
+        assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
+
+    return Scenario(APPLY, check)
+
+
+SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive, "delete": delete,
+             "deliver": deliver}
 CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spawn:"))] + \
     [("replace", n) for n in NAMES if n.startswith(("spawn:", "stop:"))] + \
     [("archive", n) for n in NAMES if n.startswith(("archive:", "prune:"))] + \
     [("prune", n) for n in NAMES if n.startswith("prune:")] + \
     [("delete", n) for n in NAMES if n.startswith("prune:")] + \
+    [("deliver", n) for n in NAMES if n.startswith("deliver:")] + \
     [("create", "create-worktree:inside-add+early")]  # the earlier window inside `git worktree add`
 
 

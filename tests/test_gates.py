@@ -50,7 +50,7 @@ def test_gate_failing_once_resumes_the_session_with_its_output_then_succeeds(rep
     assert conditions["GatesPassed"]["status"] == "True"
     message = (repo.parent / "solver.message").read_text()
     assert message.count("---") == 1 and "expected good, got:" in message and "bad" in message
-    log = fleet("logs", "fleet.yaml", "solver", cwd=repo).stdout
+    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo).stdout
     assert "--- fleet gate answer" in log and "FAILED" in log and "passed" in log
 
 

@@ -74,7 +74,11 @@ class Seen:
     tree: str = "ok"
     drift: bool = False  # the record was made from another spec (the prompt changed)
     stake: AtStake | None = None
-    branch: str | None = None  # ObservedAgent.branch: the fleet's branch left without a worktree
+    # ObservedAgent.branch: the fleet's own branch a prune deletes (observe sets it for each prune
+    # candidate; default here: the agent's branch when `stake` is given), or one left without a worktree
+    branch: str | None = None
+    checked_out: str | None = None  # the branch the tree has checked out, when not the agent's own
+    own_gone: bool = False  # the agent's own branch does not exist (observe leaves ObservedAgent.branch None)
     progress_ago: float | None = None  # seconds since the session last showed progress
     started_ago: float | None = None  # seconds since the session started
     rec: Mapping[str, Any] = field(default_factory=dict)  # further SessionRecord fields
@@ -86,10 +90,12 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
     for name, s in seen.items():
         desired = loaded.agent(name)
         branch = desired.branch if desired else f"fleet/t/{name}"
-        obs = ObservedAgent(name, alive=s.alive, at_stake=s.stake, branch=s.branch, protect_kept=dict(s.kept))
+        own = s.branch if s.branch is not None else branch if s.stake is not None and s.tree != "none" else None
+        own = None if s.own_gone else own
+        obs = ObservedAgent(name, alive=s.alive, at_stake=s.stake, branch=own, protect_kept=dict(s.kept))
         if s.tree != "none":
             owner = None if s.tree == "unmarked" else Owner("t", REPO_ID, name, branch)
-            obs.worktree = Worktree(WT / name, head="c0ffee1", branch=branch, owner=owner,
+            obs.worktree = Worktree(WT / name, head="c0ffee1", branch=s.checked_out or branch, owner=owner,
                                     exists=s.tree != "deleted",
                                     pruning=PruneIntent("refs/fleet/archive/t/x/1", "ab12") if s.tree == "pruning"
                                     else None)
@@ -366,6 +372,13 @@ PRUNES = [
     row("undeclared, nothing at stake: prune", [], {"old": Seen(SUCCEEDED, stake=stake())},
         [e(PRUNE, "old", "agent is no longer declared; nothing unsaved or unmerged", worktree=str(WT / "old"),
            branch="fleet/t/old")]),
+    row("undeclared, its tree switched to a user's branch: prune the tree and its own branch, keep that one", [],
+        {"old": Seen(SUCCEEDED, stake=stake(), checked_out="user-topic")},
+        [e(PRUNE, "old", "nothing unsaved or unmerged", worktree=str(WT / "old"), branch="fleet/t/old",
+           keptBranch="user-topic")]),
+    row("undeclared, tree on a user's branch and its own branch gone: no branch is deleted", [],
+        {"old": Seen(SUCCEEDED, stake=stake(), checked_out="user-topic", own_gone=True)},
+        [e(PRUNE, "old", "nothing unsaved or unmerged", branch=None, keptBranch="user-topic")]),
     row("undeclared, record only: prune the record", [], {"old": Seen(FAILED, tree="none")},
         [e(PRUNE, "old", "agent is no longer declared (state record only)")]),
     row("undeclared branch without worktree, merged: prune", [],

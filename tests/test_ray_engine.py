@@ -228,7 +228,10 @@ def test_sessions_spread_over_nodes_and_both_caps_hold(repo: Path, cluster: obje
     proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "2", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert actors(cluster, "fleet-spread") == []
-    assert not [ref for ref in remote_refs(repo) if "spread" in ref]  # branches and owner refs
+    # branches and owner refs are gone; what stays is the retention archive each release pushed first
+    assert not [ref for ref in remote_refs(repo) if "spread" in ref and not ref.startswith("refs/fleet/archive/")]
+    kept = [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/archive/spread/")]
+    assert {ref.split("/")[4] for ref in kept} == {f"w-a{i:02d}" for i in range(5)}, kept
     assert not list((repo.parent / "nodes").glob("*/spread/w-*/repo"))  # no clone left on any node
 
 
@@ -270,6 +273,31 @@ def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: objec
     assert [(a["agent"], a["ref"]) for a in listed] == [("w-a00", archive)]  # kept on the remote, listed here
     assert "w-a00 did its work" in git(bare, "log", "--format=%s", archive)
     assert not clone.exists() and actors(cluster, "fleet-keep") == []
+
+
+def test_a_refused_prune_of_an_ended_session_leaves_its_clone_in_place(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    """Issue 14 class 12: a prune refused for work only the clone holds must not archive and
+    delete that clone while the command says it was left in place."""
+    namespaces.append("fleet-left")
+    go = repo.parent / "go"
+    ray_fleet(repo, cluster, name="left", agent_args=["unpushed", str(go)], count=1)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    go.touch()
+    rows = rows_when(repo, lambda r: r["w-a00"]["phase"] == "Succeeded")  # ended; no apply has seen it yet
+    clone = Path(rows["w-a00"]["worktree"].split(":", 1)[1])
+    assert (clone / "draft.txt").read_text() == "half-written\n"
+    proc = fleet("delete", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "draft.txt" in proc.stdout and "nothing of theirs was removed" in proc.stderr
+    assert (clone / "draft.txt").read_text() == "half-written\n"  # truthful: left in place
+    assert actors(cluster, "fleet-left") == ["w-a00"]
+    assert not [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/archive/left/")]
+    proc = fleet("delete", "fleet.yaml", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [archive] = [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/archive/left/w-a00/")]
+    assert git(repo.parent / "remote.git", "show", f"{archive}:draft.txt") == "half-written\n"
+    assert not clone.exists() and actors(cluster, "fleet-left") == []
 
 
 def test_the_ray_demo_fleet_runs_on_the_cluster(repo: Path, cluster: object, namespaces: list[str]) -> None:

@@ -160,7 +160,7 @@ def test_archive_saves_commits_and_dirty_files_then_prunes(repo: Path, tmp_path:
     assert "--archive" in fleet("apply", "fleet.yaml", "--yes", cwd=repo).stdout
     proc = fleet("apply", "fleet.yaml", "--yes", "--archive", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "archived to refs/fleet/archive/t/w-a00/" in proc.stdout and "git worktree add" in proc.stdout
+    assert "archived to refs/fleet/archive/t/w-a00/" in proc.stdout and "fleet restore fleet.yaml w-a00 " in proc.stdout
     assert not wt.exists()
     listing = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert [a["agent"] for a in listing] == ["w-a00"]

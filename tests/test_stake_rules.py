@@ -28,7 +28,7 @@ from reconciler.engines.ray.observe import agent_facts
 from reconciler.errors import FleetError
 from reconciler.observe.gitrepo import GitRepo, Worktree
 from reconciler.observe.processes import ProcessTable
-from reconciler.observe.stake import AtStake, TreeFacts, judge
+from reconciler.observe.stake import AtStake, RefFacts, TreeFacts, anchors, judge, owned_base, protected, stake_tips
 
 BRANCH = "fleet/t/w-a00"
 
@@ -368,3 +368,47 @@ def test_release_keeps_a_clone_with_a_process_in_it_but_not_for_its_own_session(
     saved = actor.release(archive_ref("t", "w-a00"))
     assert (saved["ok"], saved["refused"]) == (False, "1 process(es) running in the clone")
     assert actor.clone.is_dir()
+
+
+# -- the reachability rule, pure (observe/stake.py `anchors`) ---------------------------------------
+
+
+REFS = ("refs/heads/main", "refs/heads/fleet/t/a", "refs/heads/fleet/t/b", "refs/heads/topic",
+        "refs/remotes/origin/main", "refs/remotes/origin/HEAD", "refs/remotes/self/x", "refs/remotes/up/stream/y",
+        "refs/remotes/gone/z", "refs/fleet/archive/t/a/20260101T000000000000Z", "refs/tags/v1")
+
+
+@pytest.mark.parametrize("base_ref, branch, extra, expected", [
+    # the tip of base, a real remote's tracking refs (not ".", not its HEAD), archives
+    ("refs/heads/main", "fleet/t/a", (), ["refs/heads/main", "refs/remotes/origin/main", "refs/remotes/up/stream/y",
+                                         "refs/fleet/archive/t/a/20260101T000000000000Z"]),
+    # a base that is an owned branch anchors nothing (and is a validation error: owned_base)
+    ("refs/heads/fleet/t/b", "fleet/t/a", (), ["refs/remotes/origin/main", "refs/remotes/up/stream/y",
+                                              "refs/fleet/archive/t/a/20260101T000000000000Z"]),
+    # the branch itself never anchors, nor does an owned branch passed as an extra; a kept user branch does
+    ("refs/heads/main", "fleet/t/a", ("refs/heads/fleet/t/a", "refs/heads/fleet/t/b", "refs/heads/topic"),
+     ["refs/heads/main", "refs/remotes/origin/main", "refs/remotes/up/stream/y",
+      "refs/fleet/archive/t/a/20260101T000000000000Z", "refs/heads/topic"]),
+], ids=["base-remote-archive", "owned-base", "extras"])
+def test_anchors_are_exactly_the_rule(base_ref: str, branch: str, extra: tuple[str, ...],
+                                      expected: list[str]) -> None:
+    facts = RefFacts(refs=REFS, remotes=(("origin", "https://example.invalid/r.git"), ("self", "."),
+                                         ("up/stream", "git@host:r.git"), ("gone", "")),
+                     owned=frozenset({"fleet/t/a", "fleet/t/b"}), base_ref=base_ref, base_commit="c0ffee")
+    assert anchors(facts, base="x", branch=branch, extra=extra) == expected
+
+
+def test_owned_base_and_missing_base() -> None:
+    owned = frozenset({"fleet/t/a"})
+    assert owned_base(RefFacts(owned=owned, base_ref="refs/heads/fleet/t/a"), "fleet/t/a") == "fleet/t/a"
+    assert owned_base(RefFacts(owned=owned, base_ref="refs/heads/main"), "main") is None
+    assert owned_base(RefFacts(owned=owned, base_ref=None), "c0ffee") is None
+    assert anchors(RefFacts(refs=("refs/heads/main",), base_ref="refs/heads/main"), base="main", branch=None) == []
+
+
+def test_stake_tips_and_protected_globs() -> None:
+    assert stake_tips("b", "abc", ["0" * 40, "abc", "def"]) == ["refs/heads/b", "abc", "def"]
+    assert stake_tips(None, None) == []
+    globs = (".env", ".env.*", "secrets/*.key")
+    assert [p for p in (".env", "app/.env.local", "env", "secrets/a.key", "x/secrets/a.key", "a.key")
+            if protected(p, globs)] == [".env", "app/.env.local", "secrets/a.key"]

@@ -395,3 +395,42 @@ def test_migration_across_file_systems_copies_then_removes(tmp_path: Path) -> No
         assert sorted(p.name for p in (new / "logs" / "t").iterdir()) == ["a.log"]  # no temp file left
     finally:
         shutil.rmtree(other)
+
+
+def test_legacy_state_a_commit_brings_is_never_read_nor_followed(repo: Path, tmp_path: Path) -> None:
+    """A pull request can commit `.fleet/state/...` and `.fleet/logs/...` (a forged record, a log
+    that is a symlink to a file outside the repository): before a migration, read-only
+    commands read the old home, so such files must be ignored and no symlink followed."""
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("THE-SECRET-OUTSIDE-THE-REPO\n")
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          agents:
+            - {{name: pr, tier: local, command: {agents.argv(agents.install(repo.parent), "sleep", "0")}}}
+    """)
+    legacy = repo / ".fleet"
+    (legacy / "logs" / "t").mkdir(parents=True)
+    (legacy / "state" / "t").mkdir(parents=True)
+    os.symlink(secret, legacy / "logs" / "t" / "pr.log")  # committed: a link to a file outside
+    forged = {"agent": "pr", "fleet": "t", "phase": "Succeeded", "pid": 1, "reason": "FORGED-BY-THE-PR"}
+    (legacy / "state" / "t" / "pr.json").write_text(json.dumps(forged))
+    git(repo, "add", "-f", ".fleet", "fleet.yaml")
+    git(repo, "commit", "-qm", "a pull request with fleet state in it")
+    # an untracked symlinked log (not committed, but a link all the same) is not followed either
+    (legacy / "logs" / "t" / "other.log").symlink_to(secret)
+    for command in (["status", "fleet.yaml", "-o", "json"], ["describe", "fleet.yaml", "pr"],
+                    ["logs", "fleet.yaml", "pr"], ["logs", "fleet.yaml", "other"], ["diff", "fleet.yaml"]):
+        proc = fleet(*command, cwd=repo)
+        assert "THE-SECRET" not in proc.stdout + proc.stderr, command
+        assert "FORGED-BY-THE-PR" not in proc.stdout + proc.stderr, command
+    assert json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)["agents"][0][
+        "phase"] != "Succeeded"
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # the migration moves none of it
+    assert (legacy / "state" / "t" / "pr.json").is_file() and (legacy / "logs" / "t" / "pr.log").is_symlink()
+    assert "FORGED" not in (home(repo) / "state" / "t" / "pr.json").read_text()  # its own record, made by apply
+    assert secret.read_text() == "THE-SECRET-OUTSIDE-THE-REPO\n"

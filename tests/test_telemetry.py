@@ -322,3 +322,26 @@ def test_module_import_is_cheap() -> None:
     proc = subprocess.run([sys.executable, "-c", code],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_delivery_metrics_queue_length_verdicts_and_time_to_deliver(repo: Path, memory) -> None:
+    """The merge queue's metrics (docs/delivery.md "Metrics"): two finished agents are queued
+    together and both land (two merges, each with its time from Succeeded to Delivered)."""
+    _, reader = memory
+    script = agents.install(repo.parent)
+    gate = "  gates: {tests: {run: 'true', timeout: 30s}}\n  delivery: {into: integration, gates: [tests]}\n"
+    path = _fleet(repo, _agent("x1", script, "commit"), _agent("x2", script, "commit"), extra=gate)
+    loaded = load_fleet(path)
+    reconcile_once(loaded, confirm=lambda plan: True)
+    for name in ("x1", "x2"):
+        wait_until((repo / ".git" / "fleet" / "state" / "t" / f"{name}.exit.json").exists)
+    result = reconcile_once(loaded, confirm=lambda plan: True)
+    assert sum(a.kind == "merge" for a in result.plan.actions) == 2
+    points = _points(reader)
+    assert _value(points["fleet.delivery.queue"], fleet_name="t").value == 2
+    assert _value(points["fleet.delivery.verdicts"], fleet_name="t", fleet_delivery_verdict="Delivered").value == 2
+    waited = _value(points["fleet.delivery.time_to_deliver"], fleet_name="t")
+    assert waited.count == 2 and waited.sum >= 0
+    assert _value(points["fleet.sessions"], fleet_phase="Delivered").value == 2
+    reconcile_once(loaded, confirm=lambda plan: True)
+    assert _value(_points(reader)["fleet.delivery.queue"], fleet_name="t").value == 0

@@ -1,9 +1,11 @@
 """Archive an agent's work under refs/fleet/archive/<fleet>/<agent>/<timestamp> before a prune.
 
-The archive is one commit: its tree is a snapshot of the working tree as it is (tracked
-changes and untracked, not-ignored files, taken through a temporary index so the
-user's index is untouched), its parents are the tree's HEAD, the branch tip(s) and the
-stash entries. Everything the prune would lose is reachable from it.
+Every prune writes one first (archive-first: a retention archive when nothing is at stake,
+kept for `gc.archiveRetention`). The archive is one commit: its tree is a snapshot of the
+working tree as it is (tracked changes and untracked, not-ignored files, taken through a
+temporary index so the user's index is untouched), its parents are the tree's HEAD, the
+branch tip, the index as its own commit, the stash entries, reflog-only commits and
+submodule snapshots (`archive_work`). Everything the prune would lose is reachable from it.
 
 Both engines archive through `snapshot_commit` and name archives with `archive_ref`: the
 local one for a linked worktree (`archive_work`, the ref written in the repo), the Ray
@@ -12,6 +14,9 @@ processes, no GitPython at import: the actor imports this module on nodes.
 """
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FleetError
-from ..observe.gittree import clean_env, last_line, run_git
+from ..observe.gittree import clean_env, last_line, rev, run_git
+from ..observe.reach import branch_reflog, local_tips, ref_facts, submodules, tree_reflog, unsafe_commits
+from ..observe.stake import anchors
 from ..store import clock
 from .failpoints import failpoint
 
@@ -76,13 +83,46 @@ def snapshot_commit(cwd: Path, parents: Iterable[str | None], subject: str, *, t
     return res.stdout.strip()
 
 
+WORK, RETENTION = "work", "retention"  # what an archive was made for (its `Fleet-Kind:` line)
+
+
 def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | None, branch: str | None,
-                 base: str) -> Archive:
+                 base: str, kind: str = WORK, protect: bool = False, extra_safe: Iterable[str] = ()) -> Archive:
+    """Archive everything a prune of `worktree` and `branch` would drop, as one commit under
+    `archive_ref(fleet, agent)`; raises FleetError (nothing pruned) if it does not hold it all.
+
+    Its tree: a snapshot of the working tree (tracked changes and untracked files; the
+    HEAD's tree when there is no tree). Its parents: the tree's HEAD (detached or not), the
+    branch tip, a commit of the index as it was (what was staged, a tree of its own), the
+    branch's stash entries, every commit only the reflogs of the branch and of the tree's
+    HEAD still name, and a snapshot commit of each checked-out submodule with work of its own
+    (its objects fetched into this repository). Its message names each (`Fleet-*:` lines),
+    for `fleet restore`. `kind`: RETENTION for the cheap archive a prune with nothing at
+    stake keeps for `gc.archiveRetention`.
+    """
     ref = archive_ref(fleet, agent)
-    subject = f"fleet archive of {agent} (fleet {fleet}, branch {branch or 'detached'})"
+    head = worktree.head if worktree is not None else None
+    tip = repo.git.rev_parse(f"refs/heads/{branch}") if branch and repo.branch_exists(branch) else None
+    tree_path = worktree.path if worktree is not None and worktree.path.is_dir() else None
+    index = _index_commit(repo, worktree, head) if tree_path is not None else None
+    stashes = _stashes(repo, branch) if branch else []
+    reflog = _reflog_only(repo, branch, worktree, [c for c in (head, tip) if c], base, extra_safe)
+    subs = _submodule_snapshots(tree_path, worktree.admin_dir if worktree else None, agent, repo.common_dir) \
+        if tree_path is not None else []
+    lines = [f"Fleet-Kind: {kind}", f"Fleet-Fleet: {fleet}", f"Fleet-Agent: {agent}"]
+    lines += [f"Fleet-Branch: {branch} {tip}"] if branch and tip else []
+    lines += [f"Fleet-Head: {head}"] if head else []
+    lines += [f"Fleet-Worktree: {worktree.path}"] if worktree is not None else []
+    lines += [f"Fleet-Index: {index}"] if index else []
+    lines += ["Fleet-Protect: true"] if protect else []
+    lines += [f"Fleet-Submodule: {path} {sha}" for path, sha in subs]
+    title = "fleet archive" if kind == WORK else "fleet retention archive"
+    subject = f"{title} of {agent} (fleet {fleet}, branch {branch or 'detached'})"
+    # a tree with nothing at stake is its HEAD: no snapshot to take (it is what keeps this cheap)
+    snap_tree = tree_path if kind == WORK else None
     try:
-        commit = snapshot_commit(repo.common_dir, _parents(repo, worktree, branch), subject,
-                                 tree=worktree.path if worktree is not None else None)
+        commit = snapshot_commit(repo.common_dir, [head, tip, index, *stashes, *reflog, *(s for _, s in subs)],
+                                 subject + "\n\n" + "\n".join(lines), tree=snap_tree)
     except FleetError as exc:
         if exc.message.startswith("nothing to archive"):
             raise FleetError(f"nothing to archive for {agent}: no commits found") from None
@@ -90,16 +130,26 @@ def archive_work(repo: GitRepo, *, fleet: str, agent: str, worktree: Worktree | 
     failpoint("archive:after-commit")
     repo.git.update_ref(ref, commit)
     failpoint("archive:after-ref")
-    tips = [t for t in (branch and f"refs/heads/{branch}", worktree.head if worktree else None) if t]
-    lost = [c for c in repo.unreachable(tips, base) if not _reachable(repo.common_dir, c.split()[0], commit)]
+    # every commit the prune would drop is now reachable from an anchor (the new archive ref is one)
+    lost = repo.unsafe(branch, head, base, admin_dir=worktree.admin_dir if worktree else None,
+                       extra_safe=[*extra_safe, *([f"refs/heads/{worktree.branch}"]
+                                                  if worktree and worktree.branch and worktree.branch != branch
+                                                  else [])])
     if lost:  # never prune on a partial archive
-        raise FleetError(f"archive {ref} does not contain {lost}; not pruning")
+        raise FleetError(f"archive {ref} does not contain {lost}; not pruning", exit_code=3)
     return Archive(ref=ref, commit=commit, date=ref.rsplit("/", 1)[1], subject=subject)
 
 
-def restore_hint(archive: Archive, branch: str | None) -> str:
-    return (f"restore files: git worktree add <dir> {archive.ref}   "
-            f"restore branch: git branch {branch or '<name>'} {archive.ref}^1")
+def restore_hint(archive: Archive, branch: str | None, fleet_file: Path | str = "FILE") -> str:
+    """How to get an archive back: `fleet restore` (branch, ownership marks and tree in one step)."""
+    shown = str(fleet_file)
+    if isinstance(fleet_file, Path):
+        try:
+            shown = os.path.relpath(fleet_file)
+        except ValueError:
+            pass
+        shown = str(fleet_file) if shown.startswith("..") else shown
+    return f"restore it: fleet restore {shlex.quote(shown)} {archive.agent} {archive.ref.rsplit('/', 1)[1]}"
 
 
 def list_archives(repo: GitRepo, fleet: str) -> list[Archive]:
@@ -112,16 +162,87 @@ def list_archives(repo: GitRepo, fleet: str) -> list[Archive]:
     return archives
 
 
-def _parents(repo: GitRepo, worktree: Worktree | None, branch: str | None) -> list[str | None]:
-    """The worktree's HEAD, the branch tip and the branch's stash entries."""
-    candidates = [worktree.head if worktree else None]
-    if branch and repo.branch_exists(branch):
-        candidates.append(repo.git.rev_parse(f"refs/heads/{branch}"))
-        for line in repo.git.stash("list", "--format=%H %gs").splitlines():
-            sha, _, subject = line.partition(" ")
-            if f" on {branch}:" in subject or f"On {branch}:" in subject:
-                candidates.append(sha)
-    return candidates
+def archive_facts(repo: GitRepo, commit: str) -> dict[str, list[str]]:
+    """The `Fleet-*:` lines of an archive commit: key (without "Fleet-") -> values."""
+    out: dict[str, list[str]] = {}
+    for line in repo.git.log("-1", "--format=%B", commit).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.startswith("Fleet-"):
+            out.setdefault(key[len("Fleet-"):], []).append(value.strip())
+    return out
+
+
+def _stashes(repo: GitRepo, branch: str) -> list[str]:
+    out = []
+    for line in repo.git.stash("list", "--format=%H %gs").splitlines():
+        sha, _, subject = line.partition(" ")
+        if f" on {branch}:" in subject or f"On {branch}:" in subject:
+            out.append(sha)
+    return out
+
+
+def _index_commit(repo: GitRepo, worktree: Worktree | None, head: str | None) -> str | None:
+    """A commit of the tree's index as it is (what was staged), made from a copy of the index
+    file so the real one is not touched; None when the tree has none."""
+    if worktree is None or worktree.admin_dir is None or not (worktree.admin_dir / "index").is_file():
+        return None
+    with tempfile.TemporaryDirectory(prefix="fleet-index-") as tmp:
+        copy = Path(tmp) / "index"
+        shutil.copyfile(worktree.admin_dir / "index", copy)
+        env = clean_env(GIT_DIR=str(worktree.admin_dir), GIT_INDEX_FILE=str(copy))
+        tree = run_git(worktree.path, "write-tree", env=env)
+    if tree.returncode != 0:  # an index with conflicts: the snapshot holds the files; an in-progress op blocks
+        return None
+    args = [tree.stdout.strip(), *(["-p", head] if head else []), "-m", "fleet archive: the index as it was"]
+    res = run_git(repo.common_dir, "commit-tree", *args)
+    if res.returncode != 0:
+        raise FleetError(f"cannot archive the index of {worktree.path}: {last_line(res.stderr)}")
+    return res.stdout.strip()
+
+
+def _reflog_only(repo: GitRepo, branch: str | None, worktree: Worktree | None, tips: list[str], base: str,
+                 extra_safe: Iterable[str]) -> list[str]:
+    """The fewest reflog commits whose histories hold every commit only the reflogs name."""
+    logged = [*branch_reflog(repo.common_dir, branch), *tree_reflog(worktree.admin_dir if worktree else None)]
+    if not logged:
+        return []
+    facts = repo.ref_facts(base)
+    safe = [*anchors(facts, base=base, branch=branch, extra=extra_safe), *tips]
+    res = run_git(repo.common_dir, "rev-list", "--ignore-missing", "--stdin",
+                  input="\n".join([*logged, *(f"^{s}" for s in safe)]) + "\n")
+    if res.returncode != 0:
+        raise FleetError(f"cannot read the reflogs of {branch or worktree}: {last_line(res.stderr)}")
+    only = set(res.stdout.split())
+    wanted = list(dict.fromkeys(c for c in logged if c in only))
+    if len(wanted) < 2:
+        return wanted
+    res = run_git(repo.common_dir, "merge-base", "--independent", *wanted)
+    return res.stdout.split() if res.returncode == 0 else wanted
+
+
+def _submodule_snapshots(tree: Path, git_dir: Path | None, agent: str, into: Path) -> list[tuple[str, str]]:
+    """(path, commit) of a snapshot of each checked-out submodule that holds work of its own
+    (commits no remote-tracking or archive ref of it reaches, or files not committed), its
+    objects fetched into this repository's object store."""
+    out = []
+    for sub in submodules(tree, git_dir):
+        tips = local_tips(sub.git_dir, sub.work_tree)
+        own = unsafe_commits(sub.work_tree, tips, anchors(ref_facts(sub.work_tree, None), base=None, branch=None))
+        dirty = run_git(sub.work_tree, "status", "--porcelain", "--untracked-files=all").stdout.strip()
+        if not own and not dirty:
+            continue
+        if len(tips) > 1:
+            res = run_git(sub.work_tree, "merge-base", "--independent", *tips)
+            tips = [rev(sub.work_tree, "HEAD") or "", *res.stdout.split()] if res.returncode == 0 else tips
+        commit = snapshot_commit(sub.work_tree, tips, f"fleet archive of submodule {sub.path} of {agent}",
+                                 tree=sub.work_tree)
+        fetched = run_git(into, "-c", "protocol.version=2", "fetch", "--quiet", "--no-tags",
+                          "--no-write-fetch-head", str(sub.git_dir), commit)
+        if fetched.returncode != 0:
+            raise FleetError(f"cannot bring submodule {sub.path}'s commits into the archive: "
+                             f"{last_line(fetched.stderr)}")
+        out.append((sub.path, commit))
+    return out
 
 
 def _commits(cwd: Path, revs: list[str]) -> list[str]:
@@ -149,7 +270,3 @@ def _snapshot_tree(path: Path) -> str:
     if add.returncode != 0 or tree.returncode != 0:
         raise FleetError(f"cannot snapshot {path}: {last_line(tree.stderr)}")
     return tree.stdout.strip()
-
-
-def _reachable(cwd: Path, commit: str, tip: str) -> bool:
-    return run_git(cwd, "merge-base", "--is-ancestor", commit, tip).returncode == 0

@@ -44,6 +44,13 @@ NAMES = (
     "prune:inside-remove",  # the tree half deleted, its admin dir still there
     "prune:after-remove",
     "prune:after-branch-delete",
+    # the merge queue (engines/queue.py, act/delivery.py): the target moves only at update-ref
+    "deliver:after-integrate",  # the scratch tree holds the merged result; no gate ran yet
+    "deliver:after-gates",  # the delivery gates passed; the intent (pending) is not recorded yet
+    "deliver:before-update-ref",  # the intent is recorded; the target has not moved
+    "deliver:after-update-ref",  # the target moved; the agent's record does not say Delivered yet
+    "deliver:after-record",
+    "deliver:after-push",  # the target is pushed; the pull request is not updated yet
 )
 
 # the attribute that routes every checked-out file through the failpoint's smudge filter

@@ -15,6 +15,7 @@ from ..spec.models import Gate
 from ..store.records import FAILED, SUCCEEDED, SessionRecord
 
 _TAIL_LINES = 40
+GATE_MARKER = "--- fleet gate "  # before each gate run's output in the session log
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def run_gate(name: str, gate: Gate, agent: DesiredAgent, *, log: Path) -> GateRe
         result = GateResult(False, None, f"{out}\n(gate timed out after {gate.timeout})", time.monotonic() - start)
     with log.open("a", encoding="utf-8") as f:
         verdict = "passed" if result.passed else "FAILED"
-        f.write(f"--- fleet gate {name}: {gate.run!r} {verdict} ({result.summary}, {result.seconds:.1f}s)\n")
+        f.write(f"{GATE_MARKER}{name}: {gate.run!r} {verdict} ({result.summary}, {result.seconds:.1f}s)\n")
         f.write(result.output if result.output.endswith("\n") or not result.output else result.output + "\n")
     return result
 

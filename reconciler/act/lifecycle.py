@@ -26,7 +26,7 @@ from ..store import clock
 from ..store.records import FAILED, PENDING, RUNNING, SUCCEEDED, CannotStart, SessionRecord, now_iso
 
 RUN_MARKER = "--- fleet: "  # written by act/sessions.py before each start/resume
-_LOG_TAIL = 256 * 1024  # result objects are printed last; never read a huge log whole
+LOG_TAIL_BYTES = 256 * 1024  # result objects are printed last; never read a huge log whole
 
 
 def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None = None) -> SessionRecord | None:
@@ -203,7 +203,7 @@ def read_log_tail(path: Path) -> str | None:
         with open(path, "rb") as f:
             f.seek(0, 2)
             size = f.tell()
-            f.seek(max(0, size - _LOG_TAIL))
+            f.seek(max(0, size - LOG_TAIL_BYTES))
             return f.read().decode(errors="replace")
     except OSError:
         return None

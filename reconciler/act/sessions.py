@@ -119,7 +119,7 @@ def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
     exit_file.unlink(missing_ok=True)
     with log.open("ab") as out:
         out.write(f"{RUN_MARKER}{'resume' if prepared.resume else 'start'} "
-                  f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(argv)[:300]}\n".encode())
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {_one_line(' '.join(argv))[:300]}\n".encode())
         out.flush()
         runner = subprocess.run(
             [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), "--", *argv],
@@ -135,6 +135,11 @@ def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
         created = 0.0
     cannot = CannotStart.from_json(_json_or_none(cannot_text)) if cannot_text.strip() else None
     return Started(pid=pid, create_time=created, session_id=prepared.session_id, argv=argv, cannot_start=cannot)
+
+
+def _one_line(text: str) -> str:
+    """The header stays one line (a resume message has several): `fleet logs` tells it from the output."""
+    return " ".join(text.split("\n"))
 
 
 def _json_or_none(text: str) -> object:

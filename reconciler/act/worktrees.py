@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ import git
 from ..errors import FleetError
 from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.model import ObservedAgent
+from ..observe.reach import submodules
+from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
 from .failpoints import failpoint, inside_add_env, remove_tree_halfway
@@ -146,37 +149,56 @@ def _admin_dir(path: Path) -> Path:
     return Path(text.removeprefix("gitdir:").strip()).resolve()
 
 
-def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, base: str,
-                    archived: bool = False, archive: Archive | None = None) -> None:
-    """Remove a worktree and/or its branch.
+def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, base: str, fleet: str, agent: str,
+                    archived: bool = False, protect: bool = False, extra_safe: Iterable[str] = (),
+                    protect_ignored: Iterable[str] = DEFAULT_PROTECT_IGNORED) -> Archive | None:
+    """Remove a worktree and/or the agent's own branch `branch`, archive first; the archive.
 
-    Re-checks what is at stake right before acting (the tree may have changed since
-    the plan); only an archive that holds all of it allows removing a dirty tree.
-    Once the check passed, the intent (`PRUNE_INTENT`, with `archive`) is written into
-    the admin dir before git deletes anything: a crash in the removal leaves it there,
-    and the next pass finishes the removal if what is left is what was checked
-    (`GitRepo.at_stake` judges such a tree by what it left).
+    Re-checks what is at stake right before acting (the tree may have changed since the
+    plan): anything at stake refuses (exit 3) unless `archived` and an archive can hold it
+    all. Then every removal writes an archive (act/archive.py): of the work, or, with
+    nothing at stake, a cheap retention one (kept `gc.archiveRetention`), so no bug in the
+    checks can lose a commit. Then the intent (`PRUNE_INTENT`, naming the archive) goes into
+    the admin dir before git deletes anything: a crash in the removal leaves it there, and
+    the next pass finishes the removal if the archive covers what is left (`GitRepo.at_stake`
+    judges such a tree by what it left). Only `branch` is deleted, never a branch the tree
+    has checked out instead, nor one checked out in another tree.
     """
-    stake = repo.at_stake(wt, base) if wt is not None else branch_at_stake(repo, branch or "", base)
+    from .archive import RETENTION, WORK, archive_work
+
+    extra_safe = tuple(extra_safe)
+    finishing = wt is not None and wt.pruning is not None
+    stake = (repo.at_stake(wt, base, branch=branch, extra_safe=extra_safe, protect_ignored=protect_ignored)
+             if wt is not None else branch_at_stake(repo, branch or "", base, extra_safe=extra_safe))
     if not stake.safe and not (archived and stake.archivable):
         raise FleetError(f"refusing to prune {wt.path if wt else branch}: {stake.summary()}", exit_code=3)
-    finishing = wt is not None and wt.pruning is not None
+    saved: Archive | None = None
+    if not finishing and (branch or (wt is not None and wt.head)):
+        try:
+            saved = archive_work(repo, fleet=fleet, agent=agent, worktree=wt, branch=branch, base=base,
+                                 kind=RETENTION if stake.safe else WORK, protect=protect, extra_safe=extra_safe)
+        except FleetError as exc:
+            if not (stake.safe and exc.message.startswith("nothing to archive")):
+                raise
     try:
         if wt is not None and wt.admin_dir is not None and not finishing and wt.admin_dir.is_dir():
-            write_json_atomic(wt.admin_dir / PRUNE_INTENT, {"archive": archive.ref if archive else None,
-                                                            "commit": archive.commit if archive else None,
+            write_json_atomic(wt.admin_dir / PRUNE_INTENT, {"archive": saved.ref if saved else None,
+                                                            "commit": saved.commit if saved else None,
                                                             "checked": now_iso()})
         failpoint("prune:before-remove")
         if wt is not None and wt.path.is_dir():
             if finishing:
                 _relink(wt)
             remove_tree_halfway(wt.path)  # only when the failpoint prune:inside-remove is armed
-            # finishing: git's own check would count the files already deleted as changes
-            repo.git.worktree("remove", *(["--force"] if archived or finishing else []), str(wt.path))
+            # finishing: git's own check would count the files already deleted as changes; a tree
+            # with a checked-out submodule git removes only with --force (its commits and files were
+            # checked above, and are in the archive)
+            force = (archived and not stake.safe) or finishing or bool(submodules(wt.path, wt.admin_dir))
+            repo.git.worktree("remove", *(["--force"] if force else []), str(wt.path))
         elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
             repo.git.worktree("remove", str(wt.path))
         failpoint("prune:after-remove")
-        if branch and repo.branch_exists(branch):
+        if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch):
             repo.git.branch("-D", branch)
         failpoint("prune:after-branch-delete")
     except git.GitCommandError as exc:
@@ -184,6 +206,14 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
             # git refused before deleting anything (its checks come first): no removal began
             (wt.admin_dir / PRUNE_INTENT).unlink(missing_ok=True)
         raise FleetError(f"cannot prune {wt.path if wt else branch}: {exc.stderr.strip()}", exit_code=3) from None
+    return saved
+
+
+def _checked_out_elsewhere(repo: GitRepo, branch: str) -> bool:
+    """`branch` is checked out in a worktree that is still there (a user's): it is in use, it stays."""
+    _main, linked = repo.worktrees()
+    trees = [t for t in ([_main] if _main else []) + linked if t is not None]
+    return any(t.branch == branch for t in trees)
 
 
 def _relink(wt: Worktree) -> None:

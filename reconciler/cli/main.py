@@ -176,25 +176,43 @@ def apply(file: str, yes: bool, dry_run: bool, targets: tuple[str, ...], archive
          grace=grace, archive=archive)
 
 
-STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-                             show_default=True)
+STATUS_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "wide", "json"]), default="table",
+                             show_default=True,
+                             help="table: fitted to the terminal (less important columns give way); wide: every "
+                                  "column; json: FleetStatus.")
+WATCH = click.option("-w", "--watch", is_flag=True, help="Redraw in place until Ctrl-C (then exit 0).")
+WATCH_INTERVAL = click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+                              metavar="SECONDS", help="With --watch: time between refreshes.")
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@WATCH
+@WATCH_INTERVAL
 @input_limits
-def status(file: str | None, output: str) -> None:
-    """One row per agent: phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost, reason.
+def status(file: str | None, output: str, watch: bool, interval: float) -> None:
+    """One row per agent, grouped: Needs attention, Working, Pending, Done.
 
+    Columns: agent, phase, sync, tier/model, branch, dirty, ahead, pid, age, idle, cost,
+    reason. The table fits the terminal: agent, phase and reason are never cut (the
+    reason wraps), the other columns give way, least useful first; `-o wide` shows all.
     FILE defaults to ./fleet.yaml.
 
     \b
     Examples:
       fleet status fleet.yaml
-      fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase}'
+      fleet status --watch             # redraws every 2 s until Ctrl-C
+      fleet status fleet.yaml -o wide
+      fleet status fleet.yaml -o json | jq '.agents[] | {agent, phase, group}'
     """
-    _run("status", file=_fleet_file(file), output=output)
+    _status(file, output, watch, interval)
+
+
+def _status(file: str | None, output: str, watch: bool, interval: float) -> None:
+    if watch and output == "json":
+        raise click.UsageError("--watch redraws the table; for JSON, run `fleet status -o json` when you need it")
+    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval)
 
 
 @cli.group()
@@ -205,10 +223,12 @@ def get() -> None:
 @get.command("agents")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @STATUS_OUTPUT
+@WATCH
+@WATCH_INTERVAL
 @input_limits
-def get_agents(file: str | None, output: str) -> None:
+def get_agents(file: str | None, output: str, watch: bool, interval: float) -> None:
     """Same as `fleet status [FILE]`."""
-    _run("status", file=_fleet_file(file), output=output)
+    _status(file, output, watch, interval)
 
 
 def _fleet_file(file: str | None) -> str:
@@ -248,18 +268,81 @@ def describe(args: tuple[str, ...], output: str) -> None:
 
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing while the session runs.")
+@click.option("-o", "--output", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
 @input_limits
-def logs(args: tuple[str, ...], follow: bool) -> None:
-    """Print the output of agent NAME's session (FILE defaults to ./fleet.yaml).
+def review(args: tuple[str, ...], output: str) -> None:
+    """The review packet of agent NAME before delivery: final message, commits, diffstat against the
+    delivery target, gate results, cost, conditions (docs/delivery.md).
+
+    \b
+    Examples:
+      fleet review notes-api
+      fleet review fleets/app.yaml notes-api -o markdown > review.md
+    """
+    file, name = _file_and_name(args)
+    _run("review", file=file, name=name, output=output)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("--as", "by", metavar="WHO", help="Who approves (default: $USER).")
+@input_limits
+def approve(args: tuple[str, ...], by: str | None) -> None:
+    """Approve agent NAME's branch as it is now for the merge queue (delivery.approval: required).
+    Recorded with who and when; a new run of the agent needs a new approval.
+
+    \b
+    Examples:
+      fleet approve notes-api
+      fleet approve fleets/app.yaml notes-api --as alice
+    """
+    file, name = _file_and_name(args)
+    _run("approve", file=file, name=name, by=by)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME")
+@click.option("-m", "--message", required=True, help="What to change; the resumed session gets it.")
+@click.option("--as", "by", metavar="WHO", help="Who rejects (default: $USER).")
+@input_limits
+def reject(args: tuple[str, ...], message: str, by: str | None) -> None:
+    """Reject agent NAME's work: recorded with who and when, and its session is resumed with the message.
+
+    \b
+    Examples:
+      fleet reject notes-api -m "keep the old endpoint working"
+    """
+    file, name = _file_and_name(args)
+    _run("reject", file=file, name=name, message=message, by=by)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[FILE] NAME")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing while the session runs, and across its resumes and restarts, until fleet has "
+                   "no further run of it coming (or Ctrl-C).")
+@click.option("--raw", is_flag=True, help="The log as written: the CLIs' JSON events, unrendered.")
+@click.option("--all", "all_agents", is_flag=True,
+              help="Every agent's log, each line prefixed with its name (with -f: interleaved as written).")
+@input_limits
+def logs(args: tuple[str, ...], follow: bool, raw: bool, all_agents: bool) -> None:
+    """What agent NAME's session did: its messages, each tool call with a short result, gate
+    runs, resumes and restarts, the final result (FILE defaults to ./fleet.yaml).
 
     \b
     Examples:
       fleet logs audit-users -f
-      fleet logs fleets/audit.yaml audit-users
+      fleet logs fleets/audit.yaml audit-users --raw | jq -c 'select(.type == "result")'
+      fleet logs --all -f                 # every agent, like docker compose logs -f
     """
+    if all_agents:
+        if len(args) > 1:
+            raise click.UsageError("--all takes no NAME: expected [FILE]")
+        _run("logs", file=_fleet_file(args[0] if args else None), name=None, follow=follow, raw=raw, all_agents=True)
+    if not args:
+        raise click.UsageError("missing NAME: which agent? (or --all)")
     file, name = _file_and_name(args)
-    _run("logs", file=file, name=name, follow=follow)
+    _run("logs", file=file, name=name, follow=follow, raw=raw)
 
 
 @cli.command()
@@ -287,18 +370,65 @@ def delete(file: str, names: tuple[str, ...], yes: bool, archive: bool, lock_tim
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, metavar="[prune] [FILE]")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--older-than", metavar="DURATION", help="With `prune`: only archives at least this old (e.g. 30d).")
+@click.option("--dry-run", is_flag=True, help="With `prune`: say what would be dropped, drop nothing.")
 @input_limits
-def archives(file: str, output: str) -> None:
-    """List the archives fleet made before pruning, and how to restore one.
+def archives(args: tuple[str, ...], output: str, older_than: str | None, dry_run: bool) -> None:
+    """List the archives fleet made before pruning (FILE defaults to ./fleet.yaml), or drop
+    those that hold nothing any more.
+
+    `prune --older-than D` drops only archives at least D old whose every commit is
+    reachable from `base` (and no file differs from their HEAD), and retention archives
+    (nothing was at stake) older than gc.archiveRetention. An archive with work is kept.
 
     \b
-    Example:
+    Examples:
       fleet archives fleet.yaml
-      git worktree add ../restored refs/fleet/archive/<fleet>/<agent>/<time>
+      fleet restore fleet.yaml audit-users          # the newest archive of audit-users
+      fleet archives prune fleet.yaml --older-than 30d --dry-run
     """
-    _run("archives", file=file, output=output)
+    pruning = bool(args) and args[0] == "prune"
+    rest = args[1:] if pruning else args
+    if len(rest) > 1:
+        raise click.UsageError("expected [prune] [FILE]")
+    if pruning and not older_than:
+        raise click.UsageError("archives prune needs --older-than DURATION (e.g. --older-than 30d)")
+    if not pruning and (older_than or dry_run):
+        raise click.UsageError("--older-than and --dry-run go with `fleet archives prune`")
+    if older_than:
+        from ..spec.durations import parse_duration
+
+        try:
+            parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    _run("archives", file=_fleet_file(rest[0] if rest else None), output=output,
+         older_than=older_than if pruning else None, dry_run=dry_run)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[FILE] NAME [ARCHIVE]")
+@input_limits
+def restore(args: tuple[str, ...]) -> None:
+    """Bring back agent NAME from an archive: its branch with its ownership marks (so the
+    agent, declared again, takes it over) and its worktree with the files and index as
+    they were (FILE defaults to ./fleet.yaml; ARCHIVE, a time stamp from `fleet archives`,
+    defaults to the newest of NAME).
+
+    \b
+    Examples:
+      fleet restore audit-users
+      fleet restore fleets/audit.yaml audit-users 20261126T025619717026Z
+    """
+    if args and args[0].endswith((".yaml", ".yml")) and os.path.isfile(args[0]):
+        file, rest = args[0], args[1:]
+    else:
+        file, rest = _fleet_file(None), args
+    if not 1 <= len(rest) <= 2:
+        raise click.UsageError("expected [FILE] NAME [ARCHIVE]")
+    _run("restore", file=file, name=rest[0], archive=rest[1] if len(rest) == 2 else None)
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from ..observe.snapshot import Observed
 from ..plan.actions import Plan
 from ..plan.planner import plan_delete
 from ..render.plan import outcome_line, print_table
-from ..spec.loader import load_fleet
+from ..spec.loader import LoadedFleet, load_fleet
 
 
 def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, grace: float,
@@ -48,6 +48,17 @@ def run(*, file: str, names: list[str], yes: bool, lock_timeout: float | None, g
         if outcome.action.kind != "blocked":
             console.print(outcome_line(outcome), soft_wrap=True)
     blocked = bool(result.plan.blocked) or any(o.blocked for o in result.outcomes)
+    if not names and not blocked and all(o.ok for o in result.outcomes) and loaded.fleet.spec.delivery is not None:
+        _remove_scratch(loaded, console)
     if blocked:
         err.print("[bold red]Some deletions were refused to protect work; nothing of theirs was removed.[/]")
     return exit_code(blocked=blocked, failed=any(not o.ok for o in result.outcomes))
+
+
+def _remove_scratch(loaded: LoadedFleet, console: Console) -> None:
+    """The whole fleet is gone: its delivery scratch tree too (docs/delivery.md)."""
+    from ..act.delivery import remove_scratch
+    from ..observe.gitrepo import GitRepo
+
+    if remove_scratch(GitRepo(loaded.repo), loaded.worktrees_root, loaded.name):
+        console.print(f"  removed the delivery scratch tree of fleet {escape(loaded.name)}")

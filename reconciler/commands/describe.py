@@ -6,14 +6,16 @@ from dataclasses import asdict
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
-from ..act.lifecycle import read_log_tail
+from ..act.lifecycle import LOG_TAIL_BYTES, read_log_tail
 from ..control.status_rows import fleet_status
 from ..errors import EXIT_OK, FleetError
 from ..observe.gitrepo import GitRepo
 from ..observe.progress import last_lines
 from ..observe.snapshot import state_store
 from ..plan.status import human_age
+from ..render.session_log import render_text
 from ..spec.loader import load_fleet
 
 
@@ -24,7 +26,8 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
         raise FleetError(f"no agent {name!r} in fleet {loaded.name}",
                          hint="agents: " + ", ".join(a.name for a in loaded.agents))
     store = state_store(GitRepo(loaded.repo), loaded.name)
-    tail = last_lines(read_log_tail(store.log_path(name)) or "", 15)
+    log_text = read_log_tail(store.log_path(name)) or ""
+    tail = last_lines(log_text, 15)
     if output == "json":
         console.print(json.dumps({**asdict(row), "log_tail": tail}, indent=2, sort_keys=True), markup=False,
                       soft_wrap=True)
@@ -38,6 +41,9 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
               ("Attempts", row.attempts), ("Idle", human_age(row.idle_seconds)),
               ("Cost", f"${row.cost_usd:.4f}"), ("Spec hash", row.spec_hash or "-"),
               ("Observed generation", row.observed_generation or "-")]
+    if row.delivery or row.behind_base:  # spec.delivery (docs/delivery.md)
+        behind = f"BehindBase: {row.behind_base} commits" if row.behind_base else ""
+        fields.append(("Delivery", "; ".join(p for p in (row.delivery, behind) if p)))
     for key, value in fields:
         console.print(f"[bold]{key + ':':<21}[/]{escape(str(value))}", soft_wrap=True)
     console.print("[bold]Conditions:[/]")
@@ -49,12 +55,19 @@ def run(*, file: str, name: str, output: str, console: Console, err: Console) ->
                       f"exit {row.last_gate.get('exit_code')}")
         for line in str(row.last_gate.get("output", "")).splitlines()[-10:]:
             console.print(f"  {escape(line)}", soft_wrap=True)
-    shown = row.last_output or tail
     console.print(f"[bold]{'Last output of the stopped run' if row.last_output else 'Log tail'}:[/] "
                   f"(fleet logs {file} {name})")
-    for line in shown:
-        console.print(f"  {escape(line)}", soft_wrap=True)
+    # rendered as `fleet logs` renders it; the whole tail, so a tool result finds its call
+    rendered = render_text("\n".join(row.last_output)) if row.last_output else _rendered_tail(log_text)
+    for shown in rendered[-15:]:
+        console.print(Text("  ").append_text(shown), soft_wrap=True)
     return EXIT_OK
+
+
+def _rendered_tail(log_text: str) -> list[Text]:
+    if len(log_text.encode()) >= LOG_TAIL_BYTES:  # cut: its first line is a piece of one
+        log_text = log_text.partition("\n")[2]
+    return [line for line in render_text(log_text) if line.plain.strip()]
 
 
 def _n(value: int | None) -> str:

@@ -14,6 +14,7 @@ from rich.console import Console
 from ..control.converge import preview
 from ..engines import engine_for
 from ..errors import EXIT_CHANGES, EXIT_OK, FleetError
+from ..observe.reach import check_base
 from ..render.plan import print_table, to_json, to_markdown
 from ..spec.loader import load_fleet
 from .validate import warn_programs
@@ -28,6 +29,7 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
                              "--out, --connect or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
         return _spec_diff(file, base_rev, output, console)
     loaded = load_fleet(file)
+    check_base(loaded)
     warn_programs(loaded, err)
     # a file's addresses (placement.address, spec.remote) are reached only when asked: it may be a pull request's
     engine = engine_for(loaded, connect=connect)

@@ -20,4 +20,6 @@ def run(*, file: str, watch: bool, once: bool, interval: float | None, grace: fl
     loop = ControlLoop(file, interval=interval, grace=grace, on_result=show,
                        report=lambda line: console.print(escape(line), soft_wrap=True),
                        report_error=lambda line: err.print(escape(line), soft_wrap=True))
-    return loop.tick() if once else loop.run()
+    code = loop.tick() if once else loop.run()
+    loop.finish_notifications()
+    return code

@@ -5,6 +5,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import EXIT_OK, FleetError, Problem, SpecInvalid
+from ..observe.reach import check_base
 from ..spec.loader import LoadedFleet, load_fleet
 
 
@@ -13,6 +14,7 @@ def run(*, files: list[str], console: Console, err: Console) -> int:
     for file in files:
         try:
             loaded = load_fleet(file)
+            check_base(loaded)
         except FleetError as exc:
             failed.append((file, exc))
             continue

@@ -15,7 +15,8 @@ from ..act.lifecycle import read_log_tail, refreshed
 from ..act.worktrees import ensure_excluded, keep_protect
 from ..engines import engine_for
 from ..errors import FleetError
-from ..observe.snapshot import Observed, fleet_home, legacy_home
+from ..observe.reach import check_base
+from ..observe.snapshot import Observed, fleet_home, legacy_home, tracked_legacy
 from ..plan.actions import BLOCKED, Plan
 from ..plan.planner import plan as make_plan
 from ..spec.loader import LoadedFleet
@@ -116,6 +117,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
+    check_base(loaded)  # an owned branch as base makes every agent commit look merged (observe/reach.py)
     engine = engine or engine_for(loaded)
     if saved_plan and not engine.supports_saved_plans:
         raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",
@@ -123,7 +125,7 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     # an older fleet's state under <main checkout>/.fleet moves to the git common dir first,
     # so this pass and every later one read and lock in one place (store/home.py)
     try:
-        set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo))
+        set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo), tracked_legacy(engine.repo))
     except OSError as exc:
         raise FleetError(f"cannot move fleet's state from {legacy_home(engine.repo)} to {fleet_home(engine.repo)}: "
                          f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "

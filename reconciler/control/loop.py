@@ -20,6 +20,7 @@ from ..plan.actions import BLOCKED
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadCache, LoadedFleet, load_fleet
 from .converge import Result, reconcile_once
+from .notify import Notifier
 
 DEFAULT_INTERVAL = 60.0
 
@@ -35,6 +36,7 @@ class ControlLoop:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _idle: threading.Event = field(default_factory=threading.Event)
     _schedule: tuple[str, Any] | None = None
+    _notifier: Notifier = field(default_factory=Notifier)  # spec.notify, after each tick (control/notify.py)
     # parsed again only when the file (or what its globs match) changed: ~0.1 s a tick at 1,000 agents
     _cache: LoadCache = field(default_factory=LoadCache)
 
@@ -64,6 +66,7 @@ class ControlLoop:
             return EXIT_ERROR
         if self.on_result:
             self.on_result(result)
+        self._notify(loaded)
         blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
         failed = [o for o in result.failed if not o.blocked and o.action.kind != BLOCKED]
         gates = len(result.gates_failed)
@@ -95,6 +98,18 @@ class ControlLoop:
             sys.stdout.flush()
             os._exit(EXIT_OK)
         return EXIT_OK
+
+    def _notify(self, loaded: LoadedFleet) -> None:
+        try:
+            self._notifier.after_tick(loaded)
+        except Exception as exc:  # noqa: BLE001 - notifying is never worth a tick
+            (self.report_error or self.report)(f"{_now()} notifications skipped: {exc}")
+
+    def finish_notifications(self, timeout: float = 30.0) -> None:
+        """Let queued deliveries finish (each is bounded by its own timeout) before the process exits."""
+        if not self._notifier.drain(timeout):
+            (self.report_error or self.report)(f"{_now()} notifications still being sent after {timeout:g}s: "
+                                               "left unsent")
 
     def _stop(self, signum: int, frame: object) -> None:
         self._stopping.set()

@@ -15,7 +15,7 @@ ask which engine they hold. An engine:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -129,5 +129,7 @@ class Engine(Protocol):
     def status_rows(self, observed: Observed, rows: list[AgentStatus]) -> list[AgentStatus]:
         ...
 
-    def logs(self, name: str, *, follow: bool) -> int:
+    def log_chunks(self, name: str, *, follow: bool, more: Callable[[], bool] | None = None) -> Iterator[bytes]:
+        """The session log's bytes as they are written. `follow`: go on while the session runs and,
+        where the engine can tell, while `more()` says another run is coming (a resume, a restart)."""
         ...

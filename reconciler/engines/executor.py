@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from ..act import lifecycle
@@ -19,12 +19,28 @@ from ..act.gates import record_gates
 from ..errors import EXIT_BLOCKED, FleetError
 from ..observe.progress import last_api_error, last_lines
 from ..observe.snapshot import Observed, ObservedAgent
-from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from ..plan.actions import (
+    BLOCKED,
+    CREATE_WORKTREE,
+    DELIVER,
+    MERGE,
+    PRUNE,
+    PUSH,
+    REPLACE,
+    RESUME,
+    RUN_GATE,
+    SPAWN,
+    STOP,
+    WAIT,
+    Action,
+    Plan,
+)
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import BLOCKED as PHASE_BLOCKED
 from ..store.records import (
     CREATING_WORKTREE,
+    DELIVERED,
     FAILED,
     PENDING,
     PRUNING,
@@ -68,6 +84,7 @@ class Executor:
     on_step: Callable[[Outcome], None] | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _gate_failed: bool = field(default=False, init=False)  # set by _run_gate for the action in hand
+    _queue: Any = field(default=None, init=False)  # engines/queue.py Queue, made by the first queue step
 
     @property
     def store(self) -> StateStore:
@@ -106,8 +123,17 @@ class Executor:
             agent = replace(agent, worktree=obs.worktree.path)
         handler = {CREATE_WORKTREE: self._create, SPAWN: self._spawn, RESUME: self._resume,
                    REPLACE: self._replace, STOP: self._stop, PRUNE: self._prune, WAIT: self._wait,
-                   RUN_GATE: self._run_gate, BLOCKED: self._blocked}[action.kind]
+                   RUN_GATE: self._run_gate, BLOCKED: self._blocked,
+                   MERGE: self._queue_step, DELIVER: self._queue_step, PUSH: self._queue_step}[action.kind]
         return handler(action, agent, obs)
+
+    def _queue_step(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
+        """The merge queue's steps (engines/queue.py), one Queue per plan (its scratch tree is reused)."""
+        from .queue import Queue
+
+        if self._queue is None:
+            self._queue = Queue(self.loaded, self.engine)
+        return {MERGE: self._queue.merge, DELIVER: self._queue.deliver, PUSH: self._queue.push}[action.kind](action)
 
     def _create(self, action: Action, agent: DesiredAgent | None, obs: ObservedAgent | None) -> str:
         assert agent is not None
@@ -186,7 +212,7 @@ class Executor:
         rec = self._record(agent)
         if rec.phase == RUNNING:
             return action.reason
-        if rec.phase not in (FAILED, SUCCEEDED):
+        if rec.phase not in (FAILED, SUCCEEDED, DELIVERED):
             rec.phase, rec.reason = PENDING, action.reason
         # a finished run keeps its phase, its backoff and why it ended; the wait is a condition
         condition = action.details.get("condition")

@@ -6,28 +6,30 @@ executor's (engines/executor.py), as for every engine.
 """
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import IO
 
 from .. import telemetry
 from ..act import sessions
-from ..act.archive import archive_work, restore_hint
+from ..act.archive import restore_hint
 from ..act.gates import run_gate
 from ..act.lifecycle import read_log_tail
+from ..act.restore import drop, prunable
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
-from ..errors import EXIT_OK, FleetError
+from ..errors import FleetError
 from ..locking.slots import write_lock_table
+from ..observe.delivery import observe_delivery
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
-from ..observe.snapshot import Observed, ObservedAgent, observe, state_store
+from ..observe.snapshot import Observed, ObservedAgent, observe, safe_refs, state_store
 from ..plan.actions import Action, Plan
 from ..plan.status import AgentStatus
 from ..spec.desired import DesiredAgent
+from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet
+from ..store import clock
 from ..store.records import SessionRecord
 from .base import GateRunner, Halted, Launched, WorkspaceLost
 
@@ -44,7 +46,9 @@ class LocalEngine:
     # -- observe and plan ------------------------------------------------------------------
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
-        return observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed = observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
+        observed.delivery = observe_delivery(self.loaded, self.repo, observed)
+        return observed
 
     def controller(self, *, command: str, timeout: float | None,
                    on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
@@ -54,7 +58,13 @@ class LocalEngine:
         return plan
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
-        return None  # an ended local session holds nothing: its worktree is its agent's
+        """An ended local session holds nothing (its worktree is its agent's). What every pass
+        (apply, delete, the loop) lets go of here: retention archives (a prune with nothing at
+        stake keeps one) older than gc.archiveRetention."""
+        for archive, _why in prunable(self.repo, self.loaded.name, base=self.loaded.fleet.spec.base, older_than=None,
+                                      retention=parse_duration(self.loaded.fleet.spec.gc.archiveRetention),
+                                      now=clock.now()):
+            drop(self.repo, archive)
 
     # -- the executor's steps --------------------------------------------------------------
 
@@ -103,15 +113,18 @@ class LocalEngine:
         wt, branch = obs.worktree, action.details.get("branch")
         if wt is None and branch is None:
             return "removed the state record"
-        note = ""
         archived = bool(action.details.get("archive"))
-        base = self.loaded.fleet.spec.base
-        saved = None
-        if archived:
-            saved = archive_work(self.repo, fleet=self.loaded.name, agent=action.agent, worktree=wt,
-                                 branch=branch, base=base)
-            note = f"; archived to {saved.ref} ({restore_hint(saved, branch)})"
-        remove_worktree(self.repo, wt, branch, base=base, archived=archived, archive=saved)
+        gc = self.loaded.fleet.spec.gc
+        saved = remove_worktree(self.repo, wt, branch, base=self.loaded.fleet.spec.base, fleet=self.loaded.name,
+                                agent=action.agent, archived=archived, protect=obs.protected,
+                                extra_safe=safe_refs(self.loaded), protect_ignored=gc.protectIgnored)
+        note = ""
+        if saved is not None and archived:
+            note = f"; archived to {saved.ref} ({restore_hint(saved, branch, self.loaded.path)})"
+        elif saved is not None:
+            note = f"; kept {saved.ref} for {gc.archiveRetention} (nothing was at stake)"
+        if kept := action.details.get("keptBranch"):
+            note += f"; kept branch {kept} (not the fleet's)"
         return f"pruned {wt.path if wt else 'branch'} {branch or ''}{note}".replace("  ", " ")
 
     # -- views -----------------------------------------------------------------------------
@@ -123,26 +136,29 @@ class LocalEngine:
         return [replace(row, dirty=counts[row.agent][0], ahead=counts[row.agent][1]) if row.agent in counts else row
                 for row in rows]
 
-    def logs(self, name: str, *, follow: bool) -> int:
+    def log_chunks(self, name: str, *, follow: bool, more: Callable[[], bool] | None = None) -> Iterator[bytes]:
         path = self.store.log_path(name)
         if not path.exists():
             known = ", ".join(a.name for a in self.loaded.agents)
             raise FleetError(f"no log for agent {name!r} in fleet {self.loaded.name}",
                              hint=f"agents: {known}" if self.loaded.agent(name) is None else "it has not run yet")
         with path.open("rb") as f:
-            _copy(f)
+            yield f.read()
+            next_ask = 0.0
             while follow:
+                data = f.read()
+                if data:
+                    yield data
+                    continue
                 rec = self.store.load(name)
-                if not _copy(f) and not (rec and is_alive(rec.pid, rec.create_time)):
-                    _copy(f)
-                    break
+                if not (rec and is_alive(rec.pid, rec.create_time)):
+                    # ended: stop unless another run is coming (asked at most once a second: it plans)
+                    if more is None:
+                        yield f.read()
+                        break
+                    if time.monotonic() >= next_ask:
+                        if not more():
+                            yield f.read()
+                            break
+                        next_ask = time.monotonic() + 1.0
                 time.sleep(0.2)
-        return EXIT_OK
-
-
-def _copy(f: IO[bytes]) -> bool:
-    data = f.read()
-    if data:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    return bool(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +33,8 @@ from .gittree import (
 
 # plain data (observe/model.py), importable from here as before
 from .model import Owner, PruneIntent, Worktree
-from .stake import AtStake, TreeFacts, judge
+from .reach import branch_reflog, ignored_files, ref_facts, submodule_commits, tree_reflog, unsafe_commits
+from .stake import DEFAULT_PROTECT_IGNORED, AtStake, RefFacts, TreeFacts, anchors, judge, stake_tips
 
 if TYPE_CHECKING:
     from .processes import ProcessTable
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 GIT_WORKERS = min(8, max(2, os.cpu_count() or 1))  # read-only git processes run side by side (status, prune checks)
 MARKER = "fleet-owner.json"  # in the worktree's git admin dir (.git/worktrees/<id>/)
 PRUNE_INTENT = "fleet-pruning.json"  # next to it, while a prune removes the tree (model.PruneIntent)
+SCRATCH_MARKER = "fleet-scratch.json"  # admin dir of a fleet's delivery scratch tree (act/delivery.py)
 # AtStake and index_has_no_flags moved (to stake.py, gittree.py) and are re-exported from here
 __all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
            "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
@@ -79,6 +82,13 @@ def _is_read(command: list[str]) -> bool:
 
 class _Repo(git.Repo):
     GitCommandWrapperType = ReadOnlyGit
+
+
+class _Unset:
+    """`at_stake(branch=...)` not given: the branch the tree has checked out."""
+
+
+UNSET = _Unset()
 
 
 class GitRepo:
@@ -130,6 +140,7 @@ class GitRepo:
             wt.admin_dir = admin.get(wt.path)
             wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
             wt.pruning = read_prune_intent(wt.admin_dir) if wt.admin_dir else None
+            wt.scratch = read_scratch(wt.admin_dir) if wt.admin_dir else None
             linked.append(wt)
         return main, linked
 
@@ -171,46 +182,75 @@ class GitRepo:
         return found
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
-                 refs: RefSnapshot | None = None, table: ProcessTable | None = None) -> AtStake:
-        """What pruning `wt` and its branch would lose (docs/safety.md, "What blocks a prune").
+                 refs: RefSnapshot | None = None, table: ProcessTable | None = None,
+                 branch: str | None | _Unset = UNSET, extra_safe: Iterable[str] = (),
+                 protect_ignored: Iterable[str] = DEFAULT_PROTECT_IGNORED) -> AtStake:
+        """What pruning `wt` and deleting `branch` would lose (docs/safety.md, "What blocks a prune").
 
-        `refs` and `table` (read once by an observation of many candidates) save the git
-        and /proc reads otherwise repeated per worktree; without them everything is read
-        now, as the last check right before a prune does.
+        `branch`: the branch the prune deletes (the agent's own, owned one; None: none); by
+        default the one the tree has checked out. A branch the tree has checked out that is
+        not deleted stays, so it is safe ground (an extra anchor). Commits are judged by the
+        reachability rule (`stake.anchors`), the reflogs of the branch and of the tree's HEAD
+        and the tree's submodules included. `refs` and `table` (read once by an observation
+        of many candidates) save the reads otherwise repeated per worktree.
         """
+        deleted = wt.branch if isinstance(branch, _Unset) else branch
         if wt.pruning is not None:  # a removal was interrupted: judge what it left, not a tree as a tree
-            return self._left_by_prune(wt, wt.pruning, base, ignore_groups=ignore_groups, table=table)
+            return self._left_by_prune(wt, wt.pruning, base, ignore_groups=ignore_groups, table=table,
+                                       branch=deleted, extra_safe=extra_safe)
         tree = tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
                           table=table)
-        commits: list[str] = []
-        tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
-        if tips and not (refs is not None and refs.merged_tip(wt.branch, wt.head)):
-            commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch))
-        stashes = self._stashes_of(wt.branch, refs) if wt.branch else []
-        return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked))
+        kept = [f"refs/heads/{wt.branch}"] if wt.branch and wt.branch != deleted else []
+        commits = self.unsafe(deleted, wt.head, base, admin_dir=wt.admin_dir, refs=refs,
+                              extra_safe=[*extra_safe, *kept])
+        if wt.path.is_dir():
+            commits += submodule_commits(wt.path, wt.admin_dir)
+        stashes = self._stashes_of(deleted, refs) if deleted else []
+        ignored = tuple(ignored_files(wt.path)) if wt.path.is_dir() else ()
+        return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked, ignored=ignored),
+                     protect_ignored=protect_ignored)
+
+    def unsafe(self, branch: str | None, head: str | None, base: str, *, admin_dir: Path | None = None,
+               refs: RefSnapshot | None = None, extra_safe: Iterable[str] = ()) -> list[str]:
+        """"sha subject" of each commit a prune of `branch` (and of the tree whose HEAD is `head`
+        and admin dir `admin_dir`) would drop that no anchor of the reachability rule reaches."""
+        facts = refs.facts if refs is not None else ref_facts(self.common_dir, base)
+        tips = stake_tips(branch, head, [*branch_reflog(self.common_dir, branch), *tree_reflog(admin_dir)])
+        tips = [t for t in tips if not t.startswith("refs/") or t in facts.refs]
+        return unsafe_commits(self.common_dir, tips, anchors(facts, base=base, branch=branch, extra=extra_safe))
 
     def _left_by_prune(self, wt: Worktree, intent: PruneIntent, base: str, *, ignore_groups: frozenset[int],
-                       table: ProcessTable | None) -> AtStake:
+                       table: ProcessTable | None, branch: str | None, extra_safe: Iterable[str]) -> AtStake:
         """What finishing an interrupted prune of `wt` would lose (docs/safety.md, "Repairs").
 
-        The prune had found nothing at stake, or archived all of it, before git began
-        deleting. What is left may go if it is what was checked: every file still there and
-        every entry of the index has its content in the tree's HEAD or in the archive, and
-        every commit is reachable from base, the upstream or the archive. A deleted file
-        loses nothing (its content is in one of those); anything new or changed since, a
-        process in the tree or an operation in progress still blocks.
+        The prune had archived everything at stake (every prune writes an archive first)
+        before git began deleting. What is left may go if it is what was checked: every file
+        still there and every entry of the index has its content in the tree's HEAD, the
+        archive's snapshot or its index, and every commit is safe by the reachability rule
+        (an archive ref is an anchor). A deleted file loses nothing (its content is in one
+        of those); anything new or changed since, a process in the tree or an operation in
+        progress still blocks.
         """
         archive = intent.commit if intent.archive and intent.commit and self._names(intent.archive, intent.commit) \
             else None
-        safe = [c for c in (wt.head, archive) if c and self.ref_exists(c)]
+        safe = [c for c in (wt.head, archive, *self._archive_trees(archive)) if c and self.ref_exists(c)]
         tree = leftover_facts(wt.path, wt.admin_dir, safe, ignore_groups=ignore_groups, table=table)
-        tips = [t for t in (wt.branch and f"refs/heads/{wt.branch}", wt.head) if t]
-        commits = self.unreachable(tips, base, upstream=self._upstream(wt.branch)) if tips else []
-        stashes = self._stashes_of(wt.branch) if wt.branch else []
+        kept = [f"refs/heads/{wt.branch}"] if wt.branch and wt.branch != branch else []
+        commits = self.unsafe(branch, wt.head, base, admin_dir=wt.admin_dir, extra_safe=[*extra_safe, *kept])
+        stashes = self._stashes_of(branch) if branch else []
         if archive:
-            commits = [c for c in commits if not self._contains(archive, c.split()[0])]
             stashes = [s for s in stashes if not self._contains(archive, s.split()[0])]
         return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked))
+
+    def _archive_trees(self, archive: str | None) -> list[str]:
+        """The index commit an archive recorded (its `Fleet-Index:` line), to check leftovers against."""
+        if not archive:
+            return []
+        try:
+            body = self.git.log("-1", "--format=%B", archive)
+        except git.GitCommandError:
+            return []
+        return [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("Fleet-Index:")]
 
     def _names(self, ref: str, commit: str) -> bool:
         """`ref` still names `commit` (an archive deleted since holds nothing any more)."""
@@ -228,38 +268,12 @@ class GitRepo:
         return True
 
     def ref_snapshot(self, base: str) -> RefSnapshot:
-        """Branch tips, the branches `base` contains, and the stash list: three git calls that
-        answer for every prune candidate at once what `at_stake` otherwise asks per worktree."""
-        base_ok = self.ref_exists(base)
-        tips: dict[str, str] = {}
-        for line in self.git.for_each_ref("--format=%(objectname) %(refname)", "refs/heads/").splitlines():
-            sha, _, ref = line.partition(" ")
-            tips[ref] = sha
-        merged: frozenset[str] = frozenset()
-        if base_ok:
-            try:
-                merged = frozenset(self.git.for_each_ref(f"--merged={base}", "--format=%(refname)",
-                                                         "refs/heads/").splitlines())
-            except git.GitCommandError:
-                pass  # then every candidate takes the full check
-        return RefSnapshot(tips=tips, merged=merged, stash=self.git.stash("list", "--format=%gd %gs"))
+        """The refs the reachability rule reads and the stash list, read once for every prune
+        candidate of an observation."""
+        return RefSnapshot(facts=ref_facts(self.common_dir, base), stash=self.git.stash("list", "--format=%gd %gs"))
 
-    def unreachable(self, tips: list[str], base: str, *, upstream: str | None = None) -> list[str]:
-        """Commits reachable from `tips` but from neither `base` nor `upstream`."""
-        exclude = [f"^{r}" for r in (base, upstream) if r and self.ref_exists(r)]
-        tips = [t for t in tips if self.ref_exists(t)]
-        if not tips:
-            return []
-        out = self.git.log("--format=%h %s", *tips, *exclude, "--")
-        return [line for line in out.splitlines() if line]
-
-    def _upstream(self, branch: str | None) -> str | None:
-        if not branch:
-            return None
-        try:
-            return self.git.rev_parse("--abbrev-ref", f"{branch}@{{upstream}}") or None
-        except git.GitCommandError:
-            return None
+    def ref_facts(self, base: str | None) -> RefFacts:
+        return ref_facts(self.common_dir, base)
 
     def _stashes_of(self, branch: str, refs: RefSnapshot | None = None) -> list[str]:
         out = refs.stash if refs is not None else self.git.stash("list", "--format=%gd %gs")
@@ -323,6 +337,15 @@ def read_owner(admin_dir: Path) -> Owner | None:
         return None
 
 
+def read_scratch(admin_dir: Path) -> str | None:
+    """The fleet whose delivery scratch tree this is, from its marker; None for any other tree."""
+    try:
+        data = json.loads((admin_dir / SCRATCH_MARKER).read_text())
+        return str(data["fleet"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_prune_intent(admin_dir: Path) -> PruneIntent | None:
     try:
         data = json.loads((admin_dir / PRUNE_INTENT).read_text())
@@ -333,11 +356,10 @@ def read_prune_intent(admin_dir: Path) -> PruneIntent | None:
         return PruneIntent()  # unreadable: a prune began; nothing archived can be relied on
 
 
-def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None) -> AtStake:
-    """What deleting a branch that has no worktree would lose."""
-    commits: list[str] = []
-    if not (refs is not None and refs.merged_tip(branch, None)):
-        commits = repo.unreachable([f"refs/heads/{branch}"], base, upstream=repo._upstream(branch))
+def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None,
+                    extra_safe: Iterable[str] = ()) -> AtStake:
+    """What deleting a branch that has no worktree would lose (its reflog included)."""
+    commits = repo.unsafe(branch, None, base, refs=refs, extra_safe=extra_safe)
     return judge(TreeFacts(commits=tuple(commits), stashes=tuple(repo._stashes_of(branch, refs))))
 
 
@@ -345,17 +367,8 @@ def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot 
 class RefSnapshot:
     """Refs read once per observation (`GitRepo.ref_snapshot`)."""
 
-    tips: dict[str, str]  # refs/heads/<branch> -> commit
-    merged: frozenset[str]  # refs/heads/<branch> whose tip `base` contains (empty: base unknown)
+    facts: RefFacts  # what the reachability rule reads
     stash: str  # `git stash list --format=%gd %gs`
-
-    def merged_tip(self, branch: str | None, head: str | None) -> bool:
-        """True when the branch (and the worktree's HEAD, if given) holds no commit `base`
-        lacks: then nothing can be lost, whatever the upstream, and `git log` need not run."""
-        ref = f"refs/heads/{branch}" if branch else None
-        if ref is None or ref not in self.merged:
-            return False
-        return head is None or head == self.tips.get(ref)
 
 
 class _Resolver:

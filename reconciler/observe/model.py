@@ -15,9 +15,9 @@ types. Every fact the planner needs is a field filled by an observer
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..store.records import FAILED, RUNNING, SUCCEEDED, ExitRecord, SessionRecord
 
@@ -63,6 +63,7 @@ class Worktree:
     exists: bool = True  # the directory is there (observe checks it; False: deleted by hand)
     lock_reason: str | None = None  # "initializing": `git worktree add` never finished
     pruning: PruneIntent | None = None  # a prune of this tree was interrupted (see PruneIntent)
+    scratch: str | None = None  # the fleet whose delivery scratch tree this is (act/delivery.py), not an agent's
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,31 @@ class ObservedAgent:
         return self.record.exit_code if self.record else None
 
 
+@dataclass(frozen=True)
+class BranchFacts:
+    """An agent branch against the delivery target and base (observe/delivery.py)."""
+
+    tip: str  # the branch's commit
+    in_target: bool  # the tip is reachable from the target: nothing left to deliver
+    ahead: int  # commits on the branch the target lacks
+    behind_target: int  # commits on the target the branch lacks
+    behind_base: int  # commits on base the branch lacks (its fork point is stale)
+    changed: tuple[str, ...]  # files the branch changes since its merge base with the target
+    landed: bool = False  # the record's pending result (an interrupted delivery) is in the target
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What the merge queue's planning reads (plan/delivery.py); filled only with spec.delivery."""
+
+    into: str
+    target_tip: str | None  # None: the target branch does not exist yet
+    base_tip: str | None
+    checked_out: str | None = None  # a worktree that has the target checked out (update-ref would strand it)
+    remote_tip: str | None = None  # refs/remotes/<push remote>/<into>, when push is declared
+    branches: dict[str, BranchFacts] = field(default_factory=dict)  # agent -> facts (branches that exist)
+
+
 @dataclass
 class Observed:
     """Everything the planner reads about one fleet's world: plain data, no live handles
@@ -142,9 +168,31 @@ class Observed:
     # desired worktree path -> PATH_* for each declared agent without a worktree; a path
     # not listed was not observed and counts as PATH_MISSING
     paths: dict[Path, str] = field(default_factory=dict, repr=False)
+    delivery: DeliveryFacts | None = None  # spec.delivery declared and observed (observe/delivery.py)
 
     def running(self) -> list[ObservedAgent]:
         return [a for a in self.agents.values() if a.alive]
 
     def path_state(self, path: Path) -> str:
         return self.paths.get(path, PATH_MISSING)
+
+
+@dataclass
+class Packet:
+    """A review packet (observe/review.py gathers it; plan/review.py renders it)."""
+
+    agent: str
+    fleet: str
+    branch: str
+    against: str  # the delivery target (or base) the diff is against
+    phase: str | None
+    final_message: str | None
+    commits: list[str] = field(default_factory=list)  # "sha subject", oldest first
+    diffstat: str = ""
+    gates: dict[str, Any] = field(default_factory=dict)  # the GatesPassed condition and the last gate run
+    cost_usd: float = 0.0
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    delivery: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

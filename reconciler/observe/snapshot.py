@@ -2,15 +2,18 @@
 data of observe/model.py (re-exported here: `Observed`, `ObservedAgent`)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import FleetError
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.home import home_of, legacy_of
+from ..store.home import LEGACY, home_of, legacy_of
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
+from .gittree import read_git
 from .model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -24,7 +27,7 @@ from .processes import ProcessTable, owned_processes
 from .progress import last_progress
 
 __all__ = ["Observed", "ObservedAgent", "fleet_home", "legacy_home", "observe", "observe_paths", "path_state",
-           "state_store"]
+           "state_store", "tracked_legacy"]
 
 
 def fleet_home(repo: GitRepo) -> Path:
@@ -38,8 +41,24 @@ def legacy_home(repo: GitRepo) -> Path:
 
 
 def state_store(repo: GitRepo, fleet: str) -> StateStore:
-    """The fleet's state store, reading what is not migrated yet from the old home."""
-    return StateStore(fleet_home(repo), fleet, legacy=legacy_home(repo))
+    """The fleet's state store, reading what is not migrated yet from the old home (but never
+    a file git tracks there, nor through a symlink: store/home.py `trusted`)."""
+    legacy = legacy_home(repo)
+    return StateStore(fleet_home(repo), fleet, legacy=legacy, legacy_tracked=tracked_legacy(repo))
+
+
+def tracked_legacy(repo: GitRepo) -> frozenset[Path]:
+    """The files under the old home `.fleet/` that git tracks: a commit put them there, so they
+    are not fleet's state (a pull request could forge records or logs). One git call, only
+    when `.fleet/` exists."""
+    legacy = legacy_home(repo)
+    if not os.path.lexists(legacy):
+        return frozenset()
+    res = read_git(repo.root, "ls-files", "-z", "--", LEGACY)
+    if res.returncode != 0:  # cannot tell: trust none of it
+        raise FleetError(f"cannot tell which files of {legacy} git tracks: {res.stderr.strip()}",
+                         hint="fix the repository (git status), then run the command again")
+    return frozenset(repo.root / p for p in res.stdout.split("\0") if p)
 
 
 def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | None = None,
@@ -63,6 +82,8 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
     for wt in linked:
+        if wt.scratch is not None:  # a fleet's delivery scratch tree (act/delivery.py): no agent's, never pruned
+            continue
         owner = _owner_agent(wt, loaded.name, repo_id, records)
         if owner is not None:
             obs.agents.setdefault(owner, ObservedAgent(owner)).worktree = wt
@@ -130,12 +151,21 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     refs = repo.ref_snapshot(base) if candidates else None
     table = procs if any(a.worktree is not None for a in candidates) else None
 
+    extra = safe_refs(loaded)
+    globs = loaded.fleet.spec.gc.protectIgnored
+
     def inspect(agent: ObservedAgent) -> None:
+        # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
+        # checked out instead is kept, whoever made it)
+        branch = _branch_of(agent, loaded)
+        exists = refs is not None and f"refs/heads/{branch}" in refs.facts.refs
+        owned = branch if branch in obs.owned_branches and exists else None
+        agent.branch = owned
         if agent.worktree is not None:
-            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table)
-        elif (branch := _branch_of(agent, loaded)) in obs.owned_branches and repo.branch_exists(branch):
-            agent.branch = branch
-            agent.at_stake = branch_at_stake(repo, branch, base, refs=refs)
+            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
+                                           branch=owned, extra_safe=extra, protect_ignored=globs)
+        elif owned is not None:
+            agent.at_stake = branch_at_stake(repo, owned, base, refs=refs, extra_safe=extra)
 
     # each check is a few read-only git processes in its own worktree: run them side by side
     if len(candidates) > 1:
@@ -147,6 +177,13 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         for agent in candidates:
             inspect(agent)
     return obs
+
+
+def safe_refs(loaded: LoadedFleet) -> tuple[str, ...]:
+    """Refs besides the rule's own anchors (observe/stake.py `anchors`) whose commits stay when an
+    agent of `loaded` is pruned: the one place such refs are added (a delivery target branch,
+    when the fleet delivers to one). A branch the fleet owns is never one, whatever is added."""
+    return ()
 
 
 def observe_paths(obs: Observed, agents: Iterable[DesiredAgent], branches: Callable[[], frozenset[str]]) -> None:

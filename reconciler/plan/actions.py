@@ -10,9 +10,12 @@ from typing import Any
 
 CREATE_WORKTREE, SPAWN, RESUME, REPLACE, STOP = "create-worktree", "spawn", "resume", "replace", "stop"
 RUN_GATE, PRUNE, WAIT, BLOCKED = "run-gate", "prune", "wait", "blocked"
+# the merge queue (plan/delivery.py, docs/delivery.md): integrate a branch into the target and
+# gate it; record a verdict the queue reached without merging; push the target (and its PR)
+MERGE, DELIVER, PUSH = "merge", "deliver", "push"
 
 SYMBOLS = {CREATE_WORKTREE: "+", SPAWN: "+", RESUME: "~", REPLACE: "-/+", STOP: "-",
-           RUN_GATE: "~", PRUNE: "-", WAIT: "=", BLOCKED: "!"}
+           RUN_GATE: "~", PRUNE: "-", WAIT: "=", BLOCKED: "!", MERGE: "~", DELIVER: "~", PUSH: "~"}
 
 
 @dataclass(frozen=True)

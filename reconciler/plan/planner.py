@@ -20,8 +20,9 @@ from ..runtimes import get_runtime
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.ledger import Spend, spend_on
-from ..store.records import FAILED, RUNNING, SUCCEEDED
+from ..store.records import DELIVERED, FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from .delivery import plan_delivery
 from .drift import explain
 
 
@@ -114,7 +115,11 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     # another fleet's marked worktrees sharing the root are normal; only unmarked ones are news
     notes = tuple(f"foreign worktree {wt.path} (branch {wt.branch or 'detached'}) is not owned by "
                   f"fleet {loaded.name}; left alone" for wt in observed.foreign if wt.owner is None)
-    return Plan(fleet=loaded.name, actions=tuple(actions), notes=notes + _elsewhere(loaded, observed))
+    # the merge queue last (plan/delivery.py): agents with another action this pass wait for it
+    queue, queue_notes = plan_delivery(loaded, observed, busy={a.agent for a in actions},
+                                       chosen=wanted or None)
+    return Plan(fleet=loaded.name, actions=tuple(actions + queue),
+                notes=notes + _elsewhere(loaded, observed) + queue_notes)
 
 
 def _elsewhere(loaded: LoadedFleet, observed: Observed) -> tuple[str, ...]:
@@ -167,14 +172,20 @@ def _undeclared(obs: ObservedAgent, *, prune: bool, slots: _Slots, archive: bool
     wt, stake = obs.worktree, obs.at_stake
     if wt is None and stake is None:
         return out + [Action(PRUNE, obs.name, f"{why} (state record only)", tier)]
-    what = {"worktree": str(wt.path) if wt else None, "branch": wt.branch if wt else _branch(obs)}
+    # only the agent's own branch goes (observe: owned by this fleet); one the tree has checked out instead stays
+    what: dict[str, object] = {"worktree": str(wt.path) if wt else None,
+                               "branch": obs.branch if stake is not None else _branch(obs)}
+    if wt is not None and wt.branch and wt.branch != what["branch"]:
+        what["keptBranch"] = wt.branch
+    if stake is not None and stake.ignored:
+        what["ignored"] = {"count": len(stake.ignored), "bytes": stake.ignored_bytes, "some": stake.ignored[:5]}
     if wt is not None and wt.pruning is not None:  # a crash in `git worktree remove` (act/worktrees.py)
         why += "; finishing a prune that was interrupted"
     if stake is None or stake.safe:
         return out + [Action(PRUNE, obs.name, f"{why}; nothing unsaved or unmerged", tier, what)]
     at_stake = {"files": stake.dirty, "commits": stake.commits, "stashes": stake.stashes,
                 "inProgress": stake.in_progress, "processes": stake.processes, "nestedRepos": stake.nested_repos,
-                "locked": stake.locked}
+                "locked": stake.locked, "protectedIgnored": stake.protected_ignored}
     if archive and stake.archivable:
         return out + [Action(PRUNE, obs.name, f"{why}; archiving first: {stake.summary()}", tier,
                              {**what, **at_stake, "archive": True})]
@@ -276,6 +287,8 @@ def _session_actions(agent: DesiredAgent, obs: ObservedAgent, slots: _Slots, now
         if not resumable:
             return []
         return [_start(RESUME, agent, "feed the failed gate's output back to the session", slots)]
+    if phase == DELIVERED:  # Succeeded, and its work is in the delivery target (plan/delivery.py)
+        phase = SUCCEEDED
     if phase == SUCCEEDED and agent.restart == "Always":
         return [_start(SPAWN, agent, "restart: Always (last run succeeded)", slots)]
     if phase == FAILED and agent.restart in ("OnFailure", "Always") and not rec.gates_exhausted:

@@ -12,7 +12,8 @@ from typing import Any
 from ..observe.model import Observed, ObservedAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import Condition, SessionRecord
-from .actions import Action, Plan
+from .actions import MERGE, PUSH, Action, Plan
+from .delivery import delivery_status
 
 
 @dataclass
@@ -44,11 +45,15 @@ class AgentStatus:
     last_output: list[str] = field(default_factory=list)  # of a run fleet stopped (stalled, timed out)
     last_gate: dict[str, Any] | None = None
     node: str | None = None  # placement.engine ray: the node the session runs (or last ran) on
+    delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: FILES...
+    behind_base: int | None = None  # commits on base its branch lacks (BehindBase), with spec.delivery
+    group: str = ""  # GROUPS: where `fleet status` lists it (set by `status_rows`, from the fields above)
 
 
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
     """One row per declared agent (file order), then per undeclared one the fleet still has."""
-    pending = {a.agent: a for a in plan.actions}
+    pending = {a.agent: a for a in plan.actions if a.kind not in (MERGE, PUSH)}
+    queued = {a.agent: f"Queued {a.details['position']} of {a.details['of']}" for a in plan.actions if a.kind == MERGE}
     rows: list[AgentStatus] = []
     names = [a.name for a in loaded.agents] + sorted(set(observed.agents) - {a.name for a in loaded.agents})
     for name in names:
@@ -88,7 +93,56 @@ def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: dateti
             observed_generation=rec.spec_hash if rec else None, reason=reason,
             conditions=_conditions(rec, action), last_output=list(rec.last_output) if rec else [],
             last_gate=rec.last_gate if rec else None))
+        rows[-1].delivery, rows[-1].behind_base = delivery_status(desired, rec, observed.delivery, queued)
+    for row in rows:
+        row.group = group_of(row)
     return rows
+
+
+# The groups of `fleet status` (and the dashboard), in the order they are shown: what needs a
+# person first, as in Claude Code's agent view (docs/output.md "The status table").
+NEEDS_ATTENTION, WORKING, PENDING, DONE = "Needs attention", "Working", "Pending", "Done"
+GROUPS = (NEEDS_ATTENTION, WORKING, PENDING, DONE)
+# Conditions that, while True, put an agent that is not running under "Needs attention":
+# it waits for something only a person (or money) can give.
+ATTENTION_CONDITIONS = frozenset({"Stalled", "DeadlineExceeded", "BudgetExhausted", "StartFailed",
+                                  "ExitRecordCorrupt", "CrashLoopBackOff", "CloneKept",
+                                  "IntegrationFailed", "OutOfScope"})
+# Condition type prefixes of the same kind (a pilot waiting for its go, a merge conflict)
+ATTENTION_PREFIXES = ("Pilot", "Conflict", "Merge")
+
+
+def group_of(row: AgentStatus) -> str:
+    """Which group of the status view a row belongs to; pure, from the row alone."""
+    if row.phase in ("Failed", "Blocked"):
+        return NEEDS_ATTENTION
+    if row.phase == "Running":
+        return WORKING
+    for cond in row.conditions:
+        kind = str(cond.get("type", ""))
+        if (cond.get("status") == "True" and (kind in ATTENTION_CONDITIONS or kind.startswith(ATTENTION_PREFIXES))
+                and _since_run_start(cond, row.started_at)):
+            return NEEDS_ATTENTION
+    return DONE if row.phase in ("Succeeded", "Delivered") else PENDING
+
+
+def _since_run_start(cond: dict[str, Any], started_at: str | None) -> bool:
+    """A condition of the current run (or of none yet): an earlier run's Stalled, left True in
+    the record, says nothing about the run that has succeeded since."""
+    if not started_at:
+        return True
+    try:
+        return datetime.fromisoformat(str(cond.get("lastTransitionTime"))) >= datetime.fromisoformat(started_at)
+    except (TypeError, ValueError):
+        return True
+
+
+def grouped(rows: list[AgentStatus]) -> list[tuple[str, list[AgentStatus]]]:
+    """The non-empty groups in GROUPS order, each with its rows in their original order."""
+    by_group: dict[str, list[AgentStatus]] = {g: [] for g in GROUPS}
+    for row in rows:
+        by_group[row.group or group_of(row)].append(row)
+    return [(g, by_group[g]) for g in GROUPS if by_group[g]]
 
 
 def _conditions(rec: SessionRecord | None, action: Action | None) -> list[dict[str, Any]]:

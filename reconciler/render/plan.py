@@ -9,17 +9,34 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from ..plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
+from ..plan.actions import (
+    BLOCKED,
+    CREATE_WORKTREE,
+    DELIVER,
+    MERGE,
+    PRUNE,
+    PUSH,
+    REPLACE,
+    RESUME,
+    RUN_GATE,
+    SPAWN,
+    STOP,
+    WAIT,
+    Action,
+    Plan,
+)
 from . import markdown as md
 
 if TYPE_CHECKING:
     from ..engines.executor import Outcome
 
 _STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
-          REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red"}
+          REPLACE: "magenta", STOP: "red", PRUNE: "red", WAIT: "dim", BLOCKED: "bold red",
+          MERGE: "cyan", DELIVER: "cyan", PUSH: "cyan"}
 _SUMMARY = ((CREATE_WORKTREE, "worktree(s) to create"), (SPAWN, "to spawn"), (RESUME, "to resume"),
             (REPLACE, "to replace"), (STOP, "to stop"), (RUN_GATE, "gate(s) to run"),
-            (PRUNE, "to prune"), (WAIT, "waiting"), (BLOCKED, "blocked"))
+            (PRUNE, "to prune"), (WAIT, "waiting"), (BLOCKED, "blocked"), (MERGE, "to merge"),
+            (DELIVER, "delivery verdict(s) to record"), (PUSH, "to push"))
 
 
 def summary_line(plan: Plan) -> str:
@@ -53,8 +70,15 @@ def _detail_lines(a: Action) -> list[str]:
     lines += [f"in progress: {op}" for op in d.get("inProgress", [])]
     lines += [f"process: {p}" for p in d.get("processes", [])]
     lines += [f"nested repo: {r}" for r in d.get("nestedRepos", [])]
+    lines += [f"protected ignored file: {p} (gc.protectIgnored; move it out of the tree)"
+              for p in d.get("protectedIgnored", [])]
     if d.get("locked"):
         lines.append("locked: git worktree lock (unlock it yourself if it may go)")
+    if ignored := d.get("ignored"):
+        some = ", ".join(ignored["some"]) + (", ..." if ignored["count"] > len(ignored["some"]) else "")
+        lines.append(f"ignored: {ignored['count']} file(s), {ignored['bytes']} bytes, deleted unarchived: {some}")
+    if d.get("keptBranch"):
+        lines.append(f"kept: branch {d['keptBranch']} (checked out in the tree, not the fleet's)")
     if a.kind == BLOCKED and d.get("worktree"):
         lines.append(f"worktree: {d['worktree']} (branch {d.get('branch')})")
     return lines

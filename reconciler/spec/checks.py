@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from . import globs
+from .delivery import check_delivery
 from .desired import DEFAULT_STALL_AFTER, DesiredAgent
 from .durations import parse_duration
 from .limits import MAX_AGENTS, MAX_EXPANDED_BYTES
@@ -39,6 +40,7 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None,
         issues.append((("spec", "telemetry", "otlpEndpoint"), f"not an http(s) URL: {endpoint!r}",
                        "the OTLP/HTTP base URL of a collector, e.g. http://127.0.0.1:4318 (null = off)"))
     issues += _check_placement(fleet)
+    issues += check_delivery(fleet)
     for tier_name in spec.budget.perTier:
         if tier_name not in spec.tiers:
             issues.append((("spec", "budget", "perTier", tier_name), f"unknown tier {tier_name!r}",
@@ -202,6 +204,7 @@ def _desired(fleet: Fleet, repo: Path, index: int, agent: Agent, name: str, item
         worktree=(repo / spec.worktrees.root).resolve() / name, locks=tuple(spec.locks),
         timeout=_seconds(agent.timeout or spec.tiers[agent.tier].timeout),
         stall_after=_seconds(agent.stallAfter or spec.tiers[agent.tier].stallAfter) or DEFAULT_STALL_AFTER,
+        deliver=agent.deliver, paths=tuple(agent.paths),
     )
 
 

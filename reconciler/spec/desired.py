@@ -31,6 +31,8 @@ class DesiredAgent:
     locks: tuple[str, ...] = ()  # the fleet's lock names, so runtimes can tell agents about them
     timeout: float | None = None  # seconds one run may take; None = no limit
     stall_after: float | None = DEFAULT_STALL_AFTER  # seconds without progress before it is stopped
+    deliver: bool = True  # spec.delivery: put its branch in the queue (policy, not the session's work)
+    paths: tuple[str, ...] = ()  # declared scope (globs); empty: any file
     spec_hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -95,6 +95,10 @@ class Backoff(Strict):
 
 class GC(Strict):
     prune: bool = Field(True, description="Collect undeclared worktrees and sessions this fleet owns.")
+    archiveRetention: Duration = Field("14d", description="How long the archive every prune writes first is kept "
+                                                          "when nothing was at stake (docs/safety.md).")
+    protectIgnored: list[str] = Field([".env", ".env.*"], description="Ignored files matching one of these globs "
+                                      "block a prune (a glob without '/' matches a file name anywhere).")
 
 
 class Telemetry(Strict):
@@ -121,6 +125,45 @@ class Placement(Strict):
                                                      "Secret, say); default: the node's environment only.")
 
 
+class Push(Strict):
+    remote: str = Field(description="Remote of spec.repo the target is pushed to after it moves (never forced).")
+
+
+class PullRequest(Strict):
+    """One pull request from the delivery target into `base`, opened or updated with the `gh` CLI."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name on the GitHub host "
+                      "gh talks to ($GH_HOST, default github.com).")
+    base: str = Field(description="Branch the pull request merges into, e.g. main.")
+    title: str = Field("fleet: delivered work", description="Title of the pull request.")
+    draft: bool = False
+
+
+class Delivery(Strict):
+    """The merge queue (docs/delivery.md): Succeeded agents whose gates passed are integrated
+    into `into` one by one, gated again on the merged result, and the target moves only by a
+    compare-and-swap fast-forward to a commit whose gates passed."""
+
+    into: str = Field(description="Target branch; created from spec.base when missing (or spec.base itself).")
+    strategy: Literal["merge", "rebase", "squash"] = Field("merge", description="How an agent branch is integrated: "
+                                                           "a merge commit, its commits rebased, or one squashed "
+                                                           "commit.")
+    gates: list[Name] = Field(default_factory=list, description="Gates run on the merged result (names of "
+                                                                "spec.gates). Required unless ungated: true.")
+    ungated: bool = Field(False, description="Deliver without gates on the merged result; must be said explicitly.")
+    approval: Literal["none", "required"] = Field("none", description="required: an agent enters the queue only "
+                                                                      "after `fleet approve`.")
+    push: Push | None = None
+    pullRequest: PullRequest | None = None
+    onConflict: Literal["resume", "block"] = Field("resume", description="resume: the agent's session is resumed "
+                                                   "with the conflicting files; block: it waits for a person.")
+    batch: int = Field(1, ge=1, description="Agents integrated and gated together; a failing batch is bisected.")
+    lock: Name | None = Field(None, description="Lock (spec.locks) held while delivery gates run; default: `build` "
+                                                "when declared.")
+    maxAttempts: int = Field(3, ge=1, description="Conflicts and integration failures fed back to one agent "
+                                                  "before it is left for a person.")
+
+
 class ForEach(Strict):
     items: list[str] | None = Field(None, min_length=1)
     glob: str | None = Field(None, description="Files relative to the repo; {item} is the matched path.")
@@ -137,6 +180,33 @@ class FromEnv(Strict):
                          description="Read from this variable of the reconciler's environment; never stored.")
 
 
+NOTIFY_EVENTS = ("needs-attention", "succeeded", "failed", "budget-exhausted", "pilot-done")
+
+
+class Notify(Strict):
+    """Tell someone when an agent changes state (docs/fleet-yaml.md "Notifications"); the loop sends these."""
+
+    events: list[Literal["needs-attention", "succeeded", "failed", "budget-exhausted", "pilot-done"]] = Field(
+        min_length=1, description="The transitions to send: needs-attention, succeeded, failed, budget-exhausted, "
+                                  "pilot-done.")
+    command: list[str] | None = Field(None, min_length=1, description="argv run with the event as JSON on stdin and "
+                                                                      "in $FLEET_EVENT.")
+    webhook: str | FromEnv | None = Field(None, description="URL the event is POSTed to as JSON (http or https).")
+    headers: dict[str, str | FromEnv] = Field(default_factory=dict, description="Extra HTTP headers of the POST.")
+    timeout: Duration = Field("10s", description="Give up on one delivery after this long.")
+    debounce: Duration = Field("1m", description="The same event of the same agent at most once in this time.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Notify:
+        if (self.command is None) == (self.webhook is None):
+            raise ValueError("a notify entry needs exactly one of command or webhook")
+        if isinstance(self.webhook, str) and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        if self.headers and self.webhook is None:
+            raise ValueError("headers are for a webhook")
+        return self
+
+
 class Agent(Strict):
     name: str = Field(pattern=AGENT_NAME_PATTERN,
                       description="Unique agent name; may contain {item} when forEach is set.")
@@ -151,6 +221,10 @@ class Agent(Strict):
         default_factory=dict)
     timeout: Duration | None = Field(None, description="Overrides the tier's timeout.")
     stallAfter: Duration | None = Field(None, description="Overrides the tier's stallAfter.")
+    deliver: bool = Field(True, description="false: never put this agent's branch in the delivery queue.")
+    paths: list[str] = Field(default_factory=list, description="Globs of the files this agent may change "
+                                                               "(repo-relative); a run changing others is not "
+                                                               "delivered (OutOfScope).")
 
 
 class FleetSpec(Strict):
@@ -170,6 +244,9 @@ class FleetSpec(Strict):
                                                  "of spec.repo); sessions clone it and push their branches there. "
                                                  "Required by placement.engine ray.")
     placement: Placement = Placement()
+    delivery: Delivery | None = Field(None, description="The merge queue into a target branch (docs/delivery.md).")
+    notify: list[Notify] = Field(default_factory=list, description="Commands and webhooks told of agents' "
+                                                                   "transitions by `fleet reconcile`.")
     agents: list[Agent] = Field(default_factory=list)
 
 

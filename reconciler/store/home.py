@@ -39,26 +39,54 @@ def legacy_of(main_checkout: Path) -> Path:
     return main_checkout / LEGACY
 
 
-def pending(legacy: Path) -> bool:
-    """Is there anything of the old home left to move? (one stat when there is not)"""
-    if not legacy.is_dir():
+def trusted(legacy: Path, path: Path, tracked: frozenset[Path] = frozenset()) -> bool:
+    """Is `path` (under the old home `legacy`) fleet's own state? Not if git tracks it (a pull
+    request can commit `.fleet/state/...` or `.fleet/logs/...`), nor if it or any directory
+    from `legacy` down to it is a symlink (a committed link would make fleet read, print or
+    move a file outside the repository)."""
+    if path in tracked:
         return False
-    return any(_legacy_files(legacy))
+    try:
+        rel = path.relative_to(legacy)
+    except ValueError:
+        return False
+    here = legacy
+    for part in ("", *rel.parts):
+        here = here / part if part else here
+        if here.is_symlink():
+            return False
+    return True
 
 
-def migrate(legacy: Path, home: Path) -> list[str]:
+def read_legacy(path: Path) -> str:
+    """The text of a trusted legacy file, never through a symlink (O_NOFOLLOW: one swapped in
+    after `trusted` looked is refused too)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def pending(legacy: Path, tracked: frozenset[Path] = frozenset()) -> bool:
+    """Is there anything of the old home left to move? (one stat when there is not)"""
+    if not legacy.is_dir() or legacy.is_symlink():
+        return False
+    return any(_legacy_files(legacy, tracked))
+
+
+def migrate(legacy: Path, home: Path, tracked: frozenset[Path] = frozenset()) -> list[str]:
     """Move the state under `legacy` into `home`; returns a line per file set aside.
 
     Idempotent and safe to re-run after a crash at any point; never deletes a file
     whose contents are not also in `home`. Takes a repo-wide lock, so two fleets of one
-    repo (or two applies) never move the same file at once.
+    repo (or two applies) never move the same file at once. Files git tracks (`tracked`)
+    and symlinks are not fleet's state (`trusted`): they stay where they are, unread.
     """
-    if not pending(legacy):
+    if not pending(legacy, tracked):
         return []
     home.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     with FileLock(str(home / ".migrate.lock")):
-        for src in sorted(_legacy_files(legacy)):
+        for src in sorted(_legacy_files(legacy, tracked)):
             note = _move(src, home / src.relative_to(legacy))
             if note:
                 notes.append(note)
@@ -71,18 +99,18 @@ def migrate(legacy: Path, home: Path) -> list[str]:
     return notes
 
 
-def _legacy_files(legacy: Path) -> list[Path]:
+def _legacy_files(legacy: Path, tracked: frozenset[Path] = frozenset()) -> list[Path]:
     found: list[Path] = []
     for name in MOVED:
         top = legacy / name
         if top.is_dir() and not top.is_symlink():
-            for dirpath, _dirs, files in os.walk(top):
+            for dirpath, _dirs, files in os.walk(top):  # os.walk does not enter symlinked directories
                 found += [Path(dirpath) / f for f in files]
     try:
         found += [p for p in legacy.iterdir() if p.name.endswith((".lock", ".lock.json")) and p.is_file()]
     except OSError:
         pass
-    return found
+    return [p for p in found if trusted(legacy, p, tracked)]
 
 
 def _move(src: Path, dest: Path) -> str | None:

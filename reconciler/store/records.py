@@ -21,6 +21,7 @@ from typing import Any
 from . import clock
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
+DELIVERED = "Delivered"  # Succeeded, and its work is in the delivery target (docs/delivery.md)
 # Intents recorded (as `reason`) before acting, so a crash mid-way is recognised and finished
 CREATING_WORKTREE, STARTING_SESSION, PRUNING = "creating worktree", "starting session", "pruning"
 
@@ -74,6 +75,10 @@ class SessionRecord:
     held: str | None = None
     backoff_until: str | None = None  # no restart before this (CrashLoopBackOff)
     conditions: list[Condition] = field(default_factory=list)
+    # the merge queue's word on this agent's branch (docs/delivery.md "Records"): the verdict on
+    # one tip (state, sha, files/output), the intent before moving the target (pending),
+    # approvals and rejections, and how often its work was fed back
+    delivery: dict[str, Any] = field(default_factory=dict)
 
     def set_condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
         for cond in self.conditions:
@@ -141,21 +146,37 @@ class StateStore:
     `legacy`: the old home (`.fleet/` of the main checkout), read where the home has no
     file yet; writes always go to the home."""
 
-    def __init__(self, fleet_home: Path, fleet: str, *, legacy: Path | None = None) -> None:
+    def __init__(self, fleet_home: Path, fleet: str, *, legacy: Path | None = None,
+                 legacy_tracked: frozenset[Path] = frozenset()) -> None:
         self.home = fleet_home
         self.fleet = fleet
         self.dir = fleet_home / "state" / fleet
         self.log_dir = fleet_home / "logs" / fleet
-        self.legacy = StateStore(legacy, fleet) if legacy is not None and legacy.is_dir() else None
+        # the old home is read only where it is fleet's own: not a file git tracks, never through a symlink
+        usable = legacy is not None and legacy.is_dir() and not legacy.is_symlink()
+        self.legacy = StateStore(legacy, fleet) if usable and legacy is not None else None
+        self._legacy_root = legacy
+        self._legacy_tracked = legacy_tracked
+
+    def _trusted(self, path: Path) -> bool:
+        from .home import trusted
+
+        return self._legacy_root is not None and trusted(self._legacy_root, path, self._legacy_tracked)
 
     def _read(self, path: Path, legacy: Path | None) -> str:
-        """The text at `path`, else at its legacy twin (FileNotFoundError if in neither)."""
+        """The text at `path`, else at its legacy twin (FileNotFoundError if in neither, or if
+        the twin is not fleet's own: tracked by git, or a symlink)."""
+        from .home import read_legacy
+
         try:
             return path.read_text()
         except FileNotFoundError:
-            if legacy is None:
+            if legacy is None or not self._trusted(legacy):
                 raise
-            return legacy.read_text()
+            try:
+                return read_legacy(legacy)
+            except OSError as exc:  # ELOOP: a symlink swapped in
+                raise FileNotFoundError(str(legacy)) from exc
 
     def path(self, agent: str) -> Path:
         return self.dir / f"{agent}.json"
@@ -166,7 +187,8 @@ class StateStore:
     def log_path(self, agent: str) -> Path:
         """Where the agent's log is written; a log not moved from the old home yet is read there."""
         path = self.log_dir / f"{agent}.log"
-        if self.legacy is not None and not path.exists() and (old := self.legacy.log_path(agent)).exists():
+        if self.legacy is not None and not path.exists() and (old := self.legacy.log_path(agent)).exists() \
+                and self._trusted(old):
             return old
         return path
 
@@ -183,7 +205,8 @@ class StateStore:
                                         "it is kept as .corrupt on the next apply")
 
     def all(self) -> dict[str, SessionRecord]:
-        names = sorted(set(self._names()) | set(self.legacy._names() if self.legacy else ()))
+        old = [n for n in self.legacy._names() if self._trusted(self.legacy.path(n))] if self.legacy else []
+        names = sorted(set(self._names()) | set(old))
         return {n: r for n in names if (r := self.load(n)) is not None}
 
     def _names(self) -> list[str]:

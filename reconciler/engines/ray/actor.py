@@ -42,7 +42,8 @@ from typing import Any
 from ...act.archive import snapshot_commit
 from ...errors import FleetError
 from ...observe.gittree import checked, clean_env, last_line, plain_index, rev, run_git, status_paths, tree_facts
-from ...observe.stake import TreeFacts, judge
+from ...observe.reach import local_tips, ref_facts, submodule_commits, unsafe_commits
+from ...observe.stake import TreeFacts, anchors, judge
 
 RUN_MARKER = "--- fleet: "  # as observe/results.py expects before each run's output
 _IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
@@ -218,11 +219,14 @@ class SessionActor:
             f.write(out if out.endswith("\n") or not out else out + "\n")
         return {"exit_code": code, "output": out, "seconds": seconds}
 
-    def release(self, archive_ref: str | None, log_offset: int = 0) -> dict[str, Any]:
+    def release(self, archive_ref: str | None, log_offset: int = 0,
+                retention_ref: str | None = None) -> dict[str, Any]:
         """Make sure nothing is only here, then delete this node's clone and log.
 
         Pushes the branch; anything else at stake is committed as one snapshot and pushed
-        to `archive_ref` (None: refuse instead). Returns {"ok", "refused", "archived",
+        to `archive_ref` (None: refuse instead). Archive first: with nothing at stake, a
+        cheap retention snapshot is pushed to `retention_ref` before the clone goes (a
+        driver of an older fleet passes none). Returns {"ok", "refused", "archived",
         "stake", "log"} where "log" is the log from `log_offset`, read before it is deleted.
         """
         with self._lock:
@@ -252,6 +256,10 @@ class SessionActor:
                 if problem:
                     return self._refuse(problem, facts, log)
                 archived = archive_ref
+            elif retention_ref is not None:
+                problem = self._archive(retention_ref, retention=True)
+                if problem:
+                    return self._refuse(problem, facts, log)
         with self._lock:
             self.state = "released"
         shutil.rmtree(self.home, ignore_errors=True)
@@ -434,16 +442,22 @@ class SessionActor:
             proc = self.proc if self.state == "running" else None
         return clone_facts(self.clone, ignore_groups=frozenset([proc.pid]) if proc is not None else frozenset())
 
-    def _archive(self, ref: str) -> str | None:
-        """Commit everything at stake as one snapshot and push it to `ref`; the problem, or None."""
-        tips = checked(_git(self.clone, "for-each-ref", "--format=%(objectname)", "refs/heads"), self.clone,
-                       "for-each-ref")
+    def _archive(self, ref: str, *, retention: bool = False) -> str | None:
+        """Commit everything at stake as one snapshot and push it to `ref`; the problem, or None.
+        Its parents: HEAD, every branch, the stash entries and every reflog-only commit
+        (observe/reach.py `local_tips`), as a local archive's."""
+        tips = local_tips(self.clone / ".git", self.clone)
         stash = checked(_git(self.clone, "stash", "list", "--format=%H"), self.clone, "stash list")
-        subject = f"fleet archive of {self.cfg.agent} (fleet {self.cfg.fleet}, branch {self.cfg.branch}, " \
+        title = "fleet retention archive" if retention else "fleet archive"
+        subject = f"{title} of {self.cfg.agent} (fleet {self.cfg.fleet}, branch {self.cfg.branch}, " \
                   f"node {self.node_ip} {self.node_id[:8]})"
+        if len(tips) > 1:  # the fewest commits that hold them all
+            res = _git(self.clone, "merge-base", "--independent", *tips)
+            head = rev(self.clone, "HEAD")
+            tips = [*([head] if head else []), *res.stdout.split()] if res.returncode == 0 else tips
         try:
-            commit = snapshot_commit(self.clone, ["HEAD", *tips.split(), *stash.split()], subject, tree=self.clone,
-                                     env=_IDENTITY)
+            commit = snapshot_commit(self.clone, [*tips, *stash.split()], subject,
+                                     tree=None if retention else self.clone, env=_IDENTITY)
         except FleetError as exc:
             return exc.message
         pushed = _git(self.clone, "push", "-q", "origin", f"{commit}:{ref}")
@@ -485,14 +499,13 @@ def clone_facts(clone: Path, *, ignore_groups: frozenset[int] = frozenset()) -> 
     """
     git_dir = clone / ".git"
     tree = tree_facts(clone, git_dir, plain_index=plain_index(git_dir), ignore_groups=ignore_groups)
-    tips = [t for t in [rev(clone, "HEAD")] if t]  # an unborn HEAD (a clone cut short) holds nothing
-    tips += checked(_git(clone, "for-each-ref", "--format=%(objectname)", "refs/heads"), clone,
-                    "for-each-ref").split()
-    unpushed = checked(_git(clone, "log", "--format=%H %s", *dict.fromkeys(tips), "--not", "--remotes=origin", "--"),
-                       clone, "log") if tips else ""
+    # the one reachability rule (observe/stake.py `anchors`): HEAD, every branch and every reflog
+    # entry, against the remote-tracking refs of a remote with a URL and the archive refs
+    tips = local_tips(git_dir, clone)  # an unborn HEAD (a clone cut short) holds nothing
+    safe = anchors(ref_facts(clone, None), base=None, branch=None)
+    unpushed = [*unsafe_commits(clone, tips, safe), *submodule_commits(clone, git_dir)]
     stashes = checked(_git(clone, "stash", "list", "--format=%H %gs"), clone, "stash list")
-    return replace(tree, commits=tuple(f"{line[:7]}{line[40:]}" for line in unpushed.splitlines() if line),
-                   stashes=tuple(line for line in stashes.splitlines() if line))
+    return replace(tree, commits=tuple(unpushed), stashes=tuple(line for line in stashes.splitlines() if line))
 
 
 def stake_status(facts: TreeFacts) -> dict[str, Any]:

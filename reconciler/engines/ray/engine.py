@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -33,10 +33,10 @@ from ... import telemetry
 from ...act.archive import archive_ref
 from ...act.gates import GateResult
 from ...act.sessions import owner_env, resume_env, session_argv
-from ...errors import EXIT_BLOCKED, EXIT_OK, FleetError
+from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
-from ...plan.actions import CREATE_WORKTREE, PRUNE, Action, Plan
+from ...plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, Action, Plan
 from ...plan.status import AgentStatus
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
@@ -146,15 +146,18 @@ class RayEngine:
         observed = _ray(observed)
         released = False
         pruned = {a.agent for a in plan.actions if a.kind == PRUNE}  # their prune releases (and archives) once
+        # a refused prune leaves the agent's clone in place, as the plan says: not archived and deleted here
+        refused = {a.agent for a in plan.actions
+                   if a.kind == BLOCKED and (self.loaded.agent(a.agent) is None or "prune refused" in a.reason)}
         for name in self.ended(observed):
-            if name in pruned:
+            if name in pruned or name in refused:
                 continue
             session = observed.sessions[name]
             rec = observed.agents[name].record if name in observed.agents else None
             ref = archive_ref(self.loaded.name, name)
             node = session.node
             try:
-                saved = release(observed, name, session, archive_ref=ref)
+                saved = release(observed, name, session, archive_ref=ref, retention_ref=ref)
             except FleetError as exc:
                 saved = {"ok": False, "refused": exc.message, "archived": None}
             released = released or bool(saved["ok"])
@@ -287,7 +290,7 @@ class RayEngine:
             if session.status is None:
                 raise FleetError(f"prune refused: the session actor of {name} does not answer (not placed yet, or "
                                  "its node is unreachable); its clone cannot be checked", exit_code=EXIT_BLOCKED)
-            saved = release(ray_obs, name, session, archive_ref=ref if archived else None)
+            saved = release(ray_obs, name, session, archive_ref=ref if archived else None, retention_ref=ref)
             if not saved["ok"]:
                 hint = "" if archived else " (--archive saves it on the remote first)"
                 raise FleetError(f"prune refused: the clone on node {session.node} keeps work that is not on the "
@@ -337,8 +340,9 @@ class RayEngine:
             out.append(replace(row, **changes))
         return out
 
-    def logs(self, name: str, *, follow: bool) -> int:
-        """The local copy of the session's output, then what its node has beyond it (-f: until it ends)."""
+    def log_chunks(self, name: str, *, follow: bool, more: Callable[[], bool] | None = None) -> Iterator[bytes]:
+        """The local copy of the session's output, then what its node has beyond it (-f: until that
+        session ends; a resume or restart on another actor is not followed)."""
         repo = GitRepo(self.loaded.repo)
         store = state_store(repo, self.loaded.name)
         path = store.log_path(name)
@@ -347,26 +351,24 @@ class RayEngine:
         except FleetError as exc:
             if not path.exists():
                 raise
-            sys.stdout.buffer.write(path.read_bytes())  # what was copied here is still worth seeing
-            sys.stdout.flush()
+            yield path.read_bytes()  # what was copied here is still worth seeing
             print(f"fleet: only the copy under .fleet/logs; the node's log is unreachable: {exc.message}",
                   file=sys.stderr)
-            return EXIT_OK
+            return
         handles = cluster.sessions(ray, cluster.namespace(self.loaded))
         if not path.exists() and name not in handles:
             known = ", ".join(a.name for a in self.loaded.agents)
             raise FleetError(f"no log for agent {name!r} in fleet {self.loaded.name}",
                              hint=f"agents: {known}" if self.loaded.agent(name) is None else "it has not run yet")
         if path.exists():
-            sys.stdout.buffer.write(path.read_bytes())
-            sys.stdout.flush()
+            yield path.read_bytes()
         if name not in handles:
-            return EXIT_OK
+            return
         known = read_json(store.home / "ray" / self.loaded.name / "sessions.json").get(name, {})
         handle = handles[name]
         probe = cluster.probe(ray, {name: handle}).get(name)
         if probe is None or probe.status is None:
-            return EXIT_OK
+            return
         same = known.get("instance") == probe.status.get("instance")
         offset = known.get("log_offset", 0) if same and path.exists() else 0
         while True:
@@ -374,13 +376,12 @@ class RayEngine:
                 data, _size = cluster.call(ray, handle.read_log, offset)
                 status = cluster.call(ray, handle.status) if follow else None
             except FleetError:
-                return EXIT_OK  # released or lost meanwhile: what was copied is all there is
+                return  # released or lost meanwhile: what was copied is all there is
             if data:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+                yield data
                 offset += len(data)
             if not follow or (status is not None and status["state"] not in ("preparing", "running") and not data):
-                return EXIT_OK
+                return
             time.sleep(0.5)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -481,8 +482,11 @@ def _kept(observed: RayObserved, name: str) -> bool:
     return bool(rec and any(c.type == "CloneKept" and c.status == "True" for c in rec.conditions))
 
 
-def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None) -> dict[str, Any]:
-    """Ask the actor to free its clone (see SessionActor.release); on success the actor is killed."""
+def release(observed: RayObserved, name: str, session: Session, *, archive_ref: str | None,
+            retention_ref: str | None = None) -> dict[str, Any]:
+    """Ask the actor to free its clone (see SessionActor.release), archiving first (to
+    `archive_ref` what is at stake, else a retention snapshot to `retention_ref`, on the
+    remote); on success the actor is killed."""
     ray = observed.ray
     assert ray is not None, "observed with a cluster connection"
     known = observed.ledger.setdefault(name, {})
@@ -490,7 +494,7 @@ def release(observed: RayObserved, name: str, session: Session, *, archive_ref: 
     offset = known.get("log_offset", 0) if same else 0
     if not same and session.status is not None:
         known.update(instance=session.status.get("instance"), log_offset=0)
-    saved = cluster.call(ray, session.handle.release, archive_ref, offset)
+    saved = cluster.call(ray, session.handle.release, archive_ref, offset, retention_ref)
     append_log(observed, name, saved.get("log") or b"")
     if saved["ok"]:
         cluster.kill(ray, session.handle, name=name, ns=observed.namespace)

@@ -1,0 +1,195 @@
+"""The merge queue's git work (docs/delivery.md): a scratch worktree the fleet owns, an agent
+branch integrated onto the target's tip there, and the target moved by compare-and-swap.
+
+The scratch tree is `<worktrees root>/.delivery-<fleet>`, detached, marked as this fleet's
+scratch (observe/gitrepo.py `SCRATCH_MARKER`): observation never takes it for an agent's tree,
+so it is never pruned, and nothing an agent does happens in it. Every integration starts
+from a clean checkout of the target's tip, so a crash mid-merge leaves nothing the next
+one trips on. The target branch is only ever written by `git update-ref refs/heads/<into>
+NEW OLD`: git refuses if the target is not at OLD any more, and NEW is always a descendant
+of OLD whose delivery gates passed (the caller runs them in between).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FleetError
+from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
+from ..observe.gittree import clean_env, run_git
+from ..store.records import now_iso, write_text_atomic
+from .failpoints import failpoint
+
+SCRATCH_PREFIX = ".delivery-"  # agent names start with a letter or digit: never an agent's tree
+_IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
+             "GIT_COMMITTER_NAME": "fleet", "GIT_COMMITTER_EMAIL": "fleet@localhost"}
+
+
+@dataclass
+class Integrated:
+    """One branch integrated onto a commit in the scratch tree."""
+
+    commit: str | None  # the result (None: it did not integrate)
+    conflicts: list[str] = field(default_factory=list)  # files with textual conflicts
+    error: str | None = None  # git failed otherwise
+    empty: bool = False  # the result's tree is the target's: nothing to deliver
+
+
+def scratch_path(root: Path, fleet: str) -> Path:
+    return root / f"{SCRATCH_PREFIX}{fleet}"
+
+
+def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
+    """The fleet's scratch tree, created (detached at `at`) or repaired when needed."""
+    path = scratch_path(root, fleet)
+    registered = _registered(repo, path)
+    if registered is not None and (not path.is_dir() or not (registered / SCRATCH_MARKER).exists()):
+        # a crash inside or right after `git worktree add`, or the directory deleted by hand:
+        # the tree is scratch (nothing of anyone's lives there), so it is made again
+        run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env())
+        run_git(repo.root, "worktree", "prune", env=clean_env())
+        registered = None
+    if registered is None:
+        if path.exists():
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            else:
+                raise FleetError(f"{path} exists and is not fleet's delivery scratch tree",
+                                 hint="move it away: fleet integrates branches there")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=clean_env())
+        if done.returncode != 0:
+            raise FleetError(f"cannot create the delivery scratch tree {path}: {done.stderr.strip()}")
+        admin = _registered(repo, path)
+        assert admin is not None
+        write_text_atomic(admin / SCRATCH_MARKER, json.dumps({"fleet": fleet, "created": now_iso()}) + "\n")
+    return path
+
+
+def remove_scratch(repo: GitRepo, root: Path, fleet: str) -> bool:
+    """Remove the fleet's scratch tree (`fleet delete` of the whole fleet): it holds nothing of
+    anyone's, only the last integration. Only a tree whose marker names this fleet is removed."""
+    path = scratch_path(root, fleet)
+    admin = _registered(repo, path)
+    if admin is None:
+        return False
+    try:
+        owner = json.loads((admin / SCRATCH_MARKER).read_text()).get("fleet")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if owner != fleet:
+        return False
+    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env()).returncode == 0
+
+
+def _registered(repo: GitRepo, path: Path) -> Path | None:
+    """The admin dir of the linked worktree at `path`, if git has one."""
+    base = repo.common_dir / "worktrees"
+    if not base.is_dir():
+        return None
+    want = os.path.realpath(path)
+    for admin in base.iterdir():
+        try:
+            gitdir = (admin / "gitdir").read_text().strip()
+        except OSError:
+            continue
+        if os.path.realpath(os.path.dirname(gitdir)) == want:
+            return admin
+    return None
+
+
+def _git(tree: Path, *args: str) -> tuple[int, str, str]:
+    proc = run_git(tree, *args, env=_env(tree))
+    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
+
+
+def _env(tree: Path) -> dict[str, str]:
+    """git's environment in the scratch tree; fleet's own identity only where none is configured."""
+    env = clean_env(LC_ALL="C")
+    if run_git(tree, "config", "user.email", env=env).returncode != 0:
+        env.update(_IDENTITY)
+    return env
+
+
+def reset_to(tree: Path, commit: str) -> None:
+    """A clean checkout of `commit` (whatever a crashed integration left there)."""
+    gitdir = Path(_git(tree, "rev-parse", "--absolute-git-dir")[1])
+    if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+        _git(tree, "rebase", "--abort")
+    if (gitdir / "MERGE_HEAD").exists():
+        _git(tree, "merge", "--abort")
+    for args in (("reset", "-q", "--hard"), ("checkout", "-q", "--detach", "--force", commit),
+                 ("clean", "-q", "-ffdx")):
+        code, _, err = _git(tree, *args)
+        if code != 0:
+            raise FleetError(f"cannot reset the delivery scratch tree {tree} to {commit[:12]}: {err}")
+
+
+def integrate(tree: Path, *, onto: str, sha: str, strategy: str, message: str) -> Integrated:
+    """Integrate commit `sha` onto the current HEAD (which is `onto`) with `strategy`. A conflict
+    is aborted, leaving HEAD at `onto`; the agent's branch is never touched (only its commit is read)."""
+    if strategy == "merge":
+        code, out, err = _git(tree, "merge", "--no-ff", "--no-edit", "-m", message, sha)
+    elif strategy == "squash":
+        code, out, err = _git(tree, "merge", "--squash", sha)
+        if code == 0:
+            if _git(tree, "diff", "--cached", "--quiet")[0] == 0:
+                return Integrated(onto, empty=True)
+            code, out, err = _git(tree, "commit", "-q", "-m", message)
+    else:  # rebase: the branch's own commits replayed onto `onto`, on a detached HEAD at `sha`
+        _git(tree, "checkout", "-q", "--detach", sha)
+        code, out, err = _git(tree, "rebase", "--quiet", onto)
+    if code != 0:
+        conflicts = _git(tree, "diff", "--name-only", "--diff-filter=U")[1].splitlines()
+        reset_to(tree, onto)
+        if conflicts:
+            return Integrated(None, conflicts=sorted(set(conflicts)))
+        return Integrated(None, error=(err or out)[-2000:])
+    head = _git(tree, "rev-parse", "HEAD")[1]
+    same = _git(tree, "rev-parse", f"{head}^{{tree}}")[1] == _git(tree, "rev-parse", f"{onto}^{{tree}}")[1]
+    return Integrated(head, empty=same)
+
+
+def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str) -> str | None:
+    """`git update-ref refs/heads/<into> NEW OLD`; None when done, else why git refused (the
+    target moved since OLD was read: nothing changed, the next pass integrates onto the new tip)."""
+    failpoint("deliver:before-update-ref")
+    proc = run_git(repo.root, "update-ref", "-m", why, f"refs/heads/{into}", new, old or "", env=clean_env())
+    if proc.returncode != 0:
+        return proc.stderr.strip() or f"update-ref exited {proc.returncode}"
+    failpoint("deliver:after-update-ref")
+    return None
+
+
+def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
+    """`refs/fleet/delivered/<fleet>/<agent>` -> the agent tip a squash or rebase delivered: its
+    commits are not in the target as themselves, so this ref is what makes them safe to prune."""
+    proc = run_git(repo.root, "update-ref", ref, sha, env=clean_env())
+    if proc.returncode != 0:
+        raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
+
+
+def push(repo: GitRepo, remote: str, into: str) -> tuple[bool, str]:
+    """Push the target (never forced): (pushed, git's words). A rejected push changes nothing."""
+    if shutil.which("git") is None:  # pragma: no cover - git is what fleet runs on
+        return False, "git not found"
+    proc = run_git(repo.root, "push", "--porcelain", remote, f"refs/heads/{into}:refs/heads/{into}",
+                   env=clean_env(LC_ALL="C"))
+    text = (proc.stdout + proc.stderr).strip()
+    return proc.returncode == 0, text[-2000:]
+
+
+def head(tree: Path) -> str:
+    return _git(tree, "rev-parse", "HEAD")[1]
+
+
+def tip(repo: GitRepo, ref: str) -> str | None:
+    proc = run_git(repo.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=clean_env())
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def contains(repo: GitRepo, tip_: str, commit: str) -> bool:
+    return run_git(repo.root, "merge-base", "--is-ancestor", commit, tip_, env=clean_env()).returncode == 0

@@ -1,0 +1,153 @@
+"""Bringing an archive back (`fleet restore`), and dropping archives that hold nothing any more
+(`fleet archives prune`, and the expiry of retention archives).
+
+An archive (act/archive.py) names what it holds in its `Fleet-*:` lines: the branch and
+its tip, the tree's HEAD and path, the index commit, protect. Restoring makes the branch
+again at its tip with its ownership marks (`branch.<b>.fleetOwner`, `fleetProtect`), so a
+re-declared agent adopts it, and, when a tree was archived, a worktree with the ownership
+marker whose files and index are as they were.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import git
+
+from ..errors import FleetError
+from ..observe.gitrepo import MARKER, GitRepo
+from ..store.records import now_iso
+from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
+from .worktrees import hide_root
+
+
+@dataclass(frozen=True)
+class Restored:
+    branch: str
+    worktree: Path | None
+    lines: list[str]
+
+
+def find_archive(repo: GitRepo, fleet: str, agent: str, which: str | None) -> Archive:
+    """The archive of `agent` named `which` (its time stamp, or its full ref), else the newest."""
+    mine = [a for a in list_archives(repo, fleet) if a.agent == agent]
+    if which:
+        mine = [a for a in mine if which in (a.ref, a.ref.rsplit("/", 1)[1])]
+    if not mine:
+        known = sorted({a.agent for a in list_archives(repo, fleet)})
+        raise FleetError(f"no archive {which + ' ' if which else ''}of agent {agent!r} in fleet {fleet}",
+                         hint=f"`fleet archives FILE` lists them (agents with archives: {', '.join(known) or 'none'})")
+    return mine[-1]  # refs sort by their time stamp
+
+
+def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktree: Path | None) -> Restored:
+    """Make `branch` again at the archived tip, marked as `fleet`'s, and, when the archive holds a
+    tree and `worktree` is given, that tree at `worktree` (files and index as they were).
+    Refuses (nothing changed) when the branch or the path is already taken."""
+    facts = archive_facts(repo, archive.commit)
+    tip = (facts.get("Branch") or [""])[0].rpartition(" ")[2] or None
+    head = next(iter(facts.get("Head") or []), None)
+    start = tip or head
+    if start is None:
+        raise FleetError(f"archive {archive.ref} names no branch tip or HEAD to restore",
+                         hint=f"look inside: git log --graph {archive.ref}")
+    if repo.branch_exists(branch):
+        raise FleetError(f"branch {branch} exists; fleet restore will not overwrite it",
+                         hint=f"delete or rename it first (git branch -m {branch} {branch}-old), or pass another "
+                              "archive")
+    has_tree = bool(facts.get("Worktree")) and worktree is not None
+    if has_tree and worktree is not None and worktree.exists() and any(worktree.iterdir()):
+        raise FleetError(f"{worktree} exists and is not empty; move it away first")
+    lines = []
+    try:
+        repo.git.config(f"branch.{branch}.fleetOwner", fleet)  # before the branch exists, as create_worktree does
+        if facts.get("Protect") == ["true"]:
+            repo.git.config(f"branch.{branch}.fleetProtect", "true")
+        repo.git.branch(branch, start)
+        lines.append(f"branch {branch} at {start[:12]} (owned by fleet {fleet})")
+        if has_tree and worktree is not None:
+            worktree.parent.mkdir(parents=True, exist_ok=True)
+            repo.git.worktree("add", str(worktree), branch)
+            hide_root(repo, worktree.parent)
+            tree_git = git.Git(str(worktree))
+            if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
+                tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".")
+            index = next(iter(facts.get("Index") or []), None)
+            tree_git.read_tree(index if index else start)
+            _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
+                  protect=facts.get("Protect") == ["true"])
+            lines.append(f"worktree {worktree} with its files and index as archived")
+    except git.GitCommandError as exc:
+        raise FleetError(f"cannot restore {archive.ref}: {exc.stderr.strip()}") from None
+    if head and tip and head != tip:
+        lines.append(f"its HEAD was detached at {head[:12]}: git -C <tree> checkout {head[:12]}")
+    return Restored(branch=branch, worktree=worktree if has_tree else None, lines=lines)
+
+
+def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:
+    text = (path / ".git").read_text().strip()
+    admin = Path(text.removeprefix("gitdir:").strip()).resolve()
+    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
+              "created": now_iso(), "protect": protect}
+    (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def archive_time(archive: Archive) -> datetime | None:
+    try:
+        return datetime.strptime(archive.ref.rsplit("/", 1)[1], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def holds_nothing(repo: GitRepo, archive: Archive, base: str) -> str | None:
+    """Why dropping `archive` loses nothing (every commit it holds is in `base`, and no file
+    differs from its HEAD's), or None when it holds work."""
+    if not repo.ref_exists(base):
+        return None
+    facts = archive_facts(repo, archive.commit)
+    index = set(facts.get("Index") or [])
+    parents = repo.git.rev_list("--parents", "-n", "1", archive.commit).split()[1:]
+    if not parents:
+        return None
+    tree = repo.git.rev_parse(f"{archive.commit}^{{tree}}")
+    if tree != repo.git.rev_parse(f"{parents[0]}^{{tree}}"):
+        return None  # files that were never committed
+    for p in parents:
+        if p in index:
+            if repo.git.rev_parse(f"{p}^{{tree}}") != tree:
+                return None  # a staged version of its own
+            continue
+        try:
+            repo.git.merge_base("--is-ancestor", p, base)
+        except git.GitCommandError:
+            return None
+    return f"every commit is in {base}"
+
+
+def prunable(repo: GitRepo, fleet: str, *, base: str, older_than: float | None, retention: float,
+             now: datetime) -> list[tuple[Archive, str]]:
+    """(archive, why it may go) of each archive of `fleet` that is older than `older_than` seconds
+    (None: only expired retention archives are looked at) and holds nothing `base` lacks, or is a
+    retention archive (nothing was at stake when it was made) older than `retention`."""
+    out = []
+    for archive in list_archives(repo, fleet):
+        made = archive_time(archive)
+        if made is None:
+            continue
+        age = (now - made).total_seconds()
+        if archive.subject.startswith("fleet retention archive") and age >= retention:
+            out.append((archive, "retention expired (nothing was at stake)"))
+        elif older_than is not None and age >= older_than and (why := holds_nothing(repo, archive, base)):
+            out.append((archive, why))
+    return out
+
+
+def drop(repo: GitRepo, archive: Archive) -> None:
+    """Delete the archive ref, only if it still names the commit that was judged."""
+    repo.git.update_ref("-d", archive.ref, archive.commit)
+
+
+__all__ = ["RETENTION", "WORK", "Restored", "archive_time", "drop", "find_archive", "holds_nothing", "prunable",
+           "restore"]

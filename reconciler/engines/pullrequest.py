@@ -1,0 +1,74 @@
+"""The delivery pull request (docs/delivery.md "Pull requests"): opened or updated through the
+real `gh` CLI, with the review packets of the delivered agents as its body.
+
+Only `gh api` (GitHub's REST API) is used: it needs no git remote that points at the host,
+works against GitHub Enterprise hosts (GH_HOST, GH_ENTERPRISE_TOKEN) and takes the body
+as a field, so a scripted API on 127.0.0.1 can stand in for GitHub in tests. One open pull
+request per (head, base): listed first, then PATCHed, else POSTed.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FleetError
+from ..observe.review import review_packet
+from ..plan.review import pull_request_body
+from ..store.records import now_iso
+
+if TYPE_CHECKING:
+    from ..spec.loader import LoadedFleet
+    from ..spec.models import PullRequest
+    from ..store.records import StateStore
+
+_TIMEOUT = 120.0
+
+
+def _gh(*args: str, fields: dict[str, str] | None = None, typed: dict[str, str] | None = None) -> Any:
+    gh = shutil.which("gh")
+    if gh is None:
+        raise FleetError("delivery.pullRequest needs the GitHub CLI `gh`, which is not on PATH",
+                         hint="install it (Debian: apt-get install gh) and log in (`gh auth login`, or GH_TOKEN)")
+    argv = [gh, "api", *args]
+    for key, value in (fields or {}).items():
+        argv += ["-f", f"{key}={value}"]
+    for key, value in (typed or {}).items():  # -F: true/false/numbers as JSON values
+        argv += ["-F", f"{key}={value}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"gh api {args[0] if args else ''} timed out after {_TIMEOUT:g}s") from None
+    if proc.returncode != 0:
+        raise FleetError(f"gh api {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-500:]}",
+                         hint="check `gh auth status` (GH_HOST, GH_TOKEN / GH_ENTERPRISE_TOKEN) and "
+                              "delivery.pullRequest.repo")
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def open_or_update(loaded: LoadedFleet, store: StateStore, pr: PullRequest, into: str) -> str:
+    from ..observe.gitrepo import GitRepo
+    from .queue import load_state, save_state
+
+    repo = GitRepo(loaded.repo)
+    delivered = [r.agent for r in store.all().values() if r.delivery.get("state") == "Delivered"]
+    packets = [p for name in sorted(delivered)
+               if (p := review_packet(loaded, repo, store, name, against=pr.base)) is not None]
+    body = pull_request_body(loaded.name, into, packets)
+    owner = pr.repo.split("/", 1)[0]
+    found = _gh(f"repos/{pr.repo}/pulls?head={owner}:{into}&base={pr.base}&state=open", "--method", "GET")
+    if isinstance(found, list) and found:
+        number = found[0]["number"]
+        _gh(f"repos/{pr.repo}/pulls/{number}", "--method", "PATCH", fields={"title": pr.title, "body": body})
+        what = f"updated pull request #{number}"
+    else:
+        made = _gh(f"repos/{pr.repo}/pulls", "--method", "POST",
+                   fields={"title": pr.title, "head": into, "base": pr.base, "body": body},
+                   typed={"draft": "true" if pr.draft else "false"})
+        number = made["number"] if isinstance(made, dict) else None
+        what = f"opened pull request #{number}"
+    state = load_state(store.home, loaded.name)
+    state["pullRequest"] = {"number": number, "repo": pr.repo, "at": now_iso(), "agents": sorted(delivered)}
+    save_state(store.home, loaded.name, state)
+    return what

@@ -1,0 +1,313 @@
+"""Issue 14, the classes about which commits are safe and what a prune keeps: each test first
+builds the adversarial case on a real repo with real agents, then checks fleet's answer.
+
+1 base = an agent's branch; 2 a branch whose upstream is itself; 3 a worktree switched to a
+branch the fleet does not own; 5 commits only a reflog holds; 6 a submodule's local commit;
+12 a staged version that differs from the working copy. Also: every prune archives first
+(retention), `fleet restore`, `fleet archives prune`, ignored files and gc.protectIgnored.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import fleet, git
+from test_safety import WT, converge, two_agents, undeclare
+
+A = "fleet/t/w-a00"
+
+
+def _archives(repo: Path) -> list[dict[str, str]]:
+    return json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+
+
+def _blocked(repo: Path) -> list[dict]:  # type: ignore[type-arg]
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    return [a for a in diff["actions"] if a["kind"] == "blocked"]
+
+
+def _reachable(repo: Path, sha: str) -> bool:
+    refs = git(repo, "for-each-ref", "--format=%(refname)").split()
+    return any(git(repo, "rev-list", r).find(sha) >= 0 for r in refs)
+
+
+def _sha(repo: Path, rev: str) -> str:
+    return git(repo, "rev-parse", rev).strip()
+
+
+# -- class 1: base resolving to a branch the fleet owns -------------------------------------------
+
+def test_base_that_is_an_owned_branch_is_a_validation_error(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    work = _sha(repo, A)
+    path.write_text(path.read_text().replace("spec:\n", f"spec:\n  base: {A}\n"))
+    line = path.read_text().splitlines().index(f"  base: {A}") + 1
+    for command, code in ((["validate", "fleet.yaml"], 1), (["diff", "fleet.yaml"], 2),
+                          (["apply", "fleet.yaml", "--yes"], 1), (["delete", "fleet.yaml", "w-a00", "--yes"], 1)):
+        proc = fleet(*command, cwd=repo)
+        assert proc.returncode == code, (command, proc.stdout, proc.stderr)
+        assert f"fleet.yaml:{line}:" in proc.stderr and "which a fleet owns" in proc.stderr, proc.stderr
+        assert "an agent's branch is never a base" in proc.stderr
+    path.write_text(path.read_text().replace(f"  base: {A}\n", "  base: refs/heads/" + A + "\n"))
+    assert fleet("validate", "fleet.yaml", cwd=repo).returncode == 1  # however it is spelled
+    assert _sha(repo, A) == work and (repo / WT / "w-a00").is_dir()
+
+
+# -- class 2: upstream is the branch itself --------------------------------------------------------
+
+def test_upstream_of_dot_counts_as_not_pushed(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    wt = repo / WT / "w-a00"
+    git(wt, "push", "-q", "-u", ".", "HEAD")  # no remote: "." is this repository itself
+    assert git(wt, "rev-parse", "--abbrev-ref", "@{upstream}").strip()
+    git(repo, "remote", "add", "self", str(repo))  # a remote whose URL is this repository: no backup either
+    git(repo, "fetch", "-q", "self")
+    undeclare(path)
+    blocked = _blocked(repo)
+    assert [b["agent"] for b in blocked] == ["w-a00"]
+    assert any("w-a00 did its work" in c for c in blocked[0]["details"]["commits"])
+    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 3
+    assert git(repo, "branch", "--list", A).strip() and wt.is_dir()
+
+
+def test_a_remote_with_a_url_counts_as_pushed(repo: Path, tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    path = two_agents(repo)
+    converge(repo)
+    git(repo / WT / "w-a00", "push", "-q", "-u", "origin", "HEAD")
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (repo / WT / "w-a00").exists() and not git(repo, "branch", "--list", A).strip()
+
+
+# -- class 3: the tree has a branch the fleet does not own checked out ------------------------------
+
+def test_a_foreign_branch_checked_out_in_the_tree_is_never_deleted(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)  # the agent's own work is merged: its branch may go
+    git(repo, "branch", "user-topic", "main")
+    wt = repo / WT / "w-a00"
+    git(wt, "switch", "-q", "user-topic")
+    (wt / "topic.txt").write_text("the user's topic\n")
+    git(wt, "add", "topic.txt")
+    git(wt, "commit", "-qm", "user topic work")
+    topic = _sha(repo, "user-topic")
+    (wt / "scratch.txt").write_text("uncommitted\n")
+    undeclare(path)
+    blocked = _blocked(repo)  # dirty: the tree stays, and so does the branch
+    assert [b["agent"] for b in blocked] == ["w-a00"] and blocked[0]["details"]["files"] == ["scratch.txt"]
+    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 3
+    assert _sha(repo, "user-topic") == topic
+    (wt / "scratch.txt").unlink()
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kept branch user-topic" in proc.stdout
+    assert not wt.exists()
+    assert _sha(repo, "user-topic") == topic  # the user's branch, its commit and reflog stay
+    assert (repo / ".git" / "logs" / "refs" / "heads" / "user-topic").is_file()
+    assert not git(repo, "branch", "--list", A).strip()  # the agent's own branch went
+
+
+# -- class 5: commits only a reflog holds -----------------------------------------------------------
+
+def test_commits_only_a_reflog_holds_are_at_stake_and_archived(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    wt = repo / WT / "w-a00"
+    (wt / "idea.txt").write_text("a good idea\n")
+    git(wt, "add", "idea.txt")
+    git(wt, "commit", "-qm", "the idea only the reflog keeps")
+    lost = _sha(wt, "HEAD")
+    git(wt, "reset", "-q", "--hard", "HEAD~1")
+    git(repo, "merge", "-q", A)  # the branch itself is merged: only the reflog holds the idea
+    undeclare(path)
+    blocked = _blocked(repo)
+    assert [b["agent"] for b in blocked] == ["w-a00"]
+    assert any("the idea only the reflog keeps" in c for c in blocked[0]["details"]["commits"])
+    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 3 and wt.is_dir()
+    proc = fleet("apply", "fleet.yaml", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ref = _archives(repo)[-1]["ref"]
+    git(repo, "merge-base", "--is-ancestor", lost, ref)  # raises if the archive lacks it
+
+
+# -- class 6: a submodule with a local commit --------------------------------------------------------
+
+def test_a_submodules_local_commit_is_at_stake_and_archived(repo: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.txt").write_text("lib\n")
+    git(lib, "add", ".")
+    git(lib, "commit", "-qm", "lib init")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(repo, "commit", "-qm", "add lib")
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    wt = repo / WT / "w-a00"
+    git(wt, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    (wt / "lib" / "lib.txt").write_text("patched in the agent's tree\n")
+    git(wt / "lib", "commit", "-qam", "local lib patch")
+    patch = _sha(wt / "lib", "HEAD")
+    git(wt, "add", "lib")
+    git(wt, "commit", "-qm", "bump lib")
+    git(repo, "merge", "-q", A)  # the superproject's commits are merged; the lib commit is in no remote
+    undeclare(path)
+    blocked = _blocked(repo)
+    assert [b["agent"] for b in blocked] == ["w-a00"]
+    assert any("local lib patch" in c and "(submodule lib)" in c for c in blocked[0]["details"]["commits"])
+    proc = fleet("apply", "fleet.yaml", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not wt.exists()
+    ref = _archives(repo)[-1]["ref"]
+    # the commit is in the superproject's object store, reachable from the archive
+    assert git(repo, "cat-file", "-t", patch).strip() == "commit"
+    assert patch in git(repo, "rev-list", ref)
+
+
+def test_a_tree_with_a_clean_submodule_is_pruned(repo: Path, tmp_path: Path) -> None:
+    """git removes a tree with a checked-out submodule only with --force; nothing is at stake in
+    it (its commits are its remote's), so the prune goes through."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    git(lib, "commit", "-q", "--allow-empty", "-m", "lib init")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(repo, "commit", "-qm", "add lib")
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    wt = repo / WT / "w-a00"
+    git(wt, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not wt.exists() and not git(repo, "branch", "--list", A).strip()
+
+
+# -- class 12: the index as its own tree; restore -----------------------------------------------------
+
+def test_staged_version_is_archived_and_restore_brings_everything_back(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    wt = repo / WT / "w-a00"
+    (wt / "README.md").write_text("staged version\n")
+    git(wt, "add", "README.md")
+    (wt / "README.md").write_text("working copy version\n")
+    (wt / "notes.txt").write_text("untracked notes\n")
+    work = _sha(repo, A)
+    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fleet restore fleet.yaml w-a00 " in proc.stdout  # issue 15 item 9: the hint is one command
+    assert not wt.exists() and not git(repo, "branch", "--list", A).strip()
+    ref = _archives(repo)[-1]["ref"]
+    assert git(repo, "show", f"{ref}:README.md") == "working copy version\n"
+    index = [ln.split(": ")[1] for ln in git(repo, "log", "-1", "--format=%B", ref).splitlines()
+             if ln.startswith("Fleet-Index: ")]
+    assert git(repo, "show", f"{index[0]}:README.md") == "staged version\n"
+    proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _sha(repo, A) == work
+    assert git(repo, "config", f"branch.{A}.fleetOwner").strip() == "t"
+    assert (wt / "README.md").read_text() == "working copy version\n"
+    assert (wt / "notes.txt").read_text() == "untracked notes\n"
+    assert git(wt, "show", ":README.md") == "staged version\n"  # the index as it was
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    mine = [a for a in diff["actions"] if a["agent"] == "w-a00"]
+    assert [a["kind"] for a in mine] == ["spawn"] and "worktree exists" in mine[0]["reason"]
+    assert fleet("restore", "fleet.yaml", "w-a00", cwd=repo).returncode == 1  # never over what is there
+    del path
+
+
+# -- archive-first: retention, and `fleet archives prune` ---------------------------------------------
+
+def test_every_prune_keeps_a_retention_archive_that_expires(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    work = _sha(repo, A)
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0 and "kept refs/fleet/archive/t/w-a00/" in proc.stdout, proc.stdout + proc.stderr
+    [kept] = _archives(repo)
+    assert kept["subject"].startswith("fleet retention archive") and work in git(repo, "rev-list", kept["ref"])
+    later = {"FLEET_CLOCK_OFFSET": str(13 * 86400)}
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=later, check=True)
+    assert len(_archives(repo)) == 1  # within gc.archiveRetention (14d)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, env={"FLEET_CLOCK_OFFSET": str(15 * 86400)}, check=True)
+    assert _archives(repo) == []
+
+
+def test_archives_prune_drops_only_archives_base_contains(repo: Path) -> None:
+    path = two_agents(repo)
+    converge(repo)
+    (repo / WT / "w-a01" / "wip.txt").write_text("work in progress\n")
+    fleet("delete", "fleet.yaml", "--yes", "--archive", cwd=repo, check=True)
+    refs = {a["agent"]: a["ref"] for a in _archives(repo)}
+    assert set(refs) == {"w-a00", "w-a01"}
+    month = {"FLEET_CLOCK_OFFSET": str(30 * 86400)}
+    proc = fleet("archives", "prune", "fleet.yaml", "--older-than", "7d", cwd=repo, env=month, check=True)
+    assert "0 archive(s) dropped, 2 kept" in proc.stdout  # both hold commits main lacks
+    git(repo, "merge", "-q", f"{refs['w-a00']}^1")  # w-a00's work lands in main
+    proc = fleet("archives", "prune", "fleet.yaml", "--older-than", "7d", cwd=repo, env=month, check=True)
+    assert f"dropped {refs['w-a00']}" in proc.stdout and "1 kept" in proc.stdout
+    git(repo, "merge", "-q", f"{refs['w-a01']}^1")  # its commit, but not its uncommitted file
+    proc = fleet("archives", "prune", "fleet.yaml", "--older-than", "7d", cwd=repo, env=month, check=True)
+    assert [a["ref"] for a in _archives(repo)] == [refs["w-a01"]]
+    assert fleet("archives", "prune", "fleet.yaml", "--older-than", "40d", cwd=repo, env=month,
+                 check=True).stdout.startswith("0 archive(s)")
+    del path
+
+
+# -- ignored files -------------------------------------------------------------------------------------
+
+def test_ignored_files_are_listed_and_protected_ones_block(repo: Path) -> None:
+    (repo / ".gitignore").write_text("build/\n.env\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore build output")
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    wt = repo / WT / "w-a00"
+    (wt / "build").mkdir()
+    (wt / "build" / "out.o").write_bytes(b"x" * 1000)
+    (wt / ".env").write_text("TOKEN=secret\n")
+    undeclare(path)
+    blocked = _blocked(repo)
+    assert [b["agent"] for b in blocked] == ["w-a00"]
+    assert blocked[0]["details"]["protectedIgnored"] == [".env"]
+    assert "protected ignored" in blocked[0]["reason"] and "--archive" not in blocked[0]["reason"]
+    assert fleet("apply", "fleet.yaml", "--yes", "--archive", cwd=repo).returncode == 3 and wt.is_dir()
+    (wt / ".env").unlink()
+    diff = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    [prune] = [a for a in diff["actions"] if a["agent"] == "w-a00"]
+    assert prune["kind"] == "prune"
+    assert prune["details"]["ignored"] == {"count": 1, "bytes": 1000, "some": ["build/out.o"]}
+    shown = fleet("diff", "fleet.yaml", cwd=repo).stdout
+    assert "ignored: 1 file(s), 1000 bytes, deleted unarchived: build/out.o" in shown
+
+
+@pytest.mark.parametrize("globs", ["[]", "['*.key']"])
+def test_protect_ignored_is_the_fleets_choice(repo: Path, globs: str) -> None:
+    (repo / ".gitignore").write_text(".env\nsecret.key\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore")
+    path = two_agents(repo)
+    path.write_text(path.read_text().replace("spec:\n", f"spec:\n  gc: {{protectIgnored: {globs}}}\n"))
+    converge(repo)
+    git(repo, "merge", "-q", A)
+    wt = repo / WT / "w-a00"
+    (wt / ".env").write_text("A=1\n")
+    (wt / "secret.key").write_text("k\n")
+    undeclare(path)
+    blocked = _blocked(repo)
+    expected = [] if globs == "[]" else [["secret.key"]]
+    assert [b["details"]["protectedIgnored"] for b in blocked] == expected
