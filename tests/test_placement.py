@@ -33,6 +33,22 @@ def test_a_node_workdir_must_not_be_relative(repo: Path) -> None:
     assert proc.returncode == 1 and "'nodes' is relative; it is a directory on each node" in proc.stderr
 
 
+def test_a_secrets_dir_must_not_be_relative(repo: Path) -> None:
+    write_fleet(repo, (RAY_FLEET % ", secretsDir: secrets").replace("spec:\n", "spec:\n      remote: origin\n"))
+    proc = fleet("validate", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 1 and "'secrets' is relative; it is a directory on each node" in proc.stderr
+
+
+def test_a_saved_plan_of_a_ray_fleet_is_refused_before_anything_is_read(repo: Path) -> None:
+    write_fleet(repo, (RAY_FLEET % "").replace("spec:\n", "spec:\n      remote: origin\n"))
+    for args in (["--out", "plan.json"], ["-o", "plan"], ["--connect", "--out", "plan.json"]):
+        proc = fleet("diff", "fleet.yaml", *args, cwd=repo)
+        assert proc.returncode == 2, proc.stdout + proc.stderr  # errors.EXIT_DIFF_ERROR
+        assert "saved plans are not supported with placement.engine ray" in proc.stderr
+        assert "cannot connect" not in proc.stderr  # refused up front: the cluster at 127.0.0.1:1 was never tried
+        assert not (repo / "plan.json").exists()
+
+
 def test_a_ray_fleet_without_ray_says_how_to_install_it(repo: Path, tmp_path: Path) -> None:
     fake = tmp_path / "no-ray" / "ray"
     fake.mkdir(parents=True)

@@ -55,6 +55,16 @@ AGENT = textwrap.dedent('''\
         commit("notes.txt", "notes\\n", f"{agent} did its work")
         with open("draft.txt", "w") as f:
             f.write("half-written\\n")
+    elif mode == "lock":  # take lock `build` again and again; each hold recorded (start end) outside the clone
+        hold = ("import sys, time; t = time.time(); time.sleep(0.4); "
+                "open(sys.argv[1], 'a').write(f'{t} {time.time()}\\\\n')")
+        for _ in range(int(sys.argv[3])):
+            subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lock", "build", "--", sys.executable, "-c",
+                            hold, os.path.join(sys.argv[2], agent)], check=True)
+    elif mode == "env":  # what the session was given, outside the clone
+        with open(sys.argv[2], "w") as f:
+            f.write(os.environ.get("TOKEN", "<unset>"))
+        time.sleep(float(sys.argv[3]))
     print('{"total_cost_usd": 0.5}', flush=True)
 ''')
 
@@ -133,11 +143,11 @@ KILL = textwrap.dedent('''\
 
 
 def actors(cluster: object, namespace: str, *, kill: bool = False) -> list[str]:
-    """The named actors in `namespace` (and kill them), from a driver of its own, not this process."""
+    """The session actors in `namespace` (and kill every named actor there), from a driver of its own."""
     proc = subprocess.run([sys.executable, "-c", KILL, cluster.address, namespace, *(["kill"] if kill else [])],
                           check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+    return [name for name in proc.stdout.split() if "::" not in name]  # sessions, not fleet's own (lease.py)
 
 
 @pytest.fixture
@@ -165,6 +175,8 @@ def control_loop(repo: Path, file: str = "fleet.yaml") -> Iterator[subprocess.Po
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(timeout=30)
+    said = (repo.parent / "loop.log").read_text()
+    assert "SIGTERM: stopping" in said and "SIGTERM received" not in said, said[-3000:]  # no Ray stack trace
 
 
 def rows_when(repo: Path, ready, *, file: str = "fleet.yaml", timeout: float = 60):  # type: ignore[no-untyped-def]
@@ -257,6 +269,8 @@ def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: objec
     [archive] = [ref for ref in refs if ref.startswith("refs/fleet/archive/keep/w-a00/")]
     bare = repo.parent / "remote.git"
     assert git(bare, "show", f"{archive}:draft.txt") == "half-written\n"
+    listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    assert [(a["agent"], a["ref"]) for a in listed] == [("w-a00", archive)]  # kept on the remote, listed here
     assert "w-a00 did its work" in git(bare, "log", "--format=%s", archive)
     assert not clone.exists() and actors(cluster, "fleet-keep") == []
 
@@ -304,6 +318,235 @@ def test_the_ray_demo_fleet_runs_on_the_cluster(repo: Path, cluster: object, nam
     for item in ("parser", "storage", "api", "cli", "docs", "tests"):
         assert "notes on the task" in git(remote, "log", "--format=%s", "-1", f"fleet/ray-demo/notes-{item}")
     assert actors(cluster, "fleet-ray-demo") == []  # every ended session released its slot
+
+
+def test_one_controller_per_fleet_and_a_new_checkout_adopts_its_sessions(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    import shutil
+
+    namespaces.append("fleet-ctl")
+    ray_fleet(repo, cluster, name="ctl", agent_args=["sleep", "300"], count=2)
+    git(repo, "add", "fleet.yaml")
+    git(repo, "commit", "-qm", "the fleet")
+    git(repo, "push", "-q", str(repo.parent / "remote.git"), "main")
+    other = repo.parent / "other"  # a second checkout (CI, a laptop) of the same repo
+    git(repo.parent, "clone", "-q", str(repo.parent / "remote.git"), str(other))
+
+    def running(checkout: Path) -> dict | None:
+        rows = status(checkout)
+        return rows if len([r for r in rows.values() if r["phase"] == "Running" and r["pid"]]) == 2 else None
+
+    with control_loop(repo) as loop:
+        before = wait_until(lambda: running(repo), timeout=90, interval=0.5)
+        proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "2", cwd=other)
+        assert proc.returncode != 0, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "another controller holds fleet namespace fleet-ctl" in out and f"pid {loop.pid} " in out, out
+        assert "fleet reconcile" in out
+        # the refused controller changed nothing: same sessions, same records, in both checkouts' view
+        assert sorted(actors(cluster, "fleet-ctl")) == ["w-a00", "w-a01"]
+        after = running(repo)
+        assert after is not None and {n: r["pid"] for n, r in after.items()} == {n: r["pid"] for n, r in before.items()}
+        seen = running(other)
+        assert seen is not None and {n: r["pid"] for n, r in seen.items()} == {n: r["pid"] for n, r in before.items()}
+    attempts = {n: r["attempts"] for n, r in before.items()}
+
+    # the controller's checkout is lost: a fresh clone takes over every running session
+    shutil.rmtree(repo)
+    git(repo.parent, "clone", "-q", str(repo.parent / "remote.git"), str(repo))
+    proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "60", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "spawn" not in proc.stdout, proc.stdout
+    rows = running(repo)
+    assert rows is not None, status(repo)
+    assert {n: (r["pid"], r["attempts"]) for n, r in rows.items()} == \
+        {n: (r["pid"], attempts[n]) for n, r in before.items()}
+    proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert actors(cluster, "fleet-ctl") == []
+
+
+def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    """Its raylet killed, its workers left running: Ray declares the node dead while its session
+    goes on committing and pushing. Nothing of either attempt is lost, nothing lands twice."""
+    namespaces.append("fleet-part")
+    steps = 12
+    ray_fleet(repo, cluster, name="part", agent_args=["steps", str(steps), "2"], count=1)
+    bare = repo.parent / "remote.git"
+    with control_loop(repo):
+        rows = wait_until(lambda: (r := status(repo)) and r["w-a00"]["phase"] == "Running"
+                          and (r["w-a00"]["ahead"] or 0) >= 2 and r, timeout=90, interval=0.3)
+        victim = rows["w-a00"]["node"]
+        [node] = [n for n in cluster.worker_nodes if n.node_id.startswith(victim.split("/")[1])]
+        old_clone = Path(rows["w-a00"]["worktree"].split(":", 1)[1])
+        node.kill_raylet()  # a partition: the cluster loses the node, the node's processes run on
+
+        def settled() -> dict | None:
+            rows = status(repo)
+            row = rows["w-a00"]
+            orphan = [c for c in row["conditions"] if c["type"] == "OrphanWork" and c["status"] == "True"]
+            old_done = "step 11" in git(old_clone, "log", "--format=%s", "-1")
+            return rows if row["phase"] == "Succeeded" and orphan and old_done else None
+
+        wait_until(settled, timeout=180, interval=1)
+
+        def all_pushed() -> bool:  # the old attempt's last push (its post-commit hook, then its pusher)
+            head = git(old_clone, "rev-parse", "HEAD").strip()
+            return any(sha == head for ref, sha in remote_refs(repo).items() if ref.startswith("refs/fleet/attempts/"))
+
+        wait_until(all_pushed, timeout=60, interval=0.5)
+        rows = status(repo)
+    cluster.remove_node(node, allow_graceful=False)
+    localcluster.add_worker(cluster)  # the later tests want two worker nodes
+
+    row = rows["w-a00"]
+    assert row["node"] != victim and row["attempts"] >= 2, row
+    subjects = [s for s in git(bare, "log", "--format=%s", "main..fleet/part/w-a00").split("\n") if s]
+    assert sorted(subjects) == sorted(f"w-a00 step {i}" for i in range(steps))  # each step once
+    [orphan] = [c for c in row["conditions"] if c["type"] == "OrphanWork" and c["status"] == "True"]
+    refs = [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/attempts/part/")]
+    [old_ref] = [ref for ref in refs if ref in orphan["message"]]
+    # every commit the fenced attempt made is on the remote: on the branch, or under the reported ref
+    made = git(old_clone, "rev-list", "main..HEAD").split()
+    assert made and git(bare, "rev-list", old_ref).split()[:1] == made[:1]
+    for sha in made:
+        git(bare, "cat-file", "-e", f"{sha}^{{commit}}")
+    on_branch = set(git(bare, "rev-list", "main..fleet/part/w-a00").split())
+    kept = set(git(bare, "rev-list", old_ref, "^fleet/part/w-a00").split())
+    assert set(made) <= on_branch | kept and kept, (made, on_branch, kept)
+    log = fleet("logs", "fleet.yaml", "w-a00", cwd=repo, check=True).stdout
+    assert "already done" in log  # the resumed attempt went on from the fence point
+    listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    [fenced] = [a for a in listed if a["ref"].startswith("refs/fleet/attempts/")]  # beside the release's archives
+    assert fenced["ref"] == old_ref and "fenced attempt" in fenced["subject"]
+
+
+ON_CLUSTER = textwrap.dedent('''\
+    import os, sys
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    ns, agent, what = sys.argv[2:5]
+    if what == "log":  # the copy of the agent's log on the fleet's control actor
+        kept = ray.get(ray.get_actor("fleet::controller", namespace=ns).get_log.remote(agent))
+        print(kept["data"].decode() if kept else "")
+    else:  # kill the agent's actor (and so its session), as a lost process would be
+        ray.kill(ray.get_actor(agent, namespace=ns))
+''')
+
+
+def on_cluster(cluster: object, namespace: str, agent: str, what: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", ON_CLUSTER, cluster.address, namespace, agent, what],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_a_lost_sessions_output_reaches_the_fleet_machine_without_a_pass_reading_its_node(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-lostlog")
+    ray_fleet(repo, cluster, name="lostlog", agent_args=["sleep", "300"], count=1)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # no pass after this one until the actor is gone
+    wait_until(lambda: "w-a00 sleeping on its node" in on_cluster(cluster, "fleet-lostlog", "w-a00", "log"),
+               timeout=90, interval=0.5)
+    copy = repo / ".git" / "fleet" / "logs" / "lostlog" / "w-a00.log"
+    assert not copy.exists() or "sleeping on its node" not in copy.read_text()
+    on_cluster(cluster, "fleet-lostlog", "w-a00", "kill")
+    wait_until(lambda: actors(cluster, "fleet-lostlog") == [], timeout=30, interval=0.5)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert "w-a00 sleeping on its node" in copy.read_text()
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+def _memory_holds(pid: int, needle: bytes) -> bool:
+    """Does the readable memory of process `pid` (one of this test's cluster) contain `needle`?"""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            if needle in chunk:
+                found = True
+                break
+    return found
+
+
+def _control_plane(cluster: object) -> list[int]:
+    """The GCS and every raylet of the cluster: where Ray keeps actors' creation arguments."""
+    session_dir = cluster.head_node.get_session_dir_path()
+    return [pid for pid in _processes_of(session_dir)
+            if psutil.Process(pid).name() in ("gcs_server", "raylet")]
+
+
+def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    namespaces.append("fleet-locks")
+    holds = repo.parent / "holds"
+    holds.mkdir()
+    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "5"], count=2,
+              extra="  locks: {build: {slots: 1}}")
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = rows_when(repo, lambda r: len([x for x in by_phase(r, "Running") if x["node"]]) == 2
+                     or len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    nodes = {r["node"] for r in rows.values()}
+    assert len(nodes) == 2, rows  # one agent on each worker node
+    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 5 if (holds / a).exists() else False
+                           for a in ("w-a00", "w-a01")), timeout=180, interval=0.5)
+    spans = sorted(tuple(map(float, line.split())) for a in ("w-a00", "w-a01")
+                   for line in (holds / a).read_text().splitlines())
+    assert len(spans) == 10
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end <= start, spans  # the next hold began after the previous one ended
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=60)
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    import uuid
+
+    namespaces.append("fleet-secret")
+    secret, plain = f"s3cr3t-{uuid.uuid4().hex}", f"plain-{uuid.uuid4().hex}"
+    secrets = repo.parent / "secrets"  # the operator's secret source on the nodes (a mounted Secret, say)
+    secrets.mkdir()
+    (secrets / "FLEET_TEST_TOKEN").write_text(secret + "\n")
+    seen = repo.parent / "seen-token"
+    ray_fleet(repo, cluster, name="secret", agent_args=["env", str(seen), "120"], count=1)
+    text = (repo / "fleet.yaml").read_text()
+    text = text.replace("pushInterval: 1s}", f'pushInterval: 1s, secretsDir: "{secrets}"}}')
+    env = f"      env: {{TOKEN: {{fromEnv: FLEET_TEST_TOKEN}}, PLAIN: {plain}}}\n"
+    text = text.replace("      restart: OnFailure\n", "      restart: OnFailure\n" + env)
+    (repo / "fleet.yaml").write_text(text)
+    # the driver's environment does not have the secret: only the node's source does
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wait_until(lambda: seen.exists() and seen.read_text(), timeout=60, interval=0.3)
+    assert seen.read_text() == secret  # resolved where the session runs
+
+    given = subprocess.run([sys.executable, "-c", GIVEN, cluster.address, "fleet-secret", "w-a00"], check=True,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert plain in given and '"TOKEN": "FLEET_TEST_TOKEN"' in given, given  # the reference, not the value
+    assert secret not in given
+    # where Ray keeps an actor's constructor arguments: the literal is there, the secret nowhere
+    pids = _control_plane(cluster)
+    assert any(_memory_holds(pid, plain.encode()) for pid in pids)
+    assert not [pid for pid in pids if _memory_holds(pid, secret.encode())]
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+GIVEN = textwrap.dedent('''\
+    import json, os, sys
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    print(json.dumps(ray.get(ray.get_actor(sys.argv[3], namespace=sys.argv[2]).given.remote())))
+''')
 
 
 def test_a_lost_node_resumes_its_sessions_elsewhere_without_losing_commits(

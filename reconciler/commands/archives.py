@@ -25,7 +25,13 @@ def run(*, file: str, output: str, console: Console, err: Console, older_than: s
     if older_than is not None:
         return prune(file=file, older_than=older_than, dry_run=dry_run, console=console, err=err)
     loaded = load_fleet(file)
-    found = list_archives(GitRepo(loaded.repo), loaded.name)
+    on_remote = loaded.fleet.spec.placement.engine == "ray"
+    if on_remote:  # kept on spec.remote, where the nodes pushed them (engines/ray/remote.py)
+        from ..engines.ray.remote import remote_archives, resolve_url
+
+        found = remote_archives(loaded)
+    else:
+        found = list_archives(GitRepo(loaded.repo), loaded.name)
     if output == "json":
         console.print(json.dumps([{**asdict(a), "agent": a.agent} for a in found], indent=2), markup=False,
                       soft_wrap=True)
@@ -40,6 +46,10 @@ def run(*, file: str, output: str, console: Console, err: Console, older_than: s
         kind = "retention" if a.subject.startswith("fleet retention archive") else "work"
         table.add_row(a.agent, a.date, kind, a.ref, a.commit[:12])
     console.print(table)
+    if on_remote:  # `fleet restore` reads the local repo's archives: fetch the ref from the remote first
+        console.print(f"on {resolve_url(loaded)}: git fetch {resolve_url(loaded)} '<ref>:<ref>', then git worktree "
+                      "add <dir> <ref> (the files) or git branch <name> <ref>^1 (the branch)", markup=False)
+        return EXIT_OK
     console.print(f"restore one: fleet restore {file} AGENT [TIME]    (the newest of AGENT without TIME)",
                   markup=False)
     return EXIT_OK

@@ -33,6 +33,12 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
     warn_programs(loaded, err)
     # a file's addresses (placement.address, spec.remote) are reached only when asked: it may be a pull request's
     engine = engine_for(loaded, connect=connect)
+    if (out_file is not None or output == "plan") and not engine.supports_saved_plans:
+        # refused before anything is observed: `fleet apply PLANFILE` would refuse the file anyway
+        raise FleetError(f"saved plans are not supported with placement.engine {engine.name}: a plan of a "
+                         f"{engine.name} fleet cannot pin the cluster's state it was made from",
+                         hint=f"review with `fleet diff {file}`, then run `fleet apply {file}` (it shows the plan "
+                              "it acts on and asks first)")
     observed, the_plan = preview(loaded, targets=targets, archive=archive, engine=engine)
     if out_file is not None or output == "plan":
         from ..plan import saved

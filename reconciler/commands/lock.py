@@ -7,7 +7,15 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import FleetError
-from ..locking.slots import ENV_LOCK_DIR, check_lock_name, git_common_dir, read_lock_table, repo_lock_dir, run_locked
+from ..locking.slots import (
+    ENV_LOCK_DIR,
+    Say,
+    check_lock_name,
+    git_common_dir,
+    read_lock_table,
+    repo_lock_dir,
+    run_locked,
+)
 
 
 def run(*, name: str, file: str | None, slots: int | None, timeout: float | None, command: list[str],
@@ -19,6 +27,8 @@ def run(*, name: str, file: str | None, slots: int | None, timeout: float | None
     def say(message: str) -> None:
         err.print(message, markup=False, highlight=False, soft_wrap=True)
 
+    if file is None and os.environ.get("FLEET_LOCK_RAY"):  # a session on a Ray node: the cluster's slots
+        return _on_cluster(name, slots, timeout, command, say)
     env_dir = os.environ.get(ENV_LOCK_DIR) or None
     declared: int | None
     source: str
@@ -57,3 +67,15 @@ def _from_fleet(file: str, name: str, env_dir: str | None) -> tuple[Path, int]:
 def _from_cwd() -> Path:
     """`<git common dir>/fleet/locks` of the repo around the current directory (any of its worktrees)."""
     return repo_lock_dir(git_common_dir(Path.cwd()))
+
+
+def _on_cluster(name: str, slots: int | None, timeout: float | None, command: list[str], say: Say) -> int:
+    """The lock shared by every node of the fleet's Ray cluster (engines/ray/locks.py)."""
+    from ..engines.ray import locks
+
+    declared = locks.declared().get(name)
+    if declared is not None and slots is not None and slots != declared:
+        say(f"fleet lock: ignoring --slots {slots}: lock {name} is declared with {declared} "
+            f"slot{'s' if declared != 1 else ''} in the fleet's spec.locks")
+    return locks.run_on_cluster(command, name=name, slots=declared or slots or 1, timeout=timeout, say=say,
+                                address=os.environ[locks.ENV_ADDRESS], namespace=os.environ[locks.ENV_NAMESPACE])

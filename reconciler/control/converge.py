@@ -137,7 +137,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
                          f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "
                                         "is finished by the next run)") from None
     ensure_excluded(engine.repo, loaded.worktrees_root)
-    with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait):
+    with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait), \
+            engine.controller(command=command, timeout=lock_timeout, on_wait=on_wait):
         observed = engine.observe(inspect_all=inspect_all, readonly=False)
         engine.store.sweep_temp()
         refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff,

@@ -16,6 +16,7 @@ ask which engine they hold. An engine:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +77,12 @@ class Engine(Protocol):
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
         """Read the world into plain data. `readonly` (diff, status) writes nothing of fleet's."""
+        ...
+
+    def controller(self, *, command: str, timeout: float | None,
+                   on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
+        """Held (inside the fleet lock) by every pass that acts: a lease where the sessions run, for
+        an engine whose sessions several checkouts could drive (ray: engines/ray/lease.py)."""
         ...
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from .. import telemetry
@@ -48,6 +49,10 @@ class LocalEngine:
         observed = observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
         observed.delivery = observe_delivery(self.loaded, self.repo, observed)
         return observed
+
+    def controller(self, *, command: str, timeout: float | None,
+                   on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
+        return nullcontext()  # the fleet lock (a file in this repo) is the only controller lock a local fleet needs
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         return plan

@@ -309,12 +309,12 @@ def run_locked(command: Sequence[str], *, lock_dir: Path, name: str, slots: int 
             return held
         try:
             held.record(command)
-            return _run_child(command, gate=gate, say=say, poll=poll)
+            return run_child(command, gate=gate, say=say, poll=poll)
         finally:
             held.release()
 
 
-def _run_child(command: Sequence[str], *, gate: SignalGate, say: Say, poll: float) -> int:
+def run_child(command: Sequence[str], *, gate: SignalGate, say: Say, poll: float) -> int:
     try:
         child = subprocess.Popen(list(command), preexec_fn=gate.child_setup if gate.blocking else None)
     except FileNotFoundError:

@@ -150,6 +150,10 @@ def _check_placement(fleet: Fleet) -> list[Issue]:
     if workdir is not None and not (os.path.isabs(workdir) or workdir.startswith("~")):
         issues.append((("spec", "placement", "workdir"), f"{workdir!r} is relative; it is a directory on each node",
                        "use an absolute path or one under ~, e.g. ~/.cache/fleet/ray"))
+    secrets = placement.secretsDir
+    if secrets is not None and not (os.path.isabs(secrets) or secrets.startswith("~")):
+        issues.append((("spec", "placement", "secretsDir"), f"{secrets!r} is relative; it is a directory on each node",
+                       "use an absolute path or one under ~, e.g. /var/run/secrets/fleet"))
     return issues
 
 

@@ -158,6 +158,9 @@ class Placement(Strict):
                                                   "or ~/...); default ~/.cache/fleet/ray.")
     pushInterval: Duration = Field("60s", description="How often a running session's branch is pushed (it is "
                                                       "also pushed after every commit and when the session ends).")
+    secretsDir: str | None = Field(None, description="Directory on each node holding one file per secret, named "
+                                                     "after the variable a `fromEnv` reads (a mounted Kubernetes "
+                                                     "Secret, say); default: the node's environment only.")
 
 
 class Push(Strict):

@@ -22,6 +22,7 @@ dicts, so a driver of another fleet version can still read them.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -50,9 +51,12 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "fleet", "GIT_AUTHOR_EMAIL": "fleet@localhost",
 _HOOK = """#!/bin/sh
 # Installed by fleet (placement.engine ray): every commit on the agent's branch goes to the
 # remote at once, so a lost node loses no commit. A failed push is retried by the session actor.
+# It goes to this attempt's own ref (remote.py "Fencing"); the controller moves the branch.
 [ "$(git symbolic-ref -q HEAD)" = "refs/heads/{branch}" ] || exit 0
-git push -q origin "refs/heads/{branch}:refs/heads/{branch}" >/dev/null 2>&1 || true
+git push -q origin "refs/heads/{branch}:{target}" >/dev/null 2>&1 || true
 """
+ATTEMPTS = "refs/fleet/attempts"  # as remote.py names them
+_TRACKED = "refs/remotes/origin/fleet-attempts"  # where the clone tracks its attempts' refs (pushed = there)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,14 @@ class Launch:
     args: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None
     locks: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # literals only: Ray keeps these in its control store
     resume_message: str | None = None  # set: continue the conversation with this message
+    # `{fromEnv: VAR}` by reference (KEY -> VAR): resolved on the node, in `resolve_secrets`, so
+    # no secret value is ever an actor argument (which the cluster's control store keeps)
+    env_from: dict[str, str] = field(default_factory=dict)
+    secrets_dir: str | None = None  # placement.secretsDir: one file per VAR on each node
+    generation: int = 0  # the attempt (remote.py "Fencing"); 0: an older driver, push to the branch itself
+    lock_slots: dict[str, int] = field(default_factory=dict)  # spec.locks: `fleet lock` across the cluster (locks.py)
 
 
 class SessionActor:
@@ -111,6 +121,8 @@ class SessionActor:
         self.finished_at: str | None = None
         self.push_error: str | None = None
         self.last_push: float | None = None
+        self._shipped = 0  # how much of the log the fleet's control actor has (lease.py)
+        self._ship_lock = threading.Lock()
         threading.Thread(target=self._pusher, name="fleet-pusher", daemon=True).start()
         if launch is not None:
             # the constructor's arguments are kept by the cluster, unlike a method call whose
@@ -141,6 +153,7 @@ class SessionActor:
                 "cannot_start": self.cannot_start,
                 "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
                 "push_error": self.push_error, "last_push": self.last_push, "log_size": _size(self.log),
+                "generation": launch.generation if launch else None,
             }
         data.update(self._git_facts())
         data["last_progress"] = max([t for t in (_mtime(self.log), _mtime(self.clone / ".git" / "index"),
@@ -148,6 +161,11 @@ class SessionActor:
                                                  _mtime(self.clone / ".git" / "logs" / "HEAD"),
                                                  _epoch(self.started_at)) if t is not None], default=None)
         return data
+
+    def given(self) -> dict[str, Any]:
+        """What the driver handed this actor (its config and current run), as the cluster keeps it."""
+        with self._lock:
+            return {"config": asdict(self.cfg), "launch": asdict(self.launch) if self.launch else None}
 
     def read_log(self, offset: int, limit: int = 4 << 20) -> tuple[bytes, int]:
         """Bytes of the session log from `offset` (at most `limit`), and the log's size."""
@@ -253,17 +271,29 @@ class SessionActor:
             return None
         with self._push_lock:
             ref = f"refs/heads/{self.cfg.branch}"
-            local, pushed = rev(self.clone, ref), rev(self.clone, f"refs/remotes/origin/{self.cfg.branch}")
+            target, tracked = self._target()
+            local, pushed = rev(self.clone, ref), rev(self.clone, tracked)
             if local is None or local == pushed:
                 self.push_error = None
                 return None
-            res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
+            if target == ref:  # a run of an older driver: the branch itself
+                res = _git(self.clone, "push", "-q", "origin", f"{ref}:{ref}")
+            else:  # this attempt's ref, only ever written by this attempt: compare-and-swap on what it pushed
+                res = _git(self.clone, "push", "-q", f"--force-with-lease={target}:{pushed or ''}", "origin",
+                           f"{ref}:{target}")
             self.push_error = None if res.returncode == 0 else last_line(res.stderr) or "git push failed"
             if res.returncode == 0:
                 self.last_push = time.time()
             return self.push_error
 
     # ---- inside the node ----------------------------------------------------------------
+
+    def _target(self) -> tuple[str, str]:
+        """(the ref this attempt pushes on the remote, where the clone tracks it)."""
+        gen = self.launch.generation if self.launch is not None else 0
+        if gen <= 0:
+            return f"refs/heads/{self.cfg.branch}", f"refs/remotes/origin/{self.cfg.branch}"
+        return f"{ATTEMPTS}/{self.cfg.fleet}/{self.cfg.branch}/{gen}", f"{_TRACKED}/{gen}"
 
     def _start(self, launch: Launch) -> None:
         with self._lock:
@@ -299,9 +329,18 @@ class SessionActor:
             if rev(self.clone, f"refs/remotes/origin/{branch}") is None:
                 raise RuntimeError(f"branch {branch} does not exist on the remote {self.cfg.remote}")
             _check(_git(self.clone, "checkout", "-q", "-B", branch, "--track", f"origin/{branch}"), "git checkout")
+        # this fleet's attempt refs of the branch are tracked (so a push to one updates its
+        # remote-tracking ref and counts as pushed: clone_facts reads --remotes=origin)
+        spec = f"+{ATTEMPTS}/{self.cfg.fleet}/{branch}/*:{_TRACKED}/*"
+        fetches = _git(self.clone, "config", "--get-all", "remote.origin.fetch").stdout.split()
+        if spec not in fetches:
+            _check(_git(self.clone, "config", "--add", "remote.origin.fetch", spec), "git config")
+        target, tracked = self._target()
+        if target.startswith(ATTEMPTS):  # created by the controller at the branch's tip: pushes lease on it
+            _check(_git(self.clone, "fetch", "-q", "origin", f"+{target}:{tracked}"), "git fetch")
         hook = self.clone / ".git" / "hooks" / "post-commit"
         hook.parent.mkdir(parents=True, exist_ok=True)
-        hook.write_text(_HOOK.format(branch=branch))
+        hook.write_text(_HOOK.format(branch=branch, target=self._target()[0]))
         hook.chmod(0o755)
 
     def _argv_env(self, launch: Launch) -> tuple[list[str], dict[str, str]]:
@@ -319,8 +358,15 @@ class SessionActor:
         env = clean_env()
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         env.update(launch.env)
+        env.update(resolve_secrets(launch.env_from, launch.secrets_dir))
         env.update(runtime.env(req))
-        env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # node-local (docs/scale-out.md)
+        env["FLEET_LOCK_DIR"] = str(self.home.parent / ".locks")  # an older fleet's node-local locks
+        # `fleet lock` in the session takes its slots from the cluster (locks.py), with the declared counts
+        import ray
+
+        context = ray.get_runtime_context()
+        env.update({"FLEET_LOCK_RAY": context.namespace, "FLEET_RAY_ADDRESS": context.gcs_address,
+                    "FLEET_LOCK_SLOTS": json.dumps(launch.lock_slots, sort_keys=True)})
         return argv, env
 
     def _spawn(self, launch: Launch, argv: list[str], env: dict[str, str]) -> None:
@@ -352,6 +398,7 @@ class SessionActor:
             self.finished_at = _now()
             self.state = "exited"
         self.push()
+        self.ship_log()  # the run's output reaches the fleet machine even if no pass reads it from here
 
     def _pusher(self) -> None:
         while True:
@@ -361,6 +408,23 @@ class SessionActor:
                     self.push()
                 except Exception:  # noqa: BLE001 - the next interval tries again
                     pass
+                self.ship_log()
+
+    def ship_log(self) -> None:
+        """Send what the log gained to the fleet's control actor (on the head), so it outlives this node."""
+        import ray
+
+        with self._ship_lock:
+            data, _size = self.read_log(self._shipped)
+            if not data:
+                return
+            try:
+                control = ray.get_actor("fleet::controller", namespace=ray.get_runtime_context().namespace)
+                reached: Any = ray.get(control.put_log.remote(self.cfg.agent, self.instance, self._shipped, data),
+                                       timeout=30)
+                self._shipped = int(reached)
+            except Exception:  # noqa: BLE001 - no control actor (an older driver) or unreachable: next time
+                return
 
     def _git_facts(self) -> dict[str, Any]:
         if not (self.clone / ".git").is_dir():
@@ -403,6 +467,26 @@ class SessionActor:
 
     def _refuse(self, why: str, facts: TreeFacts, log: bytes) -> dict[str, Any]:
         return {"ok": False, "refused": why, "archived": None, "stake": stake_status(facts), "log": log}
+
+
+def resolve_secrets(refs: dict[str, str], secrets_dir: str | None, environ: dict[str, str] | None = None
+                    ) -> dict[str, str]:
+    """`{KEY: VAR}` references resolved on this node: the file `<secrets_dir>/VAR` (a mounted
+    secret; one trailing newline dropped), else the node's environment variable VAR."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, str] = {}
+    for key, var in refs.items():
+        path = Path(os.path.expanduser(secrets_dir), var) if secrets_dir else None
+        if path is not None and path.is_file():
+            text = path.read_text()
+            out[key] = text[:-1] if text.endswith("\n") else text
+        elif var in environ:
+            out[key] = environ[var]
+        else:
+            where = f"no file {path} and " if path is not None else ""
+            raise RuntimeError(f"env {key} reads {var}: {where}{var} is not set in the node's environment "
+                               "(set it where Ray starts on the node, or put it in placement.secretsDir)")
+    return out
 
 
 def clone_facts(clone: Path, *, ignore_groups: frozenset[int] = frozenset()) -> TreeFacts:
@@ -483,8 +567,6 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _read_exit(path: Path) -> tuple[int | None, dict[str, Any] | None]:
     """The exit code the host recorded, and why its program did not start, if it did not."""
-    import json
-
     try:
         data = json.loads(path.read_text())
         cannot = data.get("cannot_start")

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...errors import FleetError
 from ...spec.loader import LoadedFleet
+from . import compat
 from .actor import Launch, SessionActor, SessionConfig
 
 PROBE_TIMEOUT = 2.0  # seconds all actors together get to answer `status` before counting as unplaced
@@ -41,6 +42,11 @@ def namespace(loaded: LoadedFleet) -> str:
 def connect(loaded: LoadedFleet) -> ModuleType:
     """`ray`, connected to the fleet's cluster (once per process; the control loop reuses it)."""
     address = loaded.fleet.spec.placement.address or os.environ.get("RAY_ADDRESS") or "auto"
+    return connect_to(address, namespace(loaded))
+
+
+def connect_to(address: str, ns: str) -> ModuleType:
+    """`ray`, connected to the cluster at `address` in namespace `ns` (once per process)."""
     if address == "auto":
         address = _started_here() or address
     loopback = _is_loopback(address)
@@ -48,6 +54,7 @@ def connect(loaded: LoadedFleet) -> ModuleType:
         # Ray replaces a loopback cluster address by this machine's outward IP (to hand it to
         # other nodes); a cluster bound to 127.0.0.1 is then unreachable. Keep it local.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    compat.before_import()  # no C++ stack trace for the loop's SIGTERM (compat.py)
     try:
         import ray
     except ImportError:
@@ -58,11 +65,11 @@ def connect(loaded: LoadedFleet) -> ModuleType:
         # ray.init would retry for minutes; an unreachable cluster is a plain error
         raise FleetError(f"cannot connect to the Ray cluster at {address}: nothing answers there",
                          hint="start it (docs/scale-out.md), or fix spec.placement.address")
-    kwargs: dict[str, Any] = {"address": address, "namespace": namespace(loaded), "logging_level": logging.ERROR,
+    kwargs: dict[str, Any] = {"address": address, "namespace": ns, "logging_level": logging.ERROR,
                               "log_to_driver": False}
     if loopback and not address.startswith("ray://"):
         kwargs["_node_ip_address"] = "127.0.0.1"
-    _cluster_messages_to_stderr(ray)
+    compat.cluster_messages_to_stderr()  # Ray prints the cluster's messages on stdout, which is fleet's
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -72,27 +79,11 @@ def connect(loaded: LoadedFleet) -> ModuleType:
     return ray
 
 
-def _cluster_messages_to_stderr(ray: ModuleType) -> None:
-    """A Ray driver prints the cluster's error messages ("node ... has been marked dead") on stdout,
-    which is fleet's output (`fleet status -o json`): send them to stderr, where an operator still
-    sees them. (Ray has no setting for this; if its internals move, they stay on stdout.)"""
-    worker = getattr(getattr(ray, "_private", None), "worker", None)
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "_fleet", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr._fleet = True  # type: ignore[attr-defined]
-    setattr(worker, "print_to_stdstream", to_stderr)  # noqa: B010 - worker is untyped (getattr above)
-
-
 def sessions(ray: ModuleType, ns: str) -> dict[str, Any]:
     """The fleet's named actors: agent name -> handle."""
     found: dict[str, Any] = {}
     for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") != ns:
+        if entry.get("namespace") != ns or "::" in entry["name"]:  # fleet's own actors (lease.py, locks.py)
             continue
         try:
             found[entry["name"]] = ray.get_actor(entry["name"], namespace=ns)

@@ -25,13 +25,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 from ... import telemetry
 from ...act.archive import archive_ref
 from ...act.gates import GateResult
-from ...act.sessions import agent_env, owner_env, resume_env, session_argv
+from ...act.sessions import owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
@@ -41,10 +42,11 @@ from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
 from ...spec.loader import LoadedFleet
 from ...spec.models import Gate
-from ...store.records import RUNNING, SessionRecord
+from ...store.records import RUNNING, SessionRecord, StateStore
 from ..base import GateRunner, Halted, Launched, WorkspaceLost
-from . import cluster
+from . import cluster, lease
 from .actor import Launch, SessionConfig
+from .lease import MirroredStore
 from .observe import OFFLINE_NOTE, RayObserved, Session, append_log, node_label, observe, observe_offline, read_json
 from .remote import Remote
 
@@ -56,7 +58,8 @@ class RayEngine:
     def __init__(self, loaded: LoadedFleet, *, connect: bool = True) -> None:
         self.loaded = loaded
         self.repo = GitRepo(loaded.repo)
-        self.store = state_store(self.repo, loaded.name)
+        self._mirrored = MirroredStore(state_store(self.repo, loaded.name))  # records on the cluster too (lease.py)
+        self.store: StateStore = self._mirrored
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
         # False (`fleet diff` without --connect): observe local state only, never the cluster or the remote
         self.connect = connect
@@ -71,8 +74,44 @@ class RayEngine:
         else:
             observed = observe(self.loaded, inspect_all=inspect_all, readonly=readonly, repo=self.repo,
                                store=self.store)
+            if not readonly:
+                self._record_orphans(observed)
         self._observed_remote = observed.remote
         return observed
+
+    def _record_orphans(self, observed: RayObserved) -> None:
+        """Condition OrphanWork on every agent whose fenced attempts pushed work the branch does not
+        have (remote.py "Fencing"): kept on the remote under the attempt's ref, never merged silently."""
+        remote = observed.remote
+        assert remote is not None
+        for name, agent in observed.agents.items():
+            rec = agent.record
+            if rec is None:
+                continue
+            branch = rec.branch or self.loaded.fleet.branch_prefix + name
+            found = remote.orphans(branch)
+            had = next((c for c in rec.conditions if c.type == "OrphanWork" and c.status == "True"), None)
+            if found:
+                parts = [f"{ref} ({len(commits)} commit(s): {', '.join(commits[:3])})" for ref, commits in found]
+                message = (f"a fenced attempt pushed work that is not on branch {branch}; kept on the remote "
+                           f"under {'; '.join(parts)}. Review with `git log {branch}..REF`, merge or cherry-pick "
+                           "what is wanted, then delete the ref")
+                if had is None or had.message != message:
+                    rec.set_condition("OrphanWork", "True", "AttemptFenced", message)
+                    self.store.save(rec)
+            elif had:
+                rec.clear_condition("OrphanWork", "Resolved")
+                self.store.save(rec)
+
+    def controller(self, *, command: str, timeout: float | None,
+                   on_wait: Callable[[str], None] | None) -> AbstractContextManager[object]:
+        """The fleet's lease on the cluster (lease.py), held by apply, delete and the loop (for as long
+        as it runs); a new checkout takes the cluster's records on acquiring it."""
+        ray = cluster.connect(self.loaded)
+        ledger = self.store.home / "ray" / self.loaded.name / "sessions.json"
+        return lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
+                             checkout=self.repo.common_dir, timeout=timeout, on_wait=on_wait,
+                             keep=command == "fleet reconcile")
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""
@@ -89,6 +128,11 @@ class RayEngine:
                                  details={"branch": branch, "remote": ray_obs.remote.url})
             actions.append(action)
         notes = self._notes(ray_obs) if self.connect else [OFFLINE_NOTE]
+        if self.connect:
+            notes += [f"branch {b} not moved to its newest attempt: {why}"
+                      for b, why in sorted(ray_obs.remote.merge_problems.items())]
+            notes += [f"{b}: work of a fenced attempt kept under {ref} ({len(commits)} commit(s) not on the branch)"
+                      for b in sorted(ray_obs.remote.owned) for ref, commits in ray_obs.remote.orphans(b)]
         return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(notes))
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
@@ -162,25 +206,29 @@ class RayEngine:
         """The run, checked here (a bad spec must not cost a running session); argv is built on the node."""
         session_id = resume[0] if resume else str(uuid.uuid4())
         session_argv(agent, session_id, resume)  # refuses what the runtime refuses, before anything stops
-        env = agent_env(agent)
+        env, env_from = split_env(agent)
         env.update(owner_env(agent, fleet=self.loaded.name, repo_id=self._remote().url, session_id=session_id))
         env.update(resume_env(resume))
         env.update(telemetry.session_env(self.loaded, agent))
         return Launch(run_id=uuid.uuid4().hex, runtime=agent.tier.runtime, prompt=agent.prompt,
                       session_id=session_id, spec_hash=agent.spec_hash, model=agent.tier.model,
                       args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
-                      resume_message=resume[1] if resume else None)
+                      resume_message=resume[1] if resume else None, env_from=env_from,
+                      secrets_dir=self.loaded.fleet.spec.placement.secretsDir,
+                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)
         ray_obs, ray = _ray(observed), self._ray(observed)
+        # fence the agent's previous attempt before this one can start anywhere (remote.py "Fencing")
+        prepared = replace(prepared, generation=self._remote(ray_obs).new_attempt(agent.branch))
         session = ray_obs.sessions.get(agent.name)
         known = ray_obs.ledger.setdefault(agent.name, {})
         if session is not None and session.state in ("exited", "idle"):
             # the agent's clone is still on its node (kept for gates, or a refused release): run there
             status = cluster.call(ray, session.handle.start, prepared)
             session.status = status
-            where = f"in its clone on node {node_label(status)}"
+            where = f"in its clone on node {node_label(status)}, attempt {prepared.generation}"
             known["run_id"] = prepared.run_id  # same actor, same log: the copy goes on where it was
         else:
             if session is not None:
@@ -188,7 +236,7 @@ class RayEngine:
             handle = cluster.create(ray, self.loaded, self._config(agent), prepared)
             ray_obs.sessions[agent.name] = Session(handle, None)
             free, total = ray_obs.slots
-            where = (f"new actor {ray_obs.namespace}/{agent.name} (1 {self._resource}; "
+            where = (f"new actor {ray_obs.namespace}/{agent.name}, attempt {prepared.generation} (1 {self._resource}; "
                      f"{free:g} of {total:g} free in the cluster)")
             known.update(run_id=prepared.run_id, instance=None, log_offset=0)  # a new actor's log starts over
         ray_obs.save_ledger()
@@ -409,6 +457,19 @@ class RayEngine:
         return f"{why} (or its node does not answer)"
 
 
+
+
+def split_env(agent: DesiredAgent) -> tuple[dict[str, str], dict[str, str]]:
+    """The agent's env as (literals, {KEY: VAR} references): a `fromEnv` is resolved on the
+    node that runs the session (actor.resolve_secrets), never here, and never sent."""
+    literals: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for key, value in agent.env.items():
+        if isinstance(value, str):
+            literals[key] = value
+        else:
+            refs[key] = value.fromEnv
+    return literals, refs
 
 
 def _ray(observed: Observed) -> RayObserved:

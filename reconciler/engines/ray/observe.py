@@ -31,6 +31,7 @@ from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
+from .lease import MirroredStore, control_actor
 from .remote import Remote
 
 
@@ -73,6 +74,8 @@ class RayObserved(Observed):
 
     def save_ledger(self) -> None:
         write_json_atomic(self.ledger_path(), self.ledger)
+        if isinstance(self.store, MirroredStore):  # the runs go to the cluster too, for the next controller
+            self.store.save_runs(self.ledger)
 
 
 def node_label(status: dict[str, Any]) -> str:
@@ -91,6 +94,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     repo = repo or GitRepo(loaded.repo)
     home = fleet_home(repo)
     remote = Remote.of(loaded, fleet_home=home, objects=repo.common_dir / "objects")
+    remote.merging = not readonly  # a controller moves branches to their newest attempt (remote.py "Fencing")
     remote.refresh(strict=not readonly)
     spec = loaded.fleet.spec
     obs = RayObserved(store=store or open_store(repo, loaded.name), base_exists=remote.resolve(spec.base) is not None,
@@ -263,8 +267,37 @@ def sync_logs(obs: RayObserved) -> None:
             except ray.exceptions.RayActorError:
                 continue
             append_log(obs, name, data)
+    _logs_of_lost_actors(obs)
     if obs.ledger:
         obs.save_ledger()
+
+
+def _logs_of_lost_actors(obs: RayObserved) -> None:
+    """What a recorded session's actor that is gone (its node lost, or killed) shipped to the
+    control actor beyond the local copy (lease.py): output no pass could read from its node."""
+    lost = [name for name, agent in obs.agents.items()
+            if agent.record is not None and agent.record.phase == RUNNING and name not in obs.sessions]
+    if not lost:
+        return
+    ray = obs.ray
+    assert ray is not None
+    control = control_actor(ray, obs.namespace)
+    for name in lost:
+        try:
+            kept = ray.get(control.get_log.remote(name), timeout=cluster.PROBE_TIMEOUT * 5)
+        except ray.exceptions.RayError:
+            continue
+        known = obs.ledger.setdefault(name, {})
+        if kept is None or known.get("copied") == kept["instance"]:
+            continue
+        # from where the local copy of that actor's log ends (nothing of it, for one no pass has seen)
+        offset = known.get("log_offset", 0) if known.get("instance") == kept["instance"] else 0
+        known.update(instance=kept["instance"], log_offset=offset)
+        if kept["start"] > offset:  # older output was dropped on the cluster (lease.LOG_KEPT)
+            append_log(obs, name, f"--- fleet: {kept['start'] - offset} bytes of this log were not kept\n".encode())
+            known["log_offset"] = offset = kept["start"]
+        append_log(obs, name, kept["data"][offset - kept["start"]:])
+        known.update(copied=kept["instance"], instance=None)  # nothing more will come from it
 
 
 def append_log(obs: RayObserved, name: str, data: bytes) -> None:

@@ -9,6 +9,17 @@ from the cache, each with a lease (the ref must still be what was observed).
 Ownership: a branch is this fleet's only if the remote also has
 refs/fleet/owners/<fleet>/<branch>, pushed atomically with the branch when fleet
 created it (the local engine keeps the same fact in the repo's config).
+
+Fencing: a session never pushes the agent's branch. Every attempt (each start, restart
+or resume of a session) has a generation N and pushes only its own ref,
+refs/fleet/attempts/<fleet>/<branch>/<N>; the controller (the holder of the lease,
+lease.py) moves the branch, fast-forward and with a lease, to the tip of the newest
+attempt on every pass that acts. Starting attempt N+1 first merges attempt N's tip one
+last time, then creates ref N+1: from then on nothing attempt N pushes (a session on a
+node the cluster declared dead but that still runs, say) can reach the branch. What it
+pushes after that stays under its own ref, an **orphan**, reported (condition
+OrphanWork) and never merged silently; an attempt ref whose commits are all on the
+branch is deleted.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ...act.archive import ARCHIVE_PREFIX
+from ...act.archive import ARCHIVE_PREFIX, Archive
 from ...errors import FleetError
 from ...observe.gittree import clean_env as _env
 from ...observe.gittree import last_line as _last_line
@@ -27,6 +38,7 @@ from ...observe.gittree import read_timeout, run_git
 from ...spec.loader import LoadedFleet
 
 OWNERS = "refs/fleet/owners"
+ATTEMPTS = "refs/fleet/attempts"
 ARCHIVES = ARCHIVE_PREFIX  # archive refs are named by act/archive.py, as for a local fleet
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s:]+:")
 
@@ -39,6 +51,9 @@ class Remote:
         self._borrow = borrow  # a local objects dir the cache may read from (alternates)
         self.heads: dict[str, str] = {}  # branch -> sha, as of the last refresh
         self.owned: set[str] = set()  # branches with this fleet's owner ref
+        self.attempts: dict[str, dict[int, str]] = {}  # branch -> {generation: tip} (see Fencing)
+        self.merging = False  # a controller's view: refresh() moves branches to their newest attempt
+        self.merge_problems: dict[str, str] = {}  # branch -> why it could not be moved, as of the last refresh
 
     @classmethod
     def of(cls, loaded: LoadedFleet, *, fleet_home: Path, objects: Path | None, resolve: bool = True) -> Remote:
@@ -56,11 +71,14 @@ class Remote:
         # `fleet status` may fetch while the loop does: git would refuse the second ref update
         with FileLock(str(self.cache) + ".lock", timeout=120):
             res = self._git("fetch", "-q", "--prune", "--no-tags", self.url, "+refs/heads/*:refs/heads/*",
-                            "+refs/tags/*:refs/tags/*", f"+{OWNERS}/{self.fleet}/*:{OWNERS}/{self.fleet}/*")
+                            "+refs/tags/*:refs/tags/*", f"+{OWNERS}/{self.fleet}/*:{OWNERS}/{self.fleet}/*",
+                            f"+{ATTEMPTS}/{self.fleet}/*:{ATTEMPTS}/{self.fleet}/*")
         if res.returncode != 0 and strict:
             raise FleetError(f"cannot fetch spec.remote {self.url}: {_last_line(res.stderr)}",
                              hint="every node and this machine must reach spec.remote (docs/scale-out.md)")
         self.read_cache()
+        if self.merging and res.returncode == 0:
+            self.merge_attempts()
 
     def read_cache(self) -> None:
         """Heads and owner refs as the fetch cache last saw them; nothing is fetched (and with no
@@ -70,6 +88,98 @@ class Remote:
         self.heads = self._refs("refs/heads/")
         prefix = f"{OWNERS}/{self.fleet}/"
         self.owned = {ref.removeprefix(prefix) for ref in self._refs(prefix, full=True)}
+        self.attempts = {}
+        for ref, sha in self._refs(f"{ATTEMPTS}/{self.fleet}/").items():
+            branch, _, gen = ref.rpartition("/")
+            if branch and gen.isdigit():
+                self.attempts.setdefault(branch, {})[int(gen)] = sha
+
+    # -- fencing -------------------------------------------------------------------------------
+
+    def attempt_ref(self, branch: str, generation: int) -> str:
+        return f"{ATTEMPTS}/{self.fleet}/{branch}/{generation}"
+
+    def merge_attempts(self) -> None:
+        """Move every owned branch to its newest attempt's tip (fast-forward, leased); drop attempt
+        refs the branch holds entirely. A branch that cannot be moved is left as it is, with why."""
+        self.merge_problems = {}
+        moved = False
+        for branch in sorted(self.attempts):
+            if branch in self.owned and branch in self.heads:
+                moved = self._merge(branch) or moved
+        if moved:
+            self.read_cache()
+
+    def _merge(self, branch: str) -> bool:
+        gens = self.attempts[branch]
+        newest = max(gens)
+        head, tip = self.heads[branch], gens[newest]
+        leases, updates = [], []
+        if tip != head:
+            if not self._is_ancestor(head, tip):
+                self.merge_problems[branch] = (f"attempt {newest} ({tip[:12]}) does not continue the branch "
+                                               f"({head[:12]}): its history was rewritten; the branch stays")
+                return False
+            leases.append(f"--force-with-lease=refs/heads/{branch}:{head}")
+            updates.append(f"{tip}:refs/heads/{branch}")
+            head = tip
+        # attempts the branch holds entirely are merged: their refs go (never the newest, its session pushes there)
+        for gen, sha in sorted(gens.items()):
+            if gen != newest and self._is_ancestor(sha, head):
+                ref = self.attempt_ref(branch, gen)
+                leases.append(f"--force-with-lease={ref}:{sha}")
+                updates.append(f":{ref}")
+        if not updates:
+            return False
+        res = self._git("push", "-q", "--atomic", *leases, self.url, *updates)
+        if res.returncode != 0:
+            self.merge_problems[branch] = f"cannot move it to attempt {newest}: {_last_line(res.stderr)}"
+            return False
+        self._git("fetch", "-q", self.url, f"+refs/heads/{branch}:refs/heads/{branch}")
+        for gen in [g for g in gens if g != newest and self._is_ancestor(gens[g], head)]:
+            self._git("update-ref", "-d", self.attempt_ref(branch, gen))
+        return True
+
+    def new_attempt(self, branch: str) -> int:
+        """Fence the branch's current attempt and start the next: merge the current one's tip a last
+        time, then create the next attempt's ref at the branch's tip. Returns its generation."""
+        with FileLock(str(self.cache) + ".lock", timeout=120):
+            res = self._git("fetch", "-q", "--prune", self.url, f"+refs/heads/{branch}:refs/heads/{branch}",
+                            f"+{ATTEMPTS}/{self.fleet}/{branch}/*:{ATTEMPTS}/{self.fleet}/{branch}/*")
+        if res.returncode != 0:
+            raise FleetError(f"cannot fetch spec.remote {self.url}: {_last_line(res.stderr)}")
+        self.read_cache()
+        if branch not in self.heads:
+            raise FleetError(f"branch {branch} does not exist on the remote {self.url}")
+        if branch in self.attempts:
+            self._merge(branch)
+            self.read_cache()
+        generation = max(self.attempts.get(branch, {0: ""})) + 1
+        ref = self.attempt_ref(branch, generation)
+        self._push(f"--force-with-lease={ref}:", f"{self.heads[branch]}:{ref}",
+                   what=f"start attempt {generation} of {branch}")
+        self.attempts.setdefault(branch, {})[generation] = self.heads[branch]
+        return generation
+
+    def orphans(self, branch: str) -> list[tuple[str, list[str]]]:
+        """Attempt refs of `branch` other than the newest whose commits are not all on the branch:
+        (ref, its commits not on the branch, "sha subject")."""
+        gens = self.attempts.get(branch, {})
+        if len(gens) < 2 or branch not in self.heads:
+            return []
+        newest = max(gens)
+        out = []
+        for gen, sha in sorted(gens.items()):
+            if gen == newest:
+                continue
+            res = self._git("log", "--format=%h %s", sha, f"^{self.heads[branch]}", "--")
+            commits = [line for line in res.stdout.splitlines() if line]
+            if commits:
+                out.append((self.attempt_ref(branch, gen), commits))
+        return out
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        return self._git("merge-base", "--is-ancestor", old, new).returncode == 0
 
     def resolve(self, rev: str) -> str | None:
         res = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
@@ -104,8 +214,13 @@ class Remote:
         refs = [f":refs/heads/{branch}"]
         if branch in self.owned:
             refs.append(f":{OWNERS}/{self.fleet}/{branch}")
-        self._push("--atomic", f"--force-with-lease=refs/heads/{branch}:{expected}", *refs,
-                   what=f"delete branch {branch}")
+        leases = [f"--force-with-lease=refs/heads/{branch}:{expected}"]
+        for gen, sha in sorted(self.attempts.get(branch, {}).items()):  # attempts it holds go with it
+            if self._is_ancestor(sha, expected):
+                leases.append(f"--force-with-lease={self.attempt_ref(branch, gen)}:{sha}")
+                refs.append(f":{self.attempt_ref(branch, gen)}")
+        self._push("--atomic", *leases, *refs, what=f"delete branch {branch}")
+        self.attempts.pop(branch, None)
         self.heads.pop(branch, None)
         self.owned.discard(branch)
 
@@ -166,3 +281,33 @@ def resolve_url(loaded: LoadedFleet) -> str:
             return url if _URL.match(url) else str((loaded.repo / url).resolve())
     raise FleetError(f"spec.remote {value!r} is not a URL, an existing path or a remote of {loaded.repo}",
                      hint="e.g. remote: origin, remote: git@host:org/repo.git, remote: /srv/git/repo.git")
+
+
+def remote_archives(loaded: LoadedFleet) -> list[Archive]:
+    """What fleet kept of a ray fleet's work on spec.remote: the archives (refs/fleet/archive/<fleet>/...,
+    made when a clone was released or pruned) and the refs of fenced attempts whose work is not on
+    their branch (see Fencing), fetched now into the cache."""
+    from ...observe.gitrepo import GitRepo
+    from ...observe.snapshot import fleet_home
+
+    repo = GitRepo(loaded.repo)
+    remote = Remote.of(loaded, fleet_home=fleet_home(repo), objects=repo.common_dir / "objects")
+    remote.refresh()
+    prefix = f"{ARCHIVES}/{loaded.name}"
+    with FileLock(str(remote.cache) + ".lock", timeout=120):
+        res = remote._git("fetch", "-q", "--prune", remote.url, f"+{prefix}/*:{prefix}/*")
+    if res.returncode != 0:
+        raise FleetError(f"cannot fetch the archives from spec.remote {remote.url}: {_last_line(res.stderr)}")
+    listed = remote._git("for-each-ref", "--sort=refname",
+                         "--format=%(refname) %(objectname) %(creatordate:iso-strict) %(subject)", f"{prefix}/")
+    found = []
+    for line in listed.stdout.splitlines():
+        ref, commit, date, subject = (line.split(" ", 3) + [""])[:4]
+        found.append(Archive(ref=ref, commit=commit, date=date, subject=subject))
+    for branch in sorted(remote.attempts):
+        for ref, commits in remote.orphans(branch):
+            sha = remote.resolve(ref) or ""
+            date = remote._git("log", "-1", "--format=%cI", sha).stdout.strip() if sha else ""
+            found.append(Archive(ref=ref, commit=sha, date=date,
+                                 subject=f"work of a fenced attempt not on {branch} ({len(commits)} commit(s))"))
+    return found
