@@ -91,7 +91,7 @@ def agent_payload(source: ViewSource, settings: Settings, name: str, *, with_log
            "observedAt": (source.view or {}).get("observedAt"), "source": source.source,
            "timeline": detail.timeline(rec, text), "commits": detail.commits(row.get("worktree"), source.base)}
     if with_log:
-        out["log"] = {"text": text, "offset": offset}
+        out["log"] = {"text": detail.rendered(text), "offset": offset}
     return out
 
 
@@ -139,7 +139,7 @@ def create_app(source: ViewSource, settings: Settings) -> Starlette:
                 text, after = detail.log_tail(store, name, offset)
                 if after != offset:
                     offset = after
-                    yield {"event": "log", "data": json.dumps({"text": text, "offset": offset})}
+                    yield {"event": "log", "data": json.dumps({"text": detail.rendered(text), "offset": offset})}
                 if source.version != seen:
                     seen = source.version
                     data = await run_in_threadpool(agent_payload, source, settings, name, with_log=False)

@@ -63,7 +63,7 @@ def _sortable(at: str) -> datetime:
 
 
 def log_tail(store: StateStore, agent: str, offset: int | None = None) -> tuple[str, int]:
-    """The log from `offset` (default: its last LOG_TAIL_BYTES), and the offset after it."""
+    """The log's whole lines from `offset` (default: its last LOG_TAIL_BYTES), and the offset after them."""
     path = store.log_path(agent)
     try:
         with open(path, "rb") as f:
@@ -74,8 +74,17 @@ def log_tail(store: StateStore, agent: str, offset: int | None = None) -> tuple[
             data = f.read(size - start)
     except OSError:
         return "", 0
-    # TODO(issue 18): render with the session-log renderer (h-vis) once it lands; raw lines for now
-    return data.decode(errors="replace"), start + len(data)
+    # whole lines only: a line still being written is read once it ends (the next tail starts there)
+    whole = data[:data.rfind(b"\n") + 1]
+    return whole.decode(errors="replace"), start + len(whole)
+
+
+def rendered(log_text: str) -> str:
+    """Log lines as `fleet logs` shows them (claude and codex events as messages and tool calls)."""
+    from ..render.session_log import render_text  # the renderer of `fleet logs` and describe
+
+    shown = "\n".join(line.plain for line in render_text(log_text))
+    return shown + "\n" if shown else ""
 
 
 def commits(worktree: str | None, base: str) -> dict[str, Any]:
