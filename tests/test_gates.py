@@ -184,7 +184,8 @@ def test_budget_lets_two_spawn_and_holds_the_third(repo: Path) -> None:
     assert "spend today: $1.20 of $1.00 budget" in fleet("status", "fleet.yaml", cwd=repo).stdout
 
 
-def test_budget_does_not_kill_running_sessions(repo: Path) -> None:
+def test_budget_with_on_exhausted_continue_does_not_touch_running_sessions(repo: Path) -> None:
+    # the default, pause, interrupts running sessions (tests/test_spend_e2e.py); continue leaves them
     script = agents.install(repo.parent)
     write_fleet(repo, f"""
         apiVersion: fleet/v1alpha1
@@ -192,14 +193,14 @@ def test_budget_does_not_kill_running_sessions(repo: Path) -> None:
         metadata: {{name: t}}
         spec:
           tiers: {{local: {{runtime: command}}}}
-          budget: {{usdPerDay: 1}}
+          budget: {{usdPerDay: 1, onExhausted: continue}}
           agents:
             - name: spender
               tier: local
               command: {agents.argv(script, "cost", "2.0")}
             - name: sleeper
               tier: local
-              command: {agents.argv(script, "sleep", "60")}
+              command: {agents.argv(script, "sleep", "300")}
     """)
     rows = apply_until(repo, lambda r: r["spender"]["phase"] == "Succeeded")
     assert rows["sleeper"]["phase"] == "Running"
