@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import EXIT_ERROR, EXIT_OK, FleetError, exit_code
 from ..plan.actions import BLOCKED
@@ -22,6 +22,7 @@ from ..spec.loader import LoadCache, LoadedFleet, load_fleet
 from ..store import clock
 from .converge import Result, reconcile_once
 from .notify import Notifier
+from .status_rows import FleetStatus, FleetView, fleet_view
 
 DEFAULT_INTERVAL = 60.0
 
@@ -70,9 +71,11 @@ class ControlLoop:
             return EXIT_ERROR
         if self.on_result:
             self.on_result(result)
-        self._notify(loaded)
+        # the status after the tick, observed at most once for the notifier and the snapshot both
+        view = _once(lambda: fleet_view(loaded))
+        self._notify(loaded, lambda: view()[0])
         if self.publish_status:
-            self._publish(loaded)
+            self._publish(loaded, view)
         blocked = len(result.plan.blocked) + sum(o.blocked for o in result.outcomes)
         failed = [o for o in result.failed if not o.blocked and o.action.kind != BLOCKED]
         gates = len(result.gates_failed)
@@ -81,13 +84,13 @@ class ControlLoop:
                     if result.plan.has_changes else f"{_now()} in sync")
         return exit_code(blocked=bool(blocked), failed=bool(failed))
 
-    def _publish(self, loaded: LoadedFleet) -> None:
+    def _publish(self, loaded: LoadedFleet, view: Callable[[], FleetView]) -> None:
         """Write what this tick left (status, plan, history) and when the next tick is due."""
         from . import observed_status
 
         try:
             store = observed_status.status_store(loaded)
-            observed_status.write_view(loaded, store)
+            observed_status.write_view(loaded, store, observed=view)
             marker = store.read_loop()
             job = self.scheduler.get_job("reconcile") if hasattr(self, "scheduler") else None
             nxt = getattr(job, "next_run_time", None) if job is not None else None
@@ -129,9 +132,9 @@ class ControlLoop:
             os._exit(EXIT_OK)
         return EXIT_OK
 
-    def _notify(self, loaded: LoadedFleet) -> None:
+    def _notify(self, loaded: LoadedFleet, status: Callable[[], FleetStatus]) -> None:
         try:
-            self._notifier.after_tick(loaded)
+            self._notifier.after_tick(loaded, current=status)
         except Exception as exc:  # noqa: BLE001 - notifying is never worth a tick
             (self.report_error or self.report)(f"{_now()} notifications skipped: {exc}")
 
@@ -175,6 +178,20 @@ class ControlLoop:
     def _describe(schedule: tuple[str, Any]) -> str:
         kind, value = schedule
         return f"cron {value!r}" if kind == "cron" else f"every {value:g}s"
+
+
+T = TypeVar("T")
+
+
+def _once(make: Callable[[], T]) -> Callable[[], T]:
+    """`make`, called on first use only; later calls return its value (after an error, it is tried again)."""
+    made: list[T] = []
+
+    def get() -> T:
+        if not made:
+            made.append(make())
+        return made[0]
+    return get
 
 
 def _now() -> str:

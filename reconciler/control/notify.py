@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..spec.loader import LoadedFleet
 from ..spec.models import Notify
 from ..store import clock
 from ..store.notify_state import load, save, state_path
-from .status_rows import fleet_status
+from .status_rows import FleetStatus, fleet_status
 
 
 class Notifier:
@@ -31,13 +32,14 @@ class Notifier:
         self._state_lock = threading.Lock()  # the tick and the sender both update the state file
         self._worker: threading.Thread | None = None
 
-    def after_tick(self, loaded: LoadedFleet) -> int:
-        """Compare the fleet now with the last tick and queue what is due; returns how many."""
+    def after_tick(self, loaded: LoadedFleet, *, current: Callable[[], FleetStatus] | None = None) -> int:
+        """Compare the fleet now with the last tick and queue what is due; returns how many.
+        `current`: the tick's own post-tick status (observed once, shared with the status snapshot)."""
         notify = loaded.fleet.spec.notify
         path = _path(loaded)
         if not notify and not path.exists():
             return 0
-        status = fleet_status(loaded)
+        status = current() if current is not None else fleet_status(loaded)
         rows = {r.agent: r for r in status.agents}
         now = clock.now()
         with self._state_lock:

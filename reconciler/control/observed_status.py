@@ -26,16 +26,20 @@ from ..store import clock
 from ..store.observed import StatusStore, file_digest, read_pointer, write_pointer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..spec.loader import LoadedFleet
+    from .status_rows import FleetView
 
 BY_LOOP = "loop"
 
 
-def observe_view(loaded: LoadedFleet, *, by: str) -> dict[str, Any]:
-    """Observe and plan now (read-only) and return the snapshot dict."""
+def observe_view(loaded: LoadedFleet, *, by: str, view: Callable[[], FleetView] | None = None) -> dict[str, Any]:
+    """Observe and plan now (read-only) and return the snapshot dict. `view`: the tick's own
+    post-tick observation, shared with the notifier (one observation per tick, not one each)."""
     from .status_rows import fleet_view
 
-    status, observed, plan = fleet_view(loaded)
+    status, observed, plan = view() if view is not None else fleet_view(loaded)
     spec = loaded.fleet.spec
     running = [r for r in status.agents if r.phase == "Running"]
     by_tier: dict[str, int] = {}
@@ -81,9 +85,10 @@ def status_store(loaded: LoadedFleet) -> StatusStore:
     return StatusStore(fleet_home(engine_for(loaded).repo), loaded.name)
 
 
-def write_view(loaded: LoadedFleet, store: StatusStore) -> dict[str, Any]:
-    """Observe, then write the snapshot, one history line and the file's pointer."""
-    view = observe_view(loaded, by=BY_LOOP)
+def write_view(loaded: LoadedFleet, store: StatusStore, *,
+               observed: Callable[[], FleetView] | None = None) -> dict[str, Any]:
+    """Observe (or take `observed`), then write the snapshot, one history line and the file's pointer."""
+    view = observe_view(loaded, by=BY_LOOP, view=observed)
     store.write_snapshot(view)
     store.append_history(history_point(view))
     write_pointer(loaded.path, loaded.name, store.home)

@@ -19,7 +19,10 @@ def fleet_status(loaded: LoadedFleet) -> FleetStatus:
     return fleet_view(loaded)[0]
 
 
-def fleet_view(loaded: LoadedFleet) -> tuple[FleetStatus, Observed, Plan]:
+FleetView = tuple[FleetStatus, Observed, Plan]  # a status with the observation and plan it was made from
+
+
+def fleet_view(loaded: LoadedFleet) -> FleetView:
     """The status, with the observation and plan it was made from (the dashboard shows the plan)."""
     engine = engine_for(loaded)
     observed, plan = preview(loaded, engine=engine)
