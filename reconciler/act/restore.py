@@ -3,7 +3,7 @@
 
 An archive (act/archive.py) names what it holds in its `Fleet-*:` lines: the branch and
 its tip, the tree's HEAD and path, the index commit, protect. Restoring makes the branch
-again at its tip with its ownership marks (`branch.<b>.fleetOwner`, `fleetProtect`), so a
+again at its tip with its ownership marks (act/branch_marks.py), so a
 re-declared agent adopts it, and, when a tree was archived, a worktree with the ownership
 marker whose files and index are as they were.
 """
@@ -20,6 +20,7 @@ from ..errors import FleetError
 from ..observe.gitrepo import MARKER, GitRepo
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
+from .branch_marks import mark_branch
 from .worktrees import hide_root
 
 
@@ -62,9 +63,8 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
         raise FleetError(f"{worktree} exists and is not empty; move it away first")
     lines = []
     try:
-        repo.git.config(f"branch.{branch}.fleetOwner", fleet)  # before the branch exists, as create_worktree does
-        if facts.get("Protect") == ["true"]:
-            repo.git.config(f"branch.{branch}.fleetProtect", "true")
+        # before the branch exists, as create_worktree does
+        mark_branch(repo, fleet, branch, protect=facts.get("Protect") == ["true"])
         repo.git.branch(branch, start)
         lines.append(f"branch {branch} at {start[:12]} (owned by fleet {fleet})")
         if has_tree and worktree is not None:

@@ -19,6 +19,7 @@ import git
 
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
+from ..store.branch_marks import Marks, read_marks
 from .gittree import (
     READ_ONLY,
     clean_env,
@@ -145,26 +146,23 @@ class GitRepo:
         return main, linked
 
     def owned_branches(self) -> dict[str, str]:
-        """branch -> fleet, from `branch.<name>.fleetOwner` in the repo config."""
+        """branch -> fleet, from the marks files (store/branch_marks.py) and the config's old marks."""
         return self.branch_marks()[0]
 
     def branch_marks(self) -> tuple[dict[str, str], frozenset[str]]:
-        """(branch -> fleet from `branch.<name>.fleetOwner`, the branches whose
-        `branch.<name>.fleetProtect` is true), in one `git config` call."""
+        """(branch -> its one owning fleet, the branches marked protect): the marks files under
+        `<home>/branches/` and the `branch.<b>.fleetOwner`/`fleetProtect` keys not moved out
+        of the config yet (one `git config` call). A branch two fleets claim is in neither
+        map's owners (never deleted); a bad marks file raises FleetError."""
+        marks = self.marks()
+        return marks.owners(), marks.protected
+
+    def marks(self) -> Marks:
         try:
             out = self.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
         except git.GitCommandError:  # exit 1: none set
-            return {}, frozenset()
-        owned: dict[str, str] = {}
-        protected: set[str] = set()
-        for line in out.splitlines():
-            key, _, value = line.partition(" ")
-            name, _, var = key[len("branch."):].rpartition(".")
-            if var == "fleetowner":
-                owned[name] = value
-            elif var == "fleetprotect" and value.strip().lower() in ("true", "yes", "on", "1"):
-                protected.add(name)
-        return owned, frozenset(protected)
+            out = ""
+        return read_marks(self.common_dir, out)
 
     def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[Path, Path]:
         """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
