@@ -10,9 +10,8 @@ before leaves the old ones. At every moment one of them says who owns the branch
 """
 from __future__ import annotations
 
-import git
-
 from ..errors import FleetError
+from ..observe.gitcmd import GitCommandError
 from ..observe.gitrepo import GitRepo
 from ..store.branch_marks import parse_config_marks, read_fleet_marks, write_fleet_marks
 from .failpoints import failpoint
@@ -50,7 +49,7 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
     branches that no longer exist. The number of config marks moved (0: one git call)."""
     try:
         out = repo.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
-    except git.GitCommandError:  # exit 1: none set
+    except GitCommandError:  # exit 1: none set
         out = ""
     owned, protected = parse_config_marks(out)
     mine = sorted(b for b, f in owned.items() if f == fleet)
@@ -76,6 +75,6 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
 def _unset(repo: GitRepo, key: str) -> None:
     try:
         repo.git.config("--unset-all", key)
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         if exc.status != 5:  # 5: the key is not set
             raise FleetError(f"cannot unset {key} in the repo config: {exc.stderr.strip()}") from None

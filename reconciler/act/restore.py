@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import git
-
 from ..errors import FleetError
+from ..observe.gitcmd import Git, GitCommandError
 from ..observe.gitrepo import MARKER, GitRepo
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
@@ -71,7 +70,7 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             worktree.parent.mkdir(parents=True, exist_ok=True)
             repo.git.worktree("add", str(worktree), branch)
             hide_root(repo, worktree.parent)
-            tree_git = git.Git(str(worktree))
+            tree_git = Git(str(worktree))
             if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
                 tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".")
             index = next(iter(facts.get("Index") or []), None)
@@ -79,7 +78,7 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
                   protect=facts.get("Protect") == ["true"])
             lines.append(f"worktree {worktree} with its files and index as archived")
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         raise FleetError(f"cannot restore {archive.ref}: {exc.stderr.strip()}") from None
     if head and tip and head != tip:
         lines.append(f"its HEAD was detached at {head[:12]}: git -C <tree> checkout {head[:12]}")
@@ -121,7 +120,7 @@ def holds_nothing(repo: GitRepo, archive: Archive, base: str) -> str | None:
             continue
         try:
             repo.git.merge_base("--is-ancestor", p, base)
-        except git.GitCommandError:
+        except GitCommandError:
             return None
     return f"every commit is in {base}"
 

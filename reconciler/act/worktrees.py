@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import git
-
 from ..errors import FleetError
+from ..observe.gitcmd import GitCommandError
 from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.model import ObservedAgent
 from ..observe.reach import submodules
@@ -102,7 +101,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
             repo.git.worktree("add", str(agent.worktree), agent.branch, env=env)
         else:
             repo.git.worktree("add", "-b", agent.branch, str(agent.worktree), agent.base, env=env)
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
@@ -191,7 +190,7 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
         if branch:  # as `git branch -D` drops the branch's config section: a later branch of that name is not ours
             unmark_branch(repo, fleet, branch)
         failpoint("prune:after-branch-delete")
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         if wt is not None and wt.admin_dir is not None and not finishing and "failed to delete" not in exc.stderr:
             # git refused before deleting anything (its checks come first): no removal began
             (wt.admin_dir / PRUNE_INTENT).unlink(missing_ok=True)
