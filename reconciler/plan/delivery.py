@@ -191,16 +191,17 @@ def _agent_step(agent: DesiredAgent, observed: Observed, facts: DeliveryFacts, b
     verdict = rec.delivery.get("state")
     if verdict in VERDICTS and rec.delivery.get("sha") == bf.tip:
         return None  # decided for this tip; the agent's next run (or a person's commit) moves it
+    if not bf.changed:
+        # an empty or restarted run's commits are not work: never "delivered" as if they were
+        # (decided before approval: a branch with nothing to deliver has nothing to review)
+        return Action(DELIVER, agent.name, f"NothingToDeliver: its branch changes no file against {facts.into}",
+                      tier, {"step": "nothing", "sha": bf.tip})
     if approval and (rec.delivery.get("approved") or {}).get("sha") != bf.tip:
         notes.append(f"{agent.name} waits for approval before it enters the queue: `fleet review` it, then "
                      f"`fleet approve FILE {agent.name}` (or `fleet reject FILE {agent.name} -m ...`)")
-        if bf.changed and not out_of_scope(agent.paths, bf.changed):
+        if not out_of_scope(agent.paths, bf.changed):
             waiting.append(agent)
         return None
-    if not bf.changed:
-        # an empty or restarted run's commits are not work: never "delivered" as if they were
-        return Action(DELIVER, agent.name, f"NothingToDeliver: its branch changes no file against {facts.into}",
-                      tier, {"step": "nothing", "sha": bf.tip})
     outside = out_of_scope(agent.paths, bf.changed)
     if outside:
         shown = ", ".join(outside[:_SHOWN]) + (f" and {len(outside) - _SHOWN} more" if len(outside) > _SHOWN else "")
