@@ -12,7 +12,8 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import fleet as fleet_process
+from conftest import git, session_pids, wait_until, write_fleet
 
 DELIVERY_SCRIPT = '''\
 import os, subprocess, sys
@@ -79,6 +80,36 @@ sys.exit("unknown mode " + mode)
 '''
 
 
+def fleet(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
+          timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI, run in this process by click's test runner rather than in a new interpreter
+    (conftest.fleet): the same entry point, arguments, working directory, environment and exit
+    code, without a second of interpreter start and imports per call, which was most of this
+    module's time. Sessions, gates, git and gh are still real processes; the flagship test
+    (three agents) and tests/test_crash.py's kill -9 sweep run fleet as its own process."""
+    import contextlib
+    import traceback
+
+    from click.testing import CliRunner
+
+    from reconciler.cli.main import cli
+
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(cli, list(args), prog_name="fleet", env={"COLUMNS": "200", **(env or {})})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    proc = subprocess.CompletedProcess(["fleet", *args], result.exit_code, result.stdout, stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fleet {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
+    proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
 def install(where: Path) -> Path:
     path = where / "delivery_agent.py"
     path.write_text(DELIVERY_SCRIPT)
@@ -117,10 +148,11 @@ def converge(repo: Path, done, timeout: float = 90):  # type: ignore[no-untyped-
     """`fleet apply` until `done(status rows)`; the rows."""
     def step():  # type: ignore[no-untyped-def]
         apply(repo)
+        wait_sessions(repo)  # what it started has ended: one status, not a poll of them
         rows = status(repo)
         return rows if done(rows) else None
 
-    return wait_until(step, timeout=timeout, interval=0.3)
+    return wait_until(step, timeout=timeout, interval=0)
 
 
 def tip(repo: Path, ref: str) -> str:
@@ -142,6 +174,10 @@ def target_history(repo: Path) -> list[str]:
 def test_three_disjoint_agents_are_delivered_gated_and_then_pruned(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2", "a3")], script=script)
+    fleet_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # fleet as its own process, as a user runs it
+    wait_sessions(repo)
+    out = fleet_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert out.stdout.count("Delivered into integration at") == 3, out.stdout
     rows = converge(repo, lambda r: all(r[n]["phase"] == "Delivered" for n in ("a1", "a2", "a3")))
     files = git(repo, "ls-tree", "--name-only", "integration").split()
     assert {"a1.txt", "a2.txt", "a3.txt", "README.md"} <= set(files)
@@ -168,7 +204,7 @@ def test_diff_shows_the_queue_with_positions(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2")], script=script)
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # starts both
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("a1", "a2")))
+    wait_sessions(repo)
     diff = fleet("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 1, diff.stdout  # changes pending
     assert "~ merge" in diff.stdout and "into integration (queue 1 of 2)" in diff.stdout
@@ -194,10 +230,10 @@ def test_conflicting_agents_one_delivered_other_resumed_with_files_then_delivere
                        ("b2", ["line", "from b2", str(repo.parent), "integration", str(resolution)])],
                 script=script, extra=f"\n            strategy: {strategy}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "b1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["b1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     apply(repo)  # b1 is queued and lands; b2 starts (it is busy, so not queued in this pass)
     assert status(repo)["b1"]["phase"] == "Delivered"
-    wait_until(lambda: status(repo)["b2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     b2_tip = tip(repo, "fleet/t/b2")
     target = tip(repo, "integration")
     apply(repo)  # b2 conflicts with b1's line of shared.txt
@@ -231,11 +267,11 @@ def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path
     queue_fleet(repo, [("c2", ["files", "c2.txt=two"]), ("c1", ["semantic", str(repo.parent)]),
                        ("c3", ["files", "c3.txt=three"])], gate=gate, script=script)
     fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["c2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
     assert status(repo)["c2"]["phase"] == "Delivered"
     apply(repo)  # starts c1 and c3
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("c1", "c3")))
+    wait_sessions(repo)
     target = tip(repo, "integration")
     plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert sorted(a["agent"] for a in plan["actions"] if a["kind"] == "merge") == ["c1", "c3"]
@@ -275,7 +311,7 @@ def test_approval_required_holds_the_queue_until_approved_and_reject_resumes(rep
     queue_fleet(repo, [("r1", ["review", str(repo.parent)]), ("r2", ["review", str(repo.parent)])],
                 extra="\n            approval: required", script=script)
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("r1", "r2")))
+    wait_sessions(repo)
     diff = fleet("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 0, diff.stdout  # nothing enters the queue before an approval
     assert "r1 waits for approval" in diff.stdout and "fleet approve FILE r1" in diff.stdout
@@ -295,7 +331,7 @@ def test_approval_required_holds_the_queue_until_approved_and_reject_resumes(rep
     rows = status(repo)
     assert rows["r1"]["phase"] == "Delivered"
     assert "r2.txt" not in git(repo, "ls-tree", "--name-only", "integration")
-    wait_until(lambda: status(repo)["r2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     message = (repo.parent / "r2.message").read_text()
     assert "bob" in message and "say revised, not first" in message
     assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # the revised tip needs a new approval
@@ -311,7 +347,7 @@ def test_overlapping_paths_are_warned_and_out_of_scope_work_is_fed_back(repo: Pa
     diff = fleet("diff", "fleet.yaml", cwd=repo).stdout
     assert "paths of s1 (src/**) and s2 (src/api/*.py) overlap" in diff
     fleet("apply", "fleet.yaml", "--yes", "--target", "s1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["s1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", "--target", "s1", cwd=repo).stdout)
     step = next(a for a in plan["actions"] if a["agent"] == "s1")
     assert step["kind"] == "deliver" and step["details"]["files"] == ["notes.txt"]
@@ -330,7 +366,7 @@ def test_behind_base_is_shown_in_status_and_diff(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [("a1", ["commit"])], script=script, extra="\n            approval: required")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     for i in range(2):
         (repo / f"main{i}.txt").write_text("later\n")
         git(repo, "add", f"main{i}.txt")
@@ -348,7 +384,7 @@ def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(r
     queue_fleet(repo, [("a1", ["commit"]), ("a2", ["commit"])], script=script,
                 extra="\n            push: {remote: origin}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "pushed integration to origin" in out.stdout
@@ -362,7 +398,7 @@ def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(r
     git(other, "push", "-q", "origin", "integration")
     theirs = git(remote, "rev-parse", "integration")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo)
-    wait_until(lambda: status(repo)["a2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert out.returncode == 1
     assert "push of integration to origin was rejected" in out.stdout + out.stderr
@@ -461,7 +497,7 @@ def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, git
                 extra="\n            push: {remote: origin}\n            pullRequest: {repo: acme/app, base: main, "
                       "title: 'fleet: delivered work'}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, check=True, env=env)
-    wait_until(lambda: status(repo)["p1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "opened pull request #1" in out.stdout
@@ -471,7 +507,7 @@ def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, git
     assert "<!-- fleet-review -->" in pull["body"] and "`p1`" in pull["body"] and "I wrote p1.txt" in pull["body"]
     assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
-    wait_until(lambda: status(repo)["p2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
     assert "updated pull request #1" in out.stdout, out.stdout + out.stderr
     assert len(api.pulls) == 1 and "`p2`" in api.pulls[0]["body"] and "`p1`" in api.pulls[0]["body"]
@@ -511,7 +547,7 @@ def test_a_failing_batch_is_bisected_and_the_good_members_land(repo: Path) -> No
     queue_fleet(repo, [("g1", ["files", "g1.txt=1"]), ("g2", ["files", "bad.txt=x"]), ("g3", ["files", "g3.txt=3"]),
                        ("g4", ["files", "g4.txt=4"])], gate=gate, script=script, extra="\n            batch: 4")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("g1", "g2", "g3", "g4")))
+    wait_sessions(repo)
     out = apply(repo)
     assert out.returncode == 0, out.stdout + out.stderr
     rows = status(repo)
@@ -530,7 +566,7 @@ def test_a_flaky_gate_is_retried_once_and_blames_nobody(repo: Path) -> None:
     queue_fleet(repo, [("f1", ["files", "f1.txt=1"]), ("f2", ["files", "f2.txt=2"])], gate=gate, script=script,
                 extra="\n            batch: 2")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("f1", "f2")))
+    wait_sessions(repo)
     out = apply(repo)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "gate tests failed once, passed on its retry" in out.stdout
