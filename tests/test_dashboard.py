@@ -21,7 +21,7 @@ import agents
 import psutil
 import pytest
 from browser import browser
-from conftest import fleet, session_pids, status, wait_until, write_fleet
+from conftest import fleet, fleet_in_process, session_pids, status, wait_until, write_fleet
 
 pytest.importorskip("starlette")
 
@@ -264,6 +264,7 @@ def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(re
     without the token is refused and changes nothing; with it, it records who and the agent
     enters the queue; Reject with a message resumes the session with it."""
     from test_delivery import install as install_delivery_agent
+    from test_delivery import status as status_here  # the CLI in this process: only the server is its own
 
     script = install_delivery_agent(tmp_path)
     write_fleet(repo, f"""
@@ -282,9 +283,9 @@ def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(re
               tier: local
               command: {agents.argv(script, "review", str(tmp_path))}
         """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_until(lambda: not session_pids(repo), interval=0.05)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # records how they ended (and their cost)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # records how they ended (and their cost)
     with serve(repo, "--actions") as served, browser(tmp_path) as driver:
         assert served.token
         base = served.url.rstrip("/")
@@ -299,16 +300,16 @@ def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(re
         driver.find_element("id", "act-approve").click()
         wait_until(lambda: "refused (403)" in text(driver, "review-result"))
         assert post(f"{base}/api/agents/r1/approve")[0] == 403
-        assert "r1 waits for approval" in fleet("diff", "fleet.yaml", cwd=repo).stdout  # nothing recorded
+        assert "r1 waits for approval" in fleet_in_process("diff", "fleet.yaml", cwd=repo).stdout  # nothing recorded
         driver.get(f"{base}/agents/r1?token={served.token}")
         wait_until(lambda: attr(driver, "review-actions", "hidden") is None)
         driver.find_element("id", "review-by").send_keys("carol")
         driver.find_element("id", "act-approve").click()
         wait_until(lambda: "approved r1 at " in text(driver, "review-result"))
         wait_until(lambda: "approved by carol at " in text(driver, "review-state"))  # who and when, live
-        plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+        plan = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
         assert [(a["kind"], a["agent"]) for a in plan["actions"]] == [("merge", "r1")]  # in the queue now
-        approved = {c["type"]: c for c in status(repo)["r1"]["conditions"]}["Approved"]
+        approved = {c["type"]: c for c in status_here(repo)["r1"]["conditions"]}["Approved"]
         assert approved["message"].startswith("by carol for ")
         # reject, with its message, resumes r2's session with it
         driver.get(f"{base}/agents/r2?token={served.token}")

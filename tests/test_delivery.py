@@ -13,6 +13,7 @@ from pathlib import Path
 import agents
 import pytest
 from conftest import fleet as fleet_process
+from conftest import fleet_in_process as fleet
 from conftest import git, session_pids, wait_until, write_fleet
 
 DELIVERY_SCRIPT = '''\
@@ -80,32 +81,7 @@ sys.exit("unknown mode " + mode)
 '''
 
 
-def fleet(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
-          timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI, run in this process by click's test runner rather than in a new interpreter
-    (conftest.fleet): the same entry point, arguments, working directory, environment and exit
-    code, without a second of interpreter start and imports per call, which was most of this
-    module's time. Sessions, gates, git and gh are still real processes; the flagship test
-    (three agents) and tests/test_crash.py's kill -9 sweep run fleet as its own process."""
-    import contextlib
-    import traceback
-
-    from click.testing import CliRunner
-
-    from reconciler.cli.main import cli
-
-    with contextlib.chdir(cwd):
-        result = CliRunner().invoke(cli, list(args), prog_name="fleet", env={"COLUMNS": "200", **(env or {})})
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "".join(traceback.format_exception(result.exception))
-    proc = subprocess.CompletedProcess(["fleet", *args], result.exit_code, result.stdout, stderr)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fleet {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
+def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:  # in this process, as `fleet` here
     proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
     return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
 
