@@ -158,6 +158,8 @@ def test_actions_without_the_token_are_refused_and_with_it_they_act(repo: Path, 
         # resume with a message: the running session is stopped, the conversation goes on with it
         code, body = post(f"{base}/api/agents/sleeper/resume", token=served.token)
         assert code == 409 and "resume needs a message" in body["error"]
+        code, body = post(f"{base}/api/agents/sleeper/approve", token=served.token)  # no merge queue here
+        assert code == 409 and "declares no spec.delivery" in body["error"]
         first = status(repo)["sleeper"]["pid"]
         code, body = post(f"{base}/api/agents/sleeper/resume", token=served.token, body={"message": "go on"})
         assert code == 200, body
@@ -171,6 +173,8 @@ def test_a_read_only_dashboard_refuses_actions_even_with_the_token(repo: Path, t
     two_agents(repo, tmp_path)
     with serve(repo, "--token", "s3cret") as served:
         code, body = post(served.url.rstrip("/") + "/api/agents/sleeper/stop", token="s3cret")
+        assert code == 403 and "read-only" in body["error"]
+        code, body = post(served.url.rstrip("/") + "/api/agents/sleeper/approve", token="s3cret")
         assert code == 403 and "read-only" in body["error"]
     assert status(repo)["sleeper"]["phase"] == "Running"
 
