@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +63,7 @@ class RayEngine:
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
         # False (`fleet diff` without --connect): observe local state only, never the cluster or the remote
         self.connect = connect
+        self.retired: list[str] = []  # fleet's own actors a delete removed (lease.retire)
 
     # -- observe and plan ------------------------------------------------------------------
 
@@ -109,9 +110,31 @@ class RayEngine:
         as it runs); a new checkout takes the cluster's records on acquiring it."""
         ray = cluster.connect(self.loaded)
         ledger = self.store.home / "ray" / self.loaded.name / "sessions.json"
-        return lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
+        held = lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
                              checkout=self.repo.common_dir, timeout=timeout, on_wait=on_wait,
                              keep=command == "fleet reconcile")
+        return self._retiring(ray, held) if command == "fleet delete" else held
+
+    @contextmanager
+    def _retiring(self, ray: Any, held: AbstractContextManager[lease.ControllerLease]) -> Iterator[object]:
+        """A delete pass that leaves the fleet with nothing on the cluster or the remote removes the
+        fleet's own actors too (lease.retire): the controller, its records and log copies, idle locks."""
+        with held as holder:
+            yield holder
+            if self._nothing_left(ray):
+                self.retired = lease.retire(ray, cluster.namespace(self.loaded), holder)
+
+    def _nothing_left(self, ray: Any) -> bool:
+        """No record, no session actor, no branch of this fleet on the remote (fetched now): every
+        agent is gone and its work is safe. Anything else (a refused prune, a failed step) keeps all."""
+        if self.store.all() or cluster.sessions(ray, cluster.namespace(self.loaded)):
+            return False
+        remote = Remote.of(self.loaded, fleet_home=self.store.home, objects=self.repo.common_dir / "objects")
+        try:
+            remote.refresh()
+        except FleetError:
+            return False
+        return not remote.owned  # a fenced attempt's orphan ref stays on the remote, listed by `fleet archives`
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""
@@ -215,7 +238,8 @@ class RayEngine:
                       args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
                       resume_message=resume[1] if resume else None, env_from=env_from,
                       secrets_dir=self.loaded.fleet.spec.placement.secretsDir,
-                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
+                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()},
+                      max_budget_usd=agent.max_budget_usd)
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)

@@ -24,10 +24,12 @@ from types import ModuleType
 from typing import Any
 
 from ...observe.gitrepo import GitRepo
+from ...observe.live import observe_live
 from ...observe.processes import OwnedProcess
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
 from ...observe.snapshot import state_store as open_store
 from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
+from ...runtimes.pricing import overrides
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
@@ -126,6 +128,11 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
             agent.at_stake, agent.branch = _at_stake(obs, agent, loaded)
     if not readonly:
         sync_logs(obs)
+    # live spend from the copy of each session's log here (as fresh as this pass made it): the
+    # budgets and per-run caps act on ray sessions by the rule they follow for local ones
+    prices = overrides(spec.budget.prices)
+    for name, agent in obs.agents.items():
+        observe_live(agent, obs.state_store.log_path(name), prices)
     return obs
 
 

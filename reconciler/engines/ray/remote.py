@@ -287,6 +287,11 @@ def remote_archives(loaded: LoadedFleet) -> list[Archive]:
     """What fleet kept of a ray fleet's work on spec.remote: the archives (refs/fleet/archive/<fleet>/...,
     made when a clone was released or pruned) and the refs of fenced attempts whose work is not on
     their branch (see Fencing), fetched now into the cache."""
+    return kept_on_remote(loaded)[1]
+
+
+def kept_on_remote(loaded: LoadedFleet) -> tuple[Remote, list[Archive]]:
+    """`remote_archives`, with the remote whose fetch cache now holds every one of them."""
     from ...observe.gitrepo import GitRepo
     from ...observe.snapshot import fleet_home
 
@@ -310,4 +315,4 @@ def remote_archives(loaded: LoadedFleet) -> list[Archive]:
             date = remote._git("log", "-1", "--format=%cI", sha).stdout.strip() if sha else ""
             found.append(Archive(ref=ref, commit=sha, date=date,
                                  subject=f"work of a fenced attempt not on {branch} ({len(commits)} commit(s))"))
-    return found
+    return remote, found
