@@ -59,7 +59,7 @@ AGENT = textwrap.dedent('''\
         with open("draft.txt", "w") as f:
             f.write("half-written\\n")
     elif mode == "lock":  # take lock `build` again and again; each hold recorded (start end) outside the clone
-        hold = ("import sys, time; t = time.time(); time.sleep(0.4); "
+        hold = ("import sys, time; t = time.time(); time.sleep(1.0); "
                 "open(sys.argv[1], 'a').write(f'{t} {time.time()}\\\\n')")
         for _ in range(int(sys.argv[3])):
             subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lock", "build", "--", sys.executable, "-c",
@@ -547,7 +547,9 @@ def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object
     namespaces.append("fleet-locks")
     holds = repo.parent / "holds"
     holds.mkdir()
-    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "5"], count=2,
+    # 3 holds of 1 s each per agent: each `fleet lock` starts a driver (seconds), so longer holds, not
+    # more of them, are what make the two nodes' tries overlap
+    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "3"], count=2,
               extra="  locks: {build: {slots: 1}}")
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -555,11 +557,11 @@ def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object
                      or len(by_phase(r, "Succeeded")) == 2, timeout=90)
     nodes = {r["node"] for r in rows.values()}
     assert len(nodes) == 2, rows  # one agent on each worker node
-    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 5 if (holds / a).exists() else False
+    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 3 if (holds / a).exists() else False
                            for a in ("w-a00", "w-a01")), timeout=180, interval=0.5)
     spans = sorted(tuple(map(float, line.split())) for a in ("w-a00", "w-a01")
                    for line in (holds / a).read_text().splitlines())
-    assert len(spans) == 10
+    assert len(spans) == 6
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start, spans  # the next hold began after the previous one ended
     rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=60)
@@ -691,3 +693,47 @@ def test_budget_caps_and_live_spend_act_on_ray_sessions(repo: Path, cluster: obj
     assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"]), paused
     assert len(seen.read_text().splitlines()) == 1  # not started again while the budget is spent
     fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster: object,
+                                                              namespaces: list[str]) -> None:
+    """Issue 16 on ray: the controller integrates the agents' branches as it merged them on the
+    remote (never an attempt ref) in its scratch tree, gates the result, and pushes the target to
+    the remote without force; a push the remote rejects is a condition, and nothing is forced."""
+    namespaces.append("fleet-deliver")
+    bare = repo.parent / "remote.git"
+    ray_fleet(repo, cluster, name="deliver", agent_args=["steps", "1", "0"], count=2, extra="""
+          gates: {check: {run: "test -f README.md"}}
+          delivery: {into: integration, gates: [check], push: {remote: origin}}
+    """)
+    git(repo, "remote", "add", "origin", str(bare))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = status(repo)
+    assert {r["phase"] for r in rows.values()} == {"Delivered"}, proc.stdout
+    landed = git(bare, "log", "--format=%s", "main..integration")
+    for agent in ("w-a00", "w-a01"):
+        assert f"{agent} step 0" in landed and f"fleet: deliver {agent}" in landed, landed
+        git(bare, "merge-base", "--is-ancestor", f"fleet/deliver/{agent}", "integration")
+    assert not git(repo, "for-each-ref", "refs/heads/fleet/").strip()  # no agent branch made here
+
+    # the remote's target moves behind fleet's back: the next push is refused, never forced
+    other = repo.parent / "other"
+    git(repo.parent, "clone", "-q", "-b", "integration", str(bare), str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git(other, "add", "theirs.txt")
+    git(other, "commit", "-qm", "someone else's commit")
+    git(other, "push", "-q", "origin", "integration")
+    theirs = git(bare, "rev-parse", "integration").strip()
+    text = (repo / "fleet.yaml").read_text().replace("prompt: work on {item}", "prompt: work again on {item}")
+    (repo / "fleet.yaml").write_text(text.replace('"steps", "1", "0"', '"steps", "2", "0"'))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo)  # replaces the delivered runs: a second step each
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode != 0 and "was rejected" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert git(bare, "rev-parse", "integration").strip() == theirs  # their commit kept: nothing forced
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", "--archive", cwd=repo, check=True)
+    assert not git(repo, "for-each-ref", "refs/fleet/remote-heads/").strip()  # the copies go with the fleet
+    assert actors(cluster, "fleet-deliver", own=True) == []

@@ -44,9 +44,10 @@ def check_delivery(fleet: Fleet) -> list[Issue]:
     if delivery.pullRequest is not None and delivery.push is None:
         issues.append(((*at, "pullRequest"), "a pull request needs the target pushed",
                        "add push: {remote: origin}"))
-    if spec.placement.engine == "ray":
-        issues.append(((*at,), "delivery is not supported with placement.engine ray yet",
-                       "merge the branches pushed to spec.remote by hand, or run the fleet locally"))
+    if spec.placement.engine == "ray" and delivery.push is None:
+        # the controller integrates in its own checkout; the result must reach the remote the nodes use
+        issues.append(((*at, "push"), "delivery with placement.engine ray needs the target pushed",
+                       "add push: {remote: origin} (a remote of spec.repo that is spec.remote)"))
     return issues
 
 

@@ -211,6 +211,12 @@ def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | Non
     agent.record, agent.alive, agent.adopted = rec, True, True
 
 
+def delivered_into(loaded: LoadedFleet) -> tuple[str, ...]:
+    """The delivery target on the remote (pushed there by the queue): a commit in it is safe to prune."""
+    delivery = loaded.fleet.spec.delivery
+    return (f"refs/heads/{delivery.into}",) if delivery is not None and delivery.push is not None else ()
+
+
 def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tuple[AtStake | None, str | None]:
     """What pruning the agent would lose: its branch beyond base, and what only its clone holds
     (judged by the rules of a local prune, observe/stake.py)."""
@@ -222,7 +228,8 @@ def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tu
     status = session.status if session else None
     if owned is None and status is None:
         return None, None
-    commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base) if owned is not None else []
+    commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base, delivered_into(loaded)) \
+        if owned is not None else []
     return judge(agent_facts(commits, status)), owned
 
 
