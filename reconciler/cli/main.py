@@ -425,12 +425,15 @@ def restore(args: tuple[str, ...]) -> None:
     """Bring back agent NAME from an archive: its branch with its ownership marks (so the
     agent, declared again, takes it over) and its worktree with the files and index as
     they were (FILE defaults to ./fleet.yaml; ARCHIVE, a time stamp from `fleet archives`,
-    defaults to the newest of NAME).
+    defaults to the newest of NAME). A ray fleet's archives are fetched from spec.remote and
+    the branch is created there too; ARCHIVE may then also be a fenced attempt's number
+    (a local branch BRANCH-attempt-N for review; docs/scale-out.md).
 
     \b
     Examples:
       fleet restore audit-users
       fleet restore fleets/audit.yaml audit-users 20261126T025619717026Z
+      fleet restore fleets/ray.yaml audit-users 2       # a ray fleet: attempt 2's orphan work
     """
     if args and args[0].endswith((".yaml", ".yml")) and os.path.isfile(args[0]):
         file, rest = args[0], args[1:]

@@ -91,7 +91,7 @@ class Queue:
             return self._close_pull_request(action)
         rec = self._record(action.agent)
         step, sha = action.details["step"], action.details["sha"]
-        if git_delivery.tip(self.repo, f"refs/heads/{agent.branch}") != sha:
+        if git_delivery.tip(self.repo, self.engine.branch_ref(agent)) != sha:
             return "its branch moved since the plan; the next pass decides"
         if step in ("landed", "in-target"):
             self._delivered(rec, agent, sha, action.details.get("result") or sha)
@@ -183,7 +183,7 @@ class Queue:
         rec = self.store.load(name)
         if agent is None or rec is None or rec.phase != SUCCEEDED:
             return None
-        sha = git_delivery.tip(self.repo, f"refs/heads/{agent.branch}")
+        sha = git_delivery.tip(self.repo, self.engine.branch_ref(agent))
         if sha is None or (action is not None and sha != action.details["sha"]):
             return None  # it moved since the plan: the next pass sees the new tip
         return _Member(agent, sha, rec)

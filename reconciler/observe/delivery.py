@@ -2,6 +2,9 @@
 and each agent branch against the target and base. Read-only git; a handful of calls per branch."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import git
 
 from ..spec.loader import LoadedFleet
@@ -9,12 +12,18 @@ from .gitrepo import GitRepo
 from .model import BranchFacts, DeliveryFacts, Observed
 from .stake import DELIVERED_REFS  # refs/fleet/delivered/<fleet>/<agent>: a tip a squash/rebase delivered
 
+if TYPE_CHECKING:
+    from ..spec.desired import DesiredAgent
+
 
 def delivered_ref(fleet: str, agent: str) -> str:
     return f"{DELIVERED_REFS}{fleet}/{agent}"
 
 
-def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> DeliveryFacts | None:
+def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed,
+                     branch_ref: Callable[[DesiredAgent], str] | None = None) -> DeliveryFacts | None:
+    """`branch_ref`: where this repository has an agent's branch (the engine's `branch_ref`;
+    default refs/heads/<branch>)."""
     delivery = loaded.fleet.spec.delivery
     if delivery is None:
         return None
@@ -32,7 +41,7 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> 
     per_agent = bool(delivery.push and delivery.pullRequest and delivery.pullRequest.perAgent)
     for agent in loaded.agents:
         obs = observed.agents.get(agent.name)
-        tip = _tip(repo, f"refs/heads/{agent.branch}")
+        tip = _tip(repo, branch_ref(agent) if branch_ref else f"refs/heads/{agent.branch}")
         if tip is None or obs is None or against is None:
             continue
         pending = (obs.record.delivery.get("pending") if obs.record else None) or {}
