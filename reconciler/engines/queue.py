@@ -140,9 +140,13 @@ class Queue:
         assert pr is not None
         name, branch, remote, sha = (action.agent, action.details["branch"], action.details["remote"],
                                      action.details["sha"])
-        if git_delivery.tip(self.repo, f"refs/heads/{branch}") != sha:
+        agent = self.loaded.agent(name)
+        if agent is None:
+            return "no longer declared; the next pass decides"
+        ref = self.engine.branch_ref(agent)  # where this repository has the branch (ray: the engine's copy)
+        if git_delivery.tip(self.repo, ref) != sha:
             return "its branch moved since the plan; the next pass decides"
-        ok, words = git_delivery.push(self.repo, remote, branch)
+        ok, words = git_delivery.push(self.repo, remote, branch, src=ref)
         if not ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
             rec = self._record(name)
             last = words.splitlines()[-1] if words else ""
