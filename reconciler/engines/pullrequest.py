@@ -69,12 +69,13 @@ def agent_title(fleet: str, agent: str) -> str:
 
 
 def open_or_update_agent(loaded: LoadedFleet, store: StateStore, pr: PullRequest, agent: str, branch: str,
-                         into: str) -> tuple[int | None, str]:
-    """The agent's own pull request, branch -> target, with its review packet as the body."""
+                         into: str, ref: str) -> tuple[int | None, str]:
+    """The agent's own pull request, branch -> target, with its review packet as the body
+    (`ref`: where this repository has the branch, the engine's `branch_ref`)."""
     from ..observe.gitrepo import GitRepo
     from ..plan.review import MARKER, packet_markdown
 
-    packet = review_packet(loaded, GitRepo(loaded.repo), store, agent, against=into)
+    packet = review_packet(loaded, GitRepo(loaded.repo), store, agent, against=into, ref=ref)
     body = MARKER + "\n" + (packet_markdown(packet) if packet is not None else f"`{agent}`\n")
     return _upsert(pr, branch, into, agent_title(loaded.name, agent), body)
 

@@ -155,7 +155,7 @@ class Queue:
             raise FleetError(f"push of {branch} to {remote} was rejected: {last}",
                              hint=f"{remote}/{branch} has commits the branch lacks (was it rewritten?); fleet never "
                                   f"force-pushes: merge {remote}/{branch} into it, or delete the remote branch")
-        number, what = open_or_update_agent(self.loaded, self.store, pr, name, branch, self.delivery.into)
+        number, what = open_or_update_agent(self.loaded, self.store, pr, name, branch, self.delivery.into, ref)
         rec = self._record(name)
         rec.delivery = {**rec.delivery, "pullRequest": {"number": number, "sha": sha, "state": "open",
                                                         "repo": pr.repo, "at": now_iso()}}
