@@ -127,7 +127,8 @@ class Queue:
         if action.details.get("pullRequest") and self.delivery.pullRequest is not None:
             from .pullrequest import open_or_update
 
-            message += "; " + open_or_update(self.loaded, self.store, self.delivery.pullRequest, into)
+            message += "; " + open_or_update(self.loaded, self.store, self.delivery.pullRequest, into,
+                                             self.engine.branch_ref)
         return message
 
     def _agent_pull_request(self, action: Action) -> str:
