@@ -1,4 +1,4 @@
-"""Creating and pruning agent worktrees (GitPython), with the ownership marker.
+"""Creating and pruning agent worktrees (git, through observe/gitcmd.py), with the ownership marker.
 
 Also what keeps the main checkout's `git status` clean without hiding an agent's files
 (`ensure_excluded`: the worktree root's own `.gitignore`, never `.git/info/exclude`), and
