@@ -689,7 +689,9 @@ def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster
         git(bare, "merge-base", "--is-ancestor", f"fleet/deliver/{agent}", "integration")
     assert not git(repo, "for-each-ref", "refs/heads/fleet/").strip()  # no agent branch made here
 
-    # the remote's target moves behind fleet's back: the next push is refused, never forced
+    # someone else moves the remote's target: the controller's copy takes it (fast-forward only),
+    # so their commit is kept; while the remote refuses pushes the apply fails saying so, and
+    # nothing there moves; once it accepts them, the target goes there
     other = repo.parent / "other"
     git(repo.parent, "clone", "-q", "-b", "integration", str(bare), str(other))
     (other / "theirs.txt").write_text("theirs\n")
@@ -701,9 +703,19 @@ def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster
     (repo / "fleet.yaml").write_text(text.replace('"steps", "1", "0"', '"steps", "2", "0"'))
     fleet("apply", "fleet.yaml", "--yes", cwd=repo)  # replaces the delivered runs: a second step each
     rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do [ \"$ref\" = refs/heads/integration ] && "
+                    "{ echo 'remote: integration is frozen' >&2; exit 1; }; done\nexit 0\n")
+    hook.chmod(0o755)
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode != 0 and "was rejected" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    assert git(bare, "rev-parse", "integration").strip() == theirs  # their commit kept: nothing forced
-    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", "--archive", cwd=repo, check=True)
+    assert git(bare, "rev-parse", "integration").strip() == theirs  # nothing forced, nothing moved there
+    hook.unlink()
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0 and "pushed integration" in proc.stdout, proc.stdout + proc.stderr
+    git(bare, "merge-base", "--is-ancestor", theirs, "integration")  # their commit kept
+    landed = git(bare, "log", "--format=%s", "main..integration")
+    assert "w-a00 step 1" in landed and "w-a01 step 1" in landed, landed
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)  # delivered: nothing at stake
     assert not git(repo, "for-each-ref", "refs/fleet/remote-heads/").strip()  # the copies go with the fleet
     assert actors(cluster, "fleet-deliver", own=True) == []
