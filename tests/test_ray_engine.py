@@ -487,6 +487,9 @@ def test_a_lost_sessions_output_reaches_the_fleet_machine_without_a_pass_reading
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # no pass after this one until the actor is gone
     wait_until(lambda: "w-a00 sleeping on its node" in on_cluster(cluster, "fleet-lostlog", "w-a00", "log"),
                timeout=90, interval=0.5)
+    # compat.HEAD_RESOURCE: the control actor (lease, records, log copies) is on the head node
+    control = ray.get_actor("fleet::controller", namespace="fleet-lostlog")
+    assert ray.get(control.node.remote(), timeout=60) == cluster.head_node.node_id
     copy = repo / ".git" / "fleet" / "logs" / "lostlog" / "w-a00.log"
     assert not copy.exists() or "sleeping on its node" not in copy.read_text()
     on_cluster(cluster, "fleet-lostlog", "w-a00", "kill")
