@@ -38,6 +38,7 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed,
     facts = DeliveryFacts(into=into, target_tip=target, base_tip=_tip(repo, base), checked_out=holder,
                           remote_tip=remote)
     against = target or facts.base_tip
+    per_agent = bool(delivery.push and delivery.pullRequest and delivery.pullRequest.perAgent)
     for agent in loaded.agents:
         obs = observed.agents.get(agent.name)
         tip = _tip(repo, branch_ref(agent) if branch_ref else f"refs/heads/{agent.branch}")
@@ -49,7 +50,9 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed,
             tip=tip, in_target=bool(target) and _contains(repo, against, tip),
             ahead=_count(repo, f"{against}..{tip}"), behind_target=_count(repo, f"{tip}..{against}"),
             behind_base=_count(repo, f"{tip}..{facts.base_tip}") if facts.base_tip else 0,
-            changed=_changed(repo, against, tip), landed=landed)
+            changed=_changed(repo, against, tip), landed=landed,
+            remote_tip=_tip(repo, f"refs/remotes/{delivery.push.remote}/{agent.branch}")
+            if per_agent and delivery.push else None)
     return facts
 
 
