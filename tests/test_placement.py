@@ -42,11 +42,6 @@ def test_delivery_of_a_ray_fleet_needs_the_target_pushed(repo: Path) -> None:
     write_fleet(repo, body + "      delivery: {into: integration, ungated: true, push: {remote: origin}}\n")
     proc = fleet("validate", "fleet.yaml", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    write_fleet(repo, body + "      delivery: {into: integration, ungated: true, push: {remote: origin},\n"
-                             "                 pullRequest: {repo: o/r, perAgent: true}}\n")
-    proc = fleet("validate", "fleet.yaml", cwd=repo)
-    assert proc.returncode == 1 and "per-agent pull requests are not supported with placement.engine ray" \
-        in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_a_secrets_dir_must_not_be_relative(repo: Path) -> None:

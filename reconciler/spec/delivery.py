@@ -55,10 +55,6 @@ def check_delivery(fleet: Fleet) -> list[Issue]:
         # the controller integrates in its own checkout; the result must reach the remote the nodes use
         issues.append(((*at, "push"), "delivery with placement.engine ray needs the target pushed",
                        "add push: {remote: origin} (a remote of spec.repo that is spec.remote)"))
-    if spec.placement.engine == "ray" and pr is not None and pr.perAgent:
-        # a ray agent's branch is on spec.remote already, moved only by the controller (fencing)
-        issues.append(((*at, "pullRequest", "perAgent"), "per-agent pull requests are not supported with "
-                       "placement.engine ray yet", "drop perAgent (a pull request of the target, base: main, works)"))
     return issues
 
 
