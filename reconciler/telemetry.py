@@ -331,7 +331,7 @@ def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     live: dict[str, tuple[float, int]] = {}
     for rec in records.values():
         if rec.phase == RUNNING:  # a running session's cost so far counts now, not once it ends
-            spent = live_spend(rec, store.log_path(rec.agent), prices)
+            spent = live_spend(rec, store.log_path(rec.agent), prices, store.spend_path(rec.agent))
             live[rec.agent] = (spent.usd or 0.0, spent.tokens) if spent is not None else (0.0, 0)
     snap = _Snapshot(phases=dict.fromkeys(PHASES, 0))
     for agent in loaded.agents:

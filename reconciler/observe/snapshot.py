@@ -144,7 +144,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
             agent.last_progress = last_progress(agent.record, log=store.log_path(agent.name), admin_dir=admin)
-            spent = live_spend(agent.record, store.log_path(agent.name), prices)
+            spent = live_spend(agent.record, store.log_path(agent.name), prices, store.spend_path(agent.name))
             if spent is not None:
                 agent.live_usd, agent.live_tokens = spent.usd, spent.tokens
     obs.promoted = frozenset(read_promotions(store.dir))
