@@ -27,6 +27,9 @@ def budget_line(line: Mapping[str, Any]) -> str:
 
 def projection_line(proj: Mapping[str, Any]) -> str:
     group = proj["group"]
+    if proj.get("projectedUsd") is None and proj.get("failedPilots"):
+        return (f"rollout {group}: pilot {', '.join(proj['failedPilots'])} failed for good; fix and restart it, "
+                f"change the file, or `fleet promote FILE '{group}'`")
     if proj.get("projectedUsd") is None:
         return f"rollout {group}: pilot {', '.join(proj['pilots'])} not passed yet"
     text = (f"rollout {group}: projected {usd(proj['projectedUsd'])} for {proj['size']} agents "
