@@ -12,14 +12,17 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, fleet, session_pids, status, wait_until
 from model_server import ModelServer, Reply, Request, Stall, Text, ToolUse, Usage, play
 from test_claude_e2e import CLAUDE, INSTALL, MODEL, apply, claude_fleet, converge, results
+from test_telemetry import _attr, _Collector
 
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason=f"the real Claude Code CLI is not installed; run `{INSTALL}`")
 
@@ -341,11 +344,37 @@ def test_a_cli_warning_about_the_model_is_a_condition_in_describe(repo: Path, se
     assert "$0.00 " not in fleet("status", "fleet.yaml", cwd=repo, check=True).stdout  # a small cost is shown
 
 
-def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_one(repo: Path, serve_with) -> None:
+@pytest.fixture
+def otlp() -> Iterator[_Collector]:
+    """A real OTLP/HTTP receiver on 127.0.0.1 (tests/test_telemetry.py's) for fleet's own telemetry."""
+    server = _Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _gauges(collector: _Collector, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
+    """The last exported value of each of a metric's points, by their attributes other than fleet.name."""
+    out: dict[tuple[tuple[str, Any], ...], float] = {}
+    for metric in collector.metrics:
+        if metric.name != name:
+            continue
+        points = metric.gauge.data_points if metric.HasField("gauge") else metric.sum.data_points
+        for p in points:
+            attrs = tuple(sorted((kv.key, _attr([kv], kv.key)) for kv in p.attributes if kv.key != "fleet.name"))
+            out[attrs] = p.as_double if p.HasField("as_double") else float(p.as_int)
+    return out
+
+
+def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_one(repo: Path, serve_with,
+                                                                                    otlp: _Collector) -> None:
     # two priced tool turns, $0.303 each, nearly all of it output: claude's stream-json log shows each
     # message's output count at its start (1 token), so from the log this run would have cost $0.006;
     # claude's own cost metric, which fleet receives over OTLP while it runs, has the $0.606
     step = Usage(input_tokens=1_000, output_tokens=20_000)
+    run = 2 * usd_of(step)
 
     def script(req: Request) -> Reply:
         if "Your previous run" in req.prompt():
@@ -355,12 +384,19 @@ def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_
 
     bill = Billing(script)
     server = serve_with(bill)
+    collector = otlp  # fleet's own telemetry goes there
     claude_fleet(repo, """
             - name: solo
               tier: worker
               prompt: Do the work.
-    """, extra="""  budget: {usdPerDay: 0.5}""")
-    apply(repo)
+    """, extra=f"""  budget: {{usdPerDay: 1.0}}
+          telemetry: {{otlpEndpoint: "{collector.endpoint}"}}""")
+    text = (repo / "fleet.yaml").read_text().replace("model: claude-sonnet-4-5-20250929,",
+                                                     "model: claude-sonnet-4-5-20250929, maxUsdPerRun: 2,")
+    (repo / "fleet.yaml").write_text(text)
+    apply(repo)  # the spawn reserves its $2 cap
+    assert _gauges(collector, "fleet.budget.reserved")[(("fleet.budget", "budget.usdPerDay"),)] == pytest.approx(2)
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == 0
     wait_until(server.stalled.is_set, timeout=60)  # both priced turns are done; the session still runs
     spend_file = repo / ".git" / "fleet" / "state" / "t" / "live" / "solo.json"
 
@@ -368,21 +404,43 @@ def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_
         text = spend_file.exists() and spend_file.read_text()
         return sum(s["usd"] for s in json.loads(text)["sessions"].values()) if text else 0.0
 
-    wait_until(lambda: exported() >= 2 * usd_of(step) - 1e-9, timeout=30)  # claude exports every second
+    wait_until(lambda: exported() >= run - 1e-9, timeout=30)  # claude exports every second
     running = status(repo)["solo"]
-    assert running["phase"] == "Running" and running["live_usd"] == pytest.approx(2 * usd_of(step)), running
+    assert running["phase"] == "Running" and running["live_usd"] == pytest.approx(run), running
+    # claude's own metric reaches the collector too: fleet's receiver forwards each export (as protobuf,
+    # the protocol fleet's telemetry gives sessions) after writing it down
+    def forwarded() -> float:
+        return sum(p.as_double for m in list(collector.metrics) if m.name == "claude_code.cost.usage"
+                   for p in m.sum.data_points)
+
+    wait_until(lambda: forwarded() >= run - 1e-9, timeout=30)
+    assert forwarded() == pytest.approx(run)
+    # a pass while it runs (nothing to do: $0.61 of $1.00) exports the live figures, not the last run's
+    collector.metrics.clear()
+    apply(repo)
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == pytest.approx(run)
+    assert _gauges(collector, "fleet.budget.remaining")[()] == pytest.approx(1.0 - run)
+    reserved = _gauges(collector, "fleet.budget.reserved")
+    assert reserved[(("fleet.budget", "budget.usdPerDay"),)] == pytest.approx(2 - run)
+    left = _gauges(collector, "fleet.budget.left")
+    assert left[(("fleet.budget", "budget.usdPerDay"), ("fleet.budget.unit", "usd"))] == pytest.approx(-1.0)
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("usdPerDay: 1.0", "usdPerDay: 0.5"))
     stop = next(a for a in diff_json(repo)["actions"] if a["agent"] == "solo")
     assert stop["kind"] == "stop" and stop["details"]["budget"] == "pause", stop
-    assert "budget.usdPerDay $0.50 reached ($0.61 spent today)" in stop["reason"]
+    assert "budget.usdPerDay $0.50 reached ($0.61 spent today, $1.39 reserved by sessions" in stop["reason"]
+    collector.metrics.clear()
     apply(repo)  # pauses it: stopped, its cost recorded, the conversation kept
     wait_until(lambda: not session_pids(repo))
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == pytest.approx(run)
+    assert _gauges(collector, "fleet.budget.remaining")[()] == 0
+    assert _gauges(collector, "fleet.budget.reserved")[(("fleet.budget", "budget.usdPerDay"),)] == 0
     paused = status(repo)["solo"]
     assert paused["phase"] == "Pending" and paused["pid"] is None, paused
     # it waits to be resumed when the budget allows
     assert paused["reason"].startswith("resume waits: budget.usdPerDay $0.50 reached ($0.61 spent today)"), paused
     rec = record(repo, "solo")
     assert rec["paused"] is True and rec["reason"].startswith("paused: BudgetExhausted: budget.usdPerDay"), rec
-    assert paused["cost_usd"] == pytest.approx(2 * usd_of(step))  # nothing stopped without its cost
+    assert paused["cost_usd"] == pytest.approx(run)  # nothing stopped without its cost
     assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"])
     assert [a["kind"] for a in diff_json(repo)["actions"]] == ["wait"]  # the budget is still spent
     (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("usdPerDay: 0.5", "usdPerDay: 5"))
@@ -392,4 +450,4 @@ def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_
     assert {r.session_id for r in server.main_requests()} == {paused["session_id"]}
     apply(repo)
     assert sum(e["usd"] for e in ledger(repo, "solo").values()) == pytest.approx(bill.usd)
-    assert bill.usd == pytest.approx(2 * usd_of(step) + usd_of(Usage(input_tokens=1_000, output_tokens=10)))
+    assert bill.usd == pytest.approx(run + usd_of(Usage(input_tokens=1_000, output_tokens=10)))
