@@ -39,6 +39,7 @@ FLEET, AGENT, TIER, ACTION, RESULT, PHASE = (
     "fleet.name", "fleet.agent", "fleet.tier", "fleet.action", "fleet.result", "fleet.phase")
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Blocked", "Delivered")
 VERDICT = "fleet.delivery.verdict"  # Delivered, Conflicted, IntegrationFailed, OutOfScope, NothingToDeliver
+RETRY = "fleet.delivery.retry"  # a failing delivery gate's one retry: flaky (passed on it) or failed (again)
 FROM_ENV = "env"  # endpoint sentinel: the exporters read the OTEL_EXPORTER_OTLP_* variables
 _ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -130,6 +131,9 @@ class Telemetry:
         self.deliveries = meter.create_counter(
             "fleet.delivery.verdicts", unit="{verdict}", description="Merge queue verdicts: Delivered (merges), "
             "Conflicted, IntegrationFailed, OutOfScope, NothingToDeliver.")
+        self.retries = meter.create_counter(
+            "fleet.delivery.retries", unit="{retry}", description="Delivery gates that failed and were run once "
+            "more before anyone was blamed (fleet.delivery.retry: flaky = passed on the retry, failed = again).")
         self.to_deliver = meter.create_histogram(
             "fleet.delivery.time_to_deliver", unit="s", description="From a run's end (Succeeded) to Delivered.",
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS))
@@ -305,6 +309,9 @@ class Telemetry:
         if verdict == "Delivered" and waited is not None:
             self.to_deliver.record(max(0.0, waited), {FLEET: fleet})
 
+    def delivery_retry(self, fleet: str, outcome: str) -> None:
+        self.retries.add(1, {FLEET: fleet, RETRY: outcome})
+
     def force_flush(self) -> None:
         self.tracer_provider.force_flush()
         self.meter_provider.force_flush()
@@ -428,6 +435,13 @@ def delivery(loaded: LoadedFleet, agent: str, verdict: str, waited: float | None
     tel = for_fleet(loaded)
     if isinstance(tel, Telemetry):
         tel.delivery(loaded.name, agent, verdict, waited)
+
+
+def delivery_retry(loaded: LoadedFleet, outcome: str) -> None:
+    """Count one retry of failing delivery gates: `flaky` (it passed) or `failed` (again)."""
+    tel = for_fleet(loaded)
+    if isinstance(tel, Telemetry):
+        tel.delivery_retry(loaded.name, outcome)
 
 
 def session_env(loaded: LoadedFleet, agent: DesiredAgent) -> dict[str, str]:

@@ -6,7 +6,8 @@
 Six scripted `command` agents on two tiers with caps and budgets: two finish (one with a
 cost), one keeps working and logging, one crashes (Needs attention), two wait for a slot.
 `fleet reconcile --watch --ui` runs a few ticks, so the charts have history, and headless
-Chromium (as in tests/test_dashboard.py) takes the fleet page and one agent's page (one that committed its work).
+Chromium (as in tests/test_dashboard.py) takes the fleet page and one agent's page (one that committed its
+work and waits for approval in the merge queue: its review packet shows).
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ spec:
   concurrency: {{maxRunning: 4}}
   budget: {{usdPerDay: 5, perTier: {{fast: 2, careful: 4}}}}
   restartBackoff: {{initial: 1h}}
+  gates: {{tests: {{run: "true", timeout: 30s}}}}
+  delivery: {{into: integration, gates: [tests], approval: required}}
   agents:
     - {{name: notes-parser, tier: careful, command: {a("cost", "0.84", "4")}}}
     - {{name: notes-storage, tier: fast, command: {a("commit", "3")}}}

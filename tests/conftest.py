@@ -63,6 +63,32 @@ def fleet(*args: str, cwd: Path, check: bool = False, timeout: float = 120,
     return proc
 
 
+def fleet_in_process(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None,
+                     timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI, run in this process by click's test runner rather than in a new interpreter
+    (`fleet` above): the same entry point, arguments, working directory, environment and exit
+    code, without the second or so of interpreter start and imports per call that dominates a
+    test calling fleet a dozen times. Sessions (double-forked hosts), gates, git and gh stay real
+    processes. Keep `fleet` for what must be its own process: kill -9, signals, a server.
+    (`timeout` is accepted for the same calls; nothing here hangs on a pipe.)"""
+    import contextlib
+    import traceback
+
+    from click.testing import CliRunner
+
+    from reconciler.cli.main import cli
+
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(cli, list(args), prog_name="fleet", env={"COLUMNS": "200", **(env or {})})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    proc = subprocess.CompletedProcess(["fleet", *args], result.exit_code, result.stdout, stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fleet {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     h = tmp_path / "home"

@@ -21,7 +21,7 @@ import agents
 import psutil
 import pytest
 from browser import browser
-from conftest import fleet, status, wait_until, write_fleet
+from conftest import fleet, fleet_in_process, session_pids, status, wait_until, write_fleet
 
 pytest.importorskip("starlette")
 
@@ -257,3 +257,66 @@ def test_ui_with_reconcile_needs_watch(repo: Path, tmp_path: Path) -> None:
     two_agents(repo, tmp_path)
     proc = fleet("reconcile", "fleet.yaml", "--once", "--ui", cwd=repo)
     assert proc.returncode == 2 and "use it with --watch" in proc.stderr
+
+
+def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(repo: Path, tmp_path: Path) -> None:
+    """spec.delivery with approval: required: the agent page shows the review packet; Approve
+    without the token is refused and changes nothing; with it, it records who and the agent
+    enters the queue; Reject with a message resumes the session with it."""
+    from test_delivery import install as install_delivery_agent
+    from test_delivery import status as status_here  # the CLI in this process: only the server is its own
+
+    script = install_delivery_agent(tmp_path)
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: dash}}
+        spec:
+          tiers: {{local: {{runtime: command}}}}
+          gates: {{tests: {{run: "true", timeout: 30s}}}}
+          delivery: {{into: integration, gates: [tests], approval: required}}
+          agents:
+            - name: r1
+              tier: local
+              command: {agents.argv(script, "review", str(tmp_path))}
+            - name: r2
+              tier: local
+              command: {agents.argv(script, "review", str(tmp_path))}
+        """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: not session_pids(repo), interval=0.05)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # records how they ended (and their cost)
+    with serve(repo, "--actions") as served, browser(tmp_path) as driver:
+        assert served.token
+        base = served.url.rstrip("/")
+        driver.get(f"{base}/agents/r1")  # opened without the token
+        wait_until(lambda: "I wrote r1.txt" in text(driver, "review-message"))
+        assert driver.find_element("id", "act-approve").is_displayed()  # --actions: shown, but needs the token
+        assert "r1 work" in text(driver, "review-commits")
+        assert "r1.txt" in text(driver, "review-diffstat") and text(driver, "review-cost") == "$0.25"
+        assert "approval required" in text(driver, "review-state")
+        assert "delivery gates on the merged result: tests" in text(driver, "review-gates")
+        assert "against main" in text(driver, "review-against")  # the target does not exist yet
+        driver.find_element("id", "act-approve").click()
+        wait_until(lambda: "refused (403)" in text(driver, "review-result"))
+        assert post(f"{base}/api/agents/r1/approve")[0] == 403
+        assert "r1 waits for approval" in fleet_in_process("diff", "fleet.yaml", cwd=repo).stdout  # nothing recorded
+        driver.get(f"{base}/agents/r1?token={served.token}")
+        wait_until(lambda: attr(driver, "review-actions", "hidden") is None)
+        driver.find_element("id", "review-by").send_keys("carol")
+        driver.find_element("id", "act-approve").click()
+        wait_until(lambda: "approved r1 at " in text(driver, "review-result"))
+        wait_until(lambda: "approved by carol at " in text(driver, "review-state"))  # who and when, live
+        plan = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+        assert [(a["kind"], a["agent"]) for a in plan["actions"]] == [("merge", "r1")]  # in the queue now
+        approved = {c["type"]: c for c in status_here(repo)["r1"]["conditions"]}["Approved"]
+        assert approved["message"].startswith("by carol for ")
+        # reject, with its message, resumes r2's session with it
+        driver.get(f"{base}/agents/r2?token={served.token}")
+        wait_until(lambda: attr(driver, "review-actions", "hidden") is None)
+        driver.find_element("id", "reject-message").send_keys("say revised")
+        driver.find_element("id", "act-reject").click()
+        wait_until(lambda: "rejected r2 at " in text(driver, "review-result"))
+        assert "(dashboard)" in text(driver, "review-result")  # no name typed: the ui's user, from the dashboard
+        wait_until((tmp_path / "r2.message").exists)
+        assert "say revised" in (tmp_path / "r2.message").read_text()

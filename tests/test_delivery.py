@@ -12,7 +12,9 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import fleet, git, status, wait_until, write_fleet
+from conftest import fleet as fleet_process
+from conftest import fleet_in_process as fleet
+from conftest import git, session_pids, wait_until, write_fleet
 
 DELIVERY_SCRIPT = '''\
 import os, subprocess, sys
@@ -79,6 +81,11 @@ sys.exit("unknown mode " + mode)
 '''
 
 
+def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:  # in this process, as `fleet` here
+    proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
 def install(where: Path) -> Path:
     path = where / "delivery_agent.py"
     path.write_text(DELIVERY_SCRIPT)
@@ -117,14 +124,21 @@ def converge(repo: Path, done, timeout: float = 90):  # type: ignore[no-untyped-
     """`fleet apply` until `done(status rows)`; the rows."""
     def step():  # type: ignore[no-untyped-def]
         apply(repo)
+        wait_sessions(repo)  # what it started has ended: one status, not a poll of them
         rows = status(repo)
         return rows if done(rows) else None
 
-    return wait_until(step, timeout=timeout, interval=0.3)
+    return wait_until(step, timeout=timeout, interval=0)
 
 
 def tip(repo: Path, ref: str) -> str:
     return git(repo, "rev-parse", ref).strip()
+
+
+def wait_sessions(repo: Path) -> None:
+    """Until every session fleet started for `repo` has ended (psutil; no `fleet status` polling):
+    the next pass observes how each ended."""
+    wait_until(lambda: not session_pids(repo), interval=0.05)
 
 
 def target_history(repo: Path) -> list[str]:
@@ -136,6 +150,10 @@ def target_history(repo: Path) -> list[str]:
 def test_three_disjoint_agents_are_delivered_gated_and_then_pruned(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2", "a3")], script=script)
+    fleet_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # fleet as its own process, as a user runs it
+    wait_sessions(repo)
+    out = fleet_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert out.stdout.count("Delivered into integration at") == 3, out.stdout
     rows = converge(repo, lambda r: all(r[n]["phase"] == "Delivered" for n in ("a1", "a2", "a3")))
     files = git(repo, "ls-tree", "--name-only", "integration").split()
     assert {"a1.txt", "a2.txt", "a3.txt", "README.md"} <= set(files)
@@ -162,7 +180,7 @@ def test_diff_shows_the_queue_with_positions(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [(n, ["commit"]) for n in ("a1", "a2")], script=script)
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # starts both
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("a1", "a2")))
+    wait_sessions(repo)
     diff = fleet("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 1, diff.stdout  # changes pending
     assert "~ merge" in diff.stdout and "into integration (queue 1 of 2)" in diff.stdout
@@ -176,18 +194,22 @@ def test_diff_shows_the_queue_with_positions(repo: Path) -> None:
     assert rows["a1"]["delivery"] == "Queued 1 of 2"
 
 
-def test_conflicting_agents_one_delivered_other_resumed_with_files_then_delivered(repo: Path) -> None:
+@pytest.mark.parametrize("strategy", ["merge", "rebase"])
+def test_conflicting_agents_one_delivered_other_resumed_with_files_then_delivered(repo: Path, strategy: str) -> None:
+    """b2 resolves its conflict by `git merge integration` (a merge commit on its branch): both
+    strategies deliver that resolution on the next pass; rebase does not replay b2's old commit
+    into the same conflict again."""
     script = install(repo.parent)
     resolution = repo.parent / "resolution.txt"
     resolution.write_text("from b1\nfrom b2\n")
     queue_fleet(repo, [("b1", ["line", "from b1"]),
                        ("b2", ["line", "from b2", str(repo.parent), "integration", str(resolution)])],
-                script=script)
+                script=script, extra=f"\n            strategy: {strategy}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "b1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["b1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     apply(repo)  # b1 is queued and lands; b2 starts (it is busy, so not queued in this pass)
     assert status(repo)["b1"]["phase"] == "Delivered"
-    wait_until(lambda: status(repo)["b2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     b2_tip = tip(repo, "fleet/t/b2")
     target = tip(repo, "integration")
     apply(repo)  # b2 conflicts with b1's line of shared.txt
@@ -199,10 +221,17 @@ def test_conflicting_agents_one_delivered_other_resumed_with_files_then_delivere
     assert tip(repo, "fleet/t/b2") == b2_tip and tip(repo, "integration") == target  # both untouched
     rows = converge(repo, lambda r: r["b2"]["phase"] == "Delivered")
     message = (repo.parent / "b2.message").read_text()
-    assert message.count("---") == 1  # resumed once
+    assert message.count("---") == 1  # resumed once: its resolution was taken, not conflicted again
     assert "shared.txt" in message and "integration" in message and "git rebase integration" in message
+    assert git(repo, "rev-list", "--merges", "-1", "fleet/t/b2") != ""  # it resolved by a merge
     assert git(repo, "show", "integration:shared.txt") == "from b1\nfrom b2\n"
     assert target_history(repo) == (repo.parent / "gate-ran").read_text().split()
+    if strategy == "rebase":  # linear: b1's commit, then b2's work as it resolved it, one commit
+        assert git(repo, "rev-list", "--merges", "main..integration") == ""
+        assert git(repo, "log", "--format=%s", "main..integration").splitlines() == [
+            f"fleet: deliver b2 (fleet/t/b2 {tip(repo, 'fleet/t/b2')[:12]}) into integration (up to its merge "
+            f"{tip(repo, 'fleet/t/b2')[:12]} of the target, squashed as it resolved it)", "b1 writes shared.txt"]
+        assert tip(repo, "refs/fleet/delivered/t/b2") == tip(repo, "fleet/t/b2")
 
 
 def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path) -> None:
@@ -214,11 +243,11 @@ def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path
     queue_fleet(repo, [("c2", ["files", "c2.txt=two"]), ("c1", ["semantic", str(repo.parent)]),
                        ("c3", ["files", "c3.txt=three"])], gate=gate, script=script)
     fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["c2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     fleet("apply", "fleet.yaml", "--yes", "--target", "c2", cwd=repo, check=True)
     assert status(repo)["c2"]["phase"] == "Delivered"
     apply(repo)  # starts c1 and c3
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("c1", "c3")))
+    wait_sessions(repo)
     target = tip(repo, "integration")
     plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert sorted(a["agent"] for a in plan["actions"] if a["kind"] == "merge") == ["c1", "c3"]
@@ -237,7 +266,8 @@ def test_semantic_conflict_is_fed_back_and_does_not_hold_up_the_queue(repo: Path
     assert git(repo, "show", "integration:c1.txt") == "ok\n"
     gated = ran.read_text().split()
     assert set(target_history(repo)) <= set(gated)  # every commit the target held passed its gate
-    assert len(gated) == len(target_history(repo)) + 1  # plus the one merged result that failed
+    assert len(gated) == len(target_history(repo)) + 2  # plus the merged result that failed, and its retry
+    assert "retried once to rule out a flaky gate" in cond["IntegrationFailed"]["message"]
 
 
 def test_delivery_without_gates_is_a_validation_error_unless_said(repo: Path) -> None:
@@ -257,7 +287,7 @@ def test_approval_required_holds_the_queue_until_approved_and_reject_resumes(rep
     queue_fleet(repo, [("r1", ["review", str(repo.parent)]), ("r2", ["review", str(repo.parent)])],
                 extra="\n            approval: required", script=script)
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("r1", "r2")))
+    wait_sessions(repo)
     diff = fleet("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 0, diff.stdout  # nothing enters the queue before an approval
     assert "r1 waits for approval" in diff.stdout and "fleet approve FILE r1" in diff.stdout
@@ -277,7 +307,7 @@ def test_approval_required_holds_the_queue_until_approved_and_reject_resumes(rep
     rows = status(repo)
     assert rows["r1"]["phase"] == "Delivered"
     assert "r2.txt" not in git(repo, "ls-tree", "--name-only", "integration")
-    wait_until(lambda: status(repo)["r2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     message = (repo.parent / "r2.message").read_text()
     assert "bob" in message and "say revised, not first" in message
     assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # the revised tip needs a new approval
@@ -293,7 +323,7 @@ def test_overlapping_paths_are_warned_and_out_of_scope_work_is_fed_back(repo: Pa
     diff = fleet("diff", "fleet.yaml", cwd=repo).stdout
     assert "paths of s1 (src/**) and s2 (src/api/*.py) overlap" in diff
     fleet("apply", "fleet.yaml", "--yes", "--target", "s1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["s1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", "--target", "s1", cwd=repo).stdout)
     step = next(a for a in plan["actions"] if a["agent"] == "s1")
     assert step["kind"] == "deliver" and step["details"]["files"] == ["notes.txt"]
@@ -312,7 +342,7 @@ def test_behind_base_is_shown_in_status_and_diff(repo: Path) -> None:
     script = agents.install(repo.parent)
     queue_fleet(repo, [("a1", ["commit"])], script=script, extra="\n            approval: required")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     for i in range(2):
         (repo / f"main{i}.txt").write_text("later\n")
         git(repo, "add", f"main{i}.txt")
@@ -330,7 +360,7 @@ def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(r
     queue_fleet(repo, [("a1", ["commit"]), ("a2", ["commit"])], script=script,
                 extra="\n            push: {remote: origin}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo, check=True)
-    wait_until(lambda: status(repo)["a1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", "--target", "a1", cwd=repo)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "pushed integration to origin" in out.stdout
@@ -344,7 +374,7 @@ def test_target_is_pushed_to_a_bare_remote_and_a_rejected_push_is_never_forced(r
     git(other, "push", "-q", "origin", "integration")
     theirs = git(remote, "rev-parse", "integration")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo)
-    wait_until(lambda: status(repo)["a2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert out.returncode == 1
     assert "push of integration to origin was rejected" in out.stdout + out.stderr
@@ -360,9 +390,11 @@ class _GitHub:
         import http.server
         import ssl
         import threading
+        import urllib.parse
 
         self.requests: list[tuple[str, str, dict]] = []
         self.pulls: list[dict] = []
+        self.comments: list[tuple[int, str]] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -378,9 +410,16 @@ class _GitHub:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 outer.requests.append((self.command, self.path, body))
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
+                args = dict(urllib.parse.parse_qsl(query))
                 if self.command == "GET" and path == "/api/v3/repos/acme/app/pulls":
-                    self._reply(200, [p for p in outer.pulls if p["state"] == "open"])
+                    head = args.get("head", ":").split(":", 1)[1]
+                    self._reply(200, [p for p in outer.pulls if p["state"] == args.get("state", "open")
+                                      and p["head"] == head and p["base"] == args.get("base")])
+                elif self.command == "POST" and path.startswith("/api/v3/repos/acme/app/issues/"):
+                    number = int(path.split("/")[-2])
+                    outer.comments.append((number, body["body"]))
+                    self._reply(201, {"id": len(outer.comments), **body})
                 elif self.command == "POST" and path == "/api/v3/repos/acme/app/pulls":
                     pull = {"number": len(outer.pulls) + 1, "state": "open", **body}
                     outer.pulls.append(pull)
@@ -434,7 +473,7 @@ def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, git
                 extra="\n            push: {remote: origin}\n            pullRequest: {repo: acme/app, base: main, "
                       "title: 'fleet: delivered work'}")
     fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, check=True, env=env)
-    wait_until(lambda: status(repo)["p1"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", "--target", "p1", cwd=repo, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "opened pull request #1" in out.stdout
@@ -444,7 +483,7 @@ def test_pull_request_is_opened_then_updated_through_the_real_gh(repo: Path, git
     assert "<!-- fleet-review -->" in pull["body"] and "`p1`" in pull["body"] and "I wrote p1.txt" in pull["body"]
     assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
-    wait_until(lambda: status(repo)["p2"]["phase"] == "Succeeded")
+    wait_sessions(repo)
     out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
     assert "updated pull request #1" in out.stdout, out.stdout + out.stderr
     assert len(api.pulls) == 1 and "`p2`" in api.pulls[0]["body"] and "`p1`" in api.pulls[0]["body"]
@@ -484,7 +523,7 @@ def test_a_failing_batch_is_bisected_and_the_good_members_land(repo: Path) -> No
     queue_fleet(repo, [("g1", ["files", "g1.txt=1"]), ("g2", ["files", "bad.txt=x"]), ("g3", ["files", "g3.txt=3"]),
                        ("g4", ["files", "g4.txt=4"])], gate=gate, script=script, extra="\n            batch: 4")
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: all(status(repo)[n]["phase"] == "Succeeded" for n in ("g1", "g2", "g3", "g4")))
+    wait_sessions(repo)
     out = apply(repo)
     assert out.returncode == 0, out.stdout + out.stderr
     rows = status(repo)
@@ -492,3 +531,70 @@ def test_a_failing_batch_is_bisected_and_the_good_members_land(repo: Path) -> No
     assert {c["type"]: c["status"] for c in rows["g2"]["conditions"]}["IntegrationFailed"] == "True"
     assert "bad.txt" not in git(repo, "ls-tree", "--name-only", "integration")
     assert set(target_history(repo)) <= set(ran.read_text().split())  # only gated commits, as ever
+
+
+def test_a_flaky_gate_is_retried_once_and_blames_nobody(repo: Path) -> None:
+    """A gate that fails only on its first run: the batch is run once more before it would be
+    bisected, both members land in the same pass, and the retry is said in their condition."""
+    script = install(repo.parent)
+    ran, flag = repo.parent / "gate-ran", repo.parent / "failed-once"
+    gate = f"git rev-parse HEAD >> {ran}; test -f {flag} || {{ touch {flag}; echo 'flaky'; exit 1; }}"
+    queue_fleet(repo, [("f1", ["files", "f1.txt=1"]), ("f2", ["files", "f2.txt=2"])], gate=gate, script=script,
+                extra="\n            batch: 2")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_sessions(repo)
+    out = apply(repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "gate tests failed once, passed on its retry" in out.stdout
+    rows = status(repo)
+    for n in ("f1", "f2"):
+        cond = {c["type"]: c for c in rows[n]["conditions"]}
+        assert rows[n]["phase"] == "Delivered" and "IntegrationFailed" not in cond
+        assert "delivery gate tests failed once: " in cond["Delivered"]["message"]
+        assert "passed on its retry" in cond["Delivered"]["message"]
+    gated = ran.read_text().split()
+    assert len(gated) == 2 and gated[0] == gated[1] == tip(repo, "integration")  # the same result, twice
+    assert target_history(repo) == [gated[1]]
+
+
+def test_per_agent_pull_requests_are_pushed_opened_and_closed_once_delivered(repo: Path, github) -> None:  # type: ignore[no-untyped-def]
+    """perAgent with strategy rebase: each agent's branch is pushed (never forced) and has its own
+    pull request into the target, its review packet as the body; once delivered (new commits,
+    which GitHub cannot see as the PR's) fleet comments where it landed and closes it."""
+    api, env = github
+    script = install(repo.parent)
+    remote = repo.parent / "remote.git"
+    git(repo.parent, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    queue_fleet(repo, [("q1", ["review", str(repo.parent)]), ("q2", ["review", str(repo.parent)])], script=script,
+                extra="\n            strategy: rebase\n            push: {remote: origin}"
+                      "\n            pullRequest: {repo: acme/app, perAgent: true}")
+    fleet("apply", "fleet.yaml", "--yes", "--target", "q1", cwd=repo, check=True, env=env)
+    wait_sessions(repo)
+    diff = fleet("diff", "fleet.yaml", "--target", "q1", cwd=repo, env=env).stdout
+    assert "q1: its pull request into integration waits until integration is on origin" in diff
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)  # q1 lands (no PR: no remote target); q2 starts
+    assert out.returncode == 0 and "pushed integration to origin" in out.stdout, out.stdout + out.stderr
+    assert api.requests == []
+    wait_sessions(repo)
+    q2 = tip(repo, "fleet/t/q2")
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pushed fleet/t/q2 to origin; opened pull request #1" in out.stdout
+    (pull,) = api.pulls
+    assert (pull["head"], pull["base"], pull["title"]) == ("fleet/t/q2", "integration", "fleet t: q2")
+    assert "<!-- fleet-review -->" in pull["body"] and "`q2`" in pull["body"] and "I wrote q2.txt" in pull["body"]
+    assert "against `integration`" in pull["body"]
+    assert git(remote, "rev-parse", "fleet/t/q2").strip() == q2  # pushed as it was, then delivered
+    assert status(repo)["q2"]["phase"] == "Delivered"
+    assert git(remote, "rev-parse", "integration") == git(repo, "rev-parse", "integration")
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)  # the target is on the remote: close it
+    assert "closed pull request #1 with a comment" in out.stdout, out.stdout + out.stderr
+    assert api.pulls[0]["state"] == "closed"
+    ((number, comment),) = api.comments
+    assert number == 1 and "into `integration` at" in comment and "strategy `rebase`" in comment
+    assert fleet("diff", "fleet.yaml", cwd=repo, env=env).returncode == 0  # converged: nothing opened again
+    methods = [(m, p.split("?", 1)[0]) for m, p, _ in api.requests]
+    assert methods == [("GET", "/api/v3/repos/acme/app/pulls"), ("POST", "/api/v3/repos/acme/app/pulls"),
+                       ("POST", "/api/v3/repos/acme/app/issues/1/comments"),
+                       ("PATCH", "/api/v3/repos/acme/app/pulls/1")]

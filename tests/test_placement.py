@@ -33,6 +33,17 @@ def test_a_node_workdir_must_not_be_relative(repo: Path) -> None:
     assert proc.returncode == 1 and "'nodes' is relative; it is a directory on each node" in proc.stderr
 
 
+def test_delivery_of_a_ray_fleet_needs_the_target_pushed(repo: Path) -> None:
+    body = (RAY_FLEET % "").replace("spec:\n", "spec:\n      remote: origin\n")
+    write_fleet(repo, body + "      delivery: {into: integration, ungated: true}\n")
+    proc = fleet("validate", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 1 and "delivery with placement.engine ray needs the target pushed" in proc.stderr
+    assert "push: {remote: origin}" in proc.stderr
+    write_fleet(repo, body + "      delivery: {into: integration, ungated: true, push: {remote: origin}}\n")
+    proc = fleet("validate", "fleet.yaml", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_a_secrets_dir_must_not_be_relative(repo: Path) -> None:
     write_fleet(repo, (RAY_FLEET % ", secretsDir: secrets").replace("spec:\n", "spec:\n      remote: origin\n"))
     proc = fleet("validate", "fleet.yaml", cwd=repo)

@@ -56,3 +56,16 @@ def test_rays_failure_signal_handler_can_be_left_out_by_environment() -> None:
     from ray._private import ray_constants
 
     assert f'"{compat.NO_FAILURE_HANDLER}"' in inspect.getsource(ray_constants)
+
+
+def test_a_loopback_node_ip_is_kept_by_the_environment_compat_sets() -> None:
+    """compat.keep_loopback: Ray's switch is read from that variable at import, and with it off a
+    node's IP is the loopback one rather than the machine's outward IP (the driver test that
+    connects with it is tests/test_ray_engine.py::test_a_driver_connects_to_a_loopback_cluster_with_no_private_api)."""
+    from ray._private import ray_constants, services
+
+    assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == compat.LOOPBACK_CLUSTER
+    assert f"{compat.LOOPBACK_CLUSTER}" in inspect.getsource(ray_constants)
+    source = inspect.getsource(services.get_node_ip_address)
+    assert "if not ray_constants.ENABLE_RAY_CLUSTER:" in source and "return get_localhost_ip()" in source
+    assert "return get_node_ip_address()" in inspect.getsource(services.resolve_ip_for_localhost)

@@ -8,7 +8,9 @@ real `fleet` CLI. Skipped when Ray is not installed (`pip install -e '.[test,ray
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reconciler.engines.ray import cluster as ray_cluster
 from reconciler.engines.ray import localcluster  # sets Ray's environment before Ray is imported
 
 pytest.importorskip("ray")
@@ -56,7 +59,7 @@ AGENT = textwrap.dedent('''\
         with open("draft.txt", "w") as f:
             f.write("half-written\\n")
     elif mode == "lock":  # take lock `build` again and again; each hold recorded (start end) outside the clone
-        hold = ("import sys, time; t = time.time(); time.sleep(0.4); "
+        hold = ("import sys, time; t = time.time(); time.sleep(1.0); "
                 "open(sys.argv[1], 'a').write(f'{t} {time.time()}\\\\n')")
         for _ in range(int(sys.argv[3])):
             subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lock", "build", "--", sys.executable, "-c",
@@ -131,7 +134,7 @@ KILL = textwrap.dedent('''\
     import os, sys
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
-    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == sys.argv[2]]
     print(" ".join(sorted(names)))
     for name in names if sys.argv[3:] == ["kill"] else []:
@@ -142,12 +145,13 @@ KILL = textwrap.dedent('''\
 ''')
 
 
-def actors(cluster: object, namespace: str, *, kill: bool = False) -> list[str]:
-    """The session actors in `namespace` (and kill every named actor there), from a driver of its own."""
+def actors(cluster: object, namespace: str, *, kill: bool = False, own: bool = False) -> list[str]:
+    """The session actors in `namespace` (`own`: fleet's own too, lease.py and locks.py), and kill every
+    named actor there, from a driver of its own."""
     proc = subprocess.run([sys.executable, "-c", KILL, cluster.address, namespace, *(["kill"] if kill else [])],
                           check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return [name for name in proc.stdout.split() if "::" not in name]  # sessions, not fleet's own (lease.py)
+    return [name for name in proc.stdout.split() if own or "::" not in name]
 
 
 @pytest.fixture
@@ -157,6 +161,30 @@ def namespaces(cluster: object) -> Iterator[list[str]]:
     yield used
     for ns in used:
         actors(cluster, ns, kill=True)
+
+
+DRIVER = textwrap.dedent('''\
+    import json, sys
+    from reconciler.engines.ray import cluster
+    ray = cluster.connect_to(sys.argv[1], "fleet-driver-probe")
+    @ray.remote(num_cpus=0)
+    def where():
+        return ray.util.get_node_ip_address()
+    print(json.dumps({"driver": ray.util.get_node_ip_address(), "task": ray.get(where.remote(), timeout=60),
+                      "gcs": ray.get_runtime_context().gcs_address}))
+''')
+
+
+def test_a_driver_connects_to_a_loopback_cluster_with_no_private_api(cluster: object) -> None:
+    """cluster.connect_to passes ray.init only public arguments; the environment compat.keep_loopback
+    sets is what keeps a fresh driver (and what it runs) on 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, cluster.address], check=False, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen == {"driver": "127.0.0.1", "task": "127.0.0.1", "gcs": cluster.address}, seen
+    assert "_node_ip_address" not in inspect.getsource(ray_cluster)
 
 
 def remote_refs(repo: Path) -> dict[str, str]:
@@ -224,10 +252,13 @@ def test_sessions_spread_over_nodes_and_both_caps_hold(repo: Path, cluster: obje
     proc = fleet("delete", "fleet.yaml", victim, "--yes", "--grace", "2", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wait_until(lambda: status(repo)[unplaced["agent"]]["phase"] == "Running", timeout=60, interval=0.5)
+    assert "fleet::controller" in actors(cluster, "fleet-spread", own=True)  # agents are left: it stays
 
     proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "2", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert actors(cluster, "fleet-spread") == []
+    # the last agent gone and its work safe: nothing of the fleet is left on the cluster, the controller's
+    # lease and records included
+    assert actors(cluster, "fleet-spread", own=True) == []
     # branches and owner refs are gone; what stays is the retention archive each release pushed first
     assert not [ref for ref in remote_refs(repo) if "spread" in ref and not ref.startswith("refs/fleet/archive/")]
     kept = [ref for ref in remote_refs(repo) if ref.startswith("refs/fleet/archive/spread/")]
@@ -259,7 +290,7 @@ def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: objec
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "cannot push the archive" in proc.stdout + proc.stderr
     assert (clone / "draft.txt").exists() and "did its work" in git(clone, "log", "--format=%s", "-1")
-    assert actors(cluster, "fleet-keep") == ["w-a00"]
+    assert actors(cluster, "fleet-keep", own=True) == ["fleet::controller", "w-a00"]  # a refused delete keeps all
 
     hook.unlink()
     proc = fleet("delete", "fleet.yaml", "--yes", "--archive", cwd=repo)
@@ -272,7 +303,27 @@ def test_prune_refuses_work_that_is_not_on_the_remote(repo: Path, cluster: objec
     listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
     assert [(a["agent"], a["ref"]) for a in listed] == [("w-a00", archive)]  # kept on the remote, listed here
     assert "w-a00 did its work" in git(bare, "log", "--format=%s", archive)
-    assert not clone.exists() and actors(cluster, "fleet-keep") == []
+    assert not clone.exists() and actors(cluster, "fleet-keep", own=True) == []
+
+    # fleet restore brings it back from the remote: the branch there (so apply resumes it on a node),
+    # and here the same as a local restore, the uncommitted draft included
+    before = remote_refs(repo)
+    proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    refs = remote_refs(repo)
+    tip = git(bare, "rev-parse", f"{archive}^1").strip()
+    assert refs["refs/heads/fleet/keep/w-a00"] == tip and refs["refs/fleet/owners/keep/fleet/keep/w-a00"] == tip
+    assert {r: s for r, s in refs.items() if r in before} == before  # nothing on the remote moved or went
+    assert git(repo, "rev-parse", archive).strip() == before[archive]  # the ref, fetched here
+    tree = repo / ".fleet" / "worktrees" / ".restored" / "w-a00"
+    assert (tree / "draft.txt").read_text() == "half-written\n" and (tree / "notes.txt").read_text() == "notes\n"
+    assert "w-a00 did its work" in git(tree, "log", "--format=%s", "-1")
+    assert "commit and push them" in proc.stdout, proc.stdout
+    again = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)  # never over what is there
+    assert again.returncode != 0 and "exists on the remote" in again.stderr, again.stdout + again.stderr
+    assert remote_refs(repo) == refs
+    plan = fleet("diff", "fleet.yaml", "--connect", cwd=repo).stdout  # exit 1: changes pending
+    assert "spawn" in plan and "create-worktree" not in plan, plan  # the agent goes on from the restored branch
 
 
 def test_a_refused_prune_of_an_ended_session_leaves_its_clone_in_place(
@@ -419,13 +470,20 @@ def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: obj
     listed = json.loads(fleet("archives", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
     [fenced] = [a for a in listed if a["ref"].startswith("refs/fleet/attempts/")]  # beside the release's archives
     assert fenced["ref"] == old_ref and "fenced attempt" in fenced["subject"]
+    # restorable for review: a branch of its own here, nothing changed on the remote
+    before = remote_refs(repo)
+    gen = old_ref.rsplit("/", 1)[1]
+    proc = fleet("restore", "fleet.yaml", "w-a00", gen, cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git(repo, "rev-parse", f"fleet/part/w-a00-attempt-{gen}").strip() == before[old_ref]
+    assert remote_refs(repo) == before
 
 
 ON_CLUSTER = textwrap.dedent('''\
     import os, sys
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
-    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
     ns, agent, what = sys.argv[2:5]
     if what == "log":  # the copy of the agent's log on the fleet's control actor
         kept = ray.get(ray.get_actor("fleet::controller", namespace=ns).get_log.remote(agent))
@@ -489,7 +547,9 @@ def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object
     namespaces.append("fleet-locks")
     holds = repo.parent / "holds"
     holds.mkdir()
-    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "5"], count=2,
+    # 3 holds of 1 s each per agent: each `fleet lock` starts a driver (seconds), so longer holds, not
+    # more of them, are what make the two nodes' tries overlap
+    ray_fleet(repo, cluster, name="locks", agent_args=["lock", str(holds), "3"], count=2,
               extra="  locks: {build: {slots: 1}}")
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -497,11 +557,11 @@ def test_a_one_slot_lock_never_overlaps_across_nodes(repo: Path, cluster: object
                      or len(by_phase(r, "Succeeded")) == 2, timeout=90)
     nodes = {r["node"] for r in rows.values()}
     assert len(nodes) == 2, rows  # one agent on each worker node
-    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 5 if (holds / a).exists() else False
+    wait_until(lambda: all(len((holds / a).read_text().splitlines()) == 3 if (holds / a).exists() else False
                            for a in ("w-a00", "w-a01")), timeout=180, interval=0.5)
     spans = sorted(tuple(map(float, line.split())) for a in ("w-a00", "w-a01")
                    for line in (holds / a).read_text().splitlines())
-    assert len(spans) == 10
+    assert len(spans) == 6
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start, spans  # the next hold began after the previous one ended
     rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=60)
@@ -544,7 +604,7 @@ GIVEN = textwrap.dedent('''\
     import json, os, sys
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
-    ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
     print(json.dumps(ray.get(ray.get_actor(sys.argv[3], namespace=sys.argv[2]).given.remote())))
 ''')
 
@@ -575,3 +635,105 @@ def test_a_lost_node_resumes_its_sessions_elsewhere_without_losing_commits(
     log = fleet("logs", "fleet.yaml", "w-a00", cwd=repo, check=True).stdout
     assert f"on node 127.0.0.1 ({victim.split('/')[1]})" in log  # the first run, copied before the loss
     assert "already done" in log  # the resumed run found the pushed steps
+
+
+FAKE_CLAUDE = textwrap.dedent('''\
+    import json, os, sys, time
+    with open(os.environ["FAKE_CLAUDE_ARGV"], "a") as f:  # outside the clone: what the node started
+        f.write(json.dumps(sys.argv[1:]) + "\\n")
+    print(json.dumps({"type": "system", "subtype": "init", "claude_code_version": "2.1.332"}), flush=True)
+    usage = {"input_tokens": 200000, "output_tokens": 1000}  # $0.615 at sonnet's price, while it runs
+    print(json.dumps({"type": "assistant", "message": {"id": "msg-1", "model": "claude-sonnet-4-5",
+                                                       "usage": usage}}), flush=True)
+    time.sleep(300)
+''')
+
+
+def test_budget_caps_and_live_spend_act_on_ray_sessions(repo: Path, cluster: object, namespaces: list[str]) -> None:
+    """Issue 17 on ray: a claude session gets --max-budget-usd from its reservation on its node, and
+    its live spend (its log, copied from the node by each pass) reaches the budget: over usdPerDay
+    it is paused (stopped, resumable) as a local session is."""
+    namespaces.append("fleet-spend")
+    ray_fleet(repo, cluster, name="spend", agent_args=[], count=1)  # the remote; the fleet is written below
+    bin_dir = repo.parent / "fakebin"
+    bin_dir.mkdir()
+    claude = bin_dir / "claude"
+    claude.write_text(f"#!{sys.executable}\n" + FAKE_CLAUDE)
+    claude.chmod(0o755)
+    seen = repo.parent / "claude-argv"
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: spend}}
+        spec:
+          remote: {repo.parent / 'remote.git'}
+          placement: {{engine: ray, address: "{cluster.address}", workdir: "{repo.parent / 'nodes'}",
+                      pushInterval: 1s}}
+          tiers: {{worker: {{runtime: claude, model: sonnet, maxUsdPerRun: 0.4}}}}
+          budget: {{usdPerDay: 0.5}}
+          agents:
+            - name: solo
+              tier: worker
+              prompt: Do the work.
+              env: {{PATH: "{path}", FAKE_CLAUDE_ARGV: "{seen}"}}
+    """)
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: seen.exists() and seen.read_text(), timeout=90, interval=0.5)
+    [argv] = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert argv[argv.index("--max-budget-usd") + 1] == "0.4", argv  # the reservation, on the node
+    wait_until(lambda: "msg-1" in on_cluster(cluster, "fleet-spend", "solo", "log"), timeout=60, interval=0.5)
+
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)  # copies the log: $0.615 of $0.50 spent, paused
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "BudgetExhausted: budget.usdPerDay" in proc.stdout and "paused" in proc.stdout, proc.stdout
+    paused = status(repo)["solo"]
+    assert paused["phase"] == "Pending" and paused["pid"] is None, paused
+    assert paused["reason"].startswith("resume waits: budget.usdPerDay $0.50 reached"), paused
+    assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"]), paused
+    assert len(seen.read_text().splitlines()) == 1  # not started again while the budget is spent
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
+
+
+def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster: object,
+                                                              namespaces: list[str]) -> None:
+    """Issue 16 on ray: the controller integrates the agents' branches as it merged them on the
+    remote (never an attempt ref) in its scratch tree, gates the result, and pushes the target to
+    the remote without force; a push the remote rejects is a condition, and nothing is forced."""
+    namespaces.append("fleet-deliver")
+    bare = repo.parent / "remote.git"
+    ray_fleet(repo, cluster, name="deliver", agent_args=["steps", "1", "0"], count=2, extra="""
+          gates: {check: {run: "test -f README.md"}}
+          delivery: {into: integration, gates: [check], push: {remote: origin}}
+    """)
+    git(repo, "remote", "add", "origin", str(bare))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = status(repo)
+    assert {r["phase"] for r in rows.values()} == {"Delivered"}, proc.stdout
+    landed = git(bare, "log", "--format=%s", "main..integration")
+    for agent in ("w-a00", "w-a01"):
+        assert f"{agent} step 0" in landed and f"fleet: deliver {agent}" in landed, landed
+        git(bare, "merge-base", "--is-ancestor", f"fleet/deliver/{agent}", "integration")
+    assert not git(repo, "for-each-ref", "refs/heads/fleet/").strip()  # no agent branch made here
+
+    # the remote's target moves behind fleet's back: the next push is refused, never forced
+    other = repo.parent / "other"
+    git(repo.parent, "clone", "-q", "-b", "integration", str(bare), str(other))
+    (other / "theirs.txt").write_text("theirs\n")
+    git(other, "add", "theirs.txt")
+    git(other, "commit", "-qm", "someone else's commit")
+    git(other, "push", "-q", "origin", "integration")
+    theirs = git(bare, "rev-parse", "integration").strip()
+    text = (repo / "fleet.yaml").read_text().replace("prompt: work on {item}", "prompt: work again on {item}")
+    (repo / "fleet.yaml").write_text(text.replace('"steps", "1", "0"', '"steps", "2", "0"'))
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo)  # replaces the delivered runs: a second step each
+    rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode != 0 and "was rejected" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert git(bare, "rev-parse", "integration").strip() == theirs  # their commit kept: nothing forced
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", "--archive", cwd=repo, check=True)
+    assert not git(repo, "for-each-ref", "refs/fleet/remote-heads/").strip()  # the copies go with the fleet
+    assert actors(cluster, "fleet-deliver", own=True) == []

@@ -329,7 +329,9 @@ def test_delivery_metrics_queue_length_verdicts_and_time_to_deliver(repo: Path, 
     together and both land (two merges, each with its time from Succeeded to Delivered)."""
     _, reader = memory
     script = agents.install(repo.parent)
-    gate = "  gates: {tests: {run: 'true', timeout: 30s}}\n  delivery: {into: integration, gates: [tests]}\n"
+    flag = repo.parent / "failed-once"  # the gate fails on its first run only: one flaky retry
+    gate = (f"  gates: {{tests: {{run: 'test -f {flag} || {{ touch {flag}; exit 1; }}', timeout: 30s}}}}\n"
+            "  delivery: {into: integration, gates: [tests]}\n")
     path = _fleet(repo, _agent("x1", script, "commit"), _agent("x2", script, "commit"), extra=gate)
     loaded = load_fleet(path)
     reconcile_once(loaded, confirm=lambda plan: True)
@@ -340,6 +342,7 @@ def test_delivery_metrics_queue_length_verdicts_and_time_to_deliver(repo: Path, 
     points = _points(reader)
     assert _value(points["fleet.delivery.queue"], fleet_name="t").value == 2
     assert _value(points["fleet.delivery.verdicts"], fleet_name="t", fleet_delivery_verdict="Delivered").value == 2
+    assert _value(points["fleet.delivery.retries"], fleet_name="t", fleet_delivery_retry="flaky").value == 1
     waited = _value(points["fleet.delivery.time_to_deliver"], fleet_name="t")
     assert waited.count == 2 and waited.sum >= 0
     assert _value(points["fleet.sessions"], fleet_phase="Delivered").value == 2

@@ -119,6 +119,8 @@ def reset_to(tree: Path, commit: str) -> None:
     gitdir = Path(_git(tree, "rev-parse", "--absolute-git-dir")[1])
     if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
         _git(tree, "rebase", "--abort")
+    if (gitdir / "CHERRY_PICK_HEAD").exists() or (gitdir / "sequencer").exists():
+        _git(tree, "cherry-pick", "--abort")
     if (gitdir / "MERGE_HEAD").exists():
         _git(tree, "merge", "--abort")
     for args in (("reset", "-q", "--hard"), ("checkout", "-q", "--detach", "--force", commit),
@@ -139,9 +141,8 @@ def integrate(tree: Path, *, onto: str, sha: str, strategy: str, message: str) -
             if _git(tree, "diff", "--cached", "--quiet")[0] == 0:
                 return Integrated(onto, empty=True)
             code, out, err = _git(tree, "commit", "-q", "-m", message)
-    else:  # rebase: the branch's own commits replayed onto `onto`, on a detached HEAD at `sha`
-        _git(tree, "checkout", "-q", "--detach", sha)
-        code, out, err = _git(tree, "rebase", "--quiet", onto)
+    else:
+        code, out, err = _rebase(tree, onto=onto, sha=sha, message=message)
     if code != 0:
         conflicts = _git(tree, "diff", "--name-only", "--diff-filter=U")[1].splitlines()
         reset_to(tree, onto)
@@ -151,6 +152,66 @@ def integrate(tree: Path, *, onto: str, sha: str, strategy: str, message: str) -
     head = _git(tree, "rev-parse", "HEAD")[1]
     same = _git(tree, "rev-parse", f"{head}^{{tree}}")[1] == _git(tree, "rev-parse", f"{onto}^{{tree}}")[1]
     return Integrated(head, empty=same)
+
+
+def _rebase(tree: Path, *, onto: str, sha: str, message: str) -> tuple[int, str, str]:
+    """`strategy: rebase`: the branch's own commits replayed onto `onto` (HEAD), linear.
+
+    A plain `git rebase` drops merge commits, so an agent that resolved a conflict by merging
+    the target into its branch (`git merge <into>`, as the Conflicted message allows) would
+    have its resolution thrown away and its old commits replayed into the same conflict, up to
+    maxAttempts. `--rebase-merges` does not help: it replays the pre-merge commits onto the
+    target first, which is that conflict again. So when the branch holds a merge of a commit
+    the target already contains (the agent's latest one, along its first parents), everything
+    up to that merge is taken *as the agent resolved it*: the merge's change against its
+    target-side parent (`cherry-pick -m K`), one commit; the commits after it are replayed
+    as usual. That diff contains exactly the agent's work (the target's side is in `onto`
+    already), so the history stays linear, and a target that moved on since is a new
+    conflict, reported like any other. An agent that rebased instead has no such merge:
+    its commits are replayed as ever.
+    """
+    resolved = _last_target_merge(tree, onto, sha)
+    if resolved is None:  # on a detached HEAD at `sha`: the agent's branch is never touched
+        _git(tree, "checkout", "-q", "--detach", sha)
+        return _git(tree, "rebase", "--quiet", onto)
+    merge, parent = resolved
+    code, out, err = _git(tree, "cherry-pick", "--no-commit", "-m", str(parent), merge)
+    if code != 0:
+        return code, out, err
+    if _git(tree, "diff", "--cached", "--quiet")[0] != 0:
+        subjects = _git(tree, "log", "--no-merges", "--format=- %s", merge, f"^{merge}^{parent}")[1]
+        author = _git(tree, "log", "-1", "--format=%an <%ae>%n%aI", merge)[1].splitlines()
+        first, _, rest = message.partition("\n")
+        body = (f"{first} (up to its merge {merge[:12]} of the target, squashed as it resolved it)\n\n"
+                f"{subjects}\n{rest}")
+        code, out, err = _git(tree, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
+                              f"--author={author[0]}", f"--date={author[1]}", "-m", body)
+        if code != 0:
+            return code, out, err
+    if merge == sha:
+        return 0, "", ""
+    # the commits after the merge, replayed onto the squashed resolution (HEAD)
+    return _git(tree, "rebase", "--quiet", "--onto", _git(tree, "rev-parse", "HEAD")[1], merge, sha)
+
+
+def _last_target_merge(tree: Path, onto: str, sha: str) -> tuple[str, int] | None:
+    """The newest merge on `sha`'s first-parent line (not in `onto`) one of whose parents `onto`
+    contains: (that merge, the parent's 1-based number, for `cherry-pick -m`)."""
+    code, out, _ = _git(tree, "rev-list", "--first-parent", "--merges", "--parents", sha, f"^{onto}")
+    if code != 0:
+        return None
+    for line in out.splitlines():
+        merge, *parents = line.split()
+        inside = [(k, p) for k, p in enumerate(parents, start=1)
+                  if _git(tree, "merge-base", "--is-ancestor", p, onto)[0] == 0]
+        # two parents in the target (a merge of base and of the target, say): the newer one,
+        # so the change taken is only the agent's
+        for k, p in inside:
+            if all(_git(tree, "merge-base", "--is-ancestor", q, p)[0] == 0 for _, q in inside):
+                return merge, k
+        if inside:
+            return merge, inside[-1][0]
+    return None
 
 
 def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str) -> str | None:

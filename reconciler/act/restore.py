@@ -42,11 +42,13 @@ def find_archive(repo: GitRepo, fleet: str, agent: str, which: str | None) -> Ar
     return mine[-1]  # refs sort by their time stamp
 
 
-def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktree: Path | None) -> Restored:
+def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktree: Path | None,
+            facts: dict[str, list[str]] | None = None) -> Restored:
     """Make `branch` again at the archived tip, marked as `fleet`'s, and, when the archive holds a
     tree and `worktree` is given, that tree at `worktree` (files and index as they were).
-    Refuses (nothing changed) when the branch or the path is already taken."""
-    facts = archive_facts(repo, archive.commit)
+    Refuses (nothing changed) when the branch or the path is already taken. `facts`: the
+    archive's `Fleet-*:` lines when its message has none (an older ray archive, engines/ray/restore.py)."""
+    facts = archive_facts(repo, archive.commit) if facts is None else facts
     tip = (facts.get("Branch") or [""])[0].rpartition(" ")[2] or None
     head = next(iter(facts.get("Head") or []), None)
     start = tip or head

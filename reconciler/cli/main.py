@@ -425,12 +425,15 @@ def restore(args: tuple[str, ...]) -> None:
     """Bring back agent NAME from an archive: its branch with its ownership marks (so the
     agent, declared again, takes it over) and its worktree with the files and index as
     they were (FILE defaults to ./fleet.yaml; ARCHIVE, a time stamp from `fleet archives`,
-    defaults to the newest of NAME).
+    defaults to the newest of NAME). A ray fleet's archives are fetched from spec.remote and
+    the branch is created there too; ARCHIVE may then also be a fenced attempt's number
+    (a local branch BRANCH-attempt-N for review; docs/scale-out.md).
 
     \b
     Examples:
       fleet restore audit-users
       fleet restore fleets/audit.yaml audit-users 20261126T025619717026Z
+      fleet restore fleets/ray.yaml audit-users 2       # a ray fleet: attempt 2's orphan work
     """
     if args and args[0].endswith((".yaml", ".yml")) and os.path.isfile(args[0]):
         file, rest = args[0], args[1:]
@@ -481,7 +484,8 @@ def reconcile(file: str, watch: bool, once: bool, interval: float | None, grace:
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
               help="Port (0: any free port; the address is printed).")
 @click.option("--actions", is_flag=True,
-              help="Enable stop, restart and resume-with-a-message; each needs the access token.")
+              help="Enable stop, restart and resume-with-a-message (and, with spec.delivery, approve and "
+                   "reject); each needs the access token.")
 @click.option("--token", envvar="FLEET_UI_TOKEN", default=None, metavar="TOKEN",
               help="Access token (default: a random one, printed at start). Also FLEET_UI_TOKEN.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=5.0, show_default=True, metavar="SECONDS",
@@ -491,10 +495,11 @@ def ui(file: str | None, host: str, port: int, actions: bool, token: str | None,
     """A live web dashboard of the fleet: agents grouped by what they need, spend, caps, the plan,
     each agent's conditions, timeline, log and commits, and charts. Updates arrive live.
 
-    Read-only unless --actions. Actions (stop, restart, resume with a message) need the
-    token printed at start, like Jupyter: open the printed URL, or send it as
-    `Authorization: Bearer TOKEN`. While `fleet reconcile FILE --watch` runs, the
-    dashboard shows the loop's observations; otherwise it observes every --interval.
+    Read-only unless --actions. Actions (stop, restart, resume with a message; approve and
+    reject with spec.delivery, beside the review packet) need the token printed at start,
+    like Jupyter: open the printed URL, or send it as `Authorization: Bearer TOKEN`. While
+    `fleet reconcile FILE --watch` runs, the dashboard shows the loop's observations;
+    otherwise it observes every --interval.
 
     \b
     Examples:

@@ -46,9 +46,10 @@ def run(*, file: str, output: str, console: Console, err: Console, older_than: s
         kind = "retention" if a.subject.startswith("fleet retention archive") else "work"
         table.add_row(a.agent, a.date, kind, a.ref, a.commit[:12])
     console.print(table)
-    if on_remote:  # `fleet restore` reads the local repo's archives: fetch the ref from the remote first
-        console.print(f"on {resolve_url(loaded)}: git fetch {resolve_url(loaded)} '<ref>:<ref>', then git worktree "
-                      "add <dir> <ref> (the files) or git branch <name> <ref>^1 (the branch)", markup=False)
+    if on_remote:  # `fleet restore` fetches the ref from the remote (engines/ray/restore.py)
+        console.print(f"kept on {resolve_url(loaded)}. restore one: fleet restore {file} AGENT [TIME]    (the "
+                      "newest archive of AGENT without TIME; a fenced attempt's work: its number, or its REF)",
+                      markup=False)
         return EXIT_OK
     console.print(f"restore one: fleet restore {file} AGENT [TIME]    (the newest of AGENT without TIME)",
                   markup=False)

@@ -10,12 +10,14 @@ from ..errors import EXIT_OK, FleetError
 from ..locking.fleet_lock import fleet_lock
 from ..observe.gitrepo import GitRepo
 from ..observe.snapshot import fleet_home
-from ..spec.loader import load_fleet
+from ..spec.loader import LoadedFleet, load_fleet
 
 
 def run(*, file: str, name: str, archive: str | None, console: Console, err: Console) -> int:
     loaded = load_fleet(file)
     repo = GitRepo(loaded.repo)
+    if loaded.fleet.spec.placement.engine == "ray":  # kept on spec.remote (engines/ray/restore.py)
+        return _from_remote(loaded, name, archive, console, err)
     found = find_archive(repo, loaded.name, name, archive)
     declared = loaded.agent(name)
     branch = declared.branch if declared is not None else loaded.fleet.branch_prefix + name
@@ -35,4 +37,17 @@ def run(*, file: str, name: str, archive: str | None, console: Console, err: Con
     then = ("`fleet apply` starts it in the restored tree" if declared is not None
             else f"declare agent {name} again and `fleet apply`: it takes over the branch and tree")
     console.print(f"next: {then}", markup=False)
+    return EXIT_OK
+
+
+def _from_remote(loaded: LoadedFleet, name: str, archive: str | None, console: Console, err: Console) -> int:
+    from ..engines.ray.restore import restore_from_remote
+
+    with fleet_lock(fleet_home(GitRepo(loaded.repo)), loaded.name, timeout=None, command="fleet restore",
+                    on_wait=lambda m: err.print(f"[yellow]{escape(m)}[/]")):
+        done = restore_from_remote(loaded, name, archive)
+    console.print(f"restored {done.archive.ref} from the remote:", markup=False)
+    for line in done.lines:
+        console.print(f"  {line}", markup=False)
+    console.print(f"next: {done.next}", markup=False)
     return EXIT_OK

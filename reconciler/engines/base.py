@@ -102,6 +102,11 @@ class Engine(Protocol):
         """The agent's workspace path as the record keeps it (None where it is remote)."""
         ...
 
+    def branch_ref(self, agent: DesiredAgent) -> str:
+        """The ref of this repository the delivery queue reads the agent's branch from (ray: a copy
+        of the branch on spec.remote as the controller merged it, engines/ray/engine.py)."""
+        ...
+
     def create_workspace(self, action: Action, agent: DesiredAgent) -> str:
         ...
 

@@ -47,7 +47,7 @@ class LocalEngine:
 
     def observe(self, *, inspect_all: bool = False, readonly: bool = True) -> Observed:
         observed = observe(self.loaded, inspect_all=inspect_all, repo=self.repo, store=self.store)
-        observed.delivery = observe_delivery(self.loaded, self.repo, observed)
+        observed.delivery = observe_delivery(self.loaded, self.repo, observed, self.branch_ref)
         return observed
 
     def controller(self, *, command: str, timeout: float | None,
@@ -76,6 +76,9 @@ class LocalEngine:
 
     def workspace_of(self, agent: DesiredAgent) -> str | None:
         return str(agent.worktree)
+
+    def branch_ref(self, agent: DesiredAgent) -> str:
+        return f"refs/heads/{agent.branch}"
 
     def create_workspace(self, action: Action, agent: DesiredAgent) -> str:
         path = create_worktree(self.repo, agent, fleet=self.loaded.name, repair=action.details.get("repair"))

@@ -12,6 +12,12 @@ gated commit with the intent saying whose it is (the planner sees it landed: `de
 With `batch > 1` the first action of a batch integrates all of it and gates once; a failing
 batch is bisected (each half landed on its own, down to the one that fails), and the batch's
 other actions find their verdict already recorded.
+
+Failing gates are run once more, on a clean checkout of the same result, before anyone is
+blamed: a batch before it is bisected, a single member before IntegrationFailed (a half of
+a bisection is split further without a retry: its failure was seen twice already, and each
+single member it comes down to gets its own retry). A flaky gate then costs one run, not an
+innocent agent's verdict; the retry is recorded in the condition and counted in metrics.
 """
 from __future__ import annotations
 
@@ -81,9 +87,11 @@ class Queue:
         """A verdict the planner reached without merging."""
         agent = self.loaded.agent(action.agent)
         assert agent is not None
+        if action.details["step"] == "pr-close":
+            return self._close_pull_request(action)
         rec = self._record(action.agent)
         step, sha = action.details["step"], action.details["sha"]
-        if git_delivery.tip(self.repo, f"refs/heads/{agent.branch}") != sha:
+        if git_delivery.tip(self.repo, self.engine.branch_ref(agent)) != sha:
             return "its branch moved since the plan; the next pass decides"
         if step in ("landed", "in-target"):
             self._delivered(rec, agent, sha, action.details.get("result") or sha)
@@ -102,6 +110,8 @@ class Queue:
         return f"OutOfScope: {', '.join(files)}" + ("; fed back" if rec.gate_feedback else "")
 
     def push(self, action: Action) -> str:
+        if action.details.get("pullRequest") == "agent":
+            return self._agent_pull_request(action)
         remote, into = action.details["remote"], action.details["into"]
         state = load_state(self.store.home, self.loaded.name)
         ok, words = git_delivery.push(self.repo, remote, into)
@@ -120,6 +130,52 @@ class Queue:
             message += "; " + open_or_update(self.loaded, self.store, self.delivery.pullRequest, into)
         return message
 
+    def _agent_pull_request(self, action: Action) -> str:
+        """perAgent: push the agent's branch (never forced), then open or update its pull request
+        into the target with its review packet; the pull request's number and the tip it is for
+        are kept in the agent's record (`delivery.pullRequest`)."""
+        from .pullrequest import open_or_update_agent
+
+        pr = self.delivery.pullRequest
+        assert pr is not None
+        name, branch, remote, sha = (action.agent, action.details["branch"], action.details["remote"],
+                                     action.details["sha"])
+        if git_delivery.tip(self.repo, f"refs/heads/{branch}") != sha:
+            return "its branch moved since the plan; the next pass decides"
+        ok, words = git_delivery.push(self.repo, remote, branch)
+        if not ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
+            rec = self._record(name)
+            last = words.splitlines()[-1] if words else ""
+            rec.set_condition("PullRequest", "False", "PushRejected", f"push of {branch} to {remote}: {last}")
+            self.store.save(rec)
+            raise FleetError(f"push of {branch} to {remote} was rejected: {last}",
+                             hint=f"{remote}/{branch} has commits the branch lacks (was it rewritten?); fleet never "
+                                  f"force-pushes: merge {remote}/{branch} into it, or delete the remote branch")
+        number, what = open_or_update_agent(self.loaded, self.store, pr, name, branch, self.delivery.into)
+        rec = self._record(name)
+        rec.delivery = {**rec.delivery, "pullRequest": {"number": number, "sha": sha, "state": "open",
+                                                        "repo": pr.repo, "at": now_iso()}}
+        rec.set_condition("PullRequest", "True", "Open", f"#{number} {branch} -> {self.delivery.into} on {pr.repo}")
+        self.store.save(rec)
+        return f"pushed {branch} to {remote}; {what}"
+
+    def _close_pull_request(self, action: Action) -> str:
+        from .pullrequest import close_agent
+
+        pr = self.delivery.pullRequest
+        assert pr is not None
+        rec = self._record(action.agent)
+        number, result = int(action.details["number"]), str(action.details.get("result") or "")
+        comment = (f"Delivered by fleet `{self.loaded.name}` into `{self.delivery.into}` at `{result[:12]}` "
+                   f"(strategy `{self.delivery.strategy}`: its commits are in `{self.delivery.into}` as new "
+                   f"commits, so this pull request cannot show as merged). Closing it.")
+        close_agent(pr, number, comment)
+        rec.delivery = {**rec.delivery, "pullRequest": {**(rec.delivery.get("pullRequest") or {}),
+                                                        "state": "closed", "closedAt": now_iso()}}
+        rec.set_condition("PullRequest", "False", "Closed", f"#{number} closed: delivered into {self.delivery.into}")
+        self.store.save(rec)
+        return f"closed pull request #{number} with a comment"
+
     # -- landing ---------------------------------------------------------------------------
 
     def _member(self, name: str, action: Action | None) -> _Member | None:
@@ -127,13 +183,14 @@ class Queue:
         rec = self.store.load(name)
         if agent is None or rec is None or rec.phase != SUCCEEDED:
             return None
-        sha = git_delivery.tip(self.repo, f"refs/heads/{agent.branch}")
+        sha = git_delivery.tip(self.repo, self.engine.branch_ref(agent))
         if sha is None or (action is not None and sha != action.details["sha"]):
             return None  # it moved since the plan: the next pass sees the new tip
         return _Member(agent, sha, rec)
 
-    def _land(self, members: list[_Member]) -> list[str]:
-        """Land `members` onto the target's live tip; bisect when their gates fail together."""
+    def _land(self, members: list[_Member], *, bisected: bool = False) -> list[str]:
+        """Land `members` onto the target's live tip; bisect when their gates fail together
+        (`bisected`: this is a half of a batch whose failure was already retried)."""
         into = self.delivery.into
         old = git_delivery.tip(self.repo, f"refs/heads/{into}")
         onto = old or git_delivery.tip(self.repo, self.loaded.fleet.spec.base)
@@ -168,15 +225,27 @@ class Queue:
             return said
         failpoint("deliver:after-integrate")
         failed = self._gates(tree, merged[0].agent)
+        retried: tuple[str, GateResult] | None = None
+        if failed is not None and not (bisected and len(merged) > 1):
+            # once more on a clean checkout of the same result: a flake must not blame anyone
+            retried = failed
+            git_delivery.reset_to(tree, head)
+            failed = self._gates(tree, merged[0].agent)
+            telemetry.delivery_retry(self.loaded, "failed" if failed is not None else "flaky")
         if failed is not None and len(merged) > 1:
             # bisect: each half on its own (landing the good one), down to the member that fails
             half = len(merged) // 2
-            return said + self._land(merged[:half]) + self._land(merged[half:])
+            return (said + self._land(merged[:half], bisected=True)
+                    + self._land(merged[half:], bisected=True))
         if failed is not None:
             name, result = failed
-            self._integration_failed(merged[0], name, result, onto)
-            return [*said, f"{merged[0].agent.name}: IntegrationFailed (gate {name}: {result.summary}); "
+            self._integration_failed(merged[0], name, result, onto, retried=retried is not None)
+            again = ", failed again on its retry" if retried is not None else ""
+            return [*said, f"{merged[0].agent.name}: IntegrationFailed (gate {name}: {result.summary}{again}); "
                            f"{into} not moved"]
+        flake = None
+        if retried is not None:
+            flake = {"gate": retried[0], "summary": retried[1].summary, "at": now_iso()}
         failpoint("deliver:after-gates")
         for m in merged:  # the intent, before the target moves: a crash after it is recognised
             m.rec.delivery = {**m.rec.delivery, "pending": {"sha": m.sha, "result": head, "old": old,
@@ -188,8 +257,9 @@ class Queue:
         if refused is not None:
             return [*said, f"{into} moved while gating ({refused}); the next pass integrates onto its new tip"]
         for m in merged:
-            self._delivered(m.rec, m.agent, m.sha, head)
-            said.append(f"{m.agent.name}: Delivered into {into} at {head[:12]}")
+            self._delivered(m.rec, m.agent, m.sha, head, flake=flake)
+            said.append(f"{m.agent.name}: Delivered into {into} at {head[:12]}"
+                        + (f" (gate {flake['gate']} failed once, passed on its retry)" if flake else ""))
         failpoint("deliver:after-record")
         return said
 
@@ -248,13 +318,18 @@ class Queue:
             raise FleetError(f"agent {name} has no record any more; the next pass decides")
         return rec
 
-    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str) -> None:
+    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str,
+                   flake: dict[str, str] | None = None) -> None:
         if self.delivery.strategy != "merge" or not git_delivery.contains(self.repo, result, sha):
             git_delivery.keep_delivered(self.repo, delivered_ref(self.loaded.name, agent.name), sha)
         rec.phase, rec.reason = DELIVERED, f"delivered into {self.delivery.into} at {result[:12]}"
-        rec.delivery = {k: v for k, v in rec.delivery.items() if k in ("approved", "failures", "spec")}
+        if flake is not None:  # said, so a flaky gate is seen and fixed rather than forgotten
+            rec.reason += f" (delivery gate {flake['gate']} failed once: {flake['summary']}; passed on its retry)"
+        rec.delivery = {k: v for k, v in rec.delivery.items() if k in ("approved", "failures", "spec", "pullRequest")}
         rec.delivery.update({"state": "Delivered", "sha": sha, "result": result, "at": now_iso(),
                              "into": self.delivery.into})
+        if flake is not None:
+            rec.delivery["retried"] = flake
         rec.set_condition("Delivered", "True", "Merged", rec.reason)
         for c in _VERDICT_CONDITIONS:
             rec.clear_condition(c, "Delivered")
@@ -263,21 +338,28 @@ class Queue:
 
     def _conflicted(self, m: _Member, files: list[str], onto: str) -> None:
         into = self.delivery.into
+        pr = self.delivery.pullRequest
+        # with per-agent pull requests the branch is on the remote: a rebase would rewrite it,
+        # and fleet never force-pushes, so the agent is told to merge
+        how = (f"`git merge {into}` (not a rebase: your branch is pushed for its pull request)"
+               if pr is not None and pr.perAgent else f"`git rebase {into}`, or `git merge {into}`")
         feedback = (f"Your branch {m.agent.branch} conflicts with the delivery target {into} (at {onto[:12]}) "
-                    f"in: {', '.join(files)}. Bring {into} into your branch in your worktree (`git rebase "
-                    f"{into}`, or `git merge {into}`), resolve the conflicts in those files keeping both "
+                    f"in: {', '.join(files)}. Bring {into} into your branch in your worktree ({how}), "
+                    f"resolve the conflicts in those files keeping both "
                     f"changes' intent, run the tests, commit, and finish. Do not change {into} itself.")
         self._verdict(m.rec, m.agent, "Conflicted", m.sha, files=files, feedback=feedback,
                       message=f"conflicts with {into} at {onto[:12]} in {', '.join(files)}")
 
-    def _integration_failed(self, m: _Member, gate: str, result: GateResult, onto: str) -> None:
+    def _integration_failed(self, m: _Member, gate: str, result: GateResult, onto: str, *,
+                            retried: bool) -> None:
         into = self.delivery.into
+        twice = " (failed twice: retried once to rule out a flaky gate)" if retried else ""
         feedback = (f"Your branch {m.agent.branch} merges cleanly into the delivery target {into} (at "
                     f"{onto[:12]}), but the delivery gate `{gate}` failed on the merged result "
                     f"({result.summary}). Its output:\n\n{result.tail}\n\nBring {into} into your branch (`git "
                     f"merge {into}`), fix the cause, run the tests, commit, and finish.")
         self._verdict(m.rec, m.agent, "IntegrationFailed", m.sha, feedback=feedback, output=result.tail,
-                      message=f"gate {gate} failed on the result merged with {into}: {result.summary}")
+                      message=f"gate {gate} failed on the result merged with {into}: {result.summary}{twice}")
 
     def _verdict(self, rec: SessionRecord, agent: DesiredAgent, state: str, sha: str, *, message: str,
                  feedback: str | None, files: list[str] | None = None, output: str | None = None) -> None:
@@ -286,7 +368,7 @@ class Queue:
         failures = int(rec.delivery.get("failures", 0)) if rec.delivery.get("spec") == agent.spec_hash else 0
         if feedback is not None:
             failures += 1
-        rec.delivery = {k: v for k, v in rec.delivery.items() if k in ("approved",)}
+        rec.delivery = {k: v for k, v in rec.delivery.items() if k in ("approved", "pullRequest")}
         rec.delivery.update({"state": state, "sha": sha, "at": now_iso(), "files": files or [],
                              "output": output, "failures": failures, "spec": agent.spec_hash,
                              "into": self.delivery.into})

@@ -2,6 +2,9 @@
 and each agent branch against the target and base. Read-only git; a handful of calls per branch."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import git
 
 from ..spec.loader import LoadedFleet
@@ -9,12 +12,18 @@ from .gitrepo import GitRepo
 from .model import BranchFacts, DeliveryFacts, Observed
 from .stake import DELIVERED_REFS  # refs/fleet/delivered/<fleet>/<agent>: a tip a squash/rebase delivered
 
+if TYPE_CHECKING:
+    from ..spec.desired import DesiredAgent
+
 
 def delivered_ref(fleet: str, agent: str) -> str:
     return f"{DELIVERED_REFS}{fleet}/{agent}"
 
 
-def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> DeliveryFacts | None:
+def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed,
+                     branch_ref: Callable[[DesiredAgent], str] | None = None) -> DeliveryFacts | None:
+    """`branch_ref`: where this repository has an agent's branch (the engine's `branch_ref`;
+    default refs/heads/<branch>)."""
     delivery = loaded.fleet.spec.delivery
     if delivery is None:
         return None
@@ -29,9 +38,10 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> 
     facts = DeliveryFacts(into=into, target_tip=target, base_tip=_tip(repo, base), checked_out=holder,
                           remote_tip=remote)
     against = target or facts.base_tip
+    per_agent = bool(delivery.push and delivery.pullRequest and delivery.pullRequest.perAgent)
     for agent in loaded.agents:
         obs = observed.agents.get(agent.name)
-        tip = _tip(repo, f"refs/heads/{agent.branch}")
+        tip = _tip(repo, branch_ref(agent) if branch_ref else f"refs/heads/{agent.branch}")
         if tip is None or obs is None or against is None:
             continue
         pending = (obs.record.delivery.get("pending") if obs.record else None) or {}
@@ -40,7 +50,9 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed) -> 
             tip=tip, in_target=bool(target) and _contains(repo, against, tip),
             ahead=_count(repo, f"{against}..{tip}"), behind_target=_count(repo, f"{tip}..{against}"),
             behind_base=_count(repo, f"{tip}..{facts.base_tip}") if facts.base_tip else 0,
-            changed=_changed(repo, against, tip), landed=landed)
+            changed=_changed(repo, against, tip), landed=landed,
+            remote_tip=_tip(repo, f"refs/remotes/{delivery.push.remote}/{agent.branch}")
+            if per_agent and delivery.push else None)
     return facts
 
 

@@ -18,10 +18,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..runtimes.pricing import Price, Tokens, cost, priced
 from ..runtimes.usage import RunUsage, run_usage
 from ..store.records import SessionRecord
+
+if TYPE_CHECKING:
+    from .model import ObservedAgent
 
 RUN_MARKER = "--- fleet: "  # act/sessions.py writes it before each start/resume
 _MOST = 4 * 1024 * 1024
@@ -95,6 +99,19 @@ def _from_log(rec: SessionRecord, log: Path, prices: Sequence[Price]) -> LiveSpe
         return LiveSpend(cost(rec.model, tokens, prices), tokens.total)
     usd, _ = priced(usage.by_model, prices)
     return LiveSpend(usd, usage.tokens)
+
+
+def observe_live(agent: ObservedAgent, log: Path, prices: Sequence[Price] = (),
+                 spend_file: Path | None = None) -> None:
+    """`live_usd` and `live_tokens` of a running agent, from its session log (`log`: the local
+    session's own, or a ray session's copy on the fleet machine) and, for a local claude
+    session, its spend file: what the budgets and the per-run caps of the planner read,
+    whichever engine runs the session."""
+    if not agent.alive or agent.record is None:
+        return
+    spent = live_spend(agent.record, log, prices, spend_file)
+    if spent is not None:
+        agent.live_usd, agent.live_tokens = spent.usd, spent.tokens
 
 
 def _read(rec: SessionRecord, log: Path) -> RunUsage | None:

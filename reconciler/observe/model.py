@@ -141,6 +141,7 @@ class BranchFacts:
     behind_base: int  # commits on base the branch lacks (its fork point is stale)
     changed: tuple[str, ...]  # files the branch changes since its merge base with the target
     landed: bool = False  # the record's pending result (an interrupted delivery) is in the target
+    remote_tip: str | None = None  # refs/remotes/<push remote>/<branch>, with pullRequest.perAgent only
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
 from .gittree import read_git
-from .live import live_spend
+from .live import observe_live
 from .model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -144,9 +144,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
             agent.last_progress = last_progress(agent.record, log=store.log_path(agent.name), admin_dir=admin)
-            spent = live_spend(agent.record, store.log_path(agent.name), prices, store.spend_path(agent.name))
-            if spent is not None:
-                agent.live_usd, agent.live_tokens = spent.usd, spent.tokens
+            observe_live(agent, store.log_path(agent.name), prices, store.spend_path(agent.name))
     obs.promoted = frozenset(read_promotions(store.dir))
     desired = {a.name for a in loaded.agents}
     base = loaded.fleet.spec.base

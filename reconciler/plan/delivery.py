@@ -57,10 +57,11 @@ def plan_delivery(loaded: LoadedFleet, observed: Observed, busy: Iterable[str] =
     skip = set(busy)
     actions: list[Action] = []
     entries: list[Entry] = []
+    waiting: list[DesiredAgent] = []  # approval-waiting: reviewed in their own pull request (perAgent)
     for agent in loaded.agents:
         if wanted is not None and agent.name not in wanted:
             continue
-        step = _agent_step(agent, observed, facts, skip, delivery.approval == "required", notes)
+        step = _agent_step(agent, observed, facts, skip, delivery.approval == "required", notes, waiting)
         if isinstance(step, Entry):
             entries.append(step)
         elif step is not None:
@@ -72,6 +73,7 @@ def plan_delivery(loaded: LoadedFleet, observed: Observed, busy: Iterable[str] =
                                   f"{facts.checked_out}; fleet moves it only with update-ref, which would leave "
                                   "that checkout's files behind: check out another branch there", e.agent.tier_name))
         return actions, tuple(notes)
+    actions += agent_pull_requests(loaded, observed, facts, [e.agent for e in entries] + waiting, notes)
     batches = [entries[i:i + delivery.batch] for i in range(0, len(entries), delivery.batch)]
     n = len(entries)
     position = 0
@@ -94,17 +96,81 @@ def plan_delivery(loaded: LoadedFleet, observed: Observed, busy: Iterable[str] =
         if entries or facts.target_tip != facts.remote_tip:
             target = f"{delivery.push.remote}/{facts.into}"
             pr = delivery.pullRequest
+            target_pr = pr is not None and pr.base is not None
             why = (f"{facts.into} to {target}" + (" after the merges" if entries else
                    f" ({target} is {'missing' if facts.remote_tip is None else 'behind'})")
-                   + (f"; pull request {facts.into} -> {pr.base} on {pr.repo}" if pr else ""))
+                   + (f"; pull request {facts.into} -> {pr.base} on {pr.repo}" if pr and target_pr else ""))
             actions.append(Action(PUSH, facts.into, why, None,
                                   {"remote": delivery.push.remote, "into": facts.into,
-                                   "pullRequest": pr is not None}))
+                                   "pullRequest": target_pr}))
+    pushed = facts.target_tip is not None and (facts.target_tip == facts.remote_tip or any(
+        a.kind == PUSH and a.agent == facts.into for a in actions))
+    actions += closed_pull_requests(loaded, observed, facts, wanted, pushed)
     return actions, tuple(notes)
 
 
+def agent_pull_requests(loaded: LoadedFleet, observed: Observed, facts: DeliveryFacts,
+                        ready: Sequence[DesiredAgent], notes: list[str]) -> list[Action]:
+    """`pullRequest.perAgent`: a `push` of each queued or approval-waiting agent's branch (never
+    forced) with its pull request into the target opened or updated, when the branch's tip is
+    not yet on the remote or the recorded pull request was made for another tip. Planned before
+    the merges, so the pull request exists (and carries the packet) before the agent lands."""
+    delivery = loaded.fleet.spec.delivery
+    assert delivery is not None
+    pr = delivery.pullRequest
+    if pr is None or not pr.perAgent or delivery.push is None:
+        return []
+    remote = delivery.push.remote
+    out: list[Action] = []
+    for agent in ready:
+        bf = facts.branches.get(agent.name)
+        obs = observed.agents.get(agent.name)
+        rec = obs.record if obs is not None else None
+        if bf is None or rec is None:
+            continue
+        known = rec.delivery.get("pullRequest") or {}
+        if known.get("sha") == bf.tip and bf.remote_tip == bf.tip:
+            continue
+        if facts.remote_tip is None:  # GitHub opens a pull request only into a branch it has
+            notes.append(f"{agent.name}: its pull request into {facts.into} waits until {facts.into} is on "
+                         f"{remote} (pushed after the first delivery)")
+            continue
+        verb = "update" if known.get("number") else "open"
+        out.append(Action(PUSH, agent.name, f"{agent.branch} to {remote}/{agent.branch}; {verb} its pull request "
+                          f"-> {facts.into} on {pr.repo}", agent.tier_name,
+                          {"remote": remote, "branch": agent.branch, "into": facts.into, "sha": bf.tip,
+                           "pullRequest": "agent", "number": known.get("number")}))
+    return out
+
+
+def closed_pull_requests(loaded: LoadedFleet, observed: Observed, facts: DeliveryFacts,
+                         wanted: set[str] | None, pushed: bool) -> list[Action]:
+    """A delivered agent's open pull request: with `strategy: merge` its tip is in the pushed
+    target, and GitHub marks it merged by itself; squash and rebase put new commits there, which
+    GitHub cannot match, so fleet closes it with a comment saying where the work landed
+    (a `deliver` step `pr-close`, once the target is on the remote)."""
+    delivery = loaded.fleet.spec.delivery
+    assert delivery is not None
+    pr = delivery.pullRequest
+    if pr is None or not pr.perAgent or delivery.strategy == "merge" or not pushed:
+        return []
+    out: list[Action] = []
+    for agent in loaded.agents:
+        obs = observed.agents.get(agent.name)
+        rec = obs.record if obs is not None else None
+        if rec is None or rec.phase != DELIVERED or (wanted is not None and agent.name not in wanted):
+            continue
+        known = rec.delivery.get("pullRequest") or {}
+        if known.get("state") == "open" and known.get("number"):
+            out.append(Action(DELIVER, agent.name, f"close its pull request #{known['number']} with a comment: "
+                              f"delivered into {facts.into} by {delivery.strategy}", agent.tier_name,
+                              {"step": "pr-close", "number": known["number"], "sha": known.get("sha"),
+                               "result": rec.delivery.get("result")}))
+    return out
+
+
 def _agent_step(agent: DesiredAgent, observed: Observed, facts: DeliveryFacts, busy: set[str],
-                approval: bool, notes: list[str]) -> Entry | Action | None:
+                approval: bool, notes: list[str], waiting: list[DesiredAgent]) -> Entry | Action | None:
     obs = observed.agents.get(agent.name)
     bf = facts.branches.get(agent.name)
     if not agent.deliver or obs is None or obs.record is None or bf is None or obs.alive or agent.name in busy:
@@ -125,14 +191,17 @@ def _agent_step(agent: DesiredAgent, observed: Observed, facts: DeliveryFacts, b
     verdict = rec.delivery.get("state")
     if verdict in VERDICTS and rec.delivery.get("sha") == bf.tip:
         return None  # decided for this tip; the agent's next run (or a person's commit) moves it
+    if not bf.changed:
+        # an empty or restarted run's commits are not work: never "delivered" as if they were
+        # (decided before approval: a branch with nothing to deliver has nothing to review)
+        return Action(DELIVER, agent.name, f"NothingToDeliver: its branch changes no file against {facts.into}",
+                      tier, {"step": "nothing", "sha": bf.tip})
     if approval and (rec.delivery.get("approved") or {}).get("sha") != bf.tip:
         notes.append(f"{agent.name} waits for approval before it enters the queue: `fleet review` it, then "
                      f"`fleet approve FILE {agent.name}` (or `fleet reject FILE {agent.name} -m ...`)")
+        if not out_of_scope(agent.paths, bf.changed):
+            waiting.append(agent)
         return None
-    if not bf.changed:
-        # an empty or restarted run's commits are not work: never "delivered" as if they were
-        return Action(DELIVER, agent.name, f"NothingToDeliver: its branch changes no file against {facts.into}",
-                      tier, {"step": "nothing", "sha": bf.tip})
     outside = out_of_scope(agent.paths, bf.changed)
     if outside:
         shown = ", ".join(outside[:_SHOWN]) + (f" and {len(outside) - _SHOWN} more" if len(outside) > _SHOWN else "")

@@ -44,9 +44,17 @@ def check_delivery(fleet: Fleet) -> list[Issue]:
     if delivery.pullRequest is not None and delivery.push is None:
         issues.append(((*at, "pullRequest"), "a pull request needs the target pushed",
                        "add push: {remote: origin}"))
-    if spec.placement.engine == "ray":
-        issues.append(((*at,), "delivery is not supported with placement.engine ray yet",
-                       "merge the branches pushed to spec.remote by hand, or run the fleet locally"))
+    pr = delivery.pullRequest
+    if pr is not None and pr.base is None and not pr.perAgent:
+        issues.append(((*at, "pullRequest"), "pullRequest opens nothing: it has no base and perAgent is false",
+                       "set base: main (a pull request from the target into main), or perAgent: true"))
+    if pr is not None and pr.base is not None and pr.base == delivery.into:
+        issues.append(((*at, "pullRequest", "base"), f"a pull request from {delivery.into} into itself",
+                       "name the branch the target merges into (e.g. main), or drop base and use perAgent"))
+    if spec.placement.engine == "ray" and delivery.push is None:
+        # the controller integrates in its own checkout; the result must reach the remote the nodes use
+        issues.append(((*at, "push"), "delivery with placement.engine ray needs the target pushed",
+                       "add push: {remote: origin} (a remote of spec.repo that is spec.remote)"))
     return issues
 
 

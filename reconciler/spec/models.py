@@ -168,13 +168,18 @@ class Push(Strict):
 
 
 class PullRequest(Strict):
-    """One pull request from the delivery target into `base`, opened or updated with the `gh` CLI."""
+    """Pull requests opened or updated with the `gh` CLI: one from the delivery target into
+    `base`, and/or (`perAgent`) one per agent branch into the target."""
 
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name on the GitHub host "
                       "gh talks to ($GH_HOST, default github.com).")
-    base: str = Field(description="Branch the pull request merges into, e.g. main.")
-    title: str = Field("fleet: delivered work", description="Title of the pull request.")
+    base: str | None = Field(None, description="Branch the target's pull request merges into, e.g. main; "
+                                               "unset: no pull request for the target (needs perAgent).")
+    title: str = Field("fleet: delivered work", description="Title of the target's pull request.")
     draft: bool = False
+    perAgent: bool = Field(False, description="Also push each queued (or approval-waiting) agent's branch and keep "
+                                              "a pull request from it into the target, with its review packet as "
+                                              "the body (docs/delivery.md).")
 
 
 class Delivery(Strict):

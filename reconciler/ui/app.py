@@ -4,7 +4,8 @@
     GET  /agents/NAME              one agent's page        GET /api/agents/NAME     its data
     GET  /api/events               SSE: `fleet` on every new observation
     GET  /api/agents/NAME/events   SSE: `agent` on every new observation, `log` as the log grows
-    POST /api/agents/NAME/ACTION   stop | restart | resume ({"message": ...}); --actions and the token
+    POST /api/agents/NAME/ACTION   stop | restart | resume ({"message": ...}) | approve ({"by"?}) |
+                                   reject ({"message", "by"?}); --actions and the token
 
 Reads never change anything. An action without the token, or on a read-only dashboard,
 is refused with 403 before anything is looked at.
@@ -30,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..control.observed_status import aged_rows
-from ..control.operator_actions import ACTIONS, operate
+from ..control.operator_actions import ACTIONS, Done, operate
 from ..errors import FleetError
 from . import auth, detail
 from .groups import GROUPS, group_of
@@ -89,10 +90,53 @@ def agent_payload(source: ViewSource, settings: Settings, name: str, *, with_log
     text, offset = detail.log_tail(store, name)
     out = {"fleet": source.fleet, "agent": name, "row": row, "group": group_of(row), "actions": settings.actions,
            "observedAt": (source.view or {}).get("observedAt"), "source": source.source,
-           "timeline": detail.timeline(rec, text), "commits": detail.commits(row.get("worktree"), source.base)}
+           "timeline": detail.timeline(rec, text), "commits": detail.commits(row.get("worktree"), source.base),
+           "review": review_payload(settings.file, name)}
     if with_log:
         out["log"] = {"text": detail.rendered(text), "offset": offset}
     return out
+
+
+REVIEW_ACTIONS = ("approve", "reject")
+
+
+def review(file: str, name: str, what: str, *, message: str, by: str) -> Done:
+    """Approve or reject from the dashboard (control/review_actions.py, as `fleet approve/reject`):
+    the reviewer is the name typed on the page, else the user running `fleet ui`, marked as
+    coming from the dashboard."""
+    from ..control import review_actions
+    from ..spec.loader import load_fleet
+
+    who = by or f"{review_actions.reviewer(None)} (dashboard)"
+    loaded = load_fleet(file)
+    if what == "approve":
+        done = review_actions.approve(loaded, name, by=who, command="fleet ui (approve)")
+        return Done(True, f"approved {name} at {done.sha[:12]} by {done.by}; the next pass queues it")
+    done = review_actions.reject(loaded, name, message, by=who, command="fleet ui (reject)")
+    failed = [o for o in done.outcomes if not o.ok]
+    said = "; ".join(f"{o.action.kind}: {o.message}" for o in done.outcomes)
+    return Done(not failed, f"rejected {name} at {done.sha[:12]} by {done.by}" + (f"; {said}" if said else ""))
+
+
+def review_payload(file: str, name: str) -> dict[str, Any] | None:
+    """The agent's review packet (observe/review.py), for fleets with spec.delivery; else None."""
+    from ..observe.gitrepo import GitRepo
+    from ..observe.review import review_packet
+    from ..observe.snapshot import state_store
+    from ..spec.loader import load_fleet
+
+    try:
+        loaded = load_fleet(file)
+    except FleetError:
+        return None
+    delivery = loaded.fleet.spec.delivery
+    if delivery is None:
+        return None
+    repo = GitRepo(loaded.repo)
+    packet = review_packet(loaded, repo, state_store(repo, loaded.name), name)
+    if packet is None:
+        return None
+    return {**packet.to_json(), "approval": delivery.approval, "into": delivery.into}
 
 
 def create_app(source: ViewSource, settings: Settings) -> Starlette:
@@ -156,15 +200,21 @@ def create_app(source: ViewSource, settings: Settings) -> Starlette:
         if not auth.matches(auth.bearer(request.headers.get("authorization")), settings.token):
             return JSONResponse({"error": "actions need the access token printed when fleet ui started "
                                           "(Authorization: Bearer TOKEN)"}, status_code=403)
-        if what not in ACTIONS:
-            return JSONResponse({"error": f"unknown action {what!r}; one of {', '.join(ACTIONS)}"}, status_code=404)
+        if what not in (*ACTIONS, *REVIEW_ACTIONS):
+            return JSONResponse({"error": f"unknown action {what!r}; one of {', '.join(ACTIONS + REVIEW_ACTIONS)}"},
+                                status_code=404)
         try:
             body = await request.json() if await request.body() else {}
         except ValueError:
             return JSONResponse({"error": "the body must be JSON, e.g. {\"message\": \"...\"}"}, status_code=400)
         message = str(body.get("message") or "") if isinstance(body, dict) else ""
+        by = str(body.get("by") or "").strip() if isinstance(body, dict) else ""
         try:
-            done = await run_in_threadpool(operate, settings.file, name, what, message=message, grace=settings.grace)
+            if what in REVIEW_ACTIONS:
+                done = await run_in_threadpool(review, settings.file, name, what, message=message, by=by)
+            else:
+                done = await run_in_threadpool(operate, settings.file, name, what, message=message,
+                                               grace=settings.grace)
         except FleetError as exc:
             return JSONResponse({"error": exc.render()}, status_code=409)
         source.poke()

@@ -93,6 +93,7 @@ class Launch:
     secrets_dir: str | None = None  # placement.secretsDir: one file per VAR on each node
     generation: int = 0  # the attempt (remote.py "Fencing"); 0: an older driver, push to the branch itself
     lock_slots: dict[str, int] = field(default_factory=dict)  # spec.locks: `fleet lock` across the cluster (locks.py)
+    max_budget_usd: float | None = None  # the run's budget reservation (claude: --max-budget-usd)
 
 
 class SessionActor:
@@ -350,7 +351,8 @@ class SessionActor:
         runtime = get_runtime(launch.runtime)
         req = SessionRequest(agent=self.cfg.agent, workdir=self.clone, prompt=launch.prompt,
                              session_id=launch.session_id, model=launch.model, args=tuple(launch.args),
-                             command=tuple(launch.command) if launch.command else None, locks=tuple(launch.locks))
+                             command=tuple(launch.command) if launch.command else None, locks=tuple(launch.locks),
+                             max_budget_usd=launch.max_budget_usd)
         argv = runtime.resume_argv(req, launch.resume_message) if launch.resume_message is not None \
             else runtime.start_argv(req)
         if argv is None:
@@ -451,12 +453,19 @@ class SessionActor:
         title = "fleet retention archive" if retention else "fleet archive"
         subject = f"{title} of {self.cfg.agent} (fleet {self.cfg.fleet}, branch {self.cfg.branch}, " \
                   f"node {self.node_ip} {self.node_id[:8]})"
+        head = rev(self.clone, "HEAD")
         if len(tips) > 1:  # the fewest commits that hold them all
             res = _git(self.clone, "merge-base", "--independent", *tips)
-            head = rev(self.clone, "HEAD")
             tips = [*([head] if head else []), *res.stdout.split()] if res.returncode == 0 else tips
+        # what it holds, in the `Fleet-*:` lines a local archive has (act/archive.py), for `fleet restore`
+        tip = rev(self.clone, f"refs/heads/{self.cfg.branch}")
+        lines = [f"Fleet-Kind: {'retention' if retention else 'work'}", f"Fleet-Fleet: {self.cfg.fleet}",
+                 f"Fleet-Agent: {self.cfg.agent}"]
+        lines += [f"Fleet-Branch: {self.cfg.branch} {tip}"] if tip else []
+        lines += [f"Fleet-Head: {head}"] if head else []
+        lines += [f"Fleet-Worktree: {self.node_ip}:{self.clone}"]
         try:
-            commit = snapshot_commit(self.clone, [*tips, *stash.split()], subject,
+            commit = snapshot_commit(self.clone, [*tips, *stash.split()], subject + "\n\n" + "\n".join(lines),
                                      tree=None if retention else self.clone, env=_IDENTITY)
         except FleetError as exc:
             return exc.message

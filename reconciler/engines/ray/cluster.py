@@ -49,11 +49,8 @@ def connect_to(address: str, ns: str) -> ModuleType:
     """`ray`, connected to the cluster at `address` in namespace `ns` (once per process)."""
     if address == "auto":
         address = _started_here() or address
-    loopback = _is_loopback(address)
-    if loopback and "ray" not in sys.modules:
-        # Ray replaces a loopback cluster address by this machine's outward IP (to hand it to
-        # other nodes); a cluster bound to 127.0.0.1 is then unreachable. Keep it local.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if _is_loopback(address) and "ray" not in sys.modules:
+        compat.keep_loopback()  # else Ray connects to this machine's outward IP instead (compat.py)
     compat.before_import()  # no C++ stack trace for the loop's SIGTERM (compat.py)
     try:
         import ray
@@ -67,8 +64,6 @@ def connect_to(address: str, ns: str) -> ModuleType:
                          hint="start it (docs/scale-out.md), or fix spec.placement.address")
     kwargs: dict[str, Any] = {"address": address, "namespace": ns, "logging_level": logging.ERROR,
                               "log_to_driver": False}
-    if loopback and not address.startswith("ray://"):
-        kwargs["_node_ip_address"] = "127.0.0.1"
     compat.cluster_messages_to_stderr()  # Ray prints the cluster's messages on stdout, which is fleet's
     try:
         ray.init(**kwargs)

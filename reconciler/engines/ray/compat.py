@@ -14,9 +14,12 @@ first, not in a fleet run.
   SIGTERM (it prints a stack trace, "*** SIGTERM received ... PC: @ ..."), replacing the
   loop's own handler (or the default), unless `RAY_DISABLE_FAILURE_SIGNAL_HANDLER` is set
   when Ray is imported: fleet sets it for its own processes (`before_import`).
-- **A loopback cluster stays on loopback.** `ray.init(_node_ip_address=...)` (an argument
-  Ray documents for this, with a leading underscore) and `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
-  keep a driver of a cluster bound to 127.0.0.1 from announcing the machine's outward IP.
+- **A loopback cluster stays on loopback.** A driver (and a node) resolves "127.0.0.1" to the
+  machine's outward IP (`ray._private.services.resolve_ip_for_localhost`), so a cluster bound
+  to 127.0.0.1 would be unreachable; with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` set before Ray
+  is imported (`ray_constants.ENABLE_RAY_CLUSTER`, Ray's switch for laptops) the node's IP is
+  the loopback one. That environment variable is all fleet uses: no private `ray.init`
+  argument (tests/test_ray_engine.py connects a fresh driver with it and nothing else).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from typing import Any, TextIO
 TESTED = ((2, 60),)  # (major, minor) of the Ray releases this code is tested with
 RAY_THREADS = ("ray_listen_error_messages", "ray_print_logs")
 NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"  # read by ray._private.ray_constants at import
+LOOPBACK_CLUSTER = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": this node's IP is 127.0.0.1 (ray_constants)
 
 
 def tested(version: str) -> bool:
@@ -76,6 +80,11 @@ class RayToStderr(io.TextIOBase):
 def before_import() -> None:
     """The environment Ray reads when it is imported, set before fleet imports it."""
     os.environ.setdefault(NO_FAILURE_HANDLER, "1")
+
+
+def keep_loopback() -> None:
+    """Before Ray is imported: a driver or node of a cluster bound to 127.0.0.1 stays there."""
+    os.environ.setdefault(LOOPBACK_CLUSTER, "0")
 
 
 def cluster_messages_to_stderr() -> None:

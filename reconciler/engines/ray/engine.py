@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -34,9 +34,11 @@ from ...act.archive import archive_ref
 from ...act.gates import GateResult
 from ...act.sessions import owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, FleetError
+from ...observe.delivery import observe_delivery
 from ...observe.gitrepo import GitRepo
 from ...observe.snapshot import Observed, ObservedAgent, state_store
-from ...plan.actions import BLOCKED, CREATE_WORKTREE, PRUNE, Action, Plan
+from ...plan.actions import BLOCKED, CREATE_WORKTREE, DELIVER, MERGE, PRUNE, PUSH, Action, Plan
+from ...plan.delivery import plan_delivery
 from ...plan.status import AgentStatus
 from ...spec.desired import DesiredAgent
 from ...spec.durations import parse_duration
@@ -47,8 +49,20 @@ from ..base import GateRunner, Halted, Launched, WorkspaceLost
 from . import cluster, lease
 from .actor import Launch, SessionConfig
 from .lease import MirroredStore
-from .observe import OFFLINE_NOTE, RayObserved, Session, append_log, node_label, observe, observe_offline, read_json
+from .observe import (
+    OFFLINE_NOTE,
+    RayObserved,
+    Session,
+    append_log,
+    delivered_into,
+    node_label,
+    observe,
+    observe_offline,
+    read_json,
+)
 from .remote import Remote
+
+BRANCH_COPIES = "refs/fleet/remote-heads"  # <fleet>/<branch>: the agents' branches on spec.remote, for delivery
 
 
 class RayEngine:
@@ -63,6 +77,7 @@ class RayEngine:
         self._observed_remote: Remote | None = None  # the last observation's: steps without one use it
         # False (`fleet diff` without --connect): observe local state only, never the cluster or the remote
         self.connect = connect
+        self.retired: list[str] = []  # fleet's own actors a delete removed (lease.retire)
 
     # -- observe and plan ------------------------------------------------------------------
 
@@ -77,7 +92,22 @@ class RayEngine:
             if not readonly:
                 self._record_orphans(observed)
         self._observed_remote = observed.remote
+        if self.loaded.fleet.spec.delivery is not None:
+            if self.connect and not readonly:  # status and diff read the copies as the last pass made them
+                assert observed.remote is not None
+                observed.remote.copy_branches(self.repo.common_dir, [a.branch for a in self.loaded.agents],
+                                              self._branch_prefix)
+            observed.delivery = observe_delivery(self.loaded, self.repo, observed, self.branch_ref)
         return observed
+
+    @property
+    def _branch_prefix(self) -> str:
+        return f"{BRANCH_COPIES}/{self.loaded.name}/"
+
+    def branch_ref(self, agent: DesiredAgent) -> str:
+        """The delivery queue integrates what the controller merged on the remote (remote.py
+        "Fencing"), copied here by each acting pass: never a per-attempt ref."""
+        return self._branch_prefix + agent.branch
 
     def _record_orphans(self, observed: RayObserved) -> None:
         """Condition OrphanWork on every agent whose fenced attempts pushed work the branch does not
@@ -109,31 +139,65 @@ class RayEngine:
         as it runs); a new checkout takes the cluster's records on acquiring it."""
         ray = cluster.connect(self.loaded)
         ledger = self.store.home / "ray" / self.loaded.name / "sessions.json"
-        return lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
+        held = lease.holding(ray, cluster.namespace(self.loaded), self._mirrored, ledger, command=command,
                              checkout=self.repo.common_dir, timeout=timeout, on_wait=on_wait,
                              keep=command == "fleet reconcile")
+        return self._retiring(ray, held) if command == "fleet delete" else held
+
+    @contextmanager
+    def _retiring(self, ray: Any, held: AbstractContextManager[lease.ControllerLease]) -> Iterator[object]:
+        """A delete pass that leaves the fleet with nothing on the cluster or the remote removes the
+        fleet's own actors too (lease.retire): the controller, its records and log copies, idle locks."""
+        with held as holder:
+            yield holder
+            if self._nothing_left(ray):
+                self.retired = lease.retire(ray, cluster.namespace(self.loaded), holder)
+                if self._observed_remote is not None:  # and the copies of its branches here (delivery)
+                    self._observed_remote.copy_branches(self.repo.common_dir, [], self._branch_prefix, keep=False)
+
+    def _nothing_left(self, ray: Any) -> bool:
+        """No record, no session actor, no branch of this fleet on the remote (fetched now): every
+        agent is gone and its work is safe. Anything else (a refused prune, a failed step) keeps all."""
+        if self.store.all() or cluster.sessions(ray, cluster.namespace(self.loaded)):
+            return False
+        remote = Remote.of(self.loaded, fleet_home=self.store.home, objects=self.repo.common_dir / "objects")
+        try:
+            remote.refresh()
+        except FleetError:
+            return False
+        return not remote.owned  # a fenced attempt's orphan ref stays on the remote, listed by `fleet archives`
 
     def adjust(self, plan: Plan, observed: Observed) -> Plan:
         """The planner's plan, with `create-worktree` meaning "create the branch on the remote"."""
         ray_obs = _ray(observed)
         assert ray_obs.remote is not None
         actions = []
+        freed = set()
         for action in plan.actions:
             if action.kind == CREATE_WORKTREE:
                 branch = action.details.get("branch")
                 if branch in ray_obs.remote.heads:
+                    freed.add(action.agent)
                     continue  # the branch is there: sessions clone it on their node
                 action = replace(action, reason=f"branch {branch} from {self.loaded.fleet.spec.base} on the remote "
                                                 f"(sessions clone it on their node)",
                                  details={"branch": branch, "remote": ray_obs.remote.url})
             actions.append(action)
         notes = self._notes(ray_obs) if self.connect else [OFFLINE_NOTE]
+        if freed and self.loaded.fleet.spec.delivery is not None:
+            # the planner held back the queue for agents "busy" creating a worktree, which under ray is
+            # nothing to do: the shared queue planned again without them (--target agents only, as before)
+            kept = [a for a in actions if a.kind not in (MERGE, DELIVER, PUSH)]
+            chosen = freed | {a.agent for a in plan.actions if a.kind in (MERGE, DELIVER)}
+            queue, queue_notes = plan_delivery(self.loaded, observed, busy={a.agent for a in kept}, chosen=chosen)
+            actions = kept + queue
+            notes += [n for n in queue_notes if n not in plan.notes]
         if self.connect:
             notes += [f"branch {b} not moved to its newest attempt: {why}"
                       for b, why in sorted(ray_obs.remote.merge_problems.items())]
             notes += [f"{b}: work of a fenced attempt kept under {ref} ({len(commits)} commit(s) not on the branch)"
                       for b in sorted(ray_obs.remote.owned) for ref, commits in ray_obs.remote.orphans(b)]
-        return Plan(fleet=plan.fleet, actions=tuple(actions), notes=plan.notes + tuple(notes))
+        return replace(plan, actions=tuple(actions), notes=plan.notes + tuple(notes))  # budgets, projections kept
 
     def release_ended(self, observed: Observed, plan: Plan) -> None:
         """Free the clone and slot of every session that has ended and whose record is up to date.
@@ -215,7 +279,8 @@ class RayEngine:
                       args=tuple(agent.tier.args), command=agent.command, locks=agent.locks, env=env,
                       resume_message=resume[1] if resume else None, env_from=env_from,
                       secrets_dir=self.loaded.fleet.spec.placement.secretsDir,
-                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
+                      lock_slots={name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()},
+                      max_budget_usd=agent.max_budget_usd)
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, Launch)
@@ -301,7 +366,7 @@ class RayEngine:
             remote.refresh()  # the release pushed the branch
         if branch and branch in remote.heads:
             sha = remote.heads[branch]
-            lost = remote.unreachable(sha, self.loaded.fleet.spec.base)
+            lost = remote.unreachable(sha, self.loaded.fleet.spec.base, delivered_into(self.loaded))
             if lost and not archived:
                 raise FleetError(f"prune refused: branch {branch} has {len(lost)} unmerged commit(s) on the remote "
                                  f"({', '.join(lost[:3])}) (--archive saves them first)", exit_code=EXIT_BLOCKED)

@@ -169,7 +169,14 @@ class ControllerLease:
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
         while True:
-            got = self._call(self.handle.acquire, self.info, TTL)
+            try:
+                got = self.ray.get(self.handle.acquire.remote(self.info, TTL), timeout=120)
+            except self.ray.exceptions.RayActorError:  # retired (a whole-fleet delete) while this one waited
+                self.handle = control_actor(self.ray, self.ns)
+                continue
+            except self.ray.exceptions.RayError as exc:
+                raise FleetError(f"cannot reach the fleet's controller lease on the Ray cluster: "
+                                 f"{str(exc).splitlines()[0]}") from None
             if got["ok"]:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -267,6 +274,32 @@ class MirroredStore(StateStore):
             if runs != self._runs_sent:
                 self.lease.write({}, runs, all_runs=True)
                 self._runs_sent = runs
+
+
+def retire(ray: ModuleType, ns: str, lease: ControllerLease) -> list[str]:
+    """The fleet has nothing left on the cluster (the caller checked, holding `lease`): remove fleet's
+    own actors from its namespace, the locks no session holds and, last, the control actor with its
+    lease and records. What was removed, by name."""
+    from .locks import PREFIX
+
+    removed = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry.get("namespace") != ns or not name.startswith(PREFIX):
+            continue
+        try:
+            handle = ray.get_actor(name, namespace=ns)
+            if ray.get(handle.holders.remote(), timeout=30):
+                continue  # held (by a process fleet does not know of): it stays
+            ray.kill(handle, no_restart=True)
+            removed.append(name)
+        except (ValueError, ray.exceptions.RayError):
+            continue
+    lease.held = False  # nothing to release: the lease goes with its actor
+    lease._stop.set()
+    ray.kill(lease.handle, no_restart=True)
+    removed.append(NAME)
+    return removed
 
 
 _HELD: dict[tuple[str, str], ControllerLease] = {}  # kept by a control loop between its passes

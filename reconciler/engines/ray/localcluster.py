@@ -20,8 +20,10 @@ import sys
 import threading
 from typing import Any
 
-# before Ray is imported: keep 127.0.0.1 as given (see cluster.connect), report no usage
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from .compat import keep_loopback
+
+# before Ray is imported: keep 127.0.0.1 as given (compat.py), report no usage
+keep_loopback()
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 LOOPBACK = "127.0.0.1"

@@ -24,10 +24,12 @@ from types import ModuleType
 from typing import Any
 
 from ...observe.gitrepo import GitRepo
+from ...observe.live import observe_live
 from ...observe.processes import OwnedProcess
 from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
 from ...observe.snapshot import state_store as open_store
 from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
+from ...runtimes.pricing import overrides
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
@@ -126,6 +128,11 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
             agent.at_stake, agent.branch = _at_stake(obs, agent, loaded)
     if not readonly:
         sync_logs(obs)
+    # live spend from the copy of each session's log here (as fresh as this pass made it): the
+    # budgets and per-run caps act on ray sessions by the rule they follow for local ones
+    prices = overrides(spec.budget.prices)
+    for name, agent in obs.agents.items():
+        observe_live(agent, obs.state_store.log_path(name), prices)
     return obs
 
 
@@ -204,6 +211,12 @@ def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | Non
     agent.record, agent.alive, agent.adopted = rec, True, True
 
 
+def delivered_into(loaded: LoadedFleet) -> tuple[str, ...]:
+    """The delivery target on the remote (pushed there by the queue): a commit in it is safe to prune."""
+    delivery = loaded.fleet.spec.delivery
+    return (f"refs/heads/{delivery.into}",) if delivery is not None and delivery.push is not None else ()
+
+
 def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tuple[AtStake | None, str | None]:
     """What pruning the agent would lose: its branch beyond base, and what only its clone holds
     (judged by the rules of a local prune, observe/stake.py)."""
@@ -215,7 +228,8 @@ def _at_stake(obs: RayObserved, agent: ObservedAgent, loaded: LoadedFleet) -> tu
     status = session.status if session else None
     if owned is None and status is None:
         return None, None
-    commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base) if owned is not None else []
+    commits = obs.remote.unreachable(obs.remote.heads[owned], loaded.fleet.spec.base, delivered_into(loaded)) \
+        if owned is not None else []
     return judge(agent_facts(commits, status)), owned
 
 

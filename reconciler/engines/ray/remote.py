@@ -185,9 +185,10 @@ class Remote:
         res = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         return res.stdout.strip() or None if res.returncode == 0 else None
 
-    def unreachable(self, sha: str, base: str) -> list[str]:
-        """Commits of `sha` not reachable from `base` ("sha subject"), as a local prune lists them."""
-        exclude = [f"^{b}" for b in [self.resolve(base)] if b]
+    def unreachable(self, sha: str, base: str, also: tuple[str, ...] = ()) -> list[str]:
+        """Commits of `sha` not reachable from `base` (nor from the branches `also`: the delivery
+        target) ("sha subject"), as a local prune lists them."""
+        exclude = [f"^{b}" for b in [self.resolve(r) for r in (base, *also)] if b]
         res = self._git("log", "--format=%h %s", sha, *exclude, "--")
         return [line for line in res.stdout.splitlines() if line]
 
@@ -223,6 +224,22 @@ class Remote:
         self.attempts.pop(branch, None)
         self.heads.pop(branch, None)
         self.owned.discard(branch)
+
+    def copy_branches(self, into: Path, branches: list[str], prefix: str, *, keep: bool = True) -> None:
+        """The remote's `branches` as the cache has them (merged from their attempts), into the
+        repository whose git dir is `into`, as `<prefix><branch>`; a copy of a branch the remote no
+        longer has is deleted (`keep=False`: every copy, after the fetch). Nothing under refs/heads is touched."""
+        specs = [f"+refs/heads/{b}:{prefix}{b}" for b in branches if b in self.heads]
+        if specs:
+            res = run_git(into, "fetch", "-q", "--no-tags", str(self.cache), *specs, env=_env(), timeout=600)
+            if res.returncode != 0:
+                raise FleetError(f"cannot copy the agents' branches from the fetch cache {self.cache}: "
+                                 f"{_last_line(res.stderr)}")
+        listed = run_git(into, "for-each-ref", "--format=%(objectname) %(refname)", prefix, env=_env(), timeout=60)
+        for line in listed.stdout.splitlines():
+            sha, _, ref = line.partition(" ")
+            if not keep or ref.removeprefix(prefix) not in self.heads:
+                run_git(into, "update-ref", "-d", ref, sha, env=_env(), timeout=60)
 
     def archive(self, sha: str, ref: str) -> None:
         self._push(f"{sha}:{ref}", what=f"archive {sha[:12]} to {ref}")
@@ -287,6 +304,11 @@ def remote_archives(loaded: LoadedFleet) -> list[Archive]:
     """What fleet kept of a ray fleet's work on spec.remote: the archives (refs/fleet/archive/<fleet>/...,
     made when a clone was released or pruned) and the refs of fenced attempts whose work is not on
     their branch (see Fencing), fetched now into the cache."""
+    return kept_on_remote(loaded)[1]
+
+
+def kept_on_remote(loaded: LoadedFleet) -> tuple[Remote, list[Archive]]:
+    """`remote_archives`, with the remote whose fetch cache now holds every one of them."""
     from ...observe.gitrepo import GitRepo
     from ...observe.snapshot import fleet_home
 
@@ -310,4 +332,4 @@ def remote_archives(loaded: LoadedFleet) -> list[Archive]:
             date = remote._git("log", "-1", "--format=%cI", sha).stdout.strip() if sha else ""
             found.append(Archive(ref=ref, commit=sha, date=date,
                                  subject=f"work of a fenced attempt not on {branch} ({len(commits)} commit(s))"))
-    return found
+    return remote, found

@@ -1,4 +1,4 @@
-// One agent's page: status, conditions, timeline, commits, the log's live tail, and actions.
+// One agent's page: status, the review packet (with delivery), conditions, timeline, commits, the log's live tail, and actions.
 "use strict";
 (() => {
   const { el, age, usd, freshness } = fleetUI;
@@ -57,6 +57,44 @@
     document.getElementById("diffstat").textContent = c.diffstat || "";
   }
 
+  // the review packet (spec.delivery): what `fleet review` prints, and Approve / Reject
+  function renderReview(data) {
+    const r = data.review;
+    document.getElementById("review-section").hidden = !r;
+    if (!r) return;
+    document.getElementById("review-against").textContent = `(${r.branch} against ${r.against})`;
+    const state = document.getElementById("review-state");
+    state.textContent = "";
+    const d = r.delivery || {};
+    state.append(el("div", { id: "review-delivery" }, "delivery: " + (d.state || "not yet") + (r.approval === "required" ? " · approval required" : "")));
+    for (const key of ["approved", "rejected"]) {
+      const v = d[key];
+      if (v && typeof v === "object") state.append(el("div", { id: "review-" + key }, `${key} by ${v.by} at ${v.at}` + (v.message ? `: ${v.message}` : "")));
+    }
+    document.getElementById("review-message").textContent = r.final_message || "(none)";
+    const commits = document.getElementById("review-commits");
+    commits.textContent = "";
+    if (!r.commits.length) commits.append(el("li", { class: "muted" }, "(none)"));
+    for (const c of r.commits) { const i = c.indexOf(" "); commits.append(el("li", {}, el("code", {}, c.slice(0, i)), " ", c.slice(i + 1))); }
+    document.getElementById("review-diffstat").textContent = r.diffstat || "(no changes)";
+    const g = r.gates || {};
+    const cond = g.condition || {};
+    document.getElementById("review-gates").textContent = `agent gates ${(g.declared || []).join(", ") || "(none)"}: ${cond.reason || "not run"}` +
+      (g.delivery && g.delivery.length ? `; delivery gates on the merged result: ${g.delivery.join(", ")}` : "");
+    document.getElementById("review-cost").textContent = usd(r.cost_usd);
+    document.getElementById("review-actions").hidden = !data.actions;
+  }
+
+  async function review(what, body) {
+    const out = document.getElementById("review-result");
+    out.textContent = `${what}…`;
+    const by = document.getElementById("review-by").value.trim();
+    const { status, data } = await fleetUI.post(`/api/agents/${encodeURIComponent(name)}/${what}`, { ...body, ...(by ? { by } : {}) });
+    out.textContent = status === 200 ? data.message : `refused (${status}): ${data.error || data.message}`;
+  }
+  document.getElementById("act-approve").addEventListener("click", () => review("approve", {}));
+  document.getElementById("act-reject").addEventListener("click", () => review("reject", { message: document.getElementById("reject-message").value }));
+
   function render(data) {
     document.getElementById("fleet-name").textContent = data.fleet;
     document.title = `${name} · fleet ${data.fleet}`;
@@ -65,6 +103,7 @@
     renderConditions(data.row.conditions || []);
     renderTimeline(data.timeline || []);
     renderCommits(data.commits);
+    renderReview(data);
     document.getElementById("actions-card").hidden = !data.actions;
   }
 
