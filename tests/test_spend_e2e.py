@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, fleet, session_pids, status, wait_until
+from conftest import ROOT, session_pids, wait_until
+from conftest import fleet_in_process as fleet  # the CLI in this process: sessions stay real processes
 from model_server import ModelServer, Reply, Request, Stall, Text, ToolUse, Usage, play
-from test_claude_e2e import CLAUDE, INSTALL, MODEL, apply, claude_fleet, converge
+from test_claude_e2e import CLAUDE, INSTALL, MODEL, claude_fleet
 from test_telemetry import _attr, _Collector
 
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason=f"the real Claude Code CLI is not installed; run `{INSTALL}`")
@@ -81,6 +82,28 @@ def serve_with(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     yield start
     for server in servers:
         server.close()
+
+
+def apply(repo: Path) -> None:
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def status(repo: Path) -> dict[str, dict]:
+    proc = fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
+def converge(repo: Path, done: Callable[[dict[str, dict]], bool], rounds: int = 8) -> dict[str, dict]:
+    """apply, let the sessions it started finish, repeat until `done(status)` (test_claude_e2e's, in process)."""
+    rows: dict[str, dict] = {}
+    for _ in range(rounds):
+        apply(repo)
+        wait_until(lambda: not session_pids(repo), timeout=60)
+        rows = status(repo)
+        if done(rows):
+            return rows
+    raise AssertionError(f"not done after {rounds} applies: {rows}")
 
 
 def record(repo: Path, agent: str) -> dict:

@@ -4,10 +4,12 @@ and a pilot that failed for good. The rollout rules themselves are planner rows
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import agents
-from conftest import fleet, session_pids, status, wait_until, write_fleet
+from conftest import fleet_in_process as fleet  # the CLI in this process: sessions stay real processes
+from conftest import session_pids, wait_until, write_fleet
 
 
 def _group(repo: Path, command: str, *, extra: str = "", restart: str = "OnFailure") -> None:
@@ -32,7 +34,8 @@ def _settle(repo: Path) -> dict[str, dict]:
     """One apply, its sessions left to end, and the status (which folds what ended)."""
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_until(lambda: not session_pids(repo), timeout=60)
-    return status(repo)
+    report = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    return {a["agent"]: a for a in report["agents"]}
 
 
 def test_a_pilot_failed_for_good_then_fixed_and_fleet_promote_overriding_the_projection(repo: Path) -> None:
