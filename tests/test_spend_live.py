@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from reconciler.act.spend_receiver import SpendReceiver, _from_protobuf, claude_env, forward_target
+from reconciler.act.spend_receiver import SpendReceiver, _from_protobuf, claude_env, forward_headers, forward_target
 from reconciler.observe.live import live_spend
 from reconciler.runtimes.otlp_cost import COST, SessionSpend
 from reconciler.store.records import SessionRecord
@@ -117,6 +119,41 @@ def test_the_receiver_writes_what_each_export_says_and_forwards_it(receivers) ->
     # forwarded as protobuf, both times
     assert json.loads(collector.spend_file.read_text())["sessions"][SID]["usd"] == pytest.approx(2 * 0.603)
     assert _post(receiver, b"not json", "application/json") == 400
+
+
+def test_forwarded_exports_carry_the_sessions_otlp_headers(receivers) -> None:
+    assert forward_headers({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20t0k,x-team = auth,junk"}) == {
+        "authorization": "Bearer t0k", "x-team": "auth"}
+    assert forward_headers({"OTEL_EXPORTER_OTLP_HEADERS": "a=1", "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "b=2"}) == {
+        "b": "2"}
+    seen: list[dict[str, str]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        receiver = SpendReceiver(receivers("x").spend_file.with_name("y.json"),
+                                 forward=(f"http://127.0.0.1:{collector.server_address[1]}/v1/metrics", "http/json"),
+                                 headers={"authorization": "Bearer t0k"})
+        receiver.start()
+        try:
+            assert _post(receiver, json.dumps(EXPORT).encode(), "application/json") == 200
+        finally:
+            receiver.close()
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    assert [(h["authorization"], h["content-type"]) for h in seen] == [("Bearer t0k", "application/json")]
 
 
 def _rec(**kw: object) -> SessionRecord:

@@ -67,13 +67,14 @@ def _host(command: list[str], exit_file: str, started_fd: int, spend_file: str |
 def _receiver(spend_file: str) -> SpendReceiver | None:
     """The session's own OTLP receiver, bound before it starts; None if its metrics go over gRPC
     (left alone) or no port could be had (its live spend is then read from its log)."""
-    from .spend_receiver import SpendReceiver, forward_target
+    from .spend_receiver import SpendReceiver, forward_headers, forward_target
 
     target = forward_target(os.environ)
     if target is False:
         return None
     try:
-        return SpendReceiver(Path(spend_file), forward=target if isinstance(target, tuple) else None)
+        return SpendReceiver(Path(spend_file), forward=target if isinstance(target, tuple) else None,
+                             headers=forward_headers(os.environ))
     except OSError as exc:
         print(f"fleet: no live cost receiver for this session ({exc}); live spend is read from the log",
               file=sys.stderr, flush=True)

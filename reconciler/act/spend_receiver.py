@@ -13,7 +13,8 @@ and every port belongs to one run.
 
 Exports the session would have sent anyway (fleet's `spec.telemetry` or the operator's
 own OTEL_* variables) are forwarded as received (`http/json`) or converted to protobuf
-(`http/protobuf`, with the opentelemetry-proto classes) to where they were going. A
+(`http/protobuf`, with the opentelemetry-proto classes) to where they were going, with
+the OTEL_EXPORTER_OTLP_[METRICS_]HEADERS the session's exporter would have sent. A
 session whose metrics go over gRPC is left alone: its live spend is read from its log.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +41,18 @@ _FORWARD_TIMEOUT = 5.0
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def forward_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_[METRICS_]HEADERS (`key=value,...`, values URL-encoded), as the session's
+    exporter would have sent them: an authenticated collector still takes the forwarded exports."""
+    raw = env.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            headers[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return headers
 
 
 def forward_target(env: Mapping[str, str]) -> tuple[str, str] | None | bool:  # False, never True
@@ -84,10 +98,12 @@ class SpendReceiver(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, spend_file: Path, forward: tuple[str, str] | None = None) -> None:
+    def __init__(self, spend_file: Path, forward: tuple[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.spend_file = spend_file
         self.forward = forward
+        self.headers = dict(headers or {})  # sent with each forwarded export
         self.spend = SessionSpend()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -126,7 +142,8 @@ class SpendReceiver(ThreadingHTTPServer):
                 data, kind = (body, _JSON) if content_type == _JSON else (json.dumps(export).encode(), _JSON)
             else:
                 data, kind = _protobuf(export), _PROTOBUF
-            request = urllib.request.Request(url, data=data, headers={"Content-Type": kind}, method="POST")
+            request = urllib.request.Request(url, data=data, headers={**self.headers, "Content-Type": kind},
+                                             method="POST")
             with urllib.request.urlopen(request, timeout=_FORWARD_TIMEOUT) as reply:  # noqa: S310 - an OTLP URL
                 reply.read()
         except Exception as exc:  # noqa: BLE001 - telemetry never fails a session
