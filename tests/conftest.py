@@ -146,3 +146,9 @@ def wait_until(check, timeout: float = 60, interval: float = 0.1):  # type: igno
 def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
     proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
     return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
+def status_in_process(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
+    """`status`, through fleet_in_process."""
+    proc = fleet_in_process("status", file, "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}

@@ -11,6 +11,7 @@ dies is the failpoint, not a delay.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, fleet, fleet_in_process, git, session_pids, status, wait_until, write_fleet
 
 from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 
@@ -175,12 +176,13 @@ def deliver(repo: Path) -> Scenario:
             - {{name: w-a, tier: local, command: {agents.argv(script, "commit")}}}
             - {{name: w-c, tier: local, command: {agents.argv(script, "commit")}}}
     """)
-    fleet(*APPLY, cwd=repo, check=True)
+    fleet_in_process(*APPLY, cwd=repo, check=True)  # the setup; the run killed is its own process
     wait_until(lambda: all(ended(repo, n) and "did its work" in git(repo, "log", "--format=%s", f"fleet/t/{n}")
                            for n in ("w-a", "w-c")))
 
     def check(repo: Path) -> None:
-        rows = status(repo)
+        out = fleet_in_process("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout
+        rows = {a["agent"]: a for a in json.loads(out)["agents"]}
         assert [rows[n]["phase"] for n in ("w-a", "w-c")] == ["Delivered", "Delivered"]
         held = git(repo, "reflog", "show", "--format=%H", "refs/heads/integration").split()
         assert set(held) <= set(ran.read_text().split())  # the target only ever held gated commits

@@ -21,7 +21,8 @@ import agents
 import psutil
 import pytest
 from browser import browser
-from conftest import fleet, fleet_in_process, session_pids, status, wait_until, write_fleet
+from conftest import fleet, fleet_in_process, session_pids, wait_until, write_fleet
+from conftest import status_in_process as status  # the CLI in this process: the server is its own
 
 pytest.importorskip("starlette")
 
@@ -77,7 +78,7 @@ def two_agents(repo: Path, tmp_path: Path) -> Path:
               tier: local
               command: {agents.argv(script, "sleep", "300")}
         """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     return done
 
 
@@ -151,13 +152,15 @@ def test_actions_without_the_token_are_refused_and_with_it_they_act(repo: Path, 
         assert row["phase"] == "Failed" and row["pid"] is None
         assert {c["type"]: c["reason"] for c in row["conditions"]}["Ready"] == "StoppedByOperator"
         # held: an apply does not start it again; the operator's restart does
-        assert "sleeper" not in fleet("diff", "fleet.yaml", cwd=repo).stdout
+        assert "sleeper" not in fleet_in_process("diff", "fleet.yaml", cwd=repo).stdout
         code, body = post(f"{base}/api/agents/sleeper/restart", token=served.token)
         assert code == 200, body
         assert status(repo)["sleeper"]["phase"] == "Running"
         # resume with a message: the running session is stopped, the conversation goes on with it
         code, body = post(f"{base}/api/agents/sleeper/resume", token=served.token)
         assert code == 409 and "resume needs a message" in body["error"]
+        code, body = post(f"{base}/api/agents/sleeper/approve", token=served.token)  # no merge queue here
+        assert code == 409 and "declares no spec.delivery" in body["error"]
         first = status(repo)["sleeper"]["pid"]
         code, body = post(f"{base}/api/agents/sleeper/resume", token=served.token, body={"message": "go on"})
         assert code == 200, body
@@ -171,6 +174,8 @@ def test_a_read_only_dashboard_refuses_actions_even_with_the_token(repo: Path, t
     two_agents(repo, tmp_path)
     with serve(repo, "--token", "s3cret") as served:
         code, body = post(served.url.rstrip("/") + "/api/agents/sleeper/stop", token="s3cret")
+        assert code == 403 and "read-only" in body["error"]
+        code, body = post(served.url.rstrip("/") + "/api/agents/sleeper/approve", token="s3cret")
         assert code == 403 and "read-only" in body["error"]
     assert status(repo)["sleeper"]["phase"] == "Running"
 
@@ -210,7 +215,7 @@ def test_agent_page_shows_conditions_timeline_commits_and_tails_the_log(repo: Pa
               tier: local
               command: {agents.argv(script, "until", str(go))}
         """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     tree = Path(status(repo)["writer"]["worktree"])
     (tree / "notes.txt").write_text("one\ntwo\n")
     subprocess.run(["git", "add", "notes.txt"], cwd=tree, check=True)
@@ -264,7 +269,6 @@ def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(re
     without the token is refused and changes nothing; with it, it records who and the agent
     enters the queue; Reject with a message resumes the session with it."""
     from test_delivery import install as install_delivery_agent
-    from test_delivery import status as status_here  # the CLI in this process: only the server is its own
 
     script = install_delivery_agent(tmp_path)
     write_fleet(repo, f"""
@@ -309,7 +313,7 @@ def test_agent_page_shows_the_review_packet_and_approve_reject_need_the_token(re
         wait_until(lambda: "approved by carol at " in text(driver, "review-state"))  # who and when, live
         plan = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
         assert [(a["kind"], a["agent"]) for a in plan["actions"]] == [("merge", "r1")]  # in the queue now
-        approved = {c["type"]: c for c in status_here(repo)["r1"]["conditions"]}["Approved"]
+        approved = {c["type"]: c for c in status(repo)["r1"]["conditions"]}["Approved"]
         assert approved["message"].startswith("by carol for ")
         # reject, with its message, resumes r2's session with it
         driver.get(f"{base}/agents/r2?token={served.token}")

@@ -15,6 +15,7 @@ import pytest
 from conftest import fleet as fleet_process
 from conftest import fleet_in_process as fleet
 from conftest import git, session_pids, wait_until, write_fleet
+from conftest import status_in_process as status
 
 DELIVERY_SCRIPT = '''\
 import os, subprocess, sys
@@ -79,11 +80,6 @@ if mode == "review":  # first run: one style; resumed with a reviewer's message:
     sys.exit(0)
 sys.exit("unknown mode " + mode)
 '''
-
-
-def status(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:  # in this process, as `fleet` here
-    proc = fleet("status", file, "-o", "json", cwd=repo, check=True)
-    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
 
 
 def install(where: Path) -> Path:

@@ -233,11 +233,13 @@ def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
         raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
 
 
-def push(repo: GitRepo, remote: str, into: str) -> tuple[bool, str]:
-    """Push the target (never forced): (pushed, git's words). A rejected push changes nothing."""
+def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> tuple[bool, str]:
+    """Push branch `into` (never forced), from `src` (default refs/heads/<into>; an agent's branch
+    under ray is read from the engine's copy of it): (pushed, git's words). A rejected push
+    changes nothing."""
     if shutil.which("git") is None:  # pragma: no cover - git is what fleet runs on
         return False, "git not found"
-    proc = run_git(repo.root, "push", "--porcelain", remote, f"refs/heads/{into}:refs/heads/{into}",
+    proc = run_git(repo.root, "push", "--porcelain", remote, f"{src or f'refs/heads/{into}'}:refs/heads/{into}",
                    env=clean_env(LC_ALL="C"))
     text = (proc.stdout + proc.stderr).strip()
     return proc.returncode == 0, text[-2000:]

@@ -25,7 +25,13 @@ from ..spec.loader import load_fleet
 def run(*, file: str, name: str, output: str, console: Console, err: Console) -> int:
     loaded = load_fleet(file)
     repo = GitRepo(loaded.repo)
-    packet = review_packet(loaded, repo, state_store(repo, loaded.name), name)
+    agent = loaded.agent(name)
+    ref = None
+    if agent is not None:
+        from ..engines import engine_for
+
+        ref = engine_for(loaded, connect=False).branch_ref(agent)  # ray: the engine's copy of the remote branch
+    packet = review_packet(loaded, repo, state_store(repo, loaded.name), name, ref=ref)
     if packet is None:
         raise FleetError(f"no agent {name!r} in fleet {loaded.name}",
                          hint="agents: " + ", ".join(a.name for a in loaded.agents))

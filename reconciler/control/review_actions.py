@@ -50,8 +50,11 @@ def branch_tip(loaded: LoadedFleet, repo: GitRepo, name: str) -> str:
     if loaded.fleet.spec.delivery is None:
         raise FleetError(f"fleet {loaded.name} declares no spec.delivery", hint="approval is for the merge queue; "
                          "see docs/delivery.md")
+    from ..engines import engine_for
+
+    ref = engine_for(loaded, connect=False).branch_ref(agent)  # ray: the engine's copy of the remote branch
     try:
-        return str(repo.git.rev_parse("--verify", f"refs/heads/{agent.branch}^{{commit}}"))
+        return str(repo.git.rev_parse("--verify", f"{ref}^{{commit}}"))
     except Exception:  # noqa: BLE001 - git's own error says little more than this
         raise FleetError(f"agent {name} has no branch {agent.branch} yet", hint="review it after it has run") from None
 

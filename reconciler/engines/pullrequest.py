@@ -21,6 +21,9 @@ from ..plan.review import pull_request_body
 from ..store.records import now_iso
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..spec.desired import DesiredAgent
     from ..spec.loader import LoadedFleet
     from ..spec.models import PullRequest
     from ..store.records import StateStore
@@ -69,12 +72,13 @@ def agent_title(fleet: str, agent: str) -> str:
 
 
 def open_or_update_agent(loaded: LoadedFleet, store: StateStore, pr: PullRequest, agent: str, branch: str,
-                         into: str) -> tuple[int | None, str]:
-    """The agent's own pull request, branch -> target, with its review packet as the body."""
+                         into: str, ref: str) -> tuple[int | None, str]:
+    """The agent's own pull request, branch -> target, with its review packet as the body
+    (`ref`: where this repository has the branch, the engine's `branch_ref`)."""
     from ..observe.gitrepo import GitRepo
     from ..plan.review import MARKER, packet_markdown
 
-    packet = review_packet(loaded, GitRepo(loaded.repo), store, agent, against=into)
+    packet = review_packet(loaded, GitRepo(loaded.repo), store, agent, against=into, ref=ref)
     body = MARKER + "\n" + (packet_markdown(packet) if packet is not None else f"`{agent}`\n")
     return _upsert(pr, branch, into, agent_title(loaded.name, agent), body)
 
@@ -85,15 +89,21 @@ def close_agent(pr: PullRequest, number: int, comment: str) -> None:
     _gh(f"repos/{pr.repo}/pulls/{number}", "--method", "PATCH", fields={"state": "closed"})
 
 
-def open_or_update(loaded: LoadedFleet, store: StateStore, pr: PullRequest, into: str) -> str:
+def open_or_update(loaded: LoadedFleet, store: StateStore, pr: PullRequest, into: str,
+                   branch_ref: Callable[[DesiredAgent], str] | None = None) -> str:
+    """The target's pull request into `pr.base`; `branch_ref`: the engine's, for the packets."""
     from ..observe.gitrepo import GitRepo
     from .queue import load_state, save_state
 
     assert pr.base is not None  # the plan asks for the target's pull request only with a base
     repo = GitRepo(loaded.repo)
     delivered = [r.agent for r in store.all().values() if r.delivery.get("state") == "Delivered"]
+    def ref(name: str) -> str | None:
+        agent = loaded.agent(name)
+        return branch_ref(agent) if branch_ref is not None and agent is not None else None
+
     packets = [p for name in sorted(delivered)
-               if (p := review_packet(loaded, repo, store, name, against=pr.base)) is not None]
+               if (p := review_packet(loaded, repo, store, name, against=pr.base, ref=ref(name))) is not None]
     body = pull_request_body(loaded.name, into, packets)
     number, what = _upsert(pr, into, pr.base, pr.title, body)
     state = load_state(store.home, loaded.name)

@@ -127,7 +127,8 @@ class Queue:
         if action.details.get("pullRequest") and self.delivery.pullRequest is not None:
             from .pullrequest import open_or_update
 
-            message += "; " + open_or_update(self.loaded, self.store, self.delivery.pullRequest, into)
+            message += "; " + open_or_update(self.loaded, self.store, self.delivery.pullRequest, into,
+                                             self.engine.branch_ref)
         return message
 
     def _agent_pull_request(self, action: Action) -> str:
@@ -140,9 +141,13 @@ class Queue:
         assert pr is not None
         name, branch, remote, sha = (action.agent, action.details["branch"], action.details["remote"],
                                      action.details["sha"])
-        if git_delivery.tip(self.repo, f"refs/heads/{branch}") != sha:
+        agent = self.loaded.agent(name)
+        if agent is None:
+            return "no longer declared; the next pass decides"
+        ref = self.engine.branch_ref(agent)  # where this repository has the branch (ray: the engine's copy)
+        if git_delivery.tip(self.repo, ref) != sha:
             return "its branch moved since the plan; the next pass decides"
-        ok, words = git_delivery.push(self.repo, remote, branch)
+        ok, words = git_delivery.push(self.repo, remote, branch, src=ref)
         if not ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
             rec = self._record(name)
             last = words.splitlines()[-1] if words else ""
@@ -151,7 +156,7 @@ class Queue:
             raise FleetError(f"push of {branch} to {remote} was rejected: {last}",
                              hint=f"{remote}/{branch} has commits the branch lacks (was it rewritten?); fleet never "
                                   f"force-pushes: merge {remote}/{branch} into it, or delete the remote branch")
-        number, what = open_or_update_agent(self.loaded, self.store, pr, name, branch, self.delivery.into)
+        number, what = open_or_update_agent(self.loaded, self.store, pr, name, branch, self.delivery.into, ref)
         rec = self._record(name)
         rec.delivery = {**rec.delivery, "pullRequest": {"number": number, "sha": sha, "state": "open",
                                                         "repo": pr.repo, "at": now_iso()}}

@@ -18,9 +18,11 @@ _LOG_TAIL = 256 * 1024
 
 
 def review_packet(loaded: LoadedFleet, repo: GitRepo, store: StateStore, name: str,
-                  against: str | None = None) -> Packet | None:
+                  against: str | None = None, ref: str | None = None) -> Packet | None:
     """`against`: what the commits and diffstat are relative to (default: the delivery target,
-    else base); a delivered agent's pull request shows its work against the PR's base."""
+    else base); a delivered agent's pull request shows its work against the PR's base.
+    `ref`: where this repository has the agent's branch (the engine's `branch_ref`; default
+    refs/heads/<branch>; under ray the engine's copy of the remote branch)."""
     agent = loaded.agent(name)
     rec = store.load(name)
     if agent is None and rec is None:
@@ -31,11 +33,12 @@ def review_packet(loaded: LoadedFleet, repo: GitRepo, store: StateStore, name: s
     runtime = agent.tier.runtime if agent else (rec.runtime if rec else None)
     final = _final_message(store, name, runtime)
     commits, stat = [], ""
-    if repo.branch_exists(branch):
+    head = ref or f"refs/heads/{branch}"
+    if ref is not None or repo.branch_exists(branch):
         try:
-            out = repo.git.log("--reverse", "--format=%h %s", f"{against}..refs/heads/{branch}", "--")
+            out = repo.git.log("--reverse", "--format=%h %s", f"{against}..{head}", "--")
             commits = [line for line in out.splitlines() if line]
-            stat = repo.git.diff("--stat", f"{against}...refs/heads/{branch}", "--")
+            stat = repo.git.diff("--stat", f"{against}...{head}", "--")
         except git.GitCommandError:
             pass
     gates: dict[str, Any] = {}

@@ -132,8 +132,12 @@ def review_payload(file: str, name: str) -> dict[str, Any] | None:
     delivery = loaded.fleet.spec.delivery
     if delivery is None:
         return None
+    from ..engines import engine_for
+
     repo = GitRepo(loaded.repo)
-    packet = review_packet(loaded, repo, state_store(repo, loaded.name), name)
+    agent = loaded.agent(name)
+    ref = engine_for(loaded, connect=False).branch_ref(agent) if agent is not None else None
+    packet = review_packet(loaded, repo, state_store(repo, loaded.name), name, ref=ref)
     if packet is None:
         return None
     return {**packet.to_json(), "approval": delivery.approval, "into": delivery.into}
