@@ -69,3 +69,10 @@ def test_a_loopback_node_ip_is_kept_by_the_environment_compat_sets() -> None:
     source = inspect.getsource(services.get_node_ip_address)
     assert "if not ray_constants.ENABLE_RAY_CLUSTER:" in source and "return get_localhost_ip()" in source
     assert "return get_node_ip_address()" in inspect.getsource(services.resolve_ip_for_localhost)
+
+
+def test_the_head_node_resource_is_the_one_ray_gives_its_head() -> None:
+    """compat.HEAD_RESOURCE: the control actor's placement (tests/test_ray_engine.py checks it lands there)."""
+    from ray._common import constants
+
+    assert constants.HEAD_NODE_RESOURCE_NAME == compat.HEAD_RESOURCE

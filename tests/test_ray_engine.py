@@ -21,13 +21,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import FLEETS, fleet, git, status, wait_until, write_fleet
 
 from reconciler.engines.ray import cluster as ray_cluster
 from reconciler.engines.ray import localcluster  # sets Ray's environment before Ray is imported
 
-pytest.importorskip("ray")
-
-from conftest import FLEETS, fleet, git, status, wait_until, write_fleet
+ray = pytest.importorskip("ray")  # the module's own driver (see `cluster`)
 
 pytestmark = pytest.mark.xdist_group("ray")  # one worker, one cluster (pyproject: --dist loadgroup)
 
@@ -80,7 +79,11 @@ def cluster() -> Iterator[object]:
     cluster = localcluster.start(workers=2, slots=2, port=0)
     session_dir = cluster.head_node.get_session_dir_path()
     print(f"ray cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
+    # one driver for the module's own looks at the cluster (actors, on_cluster): a driver started per
+    # look cost seconds of CPU each, on a machine the cluster and the CLI under test share
+    ray.init(address=cluster.address, namespace="fleet-tests", logging_level="ERROR", log_to_driver=False)
     yield cluster
+    ray.shutdown()
     cluster.shutdown()
     # nothing of this cluster may outlive it: no raylet, GCS, worker or session host
     wait_until(lambda: not _processes_of(session_dir), timeout=30)
@@ -130,28 +133,16 @@ def ray_fleet(repo: Path, cluster: object, *, name: str, agent_args: list[str], 
     """)
 
 
-KILL = textwrap.dedent('''\
-    import os, sys
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == sys.argv[2]]
-    print(" ".join(sorted(names)))
-    for name in names if sys.argv[3:] == ["kill"] else []:
-        try:
-            ray.kill(ray.get_actor(name, namespace=sys.argv[2]))
-        except ValueError:
-            pass
-''')
-
-
 def actors(cluster: object, namespace: str, *, kill: bool = False, own: bool = False) -> list[str]:
     """The session actors in `namespace` (`own`: fleet's own too, lease.py and locks.py), and kill every
-    named actor there, from a driver of its own."""
-    proc = subprocess.run([sys.executable, "-c", KILL, cluster.address, namespace, *(["kill"] if kill else [])],
-                          check=False, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return [name for name in proc.stdout.split() if own or "::" not in name]
+    named actor there, through this module's driver (see `cluster`)."""
+    names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == namespace)
+    for name in names if kill else []:
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace))
+        except ValueError:
+            pass
+    return [name for name in names if own or "::" not in name]
 
 
 @pytest.fixture
@@ -479,25 +470,14 @@ def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: obj
     assert remote_refs(repo) == before
 
 
-ON_CLUSTER = textwrap.dedent('''\
-    import os, sys
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-    ns, agent, what = sys.argv[2:5]
-    if what == "log":  # the copy of the agent's log on the fleet's control actor
-        kept = ray.get(ray.get_actor("fleet::controller", namespace=ns).get_log.remote(agent))
-        print(kept["data"].decode() if kept else "")
-    else:  # kill the agent's actor (and so its session), as a lost process would be
-        ray.kill(ray.get_actor(agent, namespace=ns))
-''')
-
-
 def on_cluster(cluster: object, namespace: str, agent: str, what: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", ON_CLUSTER, cluster.address, namespace, agent, what],
-                          check=False, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """`log`: the copy of the agent's log on the fleet's control actor; `kill`: kill the agent's actor
+    (and so its session), as a lost process would be."""
+    if what == "log":
+        kept = ray.get(ray.get_actor("fleet::controller", namespace=namespace).get_log.remote(agent), timeout=60)
+        return kept["data"].decode() if kept else ""
+    ray.kill(ray.get_actor(agent, namespace=namespace))
+    return ""
 
 
 def test_a_lost_sessions_output_reaches_the_fleet_machine_without_a_pass_reading_its_node(
@@ -507,6 +487,9 @@ def test_a_lost_sessions_output_reaches_the_fleet_machine_without_a_pass_reading
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # no pass after this one until the actor is gone
     wait_until(lambda: "w-a00 sleeping on its node" in on_cluster(cluster, "fleet-lostlog", "w-a00", "log"),
                timeout=90, interval=0.5)
+    # compat.HEAD_RESOURCE: the control actor (lease, records, log copies) is on the head node
+    control = ray.get_actor("fleet::controller", namespace="fleet-lostlog")
+    assert ray.get(control.node.remote(), timeout=60) == cluster.head_node.node_id
     copy = repo / ".git" / "fleet" / "logs" / "lostlog" / "w-a00.log"
     assert not copy.exists() or "sleeping on its node" not in copy.read_text()
     on_cluster(cluster, "fleet-lostlog", "w-a00", "kill")
@@ -589,8 +572,7 @@ def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: ob
     wait_until(lambda: seen.exists() and seen.read_text(), timeout=60, interval=0.3)
     assert seen.read_text() == secret  # resolved where the session runs
 
-    given = subprocess.run([sys.executable, "-c", GIVEN, cluster.address, "fleet-secret", "w-a00"], check=True,
-                           capture_output=True, text=True, timeout=60).stdout
+    given = json.dumps(ray.get(ray.get_actor("w-a00", namespace="fleet-secret").given.remote(), timeout=60))
     assert plain in given and '"TOKEN": "FLEET_TEST_TOKEN"' in given, given  # the reference, not the value
     assert secret not in given
     # where Ray keeps an actor's constructor arguments: the literal is there, the secret nowhere
@@ -598,15 +580,6 @@ def test_secrets_are_resolved_on_the_node_and_never_sent(repo: Path, cluster: ob
     assert any(_memory_holds(pid, plain.encode()) for pid in pids)
     assert not [pid for pid in pids if _memory_holds(pid, secret.encode())]
     fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)
-
-
-GIVEN = textwrap.dedent('''\
-    import json, os, sys
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-    print(json.dumps(ray.get(ray.get_actor(sys.argv[3], namespace=sys.argv[2]).given.remote())))
-''')
 
 
 def test_a_lost_node_resumes_its_sessions_elsewhere_without_losing_commits(
@@ -719,7 +692,9 @@ def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster
         git(bare, "merge-base", "--is-ancestor", f"fleet/deliver/{agent}", "integration")
     assert not git(repo, "for-each-ref", "refs/heads/fleet/").strip()  # no agent branch made here
 
-    # the remote's target moves behind fleet's back: the next push is refused, never forced
+    # someone else moves the remote's target: the controller's copy takes it (fast-forward only),
+    # so their commit is kept; while the remote refuses pushes the apply fails saying so, and
+    # nothing there moves; once it accepts them, the target goes there
     other = repo.parent / "other"
     git(repo.parent, "clone", "-q", "-b", "integration", str(bare), str(other))
     (other / "theirs.txt").write_text("theirs\n")
@@ -731,9 +706,19 @@ def test_the_delivery_queue_lands_ray_branches_on_the_remote(repo: Path, cluster
     (repo / "fleet.yaml").write_text(text.replace('"steps", "1", "0"', '"steps", "2", "0"'))
     fleet("apply", "fleet.yaml", "--yes", cwd=repo)  # replaces the delivered runs: a second step each
     rows_when(repo, lambda r: len(by_phase(r, "Succeeded")) == 2, timeout=90)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do [ \"$ref\" = refs/heads/integration ] && "
+                    "{ echo 'remote: integration is frozen' >&2; exit 1; }; done\nexit 0\n")
+    hook.chmod(0o755)
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode != 0 and "was rejected" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    assert git(bare, "rev-parse", "integration").strip() == theirs  # their commit kept: nothing forced
-    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", "--archive", cwd=repo, check=True)
+    assert git(bare, "rev-parse", "integration").strip() == theirs  # nothing forced, nothing moved there
+    hook.unlink()
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0 and "pushed integration" in proc.stdout, proc.stdout + proc.stderr
+    git(bare, "merge-base", "--is-ancestor", theirs, "integration")  # their commit kept
+    landed = git(bare, "log", "--format=%s", "main..integration")
+    assert "w-a00 step 1" in landed and "w-a01 step 1" in landed, landed
+    fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo, check=True)  # delivered: nothing at stake
     assert not git(repo, "for-each-ref", "refs/fleet/remote-heads/").strip()  # the copies go with the fleet
     assert actors(cluster, "fleet-deliver", own=True) == []

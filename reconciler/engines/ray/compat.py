@@ -20,6 +20,10 @@ first, not in a fleet run.
   is imported (`ray_constants.ENABLE_RAY_CLUSTER`, Ray's switch for laptops) the node's IP is
   the loopback one. That environment variable is all fleet uses: no private `ray.init`
   argument (tests/test_ray_engine.py connects a fresh driver with it and nothing else).
+- **The head node is `node:__internal_head__`.** Ray gives the head node one unit of that
+  resource (Ray's docs name it for placing work on the head); `fleet::controller` asks for
+  a sliver of it, so losing a worker node loses no lease and no record (lease.py). Checked
+  on the test cluster: the control actor runs on the head node.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ TESTED = ((2, 60),)  # (major, minor) of the Ray releases this code is tested wi
 RAY_THREADS = ("ray_listen_error_messages", "ray_print_logs")
 NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"  # read by ray._private.ray_constants at import
 LOOPBACK_CLUSTER = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": this node's IP is 127.0.0.1 (ray_constants)
+HEAD_RESOURCE = "node:__internal_head__"  # one unit on the head node only
 
 
 def tested(version: str) -> bool:

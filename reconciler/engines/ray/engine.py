@@ -36,6 +36,7 @@ from ...act.sessions import owner_env, resume_env, session_argv
 from ...errors import EXIT_BLOCKED, FleetError
 from ...observe.delivery import observe_delivery
 from ...observe.gitrepo import GitRepo
+from ...observe.gittree import run_git
 from ...observe.snapshot import Observed, ObservedAgent, state_store
 from ...plan.actions import BLOCKED, CREATE_WORKTREE, DELIVER, MERGE, PRUNE, PUSH, Action, Plan
 from ...plan.delivery import plan_delivery
@@ -95,10 +96,30 @@ class RayEngine:
         if self.loaded.fleet.spec.delivery is not None:
             if self.connect and not readonly:  # status and diff read the copies as the last pass made them
                 assert observed.remote is not None
-                observed.remote.copy_branches(self.repo.common_dir, [a.branch for a in self.loaded.agents],
+                into = self.loaded.fleet.spec.delivery.into  # its objects too, for _catch_up_target
+                observed.remote.copy_branches(self.repo.common_dir, [*[a.branch for a in self.loaded.agents], into],
                                               self._branch_prefix)
+                self._catch_up_target(observed.remote)
             observed.delivery = observe_delivery(self.loaded, self.repo, observed, self.branch_ref)
         return observed
+
+    def _catch_up_target(self, remote: Remote) -> None:
+        """The delivery target here takes what the remote's has beyond it, fast-forward only: a
+        fresh checkout (the controller's machine lost) continues from what was delivered and
+        pushed; a target here that diverged is left as it is (its push is then rejected: a
+        condition, never a force). Not while the target is checked out (its files would lag)."""
+        delivery = self.loaded.fleet.spec.delivery
+        assert delivery is not None
+        into = delivery.into
+        theirs = remote.heads.get(into)
+        main, linked = self.repo.worktrees()
+        if theirs is None or any(w is not None and w.branch == into for w in (main, *linked)):
+            return
+        here = self.repo.common_dir
+        ours = run_git(here, "rev-parse", "--verify", "--quiet", f"refs/heads/{into}").stdout.strip()
+        if ours == theirs or (ours and run_git(here, "merge-base", "--is-ancestor", ours, theirs).returncode != 0):
+            return
+        run_git(here, "update-ref", f"refs/heads/{into}", theirs, ours)  # compare-and-swap
 
     @property
     def _branch_prefix(self) -> str:

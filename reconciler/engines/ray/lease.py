@@ -40,12 +40,13 @@ from typing import Any
 
 from ...errors import FleetError
 from ...store.records import SessionRecord, StateStore, now_iso, write_json_atomic
+from . import compat
 
 NAME = "fleet::controller"  # agent names cannot hold "::" (spec/names.py): never taken for a session
 TTL = 30.0  # seconds a lease lasts without renewal (a dead controller's is free after this)
 POLL = 1.0  # seconds between tries while waiting for another controller's lease
 LOG_KEPT = 8 << 20  # bytes of each agent's session log kept on the cluster (see ControlActor.put_log)
-_HEAD = "node:__internal_head__"  # the resource Ray gives the head node
+_HEAD = compat.HEAD_RESOURCE  # the resource Ray gives the head node
 
 
 class ControlActor:
@@ -97,6 +98,12 @@ class ControlActor:
         """The copy of the log of `agent`'s last actor: {"instance", "start", "data"}."""
         kept = self.logs.get(agent)
         return None if kept is None else {**kept, "data": bytes(kept["data"])}
+
+    def node(self) -> str:
+        """The id of the node this actor runs on (the head's, see `control_actor`)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     def who(self) -> dict[str, Any] | None:
         return self.holder if self.holder is not None and self.expires > time.monotonic() else None
