@@ -10,24 +10,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import agents
-from conftest import fleet_in_process, live_agents, session_pids, status_in_process, wait_ended, wait_until, write_fleet
+from conftest import fleet_in_process, live_agents, session_pids, status_in_process, wait_ended, wait_until
 
 
 def gated_fleet(repo: Path, *, agent_args: list[str], gate: str, max_attempts: int = 3) -> Path:
     script = agents.install(repo.parent)
-    return write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          gates:
-            answer: {{run: {json.dumps(gate)}, timeout: 30s, maxAttempts: {max_attempts}}}
-          agents:
-            - name: solver
-              tier: local
-              command: {agents.argv(script, *agent_args)}
-              gates: [answer]
+    return agents.fleet_yaml(repo, f"""
+        - name: solver
+          tier: local
+          command: {agents.argv(script, *agent_args)}
+          gates: [answer]
+    """, spec=f"""
+        gates:
+          answer: {{run: {json.dumps(gate)}, timeout: 30s, maxAttempts: {max_attempts}}}
     """)
 
 
@@ -91,23 +86,18 @@ def test_gated_session_that_ended_frees_its_slot_in_the_same_pass(repo: Path) ->
     """Issue 15 item 2: with maxRunning 1, a1 exited 0 and waits for its gate; a2 spawns in the
     pass that runs the gate, not one pass later (an ended session holds no slot)."""
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          concurrency: {{maxRunning: 1}}
-          gates:
-            ok: {{run: "true", timeout: 30s}}
-          agents:
-            - name: a1
-              tier: local
-              command: {agents.argv(script, "sleep", "0")}
-              gates: [ok]
-            - name: a2
-              tier: local
-              command: {agents.argv(script, "sleep", "60")}
+    agents.fleet_yaml(repo, f"""
+        - name: a1
+          tier: local
+          command: {agents.argv(script, "sleep", "0")}
+          gates: [ok]
+        - name: a2
+          tier: local
+          command: {agents.argv(script, "sleep", "60")}
+    """, spec="""
+        concurrency: {maxRunning: 1}
+        gates:
+          ok: {run: "true", timeout: 30s}
     """)
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     assert status_in_process(repo)["a2"]["phase"] == "Pending"  # a1 took the one slot
@@ -128,17 +118,12 @@ def test_crashing_agent_backs_off_with_doubling_delays_up_to_max(repo: Path) -> 
     at chosen moments of an injected clock (FLEET_CLOCK_OFFSET), never sleeps."""
     script = agents.install(repo.parent)
     starts = repo.parent / "starts"
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          restartBackoff: {{initial: 10m, max: 20m}}
-          agents:
-            - name: crasher
-              tier: local
-              command: {agents.argv(script, "crashlog", str(starts))}
+    agents.fleet_yaml(repo, f"""
+        - name: crasher
+          tier: local
+          command: {agents.argv(script, "crashlog", str(starts))}
+    """, spec="""
+        restartBackoff: {initial: 10m, max: 20m}
     """)
 
     def at(seconds: float) -> dict[str, str]:
@@ -169,19 +154,14 @@ def test_crashing_agent_backs_off_with_doubling_delays_up_to_max(repo: Path) -> 
 
 def test_budget_lets_two_spawn_and_holds_the_third(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          concurrency: {{maxRunning: 1}}
-          budget: {{usdPerDay: 1}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [a, b, c]}}
-              tier: local
-              command: {agents.argv(script, "cost", "0.60")}
+    agents.fleet_yaml(repo, f"""
+        - name: w-{{item}}
+          forEach: {{items: [a, b, c]}}
+          tier: local
+          command: {agents.argv(script, "cost", "0.60")}
+    """, spec="""
+        concurrency: {maxRunning: 1}
+        budget: {usdPerDay: 1}
     """)
     rows = apply_until(repo, lambda r: r["w-c"]["reason"] and "budget" in r["w-c"]["reason"]
                        and r["w-b"]["phase"] == "Succeeded")
@@ -197,20 +177,15 @@ def test_budget_lets_two_spawn_and_holds_the_third(repo: Path) -> None:
 def test_budget_with_on_exhausted_continue_does_not_touch_running_sessions(repo: Path) -> None:
     # the default, pause, interrupts running sessions (tests/test_spend_e2e.py); continue leaves them
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          budget: {{usdPerDay: 1, onExhausted: continue}}
-          agents:
-            - name: spender
-              tier: local
-              command: {agents.argv(script, "cost", "2.0")}
-            - name: sleeper
-              tier: local
-              command: {agents.argv(script, "sleep", "300")}
+    agents.fleet_yaml(repo, f"""
+        - name: spender
+          tier: local
+          command: {agents.argv(script, "cost", "2.0")}
+        - name: sleeper
+          tier: local
+          command: {agents.argv(script, "sleep", "300")}
+    """, spec="""
+        budget: {usdPerDay: 1, onExhausted: continue}
     """)
     rows = apply_until(repo, lambda r: r["spender"]["phase"] == "Succeeded")
     assert rows["sleeper"]["phase"] == "Running"
@@ -220,17 +195,12 @@ def test_budget_with_on_exhausted_continue_does_not_touch_running_sessions(repo:
 
 def test_watch_applies_an_edit_at_the_next_tick_and_stops_on_sigterm(repo: Path) -> None:
     script = agents.install(repo.parent)
-    path = write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          reconcile: {{interval: 1s}}
-          agents:
-            - name: first
-              tier: local
-              command: {agents.argv(script, "sleep", "60")}
+    path = agents.fleet_yaml(repo, f"""
+        - name: first
+          tier: local
+          command: {agents.argv(script, "sleep", "60")}
+    """, spec="""
+        reconcile: {interval: 1s}
     """)
     # the loop is its own process: it runs on a timer and stops on SIGTERM
     loop = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "reconcile", "fleet.yaml", "--watch"],
@@ -257,16 +227,10 @@ def test_watch_applies_an_edit_at_the_next_tick_and_stops_on_sigterm(repo: Path)
 
 def test_once_runs_a_single_pass(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: only
-              tier: local
-              command: {agents.argv(script, "sleep", "60")}
+    agents.fleet_yaml(repo, f"""
+        - name: only
+          tier: local
+          command: {agents.argv(script, "sleep", "60")}
     """)
     proc = fleet_in_process("reconcile", "fleet.yaml", "--once", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
