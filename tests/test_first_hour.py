@@ -159,19 +159,14 @@ def test_ray_fleets_are_not_checked_here(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_gate_that_gave_up_is_shown_as_failed_and_counted(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          gates:
-            never: {{run: "echo 'tests: 3 failed'; exit 1", timeout: 30s, maxAttempts: 2}}
-          agents:
-            - name: g1
-              tier: local
-              command: {agents.argv(script, "gatefix", str(repo.parent), "fix-never")}
-              gates: [never]
+    agents.fleet_yaml(repo, f"""
+        - name: g1
+          tier: local
+          command: {agents.argv(script, "gatefix", str(repo.parent), "fix-never")}
+          gates: [never]
+    """, spec="""
+        gates:
+          never: {run: "echo 'tests: 3 failed'; exit 1", timeout: 30s, maxAttempts: 2}
     """)
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_ended(repo)

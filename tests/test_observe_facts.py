@@ -83,16 +83,10 @@ def test_nothing_is_read_when_every_declared_agent_has_its_worktree(tmp_path: Pa
 
 def test_observe_reads_branches_and_paths_only_for_agents_without_a_worktree(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: a
-              tier: local
-              command: {agents.argv(script, "sleep", "0")}
+    agents.fleet_yaml(repo, f"""
+        - name: a
+          tier: local
+          command: {agents.argv(script, "sleep", "0")}
     """)
     git(repo, "branch", "topic")
     loaded = load_fleet(repo / "fleet.yaml")

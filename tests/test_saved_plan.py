@@ -74,17 +74,11 @@ def test_a_saved_plan_is_refused_when_a_glob_expands_differently(repo: Path) -> 
     (repo / "items").mkdir()
     (repo / "items" / "one.txt").write_text("1\n")
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{glob: "items/*.txt"}}
-              tier: local
-              command: {agents.argv(script, "sleep", "300")}
+    agents.fleet_yaml(repo, f"""
+        - name: w-{{item}}
+          forEach: {{glob: "items/*.txt"}}
+          tier: local
+          command: {agents.argv(script, "sleep", "300")}
     """)
     fleet_in_process("diff", "fleet.yaml", "--out", "plan.json", cwd=repo)
     (repo / "items" / "two.txt").write_text("2\n")  # the file is byte-for-byte the same

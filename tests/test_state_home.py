@@ -21,7 +21,7 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import ended, fleet_in_process, git, session_pids, status_in_process, wait_ended, wait_until, write_fleet
+from conftest import ended, fleet_in_process, git, session_pids, status_in_process, wait_ended, wait_until
 
 from reconciler.store.home import migrate
 
@@ -49,16 +49,10 @@ def three_agents(repo: Path) -> Path:
     `git clean -fdx` keeps it."""
     script = agents.install(repo.parent)
     sleep = agents.argv(script, "sleep", "120")
-    path = write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - {{name: run, tier: local, prompt: v1 run, command: {sleep}}}
-            - {{name: keep, tier: local, prompt: v1 keep, protect: true, command: {sleep}}}
-            - {{name: old, tier: local, prompt: v1 old, command: {sleep}}}
+    path = agents.fleet_yaml(repo, f"""
+        - {{name: run, tier: local, prompt: v1 run, command: {sleep}}}
+        - {{name: keep, tier: local, prompt: v1 keep, protect: true, command: {sleep}}}
+        - {{name: old, tier: local, prompt: v1 old, command: {sleep}}}
     """)
     git(repo, "add", "fleet.yaml")
     git(repo, "commit", "-qm", "fleet file")
@@ -96,17 +90,11 @@ def test_a_file_an_agent_writes_under_its_own_dot_fleet_blocks_the_prune(repo: P
     (repo / ".git" / "info" / "exclude").write_text("# mine\n*.swp\n# fleet state, logs, locks and worktrees\n"
                                                     "/.fleet/\n")
     script = agents.install(repo.parent)
-    path = write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [a00, a01]}}
-              tier: local
-              command: {agents.argv(script, "commit")}
+    path = agents.fleet_yaml(repo, f"""
+        - name: w-{{item}}
+          forEach: {{items: [a00, a01]}}
+          tier: local
+          command: {agents.argv(script, "commit")}
     """)
     apply(repo)
     wait_ended(repo)
@@ -130,15 +118,10 @@ def test_a_file_an_agent_writes_under_its_own_dot_fleet_blocks_the_prune(repo: P
 
 def test_the_worktree_root_is_hidden_only_from_the_main_checkout(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          worktrees: {{root: trees/agents}}
-          agents:
-            - {{name: a, tier: local, prompt: hi, command: {agents.argv(script, "sleep", "60")}}}
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, prompt: hi, command: {agents.argv(script, "sleep", "60")}}}
+    """, spec="""
+        worktrees: {root: trees/agents}
     """)
     git(repo, "add", "fleet.yaml")
     git(repo, "commit", "-qm", "fleet file")
@@ -404,14 +387,8 @@ def test_legacy_state_a_commit_brings_is_never_read_nor_followed(repo: Path, tmp
     secret = tmp_path / "outside" / "secret.txt"
     secret.parent.mkdir()
     secret.write_text("THE-SECRET-OUTSIDE-THE-REPO\n")
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - {{name: pr, tier: local, command: {agents.argv(agents.install(repo.parent), "sleep", "0")}}}
+    agents.fleet_yaml(repo, f"""
+        - {{name: pr, tier: local, command: {agents.argv(agents.install(repo.parent), "sleep", "0")}}}
     """)
     legacy = repo / ".fleet"
     (legacy / "logs" / "t").mkdir(parents=True)
