@@ -17,6 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FLEETS = ROOT / "fleets"
 
+# The Ray clusters tests start are bound to 127.0.0.1, and Ray reads this switch once, when it is
+# imported (engines/ray/compat.keep_loopback): set it before any test module imports ray, or a
+# driver in a test process (tests/test_ray_engine.py's module fixture) is sent to this machine's
+# outward address and waits for the cluster forever. .ci/run exports it; the README's bare
+# `pytest -n 2` must not depend on that.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 
 @pytest.fixture(autouse=True)
 def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
