@@ -293,19 +293,20 @@ class Bench:
             repo = self.fresh_repo("startup")
             fx.fleet_yaml(repo, fx.agent_names(10))
             run(fleet_argv("apply", "fleet.yaml", "--yes"), cwd=repo, env=self.scoped(repo))
-        log("start-up: python -c pass, fleet --version, fleet validate, fleet status")
+        log("start-up: python -c pass, fleet --version, fleet validate, fleet diff, fleet status")
         env = self.scoped(repo)
         cmds = {"python -c pass": [sys.executable, "-c", "pass"],
                 "fleet --version": fleet_argv("--version"),
                 "fleet validate": fleet_argv("validate", "fleet.yaml"),
+                "fleet diff": fleet_argv("diff", "fleet.yaml"),
                 "fleet status": fleet_argv("status", "fleet.yaml")}
         try:
             for label, argv in cmds.items():
-                run(argv, cwd=repo, env=env)
+                run(argv, cwd=repo, env=env, expect=(0, 1))  # diff: 1 = changes pending
                 series = Series()
                 for _ in range(max(self.args.repeat, 7)):
-                    series.add(run(argv, cwd=repo, env=env))
-                self.results["startup"][label] = series.to_json()
+                    series.add(run(argv, cwd=repo, env=env, expect=(0, 1)))
+                self.results["startup"][label] = {**series.to_json(), **import_times(argv, repo, env)}
         finally:
             if own:
                 self.discard(repo)
@@ -348,9 +349,37 @@ def _x(ratio: float | None) -> str:
     return f"{ratio:>5.2f}x" if ratio is not None else "     -"
 
 
+IMPORT_RUNS = 5  # `python -X importtime` runs per command; the smallest total is kept
+
+
+def import_times(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """What the command's imports cost: `python -X importtime` (best of IMPORT_RUNS by total),
+    the total of every module's own time and the top-level packages that cost the most."""
+    if argv[0] != sys.executable:  # the `fleet` script: the same program as python -m
+        argv = [sys.executable, "-m", "reconciler.cli.main", *argv[1:]]
+    best: dict[str, float] | None = None
+    for _ in range(IMPORT_RUNS):
+        proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120)
+        tops: dict[str, float] = {}
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:") or "|" not in line or "self [us]" in line:
+                continue
+            own, _cum, name = line.removeprefix("import time:").split("|", 2)
+            top = name.strip().split(".")[0]
+            tops[top] = tops.get(top, 0.0) + int(own) / 1e6
+        if best is None or sum(tops.values()) < sum(best.values()):
+            best = tops
+    best = best or {}
+    top = sorted(best.items(), key=lambda kv: -kv[1])[:6]
+    return {"imports_s": sum(best.values()), "imports_top": [[k, v] for k, v in top]}
+
+
 def startup_text(startup: dict[str, Any]) -> str:
     return "\n".join(f"  {label:<18} {s['wall'] * 1000:>6.0f} ms wall, {s['cpu'] * 1000:>6.0f} ms CPU, "
-                     f"{s['rss_mb']:>5.0f} MB" for label, s in startup.items())
+                     f"{s['rss_mb']:>5.0f} MB, imports {s.get('imports_s', 0) * 1000:>4.0f} ms ("
+                     + ", ".join(f"{k} {v * 1000:.0f}" for k, v in s.get("imports_top", [])[:4]) + ")"
+                     for label, s in startup.items())
 
 
 def machine() -> dict[str, Any]:
@@ -472,9 +501,12 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {n} | {label} | {f['wall']:.3f} | {f['cpu']:.3f} | {f['rss_mb']:.0f} | "
                          f"{g['wall']:.3f} | {g['cpu']:.3f} | {_x(r['ratio']).strip()} | "
                          f"{_x(r.get('cpu_ratio')).strip()} | {floor_label} |")
-    lines += ["", "| start-up (10 agents) | wall ms | CPU ms | peak RSS MB |", "|---|---:|---:|---:|"]
+    lines += ["", "| start-up (10 agents) | wall ms | CPU ms | peak RSS MB | imports ms (`-X importtime`) "
+                  "| costliest |", "|---|---:|---:|---:|---:|---|"]
     for label, st in results["startup"].items():
-        lines.append(f"| `{label}` | {st['wall'] * 1000:.0f} | {st['cpu'] * 1000:.0f} | {st['rss_mb']:.0f} |")
+        top = ", ".join(f"{k} {v * 1000:.0f}" for k, v in st.get("imports_top", [])[:4])
+        lines.append(f"| `{label}` | {st['wall'] * 1000:.0f} | {st['cpu'] * 1000:.0f} | {st['rss_mb']:.0f} | "
+                     f"{st.get('imports_s', 0) * 1000:.0f} | {top} |")
     loads = {n: ops.get("loadavg") for n, ops in results["sizes"].items() if ops.get("loadavg")}
     if loads:
         lines += ["", "Load average (1 min) at the start and end of each size: " + ", ".join(

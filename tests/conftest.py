@@ -97,6 +97,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield h
 
 
+def branch_marks(repo: Path, fleet: str = "t") -> dict[str, bool]:
+    """branch -> protect, from the fleet's marks file (store/branch_marks.py); {} when it has none."""
+    path = repo / ".git" / "fleet" / "branches" / f"{fleet}.json"
+    if not path.exists():
+        return {}
+    return {b: m["protect"] for b, m in json.loads(path.read_text())["branches"].items()}
+
+
 def session_pids(repo: Path) -> list[int]:
     """Live session leaders fleet started for `repo` (by their FLEET_REPO owner variable)."""
     return _session_leaders(lambda r: r == str((repo / ".git").resolve()))

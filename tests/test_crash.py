@@ -23,9 +23,10 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import ROOT, fleet, fleet_in_process, git, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, branch_marks, fleet, fleet_in_process, git, session_pids, status, wait_until, write_fleet
 
 from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
+from reconciler.observe.gitrepo import GitRepo
 
 WT = Path(".fleet") / "worktrees"
 
@@ -193,7 +194,25 @@ def deliver(repo: Path) -> Scenario:
     return Scenario(APPLY, check)
 
 
-SCENARIOS = {"create": create, "replace": replace, "prune": prune, "archive": archive, "delete": delete,
+def migrate(repo: Path) -> Scenario:
+    """A fleet whose branch marks are still in the repo config, as older fleets wrote them:
+    the pass moves them into the marks file (act/branch_marks.py), file first."""
+    fleet_file(repo, [("w-a", COMMIT)])
+    fleet(*APPLY, cwd=repo, check=True)
+    wait_until(lambda: ended(repo, "w-a"))
+    (repo / ".git" / "fleet" / "branches" / "t.json").unlink()
+    git(repo, "config", "branch.fleet/t/w-a.fleetOwner", "t")
+
+    def check(repo: Path) -> None:
+        assert branch_marks(repo) == {"fleet/t/w-a": False}
+        assert "fleetowner" not in git(repo, "config", "--local", "--list").lower()
+        assert status(repo)["w-a"]["phase"] == "Succeeded"
+
+    return Scenario(APPLY, check)
+
+
+SCENARIOS = {"migrate": migrate, "create": create, "replace": replace, "prune": prune, "archive": archive,
+             "delete": delete,
              "deliver": deliver}
 CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spawn:"))] + \
     [("replace", n) for n in NAMES if n.startswith(("spawn:", "stop:"))] + \
@@ -201,6 +220,7 @@ CASES = [("create", n) for n in NAMES if n.startswith(("create-worktree:", "spaw
     [("prune", n) for n in NAMES if n.startswith("prune:")] + \
     [("delete", n) for n in NAMES if n.startswith("prune:")] + \
     [("deliver", n) for n in NAMES if n.startswith("deliver:")] + \
+    [("migrate", n) for n in NAMES if n.startswith("marks:")] + \
     [("create", "create-worktree:inside-add+early")]  # the earlier window inside `git worktree add`
 
 
@@ -289,6 +309,10 @@ def run_killed(repo: Path, command: list[str], failpoint: str) -> None:
 def half_done(repo: Path, failpoint: str) -> None:
     """The failpoints inside git leave git's own half-done state (what makes them faithful)."""
     admin = repo / ".git" / "worktrees" / "w-a"
+    if failpoint == "marks:after-file":  # both marks there, saying the same: the branch is the fleet's
+        assert branch_marks(repo) == {"fleet/t/w-a": False}
+        assert git(repo, "config", "branch.fleet/t/w-a.fleetOwner").strip() == "t"
+        assert GitRepo(repo).owned_branches() == {"fleet/t/w-a": "t"}
     if failpoint.startswith("create-worktree:inside-add"):
         assert (admin / "locked").read_text().strip() == "initializing"
         assert not (admin / "fleet-owner.json").exists()

@@ -64,3 +64,24 @@ def test_an_edit_is_seen_and_a_broken_edit_is_not_hidden_by_the_cache(repo: Path
         cache.load(path)
     with pytest.raises(FleetError):  # still broken: the last good fleet is never returned for it
         cache.load(path)
+
+
+def test_a_miss_walks_each_glob_once_and_a_hit_once(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.spec import globs
+
+    (repo / "src").mkdir()
+    (repo / "src" / "a.py").write_text("")
+    path = write_fleet(repo, BODY)
+    walked: list[str] = []
+    real = globs.walk
+
+    def counted(root: Path, pattern: str) -> tuple[list[str], list[str]]:
+        walked.append(pattern)
+        return real(root, pattern)
+
+    monkeypatch.setattr(globs, "walk", counted)  # counts the real walks; the files are real
+    cache = LoadCache()
+    first = cache.load(path)
+    assert walked == ["src/*.py"]  # the load's own walk is the cache key's too
+    assert cache.load(path) is first
+    assert walked == ["src/*.py", "src/*.py"]  # a hit: one walk to see nothing moved

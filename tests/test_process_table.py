@@ -44,6 +44,15 @@ def test_ignored_groups_are_left_out(sleepers) -> None:
     table = ProcessTable()
     ignored = frozenset([os.getpgid(procs["top"].pid)])  # the test's own group: every sleeper is in it
     assert processes_in(tree, table=table, ignore_groups=ignored) == []
+    assert processes_in(tree, ignore_groups=ignored) == []  # the live re-check (one cwd pass) alike
+
+
+def test_a_process_whose_directory_was_removed_under_it_is_still_in_the_tree(sleepers) -> None:
+    tree, _sibling, procs = sleepers
+    (tree / "a" / "b").rmdir()  # "deep" still runs there: /proc shows its cwd as "... (deleted)"
+    expected = {procs["top"].pid, procs["deep"].pid}
+    assert _pids(processes_in(tree)) == expected
+    assert _pids(processes_in(tree, table=ProcessTable())) == expected
 
 
 def test_liveness_from_the_pass_matches_a_live_check(sleepers) -> None:

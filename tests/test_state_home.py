@@ -15,13 +15,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import agents
 import psutil
 import pytest
-from conftest import fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import branch_marks, fleet, git, session_pids, status, wait_until, write_fleet
 
 from reconciler.store.home import migrate
 
@@ -157,6 +156,11 @@ def test_the_worktree_root_is_hidden_only_from_the_main_checkout(repo: Path) -> 
 def _to_legacy(repo: Path) -> None:
     """Put the state back where fleet kept it before (what an older fleet left behind)."""
     legacy = repo / ".fleet"
+    for branch, protect in branch_marks(repo).items():  # an older fleet marked branches in the config
+        git(repo, "config", f"branch.{branch}.fleetOwner", "t")
+        if protect:
+            git(repo, "config", f"branch.{branch}.fleetProtect", "true")
+    shutil.rmtree(home(repo) / "branches", ignore_errors=True)
     for entry in home(repo).iterdir():
         if entry.name.startswith("."):
             continue
@@ -282,10 +286,8 @@ def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_re
     path = three_agents(repo)
     apply(repo)
     pid = status(repo)["keep"]["pid"]
-    # kept where the state store is not: the ownership marker and the branch config
-    assert git(repo, "config", "--get", "branch.fleet/t/keep.fleetProtect").strip() == "true"
-    assert git(repo, "config", "--get-regexp", r"^branch\..*\.fleetprotect$").split("\n")[0].startswith(
-        "branch.fleet/t/keep.")
+    # kept where the state store is not: the ownership marker and the branch's mark
+    assert branch_marks(repo) == {"fleet/t/run": False, "fleet/t/keep": True, "fleet/t/old": False}
     markers = {json.loads(m.read_text())["agent"]: json.loads(m.read_text())["protect"]
                for m in (repo / ".git" / "worktrees").glob("*/fleet-owner.json")}
     assert markers == {"run": False, "keep": True, "old": False}
@@ -302,9 +304,7 @@ def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_re
     # protect follows the file: declared again without it, the agent is an ordinary one
     path.write_text(text.replace("protect: true, ", ""))
     apply(repo)
-    unset = subprocess.run(["git", "config", "--get", "branch.fleet/t/keep.fleetProtect"], cwd=repo,
-                           capture_output=True, text=True)
-    assert unset.returncode == 1 and unset.stdout == ""
+    assert branch_marks(repo)["fleet/t/keep"] is False
     markers = [json.loads(m.read_text()) for m in (repo / ".git" / "worktrees").glob("*/fleet-owner.json")]
     assert sorted(m["agent"] for m in markers) == ["keep", "old", "run"]
     assert all(m["protect"] is False for m in markers)

@@ -6,6 +6,7 @@ The grouping and the layout are pure (plan/status.py `group_of`, render/status_t
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, fleet, git, session_pids, wait_until
+from rich.console import Console
 
 from reconciler.plan.status import DONE, NEEDS_ATTENTION, PENDING, WORKING, AgentStatus, group_of, grouped
-from reconciler.render.status_table import layout
+from reconciler.render.status_table import PLAIN_ROWS, layout, status_table, write_status
 
 FLEETS = ROOT / "fleets"
 
@@ -94,6 +96,56 @@ def test_columns_give_way_least_useful_first(width: int, shown: list[str]) -> No
 def test_wide_shows_every_column() -> None:
     lay = layout([row("a", node="10.0.0.2")], 40, wide=True)
     assert [c.header for c in lay.columns][-5:] == ["PID", "NODE", "AGE", "IDLE", "COST"]
+
+
+def many_rows(n: int) -> list[AgentStatus]:
+    phases = ["Succeeded", "Running", "Pending", "Failed", "Blocked"]
+    rows = [row(f"agent-with-a-long-name-{i:04d}", phases[i % 5], LONG if i % 3 == 0 else None, pid=1000 + i)
+            for i in range(n)]
+    for r in rows:
+        r.group = group_of(r)
+    return rows
+
+
+def printed(rows: list[AgentStatus], width: int, color: str | None) -> tuple[str, str]:
+    """(what write_status writes, what Rich prints for the same table) on one kind of console."""
+    def console() -> tuple[Console, io.StringIO]:
+        buf = io.StringIO()
+        return Console(file=buf, width=width, highlight=False, force_terminal=color is not None,
+                       color_system=color, _environ={}), buf  # type: ignore[arg-type]
+
+    plain, plain_buf = console()
+    assert write_status(plain, "demo", rows)
+    rich, rich_buf = console()
+    rich.print(status_table("demo", rows, width), soft_wrap=True)
+    return plain_buf.getvalue(), rich_buf.getvalue()
+
+
+@pytest.mark.parametrize("color", [None, "standard", "256", "truecolor"])
+def test_a_large_table_is_written_plain_with_rich_s_characters_and_colours(color: str | None) -> None:
+    rows = many_rows(300)
+    assert len(rows) > PLAIN_ROWS
+    plain, rich = printed(rows, 80, color)
+    assert plain == rich
+    assert ("\x1b[" in plain) is (color is not None)
+
+
+def test_the_plain_table_at_80_columns_keeps_every_name_phase_and_reason_whole() -> None:
+    rows = many_rows(300)
+    out, _ = printed(rows, 80, None)
+    assert_fits_and_is_complete(out, [{"agent": r.agent, "phase": r.phase, "reason": r.reason} for r in rows])
+    lines = out.splitlines()
+    assert lines[1].split() == ["AGENT", "PHASE", "AHEAD", "REASON"]  # the rest gave way to the long names
+    attention = lines.index("Needs attention (120)")
+    assert lines[attention + 1].startswith("agent-with-a-long-name-0003 ")  # the first Failed one
+    assert [line for line in lines if line in ("Working (60)", "Pending (60)", "Done (60)")] == \
+        ["Working (60)", "Pending (60)", "Done (60)"]
+
+
+def test_a_normal_sized_table_is_left_to_rich() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    assert not write_status(console, "demo", many_rows(PLAIN_ROWS))
+    assert console.file.getvalue() == ""  # type: ignore[attr-defined]
 
 
 def demo_repo(repo: Path) -> Path:

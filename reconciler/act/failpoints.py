@@ -30,6 +30,8 @@ NAMES = (
     "create-worktree:inside-add",  # git is checking out the files: admin dir locked "initializing"
     "create-worktree:after-add",
     "create-worktree:after-marker",
+    # act/branch_marks.py migrate_marks: the marks file written, the old config keys not unset yet
+    "marks:after-file",
     # engines/executor.py _spawn (STARTING_SESSION recorded first)
     "spawn:before-launch",
     "spawn:after-launch",  # the session runs; the record does not know it yet

@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +73,9 @@ def _run(argv: list[str], body: str, event: dict[str, Any], *, cwd: Path, timeou
 
 
 def _post(url: str, body: str, headers: dict[str, str], timeout: float) -> str | None:
+    import urllib.error  # here: `fleet status` imports this module, and urllib.request loads ssl and http
+    import urllib.request
+
     request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
         "Content-Type": "application/json", "User-Agent": f"fleet/{__version__}", **headers})
     try:

@@ -3,7 +3,7 @@
 
 An archive (act/archive.py) names what it holds in its `Fleet-*:` lines: the branch and
 its tip, the tree's HEAD and path, the index commit, protect. Restoring makes the branch
-again at its tip with its ownership marks (`branch.<b>.fleetOwner`, `fleetProtect`), so a
+again at its tip with its ownership marks (act/branch_marks.py), so a
 re-declared agent adopts it, and, when a tree was archived, a worktree with the ownership
 marker whose files and index are as they were.
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import git
-
 from ..errors import FleetError
+from ..observe.gitcmd import Git, GitCommandError
 from ..observe.gitrepo import MARKER, GitRepo
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
+from .branch_marks import mark_branch
 from .worktrees import hide_root
 
 
@@ -64,16 +64,15 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
         raise FleetError(f"{worktree} exists and is not empty; move it away first")
     lines = []
     try:
-        repo.git.config(f"branch.{branch}.fleetOwner", fleet)  # before the branch exists, as create_worktree does
-        if facts.get("Protect") == ["true"]:
-            repo.git.config(f"branch.{branch}.fleetProtect", "true")
+        # before the branch exists, as create_worktree does
+        mark_branch(repo, fleet, branch, protect=facts.get("Protect") == ["true"])
         repo.git.branch(branch, start)
         lines.append(f"branch {branch} at {start[:12]} (owned by fleet {fleet})")
         if has_tree and worktree is not None:
             worktree.parent.mkdir(parents=True, exist_ok=True)
             repo.git.worktree("add", str(worktree), branch)
             hide_root(repo, worktree.parent)
-            tree_git = git.Git(str(worktree))
+            tree_git = Git(str(worktree))
             if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
                 tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".")
             index = next(iter(facts.get("Index") or []), None)
@@ -81,7 +80,7 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
                   protect=facts.get("Protect") == ["true"])
             lines.append(f"worktree {worktree} with its files and index as archived")
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         raise FleetError(f"cannot restore {archive.ref}: {exc.stderr.strip()}") from None
     if head and tip and head != tip:
         lines.append(f"its HEAD was detached at {head[:12]}: git -C <tree> checkout {head[:12]}")
@@ -123,7 +122,7 @@ def holds_nothing(repo: GitRepo, archive: Archive, base: str) -> str | None:
             continue
         try:
             repo.git.merge_base("--is-ancestor", p, base)
-        except git.GitCommandError:
+        except GitCommandError:
             return None
     return f"every commit is in {base}"
 

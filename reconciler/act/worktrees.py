@@ -1,9 +1,9 @@
-"""Creating and pruning agent worktrees (GitPython), with the ownership marker.
+"""Creating and pruning agent worktrees (git, through observe/gitcmd.py), with the ownership marker.
 
 Also what keeps the main checkout's `git status` clean without hiding an agent's files
 (`ensure_excluded`: the worktree root's own `.gitignore`, never `.git/info/exclude`), and
-`protect` kept where it outlives the state store (`keep_protect`: the marker and
-`branch.<b>.fleetProtect`)."""
+`protect` kept where it outlives the state store (`keep_protect`: the marker and the
+branch's mark, act/branch_marks.py)."""
 from __future__ import annotations
 
 import json
@@ -12,15 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import git
-
 from ..errors import FleetError
+from ..observe.gitcmd import GitCommandError
 from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.model import ObservedAgent
 from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
+from .branch_marks import mark_branch, set_protect, unmark_branch
 from .failpoints import failpoint, inside_add_env, remove_tree_halfway
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def _drop_legacy_exclude(exclude: Path) -> None:
 def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: str | None = None) -> Path:
     """`git worktree add` on the agent's branch and write the ownership markers.
 
-    The branch is marked as this fleet's (`branch.<name>.fleetOwner`) before it is
+    The branch is marked as this fleet's (act/branch_marks.py) before it is
     created, so a crash right after `git worktree add` leaves it recognisably ours.
     An existing branch of this fleet is checked out again, keeping its commits.
     `repair`: "missing" (the directory was deleted by hand: drop git's stale entry for
@@ -93,16 +93,15 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
             repo.git.worktree("remove", "--force", "--force", str(agent.worktree))
         agent.worktree.parent.mkdir(parents=True, exist_ok=True)
         hide_root(repo, agent.worktree.parent)
-        repo.git.config(f"branch.{agent.branch}.fleetOwner", fleet)
-        if agent.protect:  # beside the owner: protect must outlive the state store
-            repo.git.config(f"branch.{agent.branch}.fleetProtect", "true")
+        # beside the owner: protect must outlive the state store
+        mark_branch(repo, fleet, agent.branch, protect=agent.protect)
         failpoint("create-worktree:before-add")
         env = inside_add_env()  # {} unless that failpoint is armed
         if repo.branch_exists(agent.branch):
             repo.git.worktree("add", str(agent.worktree), agent.branch, env=env)
         else:
             repo.git.worktree("add", "-b", agent.branch, str(agent.worktree), agent.base, env=env)
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
@@ -115,10 +114,10 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     return agent.worktree
 
 
-def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str) -> None:
+def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str, *, fleet: str) -> None:
     """Write the agent's `protect` where it survives the state store (observe/model.py
-    `ObservedAgent.protect_kept`): its worktree's ownership marker and `branch.<b>.fleetProtect`
-    beside `branch.<b>.fleetOwner`. Only the places that exist, and that say otherwise, are written."""
+    `ObservedAgent.protect_kept`): its worktree's ownership marker and the branch's mark
+    (act/branch_marks.py). Only the places that exist, and that say otherwise, are written."""
     wt = agent.worktree
     if agent.protect_kept.get("marker", protect) != protect and wt is not None and wt.admin_dir is not None:
         marker = wt.admin_dir / MARKER
@@ -127,20 +126,8 @@ def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str
         write_text_atomic(marker, json.dumps(data, indent=2) + "\n")
         agent.protect_kept["marker"] = protect
     if agent.protect_kept.get("branch", protect) != protect:
-        _set_branch_protect(repo, branch, protect)
+        set_protect(repo, fleet, branch, protect)
         agent.protect_kept["branch"] = protect
-
-
-def _set_branch_protect(repo: GitRepo, branch: str, protect: bool) -> None:
-    key = f"branch.{branch}.fleetProtect"
-    try:
-        if protect:
-            repo.git.config(key, "true")
-        else:
-            repo.git.config("--unset-all", key)
-    except git.GitCommandError as exc:
-        if protect or exc.status != 5:  # 5: unsetting a key that is not set
-            raise FleetError(f"cannot record protect for branch {branch}: {exc.stderr.strip()}") from None
 
 
 def _admin_dir(path: Path) -> Path:
@@ -200,8 +187,10 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
         failpoint("prune:after-remove")
         if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch):
             repo.git.branch("-D", branch)
+        if branch:  # as `git branch -D` drops the branch's config section: a later branch of that name is not ours
+            unmark_branch(repo, fleet, branch)
         failpoint("prune:after-branch-delete")
-    except git.GitCommandError as exc:
+    except GitCommandError as exc:
         if wt is not None and wt.admin_dir is not None and not finishing and "failed to delete" not in exc.stderr:
             # git refused before deleting anything (its checks come first): no removal began
             (wt.admin_dir / PRUNE_INTENT).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from ..errors import EXIT_OK, FleetError
 from ..plan.budget import usd
 from ..plan.status import AgentStatus, FleetStatus, human_age
 from ..render.spend import budget_line, projection_line
-from ..render.status_table import status_table
+from ..render.status_table import status_table, write_status
 
 if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git)
     from ..spec.loader import LoadedFleet
@@ -60,7 +60,11 @@ def run(*, file: str, output: str, console: Console, err: Console, watch: bool =
         console.print(json.dumps(status_json(loaded, status), indent=2, sort_keys=True), markup=False,
                       highlight=False, soft_wrap=True)
         return EXIT_OK
-    console.print(view(loaded, status, console.width, wide=output == "wide"), soft_wrap=True)
+    wide = output == "wide"
+    if write_status(console, loaded.name, status.agents, wide=wide):  # a large table: plain lines
+        console.print(Group(*footer(loaded, status)), soft_wrap=True)
+    else:
+        console.print(view(loaded, status, console.width, wide=wide), soft_wrap=True)
     return EXIT_OK
 
 
@@ -74,15 +78,18 @@ def status_json(loaded: LoadedFleet, status: FleetStatus) -> dict[str, object]:
 
 def view(loaded: LoadedFleet, status: FleetStatus, width: int | None, *, wide: bool = False) -> Group:
     """The table and its footer (spend today against the budget)."""
+    return Group(status_table(loaded.name, status.agents, width, wide=wide), *footer(loaded, status))
+
+
+def footer(loaded: LoadedFleet, status: FleetStatus) -> list[Text]:
     total = sum(r.cost_usd for r in status.agents)
     budget = status.budget_usd_per_day
     today = f"spend today: {usd(status.spend_today_usd)}" + (f" of {usd(budget, 2)} budget" if budget else "")
     failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
                    f"{f.get('at')}: {f.get('error')}", style="red") for f in notify_failures(loaded)]
-    return Group(status_table(loaded.name, status.agents, width, wide=wide),
-                 Text(f"{today}; all-time cost of these agents: {usd(total)}"),
-                 *(Text(budget_line(line)) for line in status.budgets),
-                 *(Text(projection_line(proj)) for proj in status.projections), *failed)
+    return [Text(f"{today}; all-time cost of these agents: {usd(total)}"),
+            *(Text(budget_line(line)) for line in status.budgets),
+            *(Text(projection_line(proj)) for proj in status.projections), *failed]
 
 
 def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interval: float) -> int:
@@ -152,8 +159,10 @@ def _show_cached(read: Read, snap: dict[str, Any], output: str, console: Console
     failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
                    f"{f.get('at')}: {f.get('error')}", style="red") for f in failures]
     pid = (read.loop or {}).get("pid")
-    console.print(Group(status_table(snap["fleet"], rows, console.width, wide=output == "wide"),
-                        Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed,
+    wide = output == "wide"
+    table = [] if write_status(console, snap["fleet"], rows, wide=wide) else \
+        [status_table(snap["fleet"], rows, console.width, wide=wide)]
+    console.print(Group(*table, Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed,
                         Text(f"observed {human_age(read.age_seconds or 0.0)} ago by the loop (pid {pid}); "
                              "`fleet status --refresh` observes now")), soft_wrap=True)
     return EXIT_OK

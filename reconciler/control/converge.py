@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import telemetry
+from ..act.branch_marks import migrate_marks
 from ..act.lifecycle import read_log_tail, refreshed
 from ..act.worktrees import ensure_excluded, keep_protect
 from ..engines import engine_for
@@ -83,13 +84,13 @@ def sync_declared(loaded: LoadedFleet, store: StateStore, observed: Observed, re
     after the agent is removed from the file, and an adopted session needs its spec.
 
     `protect` is also kept where it survives losing the record (`repo` given: the
-    worktree's ownership marker and `branch.<b>.fleetProtect`), written only when it changed."""
+    worktree's ownership marker and the branch's mark), written only when it changed."""
     for agent in observed.agents.values():
         desired, rec = loaded.agent(agent.name), agent.record
         if desired is None:
             continue
         if repo is not None and any(v != desired.protect for v in agent.protect_kept.values()):
-            keep_protect(repo, agent, desired.protect, desired.branch)
+            keep_protect(repo, agent, desired.protect, desired.branch, fleet=loaded.name)
         if rec is None:
             continue
         if rec.protect != desired.protect or agent.adopted:
@@ -139,6 +140,8 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     ensure_excluded(engine.repo, loaded.worktrees_root)
     with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait), \
             engine.controller(command=command, timeout=lock_timeout, on_wait=on_wait):
+        # marks still in the repo config move to the fleet's marks file (act/branch_marks.py)
+        migrate_marks(engine.repo, loaded.name)
         observed = engine.observe(inspect_all=inspect_all, readonly=False)
         engine.store.sweep_temp()
         refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff,

@@ -19,7 +19,6 @@ from ..act.lifecycle import read_log_tail
 from ..act.restore import drop, prunable
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import FleetError
-from ..locking.slots import write_lock_table
 from ..observe.delivery import observe_delivery
 from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
@@ -71,6 +70,8 @@ class LocalEngine:
     def before_actions(self) -> None:
         ensure_excluded(self.repo, self.loaded.worktrees_root)
         if self.loaded.fleet.spec.locks:  # `fleet lock` in a session reads the slot counts from here
+            from ..locking.slots import write_lock_table  # here: filelock (and asyncio) only when acting
+
             write_lock_table(self.store.home / "locks",
                              {name: lock.slots for name, lock in self.loaded.fleet.spec.locks.items()})
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import git
-
 from ..spec.loader import LoadedFleet
+from .gitcmd import GitCommandError
 from .gitrepo import GitRepo
 from .model import BranchFacts, DeliveryFacts, Observed
 from .stake import DELIVERED_REFS  # refs/fleet/delivered/<fleet>/<agent>: a tip a squash/rebase delivered
@@ -59,14 +58,14 @@ def observe_delivery(loaded: LoadedFleet, repo: GitRepo, observed: Observed,
 def _tip(repo: GitRepo, ref: str) -> str | None:
     try:
         return str(repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")) or None
-    except git.GitCommandError:
+    except GitCommandError:
         return None
 
 
 def _contains(repo: GitRepo, tip: str, commit: str) -> bool:
     try:
         repo.git.merge_base("--is-ancestor", commit, tip)
-    except git.GitCommandError:
+    except GitCommandError:
         return False
     return True
 
@@ -74,7 +73,7 @@ def _contains(repo: GitRepo, tip: str, commit: str) -> bool:
 def _count(repo: GitRepo, spec: str) -> int:
     try:
         return int(repo.git.rev_list("--count", spec, "--"))
-    except (git.GitCommandError, ValueError):
+    except (GitCommandError, ValueError):
         return 0
 
 
@@ -82,6 +81,6 @@ def _changed(repo: GitRepo, target: str, tip: str) -> tuple[str, ...]:
     """Files the branch changed since it left the target's line (three-dot diff)."""
     try:
         out = repo.git.diff("--name-only", "--no-renames", f"{target}...{tip}", "--")
-    except git.GitCommandError:
+    except GitCommandError:
         return ()
     return tuple(line for line in out.splitlines() if line)

@@ -1,8 +1,9 @@
 """The repo as git sees it: worktrees, ownership markers and what a prune would lose.
 
-Every call here is read-only. Only this module and `act/worktrees.py` talk to git through
-GitPython; what lives in one tree is read by `gittree.tree_facts` (plain git processes, shared
-with the Ray engine) and judged by `stake.judge`. `AtStake` lives in `stake.py` and is
+Every call here is read-only, through `gitcmd.Git` (git processes, called as GitPython's
+`repo.git` was: fleet no longer imports GitPython); what lives in one tree is read by
+`gittree.tree_facts` (plain git processes, shared with the Ray engine) and judged by
+`stake.judge`. `AtStake` lives in `stake.py` and is
 re-exported here.
 """
 from __future__ import annotations
@@ -13,20 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import git
+from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
+from ..store.branch_marks import Marks, read_marks
+from .gitcmd import Git, GitCommandError
 from .gittree import (
-    READ_ONLY,
-    clean_env,
     index_has_no_flags,
     leftover_facts,
     plain_index,
-    read_timeout,
-    run_bounded,
     status_paths,
     tree_facts,
 )
@@ -47,41 +44,24 @@ SCRATCH_MARKER = "fleet-scratch.json"  # admin dir of a fleet's delivery scratch
 __all__ = ["GIT_WORKERS", "MARKER", "PRUNE_INTENT", "AtStake", "FileAtRevision", "GitRepo", "Owner", "RefSnapshot",
            "Worktree", "branch_at_stake", "file_at_revision", "index_has_no_flags", "read_owner", "read_prune_intent"]
 
-# git commands (with their first argument, where that decides) that only read
-_READS = frozenset({"rev-parse", "for-each-ref", "log", "status", "rev-list", "ls-tree", "cat-file", "ls-files",
-                    "merge-base", "show-ref", "symbolic-ref", "worktree list", "stash list", "config --get",
-                    "config --get-regexp", "config --get-all", "config --list", "branch --list"})
-
-
-class ReadOnlyGit(git.Git):
-    """GitPython's command runner, bounding the reads: a command of `_READS` runs with
-    GIT_OPTIONAL_LOCKS=0 (no index refresh written behind a read) and the read timeout, after
-    which git and what it started are killed and GitTimeout names the command. Every other
-    call (act/ changes the repo through the same handle) keeps GitPython's own runner,
-    unbounded, in fleet's process group, as before."""
-
-    _PLAIN = frozenset({"strip_newline_in_stdout", "with_exceptions"})
-
-    def execute(self, command: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # the overloads, as one
-        if isinstance(command, str) or not set(kwargs) <= self._PLAIN or not _is_read(command):
-            return super().execute(command, **kwargs)
-        env = {**clean_env(LANGUAGE="C", LC_ALL="C"), **self._environment, **READ_ONLY}  # as GitPython sets it
-        cwd = os.fspath(self._working_dir or os.getcwd())
-        res = run_bounded(list(command), cwd=cwd, env=env, timeout=read_timeout())
-        out = res.stdout[:-1] if kwargs.get("strip_newline_in_stdout", True) and res.stdout.endswith(b"\n") \
-            else res.stdout
-        if res.returncode != 0 and kwargs.get("with_exceptions", True):
-            raise git.GitCommandError(command, res.returncode, res.stderr.removesuffix(b"\n"), out)
-        return out.decode("utf-8", "surrogateescape")
-
-
-def _is_read(command: list[str]) -> bool:
-    words = [str(c) for c in command[1:3]]
-    return bool(words) and (words[0] in _READS or " ".join(words) in _READS)
-
-
-class _Repo(git.Repo):
-    GitCommandWrapperType = ReadOnlyGit
+def _common_dir_at(path: Path) -> Path:
+    """The git common dir of the checkout at `path` (its `.git` directory, or the one a `.git`
+    file names and, for a linked worktree, that one's `commondir`); FleetError if `path` is no
+    checkout (a bare repository named as such)."""
+    dot_git = path / ".git"
+    try:
+        if dot_git.is_dir():
+            return dot_git.resolve()
+        if dot_git.is_file():
+            gitdir = path / dot_git.read_text().removeprefix("gitdir:").strip()
+            common = gitdir / "commondir"
+            return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir.resolve()
+    except OSError:
+        pass
+    if (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir():
+        raise FleetError(f"{path} is a bare repository", hint="point spec.repo at a checkout")
+    raise FleetError(f"{path} is not a git repository",
+                     hint="set spec.repo to your repository (relative to the fleet file), or run `git init` there")
 
 
 class _Unset:
@@ -95,19 +75,13 @@ class GitRepo:
     """Read-only view of one repository (its main worktree is the fleet's home)."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            self.repo = _Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise FleetError(f"{path} is not a git repository",
-                             hint="set spec.repo to your repository (relative to the fleet file), "
-                                  "or run `git init` there") from None
-        if self.repo.bare:
-            raise FleetError(f"{path} is a bare repository", hint="point spec.repo at a checkout")
-        self.git = self.repo.git
+        self.path = Path(path)
+        self._common = _common_dir_at(self.path)  # read from files, as git finds it (no process, no config parse)
+        self.git = Git(self.path)
 
     @cached_property
     def common_dir(self) -> Path:
-        return Path(self.repo.common_dir).resolve()
+        return self._common
 
     @cached_property
     def _plain_index(self) -> bool:
@@ -122,7 +96,7 @@ class GitRepo:
     def ref_exists(self, ref: str) -> bool:
         try:
             self.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
-        except git.GitCommandError:
+        except GitCommandError:
             return False
         return True
 
@@ -145,26 +119,23 @@ class GitRepo:
         return main, linked
 
     def owned_branches(self) -> dict[str, str]:
-        """branch -> fleet, from `branch.<name>.fleetOwner` in the repo config."""
+        """branch -> fleet, from the marks files (store/branch_marks.py) and the config's old marks."""
         return self.branch_marks()[0]
 
     def branch_marks(self) -> tuple[dict[str, str], frozenset[str]]:
-        """(branch -> fleet from `branch.<name>.fleetOwner`, the branches whose
-        `branch.<name>.fleetProtect` is true), in one `git config` call."""
+        """(branch -> its one owning fleet, the branches marked protect): the marks files under
+        `<home>/branches/` and the `branch.<b>.fleetOwner`/`fleetProtect` keys not moved out
+        of the config yet (one `git config` call). A branch two fleets claim is in neither
+        map's owners (never deleted); a bad marks file raises FleetError."""
+        marks = self.marks()
+        return marks.owners(), marks.protected
+
+    def marks(self) -> Marks:
         try:
             out = self.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
-        except git.GitCommandError:  # exit 1: none set
-            return {}, frozenset()
-        owned: dict[str, str] = {}
-        protected: set[str] = set()
-        for line in out.splitlines():
-            key, _, value = line.partition(" ")
-            name, _, var = key[len("branch."):].rpartition(".")
-            if var == "fleetowner":
-                owned[name] = value
-            elif var == "fleetprotect" and value.strip().lower() in ("true", "yes", "on", "1"):
-                protected.add(name)
-        return owned, frozenset(protected)
+        except GitCommandError:  # exit 1: none set
+            out = ""
+        return read_marks(self.common_dir, out)
 
     def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[Path, Path]:
         """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
@@ -248,7 +219,7 @@ class GitRepo:
             return []
         try:
             body = self.git.log("-1", "--format=%B", archive)
-        except git.GitCommandError:
+        except GitCommandError:
             return []
         return [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("Fleet-Index:")]
 
@@ -256,14 +227,14 @@ class GitRepo:
         """`ref` still names `commit` (an archive deleted since holds nothing any more)."""
         try:
             return self.git.rev_parse("--verify", "--quiet", ref) == commit
-        except git.GitCommandError:
+        except GitCommandError:
             return False
 
     def _contains(self, tip: str, rev: str) -> bool:
         """`rev` (a commit, or a stash entry like stash@{0}) is reachable from `tip`."""
         try:
             self.git.merge_base("--is-ancestor", rev, tip)
-        except git.GitCommandError:
+        except GitCommandError:
             return False
         return True
 
@@ -291,7 +262,7 @@ class GitRepo:
     def dirty_count(self, path: Path) -> int:
         if not path.is_dir():
             return 0
-        return len(status_paths(ReadOnlyGit(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
+        return len(status_paths(Git(str(path)).status("--porcelain=v1", "-z", "--untracked-files=all")))
 
     def tree_counts(self, trees: list[Worktree], base: str) -> list[tuple[int, int | None]]:
         """(`dirty_count`, `ahead_count`) of each worktree, side by side (read-only git
@@ -315,7 +286,7 @@ class GitRepo:
         """Local branches whose tip is reachable from `base`, in one call; empty when base is unknown."""
         try:
             out = self.git.for_each_ref("--format=%(refname)", f"--merged={base}^{{commit}}", "refs/heads/")
-        except git.GitCommandError:
+        except GitCommandError:
             return frozenset()
         return frozenset(line.removeprefix("refs/heads/") for line in out.splitlines() if line)
 
@@ -324,7 +295,7 @@ class GitRepo:
         (either does not exist, a broken repository): unknown, never shown as 0."""
         try:
             return int(self.git.rev_list("--count", f"{base}^{{commit}}..refs/heads/{branch}^{{commit}}", "--"))
-        except (git.GitCommandError, ValueError):
+        except (GitCommandError, ValueError):
             return None
 
 
@@ -420,15 +391,15 @@ def file_at_revision(file: Path, rev: str) -> FileAtRevision:
     """Read `file` at `rev` with `git cat-file`; works on a detached HEAD (a CI checkout of a PR)."""
     here = file.resolve().parent
     try:
-        top = ReadOnlyGit(str(here)).rev_parse("--show-toplevel")
-    except (git.GitCommandError, FileNotFoundError, NotADirectoryError):
+        top = Git(str(here)).rev_parse("--show-toplevel")
+    except (GitCommandError, FileNotFoundError, NotADirectoryError):
         raise FleetError(f"{file} is not inside a git checkout",
                          hint="--base-rev reads the file's history with git; run it in a clone of the repo") from None
     root = Path(top).resolve()
-    cmd = ReadOnlyGit(str(root))
+    cmd = Git(str(root))
     try:
         commit = cmd.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
-    except git.GitCommandError:
+    except GitCommandError:
         shallow = cmd.rev_parse("--is-shallow-repository") == "true"
         raise FleetError(f"unknown revision {rev!r} in {root}",
                          hint="fetch it first, e.g. `git fetch origin main`; in GitHub Actions check out with "

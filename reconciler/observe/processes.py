@@ -67,6 +67,9 @@ def owned_processes(fleet: str, repo: str, *, known: dict[int, float] | None = N
     return found
 
 
+_PROC = Path("/proc")
+
+
 @dataclass(frozen=True)
 class _Entry:
     proc: psutil.Process
@@ -130,15 +133,38 @@ class ProcessTable:
                 if cwd == where or cwd.startswith(below)]
 
 
+def _live_under(path: Path) -> list[tuple[psutil.Process, str]]:
+    """Processes whose cwd is `path` or below it, read now: one cwd read per process, not a
+    whole ProcessTable (create times, statuses, sessions and every cwd, sorted)."""
+    where = str(path)
+    below = where + os.sep
+    found = []
+    procfs = _PROC.is_dir()
+    for pid in psutil.pids():
+        try:
+            cwd = os.readlink(_PROC / str(pid) / "cwd") if procfs else psutil.Process(pid).cwd()
+        except (OSError, psutil.Error):
+            continue  # gone, not ours to read, or a kernel thread
+        if procfs and cwd.endswith(" (deleted)") and not os.path.exists(cwd):
+            cwd = cwd[:-len(" (deleted)")]  # a directory removed under the process, as psutil reads it
+        if cwd == where or cwd.startswith(below):
+            try:
+                found.append((psutil.Process(pid), cwd))
+            except psutil.Error:
+                continue
+    return found
+
+
 def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
                  table: ProcessTable | None = None) -> list[str]:
     """Live processes whose working directory is `path` or below it ("pid cmdline").
 
     `ignore_groups`: process groups fleet stops before it prunes (its own sessions).
-    `table`: the process pass of this observation; without it /proc is read now.
+    `table`: the process pass of this observation; without it /proc is read now, one cwd
+    per process (`_live_under`: the last-moment re-check before a removal needs no more).
     """
     found: list[str] = []
-    for proc, _cwd in (table or ProcessTable()).under(path):
+    for proc, _cwd in (table.under(path) if table is not None else _live_under(path)):
         try:
             if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
                 continue

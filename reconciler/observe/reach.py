@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..store.branch_marks import parse_config_marks, read_marks
+from ..store.observed import common_dir_of
 from .gittree import checked, read_git
 from .stake import RefFacts, anchors, owned_base, stake_tips
 
@@ -34,11 +36,10 @@ def ref_facts(cwd: Path, base: str | None, *, env: dict[str, str] | None = None)
         key, _, url = line.partition(" ")
         name = key[len("remote."):-len(".url")]
         remotes.append((name, "." if _is_self(url, cwd, here) else url))
-    owned: set[str] = set()
     res = read_git(cwd, "config", "--get-regexp", r"^branch\..*\.fleetowner$", env=env)
-    for line in res.stdout.splitlines() if res.returncode == 0 else []:
-        key = line.partition(" ")[0]
-        owned.add(key[len("branch."):-len(".fleetowner")])
+    common = _common_dir(cwd, env)
+    owned = set(read_marks(common, res.stdout if res.returncode == 0 else "").claimed) if common is not None \
+        else set(parse_config_marks(res.stdout if res.returncode == 0 else "")[0])
     base_ref = base_commit = None
     if base:
         got = read_git(cwd, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{base}^{{commit}}", env=env)
@@ -52,12 +53,14 @@ def ref_facts(cwd: Path, base: str | None, *, env: dict[str, str] | None = None)
                     base_commit=base_commit)
 
 
-def _self_paths(cwd: Path, env: dict[str, str] | None) -> set[str]:
+def _common_dir(cwd: Path, env: dict[str, str] | None) -> Path | None:
     res = read_git(cwd, "rev-parse", "--path-format=absolute", "--git-common-dir", env=env)
-    if res.returncode != 0:
-        return set()
-    common = Path(res.stdout.strip()).resolve()
-    return {str(common), str(common.parent)}
+    return Path(res.stdout.strip()).resolve() if res.returncode == 0 else None
+
+
+def _self_paths(cwd: Path, env: dict[str, str] | None) -> set[str]:
+    common = _common_dir(cwd, env)
+    return set() if common is None else {str(common), str(common.parent)}
 
 
 def _is_self(url: str, cwd: Path, here: set[str]) -> bool:
@@ -206,8 +209,9 @@ def check_base(loaded: LoadedFleet) -> None:
         return
     # one git call when no branch is owned (validate and diff stay fast on any file)
     res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleetowner$")
-    owners = {line.partition(" ")[0][len("branch."):-len(".fleetowner")]
-              for line in res.stdout.splitlines()} if res.returncode == 0 else set()
+    common = common_dir_of(loaded.repo)
+    config = res.stdout if res.returncode == 0 else ""
+    owners = set(read_marks(common, config).claimed) if common is not None else set(parse_config_marks(config)[0])
     if not owners:
         return
     full = read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-import git
-
 from ..runtimes import get_runtime
 from ..spec.loader import LoadedFleet
 from ..store.records import StateStore
+from .gitcmd import GitCommandError
 from .gitrepo import GitRepo
 from .model import Packet
 from .progress import last_lines
@@ -39,7 +38,7 @@ def review_packet(loaded: LoadedFleet, repo: GitRepo, store: StateStore, name: s
             out = repo.git.log("--reverse", "--format=%h %s", f"{against}..{head}", "--")
             commits = [line for line in out.splitlines() if line]
             stat = repo.git.diff("--stat", f"{against}...{head}", "--")
-        except git.GitCommandError:
+        except GitCommandError:
             pass
     gates: dict[str, Any] = {}
     if rec is not None:

@@ -80,7 +80,11 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     # one pass over the process table for liveness, orphans and the prune checks below
     procs = ProcessTable()
     owners, protected = repo.branch_marks()
-    obs.owned_branches = {b for b, f in owners.items() if f == loaded.name}
+    # only an agent's branch can be owned (under the prefix, or a record's): a mark naming any
+    # other branch (`main`, a user's) is ignored, so no mark can make fleet delete it
+    recorded = {r.branch for r in records.values() if r.branch}
+    prefix = loaded.fleet.branch_prefix
+    obs.owned_branches = {b for b, f in owners.items() if f == loaded.name and (b.startswith(prefix) or b in recorded)}
     main, linked = repo.worktrees()
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path

@@ -17,11 +17,12 @@ from .positions import Loc
 Issue = tuple[Loc, str, str | None]  # (path in the document, message, hint)
 
 
-def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None, main: Path | None = None
-                ) -> tuple[list[DesiredAgent], list[Issue]]:
+def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None, main: Path | None = None,
+                walks: dict[str, tuple[list[str], list[str]]] | None = None) -> tuple[list[DesiredAgent], list[Issue]]:
     """Check references and names and expand forEach. `files` (repo-relative paths) is what
     globs match instead of the working tree: the tree of another revision. `main`: the
-    repository's main checkout, which worktree paths are relative to (default `repo`)."""
+    repository's main checkout, which worktree paths are relative to (default `repo`).
+    `walks`, if given, gets what each glob walked in the working tree (LoadCache's key)."""
     issues: list[Issue] = []
     spec = fleet.spec
     prefix = fleet.branch_prefix
@@ -50,7 +51,7 @@ def check_fleet(fleet: Fleet, repo: Path, *, files: Sequence[str] | None = None,
     expanded = _Expanded()
     for index, agent in enumerate(spec.agents):
         issues += _check_agent(fleet, index, agent)
-        items, glob_issue = _items(agent, repo, files)
+        items, glob_issue = _items(agent, repo, files, walks)
         if glob_issue:
             issues.append(((("spec", "agents", index, "forEach", "glob")), *glob_issue))
             continue
@@ -157,8 +158,9 @@ def _check_placement(fleet: Fleet) -> list[Issue]:
     return issues
 
 
-def _items(agent: Agent, repo: Path,
-           files: Sequence[str] | None = None) -> tuple[list[str | None], tuple[str, str] | None]:
+def _items(agent: Agent, repo: Path, files: Sequence[str] | None = None,
+           walks: dict[str, tuple[list[str], list[str]]] | None = None
+           ) -> tuple[list[str | None], tuple[str, str] | None]:
     each = agent.forEach
     if each is None:
         return [None], None
@@ -170,6 +172,8 @@ def _items(agent: Agent, repo: Path,
     if files is not None:
         return list[str | None](globs.match(each.glob, files)), None
     matches, escapes = globs.walk(repo, each.glob)  # bounded; never follows a symlinked directory
+    if walks is not None:
+        walks[each.glob] = (matches, escapes)
     if escapes:
         named = ", ".join(repr(e) for e in escapes[:5]) + (f" and {len(escapes) - 5} more" if len(escapes) > 5 else "")
         what = "a symlink that leads" if len(escapes) == 1 else "symlinks that lead"

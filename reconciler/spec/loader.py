@@ -112,17 +112,21 @@ class LoadCache:
         text = _read(path, str(path), limits)
         if self._loaded is not None and self._made_from == (text, _glob_matches(self._loaded)):
             return self._loaded
-        loaded = _load(text, path=path, shown=str(path), limits=limits)
-        self._loaded, self._made_from = loaded, (text, _glob_matches(loaded))
+        walks: dict[str, tuple[list[str], list[str]]] = {}  # what the load walked: its key, walked once
+        loaded = _load(text, path=path, shown=str(path), limits=limits, walks=walks)
+        self._loaded, self._made_from = loaded, (text, _glob_matches(loaded, walks))
         return loaded
 
 
-def _glob_matches(loaded: LoadedFleet) -> tuple[Any, ...]:
-    """What every `forEach.glob` of the file matches in the working tree now (and what leads outside)."""
+def _glob_matches(loaded: LoadedFleet, walked: dict[str, tuple[list[str], list[str]]] | None = None
+                  ) -> tuple[Any, ...]:
+    """What every `forEach.glob` of the file matches in the working tree now (and what leads
+    outside); `walked`: globs the load just walked, not walked again."""
     from . import globs
 
-    return tuple((each.glob, globs.walk(loaded.repo, each.glob)) for agent in loaded.fleet.spec.agents
-                 if (each := agent.forEach) is not None and each.glob is not None)
+    walked = walked or {}
+    return tuple((each.glob, walked[each.glob] if each.glob in walked else globs.walk(loaded.repo, each.glob))
+                 for agent in loaded.fleet.spec.agents if (each := agent.forEach) is not None and each.glob is not None)
 
 
 def load_fleet_text(text: str, *, path: str | Path, shown: str,
@@ -139,7 +143,8 @@ def load_fleet_text(text: str, *, path: str | Path, shown: str,
     return _load(text, path=Path(path), shown=shown, files=files, limits=limits)
 
 
-def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[str] | None = None) -> LoadedFleet:
+def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[str] | None = None,
+          walks: dict[str, tuple[list[str], list[str]]] | None = None) -> LoadedFleet:
     from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
 
     doc = _parse_yaml(text, shown)
@@ -151,7 +156,7 @@ def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[
     if path_issues:
         files = ()  # a path that leads out of the repository: look at nothing there
     main = main_checkout(repo)
-    agents, problems = check_fleet(fleet, repo, files=files, main=main)
+    agents, problems = check_fleet(fleet, repo, files=files, main=main, walks=walks)
     problems = path_issues + problems
     if problems:
         raise SpecInvalid(sorted((_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems),

@@ -1,0 +1,175 @@
+"""Which branches a fleet owns: `<home>/branches/<fleet>.json`, one file per fleet (docs/safety.md "Ownership").
+
+Ownership decides which branches fleet may ever delete, so this file is read strictly:
+
+- absent: the fleet owns no branch by it (absent mark = not owned = never deleted);
+- anything but a regular file holding exactly this format (a symlink, a directory, bad
+  JSON, another fleet's name, a non-string branch): a located `FleetError` that stops the
+  pass before it plans, so nothing is deleted;
+- written only whole (temp file, fsync, rename: store/records.py `write_json_atomic`), by the
+  fleet that owns it, under its fleet lock; one file per fleet, so two fleets of a repository
+  never write the same file.
+
+    {"apiVersion": "fleet/v1alpha1", "kind": "BranchMarks", "fleet": "<fleet>",
+     "branches": {"<branch>": {"protect": false}, ...}}
+
+Older fleets kept the marks in the repository config (`branch.<b>.fleetOwner = <fleet>`,
+`branch.<b>.fleetProtect = true`), where every git process parses them (O(agents) per git
+call). Those are still read, and moved here by `act/branch_marks.py` `migrate_marks`.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FleetError
+from .home import home_of
+from .records import write_json_atomic
+
+MARKS_DIR = "branches"  # <home>/branches/<fleet>.json
+KIND = "BranchMarks"
+API = "fleet/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Every fleet's marks in one repository, from the files and the config together."""
+
+    claims: dict[str, frozenset[str]]  # branch -> the fleets that mark it as theirs
+    protected: frozenset[str]  # branches marked protect (by any fleet)
+
+    def owners(self) -> dict[str, str]:
+        """branch -> its one owner. A branch two fleets claim is owned by neither: never deleted."""
+        return {b: next(iter(fs)) for b, fs in self.claims.items() if len(fs) == 1}
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        """Every branch some fleet claims (none of them anchors anything: observe/stake.py)."""
+        return frozenset(self.claims)
+
+
+def marks_dir(common_dir: Path) -> Path:
+    return home_of(common_dir) / MARKS_DIR
+
+
+def marks_path(common_dir: Path, fleet: str) -> Path:
+    return marks_dir(common_dir) / f"{fleet}.json"
+
+
+def _fix(path: Path) -> str:
+    return (f"restore {path} (from a backup), or remove it: fleet then owns none of the branches it named "
+            "(they show as Blocked, never deleted); `git config branch.<b>.fleetOwner <fleet>` marks one again")
+
+
+def read_fleet_marks(common_dir: Path, fleet: str) -> dict[str, bool]:
+    """branch -> protect, from `fleet`'s file; {} when it does not exist. Raises FleetError
+    (naming the file) for anything that is not a regular file of exactly the format."""
+    path = marks_path(common_dir, fleet)
+    _check_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FleetError(f"{path}: the branch-marks file is a symlink; fleet reads ownership only from "
+                             "its own file", hint=_fix(path)) from None
+        raise FleetError(f"{path}: cannot read the branch-marks file: {exc.strerror}", hint=_fix(path)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise FleetError(f"{path}: the branch-marks file is not a regular file", hint=_fix(path))
+        raw = f.read()
+    return _parse(path, fleet, raw)
+
+
+def _check_dir(directory: Path) -> None:
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise FleetError(f"{directory}: where fleet keeps branch marks is not a directory (a symlink or a file)",
+                         hint=f"remove {directory}; fleet then owns no branch by file (they show as Blocked, "
+                              "never deleted)")
+
+
+def _parse(path: Path, fleet: str, raw: bytes) -> dict[str, bool]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise FleetError(f"{path}: the branch-marks file is not valid JSON ({exc})", hint=_fix(path)) from None
+    if not isinstance(data, dict) or data.get("kind") != KIND or data.get("apiVersion") != API:
+        raise FleetError(f"{path}: not a branch-marks file (kind {KIND}, apiVersion {API})", hint=_fix(path))
+    if data.get("fleet") != fleet:
+        raise FleetError(f"{path}: the branch-marks file names fleet {data.get('fleet')!r}, not {fleet!r}",
+                         hint=_fix(path))
+    branches = data.get("branches")
+    if not isinstance(branches, dict):
+        raise FleetError(f"{path}: `branches` is not a mapping", hint=_fix(path))
+    out: dict[str, bool] = {}
+    for branch, mark in branches.items():
+        if not (isinstance(branch, str) and _plausible_branch(branch) and isinstance(mark, dict)
+                and isinstance(mark.get("protect", False), bool)):
+            raise FleetError(f"{path}: bad entry {branch!r}: {mark!r}", hint=_fix(path))
+        out[branch] = mark.get("protect", False)
+    return out
+
+
+def _plausible_branch(name: str) -> bool:
+    """What `git check-ref-format --branch` would refuse outright (the cheap part of it)."""
+    return bool(name) and not name.startswith(("-", "/")) and not name.endswith(("/", ".lock", ".")) \
+        and ".." not in name and not any(c in name for c in " ~^:?*[\\\0\n\t")
+
+
+def write_fleet_marks(common_dir: Path, fleet: str, marks: dict[str, bool]) -> None:
+    """Replace `fleet`'s file with `marks` (branch -> protect), atomically. Call under the fleet lock."""
+    path = marks_path(common_dir, fleet)
+    _check_dir(path.parent)
+    write_json_atomic(path, {"apiVersion": API, "kind": KIND, "fleet": fleet,
+                             "branches": {b: {"protect": p} for b, p in sorted(marks.items())}})
+
+
+def fleets_with_marks(common_dir: Path) -> list[str]:
+    directory = marks_dir(common_dir)
+    _check_dir(directory)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+
+
+def read_marks(common_dir: Path, config_lines: str) -> Marks:
+    """Every fleet's marks: the files under `<home>/branches/`, and the config's
+    (`git config --get-regexp '^branch\\..*\\.fleet(owner|protect)$'` output, keys lowercased
+    as git prints them) for marks not moved yet. Raises FleetError for a bad file."""
+    claims: dict[str, set[str]] = {}
+    protected: set[str] = set()
+    for fleet in fleets_with_marks(common_dir):
+        for branch, protect in read_fleet_marks(common_dir, fleet).items():
+            claims.setdefault(branch, set()).add(fleet)
+            if protect:
+                protected.add(branch)
+    owned, config_protected = parse_config_marks(config_lines)
+    for branch, fleet in owned.items():
+        claims.setdefault(branch, set()).add(fleet)
+    protected |= config_protected
+    return Marks({b: frozenset(fs) for b, fs in claims.items()}, frozenset(protected))
+
+
+def parse_config_marks(config_lines: str) -> tuple[dict[str, str], frozenset[str]]:
+    """(branch -> fleet, protected branches) from `git config --get-regexp` output."""
+    owned: dict[str, str] = {}
+    protected: set[str] = set()
+    for line in config_lines.splitlines():
+        key, _, value = line.partition(" ")
+        name, _, var = key[len("branch."):].rpartition(".")
+        if var == "fleetowner":
+            owned[name] = value
+        elif var == "fleetprotect" and value.strip().lower() in ("true", "yes", "on", "1"):
+            protected.add(name)
+    return owned, frozenset(protected)
