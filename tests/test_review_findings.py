@@ -54,10 +54,9 @@ def test_a_branch_deleted_by_hand_and_made_again_by_the_user_is_not_the_fleets(r
     assert git(repo, "rev-parse", A).strip() == tip
 
 
-@pytest.mark.xfail(strict=True, reason="act/sessions.py (and act/gates.py) pass GIT_DIR/GIT_INDEX_FILE of a git "
-                   "hook on to the agent: run from a pre-commit hook of a linked worktree, the agent's commits "
-                   "land on the user's branch and index; gitcmd.py (e7ff053) drops them only for fleet's own git")
 def test_fleet_run_from_a_hook_does_not_hand_the_hooks_git_dir_to_the_agent(repo: Path) -> None:
+    """act/sessions.py and act/gates.py passed a git hook's GIT_DIR/GIT_INDEX_FILE on to the agent (and
+    gates): run from a pre-commit hook of a linked worktree, the agent's commit landed on the user's branch."""
     user_tree = repo.parent / "user-tree"
     git(repo, "worktree", "add", "-q", "-b", "topic", str(user_tree))
     topic = git(repo, "rev-parse", "topic").strip()
