@@ -9,7 +9,7 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import fleet_in_process, git, status_in_process, wait_until, write_fleet
+from conftest import branch_marks, fleet_in_process, git, status_in_process, wait_until, write_fleet
 
 A = "fleet/t/w-a00"
 
@@ -151,3 +151,37 @@ def test_rebase_keeps_a_change_made_in_a_merge_of_the_agents_own_side_branch(rep
     assert done.commit is not None and not done.conflicts
     want = {**_files(agent, sha), "target.txt": "target\n"}
     assert _files(scratch, done.commit) == want
+
+
+# -- branch marks: protect is not ownership ------------------------------------------------------------------
+
+
+def _protect_fleet(repo: Path, *, prefix: str, protect: bool, declared: bool = True) -> Path:
+    script = agents.install(repo.parent)
+    agent = f"""
+            - name: w-a
+              tier: local
+              protect: {str(protect).lower()}
+              command: {agents.argv(script, "crash", "0")}""" if declared else " []"
+    return write_fleet(repo, f"""
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {{name: t}}
+        spec:
+          worktrees: {{branchPrefix: {prefix}}}
+          tiers: {{local: {{runtime: command}}}}
+          agents:{agent}
+    """)
+
+
+@pytest.mark.xfail(strict=True, reason="9edf9cf (h-perf): act/branch_marks.py set_protect writes a mark (= ownership) "
+                   "for the declared branch when protect changes; with branchPrefix changed, that is a branch the "
+                   "fleet never made (the old branch.<b>.fleetProtect key gave no ownership)")
+def test_a_protect_change_does_not_make_the_fleet_own_a_users_branch(repo: Path) -> None:
+    _protect_fleet(repo, prefix="fleet/t/", protect=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: status_in_process(repo)["w-a"]["phase"] == "Succeeded")
+    git(repo, "branch", "new/w-a")  # the user's own branch, at main
+    _protect_fleet(repo, prefix="new/", protect=False)  # the prefix renamed, protect dropped
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert "new/w-a" not in branch_marks(repo)
