@@ -185,3 +185,21 @@ def test_a_protect_change_does_not_make_the_fleet_own_a_users_branch(repo: Path)
     _protect_fleet(repo, prefix="new/", protect=False)  # the prefix renamed, protect dropped
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert "new/w-a" not in branch_marks(repo)
+
+
+@pytest.mark.xfail(strict=True, reason="plan/planner.py worktree repair (`repair: missing`) skips the ownership check "
+                   "of agent.branch, and create_worktree marks it (act/branch_marks.py mark_branch, 9edf9cf; the "
+                   "config key before): with branchPrefix changed, the repaired agent is put on a user's branch")
+def test_repairing_a_deleted_tree_does_not_take_over_a_users_branch(repo: Path) -> None:
+    import shutil
+
+    _protect_fleet(repo, prefix="fleet/t/", protect=False)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_until(lambda: status_in_process(repo)["w-a"]["phase"] == "Succeeded")
+    git(repo, "branch", "new/w-a")  # the user's own branch
+    shutil.rmtree(repo / ".fleet" / "worktrees" / "w-a")  # the tree's directory deleted by hand
+    _protect_fleet(repo, prefix="new/", protect=False)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    worktrees = git(repo, "worktree", "list", "--porcelain")
+    assert "branch refs/heads/new/w-a" not in worktrees, worktrees  # no agent tree on the user's branch
+    assert "new/w-a" not in branch_marks(repo)
