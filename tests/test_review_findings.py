@@ -203,3 +203,32 @@ def test_repairing_a_deleted_tree_does_not_take_over_a_users_branch(repo: Path) 
     worktrees = git(repo, "worktree", "list", "--porcelain")
     assert "branch refs/heads/new/w-a" not in worktrees, worktrees  # no agent tree on the user's branch
     assert "new/w-a" not in branch_marks(repo)
+
+
+# -- git without GitPython (observe/gitcmd.py, e7ff053): what held -------------------------------------------
+
+
+def test_a_repo_path_with_spaces_and_unicode_run_from_a_subdirectory_with_another_repos_git_dir(
+        tmp_path: Path) -> None:
+    """Held: fleet's own git ignores a leaked GIT_DIR/GIT_WORK_TREE/GIT_INDEX_FILE (another repo's) and
+    works in a path with spaces and non-ASCII letters, run from a subdirectory; the other repo is untouched."""
+    repo, other = tmp_path / "my repo é", tmp_path / "other"
+    for path in (repo, other):
+        path.mkdir()
+        git(path, "init", "-q", "-b", "main")
+        (path / "README.md").write_text("# r\n")
+        git(path, "add", "README.md")
+        git(path, "commit", "-q", "-m", "initial commit")
+    (repo / "sub dir").mkdir()
+    path = _idle_fleet(repo, "crash", "0")
+    leak = {"GIT_DIR": str(other / ".git"), "GIT_WORK_TREE": str(other),
+            "GIT_INDEX_FILE": str(other / ".git" / "index"), "LANG": "de_DE.UTF-8"}
+    before = git(other, "for-each-ref"), (other / ".git" / "index").read_bytes()
+    fleet_in_process("apply", "../fleet.yaml", "--yes", cwd=repo / "sub dir", env=leak, check=True)
+    wait_until(lambda: all(r["phase"] == "Succeeded" for r in status_in_process(repo).values()))
+    path.write_text(path.read_text().replace("[a00, a01]", "[a01]"))
+    fleet_in_process("apply", "../fleet.yaml", "--yes", cwd=repo / "sub dir", env=leak, check=True)
+    assert A not in _branches(repo) and "fleet/t/w-a01" in _branches(repo)
+    assert not (repo / ".fleet" / "worktrees" / "w-a00").exists()
+    assert (git(other, "for-each-ref"), (other / ".git" / "index").read_bytes()) == before
+    assert git(other, "worktree", "list", "--porcelain").count("worktree ") == 1
