@@ -174,10 +174,9 @@ def _protect_fleet(repo: Path, *, prefix: str, protect: bool, declared: bool = T
     """)
 
 
-@pytest.mark.xfail(strict=True, reason="9edf9cf (h-perf): act/branch_marks.py set_protect writes a mark (= ownership) "
-                   "for the declared branch when protect changes; with branchPrefix changed, that is a branch the "
-                   "fleet never made (the old branch.<b>.fleetProtect key gave no ownership)")
 def test_a_protect_change_does_not_make_the_fleet_own_a_users_branch(repo: Path) -> None:
+    """9edf9cf: set_protect added a mark (ownership) for the declared branch when protect changed; after a
+    branchPrefix rename that claimed a user's branch (the old fleetProtect key claimed nothing)."""
     _protect_fleet(repo, prefix="fleet/t/", protect=True)
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_until(lambda: status_in_process(repo)["w-a"]["phase"] == "Succeeded")

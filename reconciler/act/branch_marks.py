@@ -26,9 +26,10 @@ def mark_branch(repo: GitRepo, fleet: str, branch: str, *, protect: bool = False
 
 
 def set_protect(repo: GitRepo, fleet: str, branch: str, protect: bool) -> None:
-    """Keep the agent's `protect` beside its branch mark (it must outlive the state store)."""
+    """Keep the agent's `protect` beside its branch mark (it must outlive the state store). Only
+    an existing mark is changed: protect never makes a branch the fleet's."""
     marks = read_fleet_marks(repo.common_dir, fleet)
-    if marks.get(branch) != protect:
+    if branch in marks and marks[branch] != protect:
         marks[branch] = protect
         write_fleet_marks(repo.common_dir, fleet, marks)
     if not protect:  # an old key left in the config would still read as protect
