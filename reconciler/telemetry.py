@@ -117,7 +117,8 @@ class Telemetry:
         meter.create_observable_gauge("fleet.cost", [self._observe_cost], unit="USD",
                                       description="Spend recorded per agent (all runs of its record).")
         meter.create_observable_gauge("fleet.budget.remaining", [self._observe_budget], unit="USD",
-                                      description="budget.usdPerDay (and perTier) left today, UTC.")
+                                      description="budget.usdPerDay (and perTier) left today, UTC, after what "
+                                                  "ended runs and running sessions have spent.")
         meter.create_observable_gauge("fleet.budget.left", [self._observe_lines], unit="1",
                                       description="Each budget line's limit minus spent and reserved (attribute "
                                                   "fleet.budget: budget.usdPerDay, budget.windows[0], ...; unit "
@@ -329,7 +330,6 @@ def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     from .plan.budget import budgets
     from .runtimes.pricing import overrides
     from .store import clock
-    from .store.ledger import spend_on, today
     from .store.records import RUNNING
 
     store = state_store(GitRepo(loaded.repo), loaded.name)
@@ -338,7 +338,7 @@ def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     live: dict[str, tuple[float, int]] = {}
     for rec in records.values():
         if rec.phase == RUNNING:  # a running session's cost so far counts now, not once it ends
-            spent = live_spend(rec, store.log_path(rec.agent), prices)
+            spent = live_spend(rec, store.log_path(rec.agent), prices, store.spend_path(rec.agent))
             live[rec.agent] = (spent.usd or 0.0, spent.tokens) if spent is not None else (0.0, 0)
     snap = _Snapshot(phases=dict.fromkeys(PHASES, 0))
     for agent in loaded.agents:
@@ -347,14 +347,16 @@ def _snapshot_of(loaded: LoadedFleet) -> _Snapshot:
     for rec in records.values():
         snap.phases[rec.phase] = snap.phases.get(rec.phase, 0) + 1
         snap.cost[(rec.agent, rec.tier or "")] = rec.cost_usd + live.get(rec.agent, (0.0, 0))[0]
-    budget = loaded.fleet.spec.budget
-    spend = spend_on(today(), records.values())
-    if budget.usdPerDay is not None:
-        snap.budget = max(0.0, budget.usdPerDay - spend.total)
-    snap.tier_budget = {tier: max(0.0, usd - spend.by_tier.get(tier, 0.0)) for tier, usd in budget.perTier.items()}
+    # what is left counts what running sessions have spent so far, as admission does: a pass that
+    # observed them has the figure now, not once their run is folded into the ledger
     for line in budgets(loaded.fleet.spec, records.values(), live, clock.now()).lines:
-        if not line.agent_scoped:
-            snap.lines.append((line.name, line.unit, line.left(""), line.reserved))
+        if line.agent_scoped:
+            continue
+        snap.lines.append((line.name, line.unit, line.left(""), line.reserved))
+        if line.name == "budget.usdPerDay":
+            snap.budget = max(0.0, line.limit - line.spent)
+        elif line.name.startswith("budget.perTier.") and line.tier is not None:
+            snap.tier_budget[line.tier] = max(0.0, line.limit - line.spent)
     return snap
 
 

@@ -116,7 +116,7 @@ def observe(loaded: LoadedFleet, seen: Mapping[str, Seen], **facts: Any) -> Obse
             obs.last_progress = NOW.timestamp() - s.progress_ago
         agents[name] = obs
     for name, usd in facts.pop("live", {}).items():  # a running session's live spend (observe/live.py)
-        agents[name].live_usd, agents[name].live_tokens = usd, 0
+        agents[name].live_usd, agents[name].live_tokens = usd if isinstance(usd, tuple) else (usd, 0)
     return Observed(base_exists=facts.pop("base_exists", True),
                     agents=agents, **facts)
 
@@ -185,6 +185,7 @@ def stake(**kw: Any) -> AtStake:
 
 GATES = {"lint": {"run": "make lint"}}
 CAP1 = {"concurrency": {"maxRunning": 1}}
+HALF_HOUR = timedelta(minutes=30)
 SOON, PAST = (NOW + timedelta(seconds=30)).isoformat(), (NOW - timedelta(seconds=1)).isoformat()
 
 
@@ -292,6 +293,27 @@ BUDGET = [
                       "resumes at 12:30 UTC"),
          e(SPAWN, "c")],
         spec={"tiers": {**TIERS, "cmd": {"runtime": "command", "windows": [{"every": "1h", "tokens": 1000}]}}}),
+    # token windows count reservations as USD lines do: concurrent starts overshoot by one reservation at most
+    row("starts reserve the tier's median run on a token window: three fit in 700 tokens left, the fourth waits",
+        [agent("a"), agent("b"), agent("c"), agent("d"), agent("e")],
+        {"a": Seen(SUCCEEDED, rec={"ledger": {"r": {"usd": 0, "tokens": 300, "at": (NOW - HALF_HOUR).isoformat()}}}),
+         "b": READY, "c": READY, "d": READY, "e": READY},
+        [e(SPAWN, "b", reserveTokens=300), e(SPAWN, "c"), e(SPAWN, "d"),
+         e(WAIT, "e", "budget.windows[0] 1,000 tokens per 1h reached (300 tokens in the window since 11:30, 900 "
+                      "reserved by sessions running or starting)", condition="BudgetExhausted")],
+        spec={"budget": {"windows": [{"every": "1h", "tokens": 1000}]}}),
+    row("a running session's unspent token reservation holds on the window", [agent("a"), agent("b"), agent("c")],
+        {"a": Seen(SUCCEEDED, rec={"ledger": {"r": {"usd": 0, "tokens": 600, "at": (NOW - HALF_HOUR).isoformat()}}}),
+         "b": Seen(RUNNING, alive=True), "c": READY},
+        [e(WAIT, "c", "(700 tokens in the window since 11:30, 500 reserved by sessions running or starting)",
+           condition="BudgetExhausted")],
+        spec={"budget": {"windows": [{"every": "1h", "tokens": 1200}]}}, facts={"live": {"b": (0.0, 100)}}),
+    row("a capped tier reserves its cap's worth of tokens at its model's input price",
+        [agent("a", "aid"), agent("b", "aid"), agent("c", "aid")], {"a": READY, "b": READY, "c": READY},
+        [e(SPAWN, "a", reserveUsd=0.003, reserveTokens=1000), e(SPAWN, "b"),
+         e(WAIT, "c", "tiers.aid.windows[0] 1,500 tokens per 1h reached (0 tokens in the window, 2,000 reserved")],
+        spec={"tiers": {**TIERS, "aid": {"runtime": "aider", "model": "claude-sonnet-4-5-20250929",
+                                         "maxUsdPerRun": 0.003, "windows": [{"every": "1h", "tokens": 1500}]}}}),
 ]
 
 PILOT_AGENTS = [agent("w-{item}", forEach={"items": ["a", "b", "c", "d"]}, rollout={"pilot": 1}, gates=["lint"])]
@@ -318,6 +340,28 @@ PILOTS = [
         [e(CREATE_WORKTREE, "w-b"), e(SPAWN, "w-b"), e(CREATE_WORKTREE, "w-c"), e(SPAWN, "w-c"),
          e(CREATE_WORKTREE, "w-d"), e(SPAWN, "w-d")],
         spec={"gates": GATES, "budget": {"usdPerDay": 1}}, facts={"promoted": frozenset({"w-{item}"})}),
+    # a pilot that failed for good: the rest say so, and what to do, instead of waiting silently
+    row("pilot's gates gave up: the rest wait naming it", PILOT_AGENTS,
+        {"w-a": failed(0, gates_exhausted=True, last_gate={"name": "lint", "exit_code": 1, "output": "E501"})},
+        [e(WAIT, w, "Pilot: pilot run(s) of w-{item} failed for good (w-a: gate lint failed maxAttempts times); "
+                    "fix and restart the pilot, change the file, or `fleet promote w-{item}` to start the rest anyway",
+           condition="Pilot") for w in ("w-b", "w-c", "w-d")],
+        spec={"gates": GATES}),
+    row("pilot failed with restart: Never", [{**PILOT_AGENTS[0], "restart": "Never"}], {"w-a": failed(1)},
+        [e(WAIT, w, "failed for good (w-a: restart: Never)", condition="Pilot") for w in ("w-b", "w-c", "w-d")],
+        spec={"gates": GATES}),
+    row("pilot that cannot start", PILOT_AGENTS, {"w-a": failed(127, held="StartFailed")},
+        [e(WAIT, w, "failed for good (w-a: StartFailed)") for w in ("w-b", "w-c", "w-d")], spec={"gates": GATES}),
+    row("pilot failed but will be restarted: the rest wait for it as before", PILOT_AGENTS,
+        {"w-a": failed(1, backoff_until=SOON)},
+        [e(WAIT, "w-a", "CrashLoopBackOff"), *(e(WAIT, w, "Pilot: waiting for pilot run(s) w-a to succeed")
+                                               for w in ("w-b", "w-c", "w-d"))],
+        spec={"gates": GATES}),
+    row("pilot failed for good, promoted: the rest start", PILOT_AGENTS,
+        {"w-a": failed(0, gates_exhausted=True)},
+        [e(CREATE_WORKTREE, "w-b"), e(SPAWN, "w-b"), e(CREATE_WORKTREE, "w-c"), e(SPAWN, "w-c"),
+         e(CREATE_WORKTREE, "w-d"), e(SPAWN, "w-d")],
+        spec={"gates": GATES}, facts={"promoted": frozenset({"w-{item}"})}),
 ]
 
 # --- restart policy x exit code x backoff ------------------------------------------------------------------
@@ -593,6 +637,20 @@ DEADLINES = [
                          + ORPHANS + DEADLINES)
 def test_plan(r: Row) -> None:
     check(run(r), r.expected)
+
+
+def test_a_pilot_failed_for_good_is_in_the_plans_notes_and_projections() -> None:
+    from reconciler.render.spend import projection_line
+
+    loaded = load(PILOT_AGENTS, {"gates": GATES})
+    result = plan(loaded, observe(loaded, {"w-a": failed(0, gates_exhausted=True)}), NOW)
+    assert result.notes == ("rollout w-{item}: pilot run(s) of w-{item} failed for good (w-a: its gates failed "
+                            "maxAttempts times); fix and restart the pilot, change the file, or `fleet promote "
+                            "w-{item}` to start the rest anyway",)
+    (proj,) = result.projections
+    assert proj["failedPilots"] == ["w-a"] and proj["projectedUsd"] is None
+    assert projection_line(proj) == ("rollout w-{item}: pilot w-a failed for good; fix and restart it, change the "
+                                     "file, or `fleet promote FILE 'w-{item}'`")
 
 
 def test_foreign_unmarked_worktree_is_a_note() -> None:

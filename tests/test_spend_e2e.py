@@ -12,14 +12,18 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import ROOT, fleet, session_pids, status, wait_until
+from conftest import ROOT, session_pids, wait_until
+from conftest import fleet_in_process as fleet  # the CLI in this process: sessions stay real processes
 from model_server import ModelServer, Reply, Request, Stall, Text, ToolUse, Usage, play
-from test_claude_e2e import CLAUDE, INSTALL, MODEL, apply, claude_fleet, converge, results
+from test_claude_e2e import CLAUDE, INSTALL, MODEL, claude_fleet
+from test_telemetry import _attr, _Collector
 
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason=f"the real Claude Code CLI is not installed; run `{INSTALL}`")
 
@@ -80,12 +84,45 @@ def serve_with(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
         server.close()
 
 
+def apply(repo: Path) -> None:
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def status(repo: Path) -> dict[str, dict]:
+    proc = fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True)
+    return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
+def converge(repo: Path, done: Callable[[dict[str, dict]], bool], rounds: int = 8) -> dict[str, dict]:
+    """apply, let the sessions it started finish, repeat until `done(status)` (test_claude_e2e's, in process)."""
+    rows: dict[str, dict] = {}
+    for _ in range(rounds):
+        apply(repo)
+        wait_until(lambda: not session_pids(repo), timeout=60)
+        rows = status(repo)
+        if done(rows):
+            return rows
+    raise AssertionError(f"not done after {rounds} applies: {rows}")
+
+
 def record(repo: Path, agent: str) -> dict:
     return json.loads(next((repo / ".git" / "fleet" / "state" / "t").glob(f"{agent}.json")).read_text())
 
 
 def ledger(repo: Path, agent: str) -> dict[str, dict]:
     return record(repo, agent)["ledger"]
+
+
+def raw_log(repo: Path, agent: str) -> str:
+    """The session log `fleet logs FILE AGENT --raw` prints, read from the state store (a CLI call saved)."""
+    return (repo / ".git" / "fleet" / "logs" / "t" / f"{agent}.log").read_text()
+
+
+def results(repo: Path, agent: str) -> list[dict]:
+    """Every result object claude printed in the agent's session log."""
+    return [json.loads(line) for line in raw_log(repo, agent).splitlines()
+            if line.startswith("{") and '"type":"result"' in line]
 
 
 def diff_json(repo: Path, env: dict[str, str] | None = None) -> dict:
@@ -117,20 +154,21 @@ def test_three_one_dollar_agents_under_a_day_budget_of_1_50(repo: Path, serve_wi
     assert held in wait["reason"]
     apply(repo)
     wait_until(lambda: not session_pids(repo), timeout=90)
-    rows = converge(repo, lambda r: r["w-a"]["phase"] == "Succeeded" and r["w-b"]["phase"] == "Succeeded")
+    apply(repo)  # folds both runs in; w-c still waits
+    report = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    rows = {a["agent"]: a for a in report["agents"]}
+    assert [rows[w]["phase"] for w in ("w-a", "w-b")] == ["Succeeded", "Succeeded"], rows
     assert rows["w-c"]["phase"] == "Pending" and rows["w-c"]["session_id"] is None
     assert "budget.usdPerDay $1.50 reached ($1.98 spent today)" in rows["w-c"]["reason"], rows["w-c"]
     assert "resumes at 00:00 UTC" in rows["w-c"]["reason"]
     assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in rows["w-c"]["conditions"])
-    report = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
     # never more than one run's reservation over the budget
     assert report["spendTodayUsd"] == pytest.approx(2 * usd_of(ONE_DOLLAR))
     assert report["spendTodayUsd"] <= 1.5 + 1
     day = next(b for b in report["budgets"] if b["name"] == "budget.usdPerDay")
     assert day["spent"] == pytest.approx(1.98) and day["reserved"] == 0 and day["limit"] == 1.5
     assert len({r.session_id for r in server.main_requests()}) == 2  # the third never reached the model
-    log = fleet("logs", "fleet.yaml", "w-a", "--raw", cwd=repo, check=True).stdout
-    assert "--max-budget-usd 1 " in log  # its hard cap is its reservation
+    assert "--max-budget-usd 1 " in raw_log(repo, "w-a")  # its hard cap is its reservation
 
 
 def _killed_then_resumed(repo: Path, serve_with, claude: str | None) -> tuple[Billing, dict, list[dict]]:
@@ -151,11 +189,10 @@ def _killed_then_resumed(repo: Path, serve_with, claude: str | None) -> tuple[Bi
     """)
     apply(repo)
     wait_until(server.stalled.is_set, timeout=60)  # the priced tool turn is done; claude waits on the model
-    before = status(repo)["solo"]
-    os.killpg(before["pid"], signal.SIGKILL)  # no result object from this process
+    os.killpg(record(repo, "solo")["pid"], signal.SIGKILL)  # no result object from this process
     wait_until(lambda: not session_pids(repo))
     apply(repo)  # records the loss and its cost, backs off
-    lost = status(repo)["solo"]
+    lost = record(repo, "solo")
     assert lost["phase"] == "Failed"
     assert lost["cost_usd"] == pytest.approx(usd_of(turn1))  # priced from the transcript: it was not free
 
@@ -215,11 +252,10 @@ def test_resumed_conversation_cost_is_counted_once_per_cli_semantics(repo: Path,
         assert totals == pytest.approx([0.3, 0.75])  # the conversation's running total
     else:
         assert totals == pytest.approx([0.3, 0.45])  # this process's own
-    apply(repo)
     entries = ledger(repo, "solver").values()
     assert sorted(e["cli"] for e in entries) == [OLD_VERSION if which == "old" else "2.1.332"] * 2
     assert row["cost_usd"] == pytest.approx(0.75) and bill.usd == pytest.approx(0.75)
-    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
+    log = raw_log(repo, "solver")
     # the gate-feedback resume is capped too: at twice the median run, on top of the total the pinned
     # CLI restores for the conversation (its transcript's cost-state) and compares the cap with
     cap = {"pinned": "0.9", "old": "0.6"}[which]
@@ -259,27 +295,10 @@ def test_pilot_of_one_in_a_group_of_four(repo: Path, serve_with) -> None:
     # with enough budget the other three start
     text = (repo / "fleet.yaml").read_text().replace("usdPerDay: 1.0", "usdPerDay: 5")
     (repo / "fleet.yaml").write_text(text)
-    rows = converge(repo, lambda r: all(r[f"w-{x}"]["phase"] == "Succeeded" and not r[f"w-{x}"]["reason"]
-                                        for x in "abcd"))
+    apply(repo)
+    wait_until(lambda: not session_pids(repo), timeout=90)
     assert len({r.session_id for r in server.main_requests()}) == 4
-
-
-def test_fleet_promote_overrides_the_projection(repo: Path, serve_with) -> None:
-    serve_with(lambda req: Text("checked", Usage(input_tokens=100_000, output_tokens=0)))
-    claude_fleet(repo, """
-            - name: w-{item}
-              forEach: {items: [a, b]}
-              rollout: {pilot: 1}
-              tier: worker
-              prompt: Check {item}.
-    """, extra="""  budget: {usdPerDay: 0.4}""")
-    converge(repo, lambda r: r["w-a"]["phase"] == "Succeeded")
-    assert status(repo)["w-b"]["reason"].startswith("Pilot: projected $0.60 for 2 agents")
-    refused = fleet("promote", "fleet.yaml", "w-b", cwd=repo)
-    assert refused.returncode != 0 and "no rollout group named 'w-b'" in refused.stderr
-    fleet("promote", "fleet.yaml", "w-{item}", cwd=repo, check=True)
-    rows = converge(repo, lambda r: r["w-b"]["phase"] == "Succeeded")
-    assert rows["w-b"]["session_id"] is not None
+    assert [record(repo, f"w-{x}")["session_id"] is not None for x in "bcd"] == [True, True, True]
 
 
 def test_a_five_hour_window_exhausted_waits_until_its_reset(repo: Path, serve_with) -> None:
@@ -306,7 +325,6 @@ def test_a_five_hour_window_exhausted_waits_until_its_reset(repo: Path, serve_wi
     assert [a["kind"] for a in diff_json(repo, env=later)["actions"] if a["agent"] == "w-b"] == ["spawn"]
     assert fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=later).returncode == 0
     wait_until(lambda: not session_pids(repo), timeout=90)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=later, check=True)
     row = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True, env=later).stdout)["agents"][1]
     assert row["agent"] == "w-b" and row["phase"] == "Succeeded", row
 
@@ -341,42 +359,110 @@ def test_a_cli_warning_about_the_model_is_a_condition_in_describe(repo: Path, se
     assert "$0.00 " not in fleet("status", "fleet.yaml", cwd=repo, check=True).stdout  # a small cost is shown
 
 
-def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_one(repo: Path, serve_with) -> None:
-    turn = Usage(input_tokens=200_000, output_tokens=1_000)  # $0.615, over the $0.50 day while it runs
+@pytest.fixture
+def otlp() -> Iterator[_Collector]:
+    """A real OTLP/HTTP receiver on 127.0.0.1 (tests/test_telemetry.py's) for fleet's own telemetry."""
+    server = _Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _gauges(collector: _Collector, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
+    """The last exported value of each of a metric's points, by their attributes other than fleet.name."""
+    out: dict[tuple[tuple[str, Any], ...], float] = {}
+    for metric in collector.metrics:
+        if metric.name != name:
+            continue
+        points = metric.gauge.data_points if metric.HasField("gauge") else metric.sum.data_points
+        for p in points:
+            attrs = tuple(sorted((kv.key, _attr([kv], kv.key)) for kv in p.attributes if kv.key != "fleet.name"))
+            out[attrs] = p.as_double if p.HasField("as_double") else float(p.as_int)
+    return out
+
+
+def test_live_spend_over_the_budget_pauses_the_session_then_it_resumes_the_same_one(repo: Path, serve_with,
+                                                                                    otlp: _Collector) -> None:
+    # two priced tool turns, $0.303 each, nearly all of it output: claude's stream-json log shows each
+    # message's output count at its start (1 token), so from the log this run would have cost $0.006;
+    # claude's own cost metric, which fleet receives over OTLP while it runs, has the $0.606
+    step = Usage(input_tokens=1_000, output_tokens=20_000)
+    run = 2 * usd_of(step)
 
     def script(req: Request) -> Reply:
         if "Your previous run" in req.prompt():
             return Text("finished after the pause", Usage(input_tokens=1_000, output_tokens=10))
-        return play(req, ToolUse("Bash", {"command": "echo step", "description": "step"}, usage=turn), Stall())
+        return play(req, ToolUse("Bash", {"command": "echo one", "description": "one"}, usage=step),
+                    ToolUse("Bash", {"command": "echo two", "description": "two"}, usage=step), Stall())
 
     bill = Billing(script)
     server = serve_with(bill)
+    collector = otlp  # fleet's own telemetry goes there
     claude_fleet(repo, """
             - name: solo
               tier: worker
               prompt: Do the work.
-    """, extra="""  budget: {usdPerDay: 0.5}""")
-    apply(repo)
-    wait_until(server.stalled.is_set, timeout=60)  # a priced turn is in its log; the session still runs
+    """, extra=f"""  budget: {{usdPerDay: 1.0}}
+          telemetry: {{otlpEndpoint: "{collector.endpoint}"}}""")
+    text = (repo / "fleet.yaml").read_text().replace("model: claude-sonnet-4-5-20250929,",
+                                                     "model: claude-sonnet-4-5-20250929, maxUsdPerRun: 2,")
+    (repo / "fleet.yaml").write_text(text)
+    apply(repo)  # the spawn reserves its $2 cap
+    assert _gauges(collector, "fleet.budget.reserved")[(("fleet.budget", "budget.usdPerDay"),)] == pytest.approx(2)
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == 0
+    wait_until(server.stalled.is_set, timeout=60)  # both priced turns are done; the session still runs
+    spend_file = repo / ".git" / "fleet" / "state" / "t" / "live" / "solo.json"
+
+    def exported() -> float:
+        text = spend_file.exists() and spend_file.read_text()
+        return sum(s["usd"] for s in json.loads(text)["sessions"].values()) if text else 0.0
+
+    wait_until(lambda: exported() >= run - 1e-9, timeout=30)  # claude exports every second
     running = status(repo)["solo"]
-    assert running["phase"] == "Running" and running["live_usd"] == pytest.approx(0.6, abs=0.001)
+    assert running["phase"] == "Running" and running["live_usd"] == pytest.approx(run), running
+    # claude's own metric reaches the collector too: fleet's receiver forwards each export (as protobuf,
+    # the protocol fleet's telemetry gives sessions) after writing it down
+    def forwarded() -> float:
+        return sum(p.as_double for m in list(collector.metrics) if m.name == "claude_code.cost.usage"
+                   for p in m.sum.data_points)
+
+    wait_until(lambda: forwarded() >= run - 1e-9, timeout=30)
+    assert forwarded() == pytest.approx(run)
+    # a pass while it runs (nothing to do: $0.61 of $1.00) exports the live figures, not the last run's
+    collector.metrics.clear()
+    apply(repo)
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == pytest.approx(run)
+    assert _gauges(collector, "fleet.budget.remaining")[()] == pytest.approx(1.0 - run)
+    reserved = _gauges(collector, "fleet.budget.reserved")
+    assert reserved[(("fleet.budget", "budget.usdPerDay"),)] == pytest.approx(2 - run)
+    left = _gauges(collector, "fleet.budget.left")
+    assert left[(("fleet.budget", "budget.usdPerDay"), ("fleet.budget.unit", "usd"))] == pytest.approx(-1.0)
+    (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("usdPerDay: 1.0", "usdPerDay: 0.5"))
     stop = next(a for a in diff_json(repo)["actions"] if a["agent"] == "solo")
     assert stop["kind"] == "stop" and stop["details"]["budget"] == "pause", stop
+    assert "budget.usdPerDay $0.50 reached ($0.61 spent today, $1.39 reserved by sessions" in stop["reason"]
+    collector.metrics.clear()
     apply(repo)  # pauses it: stopped, its cost recorded, the conversation kept
     wait_until(lambda: not session_pids(repo))
+    assert _gauges(collector, "fleet.cost")[(("fleet.agent", "solo"), ("fleet.tier", "worker"))] == pytest.approx(run)
+    assert _gauges(collector, "fleet.budget.remaining")[()] == 0
+    assert _gauges(collector, "fleet.budget.reserved")[(("fleet.budget", "budget.usdPerDay"),)] == 0
     paused = status(repo)["solo"]
     assert paused["phase"] == "Pending" and paused["pid"] is None, paused
     # it waits to be resumed when the budget allows
     assert paused["reason"].startswith("resume waits: budget.usdPerDay $0.50 reached ($0.61 spent today)"), paused
     rec = record(repo, "solo")
     assert rec["paused"] is True and rec["reason"].startswith("paused: BudgetExhausted: budget.usdPerDay"), rec
-    assert paused["cost_usd"] == pytest.approx(usd_of(turn))  # nothing stopped without its cost
+    assert paused["cost_usd"] == pytest.approx(run)  # nothing stopped without its cost
     assert any(c["type"] == "BudgetExhausted" and c["status"] == "True" for c in paused["conditions"])
-    assert [a["kind"] for a in diff_json(repo)["actions"]] == ["wait"]  # the budget is still spent
+    # (its reason above is the plan's wait: the budget is still spent); with more budget it is resumed, the
+    # same conversation
     (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("usdPerDay: 0.5", "usdPerDay: 5"))
-    assert [a["kind"] for a in diff_json(repo)["actions"]] == ["resume"]
     rows = converge(repo, lambda r: r["solo"]["phase"] == "Succeeded")
     assert rows["solo"]["session_id"] == paused["session_id"]
     assert {r.session_id for r in server.main_requests()} == {paused["session_id"]}
     apply(repo)
     assert sum(e["usd"] for e in ledger(repo, "solo").values()) == pytest.approx(bill.usd)
+    assert bill.usd == pytest.approx(run + usd_of(Usage(input_tokens=1_000, output_tokens=10)))

@@ -166,3 +166,17 @@ def test_the_total_a_resumed_claude_restores() -> None:
         {"type": "cost-state", "totalCostUSD": 0.3}, {"type": "assistant"},
         {"type": "cost-state", "totalCostUSD": 0.9}))
     assert claude_restored_total(transcript) == pytest.approx(0.9) and claude_restored_total("") is None
+
+
+@pytest.mark.parametrize("line, shown", [
+    ({"name": "budget.windows[1]", "unit": "tokens", "limit": 1000, "period": "per 1h", "spent": 300,
+      "reserved": 900, "left": -200}, "budget.windows[1] (per 1h): 300 tokens of 1,000, 900 reserved"),
+    ({"name": "budget.windows[1]", "unit": "tokens", "limit": 1000, "period": "per 1h", "spent": 300,
+      "reserved": 0, "left": 700}, "budget.windows[1] (per 1h): 300 tokens of 1,000"),
+    ({"name": "budget.usdPerDay", "unit": "usd", "limit": 1.5, "period": "today", "spent": 1.0, "reserved": 0.5,
+      "left": 0.0}, "budget.usdPerDay (today): $1.00 spent of $1.50, $0.50 reserved, $0.00 left"),
+])
+def test_a_budget_line_as_status_shows_it(line: dict, shown: str) -> None:
+    from reconciler.render.spend import budget_line
+
+    assert budget_line(line) == shown

@@ -18,14 +18,21 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..store import clock
 from ..store.records import CannotStart
+
+if TYPE_CHECKING:
+    from .spend_receiver import SpendReceiver
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reconciler.act.session_host")
     parser.add_argument("--exit-file", required=True)
+    # claude: receive its OTLP cost metrics while it runs and write them here (act/spend_receiver.py)
+    parser.add_argument("--spend-file")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -43,17 +50,35 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.close(started_r)
     os.setsid()
-    _host(command, args.exit_file, started_w)
+    _host(command, args.exit_file, started_w, args.spend_file)
     return 0  # not reached
 
 
-def _host(command: list[str], exit_file: str, started_fd: int) -> None:
+def _host(command: list[str], exit_file: str, started_fd: int, spend_file: str | None = None) -> None:
     # the pid pipe to fleet must not stay open in the session
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(2, 1)  # stdout -> the log (fleet opened stderr on it)
     os.dup2(devnull, 0)
-    run_recorded(command, exit_file, started_fd=started_fd)
+    receiver = _receiver(spend_file) if spend_file else None
+    run_recorded(command, exit_file, started_fd=started_fd, receiver=receiver)
     os._exit(0)
+
+
+def _receiver(spend_file: str) -> SpendReceiver | None:
+    """The session's own OTLP receiver, bound before it starts; None if its metrics go over gRPC
+    (left alone) or no port could be had (its live spend is then read from its log)."""
+    from .spend_receiver import SpendReceiver, forward_headers, forward_target
+
+    target = forward_target(os.environ)
+    if target is False:
+        return None
+    try:
+        return SpendReceiver(Path(spend_file), forward=target if isinstance(target, tuple) else None,
+                             headers=forward_headers(os.environ))
+    except OSError as exc:
+        print(f"fleet: no live cost receiver for this session ({exc}); live spend is read from the log",
+              file=sys.stderr, flush=True)
+        return None
 
 
 def cannot_start(program: str, exc: OSError) -> CannotStart:
@@ -72,14 +97,16 @@ def cannot_start(program: str, exc: OSError) -> CannotStart:
 
 
 def run_recorded(command: list[str], exit_file: str, *, also_default: tuple[int, ...] = (),
-                 started_fd: int | None = None) -> None:
+                 started_fd: int | None = None, receiver: SpendReceiver | None = None) -> None:
     """Run `command` as our child and write its exit code to `exit_file` when it ends.
 
     Shared by this local host and the Ray node's (engines/ray/host.py). TERM/INT/HUP reach
     the whole group; the host ignores them so it outlives the agent to record how it ended,
     while the agent gets them with their default actions (and `also_default`). `started_fd`
     is closed once the command runs; if it cannot start, why is written to it first (as JSON),
-    after the exit file.
+    after the exit file. `receiver`: the command's environment sends its metrics to it; it serves
+    while the command runs and is closed before the exit file is written (the spend file is final
+    when the exit file appears).
     """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
@@ -89,8 +116,14 @@ def run_recorded(command: list[str], exit_file: str, *, also_default: tuple[int,
         for sig in reset:
             signal.signal(sig, signal.SIG_DFL)
 
+    env = None
+    if receiver is not None:
+        from .spend_receiver import claude_env
+
+        env = claude_env(os.environ, receiver.endpoint)
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=default_signals)
+        # the receiver's thread starts after the fork: preexec_fn runs in a process with one thread
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=default_signals, env=env)
     except OSError as exc:
         cannot = cannot_start(command[0], exc)
         print(f"fleet: {cannot.message}", file=sys.stderr, flush=True)
@@ -98,7 +131,13 @@ def run_recorded(command: list[str], exit_file: str, *, also_default: tuple[int,
         _report_started(started_fd, cannot)
         return
     _report_started(started_fd, None)
-    code = child.wait()
+    if receiver is not None:
+        receiver.start()
+    try:
+        code = child.wait()
+    finally:
+        if receiver is not None:
+            receiver.close()
     if code < 0:  # killed by a signal: record it the way shells do (and `fleet lock`)
         code = 128 - code
     write_exit(exit_file, code)

@@ -114,17 +114,23 @@ def prepare(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
     return Launch(agent=agent, argv=argv, env=env, session_id=session_id, resume=resume is not None)
 
 
-def launch(prepared: Launch, *, log: Path, exit_file: Path) -> Started:
-    """Start the prepared session detached, output appended to `log`."""
+def launch(prepared: Launch, *, log: Path, exit_file: Path, spend_file: Path | None = None) -> Started:
+    """Start the prepared session detached, output appended to `log`. `spend_file`: a claude
+    session's host receives its cost metrics and writes them there (act/spend_receiver.py)."""
     agent, argv = prepared.agent, prepared.argv
     log.parent.mkdir(parents=True, exist_ok=True)
     exit_file.unlink(missing_ok=True)
+    spend = []
+    if spend_file is not None:
+        spend_file.unlink(missing_ok=True)  # the last run's figures are in the ledger
+        spend = ["--spend-file", str(spend_file)]
     with log.open("ab") as out:
         out.write(f"{RUN_MARKER}{'resume' if prepared.resume else 'start'} "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {_one_line(' '.join(argv))[:300]}\n".encode())
         out.flush()
         runner = subprocess.run(
-            [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), "--", *argv],
+            [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), *spend,
+             "--", *argv],
             cwd=agent.worktree, env=prepared.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=out,
             check=False, timeout=30)
     # line 1: the session's pid; line 2, only if the program could not start: why (JSON)

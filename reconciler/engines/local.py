@@ -93,7 +93,8 @@ class LocalEngine:
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
         assert isinstance(prepared, sessions.Launch)
         log = self.store.log_path(agent.name)
-        started = sessions.launch(prepared, log=log, exit_file=self.store.exit_path(agent.name))
+        spend = self.store.spend_path(agent.name) if agent.tier.runtime == "claude" else None
+        started = sessions.launch(prepared, log=log, exit_file=self.store.exit_path(agent.name), spend_file=spend)
         return Launched(session_id=started.session_id, pid=started.pid, create_time=started.create_time,
                         where=f"pid {started.pid}, log {log}", ready=f"pid {started.pid}",
                         cannot_start=started.cannot_start)

@@ -1,14 +1,19 @@
-"""Live spend of running sessions, read from their logs as they grow (docs/operations.md "Spend").
+"""Live spend of running sessions, as they run (docs/operations.md "Live spend").
 
-claude's stream-json `assistant` events, codex's `turn.completed` usage and aider's
-`Cost:` lines land in the session log while the run goes, so a running total crosses
-a cap within a pass, not at exit. Each log is read incrementally: a long-lived reader
-(the control loop) keeps where it stopped per log and reads only what was appended; a
-one-shot pass (apply, status) reads the current run's part from its last run marker,
-at most the last `_MOST` bytes.
+claude: the cost claude itself exported over OTLP to its session host's receiver
+(act/spend_receiver.py), written to the run's spend file within about a second of each
+model response. Its stream-json log cannot give that figure (an `assistant` event has
+the output count of the message's start), so the log is the fallback, and the larger
+of the two is taken: a figure can lag, never run ahead of what was billed.
+codex's `turn.completed` usage and aider's `Cost:` lines land in the session log while
+the run goes. Each log is read incrementally: a long-lived reader (the control loop)
+keeps where it stopped per log and reads only what was appended; a one-shot pass
+(apply, status) reads the current run's part from its last run marker, at most the
+last `_MOST` bytes.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,16 +44,49 @@ class _Cursor:
 class LiveSpend:
     usd: float | None  # None: tokens of a model without a price
     tokens: int
+    source: str = "log"  # "otlp": the CLI's own cost metric (claude)
 
 
 _CURSORS: dict[Path, _Cursor] = {}
 
 
-def live_spend(rec: SessionRecord, log: Path, prices: Sequence[Price] = ()) -> LiveSpend | None:
-    """What the running session `rec` has spent in its current run so far; None if its log
-    says nothing about usage."""
+def live_spend(rec: SessionRecord, log: Path, prices: Sequence[Price] = (),
+               spend_file: Path | None = None) -> LiveSpend | None:
+    """What the running session `rec` has spent in its current run so far; None if neither its
+    spend file nor its log says anything about usage."""
     if not rec.runtime:
         return None
+    logged = _from_log(rec, log, prices)
+    exported = exported_spend(rec, spend_file) if spend_file is not None else None
+    if exported is None:
+        return logged
+    if logged is None or logged.usd is None:
+        return exported
+    usd_now = exported.usd if exported.usd is not None and exported.usd >= logged.usd else logged.usd
+    return LiveSpend(usd_now, max(exported.tokens, logged.tokens), "otlp" if usd_now == exported.usd else "log")
+
+
+def exported_spend(rec: SessionRecord, spend_file: Path) -> LiveSpend | None:
+    """What the run's own cost metrics say (act/spend_receiver.py), if its host wrote any: the
+    file belongs to this run when its host's pid is the record's, and the figure to this session
+    by `session.id`."""
+    try:
+        data = json.loads(spend_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("pid") != rec.pid or not rec.session_id:
+        return None
+    sessions = data.get("sessions")
+    mine = sessions.get(rec.session_id) if isinstance(sessions, dict) else None
+    if not isinstance(mine, dict):
+        return None
+    try:
+        return LiveSpend(float(mine.get("usd") or 0.0), int(mine.get("tokens") or 0), "otlp")
+    except (TypeError, ValueError):
+        return None
+
+
+def _from_log(rec: SessionRecord, log: Path, prices: Sequence[Price]) -> LiveSpend | None:
     usage = _read(rec, log)
     if usage is None:
         return None
@@ -63,13 +101,15 @@ def live_spend(rec: SessionRecord, log: Path, prices: Sequence[Price] = ()) -> L
     return LiveSpend(usd, usage.tokens)
 
 
-def observe_live(agent: ObservedAgent, log: Path, prices: Sequence[Price] = ()) -> None:
+def observe_live(agent: ObservedAgent, log: Path, prices: Sequence[Price] = (),
+                 spend_file: Path | None = None) -> None:
     """`live_usd` and `live_tokens` of a running agent, from its session log (`log`: the local
-    session's own, or a ray session's copy on the fleet machine): what the budgets and the
-    per-run caps of the planner read, whichever engine runs the session."""
+    session's own, or a ray session's copy on the fleet machine) and, for a local claude
+    session, its spend file: what the budgets and the per-run caps of the planner read,
+    whichever engine runs the session."""
     if not agent.alive or agent.record is None:
         return
-    spent = live_spend(agent.record, log, prices)
+    spent = live_spend(agent.record, log, prices, spend_file)
     if spent is not None:
         agent.live_usd, agent.live_tokens = spent.usd, spent.tokens
 

@@ -148,7 +148,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         if agent.alive and agent.record is not None:
             admin = agent.worktree.admin_dir if agent.worktree else None
             agent.last_progress = last_progress(agent.record, log=store.log_path(agent.name), admin_dir=admin)
-            observe_live(agent, store.log_path(agent.name), prices)
+            observe_live(agent, store.log_path(agent.name), prices, store.spend_path(agent.name))
     obs.promoted = frozenset(read_promotions(store.dir))
     desired = {a.name for a in loaded.agents}
     base = loaded.fleet.spec.base

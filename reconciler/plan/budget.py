@@ -9,7 +9,9 @@ fleet (`budget.windows`) or of a tier (`tiers.T.windows`).
 Admission: a start is admitted while every line it falls under has something left
 after what is spent and what running sessions reserved; it then reserves its amount
 on each (so the next start in the same plan sees it). A run may therefore overshoot
-a budget by at most its own reservation, which is also its hard cap.
+a budget by at most its own reservation, which is also its hard cap. On a token
+window the amount is in tokens (`reservation_tokens`): the median tokens of the tier's
+finished runs, else the USD reservation at the tier model's input price.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..runtimes.pricing import overrides, price_for
 from ..spec.durations import parse_duration
 from ..store.records import SessionRecord
 
@@ -65,24 +68,24 @@ class Line:
         return self.reserved_by.get(agent, 0.0) if self.agent_scoped else self.reserved
 
     def left(self, agent: str) -> float:
-        return self.limit - self.spent_for(agent) - (self.reserved_for(agent) if self.unit == USD else 0.0)
+        return self.limit - self.spent_for(agent) - self.reserved_for(agent)
 
     def reached(self, agent: str) -> bool:
         """Spent (not merely reserved) up to its limit: running sessions under it are over budget."""
         return self.spent_for(agent) >= self.limit
 
-    def reserve(self, agent: str, usd: float) -> None:
-        if self.unit != USD:
-            return
-        self.reserved += usd
-        self.reserved_by[agent] = self.reserved_by.get(agent, 0.0) + usd
+    def reserve(self, agent: str, amount: float) -> None:
+        """Hold `amount` (this line's unit) for a run of `agent` starting or running."""
+        self.reserved += amount
+        self.reserved_by[agent] = self.reserved_by.get(agent, 0.0) + amount
 
     def refusal(self, agent: str) -> str:
         spent, reserved = self.spent_for(agent), self.reserved_for(agent)
         where = "today" if self.period == "today" else (
             f"in the window since {_hhmm(self.since)}" if self.since else "in the window")
         if self.unit == TOKENS:
-            text = f"{self.name} {self.limit:,.0f} tokens {self._per()}reached ({spent:,.0f} tokens {where})"
+            held = f", {reserved:,.0f} reserved by sessions running or starting" if reserved > 0 else ""
+            text = f"{self.name} {self.limit:,.0f} tokens {self._per()}reached ({spent:,.0f} tokens {where}{held})"
         else:
             held = f", {usd(reserved)} reserved by sessions running or starting" if reserved > 0 else ""
             text = f"{self.name} {usd(self.limit, 2)} {self._per()}reached ({usd(spent, 2)} spent {where}{held})"
@@ -97,7 +100,7 @@ class Line:
         return {"name": self.name, "unit": self.unit, "limit": self.limit, "period": self.period,
                 "spent": round(self.spent if agent is None else self.spent_for(agent), 6),
                 "reserved": round(self.reserved if agent is None else self.reserved_for(agent), 6),
-                "left": round(self.limit - self.spent - (self.reserved if self.unit == USD else 0), 6)
+                "left": round(self.limit - self.spent - self.reserved, 6)
                 if not self.agent_scoped else None,
                 "since": _iso(self.since), "resetsAt": _iso(self.resets_at)}
 
@@ -106,6 +109,10 @@ class Line:
 class Budgets:
     lines: list[Line]
     reservations: dict[str, float]  # running agent -> what it still holds reserved (beyond its live spend)
+    token_reservations: dict[str, float] = field(default_factory=dict)  # the same, in tokens
+
+    def counts_tokens(self) -> bool:
+        return any(line.unit == TOKENS for line in self.lines)
 
     def under(self, tier: str | None) -> list[Line]:
         return [line for line in self.lines if line.applies(tier)]
@@ -114,10 +121,10 @@ class Budgets:
         """The first line a start of `agent` falls under that has nothing left, if any."""
         return next((line for line in self.under(tier) if line.left(agent) <= 0), None)
 
-    def reserve(self, agent: str, tier: str | None, amount: float) -> None:
-        """A start reserves `amount` on every line it falls under."""
+    def reserve(self, agent: str, tier: str | None, amount: float, tokens: float = 0.0) -> None:
+        """A start reserves `amount` (USD) on every USD line it falls under, `tokens` on every token line."""
         for line in self.under(tier):
-            line.reserve(agent, amount)
+            line.reserve(agent, amount if line.unit == USD else tokens)
 
     def reached(self, agent: str, tier: str | None) -> Line | None:
         return next((line for line in self.under(tier) if line.reached(agent)), None)
@@ -139,6 +146,8 @@ def budgets(spec: FleetSpec, records: Iterable[SessionRecord], live: dict[str, t
     spent = _spent(recs, live, now)
     reservations = {r.agent: max(0.0, (r.reserved_usd or 0.0) - live.get(r.agent, (0.0, 0))[0])
                     for r in recs if r.agent in live and r.reserved_usd}
+    held_tokens = {r.agent: max(0.0, held - live.get(r.agent, (0.0, 0))[1]) for r in recs if r.agent in live
+                   if (held := _tokens_for(spec, recs, r.tier, r.model, r.reserved_usd)) is not None}
     tiers = {r.agent: r.tier for r in recs}
     b = spec.budget
     lines: list[Line] = []
@@ -164,11 +173,11 @@ def budgets(spec: FleetSpec, records: Iterable[SessionRecord], live: dict[str, t
         windows += [(f"tiers.{tier_name}.windows[{i}]", w, tier_name) for i, w in enumerate(tier_spec.windows)]
     for name, window, scope in windows:
         line = _window(name, window, scope, [s for s in spent if scope is None or s.tier == scope], now)
-        for agent, usd_held in reservations.items():
+        for agent, held in (reservations if line.unit == USD else held_tokens).items():
             if line.applies(tiers.get(agent)):
-                line.reserve(agent, usd_held)
+                line.reserve(agent, held)
         lines.append(line)
-    return Budgets(lines, reservations)
+    return Budgets(lines, reservations, held_tokens)
 
 
 def _spent(records: list[SessionRecord], live: dict[str, tuple[float, int]], now: datetime) -> list[Spent]:
@@ -213,6 +222,29 @@ def reservation(agent: DesiredAgent, records: Iterable[SessionRecord], spec: Fle
     if runs:
         return statistics.median(runs)
     return spec.budget.estimateUsdPerRun
+
+
+def reservation_tokens(agent: DesiredAgent, records: Iterable[SessionRecord], spec: FleetSpec) -> float | None:
+    """What a start of `agent` reserves on a token window (see `_tokens_for`)."""
+    recs = list(records)
+    return _tokens_for(spec, recs, agent.tier_name, agent.tier.model, reservation(agent, recs, spec))
+
+
+def _tokens_for(spec: FleetSpec, records: list[SessionRecord], tier: str | None, model: str | None,
+                usd_amount: float | None) -> float | None:
+    """A run's token reservation: the median tokens of its tier's finished runs, unless the tier
+    declares a maxUsdPerRun (a cap, not a typical run); else its USD reservation at the model's
+    input price (the tokens that money buys uncached); None if neither is known."""
+    declared = spec.tiers.get(tier) if tier else None
+    if declared is None or declared.maxUsdPerRun is None:
+        runs = [int(e.get("tokens") or 0) for r in records if r.tier == tier
+                for e in r.ledger.values() if not e.get("unknown") and e.get("tokens")]
+        if runs:
+            return float(statistics.median(runs))
+    price = price_for(model, overrides(spec.budget.prices))
+    if usd_amount and price is not None and price.input > 0:
+        return usd_amount / price.input * 1_000_000
+    return None
 
 
 def usd(value: float, digits: int | None = None) -> str:

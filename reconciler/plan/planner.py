@@ -21,7 +21,7 @@ from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import DELIVERED, FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
-from .budget import Budgets, Line, budgets, reservation, usd
+from .budget import Budgets, Line, budgets, reservation, reservation_tokens, usd
 from .delivery import plan_delivery
 from .drift import explain
 from .pilot import holds
@@ -35,6 +35,7 @@ class _Slots:
     tier_caps: dict[str, int | None]
     budgets: Budgets | None = None
     amounts: dict[str, float | None] = field(default_factory=dict)  # agent -> what its start reserves
+    tokens: dict[str, float | None] = field(default_factory=dict)  # the same on token windows
     total: int = 0
     by_tier: dict[str, int] = field(default_factory=dict)
     refused: dict[str, Line] = field(default_factory=dict)  # agent -> the budget line that refused it
@@ -51,7 +52,7 @@ class _Slots:
         if cap is not None and self.by_tier.get(tier, 0) >= cap:
             return f"tier {tier} maxRunning={cap} reached ({self.by_tier.get(tier, 0)} running or starting)", None
         if self.budgets is not None:
-            self.budgets.reserve(agent, tier, self.amounts.get(agent) or 0.0)
+            self.budgets.reserve(agent, tier, self.amounts.get(agent) or 0.0, self.tokens.get(agent) or 0.0)
         self.add(tier, 1)
         return None
 
@@ -71,7 +72,9 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     records = [a.record for a in observed.agents.values() if a.record]
     money = budgets(spec, records, live_spend(observed), now)
     slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()}, budgets=money,
-                   amounts={a.name: reservation(a, records, spec) for a in loaded.agents})
+                   amounts={a.name: reservation(a, records, spec) for a in loaded.agents},
+                   tokens={a.name: reservation_tokens(a, records, spec) for a in loaded.agents}
+                   if money.counts_tokens() else {})
     pilot_waits, projections = holds(loaded, observed, money)
     for live in observed.running():
         slots.add(live.record.tier if live.record else None, 1)
@@ -369,10 +372,11 @@ def _reservation_details(agent: DesiredAgent, slots: _Slots) -> dict[str, object
     """`reserveUsd` (what the start reserved) and `capUsd` (its hard cap: the tier's maxUsdPerRun,
     else twice an estimated reservation, since a median is a typical run, not a ceiling, and
     claude fails a run that reaches its --max-budget-usd); nothing if no amount is known."""
-    amount = slots.amounts.get(agent.name)
+    amount, tokens = slots.amounts.get(agent.name), slots.tokens.get(agent.name)
+    held: dict[str, object] = {"reserveTokens": round(tokens)} if tokens is not None else {}  # on token windows
     if amount is None:
-        return {}
-    return {"reserveUsd": round(amount, 6), "capUsd": round(agent.tier.maxUsdPerRun or 2 * amount, 6)}
+        return held
+    return {"reserveUsd": round(amount, 6), "capUsd": round(agent.tier.maxUsdPerRun or 2 * amount, 6), **held}
 
 
 def plan_delete(loaded: LoadedFleet, observed: Observed, names: Iterable[str] | None, *,

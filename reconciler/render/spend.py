@@ -13,6 +13,8 @@ def budget_line(line: Mapping[str, Any]) -> str:
     """`budget.windows[0] (per 5h): $1.20 spent of $1.00, $0 reserved, $0 left; resets 14:05 UTC`."""
     if line["unit"] == "tokens":
         amounts = f"{line['spent']:,.0f} tokens of {line['limit']:,.0f}"
+        if line.get("reserved"):  # starts hold tokens on a window too (plan/budget.py)
+            amounts += f", {line['reserved']:,.0f} reserved"
     else:
         amounts = f"{usd(line['spent'])} spent of {usd(line['limit'], 2)}, {usd(line['reserved'])} reserved"
         if line.get("left") is not None:
@@ -27,6 +29,9 @@ def budget_line(line: Mapping[str, Any]) -> str:
 
 def projection_line(proj: Mapping[str, Any]) -> str:
     group = proj["group"]
+    if proj.get("projectedUsd") is None and proj.get("failedPilots"):
+        return (f"rollout {group}: pilot {', '.join(proj['failedPilots'])} failed for good; fix and restart it, "
+                f"change the file, or `fleet promote FILE '{group}'`")
     if proj.get("projectedUsd") is None:
         return f"rollout {group}: pilot {', '.join(proj['pilots'])} not passed yet"
     text = (f"rollout {group}: projected {usd(proj['projectedUsd'])} for {proj['size']} agents "

@@ -188,6 +188,11 @@ class StateStore:
     def exit_path(self, agent: str) -> Path:
         return self.dir / f"{agent}.exit.json"
 
+    def spend_path(self, agent: str) -> Path:
+        """What a running claude session's own cost metrics say it spent (act/spend_receiver.py);
+        in a directory of its own, as every `*.json` here is a record."""
+        return self.dir / "live" / f"{agent}.json"
+
     def log_path(self, agent: str) -> Path:
         """Where the agent's log is written; a log not moved from the old home yet is read there."""
         path = self.log_dir / f"{agent}.log"
@@ -262,6 +267,7 @@ class StateStore:
             if p.exists() and not _readable_json(p):
                 p.replace(p.with_suffix(".corrupt"))
             p.unlink(missing_ok=True)
+        self.spend_path(agent).unlink(missing_ok=True)
 
     def sweep_temp(self, older_than: float = 0.0) -> None:
         """Drop temp files of writes that were killed before their rename.
