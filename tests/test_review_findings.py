@@ -34,9 +34,6 @@ def _branches(repo: Path) -> set[str]:
     return set(git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split())
 
 
-@pytest.mark.xfail(strict=True, reason="9edf9cf (h-perf): a branch mark outlives a `git branch -D` by hand "
-                   "(the old branch.<b>.fleetOwner key went with the branch's config section), so a branch the "
-                   "user makes again under that name is taken as the fleet's and deleted")
 def test_a_branch_deleted_by_hand_and_made_again_by_the_user_is_not_the_fleets(repo: Path) -> None:
     _idle_fleet(repo, "crash", "0")
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)

@@ -20,7 +20,7 @@ from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
-from .branch_marks import mark_branch, set_protect, unmark_branch
+from .branch_marks import mark_branch, owns_branch, record_identity, set_protect, unmark_branch
 from .failpoints import failpoint, inside_add_env, remove_tree_halfway
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
+    record_identity(repo, fleet, agent.branch)  # a branch made again later under this name is not ours
     admin = _admin_dir(agent.worktree)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": agent.branch,
               "created": now_iso(), "protect": agent.protect}
@@ -185,7 +186,9 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
         elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
             repo.git.worktree("remove", str(wt.path))
         failpoint("prune:after-remove")
-        if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch):
+        # the mark re-checked right before: a branch deleted by hand and made again since the plan is not ours
+        if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch) \
+                and owns_branch(repo, fleet, branch):
             repo.git.branch("-D", branch)
         if branch:  # as `git branch -D` drops the branch's config section: a later branch of that name is not ours
             unmark_branch(repo, fleet, branch)
