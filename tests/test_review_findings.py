@@ -183,9 +183,6 @@ def test_a_protect_change_does_not_make_the_fleet_own_a_users_branch(repo: Path)
     assert "new/w-a" not in branch_marks(repo)
 
 
-@pytest.mark.xfail(strict=True, reason="plan/planner.py worktree repair (`repair: missing`) skips the ownership check "
-                   "of agent.branch, and create_worktree marks it (act/branch_marks.py mark_branch, 9edf9cf; the "
-                   "config key before): with branchPrefix changed, the repaired agent is put on a user's branch")
 def test_repairing_a_deleted_tree_does_not_take_over_a_users_branch(repo: Path) -> None:
     import shutil
 
