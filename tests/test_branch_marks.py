@@ -210,3 +210,17 @@ def test_a_branch_without_a_reflog_is_never_owned(repo: Path) -> None:
     record_identity(GitRepo(repo), "t", A)
     assert json.loads(marks_path(repo / ".git", "t").read_text())["branches"][A] == {"protect": False, "id": ""}
     assert GitRepo(repo).owned_branches() == {}  # cannot be told from a branch made again: kept
+
+
+def test_create_worktree_refuses_a_users_branch_before_marking_it(repo: Path) -> None:
+    """The act's own check (act/worktrees.py), behind the planner's: a branch that exists and is not
+    this fleet's is neither marked nor checked out."""
+    from reconciler.act.worktrees import create_worktree
+    from reconciler.spec.loader import load_fleet
+
+    loaded = load_fleet(two_idle_agents(repo, "a00"))
+    git(repo, "branch", A)  # the user's, under the agent's name
+    with pytest.raises(FleetError, match=f"branch {A} exists and is not owned by fleet t"):
+        create_worktree(GitRepo(repo), loaded.agents[0], fleet="t")
+    assert branch_marks(repo) == {}
+    assert "w-a00" not in git(repo, "worktree", "list")
