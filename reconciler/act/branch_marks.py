@@ -15,6 +15,8 @@ fleet's; `owns_branch` re-checks that right before fleet deletes a branch.
 """
 from __future__ import annotations
 
+import time
+
 from ..errors import FleetError
 from ..observe.gitcmd import GitCommandError
 from ..observe.gitrepo import GitRepo
@@ -41,6 +43,15 @@ def mark_branch(repo: GitRepo, fleet: str, branch: str, *, protect: bool = False
     elif protect and not old.protect:
         marks[branch] = Entry(True, old.ident)
         write_fleet_entries(repo.common_dir, fleet, marks)
+
+
+def creating_env() -> dict[str, str]:
+    """For the git call that creates a branch fleet marks: its reflog's first line gets a date one
+    second before now. git's reflog lines carry whole seconds, and `git branch <b>` by the user
+    (from the same commit, by the same person) writes the same line as fleet's `worktree add -b`
+    in the same second; a branch the user makes later is dated now or after, so it can never
+    read as the one fleet made (unless the clock goes back)."""
+    return {"GIT_COMMITTER_DATE": f"@{int(time.time()) - 1} +0000"}
 
 
 def record_identity(repo: GitRepo, fleet: str, branch: str) -> None:

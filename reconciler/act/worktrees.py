@@ -20,7 +20,7 @@ from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
-from .branch_marks import mark_branch, owns_branch, record_identity, set_protect, unmark_branch
+from .branch_marks import creating_env, mark_branch, owns_branch, record_identity, set_protect, unmark_branch
 from .failpoints import failpoint, inside_add_env, remove_tree_halfway
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         if repo.branch_exists(branch):
             repo.git.worktree("add", str(agent.worktree), branch, env=env)
         else:
-            repo.git.worktree("add", "-b", branch, str(agent.worktree), agent.base, env=env)
+            repo.git.worktree("add", "-b", branch, str(agent.worktree), agent.base, env={**env, **creating_env()})
     except GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
