@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import agents
-import pytest
 from conftest import branch_marks, fleet_in_process, git, status_in_process, wait_until, write_fleet
 
 A = "fleet/t/w-a00"
@@ -126,10 +125,6 @@ def test_rebase_keeps_a_change_made_in_the_agents_merge_of_the_target_itself(rep
     git(scratch, "merge-base", "--is-ancestor", onto, done.commit)  # on top of the target: nothing rewritten
 
 
-@pytest.mark.xfail(strict=True, reason="act/delivery.py `_rebase` (main, 6670699): the commits after the target "
-                   "merge (and a branch without one) go through a plain `git rebase`, which drops merge commits: a "
-                   "change made in the agent's merge of a branch of its own is missing from what is delivered, "
-                   "while refs/fleet/delivered marks the whole tip as delivered")
 def test_rebase_keeps_a_change_made_in_a_merge_of_the_agents_own_side_branch(repo: Path) -> None:
     from reconciler.act.delivery import integrate
 
