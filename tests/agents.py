@@ -12,6 +12,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+HEADER = ("apiVersion: fleet/v1alpha1\nkind: Fleet\nmetadata: {{name: {name}}}\n"
+          "spec:\n  tiers: {{local: {{runtime: command}}}}\n")
+
 SCRIPT = textwrap.dedent('''\
     import json, os, subprocess, sys, time
     mode = sys.argv[1]
@@ -91,3 +94,16 @@ def install(where: Path) -> Path:
 def argv(script: Path, *args: str) -> str:
     """A YAML flow list for `command:`."""
     return json.dumps([sys.executable, str(script), *args])
+
+
+def fleet_yaml(repo: Path, agents: str, *, spec: str = "", name: str = "t") -> Path:
+    """Write `repo`/fleet.yaml: fleet `name` with the one tier `local` (runtime command), the
+    `spec` keys given (YAML, indented as you like: it is dedented, then placed under spec:) and
+    `agents` (YAML list items, the same) under spec.agents. Returns the file's path."""
+    def under(text: str, indent: str) -> str:
+        body = textwrap.dedent(text).strip("\n")
+        return "".join(f"{indent}{line}\n" if line else "\n" for line in body.splitlines()) if body else ""
+
+    path = repo / "fleet.yaml"
+    path.write_text(HEADER.format(name=name) + under(spec, "  ") + "  agents:\n" + under(agents, "    "))
+    return path

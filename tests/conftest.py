@@ -77,9 +77,15 @@ def fleet_in_process(*args: str, cwd: Path, check: bool = False, env: dict[str, 
     from click.testing import CliRunner
 
     from reconciler.cli.main import cli
+    from reconciler.spec import limits
 
-    with contextlib.chdir(cwd):
-        result = CliRunner().invoke(cli, list(args), prog_name="fleet", env={"COLUMNS": "200", **(env or {})})
+    overrides = dict(limits._overrides)  # --max-file-size, --allow-outside-repo: one run's, as in a process
+    try:
+        with contextlib.chdir(cwd):
+            result = CliRunner().invoke(cli, list(args), prog_name="fleet", env={"COLUMNS": "200", **(env or {})})
+    finally:
+        limits._overrides.clear()
+        limits._overrides.update(overrides)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
@@ -140,6 +146,23 @@ def ended(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def live_agents(repo: Path) -> list[str]:
+    """The agents (FLEET_AGENT) of `repo`'s live sessions, sorted: a psutil read, not a pass of `status`."""
+    names = []
+    for pid in session_pids(repo):
+        try:
+            names.append(psutil.Process(pid).environ().get("FLEET_AGENT", ""))
+        except psutil.Error:
+            continue
+    return sorted(names)
+
+
+def wait_ended(repo: Path, timeout: float = 60) -> None:
+    """Every session of `repo` has ended (its host wrote the exit record before it exited): what
+    polling `status` until each is Succeeded or Failed waits for, without a pass per poll."""
+    wait_until(lambda: not session_pids(repo), timeout=timeout, interval=0.05)
 
 
 def wait_until(check, timeout: float = 60, interval: float = 0.1):  # type: ignore[no-untyped-def]

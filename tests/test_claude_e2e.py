@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, fleet_in_process, git, session_pids, status_in_process, wait_until, write_fleet
 from model_server import (
     OVERLOADED,
     UNAUTHORIZED,
@@ -101,7 +101,7 @@ def claude_fleet(repo: Path, agents: str, *, extra: str = "", backoff: str = "1s
 
 
 def apply(repo: Path) -> None:
-    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -112,7 +112,7 @@ def converge(repo: Path, done: Callable[[dict[str, dict]], bool], rounds: int = 
     for _ in range(rounds):
         apply(repo)
         wait_until(lambda: not session_pids(repo), timeout=60)
-        rows = status(repo)
+        rows = status_in_process(repo)
         if done(rows):
             return rows
     raise AssertionError(f"not done after {rounds} applies: {rows}")
@@ -122,7 +122,7 @@ def apply_until(repo: Path, done: Callable[[dict[str, dict]], bool], timeout: fl
     """apply repeatedly while sessions run (for what only a later pass notices: stalls)."""
     def step() -> dict[str, dict] | None:
         apply(repo)
-        rows = status(repo)
+        rows = status_in_process(repo)
         return rows if done(rows) else None
 
     return wait_until(step, timeout=timeout, interval=0.3)
@@ -130,7 +130,7 @@ def apply_until(repo: Path, done: Callable[[dict[str, dict]], bool], timeout: fl
 
 def results(repo: Path, agent: str) -> list[dict]:
     """Every result object claude printed in the agent's session log."""
-    log = fleet("logs", "fleet.yaml", agent, "--raw", cwd=repo, check=True).stdout
+    log = fleet_in_process("logs", "fleet.yaml", agent, "--raw", cwd=repo, check=True).stdout
     found = []
     for line in log.splitlines():
         if line.startswith("{") and '"type":"result"' in line:
@@ -159,7 +159,7 @@ def test_three_claude_agents_edit_and_commit_in_their_own_worktrees(repo: Path, 
               prompt: Write {item}.txt and commit it.
     """)
     rows = converge(repo, lambda r: all(r[f"w-{x}"]["phase"] in ("Succeeded", "Failed") for x in "abc"))
-    report = json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
+    report = json.loads(fleet_in_process("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)
     total = 0.0
     for x in "abc":
         row = rows[f"w-{x}"]
@@ -220,7 +220,7 @@ def test_failed_gate_resumes_the_same_claude_session_with_the_gate_output(repo: 
     history = first.all_text()
     assert "Put the answer in answer.txt and commit." in history
     assert '"content": "bad\\n"' in history and "git add answer.txt" in history
-    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
+    log = fleet_in_process("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
     assert f"-p --resume {row['session_id']} --model {MODEL}" in log
     run_results = results(repo, "solver")
     assert len(run_results) == 2 and run_results[1]["session_id"] == row["session_id"]
@@ -242,17 +242,17 @@ def test_session_killed_mid_turn_is_resumed_not_restarted(repo: Path, serve) -> 
               prompt: Do the work in two steps.
               restart: OnFailure
     """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_until(server.stalled.is_set, timeout=60)  # claude ran the tool and now waits on the model
-    before = status(repo)["solo"]
+    before = status_in_process(repo)["solo"]
     assert before["phase"] == "Running" and before["pid"]
     os.killpg(before["pid"], signal.SIGKILL)
     wait_until(lambda: not session_pids(repo))
     apply(repo)  # records the loss, backs off
-    assert status(repo)["solo"]["phase"] == "Failed"
+    assert status_in_process(repo)["solo"]["phase"] == "Failed"
 
     def planned() -> list[dict] | None:
-        actions = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)["actions"]
+        actions = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)["actions"]
         return actions if actions and actions[0]["kind"] != "wait" else None
 
     actions = wait_until(planned, timeout=30, interval=0.2)  # after the 1s backoff
@@ -289,13 +289,13 @@ def test_api_error_ends_failed_with_the_api_message_and_backs_off(repo: Path, se
     calls = len(server.main_requests())
     assert calls >= 1, "claude never reached the server"
     # the next passes back off instead of hammering the API, and say why
-    again = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    again = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert again.returncode == 0, again.stdout + again.stderr
-    row = status(repo)["unlucky"]
+    row = status_in_process(repo)["unlucky"]
     assert row["phase"] == "Failed" and row["pid"] is None and row["attempts"] == 1
     assert "CrashLoopBackOff" in row["reason"] and message in row["reason"], row
     assert any(c["type"] == "CrashLoopBackOff" and c["status"] == "True" for c in row["conditions"])
-    table = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout
+    table = fleet_in_process("status", "fleet.yaml", cwd=repo, check=True).stdout
     assert message in table
     assert len(server.main_requests()) == calls
 
@@ -318,8 +318,8 @@ def test_budget_from_real_claude_results_stops_further_spawns(repo: Path, serve)
     assert rows["w-c"]["pid"] is None and rows["w-c"]["session_id"] is None
     assert "budget.usdPerDay $1.00 reached ($1.20 spent today)" in rows["w-c"]["reason"]
     assert any(c["type"] == "BudgetExhausted" for c in rows["w-c"]["conditions"])
-    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
-    assert status(repo)["w-c"]["phase"] == "Pending"
+    assert fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
+    assert status_in_process(repo)["w-c"]["phase"] == "Pending"
     assert len({r.session_id for r in server.main_requests()}) == 2  # the third never reached the model
 
 
@@ -333,6 +333,9 @@ def test_model_server_that_never_answers_leads_to_stalled(repo: Path, serve) -> 
               prompt: Anything.
               stallAfter: 3s
     """, backoff="1h")
+    apply(repo)
+    # the passes that judge the stall come once claude reached the model (its start is slow under load)
+    wait_until(server.stalled.is_set, timeout=60)
     rows = apply_until(repo, lambda r: r["waiting"]["phase"] == "Failed")
     row = rows["waiting"]
     assert server.stalled.is_set()
@@ -340,7 +343,7 @@ def test_model_server_that_never_answers_leads_to_stalled(repo: Path, serve) -> 
     assert any(c["type"] == "Stalled" and c["status"] == "True" for c in row["conditions"])
     assert row["pid"] is None and row["session_id"]
     # its conversation is kept: the restart after the backoff is a resume of the same session
-    actions = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)["actions"]
+    actions = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)["actions"]
     assert [(a["kind"], a["details"].get("then")) for a in actions] == [("wait", "resume")]
 
 
@@ -354,12 +357,14 @@ def test_retrying_401_is_stopped_as_stalled_with_the_last_api_error(repo: Path, 
               prompt: Anything.
               stallAfter: 3s
     """, backoff="1h")
+    apply(repo)
+    wait_until(lambda: len(server.main_requests()) >= 2, timeout=60)  # retrying, before any pass judges it
     rows = apply_until(repo, lambda r: r["locked-out"]["phase"] == "Failed", timeout=90)
     row = rows["locked-out"]
     assert len(server.main_requests()) >= 2  # it was retrying, not finished
     assert row["reason"].startswith("Stalled"), row
     assert any(c["type"] == "Stalled" and c["status"] == "True" for c in row["conditions"])
-    shown = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout + json.dumps(row)
+    shown = fleet_in_process("status", "fleet.yaml", cwd=repo, check=True).stdout + json.dumps(row)
     # claude's log is empty while it retries; the last API error comes from its transcript
     assert "401" in shown and "invalid x-api-key" in shown, row
 
@@ -388,13 +393,13 @@ def test_conflicted_delivery_resumes_the_claude_session_with_the_files_then_deli
     """, extra="""  gates:
             tests: {run: "test -s shared.txt", timeout: 30s}
           delivery: {into: integration, gates: [tests]}""")
-    proc = fleet("apply", "fleet.yaml", "--yes", "--target", "k1", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", "--target", "k1", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wait_until(lambda: not session_pids(repo), timeout=60)
     rows = converge(repo, lambda r: r["k1"]["phase"] == "Delivered" and r["k2"]["phase"] == "Succeeded")
     assert git(repo, "show", "integration:shared.txt") == "from k1\n"
     apply(repo)  # k2 conflicts on shared.txt: recorded, and fed back for a resume
-    row = status(repo)["k2"]
+    row = status_in_process(repo)["k2"]
     assert {c["type"]: c["status"] for c in row["conditions"]}["Conflicted"] == "True"
     rows = converge(repo, lambda r: r["k2"]["phase"] == "Delivered")
     assert git(repo, "show", "integration:shared.txt") == "from k1\nfrom k2\n"
@@ -403,5 +408,5 @@ def test_conflicted_delivery_resumes_the_claude_session_with_the_files_then_deli
     assert resumed and {r.session_id for r in resumed} == {k2}  # the same conversation, resumed
     assert "shared.txt" in resumed[0].prompt() and "git rebase integration" in resumed[0].prompt()
     assert "You are k2." in resumed[0].all_text()  # with its history
-    log = fleet("logs", "fleet.yaml", "k2", cwd=repo, check=True).stdout
+    log = fleet_in_process("logs", "fleet.yaml", "k2", cwd=repo, check=True).stdout
     assert f"-p --resume {k2} --model {MODEL}" in log

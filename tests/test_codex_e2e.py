@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, fleet_in_process, git, session_pids, status_in_process, wait_until, write_fleet
 from model_server import ModelServer, Reply, Request, Text, ToolUse, play
 
 PINNED = "0.169.0"
@@ -82,10 +82,10 @@ def converge(repo: Path, done: Callable[[dict[str, dict]], bool], rounds: int = 
     """apply, let the sessions it started finish, repeat until `done(status)`."""
     rows: dict[str, dict] = {}
     for _ in range(rounds):
-        proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+        proc = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         wait_until(lambda: not session_pids(repo), timeout=60)
-        rows = status(repo)
+        rows = status_in_process(repo)
         if done(rows):
             return rows
     raise AssertionError(f"not done after {rounds} applies: {rows}")
@@ -132,7 +132,7 @@ def test_codex_commits_and_a_failed_gate_resumes_its_thread(repo: Path, serve) -
     resumed = [r for r in main if "quality gate `answer` failed" in r.prompt()]
     assert resumed and "expected good, got:" in resumed[0].prompt()
     assert "git add answer.txt" in resumed[0].all_text()  # the earlier turn is in the resumed thread
-    log = fleet("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
+    log = fleet_in_process("logs", "fleet.yaml", "solver", "--raw", cwd=repo, check=True).stdout
     assert f"codex exec --json -m {MODEL} -C {wt} -s danger-full-access -- Put the answer" in log
     assert f'codex exec resume --json -m {MODEL} -c sandbox_mode="danger-full-access" -- {thread} ' in log
     # codex reports tokens, not cost: fleet prices the thread's last running total with the tier's

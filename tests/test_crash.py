@@ -23,7 +23,17 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import ROOT, branch_marks, fleet, fleet_in_process, git, session_pids, status, wait_until, write_fleet
+from conftest import (
+    ROOT,
+    branch_marks,
+    fleet,
+    fleet_in_process,
+    git,
+    session_pids,
+    status_in_process,
+    wait_until,
+    write_fleet,
+)
 
 from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 from reconciler.observe.gitrepo import GitRepo
@@ -80,7 +90,7 @@ def create(repo: Path) -> Scenario:
 
     def check(repo: Path) -> None:
         wait_until(lambda: ended(repo, "w-a"))
-        rows = status(repo)
+        rows = status_in_process(repo)
         assert (rows["w-a"]["phase"], rows["w-a"]["attempts"]) == ("Succeeded", 1)  # its one run, recorded
         assert git(repo, "log", "--format=%s", "main..fleet/t/w-a").splitlines() == ["w-a did its work"]
         assert rows["w-b"]["phase"] == "Running" and sessions_by_agent(repo)["w-b"] == [rows["w-b"]["pid"]]
@@ -93,11 +103,11 @@ def create(repo: Path) -> Scenario:
 def replace(repo: Path) -> Scenario:
     """A running session whose spec changed: stop, then spawn."""
     path = fleet_file(repo, [("w-b", SLEEP)])
-    fleet(*APPLY, cwd=repo, check=True)
+    fleet_in_process(*APPLY, cwd=repo, check=True)
     path.write_text(path.read_text().replace("prompt: v1", "prompt: v2"))
 
     def check(repo: Path) -> None:
-        row = status(repo)["w-b"]
+        row = status_in_process(repo)["w-b"]
         assert (row["phase"], row["sync"]) == ("Running", "Synced")
         assert sessions_by_agent(repo) == {"w-b": [row["pid"]]}
         assert psutil.Process(row["pid"]).environ()["FLEET_PROMPT"] == "v2 w-b"
@@ -107,7 +117,7 @@ def replace(repo: Path) -> Scenario:
 
 def finished_agent(repo: Path) -> None:
     fleet_file(repo, [("w-a", COMMIT)])
-    fleet(*APPLY, cwd=repo, check=True)
+    fleet_in_process(*APPLY, cwd=repo, check=True)
     wait_until(lambda: ended(repo, "w-a") and "did its work" in git(repo, "log", "--format=%s", "fleet/t/w-a"))
 
 
@@ -115,7 +125,7 @@ def gone(repo: Path) -> None:
     assert not (repo / WT / "w-a").exists()
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert git(repo, "branch", "--list", "fleet/t/w-a") == ""
-    assert "w-a" not in status(repo)
+    assert "w-a" not in status_in_process(repo)
 
 
 def prune(repo: Path) -> Scenario:
@@ -147,12 +157,12 @@ def delete(repo: Path) -> Scenario:
     still declared) must finish the deletion and start the agent afresh, or keep what is left."""
     finished_agent(repo)
     (repo / WT / "w-a" / "notes.txt").write_text("new, never committed\n")
-    fleet(*APPLY, cwd=repo, check=True)  # records the ended run
+    fleet_in_process(*APPLY, cwd=repo, check=True)  # records the ended run
 
     def check(repo: Path) -> None:
         assert (repo / WT / "w-a" / ".git").is_file()
         wait_until(lambda: ended(repo, "w-a"))
-        assert status(repo)["w-a"]["phase"] == "Succeeded"
+        assert status_in_process(repo)["w-a"]["phase"] == "Succeeded"
 
     return Scenario(DELETE, check, then=APPLY)
 
@@ -206,7 +216,7 @@ def migrate(repo: Path) -> Scenario:
     def check(repo: Path) -> None:
         assert branch_marks(repo) == {"fleet/t/w-a": False}
         assert "fleetowner" not in git(repo, "config", "--local", "--list").lower()
-        assert status(repo)["w-a"]["phase"] == "Succeeded"
+        assert status_in_process(repo)["w-a"]["phase"] == "Succeeded"
 
     return Scenario(APPLY, check)
 
@@ -336,10 +346,13 @@ def test_kill_9_at_a_failpoint_then_the_next_run_converges(repo: Path, scenario:
 
     run_killed(repo, case.command, failpoint.removesuffix("+early"))
     half_done(repo, failpoint)
-    again = fleet(*(case.then or case.command), cwd=repo)
+    # the next run reads what the killed one left on disk: in this process (the deliver scenarios
+    # keep theirs a process of its own)
+    rerun = fleet if scenario == "deliver" else fleet_in_process
+    again = rerun(*(case.then or case.command), cwd=repo)
     assert again.returncode == 0, again.stdout + again.stderr  # nothing new is at stake in any scenario
 
-    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    diff = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 0, diff.stdout + diff.stderr  # converged: nothing left to do
     assert all(len(pids) == 1 for pids in sessions_by_agent(repo).values()), sessions_by_agent(repo)
     assert commits_before <= reachable(repo)  # every commit still reachable from a ref

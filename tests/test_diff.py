@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import FLEETS, fleet, git, write_fleet
+from conftest import FLEETS, fleet_in_process, git, write_fleet
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, float]]:
@@ -22,7 +22,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, float]]:
 
 def test_diff_of_demo_fleet_in_fresh_repo_lists_one_create_per_agent(repo: Path) -> None:
     shutil.copy(FLEETS / "demo.yaml", repo / "fleet.yaml")
-    proc = fleet("diff", "fleet.yaml", cwd=repo)
+    proc = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert proc.returncode == 1, proc.stderr
     for agent in ("notes-parser", "notes-storage", "notes-api"):
         assert re.search(rf"\+ create-worktree +{agent} ", proc.stdout), proc.stdout
@@ -31,7 +31,7 @@ def test_diff_of_demo_fleet_in_fresh_repo_lists_one_create_per_agent(repo: Path)
 
 def test_diff_json_is_documented_shape(repo: Path) -> None:
     shutil.copy(FLEETS / "demo.yaml", repo / "fleet.yaml")
-    proc = fleet("diff", "fleet.yaml", "-o", "json", cwd=repo)
+    proc = fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo)
     assert proc.returncode == 1
     plan = json.loads(proc.stdout)
     assert plan["kind"] == "Plan" and plan["fleet"] == "demo" and plan["changes"] is True
@@ -45,13 +45,13 @@ def test_diff_json_is_documented_shape(repo: Path) -> None:
 
 def test_diff_target_limits_the_plan(repo: Path) -> None:
     shutil.copy(FLEETS / "demo.yaml", repo / "fleet.yaml")
-    plan = json.loads(fleet("diff", "fleet.yaml", "-o", "json", "--target", "notes-api", cwd=repo).stdout)
+    plan = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", "--target", "notes-api", cwd=repo).stdout)
     assert {a["agent"] for a in plan["actions"]} == {"notes-api"}
 
 
 def test_diff_markdown_is_a_pr_comment(repo: Path) -> None:
     shutil.copy(FLEETS / "demo.yaml", repo / "fleet.yaml")
-    md = fleet("diff", "fleet.yaml", "-o", "markdown", cwd=repo).stdout
+    md = fleet_in_process("diff", "fleet.yaml", "-o", "markdown", cwd=repo).stdout
     assert md.startswith("<!-- fleet-plan:demo -->")
     assert "<details>" in md and "<code>notes-api</code>" in md
 
@@ -74,7 +74,7 @@ def test_diff_has_no_side_effects_and_runs_nothing_from_the_file(repo: Path, tmp
     git(repo, "add", "fleet.yaml")
     git(repo, "commit", "-qm", "fleet")
     before = _snapshot(repo)
-    proc = fleet("diff", "fleet.yaml", cwd=repo)
+    proc = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert proc.returncode == 1
     assert _snapshot(repo) == before, "fleet diff wrote to the repo"
     assert not canary.exists(), "fleet diff ran a command from the file"
@@ -84,13 +84,13 @@ def test_diff_has_no_side_effects_and_runs_nothing_from_the_file(repo: Path, tmp
 
 def test_diff_exits_2_on_invalid_file(repo: Path) -> None:
     write_fleet(repo, "apiVersion: fleet/v1alpha1\nkind: Fleet\n")
-    proc = fleet("diff", "fleet.yaml", cwd=repo)
+    proc = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert proc.returncode == 2
     assert "missing required key metadata" in proc.stderr
 
 
 def test_diff_outside_a_git_repo_is_a_clear_error(tmp_path: Path) -> None:
     shutil.copy(FLEETS / "demo.yaml", tmp_path / "fleet.yaml")
-    proc = fleet("diff", "fleet.yaml", cwd=tmp_path)
+    proc = fleet_in_process("diff", "fleet.yaml", cwd=tmp_path)
     assert proc.returncode == 2
     assert "is not a git repository" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import fleet, status, wait_until, write_fleet
+from conftest import fleet_in_process, status_in_process, wait_ended, write_fleet
 
 from reconciler.act.programs import program_warnings
 from reconciler.engines import engine_for
@@ -50,7 +50,7 @@ def conditions(row: dict) -> dict[str, dict]:  # type: ignore[type-arg]
 
 def test_a_program_that_cannot_start_is_a_failed_action_with_its_cause_and_no_restart_loop(repo: Path) -> None:
     write_fleet(repo, MISSING)
-    applied = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    applied = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert applied.returncode == 1, applied.stdout + applied.stderr
     assert "Apply complete: 3 done, 3 failed, 0 blocked." in applied.stdout  # 3 worktrees done, 3 spawns failed
     assert "spawn           abs: failed cannot start '/nonexistent/agent.sh': No such file or directory" \
@@ -58,7 +58,7 @@ def test_a_program_that_cannot_start_is_a_failed_action_with_its_cause_and_no_re
     assert "cannot start 'no-such-program-fleet-test': No such file or directory (searched PATH)" in applied.stdout
     worktree = repo / ".fleet" / "worktrees" / "rel"
     assert f"cannot start 'tools/agent.sh': No such file or directory (in {worktree})" in applied.stdout
-    rows = status(repo)
+    rows = status_in_process(repo)
     for name, program in (("abs", "/nonexistent/agent.sh"), ("bare", "no-such-program-fleet-test"),
                           ("rel", "tools/agent.sh")):
         row = rows[name]
@@ -71,16 +71,16 @@ def test_a_program_that_cannot_start_is_a_failed_action_with_its_cause_and_no_re
         assert "CrashLoopBackOff" not in cond
         # item 5: the run did not finish before it started
         assert row["finished_at"] >= row["started_at"], row
-    describe = fleet("describe", "fleet.yaml", "abs", cwd=repo, check=True).stdout
+    describe = fleet_in_process("describe", "fleet.yaml", "abs", cwd=repo, check=True).stdout
     assert "Reason:              cannot start '/nonexistent/agent.sh': No such file or directory" in describe
     # no restart loop under OnFailure or Always: nothing to do until the spec changes
-    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    diff = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 0 and "No changes." in diff.stdout, diff.stdout
-    again = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    again = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert again.returncode == 0 and "No changes." in again.stdout
     # a fixed spec starts again
     (repo / "fleet.yaml").write_text((repo / "fleet.yaml").read_text().replace("/nonexistent/agent.sh", "/bin/sh"))
-    fixed = json.loads(fleet("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    fixed = json.loads(fleet_in_process("diff", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert [(a["kind"], a["agent"]) for a in fixed["actions"]] == [("spawn", "abs")]
 
 
@@ -95,7 +95,7 @@ def test_validate_and_diff_warn_about_programs_not_on_path_with_file_line_col(re
     only_git.mkdir()
     (only_git / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
     env = {"PATH": str(only_git)}  # no claude, no no-such-program; fleet's own bin dir is still searched
-    validated = fleet("validate", "fleet.yaml", cwd=repo, env=env)
+    validated = fleet_in_process("validate", "fleet.yaml", cwd=repo, env=env)
     assert validated.returncode == 0 and validated.stdout == "fleet.yaml: valid (fleet t, 4 agents)\n"
     warnings = [line for line in validated.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [
@@ -106,7 +106,7 @@ def test_validate_and_diff_warn_about_programs_not_on_path_with_file_line_col(re
     assert "hint: install claude (docs/runtimes.md)" in validated.stderr
     assert "StartFailed" in validated.stderr  # what happens if it is not fixed
     assert "tools/agent.sh" not in validated.stderr  # relative: resolved in the worktree at run time
-    diffed = fleet("diff", "fleet.yaml", cwd=repo, env=env)
+    diffed = fleet_in_process("diff", "fleet.yaml", cwd=repo, env=env)
     assert diffed.returncode == 1 and diffed.stderr.count("warning:") == 3
     assert "warning" not in diffed.stdout
 
@@ -159,36 +159,33 @@ def test_ray_fleets_are_not_checked_here(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_gate_that_gave_up_is_shown_as_failed_and_counted(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          gates:
-            never: {{run: "echo 'tests: 3 failed'; exit 1", timeout: 30s, maxAttempts: 2}}
-          agents:
-            - name: g1
-              tier: local
-              command: {agents.argv(script, "gatefix", str(repo.parent), "fix-never")}
-              gates: [never]
+    agents.fleet_yaml(repo, f"""
+        - name: g1
+          tier: local
+          command: {agents.argv(script, "gatefix", str(repo.parent), "fix-never")}
+          gates: [never]
+    """, spec="""
+        gates:
+          never: {run: "echo 'tests: 3 failed'; exit 1", timeout: 30s, maxAttempts: 2}
     """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    wait_until(lambda: "run-gate" in (status(repo)["g1"]["reason"] or ""))
-    row = status(repo)["g1"]
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_ended(repo)
+    assert "run-gate" in status_in_process(repo)["g1"]["reason"]
+    row = status_in_process(repo)["g1"]
     assert (conditions(row)["Ready"]["status"], conditions(row)["Ready"]["reason"]) == ("Unknown", "GatesPending")
-    fed_back = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    fed_back = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert fed_back.returncode == 0, fed_back.stdout + fed_back.stderr
     assert "~ run-gate        g1: gate failed gate never failed (1/2): exit 1; tests: 3 failed; resuming: pid" \
         in fed_back.stdout
     assert "Apply complete: 0 done, 0 failed, 0 blocked, 1 gate(s) failed." in fed_back.stdout
-    wait_until(lambda: "run-gate" in (status(repo)["g1"]["reason"] or ""))
-    gave_up = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    wait_ended(repo)
+    assert "run-gate" in status_in_process(repo)["g1"]["reason"]
+    gave_up = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert gave_up.returncode == 0  # a gate failing is the reconciler doing its job (docs/output.md)
     assert "~ run-gate        g1: gate failed gate never failed 2/2 times: exit 1; tests: 3 failed" in gave_up.stdout
     assert " ok " not in gave_up.stdout
     assert "Apply complete: 0 done, 0 failed, 0 blocked, 1 gate(s) failed." in gave_up.stdout
-    row = status(repo)["g1"]
+    row = status_in_process(repo)["g1"]
     assert row["phase"] == "Failed" and row["reason"] == "gate never failed 2/2 times: exit 1; tests: 3 failed"
     cond = conditions(row)
     assert (cond["Ready"]["status"], cond["Ready"]["reason"]) == ("False", "GatesFailed")
@@ -210,25 +207,26 @@ def test_an_unreadable_exit_record_is_kept_aside_and_the_run_is_not_restarted(re
               command: [sh, -c, "exit 0"]
               restart: Always
     """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     exit_file = engine_for(load_fleet(repo / "fleet.yaml")).store.exit_path("a1")
-    wait_until(exit_file.exists)
+    wait_ended(repo)
+    assert exit_file.exists()
     exit_file.write_text('{"pid": 12')  # a torn or damaged write
-    shown = status(repo)["a1"]  # status writes nothing but tells the truth already
+    shown = status_in_process(repo)["a1"]  # status writes nothing but tells the truth already
     assert shown["phase"] == "Failed" and shown["reason"].startswith("exit status unknown: exit record ")
     assert exit_file.read_text() == '{"pid": 12'
-    applied = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    applied = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert applied.returncode == 0 and "No changes." in applied.stdout, applied.stdout  # not restarted
     assert not exit_file.exists()
     kept = list(exit_file.parent.glob("a1.exit.json.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_text() == '{"pid": 12'  # kept aside, never deleted
-    row = status(repo)["a1"]
+    row = status_in_process(repo)["a1"]
     assert row["phase"] == "Failed" and "not restarted until someone looks" in row["reason"]
     cond = conditions(row)
     assert (cond["ExitRecordCorrupt"]["status"], cond["Ready"]["reason"]) == ("True", "ExitRecordCorrupt")
     assert "fleet logs FILE a1" in cond["ExitRecordCorrupt"]["message"]
     assert "SessionLost" not in json.dumps(row)
-    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0  # Always, yet no restart
+    assert fleet_in_process("diff", "fleet.yaml", cwd=repo).returncode == 0  # Always, yet no restart
 
 
 def test_commits_ahead_that_cannot_be_counted_are_unknown_not_zero(repo: Path) -> None:
@@ -245,13 +243,13 @@ def test_commits_ahead_that_cannot_be_counted_are_unknown_not_zero(repo: Path) -
               tier: local
               command: [sh, -c, "exit 0"]
     """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    assert status(repo)["a1"]["ahead"] == 0
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    assert status_in_process(repo)["a1"]["ahead"] == 0
     subprocess.run(["git", "branch", "-D", "dev"], cwd=repo, check=True, capture_output=True)  # base is gone
-    assert status(repo)["a1"]["ahead"] is None
-    table = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout
+    assert status_in_process(repo)["a1"]["ahead"] is None
+    table = fleet_in_process("status", "fleet.yaml", cwd=repo, check=True).stdout
     cells = next(line for line in table.splitlines() if line.startswith("a1 ")).split()
     columns = next(line for line in table.splitlines() if "AHEAD" in line).split()
     assert cells[columns.index("AHEAD")] == "-" and cells[columns.index("DIRTY")] == "0"
-    describe = fleet("describe", "fleet.yaml", "a1", cwd=repo, check=True).stdout
+    describe = fleet_in_process("describe", "fleet.yaml", "a1", cwd=repo, check=True).stdout
     assert "Commits ahead:       -\n" in describe

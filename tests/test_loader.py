@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FLEETS, fleet, write_fleet
+from conftest import FLEETS, fleet_in_process, write_fleet
 
 GOOD = """\
 apiVersion: fleet/v1alpha1
@@ -32,13 +32,13 @@ spec:
 
 @pytest.mark.parametrize("example", sorted(FLEETS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_fleet_is_valid(example: Path) -> None:
-    proc = fleet("validate", str(example), cwd=example.parent)
+    proc = fleet_in_process("validate", str(example), cwd=example.parent)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
 
 
 def test_valid_file_reports_agent_count(tmp_path: Path) -> None:
-    proc = fleet("validate", str(write_fleet(tmp_path, GOOD)), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(write_fleet(tmp_path, GOOD)), cwd=tmp_path)
     assert proc.returncode == 0
     assert "2 agents" in proc.stdout
 
@@ -71,7 +71,7 @@ def test_bad_input_is_reported_with_position_and_hint(tmp_path: Path, case: tupl
     _, old, new, line, fragment = case
     assert old in GOOD
     path = write_fleet(tmp_path, GOOD.replace(old, new, 1))
-    proc = fleet("validate", str(path), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(path), cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert re.search(rf"{re.escape(str(path))}:{line}:\d+: .*{re.escape(fragment)}", proc.stderr), proc.stderr
@@ -80,20 +80,20 @@ def test_bad_input_is_reported_with_position_and_hint(tmp_path: Path, case: tupl
 
 def test_several_errors_are_reported_at_once(tmp_path: Path) -> None:
     text = GOOD.replace("tier: local", "tier: nope").replace("gates: [tests]", "gates: [nada]")
-    proc = fleet("validate", str(write_fleet(tmp_path, text)), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(write_fleet(tmp_path, text)), cwd=tmp_path)
     assert proc.returncode == 1
     assert "unknown tier 'nope'" in proc.stderr and "unknown gate 'nada'" in proc.stderr
     assert "2 errors" in proc.stderr
 
 
 def test_unknown_key_suggests_the_close_match(tmp_path: Path) -> None:
-    proc = fleet("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", "maxRuning: 2"))),
+    proc = fleet_in_process("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", "maxRuning: 2"))),
                  cwd=tmp_path)
     assert "did you mean 'maxRunning'" in proc.stderr
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    proc = fleet("validate", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert proc.returncode == 1
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -121,7 +121,7 @@ def test_keys_named_like_types_keep_their_position(tmp_path: Path) -> None:
     text = text.replace("      command: [python, agent.py]\n",
                         "      command: [python, agent.py]\n      env:\n        TOKEN: 42\n")
     path = write_fleet(tmp_path, text)
-    proc = fleet("validate", str(path), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(path), cwd=tmp_path)
     assert re.search(rf"{re.escape(str(path))}:8:\d+: spec\.tiers\.Worker\.runtime", proc.stderr), proc.stderr
     assert re.search(rf"{re.escape(str(path))}:21:\d+: spec\.agents\[1\]\.env\.TOKEN", proc.stderr), proc.stderr
     assert proc.stderr.count("env.TOKEN") == 1  # one problem, not one per union member
@@ -136,7 +136,7 @@ def test_listed_items_keep_their_dots_in_names(tmp_path: Path) -> None:
 
 
 def test_quoted_number_gets_the_right_hint(tmp_path: Path) -> None:
-    proc = fleet("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", 'maxRunning: "2"'))),
+    proc = fleet_in_process("validate", str(write_fleet(tmp_path, GOOD.replace("maxRunning: 2", 'maxRunning: "2"'))),
                  cwd=tmp_path)
     assert proc.returncode == 1 and "without quotes" in proc.stderr
 
@@ -149,7 +149,7 @@ def _errors(proc) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_a_number_for_a_duration_is_told_to_add_a_unit(tmp_path: Path) -> None:
     path = write_fleet(tmp_path, GOOD.replace("timeout: 5m", "timeout: 10"))
-    proc = fleet("validate", str(path), cwd=tmp_path)
+    proc = fleet_in_process("validate", str(path), cwd=tmp_path)
     assert proc.returncode == 1
     assert _errors(proc) == [f"{path}:10:40: spec.gates.tests.timeout: 10 is a number, not a duration",
                              "  hint: add a unit, e.g. timeout: 10m (minutes) or 10s (seconds)",
@@ -158,19 +158,19 @@ def test_a_number_for_a_duration_is_told_to_add_a_unit(tmp_path: Path) -> None:
 
 def test_a_duration_without_a_known_unit_names_the_rule(tmp_path: Path) -> None:
     path = write_fleet(tmp_path, GOOD.replace("timeout: 5m", "timeout: 5 minutes"))
-    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+    assert _errors(fleet_in_process("validate", str(path), cwd=tmp_path))[:2] == [
         f"{path}:10:40: spec.gates.tests.timeout: '5 minutes' is not a duration",
         "  hint: durations are a number and a unit: 30s, 15m, 1h30m"]
 
 
 def test_a_command_string_is_told_to_be_a_list(tmp_path: Path) -> None:
     path = write_fleet(tmp_path, GOOD.replace("command: [python, agent.py]", "command: tools/agent.sh"))
-    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+    assert _errors(fleet_in_process("validate", str(path), cwd=tmp_path))[:2] == [
         (f"{path}:18:16: spec.agents[1].command: must be a list (the program and its arguments, one item each), "
          "not the string 'tools/agent.sh'"),
         "  hint: write it as a list: command: [tools/agent.sh]"]
     path.write_text(GOOD.replace("command: [python, agent.py]", "command: python agent.py --fast 'a b'"))
-    assert _errors(fleet("validate", str(path), cwd=tmp_path))[1] == \
+    assert _errors(fleet_in_process("validate", str(path), cwd=tmp_path))[1] == \
         '  hint: write it as a list: command: [python, agent.py, --fast, "a b"]'
 
 
@@ -178,7 +178,7 @@ def test_a_command_string_is_told_to_be_a_list(tmp_path: Path) -> None:
 def test_a_bad_agent_name_is_explained_in_words(tmp_path: Path, name: str, example: str) -> None:
     path = write_fleet(tmp_path, GOOD.replace("- name: a\n", f"- name: {name}\n"))
     shown = name.strip('"')
-    assert _errors(fleet("validate", str(path), cwd=tmp_path))[:2] == [
+    assert _errors(fleet_in_process("validate", str(path), cwd=tmp_path))[:2] == [
         (f"{path}:12:13: spec.agents[0].name: {shown!r} is not a valid name: use letters, digits, '.', '_' and "
          "'-', starting with a letter or digit"),
         (f"  hint: e.g. {example!r}; agent names become directory and git branch names ({{item}} is allowed "
@@ -191,7 +191,7 @@ def test_a_bad_env_name_and_a_bad_map_key_name_their_map(tmp_path: Path) -> None
     text = text.replace("      command: [python, agent.py]\n",
                         "      command: [python, agent.py]\n      env: {MY-VAR: x}\n")
     path = write_fleet(tmp_path, text)
-    assert _errors(fleet("validate", str(path), cwd=tmp_path)) == [
+    assert _errors(fleet_in_process("validate", str(path), cwd=tmp_path)) == [
         (f"{path}:9:5: spec.tiers: 'my tier' is not a valid name: use letters, digits, '.', '_' and '-', starting "
          "with a letter or digit"),
         "  hint: e.g. 'my-tier'; names become directory and git branch names",
@@ -202,7 +202,7 @@ def test_a_bad_env_name_and_a_bad_map_key_name_their_map(tmp_path: Path) -> None
 
 
 def test_a_missing_file_has_the_error_prefix(tmp_path: Path) -> None:
-    proc = fleet("validate", "nope.yaml", cwd=tmp_path)
+    proc = fleet_in_process("validate", "nope.yaml", cwd=tmp_path)
     assert (proc.returncode, proc.stderr) == (1, ("error: nope.yaml: no such file\nhint: check the path to your "
                                                   "fleet.yaml\n"))
 
@@ -215,7 +215,7 @@ def test_validate_of_several_files_says_which_are_invalid(tmp_path: Path) -> Non
     fake.mkdir()
     (fake / "claude").write_text("#!/bin/sh\n")
     (fake / "claude").chmod(0o755)
-    proc = fleet("validate", "good.yaml", "bad.yaml", "nope.yaml", cwd=tmp_path,
+    proc = fleet_in_process("validate", "good.yaml", "bad.yaml", "nope.yaml", cwd=tmp_path,
                  env={"PATH": f"{fake}{os.pathsep}{os.environ.get('PATH', '')}"})
     assert proc.returncode == 1 and good.exists() and bad.exists()
     assert proc.stdout == "good.yaml: valid (fleet t, 2 agents)\n"
@@ -229,7 +229,7 @@ def test_validate_of_several_files_says_which_are_invalid(tmp_path: Path) -> Non
 
 def test_a_saved_plan_is_not_read_as_a_fleet_file(tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text('{"apiVersion": "fleet/v1alpha1", "kind": "SavedPlan", "plan": {}}')
-    proc = fleet("validate", "plan.json", cwd=tmp_path)
+    proc = fleet_in_process("validate", "plan.json", cwd=tmp_path)
     assert (proc.returncode, proc.stderr) == (
         1, ("error: plan.json is a saved plan, not a fleet file\nhint: check that it is still current with "
             "`fleet apply plan.json --dry-run`; apply it with `fleet apply plan.json`\n"))

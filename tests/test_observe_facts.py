@@ -8,7 +8,7 @@ from typing import Any
 
 import agents
 import pytest
-from conftest import fleet, git, write_fleet
+from conftest import fleet_in_process, git, write_fleet
 
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
@@ -83,16 +83,10 @@ def test_nothing_is_read_when_every_declared_agent_has_its_worktree(tmp_path: Pa
 
 def test_observe_reads_branches_and_paths_only_for_agents_without_a_worktree(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: a
-              tier: local
-              command: {agents.argv(script, "sleep", "0")}
+    agents.fleet_yaml(repo, f"""
+        - name: a
+          tier: local
+          command: {agents.argv(script, "sleep", "0")}
     """)
     git(repo, "branch", "topic")
     loaded = load_fleet(repo / "fleet.yaml")
@@ -100,7 +94,7 @@ def test_observe_reads_branches_and_paths_only_for_agents_without_a_worktree(rep
     fresh = observe(loaded)
     assert fresh.branches == frozenset({"main", "topic"}) and fresh.paths == {path: PATH_MISSING}
 
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     converged = observe(loaded)
     assert converged.agents["a"].worktree is not None and converged.agents["a"].worktree.exists
     assert converged.branches == frozenset() and converged.paths == {}  # no `git for-each-ref` on this path

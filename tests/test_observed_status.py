@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import agents
-from conftest import fleet, wait_until, write_fleet
+from conftest import fleet_in_process, wait_until, write_fleet
 
 from reconciler.control.observed_status import history_point, read_view
 from reconciler.store.observed import HISTORY_KEEP, StatusStore, common_dir_of, read_pointer
@@ -51,7 +51,7 @@ def stop_loop(loop: subprocess.Popen[str]) -> str:
 
 
 def status_json(repo: Path, *args: str) -> dict:
-    return json.loads(fleet("status", "fleet.yaml", "-o", "json", *args, cwd=repo, check=True).stdout)
+    return json.loads(fleet_in_process("status", "fleet.yaml", "-o", "json", *args, cwd=repo, check=True).stdout)
 
 
 def store_of(repo: Path) -> StatusStore:
@@ -69,7 +69,7 @@ def test_status_shows_the_loops_observation_while_it_runs_and_observes_itself_ot
         assert view is not None and view["observedBy"] == "loop"
         assert {a["agent"]: a["phase"] for a in view["agents"]} == {"quick": "Running", "sleeper": "Running"}
         assert sorted(view["sessions"]) == ["quick", "sleeper"]
-        table = fleet("status", "fleet.yaml", cwd=repo, check=True).stdout
+        table = fleet_in_process("status", "fleet.yaml", cwd=repo, check=True).stdout
         assert "ago by the loop (pid " in table and "--refresh" in table
         data = status_json(repo)
         assert (data["observedBy"], data["observedAt"]) == ("loop", view["observedAt"])
@@ -82,7 +82,7 @@ def test_status_shows_the_loops_observation_while_it_runs_and_observes_itself_ot
         assert {"pydantic", "git", "reconciler.spec.loader"} & imported == set()
         # --refresh observes now, whatever the loop saw
         assert "observedBy" not in status_json(repo, "--refresh")
-        assert "by the loop" not in fleet("status", "fleet.yaml", "--refresh", cwd=repo, check=True).stdout
+        assert "by the loop" not in fleet_in_process("status", "fleet.yaml", "--refresh", cwd=repo, check=True).stdout
         # a session the loop saw running has ended: its snapshot is not trusted, status observes
         done.write_text("")
         wait_until(lambda: read_view(file).why_not == "quick's session ended since the loop's last observation")

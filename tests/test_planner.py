@@ -8,8 +8,6 @@ document in memory (`load_fleet_text`), the observed state as plain data
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 
 from reconciler.observe.gitrepo import AtStake  # only the type: no repo is opened
 from reconciler.observe.model import (
@@ -725,14 +722,6 @@ def test_plan_leaves_the_observed_state_as_it_was() -> None:
     before = repr(observed)
     first = plan(loaded, observed, NOW)
     assert repr(observed) == before and plan(loaded, observed, NOW) == first
-
-
-def test_importing_the_planner_loads_neither_git_nor_psutil() -> None:
-    code = ("import sys, reconciler.plan.planner, reconciler.observe, reconciler.observe.model; "
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('git', 'psutil')); "
-            "assert not loaded, loaded")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 # --- worktrees found where they are ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import agents
-from conftest import fleet, git, status, wait_until, write_fleet
+from conftest import fleet_in_process, git, status_in_process, wait_ended, write_fleet
 
 
 def _fleet(repo: Path, *, with_docs: bool) -> None:
@@ -41,25 +41,26 @@ def _commits(repo: Path) -> int:
 
 def test_a_finished_agent_is_not_run_again_after_a_refused_prune_and_a_redeclare(repo: Path) -> None:
     _fleet(repo, with_docs=True)
-    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
-    wait_until(lambda: status(repo)["docs"]["phase"] == "Succeeded")
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # folds the exit in
+    assert fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
+    wait_ended(repo)
+    assert status_in_process(repo)["docs"]["phase"] == "Succeeded"
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # folds the exit in
     assert _commits(repo) == 1
 
     _fleet(repo, with_docs=False)
-    refused = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    refused = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "1 unmerged commit" in refused.stdout
-    row = status(repo)["docs"]
+    row = status_in_process(repo)["docs"]
     assert row["phase"] == "Blocked"  # what the plan does next: the prune stays refused
     assert row["exit_code"] == 0  # the run that ended is still known
 
     _fleet(repo, with_docs=True)
-    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    diff = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 0, diff.stdout  # nothing to do: it already succeeded on this spec
-    row = status(repo)["docs"]
+    row = status_in_process(repo)["docs"]
     assert (row["phase"], row["sync"]) == ("Succeeded", "Synced")
-    assert fleet("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
+    assert fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo).returncode == 0
     assert _commits(repo) == 1
-    conditions = {c["type"]: c["status"] for c in status(repo)["docs"]["conditions"]}
+    conditions = {c["type"]: c["status"] for c in status_in_process(repo)["docs"]["conditions"]}
     assert conditions.get("Blocked") == "False"  # cleared once the plan no longer blocks it

@@ -8,7 +8,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import fleet, git, write_fleet
+from conftest import fleet_in_process, git, write_fleet
 
 from reconciler.spec.globs import match
 
@@ -88,7 +88,7 @@ def pr_checkout(repo: Path, tmp_path: Path) -> Path:
 
 
 def test_spec_diff_since_origin_main_in_a_detached_pr_checkout(pr_checkout: Path) -> None:
-    proc = fleet("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "json", cwd=pr_checkout)
+    proc = fleet_in_process("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "json", cwd=pr_checkout)
     assert proc.returncode == 1, proc.stderr
     diff = json.loads(proc.stdout)
     assert diff["kind"] == "SpecDiff" and diff["fleet"] == "audit" and diff["changes"] is True
@@ -120,18 +120,19 @@ def test_spec_diff_since_origin_main_in_a_detached_pr_checkout(pr_checkout: Path
 
 
 def test_spec_diff_table_and_markdown(pr_checkout: Path) -> None:
-    table = fleet("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=pr_checkout)
+    table = fleet_in_process("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=pr_checkout)
     assert table.returncode == 1
     assert "~ tiers.worker.model: \"sonnet\" -> \"opus\"" in table.stdout
     assert "+ audit-src-routes-admin" in table.stdout and "- docs" in table.stdout
     assert "Spec changes since origin/main: agents 2 added, 1 removed, 2 changed (2 re-run); " \
            "9 setting(s) changed." in table.stdout
-    md = fleet("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "markdown", cwd=pr_checkout).stdout
+    md = fleet_in_process("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "markdown", cwd=pr_checkout).stdout
     assert md.startswith("<!-- fleet-spec-diff:audit -->\n")
     assert "| ~ | <code>tiers.worker.model</code> | <code>\"sonnet\"</code> | <code>\"opus\"</code> |" in md
     assert "> [!CAUTION]" in md and "<code>docs</code>" in md  # removed agents are called out
     assert "<summary>~ <code>audit-src-routes-users</code>" in md
-    again = fleet("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "markdown", cwd=pr_checkout).stdout
+    again = fleet_in_process("diff", "--base-rev", "origin/main", "fleet.yaml", "-o", "markdown",
+                             cwd=pr_checkout).stdout
     assert again == md  # stable: updating the comment in place changes nothing
 
 
@@ -143,14 +144,14 @@ def test_reformatting_is_no_spec_change(repo: Path) -> None:
         "worker: {runtime: claude, model: sonnet, maxRunning: 2}",
         "worker:\n      maxRunning: 2   # key order and style\n      model: sonnet\n      runtime: claude")
     (repo / "fleet.yaml").write_text(reformatted)
-    proc = fleet("diff", "--base-rev", "HEAD", "fleet.yaml", cwd=repo)
+    proc = fleet_in_process("diff", "--base-rev", "HEAD", "fleet.yaml", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No spec changes since HEAD." in proc.stdout
 
 
 def test_a_new_fleet_file_is_all_added(repo: Path) -> None:
     write_fleet(repo, BASE)
-    proc = fleet("diff", "--base-rev", "HEAD", "fleet.yaml", "-o", "json", cwd=repo)
+    proc = fleet_in_process("diff", "--base-rev", "HEAD", "fleet.yaml", "-o", "json", cwd=repo)
     assert proc.returncode == 1
     diff = json.loads(proc.stdout)
     assert diff["base"]["found"] is False and "does not exist at HEAD" in diff["notes"][0]
@@ -161,7 +162,7 @@ def test_a_base_that_does_not_validate_counts_as_empty(repo: Path) -> None:
     write_fleet(repo, "apiVersion: fleet/v1alpha1\nkind: Fleet\nmetadata: {name: audit}\nspec: {tiers: {}}\n")
     _commit_all(repo, "broken fleet")
     write_fleet(repo, BASE)
-    diff = json.loads(fleet("diff", "--base-rev", "HEAD", "fleet.yaml", "-o", "json", cwd=repo).stdout)
+    diff = json.loads(fleet_in_process("diff", "--base-rev", "HEAD", "fleet.yaml", "-o", "json", cwd=repo).stdout)
     assert diff["base"]["found"] is False
     assert "HEAD:fleet.yaml does not validate" in diff["notes"][0]
 
@@ -172,16 +173,16 @@ def test_fleet_file_in_a_subdirectory(repo: Path) -> None:
     _commit_all(repo, "fleet")
     path = repo / "fleets" / "audit.yaml"
     path.write_text(path.read_text().replace("model: sonnet", "model: haiku"))
-    proc = fleet("diff", "--base-rev", "HEAD", "fleets/audit.yaml", "-o", "json", cwd=repo)
+    proc = fleet_in_process("diff", "--base-rev", "HEAD", "fleets/audit.yaml", "-o", "json", cwd=repo)
     assert proc.returncode == 1, proc.stderr
     assert [s["path"] for s in json.loads(proc.stdout)["settings"]] == ["tiers.worker.model"]
-    inside = fleet("diff", "--base-rev", "HEAD", "audit.yaml", "-o", "json", cwd=repo / "fleets")
+    inside = fleet_in_process("diff", "--base-rev", "HEAD", "audit.yaml", "-o", "json", cwd=repo / "fleets")
     assert json.loads(inside.stdout)["settings"] == json.loads(proc.stdout)["settings"]
 
 
 def test_unknown_revision_is_a_clear_error(repo: Path) -> None:
     write_fleet(repo, BASE)
-    proc = fleet("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=repo)
+    proc = fleet_in_process("diff", "--base-rev", "origin/main", "fleet.yaml", cwd=repo)
     assert proc.returncode == 2
     assert "unknown revision 'origin/main'" in proc.stderr and "fetch-depth: 0" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -189,7 +190,7 @@ def test_unknown_revision_is_a_clear_error(repo: Path) -> None:
 
 def test_base_rev_takes_no_plan_options(repo: Path) -> None:
     write_fleet(repo, BASE)
-    proc = fleet("diff", "--base-rev", "HEAD", "fleet.yaml", "--out", "plan.json", cwd=repo)
+    proc = fleet_in_process("diff", "--base-rev", "HEAD", "fleet.yaml", "--out", "plan.json", cwd=repo)
     assert proc.returncode == 2 and "takes no" in proc.stderr
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fleet, session_pids, status, wait_until, write_fleet
+from conftest import ROOT, fleet_in_process, session_pids, status_in_process, wait_until, write_fleet
 from model_server import ModelServer, Reply, Request, Text, ToolUse, play, workdir
 from test_claude_e2e import CLAUDE, MODEL
 from test_codex_e2e import CODEX
@@ -87,7 +87,7 @@ def gated_fleet(repo: Path, tier: str) -> None:
 
 
 def apply_and_wait(repo: Path) -> None:
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     wait_until(lambda: not session_pids(repo), timeout=120)
 
 
@@ -109,9 +109,9 @@ def test_a_claude_stream_json_log_reads_as_messages_tool_calls_gates_and_a_resum
     gated_fleet(repo, CLAUDE_TIER)
     for _ in range(3):  # the run, its gate (fails) and the resume, the gate again (passes)
         apply_and_wait(repo)
-    row = status(repo)["solver"]
+    row = status_in_process(repo)["solver"]
     assert (row["phase"], row["attempts"]) == ("Succeeded", 2), row
-    shown = fleet("logs", "solver", cwd=repo, check=True).stdout
+    shown = fleet_in_process("logs", "solver", cwd=repo, check=True).stdout
     lines = shown.splitlines()
     wt = row["worktree"]
     expected = [  # in this order, each the start of a line
@@ -132,11 +132,11 @@ def test_a_claude_stream_json_log_reads_as_messages_tool_calls_gates_and_a_resum
         at = found + 1
     assert "answer" in lines[lines.index(next(x for x in lines if x.startswith("$ git add"))) + 1]
     assert not [x for x in lines if x.startswith('{"type"')]  # every event was rendered
-    raw = fleet("logs", "solver", "--raw", cwd=repo, check=True).stdout
+    raw = fleet_in_process("logs", "solver", "--raw", cwd=repo, check=True).stdout
     log = next((repo / ".git" / "fleet" / "logs" / "t").glob("solver.log")).read_text()
     assert raw == log and '"type":"assistant"' in raw
     # describe's log tail is the same rendering
-    tail = fleet("describe", "solver", cwd=repo, check=True).stdout.split("Log tail:")[1]
+    tail = fleet_in_process("describe", "solver", cwd=repo, check=True).stdout.split("Log tail:")[1]
     assert "  ● Fixed: the answer is good now.\n" in tail and "  ▶ gate answer passed: " in tail
 
 
@@ -144,7 +144,7 @@ def test_a_claude_stream_json_log_reads_as_messages_tool_calls_gates_and_a_resum
 def test_logs_follow_a_claude_session_across_its_resume_until_nothing_more_is_coming(repo: Path, model) -> None:
     model(claude_script)
     gated_fleet(repo, CLAUDE_TIER)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     follower = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "logs", "solver", "-f"], cwd=repo,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "COLUMNS": "200"})
@@ -180,9 +180,9 @@ def test_a_codex_json_log_reads_as_commands_with_exit_codes_messages_and_turns(r
     gated_fleet(repo, CODEX_TIER)
     for _ in range(3):
         apply_and_wait(repo)
-    row = status(repo)["solver"]
+    row = status_in_process(repo)["solver"]
     assert (row["phase"], row["attempts"]) == ("Succeeded", 2), row
-    lines = fleet("logs", "solver", cwd=repo, check=True).stdout.splitlines()
+    lines = fleet_in_process("logs", "solver", cwd=repo, check=True).stdout.splitlines()
     expected = ["──── start ", "thread ", "$ echo bad > answer.txt && git add answer.txt", "  ⎿ exit 0: committed",
                 "$ cat no-such-file", "  ⎿ exit 1: cat: no-such-file: No such file or directory", "● done",
                 "✓ turn completed · ", "▶ gate answer FAILED: ", "  │ bad", "──── resume ",
@@ -198,7 +198,7 @@ def test_a_codex_json_log_reads_as_commands_with_exit_codes_messages_and_turns(r
 
 def test_logs_all_follow_prefixes_every_agents_lines_with_its_name(repo: Path) -> None:
     shutil.copy(ROOT / "fleets" / "demo.yaml", repo / "fleet.yaml")
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # two run, the third waits for a slot
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # two run, the third waits for a slot
     follower = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "logs", "--all", "-f"], cwd=repo,
                               capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
                               check=False)
@@ -216,7 +216,7 @@ def test_logs_all_follow_prefixes_every_agents_lines_with_its_name(repo: Path) -
 
 def test_logs_all_without_a_log_yet_says_so(repo: Path) -> None:
     shutil.copy(ROOT / "fleets" / "demo.yaml", repo / "fleet.yaml")
-    proc = fleet("logs", "--all", cwd=repo)
+    proc = fleet_in_process("logs", "--all", cwd=repo)
     assert proc.returncode == 1 and "no agent of fleet demo has a log yet" in proc.stderr
 
 
@@ -269,7 +269,7 @@ def test_ctrl_c_ends_a_follow_with_exit_0(repo: Path) -> None:
               tier: local
               command: [sh, -c, "echo started; exec sleep 300"]
     """)
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     follower = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "logs", "sleeper", "-f"], cwd=repo,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import agents
-from conftest import fleet, status, wait_until, write_fleet
+from conftest import fleet_in_process, live_agents, status_in_process, wait_ended, wait_until, write_fleet
 
 
 def fleet_of(repo: Path, agents_yaml: str, *, max_running: int = 4) -> Path:
@@ -40,7 +40,9 @@ def test_silent_session_is_stopped_as_stalled_and_its_slot_goes_to_a_pending_age
              + agent("next", script, "sleep", "300", extra="      stallAfter: 1h\n"), max_running=1)
     loop = watch(repo)
     try:
-        rows = wait_until(lambda: (r := status(repo))["next"]["phase"] == "Running" and r, timeout=60)
+        wait_until(lambda: live_agents(repo) == ["next"], timeout=60)  # hung was stopped, next has its slot
+        rows = status_in_process(repo)
+        assert rows["next"]["phase"] == "Running"
     finally:
         out = stop(loop)
     hung = rows["hung"]
@@ -52,7 +54,7 @@ def test_silent_session_is_stopped_as_stalled_and_its_slot_goes_to_a_pending_age
     assert ran >= 2  # never before its stallAfter
     worktree = Path(hung["worktree"])
     assert (worktree / "work-in-progress.txt").read_text() == "half done\n"  # the work is kept
-    described = fleet("describe", "fleet.yaml", "hung", cwd=repo).stdout
+    described = fleet_in_process("describe", "fleet.yaml", "hung", cwd=repo).stdout
     assert "Stalled" in described and "calling the model" in described
 
 
@@ -61,7 +63,9 @@ def test_a_session_that_keeps_writing_output_is_not_stopped(repo: Path) -> None:
     fleet_of(repo, agent("busy", script, "chatty", "5"))
     loop = watch(repo)
     try:
-        rows = wait_until(lambda: (r := status(repo))["busy"]["phase"] in ("Succeeded", "Failed") and r, timeout=60)
+        wait_until(lambda: live_agents(repo) == ["busy"], timeout=60)  # the loop's first tick started it
+        wait_ended(repo)
+        rows = status_in_process(repo)
     finally:
         stop(loop)
     assert rows["busy"]["phase"] == "Succeeded" and rows["busy"]["exit_code"] == 0
@@ -72,7 +76,10 @@ def test_timeout_stops_a_busy_session(repo: Path) -> None:
     fleet_of(repo, agent("long", script, "chatty", "300", extra="      timeout: 2s\n"))
     loop = watch(repo)
     try:
-        rows = wait_until(lambda: (r := status(repo))["long"]["phase"] == "Failed" and r, timeout=60)
+        wait_until(lambda: live_agents(repo) == ["long"], timeout=60)  # the loop's first tick started it
+        wait_ended(repo)  # the loop stopped it
+        rows = status_in_process(repo)
+        assert rows["long"]["phase"] == "Failed"
     finally:
         stop(loop)
     row = rows["long"]
@@ -83,7 +90,7 @@ def test_timeout_stops_a_busy_session(repo: Path) -> None:
 def test_status_shows_time_since_last_progress(repo: Path) -> None:
     script = agents.install(repo.parent)
     fleet_of(repo, agent("quiet", script, "silent", "300", extra="      stallAfter: 1h\n"))
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    row = wait_until(lambda: (r := status(repo)["quiet"])["idle_seconds"] is not None and r)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    row = wait_until(lambda: (r := status_in_process(repo)["quiet"])["idle_seconds"] is not None and r, interval=0.5)
     assert row["phase"] == "Running" and row["idle_seconds"] >= 0
-    assert "IDLE" in fleet("status", "fleet.yaml", cwd=repo).stdout
+    assert "IDLE" in fleet_in_process("status", "fleet.yaml", cwd=repo).stdout

@@ -20,7 +20,7 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import branch_marks, fleet, git, session_pids, status, wait_until, write_fleet
+from conftest import branch_marks, ended, fleet_in_process, git, session_pids, status_in_process, wait_ended, wait_until
 
 from reconciler.store.home import migrate
 
@@ -48,16 +48,10 @@ def three_agents(repo: Path) -> Path:
     `git clean -fdx` keeps it."""
     script = agents.install(repo.parent)
     sleep = agents.argv(script, "sleep", "120")
-    path = write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - {{name: run, tier: local, prompt: v1 run, command: {sleep}}}
-            - {{name: keep, tier: local, prompt: v1 keep, protect: true, command: {sleep}}}
-            - {{name: old, tier: local, prompt: v1 old, command: {sleep}}}
+    path = agents.fleet_yaml(repo, f"""
+        - {{name: run, tier: local, prompt: v1 run, command: {sleep}}}
+        - {{name: keep, tier: local, prompt: v1 keep, protect: true, command: {sleep}}}
+        - {{name: old, tier: local, prompt: v1 old, command: {sleep}}}
     """)
     git(repo, "add", "fleet.yaml")
     git(repo, "commit", "-qm", "fleet file")
@@ -65,7 +59,7 @@ def three_agents(repo: Path) -> Path:
 
 
 def apply(repo: Path, *args: str, cwd: Path | None = None) -> str:
-    proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", *args, cwd=cwd or repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", "--grace", "1", *args, cwd=cwd or repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -84,7 +78,7 @@ def test_state_logs_and_locks_live_in_the_git_common_dir_and_the_checkout_stays_
     exclude = (repo / ".git" / "info" / "exclude").read_text()
     assert ".fleet" not in exclude
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
-    env = psutil.Process(status(repo)["run"]["pid"]).environ()
+    env = psutil.Process(status_in_process(repo)["run"]["pid"]).environ()
     assert env["FLEET_LOCK_DIR"] == str(home(repo) / "locks")
 
 
@@ -95,31 +89,26 @@ def test_a_file_an_agent_writes_under_its_own_dot_fleet_blocks_the_prune(repo: P
     (repo / ".git" / "info" / "exclude").write_text("# mine\n*.swp\n# fleet state, logs, locks and worktrees\n"
                                                     "/.fleet/\n")
     script = agents.install(repo.parent)
-    path = write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [a00, a01]}}
-              tier: local
-              command: {agents.argv(script, "commit")}
+    path = agents.fleet_yaml(repo, f"""
+        - name: w-{{item}}
+          forEach: {{items: [a00, a01]}}
+          tier: local
+          command: {agents.argv(script, "commit")}
     """)
     apply(repo)
-    wait_until(lambda: all(r["phase"] == "Succeeded" for r in status(repo).values()))
+    wait_ended(repo)
+    assert [r["phase"] for r in status_in_process(repo).values()] == ["Succeeded"] * 2
     assert (repo / ".git" / "info" / "exclude").read_text() == "# mine\n*.swp\n"
     git(repo, "merge", "-q", "fleet/t/w-a00")  # its commit is safe: only the file below is at stake
     tree = repo / WT / "w-a00"
     (tree / where).parent.mkdir(parents=True, exist_ok=True)
     (tree / where).write_text("the agent's notes\n")
     path.write_text(path.read_text().replace("[a00, a01]", "[a01]"))
-    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "prune refused" in proc.stdout and where in proc.stdout
     assert (tree / where).read_text() == "the agent's notes\n"
-    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
+    proc = fleet_in_process("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not tree.exists()
     ref = git(repo, "for-each-ref", "--format=%(refname)", "refs/fleet/archive/t/w-a00/").split()[-1]
@@ -128,15 +117,10 @@ def test_a_file_an_agent_writes_under_its_own_dot_fleet_blocks_the_prune(repo: P
 
 def test_the_worktree_root_is_hidden_only_from_the_main_checkout(repo: Path) -> None:
     script = agents.install(repo.parent)
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          worktrees: {{root: trees/agents}}
-          agents:
-            - {{name: a, tier: local, prompt: hi, command: {agents.argv(script, "sleep", "60")}}}
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, prompt: hi, command: {agents.argv(script, "sleep", "60")}}}
+    """, spec="""
+        worktrees: {root: trees/agents}
     """)
     git(repo, "add", "fleet.yaml")
     git(repo, "commit", "-qm", "fleet file")
@@ -173,16 +157,16 @@ def _to_legacy(repo: Path) -> None:
 def test_state_under_dot_fleet_is_migrated_on_the_first_apply_and_read_before_it(repo: Path) -> None:
     three_agents(repo)
     apply(repo)
-    before = {n: r["pid"] for n, r in status(repo).items()}
+    before = {n: r["pid"] for n, r in status_in_process(repo).items()}
     log = (home(repo) / "logs" / "t" / "run.log").read_bytes()
     _to_legacy(repo)
     # read-only commands read the old place and write nothing
-    assert {n: r["pid"] for n, r in status(repo).items()} == before
-    assert fleet("diff", "fleet.yaml", cwd=repo).returncode == 0
+    assert {n: r["pid"] for n, r in status_in_process(repo).items()} == before
+    assert fleet_in_process("diff", "fleet.yaml", cwd=repo).returncode == 0
     assert not home(repo).exists()
     out = apply(repo)
     assert "No changes" in out, out
-    assert {n: r["pid"] for n, r in status(repo).items()} == before
+    assert {n: r["pid"] for n, r in status_in_process(repo).items()} == before
     assert (home(repo) / "logs" / "t" / "run.log").read_bytes().startswith(log)
     assert sorted(p.name for p in (repo / ".fleet").iterdir()) == ["worktrees"]
     assert ".fleet" not in (repo / ".git" / "info" / "exclude").read_text()
@@ -196,15 +180,15 @@ def test_an_exit_file_written_to_the_old_place_after_migration_is_not_lost(repo:
     apply(repo)
     _to_legacy(repo)
     apply(repo)  # migrated
-    pid = status(repo)["run"]["pid"]
+    pid = status_in_process(repo)["run"]["pid"]
     os.killpg(pid, signal.SIGKILL)
-    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    wait_until(lambda: ended(pid))
     legacy_exit = repo / ".fleet" / "state" / "t" / "run.exit.json"
     legacy_exit.parent.mkdir(parents=True)
     legacy_exit.write_text(json.dumps({"pid": pid, "exit_code": 0, "finished_at": "2026-01-01T00:00:00+00:00"}))
-    assert status(repo)["run"]["phase"] == "Succeeded"
+    assert status_in_process(repo)["run"]["phase"] == "Succeeded"
     apply(repo)
-    assert status(repo)["run"]["phase"] == "Succeeded"
+    assert status_in_process(repo)["run"]["phase"] == "Succeeded"
     assert not (repo / ".fleet" / "state").exists()
 
 
@@ -252,16 +236,15 @@ def test_git_clean_fdx_then_apply_adopts_keeps_protected_and_replaces_only_the_o
     git(repo, "clean", "-fdx")
     if lose != "git-clean":
         shutil.rmtree(home(repo) / "state")
-    diff = fleet("diff", "fleet.yaml", cwd=repo)
+    diff = fleet_in_process("diff", "fleet.yaml", cwd=repo)
     assert diff.returncode == 1 and diff.stdout.strip().endswith("Plan: 1 to replace."), diff.stdout
     assert "replace         old" in diff.stdout
     out = apply(repo)
     live = sessions_by_agent(repo)
     assert sorted(live) == ["keep", "old", "run"] and all(len(s) == 1 for s in live.values()), (live, out)
     assert live["run"][0][0] == first["run"] and live["keep"][0][0] == first["keep"], out
-    assert live["old"][0][0] != first["old"] and not psutil.pid_exists(first["old"]) or \
-        psutil.Process(first["old"]).status() == psutil.STATUS_ZOMBIE
-    rows = status(repo)
+    assert live["old"][0][0] != first["old"] and ended(first["old"])
+    rows = status_in_process(repo)
     assert {n: (r["phase"], r["sync"]) for n, r in rows.items()} == {
         "run": ("Running", "Synced"), "keep": ("Running", "Synced"), "old": ("Running", "Synced")}
     assert rows["run"]["pid"] == first["run"] and rows["keep"]["pid"] == first["keep"]
@@ -274,10 +257,10 @@ def test_git_clean_fdx_then_apply_adopts_keeps_protected_and_replaces_only_the_o
 def test_a_protected_session_running_an_old_spec_is_not_replaced_without_its_record(repo: Path) -> None:
     path = three_agents(repo)
     apply(repo)
-    pid = status(repo)["keep"]["pid"]
+    pid = status_in_process(repo)["keep"]["pid"]
     path.write_text(path.read_text().replace("v1 keep", "v2 keep"))
     shutil.rmtree(home(repo) / "state")
-    proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
     assert proc.returncode == 3 and "spec changed but protect: true" in proc.stdout, proc.stdout
     assert [p for p, _ in sessions_by_agent(repo)["keep"]] == [pid]
 
@@ -285,7 +268,7 @@ def test_a_protected_session_running_an_old_spec_is_not_replaced_without_its_rec
 def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_record_is_gone(repo: Path) -> None:
     path = three_agents(repo)
     apply(repo)
-    pid = status(repo)["keep"]["pid"]
+    pid = status_in_process(repo)["keep"]["pid"]
     # kept where the state store is not: the ownership marker and the branch's mark
     assert branch_marks(repo) == {"fleet/t/run": False, "fleet/t/keep": True, "fleet/t/old": False}
     markers = {json.loads(m.read_text())["agent"]: json.loads(m.read_text())["protect"]
@@ -293,11 +276,11 @@ def test_an_undeclared_protected_agent_is_neither_stopped_nor_pruned_when_its_re
     assert markers == {"run": False, "keep": True, "old": False}
     text = path.read_text()
     path.write_text("\n".join(line for line in text.splitlines() if "name: keep" not in line) + "\n")
-    out = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo).stdout
+    out = fleet_in_process("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo).stdout
     assert "protect: true" in out
     git(repo, "clean", "-fdx")
     shutil.rmtree(home(repo) / "state")
-    proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
     assert "protect" in proc.stdout, proc.stdout
     assert [p for p, _ in sessions_by_agent(repo)["keep"]] == [pid]
     assert (repo / WT / "keep").is_dir() and git(repo, "branch", "--list", "fleet/t/keep").strip()
@@ -321,25 +304,25 @@ def test_apply_from_inside_an_agents_worktree_converges_on_the_main_repo(repo: P
     """Class 9: a committed `repo: .` resolves to the agent's worktree."""
     path = three_agents(repo)
     apply(repo)
-    before = {n: r["pid"] for n, r in status(repo).items()}
+    before = {n: r["pid"] for n, r in status_in_process(repo).items()}
     inside = repo / WT / "run"
-    proc = fleet("apply", "fleet.yaml", "--yes", cwd=inside)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=inside)
     assert proc.returncode == 0 and "No changes" in proc.stdout, proc.stdout + proc.stderr
     assert not (inside / ".fleet").exists()
     # that worktree's copy of the file declares a new agent and changes `old`: the new
     # worktree goes under the main checkout's root, and `old` is replaced in its own tree
     (inside / "fleet.yaml").write_text(path.read_text().replace("v1 old", "v2 old").replace(
         "    - {name: old", "    - {name: new, tier: local, prompt: v1 new, command: [sleep, '60']}\n    - {name: old"))
-    proc = fleet("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=inside)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", "--grace", "1", cwd=inside)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / WT / "new").is_dir() and not (inside / ".fleet").exists()
-    rows = status(repo, str(inside / "fleet.yaml"))
+    rows = status_in_process(repo, str(inside / "fleet.yaml"))
     assert {n: r["pid"] for n, r in rows.items() if n not in ("new", "old")} == \
         {n: p for n, p in before.items() if n != "old"}
     assert rows["new"]["phase"] == "Running" and rows["old"]["phase"] == "Running"
     assert rows["old"]["pid"] != before["old"] and rows["old"]["sync"] == "Synced"
     assert psutil.Process(rows["old"]["pid"]).cwd() == str((repo / WT / "old").resolve())
-    assert fleet("apply", "fleet.yaml", "--yes", cwd=inside).stdout.startswith("No changes")
+    assert fleet_in_process("apply", "fleet.yaml", "--yes", cwd=inside).stdout.startswith("No changes")
 
 
 def test_a_changed_worktrees_root_keeps_existing_trees_where_they_are(repo: Path) -> None:
@@ -351,11 +334,11 @@ def test_a_changed_worktrees_root_keeps_existing_trees_where_they_are(repo: Path
     text = text.replace("    - {name: old", "    - {name: new, tier: local, prompt: v1 new, command: [sleep, '60']}"
                                            "\n    - {name: old")
     path.write_text(text)
-    diff = fleet("diff", "fleet.yaml", cwd=repo).stdout
+    diff = fleet_in_process("diff", "fleet.yaml", cwd=repo).stdout
     assert "worktrees.root" in diff and "new worktrees only" in diff, diff
     out = apply(repo)
     assert "worktrees.root" in out
-    rows = status(repo)
+    rows = status_in_process(repo)
     assert all(r["phase"] == "Running" for r in rows.values()), rows
     assert psutil.Process(rows["run"]["pid"]).cwd() == str((repo / WT / "run").resolve())
     assert (repo / "elsewhere" / "new").is_dir()
@@ -366,12 +349,12 @@ def test_a_changed_worktrees_root_keeps_existing_trees_where_they_are(repo: Path
 def test_one_failing_action_is_that_actions_failed_outcome_and_the_rest_of_the_plan_runs(repo: Path) -> None:
     three_agents(repo)
     (home(repo) / "logs" / "t" / "keep.log").mkdir(parents=True)  # opening the log fails: not a FleetError
-    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    proc = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Is a directory" in proc.stdout
     assert sorted(sessions_by_agent(repo)) == ["old", "run"]
-    assert status(repo)["keep"]["phase"] == "Failed"
+    assert status_in_process(repo)["keep"]["phase"] == "Failed"
 
 
 def test_migration_across_file_systems_copies_then_removes(tmp_path: Path) -> None:
@@ -404,14 +387,8 @@ def test_legacy_state_a_commit_brings_is_never_read_nor_followed(repo: Path, tmp
     secret = tmp_path / "outside" / "secret.txt"
     secret.parent.mkdir()
     secret.write_text("THE-SECRET-OUTSIDE-THE-REPO\n")
-    write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - {{name: pr, tier: local, command: {agents.argv(agents.install(repo.parent), "sleep", "0")}}}
+    agents.fleet_yaml(repo, f"""
+        - {{name: pr, tier: local, command: {agents.argv(agents.install(repo.parent), "sleep", "0")}}}
     """)
     legacy = repo / ".fleet"
     (legacy / "logs" / "t").mkdir(parents=True)
@@ -425,12 +402,12 @@ def test_legacy_state_a_commit_brings_is_never_read_nor_followed(repo: Path, tmp
     (legacy / "logs" / "t" / "other.log").symlink_to(secret)
     for command in (["status", "fleet.yaml", "-o", "json"], ["describe", "fleet.yaml", "pr"],
                     ["logs", "fleet.yaml", "pr"], ["logs", "fleet.yaml", "other"], ["diff", "fleet.yaml"]):
-        proc = fleet(*command, cwd=repo)
+        proc = fleet_in_process(*command, cwd=repo)
         assert "THE-SECRET" not in proc.stdout + proc.stderr, command
         assert "FORGED-BY-THE-PR" not in proc.stdout + proc.stderr, command
-    assert json.loads(fleet("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)["agents"][0][
+    assert json.loads(fleet_in_process("status", "fleet.yaml", "-o", "json", cwd=repo, check=True).stdout)["agents"][0][
         "phase"] != "Succeeded"
-    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # the migration moves none of it
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)  # the migration moves none of it
     assert (legacy / "state" / "t" / "pr.json").is_file() and (legacy / "logs" / "t" / "pr.log").is_symlink()
     assert "FORGED" not in (home(repo) / "state" / "t" / "pr.json").read_text()  # its own record, made by apply
     assert secret.read_text() == "THE-SECRET-OUTSIDE-THE-REPO\n"
