@@ -179,3 +179,48 @@ def test_marks_round_trip_and_absent_is_empty(tmp_path: Path) -> None:
     assert read_fleet_marks(tmp_path, "t") == {}
     write_fleet_marks(tmp_path, "t", {"fleet/t/a": True, "fleet/t/b": False})
     assert read_fleet_marks(tmp_path, "t") == {"fleet/t/a": True, "fleet/t/b": False}
+
+
+# -- a mark names one branch: the first line of its reflog (store/branch_marks.py `entry_holds`) -------------
+
+
+def test_an_old_mark_gets_the_branchs_identity_and_a_branch_made_again_is_not_owned(repo: Path) -> None:
+    from reconciler.store.branch_marks import read_fleet_entries
+
+    git(repo, "branch", A)
+    write_fleet_marks(repo / ".git", "t", {A: False})  # as an older fleet wrote it: no identity
+    assert GitRepo(repo).owned_branches() == {A: "t"}  # owned, as before
+    migrate_marks(GitRepo(repo), "t")  # every pass records the identity of a mark that has none
+    first = (repo / ".git" / "logs" / "refs" / "heads" / A).read_text().splitlines()[0]
+    assert read_fleet_entries(repo / ".git", "t")[A].ident == first
+    git(repo, "branch", "-D", A)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "the user moves on")
+    git(repo, "branch", A)  # the user's, under the same name
+    assert GitRepo(repo).owned_branches() == {}
+    migrate_marks(GitRepo(repo), "t")  # the stale mark is dropped, not moved onto the new branch
+    assert branch_marks(repo) == {}
+
+
+def test_a_branch_without_a_reflog_is_never_owned(repo: Path) -> None:
+    from reconciler.act.branch_marks import mark_branch, record_identity
+
+    git(repo, "config", "core.logAllRefUpdates", "false")
+    mark_branch(GitRepo(repo), "t", A)
+    git(repo, "branch", A)
+    record_identity(GitRepo(repo), "t", A)
+    assert json.loads(marks_path(repo / ".git", "t").read_text())["branches"][A] == {"protect": False, "id": ""}
+    assert GitRepo(repo).owned_branches() == {}  # cannot be told from a branch made again: kept
+
+
+def test_create_worktree_refuses_a_users_branch_before_marking_it(repo: Path) -> None:
+    """The act's own check (act/worktrees.py), behind the planner's: a branch that exists and is not
+    this fleet's is neither marked nor checked out."""
+    from reconciler.act.worktrees import create_worktree
+    from reconciler.spec.loader import load_fleet
+
+    loaded = load_fleet(two_idle_agents(repo, "a00"))
+    git(repo, "branch", A)  # the user's, under the agent's name
+    with pytest.raises(FleetError, match=f"branch {A} exists and is not owned by fleet t"):
+        create_worktree(GitRepo(repo), loaded.agents[0], fleet="t")
+    assert branch_marks(repo) == {}
+    assert "w-a00" not in git(repo, "worktree", "list")

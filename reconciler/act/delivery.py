@@ -142,7 +142,7 @@ def integrate(tree: Path, *, onto: str, sha: str, strategy: str, message: str) -
                 return Integrated(onto, empty=True)
             code, out, err = _git(tree, "commit", "-q", "-m", message)
     else:
-        code, out, err = _rebase(tree, onto=onto, sha=sha, message=message)
+        code, out, err = _rebase_checked(tree, onto=onto, sha=sha, message=message)
     if code != 0:
         conflicts = _git(tree, "diff", "--name-only", "--diff-filter=U")[1].splitlines()
         reset_to(tree, onto)
@@ -152,6 +152,40 @@ def integrate(tree: Path, *, onto: str, sha: str, strategy: str, message: str) -
     head = _git(tree, "rev-parse", "HEAD")[1]
     same = _git(tree, "rev-parse", f"{head}^{{tree}}")[1] == _git(tree, "rev-parse", f"{onto}^{{tree}}")[1]
     return Integrated(head, empty=same)
+
+
+def _rebase_checked(tree: Path, *, onto: str, sha: str, message: str) -> tuple[int, str, str]:
+    """`_rebase`, then its result checked against what merging `sha` into `onto` gives
+    (`git merge-tree --write-tree`): a replay can lose content (a plain `git rebase` drops
+    merge commits, so a change made inside the agent's merge of a side branch of its own is
+    gone) while the tip is then recorded as delivered. A result that differs is thrown away
+    for the squashed change of the whole range (`git merge --squash`, one commit, still
+    linear), which must then be exactly the merge's tree; else nothing is delivered (an error)."""
+    code, out, err = _rebase(tree, onto=onto, sha=sha, message=message)
+    if code != 0:
+        return code, out, err
+    mcode, mout, merr = _git(tree, "merge-tree", "--write-tree", onto, sha)
+    want = mout.splitlines()[0] if mcode == 0 and mout else None  # None: git sees a conflict
+    if want is not None and _git(tree, "rev-parse", "HEAD^{tree}")[1] == want:
+        return 0, "", ""
+    reset_to(tree, onto)
+    code, out, err = _git(tree, "merge", "--squash", sha)
+    if code != 0:
+        return code, out, err
+    if _git(tree, "diff", "--cached", "--quiet")[0] != 0:
+        author = _git(tree, "log", "-1", "--format=%an <%ae>%n%aI", sha)[1].splitlines()
+        first, _, rest = message.partition("\n")
+        body = (f"{first} (squashed: replaying its commits one by one would have lost a change made "
+                f"in a merge commit)\n{rest}")
+        code, out, err = _git(tree, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
+                              f"--author={author[0]}", f"--date={author[1]}", "-m", body)
+        if code != 0:
+            return code, out, err
+    got = _git(tree, "rev-parse", "HEAD^{tree}")[1]
+    if want is None or got != want:
+        return 1, "", (f"strategy rebase: the integration of {sha[:12]} onto {onto[:12]} is not what merging "
+                       f"them gives ({merr or 'a different tree'}); nothing delivered")
+    return 0, "", ""
 
 
 def _rebase(tree: Path, *, onto: str, sha: str, message: str) -> tuple[int, str, str]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..observe.gittree import clean_env
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.models import Gate
@@ -38,7 +39,8 @@ class GateResult:
 
 def run_gate(name: str, gate: Gate, agent: DesiredAgent, *, log: Path) -> GateResult:
     """`sh -c RUN` in the worktree with the gate's timeout; output appended to the session log."""
-    env = {**os.environ, "FLEET_AGENT": agent.name, "FLEET_BRANCH": agent.branch, "FLEET_GATE": name}
+    # without GIT_DIR & co (a git hook's): the gate's git must see the tree it runs in
+    env = {**clean_env(), "FLEET_AGENT": agent.name, "FLEET_BRANCH": agent.branch, "FLEET_GATE": name}
     start = time.monotonic()
     proc = subprocess.Popen(["sh", "-c", gate.run], cwd=agent.worktree, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",

@@ -19,7 +19,7 @@ from ..observe.gitcmd import Git, GitCommandError
 from ..observe.gitrepo import MARKER, GitRepo
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
-from .branch_marks import mark_branch
+from .branch_marks import creating_env, mark_branch, record_identity
 from .worktrees import hide_root
 
 
@@ -66,7 +66,8 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
     try:
         # before the branch exists, as create_worktree does
         mark_branch(repo, fleet, branch, protect=facts.get("Protect") == ["true"])
-        repo.git.branch(branch, start)
+        repo.git.branch(branch, start, env=creating_env())
+        record_identity(repo, fleet, branch)
         lines.append(f"branch {branch} at {start[:12]} (owned by fleet {fleet})")
         if has_tree and worktree is not None:
             worktree.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import FleetError
+from ..observe.gittree import clean_env
 from ..observe.processes import ENV_AGENT, ENV_FLEET, ENV_HASH, ENV_REPO, ENV_SESSION, create_time, is_alive
 from ..runtimes import get_runtime
 from ..runtimes.base import SessionRequest
@@ -81,7 +82,8 @@ def session_request(agent: DesiredAgent, session_id: str) -> SessionRequest:
 def session_env(agent: DesiredAgent, *, fleet: str, repo_id: str, lock_dir: Path,
                 session_id: str) -> dict[str, str]:
     """A local session's environment: ours, the agent's env, and the owner variables."""
-    env = {**os.environ, **agent_env(agent)}
+    # without GIT_DIR & co: fleet run from a git hook would point the agent's git at the hook's repo
+    env = {**clean_env(), **agent_env(agent)}
     env["PATH"] = session_path(env.get("PATH"))  # so `fleet lock` and our python resolve in the session
     env.update(owner_env(agent, fleet=fleet, repo_id=repo_id, session_id=session_id))
     env["FLEET_LOCK_DIR"] = str(lock_dir)

@@ -20,7 +20,7 @@ from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
 from ..spec.desired import DesiredAgent
 from ..store.records import now_iso, write_json_atomic, write_text_atomic
-from .branch_marks import mark_branch, set_protect, unmark_branch
+from .branch_marks import creating_env, mark_branch, owns_branch, record_identity, set_protect, unmark_branch
 from .failpoints import failpoint, inside_add_env, remove_tree_halfway
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ def _drop_legacy_exclude(exclude: Path) -> None:
         write_text_atomic(exclude, "".join(kept))
 
 
-def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: str | None = None) -> Path:
+def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: str | None = None,
+                    branch: str | None = None) -> Path:
     """`git worktree add` on the agent's branch and write the ownership markers.
 
     The branch is marked as this fleet's (act/branch_marks.py) before it is
@@ -85,7 +86,17 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     `repair`: "missing" (the directory was deleted by hand: drop git's stale entry for
     it first) or "interrupted" (a previous apply died inside `git worktree add`; nothing
     ran there yet, so the half-made tree is removed; the branch is kept).
+    `branch`: the branch to put the tree on (a repair: the one the tree had), else the agent's.
+    A branch that exists and is not this fleet's (by its mark, act/branch_marks.py
+    `owns_branch`) is refused before anything is marked: marking it would make a user's
+    branch the fleet's, to be deleted with the agent.
     """
+    branch = branch or agent.branch
+    if repo.branch_exists(branch) and not owns_branch(repo, fleet, branch):
+        raise FleetError(f"cannot create worktree {agent.worktree}: branch {branch} exists and is not owned by "
+                         f"fleet {fleet}; fleet will not put an agent on it",
+                         hint=f"rename that branch (git branch -m {branch} {branch}-mine) or the agent; if it is "
+                              f"the fleet's, mark it: see docs/safety.md \"Ownership\"")
     try:
         if repair == "missing":  # only this entry: `git worktree prune` would drop every missing one
             repo.git.worktree("remove", str(agent.worktree))
@@ -94,20 +105,21 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         agent.worktree.parent.mkdir(parents=True, exist_ok=True)
         hide_root(repo, agent.worktree.parent)
         # beside the owner: protect must outlive the state store
-        mark_branch(repo, fleet, agent.branch, protect=agent.protect)
+        mark_branch(repo, fleet, branch, protect=agent.protect)
         failpoint("create-worktree:before-add")
         env = inside_add_env()  # {} unless that failpoint is armed
-        if repo.branch_exists(agent.branch):
-            repo.git.worktree("add", str(agent.worktree), agent.branch, env=env)
+        if repo.branch_exists(branch):
+            repo.git.worktree("add", str(agent.worktree), branch, env=env)
         else:
-            repo.git.worktree("add", "-b", agent.branch, str(agent.worktree), agent.base, env=env)
+            repo.git.worktree("add", "-b", branch, str(agent.worktree), agent.base, env={**env, **creating_env()})
     except GitCommandError as exc:
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
+    record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
     admin = _admin_dir(agent.worktree)
-    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": agent.branch,
+    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": branch,
               "created": now_iso(), "protect": agent.protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     failpoint("create-worktree:after-marker")
@@ -185,7 +197,9 @@ def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, b
         elif wt is not None:  # its directory is gone: drop just its entry, not every stale one
             repo.git.worktree("remove", str(wt.path))
         failpoint("prune:after-remove")
-        if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch):
+        # the mark re-checked right before: a branch deleted by hand and made again since the plan is not ours
+        if branch and repo.branch_exists(branch) and not _checked_out_elsewhere(repo, branch) \
+                and owns_branch(repo, fleet, branch):
             repo.git.branch("-D", branch)
         if branch:  # as `git branch -D` drops the branch's config section: a later branch of that name is not ours
             unmark_branch(repo, fleet, branch)

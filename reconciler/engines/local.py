@@ -82,8 +82,10 @@ class LocalEngine:
         return f"refs/heads/{agent.branch}"
 
     def create_workspace(self, action: Action, agent: DesiredAgent) -> str:
-        path = create_worktree(self.repo, agent, fleet=self.loaded.name, repair=action.details.get("repair"))
-        return f"worktree {path} on {agent.branch}"
+        branch = action.details.get("branch") or agent.branch  # a repair: the branch the tree had
+        path = create_worktree(self.repo, agent, fleet=self.loaded.name, repair=action.details.get("repair"),
+                               branch=branch)
+        return f"worktree {path} on {branch}"
 
     def prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> sessions.Launch:
         return sessions.prepare(agent, fleet=self.loaded.name, repo_id=str(self.repo.common_dir),

@@ -50,18 +50,30 @@ def _common_dir_at(path: Path) -> Path:
     checkout (a bare repository named as such)."""
     dot_git = path / ".git"
     try:
-        if dot_git.is_dir():
+        # only a git dir as git takes one (else git skips it and works on an enclosing repository)
+        if dot_git.is_dir() and _is_git_dir(dot_git):
             return dot_git.resolve()
         if dot_git.is_file():
             gitdir = path / dot_git.read_text().removeprefix("gitdir:").strip()
             common = gitdir / "commondir"
-            return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir.resolve()
+            if _is_git_dir(gitdir):
+                return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir.resolve()
     except OSError:
         pass
     if (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir():
         raise FleetError(f"{path} is a bare repository", hint="point spec.repo at a checkout")
     raise FleetError(f"{path} is not a git repository",
                      hint="set spec.repo to your repository (relative to the fleet file), or run `git init` there")
+
+
+def _is_git_dir(gitdir: Path) -> bool:
+    """What git checks before it takes a directory as a git dir: a HEAD, and objects/ and refs/
+    (in it, or in the common dir its `commondir` names, for a linked worktree's)."""
+    if not (gitdir / "HEAD").is_file():
+        return False
+    common = gitdir / "commondir"
+    base = gitdir / common.read_text().strip() if common.is_file() else gitdir
+    return (base / "objects").is_dir() and (base / "refs").is_dir()
 
 
 class _Unset:

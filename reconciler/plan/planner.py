@@ -276,14 +276,14 @@ def _worktree_actions(agent: DesiredAgent, obs: ObservedAgent, observed: Observe
     details = {"path": str(agent.worktree), "branch": agent.branch}
     if wt is not None and wt.owner is not None and wt.exists:
         return []
-    if wt is not None:  # repaired where git has it, under whichever root it was made
-        details = {**details, "path": str(wt.path)}
+    if wt is not None:  # repaired where git has it, under whichever root it was made, on the branch it had
+        details = {**details, "path": str(wt.path), **({"branch": wt.branch} if wt.branch else {})}
     if wt is not None and wt.owner is None:
         return [Action(CREATE_WORKTREE, agent.name, "finishing a worktree creation that was interrupted",
                        tier, {**details, "repair": "interrupted"})]
     if wt is not None:
         return [Action(CREATE_WORKTREE, agent.name, f"worktree directory {wt.path} was deleted; re-creating "
-                       f"it on {agent.branch} (its commits are kept)", tier, {**details, "repair": "missing"})]
+                       f"it on {details['branch']} (its commits are kept)", tier, {**details, "repair": "missing"})]
     if not observed.base_exists:
         return [Action(BLOCKED, agent.name, f"base ref {agent.base!r} does not exist in the repo", tier)]
     if agent.branch in observed.checked_out:

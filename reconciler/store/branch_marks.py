@@ -11,7 +11,20 @@ Ownership decides which branches fleet may ever delete, so this file is read str
   never write the same file.
 
     {"apiVersion": "fleet/v1alpha1", "kind": "BranchMarks", "fleet": "<fleet>",
-     "branches": {"<branch>": {"protect": false}, ...}}
+     "branches": {"<branch>": {"protect": false, "id": "<first line of the branch's reflog>"}, ...}}
+
+A mark outlives a `git branch -D` done by hand (the old config key went with the branch's
+config section), so each mark carries the branch's identity: the first line of its reflog
+(`<common dir>/logs/refs/heads/<branch>`), recorded right after fleet created the branch. A
+branch deleted and made again has a new reflog, so a new first line. A mark counts only while
+it matches (`entry_holds`):
+
+- `id` a non-empty string: owned only while the branch's reflog starts with exactly that line;
+- `id` "": the branch had no reflog when fleet made it (core.logAllRefUpdates=false): its
+  identity cannot be checked, so it is not owned (kept, never deleted: the safe side);
+- no `id` (a mark by an older fleet, or one written before the branch was created by a pass
+  that crashed before recording it): owned if the branch exists, as before; the next pass
+  records the identity of the branch then (act/branch_marks.py `migrate_marks`).
 
 Older fleets kept the marks in the repository config (`branch.<b>.fleetOwner = <fleet>`,
 `branch.<b>.fleetProtect = true`), where every git process parses them (O(agents) per git
@@ -65,9 +78,38 @@ def _fix(path: Path) -> str:
             "(they show as Blocked, never deleted); `git config branch.<b>.fleetOwner <fleet>` marks one again")
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One branch's mark: its protect, and its identity (None: not recorded; "": no reflog)."""
+
+    protect: bool = False
+    ident: str | None = None
+
+
+def branch_identity(common_dir: Path, branch: str) -> str:
+    """The first line of `branch`'s reflog; "" when it has none (or it cannot be read)."""
+    try:
+        with open(common_dir / "logs" / "refs" / "heads" / branch, "rb") as f:
+            return f.readline().decode("utf-8", "surrogateescape").rstrip("\n")
+    except OSError:
+        return ""
+
+
+def entry_holds(common_dir: Path, branch: str, entry: Entry) -> bool:
+    """The mark still names the branch fleet made (see the module docstring)."""
+    if entry.ident is None:
+        return True
+    return bool(entry.ident) and branch_identity(common_dir, branch) == entry.ident
+
+
 def read_fleet_marks(common_dir: Path, fleet: str) -> dict[str, bool]:
     """branch -> protect, from `fleet`'s file; {} when it does not exist. Raises FleetError
     (naming the file) for anything that is not a regular file of exactly the format."""
+    return {b: e.protect for b, e in read_fleet_entries(common_dir, fleet).items()}
+
+
+def read_fleet_entries(common_dir: Path, fleet: str) -> dict[str, Entry]:
+    """branch -> its Entry, from `fleet`'s file, as `read_fleet_marks`."""
     path = marks_path(common_dir, fleet)
     _check_dir(path.parent)
     try:
@@ -97,7 +139,7 @@ def _check_dir(directory: Path) -> None:
                               "never deleted)")
 
 
-def _parse(path: Path, fleet: str, raw: bytes) -> dict[str, bool]:
+def _parse(path: Path, fleet: str, raw: bytes) -> dict[str, Entry]:
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -110,12 +152,12 @@ def _parse(path: Path, fleet: str, raw: bytes) -> dict[str, bool]:
     branches = data.get("branches")
     if not isinstance(branches, dict):
         raise FleetError(f"{path}: `branches` is not a mapping", hint=_fix(path))
-    out: dict[str, bool] = {}
+    out: dict[str, Entry] = {}
     for branch, mark in branches.items():
         if not (isinstance(branch, str) and _plausible_branch(branch) and isinstance(mark, dict)
-                and isinstance(mark.get("protect", False), bool)):
+                and isinstance(mark.get("protect", False), bool) and isinstance(mark.get("id", ""), str)):
             raise FleetError(f"{path}: bad entry {branch!r}: {mark!r}", hint=_fix(path))
-        out[branch] = mark.get("protect", False)
+        out[branch] = Entry(mark.get("protect", False), mark.get("id"))
     return out
 
 
@@ -126,11 +168,17 @@ def _plausible_branch(name: str) -> bool:
 
 
 def write_fleet_marks(common_dir: Path, fleet: str, marks: dict[str, bool]) -> None:
-    """Replace `fleet`'s file with `marks` (branch -> protect), atomically. Call under the fleet lock."""
+    """Replace `fleet`'s file with `marks` (branch -> protect, no identity), atomically. Call under the fleet lock."""
+    write_fleet_entries(common_dir, fleet, {b: Entry(p) for b, p in marks.items()})
+
+
+def write_fleet_entries(common_dir: Path, fleet: str, marks: dict[str, Entry]) -> None:
+    """Replace `fleet`'s file with `marks`, atomically. Call under the fleet lock."""
     path = marks_path(common_dir, fleet)
     _check_dir(path.parent)
     write_json_atomic(path, {"apiVersion": API, "kind": KIND, "fleet": fleet,
-                             "branches": {b: {"protect": p} for b, p in sorted(marks.items())}})
+                             "branches": {b: {"protect": e.protect, **({} if e.ident is None else {"id": e.ident})}
+                                          for b, e in sorted(marks.items())}})
 
 
 def fleets_with_marks(common_dir: Path) -> list[str]:
@@ -150,9 +198,11 @@ def read_marks(common_dir: Path, config_lines: str) -> Marks:
     claims: dict[str, set[str]] = {}
     protected: set[str] = set()
     for fleet in fleets_with_marks(common_dir):
-        for branch, protect in read_fleet_marks(common_dir, fleet).items():
+        for branch, entry in read_fleet_entries(common_dir, fleet).items():
+            if not entry_holds(common_dir, branch, entry):
+                continue  # the branch was deleted and made again (or cannot be checked): not the fleet's
             claims.setdefault(branch, set()).add(fleet)
-            if protect:
+            if entry.protect:
                 protected.add(branch)
     owned, config_protected = parse_config_marks(config_lines)
     for branch, fleet in owned.items():
