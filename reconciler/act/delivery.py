@@ -172,20 +172,26 @@ def _rebase_checked(tree: Path, *, onto: str, sha: str, message: str) -> tuple[i
     code, out, err = _git(tree, "merge", "--squash", sha)
     if code != 0:
         return code, out, err
-    if _git(tree, "diff", "--cached", "--quiet")[0] != 0:
-        author = _git(tree, "log", "-1", "--format=%an <%ae>%n%aI", sha)[1].splitlines()
-        first, _, rest = message.partition("\n")
-        body = (f"{first} (squashed: replaying its commits one by one would have lost a change made "
-                f"in a merge commit)\n{rest}")
-        code, out, err = _git(tree, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
-                              f"--author={author[0]}", f"--date={author[1]}", "-m", body)
-        if code != 0:
-            return code, out, err
+    first, _, rest = message.partition("\n")
+    code, out, err = _commit_staged(tree, sha, f"{first} (squashed: replaying its commits one by one would "
+                                               f"have lost a change made in a merge commit)\n{rest}")
+    if code != 0:
+        return code, out, err
     got = _git(tree, "rev-parse", "HEAD^{tree}")[1]
     if want is None or got != want:
         return 1, "", (f"strategy rebase: the integration of {sha[:12]} onto {onto[:12]} is not what merging "
                        f"them gives ({merr or 'a different tree'}); nothing delivered")
     return 0, "", ""
+
+
+def _commit_staged(tree: Path, like: str, body: str) -> tuple[int, str, str]:
+    """Commit what is staged (nothing staged: no commit) with `like`'s author and date: a squash
+    stays attributed to the agent's work it holds."""
+    if _git(tree, "diff", "--cached", "--quiet")[0] == 0:
+        return 0, "", ""
+    author = _git(tree, "log", "-1", "--format=%an <%ae>%n%aI", like)[1].splitlines()
+    return _git(tree, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
+                f"--author={author[0]}", f"--date={author[1]}", "-m", body)
 
 
 def _rebase(tree: Path, *, onto: str, sha: str, message: str) -> tuple[int, str, str]:
@@ -212,16 +218,12 @@ def _rebase(tree: Path, *, onto: str, sha: str, message: str) -> tuple[int, str,
     code, out, err = _git(tree, "cherry-pick", "--no-commit", "-m", str(parent), merge)
     if code != 0:
         return code, out, err
-    if _git(tree, "diff", "--cached", "--quiet")[0] != 0:
-        subjects = _git(tree, "log", "--no-merges", "--format=- %s", merge, f"^{merge}^{parent}")[1]
-        author = _git(tree, "log", "-1", "--format=%an <%ae>%n%aI", merge)[1].splitlines()
-        first, _, rest = message.partition("\n")
-        body = (f"{first} (up to its merge {merge[:12]} of the target, squashed as it resolved it)\n\n"
-                f"{subjects}\n{rest}")
-        code, out, err = _git(tree, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
-                              f"--author={author[0]}", f"--date={author[1]}", "-m", body)
-        if code != 0:
-            return code, out, err
+    subjects = _git(tree, "log", "--no-merges", "--format=- %s", merge, f"^{merge}^{parent}")[1]
+    first, _, rest = message.partition("\n")
+    code, out, err = _commit_staged(tree, merge, f"{first} (up to its merge {merge[:12]} of the target, "
+                                                 f"squashed as it resolved it)\n\n{subjects}\n{rest}")
+    if code != 0:
+        return code, out, err
     if merge == sha:
         return 0, "", ""
     # the commits after the merge, replayed onto the squashed resolution (HEAD)
