@@ -207,3 +207,51 @@ def test_gates_that_pass_complete_the_run() -> None:
     verdict = record_gates(rec, agent, lambda name, gate: GateResult(True, 0, "", 0.1))
     assert verdict.passed and rec.phase == SUCCEEDED
     assert condition(rec, "Ready") == ("True", "Completed")
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(session_spec=st.dictionaries(st.text(max_size=5), _json, max_size=3),
+       ledger=st.dictionaries(st.text(max_size=5), st.dictionaries(st.text(max_size=5), _json, max_size=3), max_size=3),
+       delivery=st.dictionaries(st.text(max_size=5), _json, max_size=3),
+       last_output=st.lists(st.text(max_size=5), max_size=3))
+def test_a_cloned_record_equals_its_original_and_shares_nothing_mutable(
+        session_spec: dict, ledger: dict, delivery: dict, last_output: list) -> None:
+    # refreshed() folds an exit into a clone; status shows the original: a shared dict or
+    # list would let that fold change what a read-only command prints
+    rec = SessionRecord(agent="a", fleet="t", phase=RUNNING, session_spec=session_spec, ledger=ledger,
+                        delivery=delivery, last_output=last_output, gates=["lint"], gate_failures={"lint": 1},
+                        last_gate={"name": "lint", "output": ["x"]})
+    rec.set_condition("Ready", "Unknown", "Running", "pid 1")
+    before = json.dumps(rec.to_json(), sort_keys=True)
+    new = rec.clone()
+    assert new == rec
+    seen: set[int] = set()
+
+    def containers(value: object) -> None:
+        if isinstance(value, (dict, list)):
+            seen.add(id(value))
+            for v in (value.values() if isinstance(value, dict) else value):
+                containers(v)
+
+    for name in ("session_spec", "ledger", "delivery", "last_output", "gates", "gate_failures", "last_gate"):
+        containers(getattr(rec, name))
+    seen |= {id(rec.conditions)} | {id(c) for c in rec.conditions}
+    mine: set[int] = set()
+    for name in ("session_spec", "ledger", "delivery", "last_output", "gates", "gate_failures", "last_gate"):
+        stack = [getattr(new, name)]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, (dict, list)):
+                mine.add(id(v))
+                stack.extend(v.values() if isinstance(v, dict) else v)
+    mine |= {id(new.conditions)} | {id(c) for c in new.conditions}
+    assert not (seen & mine)
+    new.set_condition("Ready", "False", "Error", "exited 1")
+    new.ledger["run-x"] = {"usd": 1.0}
+    new.last_output.append("more")
+    assert json.dumps(rec.to_json(), sort_keys=True) == before

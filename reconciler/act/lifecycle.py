@@ -12,7 +12,6 @@ after each step is decided here, once.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,7 @@ def refreshed(obs: ObservedAgent, log_text: str | None, backoff: Backoff | None 
     if rec is None or rec.phase != RUNNING or obs.alive:
         return rec
     phase = obs.phase or FAILED
-    rec = copy.deepcopy(rec)
+    rec = rec.clone()
     rec.phase = phase
     rec.exit_code = obs.exit_code
     # a session that vanished without an exit record is taken to have ended when a

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
@@ -123,10 +123,13 @@ class GitRepo:
             wt = _parse_porcelain(block, resolve)
             if wt is None:
                 continue
-            wt.admin_dir = admin.get(wt.path)
-            wt.owner = read_owner(wt.admin_dir) if wt.admin_dir else None
-            wt.pruning = read_prune_intent(wt.admin_dir) if wt.admin_dir else None
-            wt.scratch = read_scratch(wt.admin_dir) if wt.admin_dir else None
+            # the markers are read with string paths: three per worktree every pass
+            admin_dir = admin.get(os.fspath(wt.path))
+            if admin_dir is not None:
+                wt.admin_dir = Path(admin_dir)
+                wt.owner = read_owner(admin_dir)
+                wt.pruning = read_prune_intent(admin_dir)
+                wt.scratch = read_scratch(admin_dir)
             linked.append(wt)
         return main, linked
 
@@ -149,19 +152,22 @@ class GitRepo:
             out = ""
         return read_marks(self.common_dir, out)
 
-    def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[Path, Path]:
-        """worktree path -> its admin dir, via each admin dir's `gitdir` file."""
+    def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[str, str]:
+        """worktree path -> its admin dir (resolved, as strings), via each admin dir's `gitdir` file."""
         resolve = resolve or _Resolver()
-        found: dict[Path, Path] = {}
-        base = self.common_dir / "worktrees"
-        if not base.is_dir():
+        found: dict[str, str] = {}
+        try:
+            entries = os.scandir(os.path.join(self.common_dir, "worktrees"))
+        except (FileNotFoundError, NotADirectoryError):
             return found
-        for admin in base.iterdir():
-            try:
-                gitfile = Path((admin / "gitdir").read_text().strip())
-            except OSError:
-                continue
-            found[resolve(Path(gitfile).parent)] = admin
+        with entries:
+            for entry in entries:
+                try:
+                    with open(os.path.join(entry.path, "gitdir")) as f:
+                        gitfile = f.read().strip()
+                except OSError:
+                    continue
+                found[resolve.real(os.path.dirname(gitfile))] = entry.path
         return found
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
@@ -311,27 +317,32 @@ class GitRepo:
             return None
 
 
-def read_owner(admin_dir: Path) -> Owner | None:
+def _read_marker(admin_dir: str | Path, name: str) -> Any:
+    with open(os.path.join(admin_dir, name)) as f:
+        return json.loads(f.read())
+
+
+def read_owner(admin_dir: str | Path) -> Owner | None:
     try:
-        data = json.loads((admin_dir / MARKER).read_text())
+        data = _read_marker(admin_dir, MARKER)
         return Owner(fleet=data["fleet"], repo=data["repo"], agent=data["agent"], branch=data["branch"],
                      protect=data.get("protect") is True)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def read_scratch(admin_dir: Path) -> str | None:
+def read_scratch(admin_dir: str | Path) -> str | None:
     """The fleet whose delivery scratch tree this is, from its marker; None for any other tree."""
     try:
-        data = json.loads((admin_dir / SCRATCH_MARKER).read_text())
+        data = _read_marker(admin_dir, SCRATCH_MARKER)
         return str(data["fleet"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def read_prune_intent(admin_dir: Path) -> PruneIntent | None:
+def read_prune_intent(admin_dir: str | Path) -> PruneIntent | None:
     try:
-        data = json.loads((admin_dir / PRUNE_INTENT).read_text())
+        data = _read_marker(admin_dir, PRUNE_INTENT)
         return PruneIntent(archive=data.get("archive"), commit=data.get("commit"))
     except FileNotFoundError:
         return None
@@ -363,14 +374,17 @@ class _Resolver:
         self._dirs: dict[str, str] = {}
 
     def __call__(self, path: Path | str) -> Path:
+        return Path(self.real(path))
+
+    def real(self, path: Path | str) -> str:
         parent, name = os.path.split(os.fspath(path))
         if not os.path.isabs(parent) or name in ("", ".", ".."):
-            return Path(path).resolve()
+            return os.fspath(Path(path).resolve())
         real = self._dirs.get(parent)
         if real is None:
             real = self._dirs[parent] = os.path.realpath(parent)
         full = os.path.join(real, name)
-        return Path(path).resolve() if os.path.islink(full) else Path(full)
+        return os.fspath(Path(path).resolve()) if os.path.islink(full) else full
 
 
 def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree | None:

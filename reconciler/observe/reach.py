@@ -211,12 +211,19 @@ def check_base(loaded: LoadedFleet) -> None:
     res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleetowner$")
     common = common_dir_of(loaded.repo)
     config = res.stdout if res.returncode == 0 else ""
-    owners = set(read_marks(common, config).claimed) if common is not None else set(parse_config_marks(config)[0])
-    if not owners:
+    # first without the identity check of every mark (a reflog read each, every tick): a base
+    # that no mark names at all is no owned branch; only one that some mark names is verified
+    claimed = read_marks(common, config, verify=False).claimed if common is not None \
+        else frozenset(parse_config_marks(config)[0])
+    if not claimed:
         return
     full = read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)
     names = full.stdout.split() if full.returncode == 0 else []
-    owned = owned_base(RefFacts(owned=frozenset(owners), base_ref=names[0] if len(names) == 1 else None), base)
+    base_ref = names[0] if len(names) == 1 else None
+    if owned_base(RefFacts(owned=claimed, base_ref=base_ref), base) is None:
+        return
+    owners = read_marks(common, config).claimed if common is not None else claimed
+    owned = owned_base(RefFacts(owned=owners, base_ref=base_ref), base)
     if owned is None:
         return
     line, col = locate(loaded.raw, ("spec", "base"))

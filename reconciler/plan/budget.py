@@ -146,8 +146,9 @@ def budgets(spec: FleetSpec, records: Iterable[SessionRecord], live: dict[str, t
     spent = _spent(recs, live, now)
     reservations = {r.agent: max(0.0, (r.reserved_usd or 0.0) - live.get(r.agent, (0.0, 0))[0])
                     for r in recs if r.agent in live and r.reserved_usd}
+    runs = TierRuns(recs)
     held_tokens = {r.agent: max(0.0, held - live.get(r.agent, (0.0, 0))[1]) for r in recs if r.agent in live
-                   if (held := _tokens_for(spec, recs, r.tier, r.model, r.reserved_usd)) is not None}
+                   if (held := _tokens_for(spec, runs, r.tier, r.model, r.reserved_usd)) is not None}
     tiers = {r.agent: r.tier for r in recs}
     b = spec.budget
     lines: list[Line] = []
@@ -212,35 +213,60 @@ def _window(name: str, window: Window, tier: str | None, spent: list[Spent], now
     return line
 
 
-def reservation(agent: DesiredAgent, records: Iterable[SessionRecord], spec: FleetSpec) -> float | None:
+class TierRuns:
+    """The finished runs of every tier, grouped once: a plan asks for a reservation per agent
+    (and per running record), and scanning every record for each was O(agents x records)."""
+
+    def __init__(self, records: Iterable[SessionRecord]) -> None:
+        self._usd: dict[str | None, list[float]] = {}
+        self._tokens: dict[str | None, list[int]] = {}
+        for r in records:
+            for e in r.ledger.values():
+                if e.get("unknown"):
+                    continue
+                self._usd.setdefault(r.tier, []).append(float(e.get("usd") or 0))
+                if e.get("tokens"):
+                    self._tokens.setdefault(r.tier, []).append(int(e.get("tokens") or 0))
+        self._median_usd: dict[str | None, float | None] = {}
+        self._median_tokens: dict[str | None, float | None] = {}
+
+    def median_usd(self, tier: str | None) -> float | None:
+        if tier not in self._median_usd:
+            runs = self._usd.get(tier)
+            self._median_usd[tier] = statistics.median(runs) if runs else None
+        return self._median_usd[tier]
+
+    def median_tokens(self, tier: str | None) -> float | None:
+        if tier not in self._median_tokens:
+            runs = self._tokens.get(tier)
+            self._median_tokens[tier] = float(statistics.median(runs)) if runs else None
+        return self._median_tokens[tier]
+
+
+def reservation(agent: DesiredAgent, runs: TierRuns, spec: FleetSpec) -> float | None:
     """What a start of `agent` reserves: its tier's maxUsdPerRun, else the median of the tier's
     finished runs, else budget.estimateUsdPerRun; None if none is known."""
     if agent.tier.maxUsdPerRun is not None:
         return agent.tier.maxUsdPerRun
-    runs = [float(e.get("usd") or 0) for r in records if r.tier == agent.tier_name
-            for e in r.ledger.values() if not e.get("unknown")]
-    if runs:
-        return statistics.median(runs)
-    return spec.budget.estimateUsdPerRun
+    median = runs.median_usd(agent.tier_name)
+    return median if median is not None else spec.budget.estimateUsdPerRun
 
 
-def reservation_tokens(agent: DesiredAgent, records: Iterable[SessionRecord], spec: FleetSpec) -> float | None:
+def reservation_tokens(agent: DesiredAgent, runs: TierRuns, spec: FleetSpec) -> float | None:
     """What a start of `agent` reserves on a token window (see `_tokens_for`)."""
-    recs = list(records)
-    return _tokens_for(spec, recs, agent.tier_name, agent.tier.model, reservation(agent, recs, spec))
+    return _tokens_for(spec, runs, agent.tier_name, agent.tier.model, reservation(agent, runs, spec))
 
 
-def _tokens_for(spec: FleetSpec, records: list[SessionRecord], tier: str | None, model: str | None,
+def _tokens_for(spec: FleetSpec, runs: TierRuns, tier: str | None, model: str | None,
                 usd_amount: float | None) -> float | None:
     """A run's token reservation: the median tokens of its tier's finished runs, unless the tier
     declares a maxUsdPerRun (a cap, not a typical run); else its USD reservation at the model's
     input price (the tokens that money buys uncached); None if neither is known."""
     declared = spec.tiers.get(tier) if tier else None
     if declared is None or declared.maxUsdPerRun is None:
-        runs = [int(e.get("tokens") or 0) for r in records if r.tier == tier
-                for e in r.ledger.values() if not e.get("unknown") and e.get("tokens")]
-        if runs:
-            return float(statistics.median(runs))
+        median = runs.median_tokens(tier)
+        if median is not None:
+            return median
     price = price_for(model, overrides(spec.budget.prices))
     if usd_amount and price is not None and price.input > 0:
         return usd_amount / price.input * 1_000_000

@@ -21,7 +21,7 @@ from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.records import DELIVERED, FAILED, RUNNING, SUCCEEDED
 from .actions import BLOCKED, CREATE_WORKTREE, PRUNE, REPLACE, RESUME, RUN_GATE, SPAWN, STOP, WAIT, Action, Plan
-from .budget import Budgets, Line, budgets, reservation, reservation_tokens, usd
+from .budget import Budgets, Line, TierRuns, budgets, reservation, reservation_tokens, usd
 from .delivery import plan_delivery
 from .drift import explain
 from .pilot import holds
@@ -71,9 +71,10 @@ def plan(loaded: LoadedFleet, observed: Observed, now: datetime, *, targets: Ite
     spec = loaded.fleet.spec
     records = [a.record for a in observed.agents.values() if a.record]
     money = budgets(spec, records, live_spend(observed), now)
+    runs = TierRuns(records)
     slots = _Slots(spec.concurrency.maxRunning, {n: t.maxRunning for n, t in spec.tiers.items()}, budgets=money,
-                   amounts={a.name: reservation(a, records, spec) for a in loaded.agents},
-                   tokens={a.name: reservation_tokens(a, records, spec) for a in loaded.agents}
+                   amounts={a.name: reservation(a, runs, spec) for a in loaded.agents},
+                   tokens={a.name: reservation_tokens(a, runs, spec) for a in loaded.agents}
                    if money.counts_tokens() else {})
     pilot_waits, projections = holds(loaded, observed, money)
     for live in observed.running():

@@ -89,7 +89,9 @@ class Entry:
 def branch_identity(common_dir: Path, branch: str) -> str:
     """The first line of `branch`'s reflog; "" when it has none (or it cannot be read)."""
     try:
-        with open(common_dir / "logs" / "refs" / "heads" / branch, "rb") as f:
+        # a string path: read once per marked branch per pass, and pathlib's joins cost
+        # more than the open itself (~0.05 s a pass at 1,000 branches)
+        with open(os.path.join(common_dir, "logs", "refs", "heads", branch), "rb") as f:
             return f.readline().decode("utf-8", "surrogateescape").rstrip("\n")
     except OSError:
         return ""
@@ -191,15 +193,18 @@ def fleets_with_marks(common_dir: Path) -> list[str]:
     return sorted(n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
 
 
-def read_marks(common_dir: Path, config_lines: str) -> Marks:
+def read_marks(common_dir: Path, config_lines: str, *, verify: bool = True) -> Marks:
     """Every fleet's marks: the files under `<home>/branches/`, and the config's
     (`git config --get-regexp '^branch\\..*\\.fleet(owner|protect)$'` output, keys lowercased
-    as git prints them) for marks not moved yet. Raises FleetError for a bad file."""
+    as git prints them) for marks not moved yet. Raises FleetError for a bad file.
+
+    `verify=False` skips the identity check (one reflog read per mark): the claims are then a
+    superset of the verified ones, enough to rule a branch out."""
     claims: dict[str, set[str]] = {}
     protected: set[str] = set()
     for fleet in fleets_with_marks(common_dir):
         for branch, entry in read_fleet_entries(common_dir, fleet).items():
-            if not entry_holds(common_dir, branch, entry):
+            if verify and not entry_holds(common_dir, branch, entry):
                 continue  # the branch was deleted and made again (or cannot be checked): not the fleet's
             claims.setdefault(branch, set()).add(fleet)
             if entry.protect:
