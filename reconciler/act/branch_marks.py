@@ -75,10 +75,7 @@ def owns_branch(repo: GitRepo, fleet: str, branch: str) -> bool:
 
 
 def _config_marks(repo: GitRepo) -> str:
-    try:
-        return repo.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
-    except GitCommandError:  # exit 1: none set
-        return ""
+    return repo.config_marks()
 
 
 def set_protect(repo: GitRepo, fleet: str, branch: str, protect: bool) -> None:

@@ -29,10 +29,12 @@ def run(*, file: str, output: str, targets: list[str], console: Console, err: Co
                              "--out, --connect or -o plan", hint="run `fleet diff FILE` for the plan against the fleet")
         return _spec_diff(file, base_rev, output, console)
     loaded = load_fleet(file)
-    check_base(loaded)
+    # a file's addresses (placement.address, spec.remote) are reached only when asked: it may be a pull request's;
+    # an engine that connects nowhere is made first, so its repo handle serves the base check too
+    engine = engine_for(loaded, connect=False) if not connect else None
+    check_base(loaded, engine.repo if engine is not None else None)
     warn_programs(loaded, err)
-    # a file's addresses (placement.address, spec.remote) are reached only when asked: it may be a pull request's
-    engine = engine_for(loaded, connect=connect)
+    engine = engine or engine_for(loaded, connect=connect)
     if (out_file is not None or output == "plan") and not engine.supports_saved_plans:
         # refused before anything is observed: `fleet apply PLANFILE` would refuse the file anyway
         raise FleetError(f"saved plans are not supported with placement.engine {engine.name}: a plan of a "

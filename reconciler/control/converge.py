@@ -124,7 +124,11 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
-    check_base(loaded)  # an owned branch as base makes every agent commit look merged (observe/reach.py)
+    if engine is None and loaded.fleet.spec.placement.engine == "local":
+        engine = engine_for(loaded)  # no connection to open: its repo handle serves the base check too
+    # an owned branch as base makes every agent commit look merged (observe/reach.py); checked
+    # before an engine connects anywhere
+    check_base(loaded, engine.repo if engine is not None else None)
     engine = engine or engine_for(loaded)
     if saved_plan and not engine.supports_saved_plans:
         raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",

@@ -90,6 +90,7 @@ class GitRepo:
         self.path = Path(path)
         self._common = _common_dir_at(self.path)  # read from files, as git finds it (no process, no config parse)
         self.git = Git(self.path)
+        self._config_marks: tuple[tuple[int, int, int], str] | None = None  # see config_marks
 
     @cached_property
     def common_dir(self) -> Path:
@@ -146,11 +147,27 @@ class GitRepo:
         return marks.owners(), marks.protected
 
     def marks(self) -> Marks:
+        return read_marks(self.common_dir, self.config_marks())
+
+    def config_marks(self) -> str:
+        """`git config --get-regexp` of the old `branch.<b>.fleetOwner`/`fleetProtect` marks.
+
+        A pass asks three times (the base check, moving the marks, observing them); the answer
+        is kept while the repo's config file is the same file (git and editors replace or
+        rewrite it, changing its inode, size or mtime), so a pass runs git once for it."""
+        try:
+            st = os.stat(os.path.join(self.common_dir, "config"))
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        if key is not None and self._config_marks is not None and self._config_marks[0] == key:
+            return self._config_marks[1]
         try:
             out = self.git.config("--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
         except GitCommandError:  # exit 1: none set
             out = ""
-        return read_marks(self.common_dir, out)
+        self._config_marks = (key, out) if key is not None else None
+        return out
 
     def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[str, str]:
         """worktree path -> its admin dir (resolved, as strings), via each admin dir's `gitdir` file."""

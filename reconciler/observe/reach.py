@@ -20,6 +20,7 @@ from .stake import RefFacts, anchors, owned_base, stake_tips
 
 if TYPE_CHECKING:
     from ..spec.loader import LoadedFleet
+    from .gitrepo import GitRepo
 
 ZERO = "0" * 40
 SUBMODULE_DEPTH = 3  # submodules of submodules are followed this deep
@@ -197,7 +198,7 @@ __all__ = ["Submodule", "branch_reflog", "check_base", "ignored_files", "local_t
            "stake_tips", "submodule_commits", "submodules", "tree_reflog", "unsafe_commits"]
 
 
-def check_base(loaded: LoadedFleet) -> None:
+def check_base(loaded: LoadedFleet, repo: GitRepo | None = None) -> None:
     """`spec.base` must not resolve to a branch a fleet owns: an agent's branch as base makes
     every commit of that agent count as merged (the rule's first anchor), and pruning it
     would lose them. A validation error at the file's `base:` line (validate, diff, apply)."""
@@ -207,10 +208,15 @@ def check_base(loaded: LoadedFleet) -> None:
     base = loaded.fleet.spec.base
     if not (loaded.repo / ".git").exists() or base.startswith("-"):
         return
-    # one git call when no branch is owned (validate and diff stay fast on any file)
-    res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleetowner$")
-    common = common_dir_of(loaded.repo)
-    config = res.stdout if res.returncode == 0 else ""
+    # one git call when no branch is owned (validate and diff stay fast on any file); `repo`:
+    # the pass's handle, which reads the config's marks once for the pass
+    if repo is not None:
+        common: Path | None = repo.common_dir
+        config = repo.config_marks()
+    else:
+        res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
+        common = common_dir_of(loaded.repo)
+        config = res.stdout if res.returncode == 0 else ""
     # first without the identity check of every mark (a reflog read each, every tick): a base
     # that no mark names at all is no owned branch; only one that some mark names is verified
     claimed = read_marks(common, config, verify=False).claimed if common is not None \

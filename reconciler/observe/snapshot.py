@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ..errors import FleetError
 from ..runtimes.pricing import overrides
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
-from ..store.home import LEGACY, home_of, legacy_of
+from ..store.home import LEGACY, MOVED, home_of, legacy_of
 from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
@@ -57,6 +58,15 @@ def tracked_legacy(repo: GitRepo) -> frozenset[Path]:
     legacy = legacy_home(repo)
     if not os.path.lexists(legacy):
         return frozenset()
+    if not os.path.islink(legacy):
+        try:
+            names = os.listdir(legacy)
+        except OSError:
+            names = None
+        # only state is read or moved from there (store/home.py MOVED and the lock files); a
+        # `.fleet/` holding only agent worktrees (the default root) needs no git call each pass
+        if names is not None and not any(n in MOVED or n.endswith((".lock", ".lock.json")) for n in names):
+            return frozenset()
     res = read_git(repo.root, "ls-files", "-z", "--", LEGACY)
     if res.returncode != 0:  # cannot tell: trust none of it
         raise FleetError(f"cannot tell which files of {legacy} git tracks: {res.stderr.strip()}",
@@ -73,19 +83,26 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     """
     repo = repo or GitRepo(loaded.repo)  # the engine's, read once per pass: its config is O(agents)
     store = store or state_store(repo, loaded.name)
-    obs = Observed(base_exists=repo.ref_exists(loaded.fleet.spec.base))
     root = loaded.worktrees_root
     repo_id = str(repo.common_dir)
-    records = store.all()
-    # one pass over the process table for liveness, orphans and the prune checks below
-    procs = ProcessTable()
-    owners, protected = repo.branch_marks()
+    # git's answers (worktree list, the base, the config's marks) are read in threads while this
+    # one reads the records and the process table: git runs on another core meanwhile, and the
+    # threads mostly wait on its pipes. Results are taken in a fixed order, so is any error.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        trees = pool.submit(repo.worktrees)
+        base_exists = pool.submit(repo.ref_exists, loaded.fleet.spec.base)
+        marks = pool.submit(repo.branch_marks)
+        records = store.all()
+        # one pass over the process table for liveness, orphans and the prune checks below
+        procs = ProcessTable()
+        obs = Observed(base_exists=base_exists.result())
+        owners, protected = marks.result()
+        main, linked = trees.result()
     # only an agent's branch can be owned (under the prefix, or a record's): a mark naming any
     # other branch (`main`, a user's) is ignored, so no mark can make fleet delete it
     recorded = {r.branch for r in records.values() if r.branch}
     prefix = loaded.fleet.branch_prefix
     obs.owned_branches = {b for b, f in owners.items() if f == loaded.name and (b.startswith(prefix) or b in recorded)}
-    main, linked = repo.worktrees()
     if main is not None and main.branch:
         obs.checked_out[main.branch] = main.path
     for wt in linked:
@@ -179,8 +196,6 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
 
     # each check is a few read-only git processes in its own worktree: run them side by side
     if len(candidates) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
             list(pool.map(inspect, candidates))
     else:
