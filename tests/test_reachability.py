@@ -311,3 +311,51 @@ def test_protect_ignored_is_the_fleets_choice(repo: Path, globs: str) -> None:
     blocked = _blocked(repo)
     expected = [] if globs == "[]" else [["secret.key"]]
     assert [b["details"]["protectedIgnored"] for b in blocked] == expected
+
+
+# -- one `git rev-list` for every prune candidate (observe/gitrepo.py `with_unmerged`) ---------------
+
+def test_the_shared_rev_list_agrees_with_each_candidates_own_check(repo: Path) -> None:
+    """The shortcut may only skip a candidate's own `git log` when that log would find nothing:
+    for every kind of tip (branch, detached HEAD, a commit only a reflog holds, merged work,
+    work a kept branch holds, a candidate whose branch is itself a shared anchor) the answer
+    with the shared rev-list equals the answer without it."""
+    from reconciler.observe.gitrepo import GitRepo
+
+    def commit(cwd: Path, msg: str) -> str:
+        git(cwd, "commit", "-q", "--allow-empty", "-m", msg)
+        return _sha(cwd, "HEAD")
+
+    wts = repo.parent / "wts"
+    for name in ("at-base", "ahead", "reflog-only", "merged", "detached", "kept", "anchor"):
+        git(repo, "worktree", "add", "-q", "-b", f"c/{name}", str(wts / name), "main")
+    commit(wts / "ahead", "only on ahead")
+    commit(wts / "reflog-only", "dropped by a reset")
+    git(wts / "reflog-only", "reset", "-q", "--hard", "main")
+    merged = commit(wts / "merged", "merged into main")
+    git(repo, "merge", "-q", "--ff-only", merged)
+    git(wts / "detached", "checkout", "-q", "--detach")
+    commit(wts / "detached", "on a detached HEAD")
+    kept = commit(wts / "kept", "also on keep")
+    git(repo, "branch", "keep", kept)
+    commit(wts / "anchor", "on a branch named as an anchor")
+    gr = GitRepo(repo)
+    _, linked = gr.worktrees()
+    trees = {wt.path.name: wt for wt in linked}
+    extra = ("refs/heads/c/anchor",)  # a shared anchor that is one candidate's own branch
+    plain = gr.ref_snapshot("main")
+    facts = plain.facts
+    snap = gr.with_unmerged(plain, "main", [gr.tips(f"c/{n}", wt.head, wt.admin_dir, facts)
+                                            for n, wt in trees.items()], extra_safe=extra)
+    assert snap.unmerged is not None
+    own_extra = {"kept": ["refs/heads/keep"]}
+    for name, wt in trees.items():
+        branch, safe = f"c/{name}", [*extra, *own_extra.get(name, [])]
+        alone = gr.unsafe(branch, wt.head, "main", admin_dir=wt.admin_dir, extra_safe=safe)
+        shared = gr.unsafe(branch, wt.head, "main", admin_dir=wt.admin_dir, refs=snap, extra_safe=safe)
+        assert shared == alone, name
+    settled = {n for n, wt in trees.items() if snap.settles(f"c/{n}", gr.tips(f"c/{n}", wt.head, wt.admin_dir, facts))}
+    assert settled == {"at-base", "merged"}  # the rest have work only their own check can judge
+    found = {n for n, wt in trees.items() if gr.unsafe(f"c/{n}", wt.head, "main", admin_dir=wt.admin_dir, refs=snap,
+                                                          extra_safe=[*extra, *own_extra.get(n, [])])}
+    assert found == {"ahead", "reflog-only", "detached", "anchor"}  # "kept": its commit is on keep

@@ -79,7 +79,10 @@ class AgentCase:
     def unsaved_commits(self, base_changed: bool = False) -> bool:
         """Commits no anchor reaches: the commit agent's own (a session makes none), those merged
         into main once main is no longer the base, those "pushed" to the repository itself."""
-        branch = {"unmerged": not self.session, "merged": base_changed, "pushed": False, "selfpushed": True}
+        # merged work with the base changed is still held by a user's branch the tree switched to,
+        # which starts from main after the merge (and stays: an anchor of the rule)
+        branch = {"unmerged": not self.session, "merged": base_changed and not self.switched, "pushed": False,
+                  "selfpushed": True}
         return branch[self.history] or self.ahead or self.in_progress or self.reflog or self.submodule
 
     @property
@@ -493,6 +496,10 @@ SWITCH_SECRET = Case((AgentCase("w-a", history="merged", switched=True, ignored=
                      change="rename")
 BASE_CHANGE = Case((AgentCase("w-a", history="merged"), AgentCase("w-b", history="pushed"),
                     AgentCase("w-c", session=True, history="merged")), "apply", ("w-a", "w-b"), change="base")
+# found by hypothesis: merged work, the base changed, and the tree switched to a user's branch
+# made from main after the merge: that branch holds the work, so the prune loses nothing
+BASE_CHANGE_SWITCHED = Case((AgentCase("w-a", history="merged", switched=True),
+                             AgentCase("w-b", history="merged")), "apply", ("w-a", "w-b"), change="base")
 
 
 @settings(max_examples=6, deadline=None,
@@ -505,6 +512,7 @@ BASE_CHANGE = Case((AgentCase("w-a", history="merged"), AgentCase("w-b", history
 @example(case=REACH)
 @example(case=SWITCH_SECRET)
 @example(case=BASE_CHANGE)
+@example(case=BASE_CHANGE_SWITCHED)
 def test_no_deletion_path_loses_work(case: Case, tmp_path: Path) -> None:
     subset = len(case.targeted) < len(case.agents)
     event(f"{case.act}{' --archive' if case.archive else ''}{' (subset)' if subset else ''}")

@@ -150,14 +150,18 @@ def checked(res: subprocess.CompletedProcess[str], path: Path, what: str) -> str
 
 
 def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
-               ignore_groups: frozenset[int] = frozenset(), table: ProcessTable | None = None) -> TreeFacts:
+               ignore_groups: frozenset[int] = frozenset(), table: ProcessTable | None = None,
+               ignored: bool = False) -> TreeFacts:
     """What lives in the working tree at `path` and nowhere else (commits and stashes left empty).
 
     `git_dir`: the tree's own git dir (a linked worktree's admin dir, a clone's .git), where
     in-progress markers and the index are; None when unknown. `plain_index`: that index is
     in the format `index_has_no_flags` reads (see `plain_index`), so `git ls-files` runs only
     when some file is flagged. `ignore_groups`: process groups fleet stops itself; `table`:
-    the cwds of every process, read once for many trees.
+    the cwds of every process, read once for many trees. `ignored`: list the ignored files too
+    (path, size), from the same `git status` (`--ignored` with `--untracked-files=all` names
+    each file, as `git ls-files --others --ignored --exclude-standard` does): one git process
+    a tree, not two.
     """
     from .processes import processes_in  # psutil, only when a tree is looked at
 
@@ -165,20 +169,30 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
     hidden: list[str] = []
     nested: list[str] = []
     processes: list[str] = []
+    ignored_files: list[tuple[str, int]] = []
     if path.is_dir():
         processes = processes_in(path, ignore_groups=ignore_groups, table=table)
         # a tree whose .git file is gone (deleted, or a removal interrupted) must not be read as
         # the enclosing repository's: name its git dir
         env = (clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
                if git_dir is not None and not (path / ".git").exists() else None)
-        status = status_paths(checked(read_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                                              env=env), path, "status"))
+        out = checked(read_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                               *(["--ignored"] if ignored else []), env=env), path, "status")
+        status, ignored_paths = status_and_ignored(out)
+        ignored_files = [(p, _size(path, p)) for p in ignored_paths]
         if not (plain_index and git_dir is not None and index_has_no_flags(git_dir / "index")):
             hidden = hidden_edits(path, env=env)
         nested = [p for p in status + hidden if (path / p / ".git").exists()]
     markers = [m for m in IN_PROGRESS if (git_dir / m).exists()] if git_dir is not None else []
     return TreeFacts(status=tuple(status), hidden_edits=tuple(hidden), nested_repos=tuple(nested),
-                     markers=tuple(markers), processes=tuple(processes))
+                     markers=tuple(markers), processes=tuple(processes), ignored=tuple(ignored_files))
+
+
+def _size(tree: Path, rel: str) -> int:
+    try:
+        return os.lstat(os.path.join(tree, rel)).st_size
+    except OSError:
+        return 0
 
 
 def leftover_facts(path: Path, git_dir: Path | None, safe: list[str], *,
@@ -241,16 +255,26 @@ def plain_index(common_dir: Path) -> bool:
 
 def status_paths(status: str) -> list[str]:
     """Paths from `git status --porcelain=v1 -z` (renames carry a second, old path)."""
+    return status_and_ignored(status)[0]
+
+
+def status_and_ignored(status: str) -> tuple[list[str], list[str]]:
+    """(paths, ignored paths) from `git status --porcelain=v1 -z [--ignored]`: an ignored
+    entry ("!!") is not a change; a rename or copy carries a second, old path."""
     paths: list[str] = []
+    ignored: list[str] = []
     entries = iter(status.split("\0"))
     for entry in entries:
         if not entry:
             continue
         code, path = entry[:2], entry[3:]
+        if code == "!!":
+            ignored.append(path)
+            continue
         paths.append(path)
         if code[0] in "RC":
             next(entries, None)
-    return paths
+    return paths, ignored
 
 
 def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:

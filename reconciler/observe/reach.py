@@ -167,24 +167,6 @@ def submodule_commits(tree: Path, git_dir: Path | None, *, depth: int = SUBMODUL
     return out
 
 
-def ignored_files(tree: Path, *, env: dict[str, str] | None = None) -> list[tuple[str, int]]:
-    """(path, size) of each ignored file in the working tree (what a prune deletes unarchived)."""
-    if not tree.is_dir():
-        return []
-    listing = checked(read_git(tree, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", env=env),
-                      tree, "ls-files")
-    out = []
-    for path in listing.split("\0"):
-        if not path:
-            continue
-        try:
-            size = os.lstat(tree / path).st_size
-        except OSError:
-            size = 0
-        out.append((path, size))
-    return out
-
-
 def branch_reflog(common_dir: Path, branch: str | None) -> list[str]:
     return reflog_commits(common_dir / "logs" / "refs" / "heads" / branch) if branch else []
 
@@ -194,7 +176,7 @@ def tree_reflog(admin_dir: Path | None) -> list[str]:
     return reflog_commits(admin_dir / "logs" / "HEAD") if admin_dir is not None else []
 
 
-__all__ = ["Submodule", "branch_reflog", "check_base", "ignored_files", "local_tips", "ref_facts", "reflog_commits",
+__all__ = ["Submodule", "branch_reflog", "check_base", "local_tips", "ref_facts", "reflog_commits",
            "stake_tips", "submodule_commits", "submodules", "tree_reflog", "unsafe_commits"]
 
 

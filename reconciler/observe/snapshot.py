@@ -181,12 +181,22 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     extra = safe_refs(loaded)
     globs = loaded.fleet.spec.gc.protectIgnored
 
-    def inspect(agent: ObservedAgent) -> None:
+    def owned_of(agent: ObservedAgent) -> str | None:
         # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
         # checked out instead is kept, whoever made it)
         branch = _branch_of(agent, loaded)
         exists = refs is not None and f"refs/heads/{branch}" in refs.facts.refs
-        owned = branch if branch in obs.owned_branches and exists else None
+        return branch if branch in obs.owned_branches and exists else None
+
+    if refs is not None and len(candidates) > 1:
+        # one `git rev-list` over every candidate's tips first: a candidate none of whose tips
+        # holds an unmerged commit then needs no `git log` of its own (RefSnapshot.settles)
+        refs = repo.with_unmerged(refs, base, [repo.tips(owned_of(a), a.worktree.head if a.worktree else None,
+                                                         a.worktree.admin_dir if a.worktree else None, refs.facts)
+                                               for a in candidates], extra_safe=extra)
+
+    def inspect(agent: ObservedAgent) -> None:
+        owned = owned_of(agent)
         agent.branch = owned
         if agent.worktree is not None:
             agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
