@@ -10,13 +10,13 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol
 
-from rich.console import COLOR_SYSTEMS, Console, Group
-from rich.style import Style
-from rich.text import Text
+from ..plan.money import usd
+from ..plan.status_row import NEEDS_ATTENTION, AgentStatus, grouped, human_age
 
-from ..plan.budget import usd
-from ..plan.status import NEEDS_ATTENTION, AgentStatus, grouped, human_age
+if TYPE_CHECKING:  # Rich is imported where it draws: a large table written plain needs none of it
+    from rich.console import Group
 
 PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red", "Pending": "yellow",
                "Delivered": "bold green"}
@@ -132,6 +132,9 @@ def table_lines(fleet: str, rows: list[AgentStatus], width: int | None, *, wide:
 
 def status_table(fleet: str, rows: list[AgentStatus], width: int | None, *, wide: bool = False) -> Group:
     """The grouped table, as lines that fit `width` (except with `wide`), for Rich."""
+    from rich.console import Group
+    from rich.text import Text
+
     out = []
     for line in table_lines(fleet, rows, width, wide=wide):
         if len(line) == 1:  # a title, a header, a group or a reason's continuation: one style for the line
@@ -149,7 +152,21 @@ def plain_lines(fleet: str, rows: list[AgentStatus], width: int | None, *, wide:
     return ["".join(paint(text, style) for text, style in line) for line in table_lines(fleet, rows, width, wide=wide)]
 
 
-def write_status(console: Console, fleet: str, rows: list[AgentStatus], *, wide: bool = False) -> bool:
+class Screen(Protocol):
+    """What `write_status` needs of where it writes: a Rich console, or render/terminal.py's
+    PlainStdout (what Rich would do there, without Rich)."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def color_system(self) -> str | None: ...
+
+    @property
+    def file(self) -> IO[str]: ...
+
+
+def write_status(console: Screen, fleet: str, rows: list[AgentStatus], *, wide: bool = False) -> bool:
     """Write the table straight to the console's file when it is large (PLAIN_ROWS); False:
     it is not, print `status_table` with Rich instead."""
     if len(rows) <= PLAIN_ROWS:
@@ -164,6 +181,9 @@ def _painter(color_system: str | None) -> Callable[[str, str], str]:
     """text, style -> the text with the ANSI codes Rich would put around it (computed once per style)."""
     if color_system is None:
         return lambda text, style: text
+    from rich.console import COLOR_SYSTEMS
+    from rich.style import Style
+
     system = COLOR_SYSTEMS[color_system]
     cache: dict[str, tuple[str, str]] = {}
 
