@@ -9,8 +9,6 @@ Rich would write them, without importing Rich (render/terminal.py).
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from dataclasses import asdict
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -18,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from ..control.observed_status import Read, aged_rows, read_view
 from ..errors import EXIT_OK, FleetError
 from ..plan.money import usd
-from ..plan.status_row import AgentStatus, human_age
+from ..plan.status_row import human_age, row_from_json
 from ..render import terminal
 from ..render.status_table import status_table, write_status
 
 if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git), nor Rich
+    import threading
+
     from rich.console import Console, Group
     from rich.text import Text
 
@@ -117,6 +117,9 @@ def footer(loaded: LoadedFleet, status: FleetStatus) -> list[Text]:
 def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interval: float) -> int:
     """Redraw until SIGINT (Ctrl-C) or SIGTERM, then exit 0. The file is re-read every refresh,
     so an edit shows at the next one; a refresh that fails shows why and the watch goes on."""
+    import signal
+    import threading
+
     from rich.live import Live
 
     stop = threading.Event()
@@ -182,7 +185,7 @@ def _show_cached(read: Read, snap: dict[str, Any], output: str,
         # written as it is: rich's text handling costs more than the rest at 1,000 agents
         console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
-    rows = [AgentStatus(**a) for a in aged_rows(snap)]
+    rows = [row_from_json(a) for a in aged_rows(snap)]
     total = sum(r.cost_usd for r in rows)
     budget = snap["budgetUsdPerDay"]
     today = f"spend today: ${snap['spendTodayUsd']:.2f}" + (f" of ${budget:.2f} budget" if budget else "")

@@ -6,7 +6,7 @@ computes them from observed state and re-exports all of this).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,20 @@ class AgentStatus:
     delivery: str | None = None  # spec.delivery: Queued 1 of 3, Delivered into X, Conflicted: FILES...
     behind_base: int | None = None  # commits on base its branch lacks (BehindBase), with spec.delivery
     group: str = ""  # GROUPS: where `fleet status` lists it (set by `status_rows`, from the fields above)
+
+
+FIELDS = frozenset(f.name for f in fields(AgentStatus))
+
+
+def row_from_json(data: dict[str, Any]) -> AgentStatus:
+    """`AgentStatus(**data)`. A row with exactly the fields (as `asdict` wrote it into the loop's
+    snapshot) gets them set directly, as __init__ would set them (it copies nothing), in a tenth
+    of the time; any other dict goes through __init__ (defaults, or TypeError for an unknown key)."""
+    if data.keys() == FIELDS:
+        row = object.__new__(AgentStatus)
+        row.__dict__.update(data)
+        return row
+    return AgentStatus(**data)
 
 
 # The groups of `fleet status` (and the dashboard), in the order they are shown: what needs a
