@@ -102,8 +102,8 @@ def former_row_lines(r: AgentStatus, lay: Layout) -> list[list[tuple[str, str]]]
 
 def rich_console(width: int, color: str | None) -> tuple[Console, io.StringIO]:
     buf = io.StringIO()
-    return Console(file=buf, width=width, highlight=False, force_terminal=color is not None, color_system=color,
-                   _environ={}), buf  # type: ignore[arg-type]
+    return Console(file=buf, width=width, highlight=False, force_terminal=color is not None,
+                   color_system=color, _environ={}), buf  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("width", "wide"), [(80, False), (200, False), (40, False), (120, True)])
