@@ -74,12 +74,12 @@ def test_status_shows_the_loops_observation_while_it_runs_and_observes_itself_ot
         data = status_json(repo)
         assert (data["observedBy"], data["observedAt"]) == ("loop", view["observedAt"])
         assert {a["agent"]: a["phase"] for a in data["agents"]} == {"quick": "Running", "sleeper": "Running"}
-        # reading it loads no fleet file and no git: neither pydantic nor GitPython is imported
+        # reading it loads no fleet file, no git and no psutil: neither pydantic nor GitPython is imported
         cold = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler.cli.main", "status", "fleet.yaml"],
                               cwd=repo, capture_output=True, text=True, check=True)
         imported = {line.split("|")[-1].strip() for line in cold.stderr.splitlines() if line.startswith("import time")}
         assert "by the loop" in cold.stdout
-        assert {"pydantic", "git", "reconciler.spec.loader"} & imported == set()
+        assert {"pydantic", "git", "reconciler.spec.loader", "psutil"} & imported == set()  # liveness: /proc
         # --refresh observes now, whatever the loop saw
         assert "observedBy" not in status_json(repo, "--refresh")
         assert "by the loop" not in fleet_in_process("status", "fleet.yaml", "--refresh", cwd=repo, check=True).stdout

@@ -3,29 +3,37 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_INTERRUPTED, FleetError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def guarded(fn: Callable[[], int], *, error_code: int = EXIT_ERROR) -> int:
     """Run a command; FleetError -> its message; anything else -> a crash log path."""
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return fn()
     except FleetError as exc:
-        err.print(f"[bold red]error:[/] {_esc(exc.render())}")
+        _err().print(f"[bold red]error:[/] {_esc(exc.render())}")
         return exc.exit_code if exc.exit_code == EXIT_BLOCKED else error_code
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        _err().print("[yellow]interrupted[/]")
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - the bug-report path
         log = _crash_log()
-        err.print(f"[bold red]fleet crashed unexpectedly[/] ({sys.exc_info()[1]!r}); "
-                  f"details for a bug report in {log}")
+        _err().print(f"[bold red]fleet crashed unexpectedly[/] ({sys.exc_info()[1]!r}); "
+                     f"details for a bug report in {log}")
         return error_code
+
+
+def _err() -> Console:
+    """Made when there is an error to print: a command that needs no Rich does not import it."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _crash_log() -> str:

@@ -49,21 +49,19 @@ def input_limits(command: Any) -> Any:
                         help="Refuse a fleet file larger than this (default 1 MiB). Also FLEET_MAX_FILE_SIZE.")(command)
 
 
-def _run(command: str, /, *, error_code: int = EXIT_ERROR, **kwargs: Any) -> None:
-    """Import reconciler.commands.<command> and exit with what its run() returns."""
+def _run(command: str, /, *, error_code: int = EXIT_ERROR, first: str | None = None, **kwargs: Any) -> None:
+    """Import reconciler.commands.<command> and exit with what its run() returns. `first`: a
+    function of that module to try before, with the same arguments but no consoles, so that
+    it can answer without Rich (`fleet status` and the loop's snapshot); None from it: run()."""
     from .errors import guarded
 
     def call() -> int:
-        from rich.console import Console
-
         module = importlib.import_module(f"reconciler.commands.{command}")
-        out = Console(highlight=False)
-        if not out.is_terminal and "COLUMNS" not in os.environ:
-            out = Console(highlight=False, width=200)  # logs and pipes: never truncate a table
-        err = Console(stderr=True, highlight=False)
-        if not err.is_terminal and "COLUMNS" not in os.environ:
-            err = Console(stderr=True, highlight=False, width=200)
-        return module.run(console=out, err=err, **kwargs)
+        if first is not None and (early := getattr(module, first)(**kwargs)) is not None:
+            return int(early)
+        from ..render.terminal import console
+
+        return module.run(console=console(), err=console(stderr=True), **kwargs)
 
     code = guarded(call, error_code=error_code)
     if (telemetry := sys.modules.get("reconciler.telemetry")) is not None:
@@ -221,7 +219,8 @@ def status(file: str | None, output: str, refresh: bool, watch: bool, interval: 
 def _status(file: str | None, output: str, watch: bool, interval: float, refresh: bool = False) -> None:
     if watch and output == "json":
         raise click.UsageError("--watch redraws the table; for JSON, run `fleet status -o json` when you need it")
-    _run("status", file=_fleet_file(file), output=output, watch=watch, interval=interval, refresh=refresh)
+    _run("status", first="run_snapshot", file=_fleet_file(file), output=output, watch=watch, interval=interval,
+         refresh=refresh)
 
 
 @cli.group()

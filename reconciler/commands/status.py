@@ -2,29 +2,31 @@
 
 With a loop running for FILE, the rows are the loop's last observation (checked for
 liveness, control/observed_status.py) and no fleet file is loaded; else, or with
-`--refresh`, fleet observes now.
+`--refresh`, fleet observes now. `run_snapshot` shows that observation before any Rich
+console exists: written to a pipe or a file, a large table and its footer are written as
+Rich would write them, without importing Rich (render/terminal.py).
 """
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from dataclasses import asdict
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.text import Text
-
 from ..control.observed_status import Read, aged_rows, read_view
 from ..errors import EXIT_OK, FleetError
-from ..plan.budget import usd
-from ..plan.status import AgentStatus, FleetStatus, human_age
-from ..render.spend import budget_line, projection_line
+from ..plan.money import usd
+from ..plan.status_row import human_age, row_from_json
+from ..render import terminal
 from ..render.status_table import status_table, write_status
 
-if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git)
+if TYPE_CHECKING:  # the loop's snapshot is shown without loading the fleet file (no pydantic, no git), nor Rich
+    import threading
+
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    from ..plan.status import FleetStatus
     from ..spec.loader import LoadedFleet
 
 
@@ -46,6 +48,18 @@ def load_fleet(file: str) -> LoadedFleet:
     return load(file)
 
 
+def run_snapshot(*, file: str, output: str, watch: bool = False, interval: float = 2.0,
+                 refresh: bool = False) -> int | None:
+    """The loop's observation, if it can be trusted; None: `run` (cli/main.py calls this first,
+    before it makes any console). Rich is imported only where it would print more than text."""
+    if watch or refresh:
+        return None
+    cached = read_view(file)
+    if cached.view is None:
+        return None
+    return _show_cached(cached, cached.view, output, terminal.plain_stdout() or terminal.console())
+
+
 def run(*, file: str, output: str, console: Console, err: Console, watch: bool = False,
         interval: float = 2.0, refresh: bool = False) -> int:
     if not watch and not refresh:
@@ -62,6 +76,8 @@ def run(*, file: str, output: str, console: Console, err: Console, watch: bool =
         return EXIT_OK
     wide = output == "wide"
     if write_status(console, loaded.name, status.agents, wide=wide):  # a large table: plain lines
+        from rich.console import Group
+
         console.print(Group(*footer(loaded, status)), soft_wrap=True)
     else:
         console.print(view(loaded, status, console.width, wide=wide), soft_wrap=True)
@@ -78,10 +94,16 @@ def status_json(loaded: LoadedFleet, status: FleetStatus) -> dict[str, object]:
 
 def view(loaded: LoadedFleet, status: FleetStatus, width: int | None, *, wide: bool = False) -> Group:
     """The table and its footer (spend today against the budget)."""
+    from rich.console import Group
+
     return Group(status_table(loaded.name, status.agents, width, wide=wide), *footer(loaded, status))
 
 
 def footer(loaded: LoadedFleet, status: FleetStatus) -> list[Text]:
+    from rich.text import Text
+
+    from ..render.spend import budget_line, projection_line
+
     total = sum(r.cost_usd for r in status.agents)
     budget = status.budget_usd_per_day
     today = f"spend today: {usd(status.spend_today_usd)}" + (f" of {usd(budget, 2)} budget" if budget else "")
@@ -95,6 +117,11 @@ def footer(loaded: LoadedFleet, status: FleetStatus) -> list[Text]:
 def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interval: float) -> int:
     """Redraw until SIGINT (Ctrl-C) or SIGTERM, then exit 0. The file is re-read every refresh,
     so an edit shows at the next one; a refresh that fails shows why and the watch goes on."""
+    import signal
+    import threading
+
+    from rich.live import Live
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -129,6 +156,9 @@ def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interv
 
 
 def _frame(file: str, loaded: LoadedFleet, output: str, console: Console, stop: threading.Event) -> Group | None:
+    from rich.console import Group
+    from rich.text import Text
+
     try:
         try:
             loaded = load_fleet(file)
@@ -141,8 +171,11 @@ def _frame(file: str, loaded: LoadedFleet, output: str, console: Console, stop: 
         return Group(Text(f"fleet {loaded.name}: status failed: {exc.message}", style="red"))
 
 
-def _show_cached(read: Read, snap: dict[str, Any], output: str, console: Console) -> int:
-    """The loop's observation, as `run` shows a fresh one, and how old it is."""
+def _show_cached(read: Read, snap: dict[str, Any], output: str,
+                 console: Console | terminal.PlainStdout) -> int:
+    """The loop's observation, as `run` shows a fresh one, and how old it is. On a PlainStdout
+    (render/terminal.py) a large table and a footer of plain text are written directly: what
+    Rich would write there; anything else is printed by Rich, as before."""
     failures = snap.get("notifyFailures") or []
     if output == "json":
         data = {"apiVersion": "fleet/v1alpha1", "kind": "FleetStatus", "fleet": snap["fleet"],
@@ -152,17 +185,27 @@ def _show_cached(read: Read, snap: dict[str, Any], output: str, console: Console
         # written as it is: rich's text handling costs more than the rest at 1,000 agents
         console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
-    rows = [AgentStatus(**a) for a in aged_rows(snap)]
+    rows = [row_from_json(a) for a in aged_rows(snap)]
     total = sum(r.cost_usd for r in rows)
     budget = snap["budgetUsdPerDay"]
     today = f"spend today: ${snap['spendTodayUsd']:.2f}" + (f" of ${budget:.2f} budget" if budget else "")
-    failed = [Text(f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
-                   f"{f.get('at')}: {f.get('error')}", style="red") for f in failures]
     pid = (read.loop or {}).get("pid")
+    lines = [(f"{today}; all-time cost of these agents: ${total:.2f}", ""),
+             *((f"notify: {f.get('event')} of {f.get('agent') or 'the fleet'} to {f.get('target')} failed at "
+                f"{f.get('at')}: {f.get('error')}", "red") for f in failures),
+             (f"observed {human_age(read.age_seconds or 0.0)} ago by the loop (pid {pid}); "
+              "`fleet status --refresh` observes now", "")]
     wide = output == "wide"
-    table = [] if write_status(console, snap["fleet"], rows, wide=wide) else \
-        [status_table(snap["fleet"], rows, console.width, wide=wide)]
-    console.print(Group(*table, Text(f"{today}; all-time cost of these agents: ${total:.2f}"), *failed,
-                        Text(f"observed {human_age(read.age_seconds or 0.0)} ago by the loop (pid {pid}); "
-                             "`fleet status --refresh` observes now")), soft_wrap=True)
+    written = write_status(console, snap["fleet"], rows, wide=wide)
+    if isinstance(console, terminal.PlainStdout):
+        if written and all(terminal.printable(text) for text, _ in lines):
+            console.file.write("".join(text + "\n" for text, _ in lines))
+            console.file.flush()
+            return EXIT_OK
+        console = terminal.console()  # a table Rich draws, or a footer it would change (tabs, control codes)
+    from rich.console import Group
+    from rich.text import Text
+
+    table = [] if written else [status_table(snap["fleet"], rows, console.width, wide=wide)]
+    console.print(Group(*table, *(Text(text, style=style) for text, style in lines)), soft_wrap=True)
     return EXIT_OK

@@ -7,16 +7,16 @@ group (plan/status.py GROUPS: what needs a person first). docs/output.md "The st
 """
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Protocol
 
-from rich.console import COLOR_SYSTEMS, Console, Group
-from rich.style import Style
-from rich.text import Text
+from ..plan.money import usd
+from ..plan.status_row import NEEDS_ATTENTION, AgentStatus, grouped, human_age
 
-from ..plan.budget import usd
-from ..plan.status import NEEDS_ATTENTION, AgentStatus, grouped, human_age
+if TYPE_CHECKING:  # Rich is imported where it draws: a large table written plain needs none of it
+    from rich.console import Group
 
 PHASE_STYLE = {"Running": "cyan", "Succeeded": "green", "Failed": "red", "Blocked": "bold red", "Pending": "yellow",
                "Delivered": "bold green"}
@@ -77,14 +77,21 @@ class Layout:
     widths: tuple[int, ...]
     reason_width: int
 
+    @cached_property
+    def phase_at(self) -> int | None:
+        """Where PHASE is among `columns` (always shown; None only for a layout made by hand)."""
+        return next((i for i, col in enumerate(self.columns) if col.header == "PHASE"), None)
 
-def layout(rows: list[AgentStatus], width: int | None, *, wide: bool = False) -> Layout:
-    """Which columns fit in `width` (None: no limit) and how wide each one is."""
-    nodes = any(r.node for r in rows)
-    queue = any(r.delivery or r.behind_base for r in rows)
-    candidates = [c for c in COLUMNS if (c.header != "NODE" or nodes) and (c.header != "DELIVERY" or queue)]
-    natural = {c.header: max([len(c.header), *(len(c.cell(r)) for r in rows)]) for c in candidates}
-    reason_max = max([len(REASON.header), *(len(REASON.cell(r)) for r in rows)])
+
+def layout(rows: list[AgentStatus], width: int | None, *, wide: bool = False,
+           cells: dict[str, list[str]] | None = None) -> Layout:
+    """Which columns fit in `width` (None: no limit) and how wide each one is. `cells`: each
+    candidate column's and REASON's cells of `rows`, when the caller has them (`_cells`)."""
+    candidates = _candidates(rows)
+    if cells is None:
+        cells = _cells(rows, candidates)
+    natural = {c.header: max([len(c.header), *map(len, cells[c.header])]) for c in candidates}
+    reason_max = max([len(REASON.header), *map(len, cells[REASON.header])])
     reason_need = min(reason_max, REASON_MIN)
     chosen = {c.header for c in candidates if c.keep == 0}
     if wide or width is None:
@@ -106,6 +113,18 @@ def layout(rows: list[AgentStatus], width: int | None, *, wide: bool = False) ->
     return Layout(shown, widths, max(reason_width, len(REASON.header)))
 
 
+def _candidates(rows: list[AgentStatus]) -> list[Column]:
+    """The columns this table may show: NODE only with a node, DELIVERY only with a queue."""
+    nodes = any(r.node for r in rows)
+    queue = any(r.delivery or r.behind_base for r in rows)
+    return [c for c in COLUMNS if (c.header != "NODE" or nodes) and (c.header != "DELIVERY" or queue)]
+
+
+def _cells(rows: list[AgentStatus], columns: list[Column]) -> dict[str, list[str]]:
+    """header -> the column's cell of each row, in row order; REASON's too."""
+    return {c.header: [c.cell(r) for r in rows] for c in (*columns, REASON)}
+
+
 # Above this many rows the table is written as plain lines (`write_status`): the same
 # characters and colours (tests/test_status_view.py compares them), without Rich's per-line
 # rendering. Measured at 120 columns in truecolor (best of 5, load 2-8 on 2 CPUs): Rich 1.5 / 22 /
@@ -119,19 +138,25 @@ Segment = tuple[str, str]  # (text, Rich style; "" for none)
 
 def table_lines(fleet: str, rows: list[AgentStatus], width: int | None, *, wide: bool = False) -> list[list[Segment]]:
     """The grouped table as lines of styled segments: one description for both renderers."""
-    lay = layout(rows, width, wide=wide)
+    cells = _cells(rows, _candidates(rows))  # each cell once, for the widths and for the rows
+    lay = layout(rows, width, wide=wide, cells=cells)
+    shown = [cells[c.header] for c in lay.columns]
+    row_cells = {id(row): ([column[i] for column in shown], cells[REASON.header][i]) for i, row in enumerate(rows)}
     header = "".join((col.header.rjust(w) if col.right else col.header.ljust(w)) + " " * GAP
                      for col, w in zip(lay.columns, lay.widths, strict=True)) + REASON.header
     lines: list[list[Segment]] = [[(f"fleet {fleet}", "italic")], [(header, "bold")]]
     for group, members in grouped(rows):
         lines.append([(f"{group} ({len(members)})", GROUP_STYLE.get(group, "bold"))])
         for row in members:
-            lines.extend(_row_lines(row, lay))
+            lines.extend(_row_lines(row, lay, *row_cells[id(row)]))
     return lines
 
 
 def status_table(fleet: str, rows: list[AgentStatus], width: int | None, *, wide: bool = False) -> Group:
     """The grouped table, as lines that fit `width` (except with `wide`), for Rich."""
+    from rich.console import Group
+    from rich.text import Text
+
     out = []
     for line in table_lines(fleet, rows, width, wide=wide):
         if len(line) == 1:  # a title, a header, a group or a reason's continuation: one style for the line
@@ -149,7 +174,21 @@ def plain_lines(fleet: str, rows: list[AgentStatus], width: int | None, *, wide:
     return ["".join(paint(text, style) for text, style in line) for line in table_lines(fleet, rows, width, wide=wide)]
 
 
-def write_status(console: Console, fleet: str, rows: list[AgentStatus], *, wide: bool = False) -> bool:
+class Screen(Protocol):
+    """What `write_status` needs of where it writes: a Rich console, or render/terminal.py's
+    PlainStdout (what Rich would do there, without Rich)."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def color_system(self) -> str | None: ...
+
+    @property
+    def file(self) -> IO[str]: ...
+
+
+def write_status(console: Screen, fleet: str, rows: list[AgentStatus], *, wide: bool = False) -> bool:
     """Write the table straight to the console's file when it is large (PLAIN_ROWS); False:
     it is not, print `status_table` with Rich instead."""
     if len(rows) <= PLAIN_ROWS:
@@ -164,6 +203,9 @@ def _painter(color_system: str | None) -> Callable[[str, str], str]:
     """text, style -> the text with the ANSI codes Rich would put around it (computed once per style)."""
     if color_system is None:
         return lambda text, style: text
+    from rich.console import COLOR_SYSTEMS
+    from rich.style import Style
+
     system = COLOR_SYSTEMS[color_system]
     cache: dict[str, tuple[str, str]] = {}
 
@@ -179,23 +221,28 @@ def _painter(color_system: str | None) -> Callable[[str, str], str]:
     return paint
 
 
-def _row_lines(row: AgentStatus, lay: Layout) -> list[list[Segment]]:
-    first: list[Segment] = []
-    for col, w in zip(lay.columns, lay.widths, strict=True):
-        value = col.cell(row)
-        padded = value.rjust(w) if col.right else value.ljust(w)
-        style = PHASE_STYLE.get(row.phase, "") if col.header == "PHASE" else ""
-        first.append((padded, style))
-        first.append((" " * GAP, ""))
-    indent = sum(w + GAP for w in lay.widths)
-    text = REASON.cell(row)
+def _row_lines(row: AgentStatus, lay: Layout, values: list[str], text: str) -> list[list[Segment]]:
+    """One row's lines; `values`: its cells in `lay.columns`, `text`: its reason. The first
+    line is at most three segments: the cells before PHASE, PHASE in its colour, the rest (the
+    same characters and styles as a segment per cell: unstyled segments carry no style)."""
+    gap = " " * GAP
+    cells = [value.rjust(w) if col.right else value.ljust(w)
+             for col, w, value in zip(lay.columns, lay.widths, values, strict=True)]
     if len(text) <= lay.reason_width and text.isprintable() and text == text.strip():
         reason = [text]  # what textwrap gives for a line that fits, without its chunking (most rows)
     else:
+        import textwrap  # a reason that wraps (or holds tabs and the like): rare
+
         reason = textwrap.wrap(text, lay.reason_width, break_long_words=True, break_on_hyphens=False) or [""]
-    first.append((reason[0], ""))
+    at = lay.phase_at
+    if at is None:
+        first: list[Segment] = [("".join(cell + gap for cell in cells) + reason[0], "")]
+    else:
+        first = [("".join(cell + gap for cell in cells[:at]), ""), (cells[at], PHASE_STYLE.get(row.phase, "")),
+                 (gap + "".join(cell + gap for cell in cells[at + 1:]) + reason[0], "")]
     _rstrip(first)
-    return [first, *([(" " * indent + more, "")] for more in reason[1:])]
+    indent = " " * sum(w + GAP for w in lay.widths)
+    return [first, *([(indent + more, "")] for more in reason[1:])]
 
 
 def _rstrip(line: list[Segment]) -> None:

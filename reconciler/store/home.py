@@ -18,9 +18,7 @@ stay where they are.
 """
 from __future__ import annotations
 
-import filecmp
 import os
-import shutil
 from pathlib import Path
 
 HOME = "fleet"  # <git common dir>/fleet
@@ -114,6 +112,8 @@ def _legacy_files(legacy: Path, tracked: frozenset[Path] = frozenset()) -> list[
 
 
 def _move(src: Path, dest: Path) -> str | None:
+    import filecmp  # the move only: `fleet status` reading the loop's snapshot imports this module
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dest):
         if src.is_file() and dest.is_file() and filecmp.cmp(src, dest, shallow=False):
@@ -135,6 +135,8 @@ def _rename_or_copy(src: Path, dest: Path) -> None:
 
         if exc.errno != errno.EXDEV:
             raise
+    import shutil
+
     tmp = dest.with_name(f".{dest.name}.migrating")
     shutil.copy2(src, tmp)
     with open(tmp, "rb") as f:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .home import home_of
-from .records import write_json_atomic, write_text_atomic
 
+# The writers below import records.py (tempfile, shutil) themselves: a reader needs none of it.
 HISTORY_KEEP = 2000  # ticks: about a day and a half at one a minute
 
 
@@ -51,12 +51,16 @@ class StatusStore:
         return self.dir / f"{self.fleet}.history.jsonl"
 
     def write_snapshot(self, data: dict[str, Any]) -> None:
+        from .records import write_json_atomic
+
         write_json_atomic(self.snapshot_path, data)
 
     def read_snapshot(self) -> dict[str, Any] | None:
         return _read_json(self.snapshot_path)
 
     def write_loop(self, data: dict[str, Any]) -> None:
+        from .records import write_json_atomic
+
         write_json_atomic(self.loop_path, data)
 
     def read_loop(self) -> dict[str, Any] | None:
@@ -70,6 +74,8 @@ class StatusStore:
 
     def append_history(self, point: dict[str, Any]) -> None:
         """Add one line; rewrite (atomically) to the last HISTORY_KEEP when it grows past twice that."""
+        from .records import write_text_atomic
+
         self.dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(point, sort_keys=True) + "\n"
         with open(self.history_path, "a") as f:
@@ -111,6 +117,8 @@ def pointer_path(file: Path) -> Path | None:
 
 
 def write_pointer(file: Path, fleet: str, home: Path) -> None:
+    from .records import write_json_atomic
+
     path = pointer_path(file)
     if path is not None:
         write_json_atomic(path, {"file": str(Path(os.path.realpath(file))), "fleet": fleet, "home": str(home)})
