@@ -176,10 +176,14 @@ def test_other_footer_lines_are_left_to_rich(line: str) -> None:
     assert not terminal.printable(line)
 
 
-@pytest.mark.parametrize("value", [0.0, 0.00009, 0.0004, 0.003, 0.0349, 0.1, 0.35, 1.2, 1234.5678, -0.004, -2.5])
-@pytest.mark.parametrize("digits", [None, 0, 2])
-def test_usd_reads_as_plan_budget_s(value: float, digits: int | None) -> None:
-    assert usd(value, digits) == budget_usd(value, digits)
+@pytest.mark.parametrize(("value", "digits", "shown"), [
+    (0.0, None, "$0.00"), (0.00009, None, "$0.00009"), (0.003, None, "$0.003"), (0.0349, None, "$0.035"),
+    (0.1, None, "$0.10"), (1234.5678, None, "$1,234.57"), (1234.5678, 0, "$1,235"), (0.0349, 2, "$0.03"),
+    (-2.5, None, "$-2.50"),
+])
+def test_usd_reads_as_an_operator_reads_a_cost(value: float, digits: int | None, shown: str) -> None:
+    assert usd(value, digits) == shown
+    assert budget_usd is usd  # plan/budget re-exports the one formatter
 
 
 def test_a_row_from_json_is_the_row_its_init_makes() -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..runtimes.pricing import overrides, price_for
 from ..spec.durations import parse_duration
 from ..store.records import SessionRecord
+from .money import usd  # re-exported: one formatter for every cost shown
 
 if TYPE_CHECKING:  # `usd` is imported by status from the loop's snapshot, which loads no pydantic
     from ..spec.desired import DesiredAgent
@@ -271,21 +272,6 @@ def _tokens_for(spec: FleetSpec, runs: TierRuns, tier: str | None, model: str | 
     if usd_amount and price is not None and price.input > 0:
         return usd_amount / price.input * 1_000_000
     return None
-
-
-def usd(value: float, digits: int | None = None) -> str:
-    """A cost the way an operator reads it: $1.20, $0.35, $0.003, $0.00009 (a small cost is never $0.00)."""
-    if digits is not None:
-        return f"${value:,.{digits}f}"
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 0.1:
-        return f"${value:,.2f}"
-    places = 2
-    while abs(value) * 10 ** places < 10 and places < 9:  # two significant digits
-        places += 1
-    text = f"{value:.{places}f}".rstrip("0")
-    return "$" + (text + "0" if text.endswith(".") else text)
 
 
 def _hhmm(when: datetime | None, *, up: bool = False) -> str:
