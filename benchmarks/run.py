@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -224,7 +225,7 @@ class Bench:
         for _ in range(self.repeat_for(n)):
             floor.add(run(sweep, cwd=repo, env=env))
         proc = subprocess.run([sys.executable, "-m", "benchmarks.tick_worker", str(repo / "fleet.yaml"),
-                               "--repeat", str(max(self.args.repeat, 3))], cwd=ROOT,
+                               "--repeat", str(max(self.args.repeat, 3)), "--ticks", str(self.args.ticks)], cwd=ROOT,
                               env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [env.get("PYTHONPATH"),
                                                                                       str(ROOT)]))},
                               capture_output=True, text=True, check=False)
@@ -236,6 +237,8 @@ class Bench:
         fleet = Series([Sample(t["wall"], t["cpu"], data["maxrss_mb"], t["code"]) for t in data["ticks"]])
         result = pair(fleet, floor, n)
         result["loop_rss_mb"] = data["maxrss_mb"]
+        result["loop_ticks"] = data["total_ticks"]
+        result["loop_rss_timed_mb"], result["loop_rss_end_mb"] = data["rss_timed_mb"], data["rss_mb"]
         return result
 
     def with_loop(self, n: int, repo: Path, ops: list[str]) -> dict[str, Any]:
@@ -416,6 +419,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trivial", action="store_true",
                    help="agents that exit at once (Succeeded) instead of sleeping sessions: the converged "
                         "fleet holds no live process, so N=3000 fits in memory (use a small --files)")
+    p.add_argument("--ticks", type=int, default=100,
+                   help="loop ticks in all for the memory figure (the timed ones included); default 100")
     p.add_argument("--keep", action="store_true", help="keep the work dir (processes are still killed)")
     p.add_argument("--delete-at-once", action="store_true",
                    help="delete each repo as soon as it is measured, not at the end (for a tmpfs --workdir, "
@@ -464,12 +469,14 @@ def main(argv: list[str] | None = None) -> int:
     if results["startup"]:
         print("\nStart-up, 10-agent fleet (median of", max(args.repeat, 7), "runs)")
         print(startup_text(results["startup"]))
-    ticks = [f"N={n}: {ops['tick']['loop_rss_mb']:.0f} MB" for n, ops in sizes.items() if "tick" in ops]
+    ticks = [f"N={n}: peak {t['loop_rss_mb']:.0f} MB, {t.get('loop_rss_timed_mb', 0):.0f} MB after the timed "
+             f"ticks, {t.get('loop_rss_end_mb', 0):.0f} MB after {t.get('loop_ticks', 0)}"
+             for n, ops in sizes.items() if (t := ops.get("tick"))]
     if ticks:
-        print("\nLoop peak RSS: " + ", ".join(ticks))
+        print("\nLoop RSS: " + "; ".join(ticks))
     per_agent = per_agent_text(sizes)
     if per_agent:
-        print("\nPer-agent wall time (ms), flat = linear\n" + per_agent)
+        print("\nPer-agent cost, flat = linear\n" + per_agent)
     out = Path(args.out)
     (out / "latest.md").write_text(markdown(results))
     print(f"\nresults: {out / 'latest.json'}, table: {out / 'latest.md'}")
@@ -507,6 +514,14 @@ def markdown(results: dict[str, Any]) -> str:
         top = ", ".join(f"{k} {v * 1000:.0f}" for k, v in st.get("imports_top", [])[:4])
         lines.append(f"| `{label}` | {st['wall'] * 1000:.0f} | {st['cpu'] * 1000:.0f} | {st['rss_mb']:.0f} | "
                      f"{st.get('imports_s', 0) * 1000:.0f} | {top} |")
+    ints = {int(n): ops for n, ops in results["sizes"].items()}
+    if len(ints) >= 2:
+        lines += ["", "| marginal per agent added | " + " | ".join(f"N {a} -> {b}: wall / CPU ms (floor)"
+                                                            for a, b, _, _ in marginal(ints, "apply")) + " |",
+                  "|---|" + "---:|" * len(marginal(ints, "apply"))]
+        for op, (label, _) in OPS.items():
+            if cells := marginal_cells(ints, op):
+                lines.append(f"| {label} | " + " | ".join(c.split(": ", 1)[1] for c in cells) + " |")
     loads = {n: ops.get("loadavg") for n, ops in results["sizes"].items() if ops.get("loadavg")}
     if loads:
         lines += ["", "Load average (1 min) at the start and end of each size: " + ", ".join(
@@ -514,16 +529,37 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def marginal(sizes: dict[int, dict[str, Any]], op: str, side: str = "fleet") -> list[tuple[int, int, float, float]]:
+    """(N1, N2, wall ms, CPU ms) per agent added between consecutive sizes: what one more agent
+    costs there. A column that rises with N is a term that grows faster than the fleet."""
+    ns = sorted(n for n in sizes if op in sizes[n])
+    out = []
+    for a, b in itertools.pairwise(ns):
+        fa, fb = sizes[a][op][side], sizes[b][op][side]
+        out.append((a, b, (fb["wall"] - fa["wall"]) / (b - a) * 1000, (fb["cpu"] - fa["cpu"]) / (b - a) * 1000))
+    return out
+
+
 def per_agent_text(sizes: dict[int, dict[str, Any]]) -> str:
-    ns = [n for n in sizes if n >= 10]
+    ns = sorted(n for n in sizes if n >= 10)
     if len(ns) < 2:
         return ""
-    lines = []
+    lines = ["  average per agent, ms wall:"]
     for op, (label, _) in OPS.items():
         cells = [f"N={n}: {sizes[n][op]['fleet']['wall'] / n * 1000:.2f}" for n in ns if op in sizes[n]]
         if cells:
             lines.append(f"  {label:<30} " + ", ".join(cells))
+    lines.append("  marginal per agent added, ms wall / CPU (its floor's):")
+    for op, (label, _) in OPS.items():
+        if cells := marginal_cells(sizes, op):
+            lines.append(f"  {label:<30} " + ", ".join(cells))
     return "\n".join(lines)
+
+
+def marginal_cells(sizes: dict[int, dict[str, Any]], op: str) -> list[str]:
+    """"N1->N2: wall / CPU (floor wall / floor CPU)" per pair of consecutive sizes."""
+    return [f"{a}->{b}: {w:.2f} / {c:.2f} ({fw:.2f} / {fc:.2f})"
+            for (a, b, w, c), (_, _, fw, fc) in zip(marginal(sizes, op), marginal(sizes, op, "floor"), strict=True)]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """A no-op tick of the running control loop, timed in-process.
 
-`python -m benchmarks.tick_worker FLEET_FILE --repeat R` runs one warm-up tick of
-`reconciler.control.loop.ControlLoop`, then R timed ones, and prints JSON: per tick its wall
-and CPU time (this process plus the git children it waited for), whether it was a
-no-op, and the process's peak and final RSS (the loop's memory).
+`python -m benchmarks.tick_worker FLEET_FILE --repeat R --ticks T` runs one warm-up tick of
+`reconciler.control.loop.ControlLoop`, then R timed ones, then untimed ones up to T ticks in
+all (the loop's memory over a long run), and prints JSON: per timed tick its wall and CPU time
+(this process plus the git children it waited for) and whether it was a no-op; the RSS after
+the timed ticks and after all T, and the process's peak RSS.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("file")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ticks", type=int, default=0, help="ticks in all, untimed after the timed ones")
     args = parser.parse_args(argv)
 
     import apscheduler.schedulers.blocking  # noqa: F401  - what `fleet reconcile --watch` loads
@@ -40,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         noop = code == 0 and len(results) == 1 and not results[0].plan.has_changes  # type: ignore[attr-defined]
         ticks.append({"wall": wall, "cpu": cpu, "noop": noop, "code": code})
+    rss_timed = psutil.Process().memory_info().rss
+    for _ in range(max(0, args.ticks - 1 - args.repeat)):
+        results.clear()
+        loop.tick()
     rss_now = psutil.Process().memory_info().rss
     json.dump({"ticks": ticks, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "rss_mb": rss_now / 2**20, "messages": messages[-3:]}, sys.stdout)
+               "rss_timed_mb": rss_timed / 2**20, "rss_mb": rss_now / 2**20,
+               "total_ticks": max(args.ticks, 1 + args.repeat), "messages": messages[-3:]}, sys.stdout)
     return 0
 
 
