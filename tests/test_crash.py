@@ -251,6 +251,18 @@ def test_a_failpoint_fires_only_when_named(monkeypatch: pytest.MonkeyPatch) -> N
         failpoint("spawn:after-lunch")  # a misspelt name fails even when nothing is armed
 
 
+def test_the_inside_add_failpoint_config_is_counted_from_0_whatever_the_environment_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleet's git never inherits GIT_CONFIG_COUNT (observe/gittree.py git_env), so the failpoint's
+    own config starts at 0: counted after an inherited one, GIT_CONFIG_KEY_0 would be missing."""
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "2")
+    monkeypatch.setenv(ENV, "create-worktree:inside-add")
+    env = inside_add_env()
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert [env[f"GIT_CONFIG_KEY_{i}"] for i in range(3)] == [
+        "core.attributesFile", "filter.fleet-failpoint.smudge", "filter.fleet-failpoint.required"]
+
+
 def test_what_an_interrupted_prune_left_is_judged_against_head_and_archive(repo: Path) -> None:
     """The leftover rule on a real tree, half deleted: deleted files and files as checked or
     archived pass; a file new since, a changed one and a staged one are listed."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
-from ..observe.gittree import clean_env, run_git
+from ..observe.gittree import git_env, run_git
 from ..store.records import now_iso, write_text_atomic
 from .failpoints import failpoint
 
@@ -49,8 +49,8 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
     if registered is not None and (not path.is_dir() or not (registered / SCRATCH_MARKER).exists()):
         # a crash inside or right after `git worktree add`, or the directory deleted by hand:
         # the tree is scratch (nothing of anyone's lives there), so it is made again
-        run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env())
-        run_git(repo.root, "worktree", "prune", env=clean_env())
+        run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=git_env())
+        run_git(repo.root, "worktree", "prune", env=git_env())
         registered = None
     if registered is None:
         if path.exists():
@@ -60,7 +60,7 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
                 raise FleetError(f"{path} exists and is not fleet's delivery scratch tree",
                                  hint="move it away: fleet integrates branches there")
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=clean_env())
+        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env())
         if done.returncode != 0:
             raise FleetError(f"cannot create the delivery scratch tree {path}: {done.stderr.strip()}")
         admin = _registered(repo, path)
@@ -82,7 +82,7 @@ def remove_scratch(repo: GitRepo, root: Path, fleet: str) -> bool:
         return False
     if owner != fleet:
         return False
-    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env()).returncode == 0
+    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=git_env()).returncode == 0
 
 
 def _registered(repo: GitRepo, path: Path) -> Path | None:
@@ -108,7 +108,7 @@ def _git(tree: Path, *args: str) -> tuple[int, str, str]:
 
 def _env(tree: Path) -> dict[str, str]:
     """git's environment in the scratch tree; fleet's own identity only where none is configured."""
-    env = clean_env(LC_ALL="C")
+    env = git_env(LC_ALL="C")
     if run_git(tree, "config", "user.email", env=env).returncode != 0:
         env.update(_IDENTITY)
     return env
@@ -254,7 +254,7 @@ def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str
     """`git update-ref refs/heads/<into> NEW OLD`; None when done, else why git refused (the
     target moved since OLD was read: nothing changed, the next pass integrates onto the new tip)."""
     failpoint("deliver:before-update-ref")
-    proc = run_git(repo.root, "update-ref", "-m", why, f"refs/heads/{into}", new, old or "", env=clean_env())
+    proc = run_git(repo.root, "update-ref", "-m", why, f"refs/heads/{into}", new, old or "", env=git_env())
     if proc.returncode != 0:
         return proc.stderr.strip() or f"update-ref exited {proc.returncode}"
     failpoint("deliver:after-update-ref")
@@ -264,7 +264,7 @@ def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str
 def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
     """`refs/fleet/delivered/<fleet>/<agent>` -> the agent tip a squash or rebase delivered: its
     commits are not in the target as themselves, so this ref is what makes them safe to prune."""
-    proc = run_git(repo.root, "update-ref", ref, sha, env=clean_env())
+    proc = run_git(repo.root, "update-ref", ref, sha, env=git_env())
     if proc.returncode != 0:
         raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
 
@@ -276,7 +276,7 @@ def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> tuple
     if shutil.which("git") is None:  # pragma: no cover - git is what fleet runs on
         return False, "git not found"
     proc = run_git(repo.root, "push", "--porcelain", remote, f"{src or f'refs/heads/{into}'}:refs/heads/{into}",
-                   env=clean_env(LC_ALL="C"))
+                   env=git_env(LC_ALL="C"))
     text = (proc.stdout + proc.stderr).strip()
     return proc.returncode == 0, text[-2000:]
 
@@ -286,9 +286,9 @@ def head(tree: Path) -> str:
 
 
 def tip(repo: GitRepo, ref: str) -> str | None:
-    proc = run_git(repo.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=clean_env())
+    proc = run_git(repo.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=git_env())
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def contains(repo: GitRepo, tip_: str, commit: str) -> bool:
-    return run_git(repo.root, "merge-base", "--is-ancestor", commit, tip_, env=clean_env()).returncode == 0
+    return run_git(repo.root, "merge-base", "--is-ancestor", commit, tip_, env=git_env()).returncode == 0

@@ -32,7 +32,7 @@ from filelock import FileLock
 
 from ...act.archive import ARCHIVE_PREFIX, Archive
 from ...errors import FleetError
-from ...observe.gittree import clean_env as _env
+from ...observe.gittree import git_env as _env
 from ...observe.gittree import last_line as _last_line
 from ...observe.gittree import read_timeout, run_git
 from ...spec.loader import LoadedFleet
