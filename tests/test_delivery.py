@@ -7,6 +7,8 @@ ever held commits whose gates passed.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -594,3 +596,112 @@ def test_per_agent_pull_requests_are_pushed_opened_and_closed_once_delivered(rep
     assert methods == [("GET", "/api/v3/repos/acme/app/pulls"), ("POST", "/api/v3/repos/acme/app/pulls"),
                        ("POST", "/api/v3/repos/acme/app/issues/1/comments"),
                        ("PATCH", "/api/v3/repos/acme/app/pulls/1")]
+
+
+class _Remote:
+    """A git remote on 127.0.0.1 that never lets a push through: `asks` answers every request
+    401 with a Basic challenge (git then wants a user name and password), `silent` accepts the
+    connection and never answers. `requests` counts what reached it."""
+
+    def __init__(self, kind: str) -> None:
+        import socket
+        import threading
+
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/app.git"
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, args=(kind,), daemon=True).start()
+
+    def _serve(self, kind: str) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.requests += 1
+            if kind == "silent":
+                self._held.append(conn)  # read nothing, answer nothing
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"app\"\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def fleet_in_a_terminal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The real CLI in a session of its own whose controlling terminal is a pty, as a person runs
+    it (so git could prompt there and wait): (exit code, everything it wrote). The time limit
+    only keeps a hung run from hanging the suite; it decides nothing a passing run does."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+
+    def controlling_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=controlling_terminal, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every end of the terminal is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        else:
+            os.killpg(proc.pid, 9)
+            raise AssertionError(f"fleet {' '.join(args)} still running after 120s, its last output:\n"
+                                 f"{out.decode(errors='replace')[-3000:]}")
+    finally:
+        os.close(master)
+    return proc.wait(), out.decode(errors="replace").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("kind", ["asks", "silent"])
+def test_a_push_that_cannot_go_through_fails_with_what_to_do_and_never_waits_for_a_prompt(
+        repo: Path, kind: str) -> None:
+    """A remote that asks for credentials (401) or never answers: fleet's git never prompts, even
+    with a terminal to prompt on (GIT_TERMINAL_PROMPT=0, and no terminal for a network call),
+    and a push has a time limit (FLEET_GIT_NETWORK_TIMEOUT). Either way the push action fails
+    with what went wrong and what to do, the target stays delivered locally, and the next pass
+    tries again: it is not a rejection (the remote having other commits)."""
+    remote = _Remote(kind)
+    try:
+        git(repo, "remote", "add", "origin", remote.url)
+        queue_fleet(repo, [("a1", ["commit"])], script=agents.install(repo.parent),
+                    extra="\n            push: {remote: origin}")
+        fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+        wait_sessions(repo)
+        env = {"FLEET_GIT_NETWORK_TIMEOUT": "2"} if kind == "silent" else {}
+        code, out = fleet_in_a_terminal("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+        assert code == 1, out[-3000:]  # it ended: nothing waited for an answer on the terminal
+        out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)  # the terminal's colours and cursor moves
+        assert remote.requests >= 1  # git did reach it
+        assert "push of integration to origin failed" in out and "was rejected" not in out
+        if kind == "asks":
+            assert "terminal prompts disabled" in out and "credential helper" in out
+        else:
+            assert "did not finish within 2s" in out and "FLEET_GIT_NETWORK_TIMEOUT" in out
+        assert status(repo)["a1"]["phase"] == "Delivered"  # delivered locally; the push waits
+        assert "push" in fleet("diff", "fleet.yaml", cwd=repo).stdout  # and is planned again
+    finally:
+        remote.close()

@@ -356,3 +356,11 @@ def test_what_fleets_own_git_inherits(monkeypatch: pytest.MonkeyPatch, name: str
 
     monkeypatch.setenv(name, "x")
     assert (name in git_env()) is kept
+
+
+def test_fleets_own_git_never_prompts_whatever_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.observe.gittree import clean_env, git_env
+
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "1")
+    assert git_env()["GIT_TERMINAL_PROMPT"] == "0"
+    assert clean_env()["GIT_TERMINAL_PROMPT"] == "1"  # sessions and gates: the user's environment as it is

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
-from ..observe.gittree import git_env, run_git
+from ..observe.gittree import NETWORK_TIMEOUT_ENV, GitTimeout, git_env, network_timeout, run_git
 from ..store.records import now_iso, write_text_atomic
 from .failpoints import failpoint
 
@@ -269,16 +269,45 @@ def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
         raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
 
 
-def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class Pushed:
+    """What one push did. `rejected`: the remote refused the update (it has commits the branch
+    lacks), which only a person can sort out; a push that failed otherwise (credentials, the
+    network, no answer within the time limit) is not rejected, and the next pass tries again."""
+
+    ok: bool
+    words: str  # git's output (its end), or what stopped it
+    rejected: bool = False
+    hint: str = ""  # what to do, for a push that failed without being rejected
+
+
+def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> Pushed:
     """Push branch `into` (never forced), from `src` (default refs/heads/<into>; an agent's branch
-    under ray is read from the engine's copy of it): (pushed, git's words). A rejected push
-    changes nothing."""
+    under ray is read from the engine's copy of it). A rejected push changes nothing.
+
+    git runs without a terminal (a network call is bounded: a session of its own) and with
+    GIT_TERMINAL_PROMPT=0 (git_env), so a remote that wants credentials fleet cannot give fails
+    at once instead of waiting for someone to type them; one that does not answer is stopped
+    after FLEET_GIT_NETWORK_TIMEOUT."""
     if shutil.which("git") is None:  # pragma: no cover - git is what fleet runs on
-        return False, "git not found"
-    proc = run_git(repo.root, "push", "--porcelain", remote, f"{src or f'refs/heads/{into}'}:refs/heads/{into}",
-                   env=git_env(LC_ALL="C"))
-    text = (proc.stdout + proc.stderr).strip()
-    return proc.returncode == 0, text[-2000:]
+        return Pushed(False, "git not found")
+    ref = f"{src or f'refs/heads/{into}'}:refs/heads/{into}"
+    try:
+        proc = run_git(repo.root, "push", "--porcelain", remote, ref, env=git_env(LC_ALL="C"),
+                       timeout=network_timeout())
+    except GitTimeout:
+        return Pushed(False, f"`git push {remote} {ref}` did not finish within {network_timeout():g}s; it was stopped",
+                      hint=f"{remote} did not answer in time; check that `git push {remote}` works from this "
+                           f"machine, or allow more time with {NETWORK_TIMEOUT_ENV}=SECONDS")
+    text = (proc.stdout + proc.stderr).strip()[-2000:]
+    if proc.returncode == 0:
+        return Pushed(True, text)
+    # --porcelain prints "!<TAB>src:dst<TAB>[rejected] ..." (or "[remote rejected]") for each ref refused
+    rejected = any(line.startswith("!\t") for line in proc.stdout.splitlines())
+    return Pushed(False, text, rejected=rejected,
+                  hint="" if rejected else f"fleet's git never prompts for credentials (it may run unattended): "
+                                           f"give git them without a prompt (a credential helper, ssh-agent), "
+                                           f"check that `git push {remote}` works from this machine, then apply again")
 
 
 def head(tree: Path) -> str:

@@ -34,6 +34,7 @@ from ..act.gates import GateResult, run_gate
 from ..errors import FleetError
 from ..locking.slots import try_acquire
 from ..observe.delivery import delivered_ref
+from ..observe.gittree import last_line
 from ..spec.durations import parse_duration
 from ..store.records import DELIVERED, FAILED, SUCCEEDED, SessionRecord, now_iso, write_json_atomic
 
@@ -114,14 +115,17 @@ class Queue:
             return self._agent_pull_request(action)
         remote, into = action.details["remote"], action.details["into"]
         state = load_state(self.store.home, self.loaded.name)
-        ok, words = git_delivery.push(self.repo, remote, into)
-        state["push"] = {"ok": ok, "at": now_iso(), "remote": remote,
-                         "sha": git_delivery.tip(self.repo, f"refs/heads/{into}"), "message": words}
+        pushed = git_delivery.push(self.repo, remote, into)
+        state["push"] = {"ok": pushed.ok, "at": now_iso(), "remote": remote,
+                         "sha": git_delivery.tip(self.repo, f"refs/heads/{into}"), "message": pushed.words}
         save_state(self.store.home, self.loaded.name, state)
-        if not ok:  # a condition of the target, never a force-push
-            raise FleetError(f"push of {into} to {remote} was rejected: {words.splitlines()[-1] if words else ''}",
+        if pushed.rejected:  # a condition of the target, never a force-push
+            raise FleetError(f"push of {into} to {remote} was rejected: {last_line(pushed.words)}",
                              hint=f"{remote}/{into} has commits {into} lacks; fleet never force-pushes: "
                                   f"bring them into {into} or fix the remote, then apply again")
+        if not pushed.ok:  # credentials, the network, no answer: the next pass tries again
+            # what to do is in the message: a failed action's outcome shows the message only
+            raise FleetError(f"push of {into} to {remote} failed: {last_line(pushed.words)}; {pushed.hint}")
         failpoint("deliver:after-push")
         message = f"pushed {into} to {remote}"
         if action.details.get("pullRequest") and self.delivery.pullRequest is not None:
@@ -147,10 +151,12 @@ class Queue:
         ref = self.engine.branch_ref(agent)  # where this repository has the branch (ray: the engine's copy)
         if git_delivery.tip(self.repo, ref) != sha:
             return "its branch moved since the plan; the next pass decides"
-        ok, words = git_delivery.push(self.repo, remote, branch, src=ref)
-        if not ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
+        pushed = git_delivery.push(self.repo, remote, branch, src=ref)
+        if not pushed.ok and not pushed.rejected:  # credentials, the network, no answer: tried again next pass
+            raise FleetError(f"push of {branch} to {remote} failed: {last_line(pushed.words)}; {pushed.hint}")
+        if not pushed.ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
             rec = self._record(name)
-            last = words.splitlines()[-1] if words else ""
+            last = last_line(pushed.words)
             rec.set_condition("PullRequest", "False", "PushRejected", f"push of {branch} to {remote}: {last}")
             self.store.save(rec)
             raise FleetError(f"push of {branch} to {remote} was rejected: {last}",

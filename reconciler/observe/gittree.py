@@ -37,8 +37,13 @@ GIT_CONFIG_FROM_ENV = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
 _GIT_CONFIG_PAIRS = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 # Reading must not write: `git status` otherwise refreshes and rewrites the index of the tree it looks at
 READ_ONLY = {"GIT_OPTIONAL_LOCKS": "0"}
+# fleet's git never asks anyone anything: it may run unattended (the loop, cron, CI), and a prompt
+# for a password would hang it. Credential helpers and GIT_ASKPASS still give git what it asks for.
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}
 TIMEOUT_ENV = "FLEET_GIT_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0  # seconds for one read-only git call (status of a large tree on a cold disk fits)
+NETWORK_TIMEOUT_ENV = "FLEET_GIT_NETWORK_TIMEOUT"
+DEFAULT_NETWORK_TIMEOUT = 600.0  # seconds for one push or fetch (a large first push over a slow link fits)
 
 
 class GitTimeout(FleetError):
@@ -47,15 +52,25 @@ class GitTimeout(FleetError):
 
 def read_timeout() -> float:
     """Seconds one read-only git call may take: $FLEET_GIT_TIMEOUT, else DEFAULT_TIMEOUT."""
-    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    return _seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT)
+
+
+def network_timeout() -> float:
+    """Seconds one git call that talks to a remote (push, fetch) may take:
+    $FLEET_GIT_NETWORK_TIMEOUT, else DEFAULT_NETWORK_TIMEOUT."""
+    return _seconds(NETWORK_TIMEOUT_ENV, DEFAULT_NETWORK_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
     if not text:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         value = float(text)
     except ValueError:
         value = 0.0
     if not value > 0:
-        raise FleetError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds", hint=f"e.g. {TIMEOUT_ENV}=300")
+        raise FleetError(f"{name}={text!r} is not a number of seconds", hint=f"e.g. {name}=300")
     return value
 
 
@@ -70,11 +85,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def git_env(**extra: str) -> dict[str, str]:
     """The environment of fleet's own git: `clean_env()` without configuration given in the
-    environment (GIT_CONFIG_FROM_ENV), plus `extra`. The config files (the repository's, the
-    user's global and system ones, wherever GIT_CONFIG_GLOBAL and GIT_CONFIG_SYSTEM put them)
-    are read as always. Sessions and gates, the user's own programs, get `clean_env()`."""
+    environment (GIT_CONFIG_FROM_ENV), never prompting (NO_PROMPT), plus `extra`. The config
+    files (the repository's, the user's global and system ones, wherever GIT_CONFIG_GLOBAL and
+    GIT_CONFIG_SYSTEM put them) are read as always. Sessions and gates, the user's own
+    programs, get `clean_env()`."""
     env = {key: value for key, value in clean_env().items()
            if key not in GIT_CONFIG_FROM_ENV and not key.startswith(_GIT_CONFIG_PAIRS)}
+    env.update(NO_PROMPT)
     env.update(extra)
     return env
 
