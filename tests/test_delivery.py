@@ -705,3 +705,49 @@ def test_a_push_that_cannot_go_through_fails_with_what_to_do_and_never_waits_for
         assert "push" in fleet("diff", "fleet.yaml", cwd=repo).stdout  # and is planned again
     finally:
         remote.close()
+
+
+def test_the_delivered_ref_is_moved_by_compare_and_swap(repo: Path) -> None:
+    """refs/fleet/delivered/<fleet>/<agent> (what keeps a squashed agent's commits safe to prune)
+    is written as the target is: `update-ref REF NEW OLD`, OLD as fleet read it before the
+    delivery began. Here the delivery gate itself moves the ref (someone else did, while the
+    gate ran): fleet does not overwrite it, says so, and the next pass records the delivery."""
+    ref = "refs/fleet/delivered/t/a1"
+    once = repo.parent / "moved-once"
+    gate = f"test -e {once} || {{ git update-ref {ref} $(git rev-parse main) && touch {once}; }}"
+    queue_fleet(repo, [("a1", ["commit"])], script=agents.install(repo.parent), gate=gate,
+                extra="\n            strategy: squash")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_sessions(repo)
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr  # as when the target moves while gating
+    assert f"a1: ok {ref} moved while a1 was being delivered (fleet read no ref" in out.stdout, out.stdout
+    assert "not overwritten: the next pass reads it again and records the delivery" in out.stdout
+    assert tip(repo, ref) == tip(repo, "main")  # theirs, not overwritten
+    landed = tip(repo, "integration")  # the target moved (gated): the delivery itself stands
+    assert status(repo)["a1"]["phase"] == "Succeeded"  # not recorded Delivered without its ref
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert status(repo)["a1"]["phase"] == "Delivered"
+    assert tip(repo, ref) == tip(repo, "fleet/t/a1")  # read afresh, then moved from it
+    assert tip(repo, "integration") == landed  # recorded as it landed, not integrated a second time
+    assert git(repo, "log", "-1", "--format=%s", "integration").startswith("fleet: deliver a1")
+
+
+def test_keep_delivered_moves_its_ref_only_from_what_was_read_and_never_back(repo: Path) -> None:
+    from reconciler.act.delivery import keep_delivered
+    from reconciler.observe.gitrepo import GitRepo
+
+    ref, first = "refs/fleet/delivered/t/a1", tip(repo, "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    second = tip(repo, "main")
+    gitrepo = GitRepo(repo)
+    assert keep_delivered(gitrepo, ref, first, None, agent="a1") is None
+    assert tip(repo, ref) == first
+    moved = keep_delivered(gitrepo, ref, second, None, agent="a1")  # read as absent: someone wrote it since
+    assert moved is not None and moved.startswith(f"{ref} moved while a1 was being delivered")
+    assert tip(repo, ref) == first
+    assert keep_delivered(gitrepo, ref, second, first, agent="a1") is None
+    assert tip(repo, ref) == second
+    assert keep_delivered(gitrepo, ref, first, second, agent="a1") is None  # anchored by its descendant
+    assert tip(repo, ref) == second  # not moved back

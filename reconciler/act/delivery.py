@@ -261,12 +261,25 @@ def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str
     return None
 
 
-def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
+def keep_delivered(repo: GitRepo, ref: str, sha: str, old: str | None, *, agent: str) -> str | None:
     """`refs/fleet/delivered/<fleet>/<agent>` -> the agent tip a squash or rebase delivered: its
-    commits are not in the target as themselves, so this ref is what makes them safe to prune."""
-    proc = run_git(repo.root, "update-ref", ref, sha, env=git_env())
-    if proc.returncode != 0:
+    commits are not in the target as themselves, so this ref is what makes them safe to prune.
+    None when the ref holds `sha` (or a descendant, which anchors it too: never moved back).
+
+    Moved as the target is, by compare-and-swap (`update-ref REF NEW OLD`, OLD as the caller
+    read it before the delivery began, None: no ref then): a ref someone else moved meanwhile
+    is not overwritten, and what happened is returned; the caller leaves the delivery to be
+    recorded by the next pass, which reads the ref again."""
+    if old is not None and contains(repo, old, sha):
+        return None
+    proc = run_git(repo.root, "update-ref", "-m", f"fleet: delivered {agent}", ref, sha, old or "", env=git_env())
+    if proc.returncode == 0:
+        return None
+    now = tip(repo, ref)
+    if now == old:
         raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
+    return (f"{ref} moved while {agent} was being delivered (fleet read {old[:12] if old else 'no ref'}, it is "
+            f"{now[:12] if now else 'gone'}); not overwritten: the next pass reads it again and records the delivery")
 
 
 @dataclass(frozen=True)

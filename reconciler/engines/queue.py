@@ -55,6 +55,7 @@ class _Member:
     agent: DesiredAgent
     sha: str
     rec: SessionRecord
+    kept: str | None  # its delivered ref (refs/fleet/delivered/...) as read before the delivery began
 
 
 class Queue:
@@ -95,8 +96,8 @@ class Queue:
         if git_delivery.tip(self.repo, self.engine.branch_ref(agent)) != sha:
             return "its branch moved since the plan; the next pass decides"
         if step in ("landed", "in-target"):
-            self._delivered(rec, agent, sha, action.details.get("result") or sha)
-            return f"Delivered: in {self.delivery.into}"
+            moved = self._delivered(rec, agent, sha, action.details.get("result") or sha, kept=self._kept(agent))
+            return moved or f"Delivered: in {self.delivery.into}"
         if step == "nothing":
             self._verdict(rec, agent, "NothingToDeliver", sha, message=f"the branch changes no file against "
                           f"{self.delivery.into}; nothing is delivered", feedback=None)
@@ -197,7 +198,7 @@ class Queue:
         sha = git_delivery.tip(self.repo, self.engine.branch_ref(agent))
         if sha is None or (action is not None and sha != action.details["sha"]):
             return None  # it moved since the plan: the next pass sees the new tip
-        return _Member(agent, sha, rec)
+        return _Member(agent, sha, rec, self._kept(agent))
 
     def _land(self, members: list[_Member], *, bisected: bool = False) -> list[str]:
         """Land `members` onto the target's live tip; bisect when their gates fail together
@@ -214,8 +215,8 @@ class Queue:
         head = onto
         for m in members:
             if git_delivery.contains(self.repo, head, m.sha):
-                self._delivered(m.rec, m.agent, m.sha, head)
-                said.append(f"{m.agent.name}: Delivered (already in {into})")
+                moved = self._delivered(m.rec, m.agent, m.sha, head, kept=m.kept)
+                said.append(f"{m.agent.name}: {moved or f'Delivered (already in {into})'}")
                 continue
             done = git_delivery.integrate(tree, onto=head, sha=m.sha, strategy=self.delivery.strategy,
                                           message=self._message(m))
@@ -268,7 +269,9 @@ class Queue:
         if refused is not None:
             return [*said, f"{into} moved while gating ({refused}); the next pass integrates onto its new tip"]
         for m in merged:
-            self._delivered(m.rec, m.agent, m.sha, head, flake=flake)
+            if moved := self._delivered(m.rec, m.agent, m.sha, head, kept=m.kept, flake=flake):
+                said.append(f"{m.agent.name}: {moved}")  # landed; recorded by the next pass (its intent is kept)
+                continue
             said.append(f"{m.agent.name}: Delivered into {into} at {head[:12]}"
                         + (f" (gate {flake['gate']} failed once, passed on its retry)" if flake else ""))
         failpoint("deliver:after-record")
@@ -329,10 +332,18 @@ class Queue:
             raise FleetError(f"agent {name} has no record any more; the next pass decides")
         return rec
 
-    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str,
-                   flake: dict[str, str] | None = None) -> None:
+    def _kept(self, agent: DesiredAgent) -> str | None:
+        return git_delivery.tip(self.repo, delivered_ref(self.loaded.name, agent.name))
+
+    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str, *, kept: str | None,
+                   flake: dict[str, str] | None = None) -> str | None:
+        """Record `agent` Delivered (None), unless its delivered ref moved under us (what happened:
+        nothing recorded, the next pass does it)."""
         if self.delivery.strategy != "merge" or not git_delivery.contains(self.repo, result, sha):
-            git_delivery.keep_delivered(self.repo, delivered_ref(self.loaded.name, agent.name), sha)
+            moved = git_delivery.keep_delivered(self.repo, delivered_ref(self.loaded.name, agent.name), sha, kept,
+                                                agent=agent.name)
+            if moved is not None:
+                return moved
         rec.phase, rec.reason = DELIVERED, f"delivered into {self.delivery.into} at {result[:12]}"
         if flake is not None:  # said, so a flaky gate is seen and fixed rather than forgotten
             rec.reason += f" (delivery gate {flake['gate']} failed once: {flake['summary']}; passed on its retry)"
@@ -346,6 +357,7 @@ class Queue:
             rec.clear_condition(c, "Delivered")
         self.store.save(rec)
         telemetry.delivery(self.loaded, agent.name, "Delivered", _since(rec.finished_at))
+        return None
 
     def _conflicted(self, m: _Member, files: list[str], onto: str) -> None:
         into = self.delivery.into
