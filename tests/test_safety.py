@@ -10,25 +10,14 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import ended, fleet, git, status, wait_until, write_fleet
+from conftest import ended, fleet, git, status, wait_until
 
 WT = Path(".fleet") / "worktrees"
 
 
 def two_agents(repo: Path, items: str = "a00, a01", args: tuple[str, ...] = ("commit",)) -> Path:
-    script = agents.install(repo.parent)
-    return write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [{items}]}}
-              tier: local
-              command: {agents.argv(script, *args)}
-    """)
+    """w-a00 and w-a01 (or `items`), each committing its work (or running `args`) and exiting."""
+    return agents.for_each(repo, *args, items=items)
 
 
 def converge(repo: Path) -> None:
