@@ -4,6 +4,7 @@ Each is a tiny Python program written into the test's temp dir and run by the
 `command` runtime, with its behaviour chosen by arguments: `sleep SECONDS`,
 `crash [CODE]`, `commit [DELAY]`, `env [SECONDS]` (writes its environment to
 env.json in its worktree, then sleeps), `until PATH` (runs until PATH exists, then exits 0).
+`fleet_yaml` writes a fleet file around them, `for_each` the common one: `w-{item}` per item.
 """
 from __future__ import annotations
 
@@ -107,3 +108,16 @@ def fleet_yaml(repo: Path, agents: str, *, spec: str = "", name: str = "t") -> P
     path = repo / "fleet.yaml"
     path.write_text(HEADER.format(name=name) + under(spec, "  ") + "  agents:\n" + under(agents, "    "))
     return path
+
+
+def for_each(repo: Path, *args: str, items: str = "a00, a01", name: str = "t") -> Path:
+    """`fleet_yaml` with one agent `w-{item}` per item of `items` (a YAML flow list's inside, kept
+    as written: tests edit the file by replacing "[a00, a01]"), each running the scripted agent
+    (installed beside `repo`) with `args`."""
+    script = install(repo.parent)
+    return fleet_yaml(repo, f"""
+        - name: w-{{item}}
+          forEach: {{items: [{items}]}}
+          tier: local
+          command: {argv(script, *args)}
+    """, name=name)

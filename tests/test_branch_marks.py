@@ -14,7 +14,7 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import branch_marks, fleet, git, status, wait_until, write_fleet
+from conftest import branch_marks, fleet, git, status, wait_until
 
 from reconciler.act.branch_marks import migrate_marks
 from reconciler.errors import FleetError
@@ -26,19 +26,7 @@ A, B = "fleet/t/w-a00", "fleet/t/w-a01"
 
 def two_idle_agents(repo: Path, items: str = "a00, a01") -> Path:
     """Two agents that exit 0 without committing: their branches are at main, safe to prune."""
-    script = agents.install(repo.parent)
-    return write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [{items}]}}
-              tier: local
-              command: {agents.argv(script, "crash", "0")}
-    """)
+    return agents.for_each(repo, "crash", "0", items=items)
 
 
 def converged(repo: Path) -> Path:

@@ -251,6 +251,18 @@ def test_a_failpoint_fires_only_when_named(monkeypatch: pytest.MonkeyPatch) -> N
         failpoint("spawn:after-lunch")  # a misspelt name fails even when nothing is armed
 
 
+def test_the_inside_add_failpoint_config_is_counted_from_0_whatever_the_environment_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleet's git never inherits GIT_CONFIG_COUNT (observe/gittree.py git_env), so the failpoint's
+    own config starts at 0: counted after an inherited one, GIT_CONFIG_KEY_0 would be missing."""
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "2")
+    monkeypatch.setenv(ENV, "create-worktree:inside-add")
+    env = inside_add_env()
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert [env[f"GIT_CONFIG_KEY_{i}"] for i in range(3)] == [
+        "core.attributesFile", "filter.fleet-failpoint.smudge", "filter.fleet-failpoint.required"]
+
+
 def test_what_an_interrupted_prune_left_is_judged_against_head_and_archive(repo: Path) -> None:
     """The leftover rule on a real tree, half deleted: deleted files and files as checked or
     archived pass; a file new since, a changed one and a staged one are listed."""
@@ -278,6 +290,41 @@ def test_what_an_interrupted_prune_left_is_judged_against_head_and_archive(repo:
     git(repo, "--git-dir", str(admin), "--work-tree", str(tree), "add", "staged.txt")
     (tree / "staged.txt").unlink()
     assert leftover_facts(tree, admin, [head, archived]).status == ("staged.txt (staged)",)
+
+
+@pytest.mark.parametrize("still_running", [True, False], ids=["still-running", "already-ended"])
+def test_a_run_launched_but_not_recorded_is_one_attempt_whether_it_still_runs_or_ended(
+        repo: Path, still_running: bool) -> None:
+    """Killed at spawn:after-launch, the next pass finds the session still running (adopted from
+    the process table) or already ended (folded in from its exit file): which one depends only on
+    how fast the session is, so each is pinned here. Either way it is the agent's one run of this
+    spec, counted once, its gates still to run, as `lifecycle.started` would have recorded it."""
+    release = repo.parent / "release"
+    if not still_running:
+        release.touch()
+    gated = repo.parent / "gate-ran"
+    until = agents.argv(agents.install(repo.parent), "until", str(release))
+    agents.fleet_yaml(repo, f"""
+        - {{name: w-a, tier: local, gates: [ran], command: {until}}}
+    """, spec=f'gates: {{ran: {{run: "touch {gated}"}}}}')
+    run_killed(repo, APPLY, "spawn:after-launch")
+    if not still_running:
+        wait_until(lambda: ended(repo, "w-a"))  # its host wrote the exit file before it ended
+    else:
+        assert len(sessions_by_agent(repo)["w-a"]) == 1
+    again = fleet_in_process(*APPLY, cwd=repo)
+    assert again.returncode == 0, again.stdout + again.stderr
+    if still_running:
+        row = status_in_process(repo)["w-a"]
+        assert (row["phase"], row["attempts"]) == ("Running", 1)
+        assert sessions_by_agent(repo) == {"w-a": [row["pid"]]}  # adopted, nothing started beside it
+        release.touch()
+        wait_until(lambda: ended(repo, "w-a"))
+        fleet_in_process(*APPLY, cwd=repo, check=True)  # folds the exit in
+    row = status_in_process(repo)["w-a"]
+    assert (row["phase"], row["attempts"]) == ("Succeeded", 1)
+    assert gated.exists()  # its gate ran on the adopted run's work
+    assert "w-a" not in sessions_by_agent(repo)  # not run a second time
 
 
 def reachable(repo: Path) -> set[str]:

@@ -7,6 +7,8 @@ ever held commits whose gates passed.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -594,3 +596,158 @@ def test_per_agent_pull_requests_are_pushed_opened_and_closed_once_delivered(rep
     assert methods == [("GET", "/api/v3/repos/acme/app/pulls"), ("POST", "/api/v3/repos/acme/app/pulls"),
                        ("POST", "/api/v3/repos/acme/app/issues/1/comments"),
                        ("PATCH", "/api/v3/repos/acme/app/pulls/1")]
+
+
+class _Remote:
+    """A git remote on 127.0.0.1 that never lets a push through: `asks` answers every request
+    401 with a Basic challenge (git then wants a user name and password), `silent` accepts the
+    connection and never answers. `requests` counts what reached it."""
+
+    def __init__(self, kind: str) -> None:
+        import socket
+        import threading
+
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/app.git"
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, args=(kind,), daemon=True).start()
+
+    def _serve(self, kind: str) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.requests += 1
+            if kind == "silent":
+                self._held.append(conn)  # read nothing, answer nothing
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"app\"\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def fleet_in_a_terminal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The real CLI in a session of its own whose controlling terminal is a pty, as a person runs
+    it (so git could prompt there and wait): (exit code, everything it wrote). The time limit
+    only keeps a hung run from hanging the suite; it decides nothing a passing run does."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+
+    def controlling_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=controlling_terminal, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every end of the terminal is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        else:
+            os.killpg(proc.pid, 9)
+            raise AssertionError(f"fleet {' '.join(args)} still running after 120s, its last output:\n"
+                                 f"{out.decode(errors='replace')[-3000:]}")
+    finally:
+        os.close(master)
+    return proc.wait(), out.decode(errors="replace").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("kind", ["asks", "silent"])
+def test_a_push_that_cannot_go_through_fails_with_what_to_do_and_never_waits_for_a_prompt(
+        repo: Path, kind: str) -> None:
+    """A remote that asks for credentials (401) or never answers: fleet's git never prompts, even
+    with a terminal to prompt on (GIT_TERMINAL_PROMPT=0, and no terminal for a network call),
+    and a push has a time limit (FLEET_GIT_NETWORK_TIMEOUT). Either way the push action fails
+    with what went wrong and what to do, the target stays delivered locally, and the next pass
+    tries again: it is not a rejection (the remote having other commits)."""
+    remote = _Remote(kind)
+    try:
+        git(repo, "remote", "add", "origin", remote.url)
+        queue_fleet(repo, [("a1", ["commit"])], script=agents.install(repo.parent),
+                    extra="\n            push: {remote: origin}")
+        fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+        wait_sessions(repo)
+        env = {"FLEET_GIT_NETWORK_TIMEOUT": "2"} if kind == "silent" else {}
+        code, out = fleet_in_a_terminal("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+        assert code == 1, out[-3000:]  # it ended: nothing waited for an answer on the terminal
+        out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)  # the terminal's colours and cursor moves
+        assert remote.requests >= 1  # git did reach it
+        assert "push of integration to origin failed" in out and "was rejected" not in out
+        if kind == "asks":
+            assert "terminal prompts disabled" in out and "credential helper" in out
+        else:
+            assert "did not finish within 2s" in out and "FLEET_GIT_NETWORK_TIMEOUT" in out
+        assert status(repo)["a1"]["phase"] == "Delivered"  # delivered locally; the push waits
+        assert "push" in fleet("diff", "fleet.yaml", cwd=repo).stdout  # and is planned again
+    finally:
+        remote.close()
+
+
+def test_the_delivered_ref_is_moved_by_compare_and_swap(repo: Path) -> None:
+    """refs/fleet/delivered/<fleet>/<agent> (what keeps a squashed agent's commits safe to prune)
+    is written as the target is: `update-ref REF NEW OLD`, OLD as fleet read it before the
+    delivery began. Here the delivery gate itself moves the ref (someone else did, while the
+    gate ran): fleet does not overwrite it, says so, and the next pass records the delivery."""
+    ref = "refs/fleet/delivered/t/a1"
+    once = repo.parent / "moved-once"
+    gate = f"test -e {once} || {{ git update-ref {ref} $(git rev-parse main) && touch {once}; }}"
+    queue_fleet(repo, [("a1", ["commit"])], script=agents.install(repo.parent), gate=gate,
+                extra="\n            strategy: squash")
+    fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    wait_sessions(repo)
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr  # as when the target moves while gating
+    assert f"a1: ok {ref} moved while a1 was being delivered (fleet read no ref" in out.stdout, out.stdout
+    assert "not overwritten: the next pass reads it again and records the delivery" in out.stdout
+    assert tip(repo, ref) == tip(repo, "main")  # theirs, not overwritten
+    landed = tip(repo, "integration")  # the target moved (gated): the delivery itself stands
+    assert status(repo)["a1"]["phase"] == "Succeeded"  # not recorded Delivered without its ref
+    out = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert status(repo)["a1"]["phase"] == "Delivered"
+    assert tip(repo, ref) == tip(repo, "fleet/t/a1")  # read afresh, then moved from it
+    assert tip(repo, "integration") == landed  # recorded as it landed, not integrated a second time
+    assert git(repo, "log", "-1", "--format=%s", "integration").startswith("fleet: deliver a1")
+
+
+def test_keep_delivered_moves_its_ref_only_from_what_was_read_and_never_back(repo: Path) -> None:
+    from reconciler.act.delivery import keep_delivered
+    from reconciler.observe.gitrepo import GitRepo
+
+    ref, first = "refs/fleet/delivered/t/a1", tip(repo, "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    second = tip(repo, "main")
+    gitrepo = GitRepo(repo)
+    assert keep_delivered(gitrepo, ref, first, None, agent="a1") is None
+    assert tip(repo, ref) == first
+    moved = keep_delivered(gitrepo, ref, second, None, agent="a1")  # read as absent: someone wrote it since
+    assert moved is not None and moved.startswith(f"{ref} moved while a1 was being delivered")
+    assert tip(repo, ref) == first
+    assert keep_delivered(gitrepo, ref, second, first, agent="a1") is None
+    assert tip(repo, ref) == second
+    assert keep_delivered(gitrepo, ref, first, second, agent="a1") is None  # anchored by its descendant
+    assert tip(repo, ref) == second  # not moved back

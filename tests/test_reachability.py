@@ -227,6 +227,43 @@ def test_staged_version_is_archived_and_restore_brings_everything_back(repo: Pat
     del path
 
 
+def _file(path: Path) -> str:
+    path.write_text("someone's file\n")
+    return "is a file, not a directory"
+
+
+def _dangling_link(path: Path) -> str:
+    path.symlink_to(path.parent / "nowhere")
+    return "is a symbolic link"
+
+
+def _under_a_file(path: Path) -> str:
+    path.parent.rename(path.parent.with_name("moved-away"))  # the worktrees root, w-a01's tree with it
+    path.parent.write_text("a file where the worktrees directory was\n")
+    return f"{path.parent} is a file, not a directory"
+
+
+@pytest.mark.parametrize("taken", [_file, _dangling_link, _under_a_file], ids=["file", "dangling-link", "under-a-file"])
+def test_restore_onto_a_path_that_is_not_a_directory_is_a_user_error(repo: Path, taken) -> None:  # type: ignore[no-untyped-def]
+    """`fleet restore FILE NAME STAMP` where something other than a directory holds the worktree
+    path (or a directory above it): exit 1 with what is there and what to do, no traceback, and
+    nothing restored (no branch made that a second try would then trip on)."""
+    two_agents(repo)
+    converge(repo)
+    wt = repo / WT / "w-a00"
+    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stamp = _archives(repo)[-1]["ref"].rsplit("/", 1)[1]
+    said = taken(wt)
+    proc = fleet("restore", "fleet.yaml", "w-a00", stamp, cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "crashed" not in proc.stderr, proc.stderr
+    assert said in proc.stderr, proc.stderr
+    assert "move it away" in proc.stderr
+    assert not git(repo, "branch", "--list", A).strip()  # nothing restored
+    assert A not in branch_marks(repo)
+
+
 # -- archive-first: retention, and `fleet archives prune` ---------------------------------------------
 
 def test_every_prune_keeps_a_retention_archive_that_expires(repo: Path) -> None:

@@ -14,19 +14,8 @@ A = "fleet/t/w-a00"
 
 
 def _idle_fleet(repo: Path, mode: str = "crash", *args: str) -> Path:
-    script = agents.install(repo.parent)
-    return write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [a00, a01]}}
-              tier: local
-              command: {agents.argv(script, mode, *args)}
-    """)
+    """w-a00 and w-a01 running the scripted agent's `mode` with `args`."""
+    return agents.for_each(repo, mode, *args)
 
 
 def _branches(repo: Path) -> set[str]:

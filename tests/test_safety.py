@@ -10,25 +10,14 @@ from pathlib import Path
 
 import agents
 import pytest
-from conftest import ended, fleet, git, status, wait_until, write_fleet
+from conftest import ended, fleet, git, status, wait_until
 
 WT = Path(".fleet") / "worktrees"
 
 
 def two_agents(repo: Path, items: str = "a00, a01", args: tuple[str, ...] = ("commit",)) -> Path:
-    script = agents.install(repo.parent)
-    return write_fleet(repo, f"""
-        apiVersion: fleet/v1alpha1
-        kind: Fleet
-        metadata: {{name: t}}
-        spec:
-          tiers: {{local: {{runtime: command}}}}
-          agents:
-            - name: w-{{item}}
-              forEach: {{items: [{items}]}}
-              tier: local
-              command: {agents.argv(script, *args)}
-    """)
+    """w-a00 and w-a01 (or `items`), each committing its work (or running `args`) and exiting."""
+    return agents.for_each(repo, *args, items=items)
 
 
 def converge(repo: Path) -> None:
@@ -313,3 +302,54 @@ def test_repairing_a_deleted_worktree_leaves_other_missing_worktrees_alone(repo:
     fleet("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
     listing = git(repo, "worktree", "list", "--porcelain")
     assert f"worktree {mine}\nHEAD {sha}" in listing  # still registered, so its commit stays reachable
+
+
+def _ignore_everything_from_the_environment(tmp_path: Path, given: str) -> dict[str, str]:
+    everything = tmp_path / "ignore-everything"
+    everything.write_text("*\n")
+    if given == "parameters":  # what `git -c core.excludesFile=...` passes to every git it starts
+        return {"GIT_CONFIG_PARAMETERS": f"'core.excludesfile'='{everything}'"}
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.excludesFile", "GIT_CONFIG_VALUE_0": str(everything)}
+
+
+@pytest.mark.parametrize("given", ["parameters", "count"])
+def test_git_config_given_in_the_environment_does_not_reach_fleets_own_git(
+        repo: Path, tmp_path: Path, given: str) -> None:
+    """Config in the environment (a hook's or alias's `git -c`, GIT_CONFIG_COUNT) outranks every
+    file: here it makes an agent's new file ignored, which a prune deletes unarchived. fleet's
+    own git reads the repository's and the user's config files, never that (docs/safety.md)."""
+    path = two_agents(repo)
+    converge(repo)
+    git(repo, "merge", "-q", "fleet/t/w-a00")  # its commit is merged, so only the new file blocks
+    wt = repo / WT / "w-a00"
+    (wt / "new-idea.txt").write_text("not yet added\n")
+    env = _ignore_everything_from_the_environment(tmp_path, given)
+    seen = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=wt, capture_output=True,
+                          text=True, check=True, env={**os.environ, **env}).stdout
+    assert seen == ""  # what git given that environment sees: the file is hidden
+    undeclare(path)
+    proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "new-idea.txt" in proc.stdout
+    assert (wt / "new-idea.txt").read_text() == "not yet added\n"
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    ("GIT_CONFIG_PARAMETERS", False), ("GIT_CONFIG_COUNT", False), ("GIT_CONFIG_KEY_0", False),
+    ("GIT_CONFIG_VALUE_12", False), ("GIT_DIR", False), ("GIT_WORK_TREE", False),
+    ("GIT_CONFIG_GLOBAL", True), ("GIT_CONFIG_SYSTEM", True), ("GIT_CONFIG_NOSYSTEM", True), ("HOME", True),
+    ("GIT_SSH_COMMAND", True), ("GIT_ASKPASS", True),
+])
+def test_what_fleets_own_git_inherits(monkeypatch: pytest.MonkeyPatch, name: str, kept: bool) -> None:
+    from reconciler.observe.gittree import git_env
+
+    monkeypatch.setenv(name, "x")
+    assert (name in git_env()) is kept
+
+
+def test_fleets_own_git_never_prompts_whatever_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.observe.gittree import clean_env, git_env
+
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "1")
+    assert git_env()["GIT_TERMINAL_PROMPT"] == "0"
+    assert clean_env()["GIT_TERMINAL_PROMPT"] == "1"  # sessions and gates: the user's environment as it is

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FleetError
-from ..observe.gittree import clean_env, last_line, rev, run_git
+from ..observe.gittree import git_env, last_line, rev, run_git
 from ..observe.reach import branch_reflog, local_tips, ref_facts, submodules, tree_reflog, unsafe_commits
 from ..observe.stake import anchors
 from ..store import clock
@@ -77,7 +77,7 @@ def snapshot_commit(cwd: Path, parents: Iterable[str | None], subject: str, *, t
     args = [tree_id]
     for p in found:
         args += ["-p", p]
-    res = run_git(cwd, "commit-tree", *args, "-m", subject, env=clean_env(**env) if env else None)
+    res = run_git(cwd, "commit-tree", *args, "-m", subject, env=git_env(**env) if env else None)
     if res.returncode != 0:
         raise FleetError(f"cannot make the archive commit: {last_line(res.stderr)}")
     return res.stdout.strip()
@@ -189,7 +189,7 @@ def _index_commit(repo: GitRepo, worktree: Worktree | None, head: str | None) ->
     with tempfile.TemporaryDirectory(prefix="fleet-index-") as tmp:
         copy = Path(tmp) / "index"
         shutil.copyfile(worktree.admin_dir / "index", copy)
-        env = clean_env(GIT_DIR=str(worktree.admin_dir), GIT_INDEX_FILE=str(copy))
+        env = git_env(GIT_DIR=str(worktree.admin_dir), GIT_INDEX_FILE=str(copy))
         tree = run_git(worktree.path, "write-tree", env=env)
     if tree.returncode != 0:  # an index with conflicts: the snapshot holds the files; an in-progress op blocks
         return None
@@ -263,7 +263,7 @@ def _commits(cwd: Path, revs: list[str]) -> list[str]:
 def _snapshot_tree(path: Path) -> str:
     """Tree of the working tree's files as they are, via a throwaway index."""
     with tempfile.TemporaryDirectory(prefix="fleet-archive-") as tmp:
-        env = clean_env(GIT_INDEX_FILE=str(Path(tmp) / "index"))
+        env = git_env(GIT_INDEX_FILE=str(Path(tmp) / "index"))
         run_git(path, "read-tree", "HEAD", env=env)  # fails on an unborn HEAD: then start from an empty index
         add = run_git(path, "add", "-A", ".", env=env)
         tree = run_git(path, "write-tree", env=env) if add.returncode == 0 else add

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
-from ..observe.gittree import clean_env, run_git
+from ..observe.gittree import NETWORK_TIMEOUT_ENV, GitTimeout, git_env, network_timeout, run_git
 from ..store.records import now_iso, write_text_atomic
 from .failpoints import failpoint
 
@@ -49,8 +49,8 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
     if registered is not None and (not path.is_dir() or not (registered / SCRATCH_MARKER).exists()):
         # a crash inside or right after `git worktree add`, or the directory deleted by hand:
         # the tree is scratch (nothing of anyone's lives there), so it is made again
-        run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env())
-        run_git(repo.root, "worktree", "prune", env=clean_env())
+        run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=git_env())
+        run_git(repo.root, "worktree", "prune", env=git_env())
         registered = None
     if registered is None:
         if path.exists():
@@ -60,7 +60,7 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
                 raise FleetError(f"{path} exists and is not fleet's delivery scratch tree",
                                  hint="move it away: fleet integrates branches there")
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=clean_env())
+        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env())
         if done.returncode != 0:
             raise FleetError(f"cannot create the delivery scratch tree {path}: {done.stderr.strip()}")
         admin = _registered(repo, path)
@@ -82,7 +82,7 @@ def remove_scratch(repo: GitRepo, root: Path, fleet: str) -> bool:
         return False
     if owner != fleet:
         return False
-    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=clean_env()).returncode == 0
+    return run_git(repo.root, "worktree", "remove", "--force", "--force", str(path), env=git_env()).returncode == 0
 
 
 def _registered(repo: GitRepo, path: Path) -> Path | None:
@@ -108,7 +108,7 @@ def _git(tree: Path, *args: str) -> tuple[int, str, str]:
 
 def _env(tree: Path) -> dict[str, str]:
     """git's environment in the scratch tree; fleet's own identity only where none is configured."""
-    env = clean_env(LC_ALL="C")
+    env = git_env(LC_ALL="C")
     if run_git(tree, "config", "user.email", env=env).returncode != 0:
         env.update(_IDENTITY)
     return env
@@ -254,31 +254,73 @@ def move_target(repo: GitRepo, into: str, new: str, old: str | None, *, why: str
     """`git update-ref refs/heads/<into> NEW OLD`; None when done, else why git refused (the
     target moved since OLD was read: nothing changed, the next pass integrates onto the new tip)."""
     failpoint("deliver:before-update-ref")
-    proc = run_git(repo.root, "update-ref", "-m", why, f"refs/heads/{into}", new, old or "", env=clean_env())
+    proc = run_git(repo.root, "update-ref", "-m", why, f"refs/heads/{into}", new, old or "", env=git_env())
     if proc.returncode != 0:
         return proc.stderr.strip() or f"update-ref exited {proc.returncode}"
     failpoint("deliver:after-update-ref")
     return None
 
 
-def keep_delivered(repo: GitRepo, ref: str, sha: str) -> None:
+def keep_delivered(repo: GitRepo, ref: str, sha: str, old: str | None, *, agent: str) -> str | None:
     """`refs/fleet/delivered/<fleet>/<agent>` -> the agent tip a squash or rebase delivered: its
-    commits are not in the target as themselves, so this ref is what makes them safe to prune."""
-    proc = run_git(repo.root, "update-ref", ref, sha, env=clean_env())
-    if proc.returncode != 0:
+    commits are not in the target as themselves, so this ref is what makes them safe to prune.
+    None when the ref holds `sha` (or a descendant, which anchors it too: never moved back).
+
+    Moved as the target is, by compare-and-swap (`update-ref REF NEW OLD`, OLD as the caller
+    read it before the delivery began, None: no ref then): a ref someone else moved meanwhile
+    is not overwritten, and what happened is returned; the caller leaves the delivery to be
+    recorded by the next pass, which reads the ref again."""
+    if old is not None and contains(repo, old, sha):
+        return None
+    proc = run_git(repo.root, "update-ref", "-m", f"fleet: delivered {agent}", ref, sha, old or "", env=git_env())
+    if proc.returncode == 0:
+        return None
+    now = tip(repo, ref)
+    if now == old:
         raise FleetError(f"cannot write {ref}: {proc.stderr.strip()}")
+    return (f"{ref} moved while {agent} was being delivered (fleet read {old[:12] if old else 'no ref'}, it is "
+            f"{now[:12] if now else 'gone'}); not overwritten: the next pass reads it again and records the delivery")
 
 
-def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class Pushed:
+    """What one push did. `rejected`: the remote refused the update (it has commits the branch
+    lacks), which only a person can sort out; a push that failed otherwise (credentials, the
+    network, no answer within the time limit) is not rejected, and the next pass tries again."""
+
+    ok: bool
+    words: str  # git's output (its end), or what stopped it
+    rejected: bool = False
+    hint: str = ""  # what to do, for a push that failed without being rejected
+
+
+def push(repo: GitRepo, remote: str, into: str, src: str | None = None) -> Pushed:
     """Push branch `into` (never forced), from `src` (default refs/heads/<into>; an agent's branch
-    under ray is read from the engine's copy of it): (pushed, git's words). A rejected push
-    changes nothing."""
+    under ray is read from the engine's copy of it). A rejected push changes nothing.
+
+    git runs without a terminal (a network call is bounded: a session of its own) and with
+    GIT_TERMINAL_PROMPT=0 (git_env), so a remote that wants credentials fleet cannot give fails
+    at once instead of waiting for someone to type them; one that does not answer is stopped
+    after FLEET_GIT_NETWORK_TIMEOUT."""
     if shutil.which("git") is None:  # pragma: no cover - git is what fleet runs on
-        return False, "git not found"
-    proc = run_git(repo.root, "push", "--porcelain", remote, f"{src or f'refs/heads/{into}'}:refs/heads/{into}",
-                   env=clean_env(LC_ALL="C"))
-    text = (proc.stdout + proc.stderr).strip()
-    return proc.returncode == 0, text[-2000:]
+        return Pushed(False, "git not found")
+    ref = f"{src or f'refs/heads/{into}'}:refs/heads/{into}"
+    try:
+        proc = run_git(repo.root, "push", "--porcelain", remote, ref, env=git_env(LC_ALL="C"),
+                       timeout=network_timeout())
+    except GitTimeout:
+        return Pushed(False, f"`git push {remote} {ref}` did not finish within {network_timeout():g}s; it was stopped",
+                      hint=f"{remote} did not answer in time; check that `git push {remote}` works from this "
+                           f"machine, or allow more time with {NETWORK_TIMEOUT_ENV}=SECONDS")
+    text = (proc.stdout + proc.stderr).strip()[-2000:]
+    if proc.returncode == 0:
+        return Pushed(True, text)
+    # --porcelain prints "!<TAB>src:dst<TAB>[rejected] ..." (or "[remote rejected]") for each ref refused
+    rejected = any(line.startswith("!\t") for line in proc.stdout.splitlines())
+    return Pushed(False, text, rejected=rejected,
+                  hint="" if rejected else f"fleet's git never prompts for credentials (it may run unattended): "
+                                           f"give git them without a prompt (a credential helper, ssh-agent), "
+                                           f"check that `git push {remote}` works from this machine, then apply again")
 
 
 def head(tree: Path) -> str:
@@ -286,9 +328,9 @@ def head(tree: Path) -> str:
 
 
 def tip(repo: GitRepo, ref: str) -> str | None:
-    proc = run_git(repo.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=clean_env())
+    proc = run_git(repo.root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=git_env())
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def contains(repo: GitRepo, tip_: str, commit: str) -> bool:
-    return run_git(repo.root, "merge-base", "--is-ancestor", commit, tip_, env=clean_env()).returncode == 0
+    return run_git(repo.root, "merge-base", "--is-ancestor", commit, tip_, env=git_env()).returncode == 0

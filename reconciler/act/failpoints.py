@@ -108,10 +108,10 @@ def inside_add_env(name: str = "create-worktree:inside-add") -> dict[str, str]:
 
 
 def git_config_env(values: dict[str, str]) -> dict[str, str]:
-    """`git -c KEY=VALUE` for a whole command tree, as GIT_CONFIG_* variables (after any already set)."""
-    start = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
-    env = {"GIT_CONFIG_COUNT": str(start + len(values))}
-    for i, (key, value) in enumerate(values.items(), start):
+    """`git -c KEY=VALUE` for a whole command tree, as GIT_CONFIG_* variables. They are counted
+    from 0: fleet's git never inherits config given in the environment (observe/gittree.py git_env)."""
+    env = {"GIT_CONFIG_COUNT": str(len(values))}
+    for i, (key, value) in enumerate(values.items()):
         env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
     return env
 

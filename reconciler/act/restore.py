@@ -10,6 +10,7 @@ marker whose files and index are as they were.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,8 +61,8 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
                          hint=f"delete or rename it first (git branch -m {branch} {branch}-old), or pass another "
                               "archive")
     has_tree = bool(facts.get("Worktree")) and worktree is not None
-    if has_tree and worktree is not None and worktree.exists() and any(worktree.iterdir()):
-        raise FleetError(f"{worktree} exists and is not empty; move it away first")
+    if has_tree and worktree is not None:
+        _check_free(worktree)
     lines = []
     try:
         # before the branch exists, as create_worktree does
@@ -86,6 +87,30 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
     if head and tip and head != tip:
         lines.append(f"its HEAD was detached at {head[:12]}: git -C <tree> checkout {head[:12]}")
     return Restored(branch=branch, worktree=worktree if has_tree else None, lines=lines)
+
+
+def _check_free(path: Path) -> None:
+    """Refuse, before anything is changed, a worktree path git cannot make the tree at: taken by
+    a file, a symbolic link that leads nowhere, or a directory with something in it, or below
+    a file (a directory above it that is not one)."""
+    again = "move it away first, then run the same fleet restore again"
+    for above in reversed(path.parents):
+        if above.is_symlink() and not above.exists():
+            raise FleetError(f"cannot restore a tree at {path}: {above} is a symbolic link to "
+                             f"{os.readlink(above)}, which does not exist; {again}")
+        if above.exists() and not above.is_dir():
+            raise FleetError(f"cannot restore a tree at {path}: {above} is a file, not a directory; {again}")
+    if path.is_symlink() and not path.exists():
+        raise FleetError(f"cannot restore a tree at {path}: it is a symbolic link to {os.readlink(path)}, "
+                         f"which does not exist; {again}")
+    if path.exists() and not path.is_dir():
+        raise FleetError(f"cannot restore a tree at {path}: it is a file, not a directory; {again}")
+    try:
+        taken = path.is_dir() and any(path.iterdir())
+    except OSError as exc:
+        raise FleetError(f"cannot restore a tree at {path}: cannot look inside it ({exc.strerror}); {again}") from None
+    if taken:
+        raise FleetError(f"{path} exists and is not empty; {again}")
 
 
 def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:

@@ -34,6 +34,7 @@ from ..act.gates import GateResult, run_gate
 from ..errors import FleetError
 from ..locking.slots import try_acquire
 from ..observe.delivery import delivered_ref
+from ..observe.gittree import last_line
 from ..spec.durations import parse_duration
 from ..store.records import DELIVERED, FAILED, SUCCEEDED, SessionRecord, now_iso, write_json_atomic
 
@@ -54,6 +55,7 @@ class _Member:
     agent: DesiredAgent
     sha: str
     rec: SessionRecord
+    kept: str | None  # its delivered ref (refs/fleet/delivered/...) as read before the delivery began
 
 
 class Queue:
@@ -94,8 +96,8 @@ class Queue:
         if git_delivery.tip(self.repo, self.engine.branch_ref(agent)) != sha:
             return "its branch moved since the plan; the next pass decides"
         if step in ("landed", "in-target"):
-            self._delivered(rec, agent, sha, action.details.get("result") or sha)
-            return f"Delivered: in {self.delivery.into}"
+            moved = self._delivered(rec, agent, sha, action.details.get("result") or sha, kept=self._kept(agent))
+            return moved or f"Delivered: in {self.delivery.into}"
         if step == "nothing":
             self._verdict(rec, agent, "NothingToDeliver", sha, message=f"the branch changes no file against "
                           f"{self.delivery.into}; nothing is delivered", feedback=None)
@@ -114,14 +116,17 @@ class Queue:
             return self._agent_pull_request(action)
         remote, into = action.details["remote"], action.details["into"]
         state = load_state(self.store.home, self.loaded.name)
-        ok, words = git_delivery.push(self.repo, remote, into)
-        state["push"] = {"ok": ok, "at": now_iso(), "remote": remote,
-                         "sha": git_delivery.tip(self.repo, f"refs/heads/{into}"), "message": words}
+        pushed = git_delivery.push(self.repo, remote, into)
+        state["push"] = {"ok": pushed.ok, "at": now_iso(), "remote": remote,
+                         "sha": git_delivery.tip(self.repo, f"refs/heads/{into}"), "message": pushed.words}
         save_state(self.store.home, self.loaded.name, state)
-        if not ok:  # a condition of the target, never a force-push
-            raise FleetError(f"push of {into} to {remote} was rejected: {words.splitlines()[-1] if words else ''}",
+        if pushed.rejected:  # a condition of the target, never a force-push
+            raise FleetError(f"push of {into} to {remote} was rejected: {last_line(pushed.words)}",
                              hint=f"{remote}/{into} has commits {into} lacks; fleet never force-pushes: "
                                   f"bring them into {into} or fix the remote, then apply again")
+        if not pushed.ok:  # credentials, the network, no answer: the next pass tries again
+            # what to do is in the message: a failed action's outcome shows the message only
+            raise FleetError(f"push of {into} to {remote} failed: {last_line(pushed.words)}; {pushed.hint}")
         failpoint("deliver:after-push")
         message = f"pushed {into} to {remote}"
         if action.details.get("pullRequest") and self.delivery.pullRequest is not None:
@@ -147,10 +152,12 @@ class Queue:
         ref = self.engine.branch_ref(agent)  # where this repository has the branch (ray: the engine's copy)
         if git_delivery.tip(self.repo, ref) != sha:
             return "its branch moved since the plan; the next pass decides"
-        ok, words = git_delivery.push(self.repo, remote, branch, src=ref)
-        if not ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
+        pushed = git_delivery.push(self.repo, remote, branch, src=ref)
+        if not pushed.ok and not pushed.rejected:  # credentials, the network, no answer: tried again next pass
+            raise FleetError(f"push of {branch} to {remote} failed: {last_line(pushed.words)}; {pushed.hint}")
+        if not pushed.ok:  # e.g. the agent rewrote its branch (a rebase): a condition, never a force-push
             rec = self._record(name)
-            last = words.splitlines()[-1] if words else ""
+            last = last_line(pushed.words)
             rec.set_condition("PullRequest", "False", "PushRejected", f"push of {branch} to {remote}: {last}")
             self.store.save(rec)
             raise FleetError(f"push of {branch} to {remote} was rejected: {last}",
@@ -191,7 +198,7 @@ class Queue:
         sha = git_delivery.tip(self.repo, self.engine.branch_ref(agent))
         if sha is None or (action is not None and sha != action.details["sha"]):
             return None  # it moved since the plan: the next pass sees the new tip
-        return _Member(agent, sha, rec)
+        return _Member(agent, sha, rec, self._kept(agent))
 
     def _land(self, members: list[_Member], *, bisected: bool = False) -> list[str]:
         """Land `members` onto the target's live tip; bisect when their gates fail together
@@ -208,8 +215,8 @@ class Queue:
         head = onto
         for m in members:
             if git_delivery.contains(self.repo, head, m.sha):
-                self._delivered(m.rec, m.agent, m.sha, head)
-                said.append(f"{m.agent.name}: Delivered (already in {into})")
+                moved = self._delivered(m.rec, m.agent, m.sha, head, kept=m.kept)
+                said.append(f"{m.agent.name}: {moved or f'Delivered (already in {into})'}")
                 continue
             done = git_delivery.integrate(tree, onto=head, sha=m.sha, strategy=self.delivery.strategy,
                                           message=self._message(m))
@@ -262,7 +269,9 @@ class Queue:
         if refused is not None:
             return [*said, f"{into} moved while gating ({refused}); the next pass integrates onto its new tip"]
         for m in merged:
-            self._delivered(m.rec, m.agent, m.sha, head, flake=flake)
+            if moved := self._delivered(m.rec, m.agent, m.sha, head, kept=m.kept, flake=flake):
+                said.append(f"{m.agent.name}: {moved}")  # landed; recorded by the next pass (its intent is kept)
+                continue
             said.append(f"{m.agent.name}: Delivered into {into} at {head[:12]}"
                         + (f" (gate {flake['gate']} failed once, passed on its retry)" if flake else ""))
         failpoint("deliver:after-record")
@@ -323,10 +332,18 @@ class Queue:
             raise FleetError(f"agent {name} has no record any more; the next pass decides")
         return rec
 
-    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str,
-                   flake: dict[str, str] | None = None) -> None:
+    def _kept(self, agent: DesiredAgent) -> str | None:
+        return git_delivery.tip(self.repo, delivered_ref(self.loaded.name, agent.name))
+
+    def _delivered(self, rec: SessionRecord, agent: DesiredAgent, sha: str, result: str, *, kept: str | None,
+                   flake: dict[str, str] | None = None) -> str | None:
+        """Record `agent` Delivered (None), unless its delivered ref moved under us (what happened:
+        nothing recorded, the next pass does it)."""
         if self.delivery.strategy != "merge" or not git_delivery.contains(self.repo, result, sha):
-            git_delivery.keep_delivered(self.repo, delivered_ref(self.loaded.name, agent.name), sha)
+            moved = git_delivery.keep_delivered(self.repo, delivered_ref(self.loaded.name, agent.name), sha, kept,
+                                                agent=agent.name)
+            if moved is not None:
+                return moved
         rec.phase, rec.reason = DELIVERED, f"delivered into {self.delivery.into} at {result[:12]}"
         if flake is not None:  # said, so a flaky gate is seen and fixed rather than forgotten
             rec.reason += f" (delivery gate {flake['gate']} failed once: {flake['summary']}; passed on its retry)"
@@ -340,6 +357,7 @@ class Queue:
             rec.clear_condition(c, "Delivered")
         self.store.save(rec)
         telemetry.delivery(self.loaded, agent.name, "Delivered", _since(rec.finished_at))
+        return None
 
     def _conflicted(self, m: _Member, files: list[str], onto: str) -> None:
         into = self.delivery.into

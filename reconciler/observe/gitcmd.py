@@ -12,7 +12,8 @@ the same calling style on plain processes:
   and what it started are killed and GitTimeout names it) with GIT_OPTIONAL_LOCKS=0. Any other
   (act/ changes the repo through the same runner) runs unbounded in fleet's process group, as
   GitPython ran it. Both run with LANGUAGE=C and LC_ALL=C (messages are matched in English)
-  and without GIT_DIR & co, plus `env=` when given.
+  and without GIT_DIR & co or config given in the environment (gittree.git_env), plus `env=`
+  when given.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .gittree import READ_ONLY, clean_env, read_timeout, run_bounded
+from .gittree import READ_ONLY, git_env, read_timeout, run_bounded
 
 # git commands (with their first argument, where that decides) that only read
 READS = frozenset({"rev-parse", "for-each-ref", "log", "status", "rev-list", "ls-tree", "cat-file", "ls-files",
@@ -60,7 +61,7 @@ class Git:
                 strip_newline_in_stdout: bool = True, with_exceptions: bool = True) -> str:
         command = ["git", subcommand, *(str(a) for a in args)]
         read = is_read(command)
-        full = {**clean_env(LANGUAGE="C", LC_ALL="C"), **(env or {}), **(READ_ONLY if read else {})}
+        full = {**git_env(LANGUAGE="C", LC_ALL="C"), **(env or {}), **(READ_ONLY if read else {})}
         cwd = os.fspath(self._working_dir) if self._working_dir is not None else None
         res = run_bounded(command, cwd=cwd, env=full, timeout=read_timeout() if read else None)
         out = res.stdout.decode("utf-8", "surrogateescape")

@@ -28,10 +28,22 @@ if TYPE_CHECKING:
 # git variables that would point a command at another repository than the one it runs in
 GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX")
+# git configuration given in the environment, which outranks every config file: `git -c` passes it on
+# to each git it starts (a hook, an alias, a wrapper), so it describes whatever git process started
+# fleet, not the user's standing config. Per-run values there could change what fleet's own git
+# reads (core.worktree, core.excludesFile making new work "ignored", hooks): fleet's git never
+# inherits them. GIT_CONFIG_KEY_<n> and GIT_CONFIG_VALUE_<n> go with GIT_CONFIG_COUNT.
+GIT_CONFIG_FROM_ENV = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
+_GIT_CONFIG_PAIRS = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 # Reading must not write: `git status` otherwise refreshes and rewrites the index of the tree it looks at
 READ_ONLY = {"GIT_OPTIONAL_LOCKS": "0"}
+# fleet's git never asks anyone anything: it may run unattended (the loop, cron, CI), and a prompt
+# for a password would hang it. Credential helpers and GIT_ASKPASS still give git what it asks for.
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}
 TIMEOUT_ENV = "FLEET_GIT_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0  # seconds for one read-only git call (status of a large tree on a cold disk fits)
+NETWORK_TIMEOUT_ENV = "FLEET_GIT_NETWORK_TIMEOUT"
+DEFAULT_NETWORK_TIMEOUT = 600.0  # seconds for one push or fetch (a large first push over a slow link fits)
 
 
 class GitTimeout(FleetError):
@@ -40,15 +52,25 @@ class GitTimeout(FleetError):
 
 def read_timeout() -> float:
     """Seconds one read-only git call may take: $FLEET_GIT_TIMEOUT, else DEFAULT_TIMEOUT."""
-    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    return _seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT)
+
+
+def network_timeout() -> float:
+    """Seconds one git call that talks to a remote (push, fetch) may take:
+    $FLEET_GIT_NETWORK_TIMEOUT, else DEFAULT_NETWORK_TIMEOUT."""
+    return _seconds(NETWORK_TIMEOUT_ENV, DEFAULT_NETWORK_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
     if not text:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         value = float(text)
     except ValueError:
         value = 0.0
     if not value > 0:
-        raise FleetError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds", hint=f"e.g. {TIMEOUT_ENV}=300")
+        raise FleetError(f"{name}={text!r} is not a number of seconds", hint=f"e.g. {name}=300")
     return value
 
 
@@ -61,17 +83,31 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def git_env(**extra: str) -> dict[str, str]:
+    """The environment of fleet's own git: `clean_env()` without configuration given in the
+    environment (GIT_CONFIG_FROM_ENV), never prompting (NO_PROMPT), plus `extra`. The config
+    files (the repository's, the user's global and system ones, wherever GIT_CONFIG_GLOBAL and
+    GIT_CONFIG_SYSTEM put them) are read as always. Sessions and gates, the user's own
+    programs, get `clean_env()`."""
+    env = {key: value for key, value in clean_env().items()
+           if key not in GIT_CONFIG_FROM_ENV and not key.startswith(_GIT_CONFIG_PAIRS)}
+    env.update(NO_PROMPT)
+    env.update(extra)
+    return env
+
+
 def run_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None, input: str | None = None,
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """`git ARGS` in `cwd`; never raises for git's exit status (callers read returncode).
 
     Output is decoded as git's paths are meant (UTF-8, undecodable bytes kept as surrogates,
-    no newline translation). Without `env`, the environment is inherited, minus GIT_DIR & co
-    if any is set; GIT_OPTIONAL_LOCKS=0 always (no index refresh written behind a read).
+    no newline translation). Without `env`, the environment is `git_env()` (inherited, minus
+    GIT_DIR & co and config given in the environment); GIT_OPTIONAL_LOCKS=0 always (no index
+    refresh written behind a read).
     After `timeout` seconds git and whatever it started (hooks, an fsmonitor) are killed and
     GitTimeout names the command; `read_git` is this with the read-only timeout.
     """
-    env = {**(env if env is not None else clean_env()), **READ_ONLY}
+    env = {**(env if env is not None else git_env()), **READ_ONLY}
     res = run_bounded(["git", *args], cwd=cwd, env=env, timeout=timeout,
                       input=input.encode("utf-8", "surrogateescape") if input is not None else None)
     return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode("utf-8", "surrogateescape"),
@@ -174,7 +210,7 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
         processes = processes_in(path, ignore_groups=ignore_groups, table=table)
         # a tree whose .git file is gone (deleted, or a removal interrupted) must not be read as
         # the enclosing repository's: name its git dir
-        env = (clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
+        env = (git_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
                if git_dir is not None and not (path / ".git").exists() else None)
         out = checked(read_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
                                *(["--ignored"] if ignored else []), env=env), path, "status")
@@ -215,7 +251,7 @@ def leftover_facts(path: Path, git_dir: Path | None, safe: list[str], *,
         return TreeFacts(markers=markers)
     if git_dir is None:  # not a tree of this repository any more: nothing can be judged safe
         raise FleetError(f"cannot tell what is at stake in {path}: its admin dir is gone", exit_code=EXIT_BLOCKED)
-    env = clean_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path), GIT_OPTIONAL_LOCKS="0")
+    env = git_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path), GIT_OPTIONAL_LOCKS="0")
     known: set[str] = set()
     for commit in safe:
         listing = checked(run_git(path, "ls-tree", "-r", "-z", "--full-tree", commit, env=env), path, "ls-tree")

@@ -278,7 +278,8 @@ def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, flee
     """Take a live session as a declared agent's own when the records do not show it.
 
     - The agent has a record that shows no live session (fleet died between spawning
-      and recording): the process is taken if it runs the current spec.
+      and recording): the process is taken if it runs the current spec, and counted as
+      the run the record never counted (`_unrecorded_run`).
     - The agent has no record at all (lost to `git clean`, a deleted home, a disk):
       the process's owner variables say what it runs, so it is taken whatever its spec
       hash; the planner then treats it like any recorded session (an old spec is
@@ -294,6 +295,10 @@ def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, flee
     if agent is not None and rec is not None:
         if proc.spec_hash != desired.spec_hash:
             return False
+        if proc.pid != rec.pid:  # a run the record never counted (its launch was not recorded)
+            _unrecorded_run(rec, desired)
+            rec.started_at = _iso(proc.create_time)
+            rec.finished_at, rec.exit_code = None, None
         rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
         rec.spec_hash, rec.session_id = desired.spec_hash, proc.session_id or rec.session_id
     else:
@@ -306,7 +311,7 @@ def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, flee
 def _recovered(proc: OwnedProcess, desired: DesiredAgent, fleet: str, agent: ObservedAgent) -> SessionRecord:
     """A record rebuilt from a live session's owner variables and the spec (no record was left)."""
     current = proc.spec_hash == desired.spec_hash
-    started = datetime.fromtimestamp(proc.create_time, timezone.utc).isoformat(timespec="milliseconds")
+    started = _iso(proc.create_time)
     rec = SessionRecord(
         agent=desired.name, fleet=fleet, phase=RUNNING, tier=desired.tier_name, runtime=desired.tier.runtime,
         model=desired.tier.model, branch=desired.branch,
@@ -330,11 +335,28 @@ def _adopt_ended(agent: ObservedAgent, desired: DesiredAgent) -> None:
         return
     if ended.pid == rec.pid or ended.spec_hash != desired.spec_hash:
         return
-    rec.attempts = rec.attempts + 1 if rec.spec_hash == desired.spec_hash else 1
+    _unrecorded_run(rec, desired)
     rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, ended.pid, None, None
-    rec.spec_hash, rec.session_id = desired.spec_hash, ended.session_id or rec.session_id
-    rec.gates, rec.gates_pending = list(desired.gates), False  # its gates still run, as after any run
+    rec.session_id = ended.session_id or rec.session_id
     agent.adopted = True
+
+
+def _unrecorded_run(rec: SessionRecord, desired: DesiredAgent) -> None:
+    """Count a run of `desired`'s current spec that fleet launched but died before recording, as
+    `act/lifecycle.py` `started` would have: one more attempt of the same spec (a new spec
+    starts over, its gate counters too), its gates still to run. Both adoptions come here, the
+    live one and the ended one: which of them the next pass sees depends only on how fast the
+    session was, and the count must not."""
+    same = rec.spec_hash == desired.spec_hash
+    rec.attempts = rec.attempts + 1 if same else 1
+    if not same:
+        rec.gate_failures, rec.gates_exhausted, rec.last_gate = {}, False, None
+    rec.gates, rec.gates_pending, rec.gate_feedback = list(desired.gates), False, None
+    rec.spec_hash, rec.session_spec = desired.spec_hash, desired.session_spec()
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _is_under(path: Path, root: Path) -> bool:

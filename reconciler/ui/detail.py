@@ -7,7 +7,6 @@ from git in the agent's worktree (read-only, GIT_OPTIONAL_LOCKS=0).
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..act.lifecycle import RUN_MARKER
+from ..observe.gittree import git_env
 from ..store.records import SessionRecord, StateStore
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -91,7 +91,7 @@ def commits(worktree: str | None, base: str) -> dict[str, Any]:
     """Commits ahead of `base` and the diffstat of the branch against it (merge-base)."""
     if not worktree or not Path(worktree).is_dir():
         return {"available": False, "why": "no worktree on this machine", "commits": [], "diffstat": ""}
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    env = git_env(GIT_OPTIONAL_LOCKS="0")
 
     def git(*args: str) -> str:
         proc = subprocess.run(["git", "-C", worktree, *args], capture_output=True, text=True, env=env,

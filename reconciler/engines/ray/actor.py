@@ -41,7 +41,17 @@ from typing import Any
 
 from ...act.archive import snapshot_commit
 from ...errors import FleetError
-from ...observe.gittree import checked, clean_env, last_line, plain_index, rev, run_git, status_paths, tree_facts
+from ...observe.gittree import (
+    checked,
+    clean_env,
+    git_env,
+    last_line,
+    plain_index,
+    rev,
+    run_git,
+    status_paths,
+    tree_facts,
+)
 from ...observe.reach import local_tips, ref_facts, submodule_commits, unsafe_commits
 from ...observe.stake import TreeFacts, anchors, judge
 
@@ -559,7 +569,7 @@ class _Spawner:
 
 def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """git on the node: a call stuck for 10 minutes (a remote that does not answer) gives up."""
-    return run_git(cwd, *args, env=env or clean_env(), timeout=600)
+    return run_git(cwd, *args, env=env or git_env(), timeout=600)
 
 
 def _check(res: subprocess.CompletedProcess[str], what: str) -> None:

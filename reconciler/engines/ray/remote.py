@@ -32,9 +32,9 @@ from filelock import FileLock
 
 from ...act.archive import ARCHIVE_PREFIX, Archive
 from ...errors import FleetError
-from ...observe.gittree import clean_env as _env
+from ...observe.gittree import git_env as _env
 from ...observe.gittree import last_line as _last_line
-from ...observe.gittree import read_timeout, run_git
+from ...observe.gittree import network_timeout, read_timeout, run_git
 from ...spec.loader import LoadedFleet
 
 OWNERS = "refs/fleet/owners"
@@ -276,8 +276,9 @@ class Remote:
             alternates.write_text(f"{self._borrow}\n")
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
-        # a remote that does not answer for 10 minutes is an error naming the command (GitTimeout)
-        return run_git(None, f"--git-dir={self.cache}", *args, env=_env(), timeout=600)
+        # a remote that does not answer within FLEET_GIT_NETWORK_TIMEOUT (default 10 minutes) is an
+        # error naming the command (GitTimeout)
+        return run_git(None, f"--git-dir={self.cache}", *args, env=_env(), timeout=network_timeout())
 
 
 def resolve_url(loaded: LoadedFleet) -> str:
