@@ -24,6 +24,7 @@ import pytest
 from conftest import wait_until, write_fleet
 from rich.console import Console
 from rich.text import Text
+from test_status_view import row as view_row
 
 from reconciler.commands.status import _show_cached
 from reconciler.control.observed_status import read_view, running
@@ -52,13 +53,7 @@ FUTURE = "2999-01-01T00:00:00.000+00:00"  # observedAt: ages do not move on whil
 
 
 def row(name: str, phase: str = "Pending", reason: str | None = None, **kw: object) -> AgentStatus:
-    base: dict[str, object] = dict(
-        agent=name, declared=True, phase=phase, sync="Synced", tier="local", runtime="command", model=None,
-        branch=f"fleet/demo/{name}", worktree=None, dirty=0, ahead=1, pid=None, started_at=None, finished_at=None,
-        age_seconds=5.0, idle_seconds=None, exit_code=None, attempts=1, cost_usd=0.0, session_id=None,
-        spec_hash=None, observed_generation=None, reason=reason)
-    base.update(kw)
-    r = AgentStatus(**base)  # type: ignore[arg-type]
+    r = view_row(name, phase, reason, **kw)  # the same row test_status_view.py builds, grouped
     r.group = group_of(r)
     return r
 
