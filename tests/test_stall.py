@@ -78,7 +78,9 @@ def test_timeout_stops_a_busy_session(repo: Path) -> None:
     try:
         wait_until(lambda: live_agents(repo) == ["long"], timeout=60)  # the loop's first tick started it
         wait_ended(repo)  # the loop stopped it; its record of why is written just after the process ends
-        wait_until(lambda: status_in_process(repo)["long"]["reason"].startswith("DeadlineExceeded"), interval=0.5)
+        # a status read before the loop records why shows the run as ended with no reason yet: poll
+        wait_until(lambda: str(status_in_process(repo)["long"]["reason"]).startswith("DeadlineExceeded"),
+                   interval=0.5)
         rows = status_in_process(repo)
         assert rows["long"]["phase"] == "Failed"
     finally:
