@@ -69,3 +69,29 @@ def test_liveness_from_the_pass_matches_a_live_check(sleepers) -> None:
     procs["top"].wait()
     assert ProcessTable().alive(pid, created) is False
     assert is_alive(pid, created) is False
+
+
+def test_a_fork_of_this_process_about_to_run_git_in_the_tree_is_not_work_in_it(sleepers) -> None:
+    """Between fork and exec a child is still this process (same command line) with its cwd
+    already in the tree: a Ray session actor's own `git` call, seen by its prune check, blocked
+    a delete. It is left out; a child that exec'd anything (a session) is still counted."""
+    tree, _sibling, procs = sleepers
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: in the tree, never exec'ing, until the parent has looked
+        try:
+            os.close(write)
+            os.chdir(tree)
+            os.read(read, 1)
+        finally:
+            os._exit(0)
+    os.close(read)
+    try:
+        child = psutil.Process(pid)
+        while child.cwd() != str(tree):
+            pass  # the chdir is the child's first step; no timing is asserted
+        assert _pids(processes_in(tree)) == {procs["top"].pid, procs["deep"].pid}
+        assert _pids(processes_in(tree, table=ProcessTable())) == {procs["top"].pid, procs["deep"].pid}
+    finally:
+        os.close(write)
+        os.waitpid(pid, 0)

@@ -164,11 +164,21 @@ def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
     per process (`_live_under`: the last-moment re-check before a removal needs no more).
     """
     found: list[str] = []
+    me = os.getpid()
+    mine: list[str] | None = None
     for proc, _cwd in (table.under(path) if table is not None else _live_under(path)):
         try:
             if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) in ignore_groups:
                 continue
-            found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120] or proc.name()}")
+            cmdline = proc.cmdline()
+            if proc.ppid() == me:
+                mine = psutil.Process(me).cmdline() if mine is None else mine
+                if cmdline == mine:
+                    # this process's own fork that has not exec'd yet: one of its threads is
+                    # starting git in the tree (a Ray session actor answering `status` while
+                    # it prunes), not work in it. A child that exec'd anything is counted.
+                    continue
+            found.append(f"{proc.pid} {' '.join(cmdline)[:120] or proc.name()}")
         except (psutil.Error, ProcessLookupError):
             continue
     return found
