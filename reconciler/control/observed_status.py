@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..observe.liveness import running
 from ..store import clock
 from ..store.observed import StatusStore, file_digest, read_pointer, write_pointer
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from .status_rows import FleetView
 
 BY_LOOP = "loop"
-CREATE_TIME_TOLERANCE = 0.05  # seconds, as observe/processes.py is_alive: clock-tick resolution
 
 
 def observe_view(loaded: LoadedFleet, *, by: str, view: Callable[[], FleetView] | None = None) -> dict[str, Any]:
@@ -107,32 +107,6 @@ def loop_marker(file: str, schedule: str) -> dict[str, Any]:
 
 def loop_alive(marker: dict[str, Any] | None) -> bool:
     return bool(marker) and running(marker.get("pid"), marker.get("create_time"))  # type: ignore[union-attr]
-
-
-def running(pid: int | None, created: float | None) -> bool:
-    """observe/processes.py `is_alive` (`pid` runs, is not a zombie, and started at `created`),
-    read from /proc/<pid>/stat as psutil reads it there: start time = its starttime in clock
-    ticks after boot (/proc/stat btime). tests/test_status_plain.py compares the two."""
-    if not pid or created is None:
-        return False
-    try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as f:
-            stat = f.read()
-        with open("/proc/stat", "rb") as f:
-            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
-    except FileNotFoundError:
-        if not os.path.exists("/proc/self/stat"):  # no procfs (macOS, BSD): ask psutil
-            from ..observe.processes import is_alive
-
-            return is_alive(pid, created)
-        return False  # no such process
-    except (OSError, ValueError, IndexError, StopIteration):
-        from ..observe.processes import is_alive
-
-        return is_alive(pid, created)
-    fields = stat[stat.rfind(b")") + 2:].split()  # the name, in parentheses, may hold anything
-    started = float(fields[19]) / os.sysconf("SC_CLK_TCK") + boot
-    return abs(started - created) <= CREATE_TIME_TOLERANCE and fields[0] != b"Z"
 
 
 @dataclass

@@ -12,12 +12,13 @@ from pathlib import Path
 import psutil
 
 # plain data (observe/model.py), importable from here as before
+from .liveness import CREATE_TIME_TOLERANCE
 from .model import OwnedProcess
 
 # Owner variables every session carries; orphans are found by them.
 ENV_FLEET, ENV_REPO, ENV_AGENT, ENV_HASH = "FLEET_NAME", "FLEET_REPO", "FLEET_AGENT", "FLEET_SPEC_HASH"
 ENV_SESSION = "FLEET_SESSION_ID"
-_CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time has clock-tick resolution
+_CREATE_TIME_TOLERANCE = CREATE_TIME_TOLERANCE  # psutil's create_time has clock-tick resolution
 
 
 def create_time(pid: int) -> float | None:
