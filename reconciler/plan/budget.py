@@ -219,29 +219,23 @@ class TierRuns:
     (and per running record), and scanning every record for each was O(agents x records)."""
 
     def __init__(self, records: Iterable[SessionRecord]) -> None:
-        self._usd: dict[str | None, list[float]] = {}
-        self._tokens: dict[str | None, list[int]] = {}
+        usd: dict[str | None, list[float]] = {}
+        tokens: dict[str | None, list[int]] = {}
         for r in records:
             for e in r.ledger.values():
                 if e.get("unknown"):
                     continue
-                self._usd.setdefault(r.tier, []).append(float(e.get("usd") or 0))
+                usd.setdefault(r.tier, []).append(float(e.get("usd") or 0))
                 if e.get("tokens"):
-                    self._tokens.setdefault(r.tier, []).append(int(e.get("tokens") or 0))
-        self._median_usd: dict[str | None, float | None] = {}
-        self._median_tokens: dict[str | None, float | None] = {}
+                    tokens.setdefault(r.tier, []).append(int(e.get("tokens") or 0))
+        self._usd = {tier: statistics.median(runs) for tier, runs in usd.items()}
+        self._tokens = {tier: float(statistics.median(runs)) for tier, runs in tokens.items()}
 
     def median_usd(self, tier: str | None) -> float | None:
-        if tier not in self._median_usd:
-            runs = self._usd.get(tier)
-            self._median_usd[tier] = statistics.median(runs) if runs else None
-        return self._median_usd[tier]
+        return self._usd.get(tier)
 
     def median_tokens(self, tier: str | None) -> float | None:
-        if tier not in self._median_tokens:
-            runs = self._tokens.get(tier)
-            self._median_tokens[tier] = float(statistics.median(runs)) if runs else None
-        return self._median_tokens[tier]
+        return self._tokens.get(tier)
 
 
 def reservation(agent: DesiredAgent, runs: TierRuns, spec: FleetSpec) -> float | None:
