@@ -396,3 +396,28 @@ def test_the_shared_rev_list_agrees_with_each_candidates_own_check(repo: Path) -
     found = {n for n, wt in trees.items() if gr.unsafe(f"c/{n}", wt.head, "main", admin_dir=wt.admin_dir, refs=snap,
                                                           extra_safe=[*extra, *own_extra.get(n, [])])}
     assert found == {"ahead", "reflog-only", "detached", "anchor"}  # "kept": its commit is on keep
+
+
+def test_ignored_files_are_named_one_by_one_from_the_same_status(repo: Path) -> None:
+    """The ignored files come from `git status --ignored` (one git process a tree): each file,
+    inside ignored directories too, names with spaces and newlines kept whole, and a protected
+    one deep in an ignored directory still blocks."""
+    from reconciler.observe.gitrepo import GitRepo
+
+    (repo / ".gitignore").write_text("build/\n*.log\n.env\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignores")
+    wt = repo.parent / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "c/a", str(wt), "main")
+    (wt / "build" / "deep").mkdir(parents=True)
+    (wt / "build" / "deep" / "out.o").write_bytes(b"x" * 10)
+    (wt / "build" / "deep" / ".env").write_text("TOKEN=1\n")
+    (wt / "two\nlines.log").write_text("y")
+    (wt / "a space.log").write_text("zz")
+    gr = GitRepo(repo)
+    [tree] = [t for t in gr.worktrees()[1] if t.path.name == "wt"]
+    stake = gr.at_stake(tree, "main", branch="c/a")
+    assert sorted(stake.ignored) == sorted(["build/deep/out.o", "build/deep/.env", "two\nlines.log", "a space.log"])
+    assert stake.ignored_bytes == 10 + 8 + 1 + 2
+    assert stake.protected_ignored == ["build/deep/.env"]
+    assert stake.dirty == []  # ignored is not uncommitted work
