@@ -212,3 +212,25 @@ def test_create_worktree_refuses_a_users_branch_before_marking_it(repo: Path) ->
         create_worktree(GitRepo(repo), loaded.agents[0], fleet="t")
     assert branch_marks(repo) == {}
     assert "w-a00" not in git(repo, "worktree", "list")
+
+
+def test_an_action_that_fails_says_what_to_do(repo: Path) -> None:
+    """A failed action's hint reaches the operator (it was dropped: only the message was kept).
+    The user's branch appears between the plan and the act, so the act's own check refuses it."""
+    from reconciler.control.converge import preview
+    from reconciler.engines import engine_for
+    from reconciler.engines.executor import Executor
+    from reconciler.render.plan import outcome_line
+    from reconciler.spec.loader import load_fleet
+
+    loaded = load_fleet(two_idle_agents(repo, "a00"))
+    engine = engine_for(loaded)
+    observed, plan = preview(loaded, engine=engine)
+    git(repo, "branch", A)  # the user's, under the agent's name, made after the plan
+    outcomes = Executor(loaded, engine, observed).run(plan)
+    created = next(o for o in outcomes if o.action.kind == "create-worktree")
+    assert not created.ok
+    assert created.hint == (f"rename that branch (git branch -m {A} {A}-mine) or the agent; if it is the fleet's, "
+                            "mark it: see docs/safety.md \"Ownership\"")
+    assert outcome_line(created).splitlines()[1] == f"        hint: {created.hint}"
+    assert branch_marks(repo) == {}

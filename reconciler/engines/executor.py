@@ -76,6 +76,7 @@ class Outcome:
     # a run-gate whose gate failed (fed back, or given up): the action ran, the work did not pass;
     # shown and counted as a gate failure, not a failed action (docs/output.md "Exit codes")
     gate_failed: bool = False
+    hint: str = ""  # what to do about a failed or blocked action (the FleetError's hint), printed under it
 
 
 @dataclass
@@ -101,7 +102,8 @@ class Executor:
                 message = self._do(action)
                 outcome = Outcome(action, True, message, gate_failed=self._gate_failed)
             except FleetError as exc:
-                outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED)
+                outcome = Outcome(action, False, exc.message, blocked=exc.exit_code == EXIT_BLOCKED,
+                                  hint=exc.hint or "")
                 if not outcome.blocked and not isinstance(exc, _Recorded):
                     self._fail(action, exc.message)
             except Exception as exc:  # noqa: BLE001 - any error of one action is that action's failure:

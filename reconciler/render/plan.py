@@ -135,4 +135,6 @@ def outcome_line(outcome: Outcome) -> str:
         mark = "[bold red]gate failed[/]"
     else:
         mark = "[green]ok[/]" if outcome.ok else "[bold red]failed[/]"
-    return f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}"
+    line = f"  {a.symbol:>3} {a.kind:<15} {escape(a.agent)}: {mark} {escape(outcome.message)}"
+    # what to do, as every other error prints it: a failed action's hint was dropped before
+    return f"{line}\n        hint: {escape(outcome.hint)}" if outcome.hint and not outcome.ok else line

@@ -114,7 +114,8 @@ def review(file: str, name: str, what: str, *, message: str, by: str) -> Done:
         return Done(True, f"approved {name} at {done.sha[:12]} by {done.by}; the next pass queues it")
     done = review_actions.reject(loaded, name, message, by=who, command="fleet ui (reject)")
     failed = [o for o in done.outcomes if not o.ok]
-    said = "; ".join(f"{o.action.kind}: {o.message}" for o in done.outcomes)
+    said = "; ".join(f"{o.action.kind}: {o.message}" + (f" (hint: {o.hint})" if o.hint and not o.ok else "")
+                     for o in done.outcomes)
     return Done(not failed, f"rejected {name} at {done.sha[:12]} by {done.by}" + (f"; {said}" if said else ""))
 
 
