@@ -16,7 +16,7 @@ from ..store.home import LEGACY, MOVED, home_of, legacy_of
 from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
-from .gittree import read_git
+from .gittree import read_env, read_git
 from .live import observe_live
 from .model import (
     PATH_EMPTY_DIR,
@@ -185,24 +185,33 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
         # checked out instead is kept, whoever made it)
         branch = _branch_of(agent, loaded)
-        exists = refs is not None and f"refs/heads/{branch}" in refs.facts.refs
+        exists = refs is not None and f"refs/heads/{branch}" in refs.facts.ref_set
         return branch if branch in obs.owned_branches and exists else None
 
+    for agent in candidates:
+        agent.branch = owned_of(agent)
+    # each candidate's tips (its branch, HEAD and their reflogs) are read once: the one `git
+    # rev-list` below and the candidate's own check then judge the same reading
+    tips: dict[str, list[str]] = {}
+    if refs is not None:
+        for agent in candidates:
+            tree = agent.worktree
+            tips[agent.name] = repo.tips(agent.branch, tree.head if tree else None,
+                                         tree.admin_dir if tree else None, refs.facts)
     if refs is not None and len(candidates) > 1:
         # one `git rev-list` over every candidate's tips first: a candidate none of whose tips
         # holds an unmerged commit then needs no `git log` of its own (RefSnapshot.settles)
-        refs = repo.with_unmerged(refs, base, [repo.tips(owned_of(a), a.worktree.head if a.worktree else None,
-                                                         a.worktree.admin_dir if a.worktree else None, refs.facts)
-                                               for a in candidates], extra_safe=extra)
+        refs = repo.with_unmerged(refs, base, tips.values(), extra_safe=extra)
+    env = read_env() if candidates else None  # one environment for every git call of the checks
 
     def inspect(agent: ObservedAgent) -> None:
-        owned = owned_of(agent)
-        agent.branch = owned
         if agent.worktree is not None:
             agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
-                                           branch=owned, extra_safe=extra, protect_ignored=globs)
-        elif owned is not None:
-            agent.at_stake = branch_at_stake(repo, owned, base, refs=refs, extra_safe=extra)
+                                           branch=agent.branch, extra_safe=extra, protect_ignored=globs,
+                                           tips=tips.get(agent.name), env=env)
+        elif agent.branch is not None:
+            agent.at_stake = branch_at_stake(repo, agent.branch, base, refs=refs, extra_safe=extra,
+                                             tips=tips.get(agent.name), env=env)
 
     # each check is a few read-only git processes in its own worktree: run them side by side
     if len(candidates) > 1:
