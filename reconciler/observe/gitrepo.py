@@ -195,7 +195,7 @@ class GitRepo:
                  refs: RefSnapshot | None = None, table: ProcessTable | None = None,
                  branch: str | None | _Unset = UNSET, extra_safe: Iterable[str] = (),
                  protect_ignored: Iterable[str] = DEFAULT_PROTECT_IGNORED, tips: list[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> AtStake:
+                 env: Mapping[str, str] | None = None, tree: TreeFacts | None = None) -> AtStake:
         """What pruning `wt` and deleting `branch` would lose (docs/safety.md, "What blocks a prune").
 
         `branch`: the branch the prune deletes (the agent's own, owned one; None: none); by
@@ -206,14 +206,15 @@ class GitRepo:
         of many candidates) save the reads otherwise repeated per worktree. `tips`: what
         `tips(branch, wt.head, wt.admin_dir, refs.facts)` read for this pass's `with_unmerged`
         (the same reading then decides both, and the reflogs are read once); `env`: the pass's
-        `gittree.read_env()`.
+        `gittree.read_env()`; `tree`: `self.tree_facts(wt, ...)` read for this check (by a pool
+        while the refs were read), else read here.
         """
         deleted = wt.branch if isinstance(branch, _Unset) else branch
         if wt.pruning is not None:  # a removal was interrupted: judge what it left, not a tree as a tree
             return self._left_by_prune(wt, wt.pruning, base, ignore_groups=ignore_groups, table=table,
                                        branch=deleted, extra_safe=extra_safe)
-        tree = tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
-                          table=table, ignored=True, env=env)
+        if tree is None:
+            tree = self.tree_facts(wt, ignore_groups=ignore_groups, table=table, env=env)
         kept = [f"refs/heads/{wt.branch}"] if wt.branch and wt.branch != deleted else []
         commits = self.unsafe(deleted, wt.head, base, admin_dir=wt.admin_dir, refs=refs,
                               extra_safe=[*extra_safe, *kept], tips=tips, env=env)
@@ -222,6 +223,12 @@ class GitRepo:
         stashes = self._stashes_of(deleted, refs) if deleted else []
         return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked),
                      protect_ignored=protect_ignored)
+
+    def tree_facts(self, wt: Worktree, *, ignore_groups: frozenset[int] = frozenset(),
+                   table: ProcessTable | None = None, env: Mapping[str, str] | None = None) -> TreeFacts:
+        """What lives in `wt` (`gittree.tree_facts`, ignored files listed) as `at_stake` judges it."""
+        return tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
+                          table=table, ignored=True, env=env)
 
     def unsafe(self, branch: str | None, head: str | None, base: str, *, admin_dir: Path | None = None,
                refs: RefSnapshot | None = None, extra_safe: Iterable[str] = (), tips: list[str] | None = None,

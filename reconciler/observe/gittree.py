@@ -443,16 +443,19 @@ def index_has_no_flags(index: Path | str) -> bool:
     if version not in (2, 3):
         return False
     pos, end = 12, len(data) - 20  # the trailing SHA-1 checksum
+    # (this loop runs for every entry of every candidate's index: its arithmetic is kept to the
+    # high flags byte, which holds both refusing bits and the length's top bits)
     for _ in range(count):
         if pos + 62 > end:
             return False
-        flags = (data[pos + 60] << 8) | data[pos + 61]  # after 40 bytes of stat data and the object id
-        if flags & 0xC000:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
+        high = data[pos + 60]  # the flags, after 40 bytes of stat data and the object id
+        if high & 0xC0:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
             return False
-        length = flags & 0x0FFF
-        if length == 0x0FFF or data[pos + 62 + length] != 0:  # a very long path, or not where it should end
+        length = ((high & 0x0F) << 8) | data[pos + 61]
+        nul = pos + 62 + length
+        if length == 0x0FFF or nul >= end or data[nul]:  # a very long path, or not where it should end
             return False
-        pos += (62 + length + 8) & ~7  # the entry, NUL-padded to a multiple of 8 bytes
+        pos += (70 + length) & ~7  # the entry (62 bytes and the path), NUL-padded to a multiple of 8 bytes
     while pos < end:  # extensions: 4-byte signature, 4-byte size; lowercase ones (split/sparse index) refuse
         if pos + 8 > end or not 65 <= data[pos] <= 90:
             return False
