@@ -230,7 +230,10 @@ class _Watchdog:
                     continue
                 entry = heapq.heappop(self._heap)
                 entry.fired = True
-                _kill_group(entry.pid)
+                try:
+                    _kill_group(entry.pid)
+                except OSError:  # whatever a kill meets, this thread must outlive it: every later call waits on it
+                    pass
 
     def _after_fork(self) -> None:
         # a forked child has none of the parent's threads and none of its processes to watch
