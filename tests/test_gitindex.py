@@ -86,3 +86,18 @@ def test_missing_or_damaged_index_is_left_to_git(files: Path, tmp_path: Path) ->
     assert not index_has_no_flags(damaged)
     damaged.write_bytes(b"DIRC" + index.read_bytes()[4:100])
     assert not index_has_no_flags(damaged)
+
+
+def test_an_entry_whose_path_runs_past_the_entries_is_left_to_git(files: Path, tmp_path: Path) -> None:
+    """A damaged length field: the path's end would lie in the checksum or beyond the file."""
+    data = bytearray((files / ".git" / "index").read_bytes())
+    pos, last = 12, 12
+    for _ in range(int.from_bytes(data[8:12], "big")):  # find the last entry
+        last = pos
+        length = ((data[pos + 60] & 0x0F) << 8) | data[pos + 61]
+        pos += (70 + length) & ~7
+    data[last + 60] = (data[last + 60] & 0xF0) | 0x0F  # length 0xFxx: past the end of this small index
+    data[last + 61] = 0xF0
+    damaged = tmp_path / "index"
+    damaged.write_bytes(bytes(data))
+    assert not index_has_no_flags(damaged)

@@ -358,6 +358,7 @@ def test_the_shared_rev_list_agrees_with_each_candidates_own_check(repo: Path) -
     work a kept branch holds, a candidate whose branch is itself a shared anchor) the answer
     with the shared rev-list equals the answer without it."""
     from reconciler.observe.gitrepo import GitRepo
+    from reconciler.observe.gittree import read_env
 
     def commit(cwd: Path, msg: str) -> str:
         git(cwd, "commit", "-q", "--allow-empty", "-m", msg)
@@ -391,6 +392,15 @@ def test_the_shared_rev_list_agrees_with_each_candidates_own_check(repo: Path) -
         alone = gr.unsafe(branch, wt.head, "main", admin_dir=wt.admin_dir, extra_safe=safe)
         shared = gr.unsafe(branch, wt.head, "main", admin_dir=wt.admin_dir, refs=snap, extra_safe=safe)
         assert shared == alone, name
+        # as an observation of many candidates runs it: the tips read once for the rev-list and
+        # handed on, the pass's one environment, the tree's facts read beforehand in a pool
+        tips = gr.tips(branch, wt.head, wt.admin_dir, facts)
+        passed = gr.unsafe(branch, wt.head, "main", admin_dir=wt.admin_dir, refs=snap, extra_safe=safe,
+                           tips=tips, env=read_env())
+        assert passed == alone, name
+        whole = gr.at_stake(wt, "main", branch=branch, extra_safe=safe)
+        assert gr.at_stake(wt, "main", branch=branch, extra_safe=safe, refs=snap, tips=tips, env=read_env(),
+                           tree=gr.tree_facts(wt, env=read_env())) == whole, name
     settled = {n for n, wt in trees.items() if snap.settles(f"c/{n}", gr.tips(f"c/{n}", wt.head, wt.admin_dir, facts))}
     assert settled == {"at-base", "merged"}  # the rest have work only their own check can judge
     found = {n for n, wt in trees.items() if gr.unsafe(f"c/{n}", wt.head, "main", admin_dir=wt.admin_dir, refs=snap,

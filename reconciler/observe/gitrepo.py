@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -194,7 +194,8 @@ class GitRepo:
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
                  refs: RefSnapshot | None = None, table: ProcessTable | None = None,
                  branch: str | None | _Unset = UNSET, extra_safe: Iterable[str] = (),
-                 protect_ignored: Iterable[str] = DEFAULT_PROTECT_IGNORED) -> AtStake:
+                 protect_ignored: Iterable[str] = DEFAULT_PROTECT_IGNORED, tips: list[str] | None = None,
+                 env: Mapping[str, str] | None = None, tree: TreeFacts | None = None) -> AtStake:
         """What pruning `wt` and deleting `branch` would lose (docs/safety.md, "What blocks a prune").
 
         `branch`: the branch the prune deletes (the agent's own, owned one; None: none); by
@@ -202,37 +203,52 @@ class GitRepo:
         not deleted stays, so it is safe ground (an extra anchor). Commits are judged by the
         reachability rule (`stake.anchors`), the reflogs of the branch and of the tree's HEAD
         and the tree's submodules included. `refs` and `table` (read once by an observation
-        of many candidates) save the reads otherwise repeated per worktree.
+        of many candidates) save the reads otherwise repeated per worktree. `tips`: what
+        `tips(branch, wt.head, wt.admin_dir, refs.facts)` read for this pass's `with_unmerged`
+        (the same reading then decides both, and the reflogs are read once); `env`: the pass's
+        `gittree.read_env()`; `tree`: `self.tree_facts(wt, ...)` read for this check (by a pool
+        while the refs were read), else read here.
         """
         deleted = wt.branch if isinstance(branch, _Unset) else branch
         if wt.pruning is not None:  # a removal was interrupted: judge what it left, not a tree as a tree
             return self._left_by_prune(wt, wt.pruning, base, ignore_groups=ignore_groups, table=table,
                                        branch=deleted, extra_safe=extra_safe)
-        tree = tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
-                          table=table, ignored=True)
+        if tree is None:
+            tree = self.tree_facts(wt, ignore_groups=ignore_groups, table=table, env=env)
         kept = [f"refs/heads/{wt.branch}"] if wt.branch and wt.branch != deleted else []
         commits = self.unsafe(deleted, wt.head, base, admin_dir=wt.admin_dir, refs=refs,
-                              extra_safe=[*extra_safe, *kept])
-        if wt.path.is_dir():
+                              extra_safe=[*extra_safe, *kept], tips=tips, env=env)
+        if os.path.isdir(wt.path):
             commits += submodule_commits(wt.path, wt.admin_dir)
         stashes = self._stashes_of(deleted, refs) if deleted else []
         return judge(replace(tree, commits=tuple(commits), stashes=tuple(stashes), locked=wt.locked),
                      protect_ignored=protect_ignored)
 
+    def tree_facts(self, wt: Worktree, *, ignore_groups: frozenset[int] = frozenset(),
+                   table: ProcessTable | None = None, env: Mapping[str, str] | None = None) -> TreeFacts:
+        """What lives in `wt` (`gittree.tree_facts`, ignored files listed) as `at_stake` judges it."""
+        return tree_facts(wt.path, wt.admin_dir, plain_index=self._plain_index, ignore_groups=ignore_groups,
+                          table=table, ignored=True, env=env)
+
     def unsafe(self, branch: str | None, head: str | None, base: str, *, admin_dir: Path | None = None,
-               refs: RefSnapshot | None = None, extra_safe: Iterable[str] = ()) -> list[str]:
+               refs: RefSnapshot | None = None, extra_safe: Iterable[str] = (), tips: list[str] | None = None,
+               env: Mapping[str, str] | None = None) -> list[str]:
         """"sha subject" of each commit a prune of `branch` (and of the tree whose HEAD is `head`
-        and admin dir `admin_dir`) would drop that no anchor of the reachability rule reaches."""
+        and admin dir `admin_dir`) would drop that no anchor of the reachability rule reaches.
+        `tips`: `self.tips(...)` of exactly these, read by the caller for `with_unmerged` of
+        `refs` (only with `refs`: tips without the snapshot they were read against are re-read)."""
         facts = refs.facts if refs is not None else ref_facts(self.common_dir, base)
-        tips = self.tips(branch, head, admin_dir, facts)
+        if tips is None or refs is None:
+            tips = self.tips(branch, head, admin_dir, facts)
         if refs is not None and refs.settles(branch, tips):
             return []  # one `git rev-list` for every candidate found nothing of these unmerged
-        return unsafe_commits(self.common_dir, tips, anchors(facts, base=base, branch=branch, extra=extra_safe))
+        return unsafe_commits(self.common_dir, tips, anchors(facts, base=base, branch=branch, extra=extra_safe),
+                              env=env)
 
     def tips(self, branch: str | None, head: str | None, admin_dir: Path | None, facts: RefFacts) -> list[str]:
         """What a prune of `branch` and of the tree (HEAD `head`, admin dir `admin_dir`) would drop."""
         tips = stake_tips(branch, head, [*branch_reflog(self.common_dir, branch), *tree_reflog(admin_dir)])
-        return [t for t in tips if not t.startswith("refs/") or t in facts.refs]
+        return [t for t in tips if not t.startswith("refs/") or t in facts.ref_set]
 
     def with_unmerged(self, refs: RefSnapshot, base: str, tip_sets: Iterable[list[str]],
                       extra_safe: Iterable[str] = ()) -> RefSnapshot:
@@ -398,9 +414,11 @@ def read_prune_intent(admin_dir: str | Path) -> PruneIntent | None:
 
 
 def branch_at_stake(repo: GitRepo, branch: str, base: str, *, refs: RefSnapshot | None = None,
-                    extra_safe: Iterable[str] = ()) -> AtStake:
-    """What deleting a branch that has no worktree would lose (its reflog included)."""
-    commits = repo.unsafe(branch, None, base, refs=refs, extra_safe=extra_safe)
+                    extra_safe: Iterable[str] = (), tips: list[str] | None = None,
+                    env: Mapping[str, str] | None = None) -> AtStake:
+    """What deleting a branch that has no worktree would lose (its reflog included). `tips`,
+    `env`: as for `GitRepo.at_stake`."""
+    commits = repo.unsafe(branch, None, base, refs=refs, extra_safe=extra_safe, tips=tips, env=env)
     return judge(TreeFacts(commits=tuple(commits), stashes=tuple(repo._stashes_of(branch, refs))))
 
 

@@ -11,12 +11,16 @@ Every call is read-only.
 """
 from __future__ import annotations
 
+import heapq
 import os
 import signal
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..errors import EXIT_BLOCKED, FleetError
@@ -83,20 +87,31 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_NOT_INHERITED = frozenset((*GIT_LOCATION, *GIT_CONFIG_FROM_ENV))
+
+
 def git_env(**extra: str) -> dict[str, str]:
     """The environment of fleet's own git: `clean_env()` without configuration given in the
     environment (GIT_CONFIG_FROM_ENV), never prompting (NO_PROMPT), plus `extra`. The config
     files (the repository's, the user's global and system ones, wherever GIT_CONFIG_GLOBAL and
     GIT_CONFIG_SYSTEM put them) are read as always. Sessions and gates, the user's own
-    programs, get `clean_env()`."""
-    env = {key: value for key, value in clean_env().items()
-           if key not in GIT_CONFIG_FROM_ENV and not key.startswith(_GIT_CONFIG_PAIRS)}
+    programs, get `clean_env()`. One pass over os.environ (this runs for every git call
+    that is not given a pass's `read_env()`)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in _NOT_INHERITED and not key.startswith(_GIT_CONFIG_PAIRS)}
     env.update(NO_PROMPT)
     env.update(extra)
     return env
 
 
-def run_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+def read_env() -> Mapping[str, str]:
+    """`git_env()` with READ_ONLY, read-only itself: built once by a pass that runs many read-only
+    git calls (a prune check of every candidate) and handed to each, instead of each call
+    copying os.environ again. `run_git` uses it as it is (it already holds READ_ONLY)."""
+    return MappingProxyType({**git_env(), **READ_ONLY})
+
+
+def run_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None, input: str | None = None,
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """`git ARGS` in `cwd`; never raises for git's exit status (callers read returncode).
 
@@ -107,37 +122,32 @@ def run_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None, inp
     After `timeout` seconds git and whatever it started (hooks, an fsmonitor) are killed and
     GitTimeout names the command; `read_git` is this with the read-only timeout.
     """
-    env = {**(env if env is not None else git_env()), **READ_ONLY}
+    if env is None:
+        env = {**git_env(), **READ_ONLY}
+    elif env.get("GIT_OPTIONAL_LOCKS") != "0":  # `read_env()`'s already says so: no copy
+        env = {**env, **READ_ONLY}
     res = run_bounded(["git", *args], cwd=cwd, env=env, timeout=timeout,
                       input=input.encode("utf-8", "surrogateescape") if input is not None else None)
     return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode("utf-8", "surrogateescape"),
                                        res.stderr.decode("utf-8", "replace"))
 
 
-def read_git(cwd: Path | None, *args: str, env: dict[str, str] | None = None,
+def read_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None,
              input: str | None = None) -> subprocess.CompletedProcess[str]:
     """A read-only git call (what `fleet diff` and `fleet status` run): bounded by `read_timeout()`."""
     return run_git(cwd, *args, env=env, input=input, timeout=read_timeout())
 
 
-def run_bounded(argv: list[str], *, cwd: Path | str | None, env: dict[str, str] | None, timeout: float | None,
+def run_bounded(argv: list[str], *, cwd: Path | str | None, env: Mapping[str, str] | None, timeout: float | None,
                 input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` to completion, output captured. With `timeout`, its whole process group is
     killed when the time is up (a hook git started holds the pipes open otherwise) and
-    GitTimeout is raised. A watchdog thread kills it, so a call that finishes in time
-    waits for nothing (no polling for the exit)."""
+    GitTimeout is raised. One watchdog thread (`_WATCHDOG`) serves every call, so a call that
+    finishes in time waits for nothing (no polling for the exit) and starts no thread of its
+    own (a thread per call cost more than the Python of a prune check: docs/benchmarks.md)."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=timeout is not None)
-    fired = threading.Event()
-    watchdog = None
-    if timeout is not None:
-        def kill() -> None:
-            fired.set()
-            _kill_group(proc.pid)
-
-        watchdog = threading.Timer(timeout, kill)
-        watchdog.daemon = True
-        watchdog.start()
+    watch = _WATCHDOG.watch(proc.pid, timeout) if timeout is not None else None
     try:
         out, err = proc.communicate(input)
     except BaseException:  # interrupted (Ctrl-C): git must not outlive us in its own session
@@ -146,14 +156,93 @@ def run_bounded(argv: list[str], *, cwd: Path | str | None, env: dict[str, str] 
         proc.wait()
         raise
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
-    if fired.is_set():
+        if watch is not None:
+            _WATCHDOG.cancel(watch)
+    if watch is not None and watch.fired:
         shown = " ".join(a for a in argv if not a.startswith("--git-dir="))
         raise GitTimeout(f"`{shown}` did not finish within {timeout:g}s (in {cwd or os.getcwd()}); it was stopped",
                          hint=f"git hangs on a slow or unreachable disk or network, or on a hook or fsmonitor it "
                               f"runs; to allow more time, set {TIMEOUT_ENV}=SECONDS")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+class _Watch:
+    """One bounded process: its group is killed at `deadline` (time.monotonic) unless cancelled first."""
+
+    __slots__ = ("cancelled", "deadline", "fired", "pid")
+
+    def __init__(self, pid: int, deadline: float) -> None:
+        self.pid, self.deadline = pid, deadline
+        self.fired = self.cancelled = False
+
+    def __lt__(self, other: _Watch) -> bool:
+        return self.deadline < other.deadline
+
+
+class _Watchdog:
+    """The deadlines of every bounded process of this process, kept by one daemon thread.
+
+    `cancel` and the kill take one lock, so after `cancel` returns the group is never
+    killed; a kill that came first shows as `fired`. Cancelled entries leave the heap
+    when they reach its top, or all at once when they are most of it (a loop's thousands of
+    calls a tick must not pile up for a whole timeout)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[_Watch] = []
+        self._cancelled = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, pid: int, timeout: float) -> _Watch:
+        entry = _Watch(pid, time.monotonic() + timeout)
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fleet-git-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0] is entry:  # earlier than the thread is waiting for: wake it
+                self._cond.notify()
+        return entry
+
+    def cancel(self, entry: _Watch) -> None:
+        with self._cond:
+            if entry.fired or entry.cancelled:
+                return
+            entry.cancelled = True
+            self._cancelled += 1
+            if self._cancelled > 64 and 2 * self._cancelled > len(self._heap):
+                self._heap = [e for e in self._heap if not e.cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0].cancelled:
+                    heapq.heappop(self._heap)
+                    self._cancelled -= 1
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0].deadline - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                entry = heapq.heappop(self._heap)
+                entry.fired = True
+                try:
+                    _kill_group(entry.pid)
+                except OSError:  # whatever a kill meets, this thread must outlive it: every later call waits on it
+                    pass
+
+    def _after_fork(self) -> None:
+        # a forked child has none of the parent's threads and none of its processes to watch
+        self._cond = threading.Condition(threading.Lock())
+        self._heap, self._cancelled, self._thread = [], 0, None
+
+
+_WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG._after_fork)
 
 
 def _kill_group(pid: int) -> None:
@@ -187,7 +276,7 @@ def checked(res: subprocess.CompletedProcess[str], path: Path, what: str) -> str
 
 def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
                ignore_groups: frozenset[int] = frozenset(), table: ProcessTable | None = None,
-               ignored: bool = False) -> TreeFacts:
+               ignored: bool = False, env: Mapping[str, str] | None = None) -> TreeFacts:
     """What lives in the working tree at `path` and nowhere else (commits and stashes left empty).
 
     `git_dir`: the tree's own git dir (a linked worktree's admin dir, a clone's .git), where
@@ -197,7 +286,7 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
     the cwds of every process, read once for many trees. `ignored`: list the ignored files too
     (path, size), from the same `git status` (`--ignored` with `--untracked-files=all` names
     each file, as `git ls-files --others --ignored --exclude-standard` does): one git process
-    a tree, not two.
+    a tree, not two. `env`: the pass's `read_env()` (None: `git_env()` for each call).
     """
     from .processes import processes_in  # psutil, only when a tree is looked at
 
@@ -206,25 +295,29 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
     nested: list[str] = []
     processes: list[str] = []
     ignored_files: list[tuple[str, int]] = []
-    if path.is_dir():
+    # string paths: this runs for each of a thousand candidates, and pathlib's joins were a
+    # good part of its Python
+    where = os.fspath(path)
+    admin = os.fspath(git_dir) if git_dir is not None else None
+    if os.path.isdir(where):
         processes = processes_in(path, ignore_groups=ignore_groups, table=table)
         # a tree whose .git file is gone (deleted, or a removal interrupted) must not be read as
         # the enclosing repository's: name its git dir
-        env = (git_env(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(path))
-               if git_dir is not None and not (path / ".git").exists() else None)
+        if admin is not None and not os.path.exists(os.path.join(where, ".git")):
+            env = {**(env if env is not None else git_env()), "GIT_DIR": admin, "GIT_WORK_TREE": where}
         out = checked(read_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all",
                                *(["--ignored"] if ignored else []), env=env), path, "status")
         status, ignored_paths = status_and_ignored(out)
-        ignored_files = [(p, _size(path, p)) for p in ignored_paths]
-        if not (plain_index and git_dir is not None and index_has_no_flags(git_dir / "index")):
+        ignored_files = [(p, _size(where, p)) for p in ignored_paths]
+        if not (plain_index and admin is not None and index_has_no_flags(os.path.join(admin, "index"))):
             hidden = hidden_edits(path, env=env)
-        nested = [p for p in status + hidden if (path / p / ".git").exists()]
-    markers = [m for m in IN_PROGRESS if (git_dir / m).exists()] if git_dir is not None else []
+        nested = [p for p in status + hidden if os.path.exists(os.path.join(where, p, ".git"))]
+    markers = [m for m in IN_PROGRESS if os.path.exists(os.path.join(admin, m))] if admin is not None else []
     return TreeFacts(status=tuple(status), hidden_edits=tuple(hidden), nested_repos=tuple(nested),
                      markers=tuple(markers), processes=tuple(processes), ignored=tuple(ignored_files))
 
 
-def _size(tree: Path, rel: str) -> int:
+def _size(tree: Path | str, rel: str) -> int:
     try:
         return os.lstat(os.path.join(tree, rel)).st_size
     except OSError:
@@ -313,7 +406,7 @@ def status_and_ignored(status: str) -> tuple[list[str], list[str]]:
     return paths, ignored
 
 
-def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:
+def hidden_edits(root: Path, *, env: Mapping[str, str] | None = None) -> list[str]:
     """Edits git status does not show: files marked assume-unchanged or skip-worktree
     whose content differs from the index (`git worktree remove` would delete them)."""
     listing = checked(read_git(root, "ls-files", "-v", "-s", "-z", env=env), root, "ls-files")
@@ -334,7 +427,7 @@ def hidden_edits(root: Path, *, env: dict[str, str] | None = None) -> list[str]:
     return [p for p, h in zip(paths, hashes, strict=True) if h != staged[p]]
 
 
-def index_has_no_flags(index: Path) -> bool:
+def index_has_no_flags(index: Path | str) -> bool:
     """True only if the index provably marks no file assume-unchanged or skip-worktree, so
     `hidden_edits` has nothing to find and its `git ls-files` can be skipped.
 
@@ -343,7 +436,8 @@ def index_has_no_flags(index: Path) -> bool:
     bit, or a file that does not parse exactly: False, and the caller asks git.
     """
     try:
-        data = index.read_bytes()
+        with open(index, "rb") as f:
+            data = f.read()
     except OSError:
         return False
     if len(data) < 32 or data[:4] != b"DIRC":
@@ -352,16 +446,19 @@ def index_has_no_flags(index: Path) -> bool:
     if version not in (2, 3):
         return False
     pos, end = 12, len(data) - 20  # the trailing SHA-1 checksum
+    # (this loop runs for every entry of every candidate's index: its arithmetic is kept to the
+    # high flags byte, which holds both refusing bits and the length's top bits)
     for _ in range(count):
         if pos + 62 > end:
             return False
-        flags = (data[pos + 60] << 8) | data[pos + 61]  # after 40 bytes of stat data and the object id
-        if flags & 0xC000:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
+        high = data[pos + 60]  # the flags, after 40 bytes of stat data and the object id
+        if high & 0xC0:  # assume-valid, or extended flags (skip-worktree, intent-to-add)
             return False
-        length = flags & 0x0FFF
-        if length == 0x0FFF or data[pos + 62 + length] != 0:  # a very long path, or not where it should end
+        length = ((high & 0x0F) << 8) | data[pos + 61]
+        nul = pos + 62 + length
+        if length == 0x0FFF or nul >= end or data[nul]:  # a very long path, or not where it should end
             return False
-        pos += (62 + length + 8) & ~7  # the entry, NUL-padded to a multiple of 8 bytes
+        pos += (70 + length) & ~7  # the entry (62 bytes and the path), NUL-padded to a multiple of 8 bytes
     while pos < end:  # extensions: 4-byte signature, 4-byte size; lowercase ones (split/sparse index) refuse
         if pos + 8 > end or not 65 <= data[pos] <= 90:
             return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class ProcessTable:
                 continue
             self._by_pid[proc.pid] = _Entry(proc, proc.pid, info["create_time"], leader)
         self._cwds: list[tuple[str, int]] | None = None
+        self._cwds_lock = threading.Lock()  # the prune checks' threads ask at once: one reads them
 
     def alive(self, pid: int | None, created: float | None) -> bool:
         """`is_alive` against this pass: the same process (create time) and not a zombie."""
@@ -114,23 +116,27 @@ class ProcessTable:
 
     def under(self, path: Path) -> list[tuple[psutil.Process, str]]:
         """Processes whose cwd is `path` or below it, with that cwd."""
-        if self._cwds is None:
-            cwds = []
-            for entry in self._by_pid.values():
-                try:
-                    cwd = entry.proc.cwd()
-                except (psutil.Error, OSError):
-                    continue
-                if cwd:
-                    cwds.append((cwd, entry.pid))
-            self._cwds = sorted(cwds)
+        cwds = self._cwds
+        if cwds is None:
+            with self._cwds_lock:
+                if self._cwds is None:
+                    found = []
+                    for entry in self._by_pid.values():
+                        try:
+                            cwd = entry.proc.cwd()
+                        except (psutil.Error, OSError):
+                            continue
+                        if cwd:
+                            found.append((cwd, entry.pid))
+                    self._cwds = sorted(found)
+                cwds = self._cwds
         where = str(path)
         # every cwd equal to `where` or starting with `where/` sorts at or after `where` and
         # before `where` + chr(0x10ffff); the prefix check below drops siblings like `where-2`
-        lo = bisect.bisect_left(self._cwds, (where, -1))
-        hi = bisect.bisect_left(self._cwds, (where + "\U0010ffff", -1))
+        lo = bisect.bisect_left(cwds, (where, -1))
+        hi = bisect.bisect_left(cwds, (where + "\U0010ffff", -1))
         below = where + os.sep
-        return [(self._by_pid[pid].proc, cwd) for cwd, pid in self._cwds[lo:hi]
+        return [(self._by_pid[pid].proc, cwd) for cwd, pid in cwds[lo:hi]
                 if cwd == where or cwd.startswith(below)]
 
 

@@ -8,7 +8,7 @@ linked worktree, so both judge by one rule. Every call is read-only.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,12 +81,13 @@ def _is_self(url: str, cwd: Path, here: set[str]) -> bool:
     return str(real) in here or str(real.parent) in here and real.name == ".git"
 
 
-def reflog_commits(*logs: Path) -> list[str]:
+def reflog_commits(*logs: Path | str) -> list[str]:
     """Every commit the reflog files `logs` name (old and new side of each entry), each once."""
     out: dict[str, None] = {}
     for log in logs:
         try:
-            text = log.read_text(errors="replace")
+            with open(log, errors="replace") as f:  # as Path.read_text read it, without pathlib's cost
+                text = f.read()
         except OSError:
             continue
         for line in text.splitlines():
@@ -98,7 +99,7 @@ def reflog_commits(*logs: Path) -> list[str]:
 
 
 def unsafe_commits(cwd: Path, tips: Iterable[str], safe: Iterable[str], *,
-                   env: dict[str, str] | None = None) -> list[str]:
+                   env: Mapping[str, str] | None = None) -> list[str]:
     """"sha subject" of each commit reachable from `tips` and from none of `safe` (one git call;
     a tip whose object is gone, as after a gc of a reflog entry, is skipped)."""
     tips = list(tips)
@@ -120,7 +121,8 @@ class Submodule:
 def submodules(tree: Path, git_dir: Path | None, *, env: dict[str, str] | None = None) -> list[Submodule]:
     """The checked-out submodules (gitlinks of the index with a repository at their path).
     Cheap when there are none: git is asked only if `.gitmodules` or `<git dir>/modules` exists."""
-    if not ((tree / ".gitmodules").exists() or (git_dir is not None and (git_dir / "modules").is_dir())):
+    if not (os.path.exists(os.path.join(tree, ".gitmodules"))
+            or (git_dir is not None and os.path.isdir(os.path.join(git_dir, "modules")))):
         return []
     listing = checked(read_git(tree, "ls-files", "-s", "-z", env=env), tree, "ls-files")
     out = []
@@ -168,12 +170,12 @@ def submodule_commits(tree: Path, git_dir: Path | None, *, depth: int = SUBMODUL
 
 
 def branch_reflog(common_dir: Path, branch: str | None) -> list[str]:
-    return reflog_commits(common_dir / "logs" / "refs" / "heads" / branch) if branch else []
+    return reflog_commits(os.path.join(common_dir, "logs", "refs", "heads", branch)) if branch else []
 
 
 def tree_reflog(admin_dir: Path | None) -> list[str]:
     """The worktree's own HEAD reflog (a linked worktree keeps it in its admin dir)."""
-    return reflog_commits(admin_dir / "logs" / "HEAD") if admin_dir is not None else []
+    return reflog_commits(os.path.join(admin_dir, "logs", "HEAD")) if admin_dir is not None else []
 
 
 __all__ = ["Submodule", "branch_reflog", "check_base", "local_tips", "ref_facts", "reflog_commits",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from ..store.home import LEGACY, MOVED, home_of, legacy_of
 from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
-from .gittree import read_git
+from .gittree import read_env, read_git
 from .live import observe_live
 from .model import (
     PATH_EMPTY_DIR,
@@ -29,6 +29,7 @@ from .model import (
 )
 from .processes import ProcessTable, owned_processes
 from .progress import last_progress
+from .stake import TreeFacts
 
 __all__ = ["Observed", "ObservedAgent", "fleet_home", "legacy_home", "observe", "observe_paths", "path_state",
            "state_store", "tracked_legacy"]
@@ -174,43 +175,67 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     # a declared agent's tree left half removed by an interrupted delete is judged too (its removal is finished)
     candidates = [agent for name, agent in obs.agents.items() if inspect_all or name not in desired
                   or (agent.worktree is not None and agent.worktree.pruning is not None)]
-    # refs, the stash list and every process's cwd are read once for all candidates, not per worktree
-    refs = repo.ref_snapshot(base) if candidates else None
+    if not candidates:
+        return obs
     table = procs if any(a.worktree is not None for a in candidates) else None
-
+    env = read_env()  # one environment for every git call of the checks, built once
     extra = safe_refs(loaded)
     globs = loaded.fleet.spec.gc.protectIgnored
+    workers = ThreadPoolExecutor(max_workers=GIT_WORKERS) if len(candidates) > 1 else None
+    try:
+        # what lives in each tree (its `git status`, index flags, markers, processes) needs no
+        # refs: with many candidates those reads start in the pool at once, while this thread
+        # reads the refs, the tips and the one rev-list (the pool is first in, first out, so
+        # every tree's read is under way before any check waits for one)
+        reads: dict[str, Future[TreeFacts]] = {}
+        if workers is not None:
+            for agent in candidates:
+                if agent.worktree is not None and agent.worktree.pruning is None:
+                    reads[agent.name] = workers.submit(repo.tree_facts, agent.worktree, ignore_groups=ours,
+                                                       table=table, env=env)
+        # refs and the stash list are read once for all candidates, not per worktree
+        refs = repo.ref_snapshot(base)
 
-    def owned_of(agent: ObservedAgent) -> str | None:
-        # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
-        # checked out instead is kept, whoever made it)
-        branch = _branch_of(agent, loaded)
-        exists = refs is not None and f"refs/heads/{branch}" in refs.facts.refs
-        return branch if branch in obs.owned_branches and exists else None
+        def owned_of(agent: ObservedAgent) -> str | None:
+            # only the agent's own branch, owned by this fleet, is ever deleted (a branch the tree has
+            # checked out instead is kept, whoever made it)
+            branch = _branch_of(agent, loaded)
+            exists = f"refs/heads/{branch}" in refs.facts.ref_set
+            return branch if branch in obs.owned_branches and exists else None
 
-    if refs is not None and len(candidates) > 1:
-        # one `git rev-list` over every candidate's tips first: a candidate none of whose tips
-        # holds an unmerged commit then needs no `git log` of its own (RefSnapshot.settles)
-        refs = repo.with_unmerged(refs, base, [repo.tips(owned_of(a), a.worktree.head if a.worktree else None,
-                                                         a.worktree.admin_dir if a.worktree else None, refs.facts)
-                                               for a in candidates], extra_safe=extra)
-
-    def inspect(agent: ObservedAgent) -> None:
-        owned = owned_of(agent)
-        agent.branch = owned
-        if agent.worktree is not None:
-            agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
-                                           branch=owned, extra_safe=extra, protect_ignored=globs)
-        elif owned is not None:
-            agent.at_stake = branch_at_stake(repo, owned, base, refs=refs, extra_safe=extra)
-
-    # each check is a few read-only git processes in its own worktree: run them side by side
-    if len(candidates) > 1:
-        with ThreadPoolExecutor(max_workers=GIT_WORKERS) as pool:
-            list(pool.map(inspect, candidates))
-    else:
+        # each candidate's tips (its branch, HEAD and their reflogs) are read once: the one `git
+        # rev-list` below and the candidate's own check then judge the same reading
+        tips: dict[str, list[str]] = {}
         for agent in candidates:
-            inspect(agent)
+            agent.branch = owned_of(agent)
+            tree = agent.worktree
+            tips[agent.name] = repo.tips(agent.branch, tree.head if tree else None,
+                                         tree.admin_dir if tree else None, refs.facts)
+        if workers is not None:
+            # one `git rev-list` over every candidate's tips first: a candidate none of whose tips
+            # holds an unmerged commit then needs no `git log` of its own (RefSnapshot.settles)
+            refs = repo.with_unmerged(refs, base, tips.values(), extra_safe=extra)
+
+        def inspect(agent: ObservedAgent) -> None:
+            if agent.worktree is not None:
+                read = reads.get(agent.name)
+                agent.at_stake = repo.at_stake(agent.worktree, base, ignore_groups=ours, refs=refs, table=table,
+                                               branch=agent.branch, extra_safe=extra, protect_ignored=globs,
+                                               tips=tips[agent.name], env=env,
+                                               tree=read.result() if read is not None else None)
+            elif agent.branch is not None:
+                agent.at_stake = branch_at_stake(repo, agent.branch, base, refs=refs, extra_safe=extra,
+                                                 tips=tips[agent.name], env=env)
+
+        # each check is a few read-only git processes in its own worktree: run them side by side
+        if workers is not None:
+            list(workers.map(inspect, candidates))
+        else:
+            for agent in candidates:
+                inspect(agent)
+    finally:
+        if workers is not None:
+            workers.shutdown(cancel_futures=True)
     return obs
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cached_property
 
 # marker in a git dir (a worktree's admin dir, a clone's .git) -> the operation it means
 IN_PROGRESS = {"MERGE_HEAD": "merge", "rebase-merge": "rebase", "rebase-apply": "rebase/am",
@@ -172,6 +173,12 @@ class RefFacts:
     owned: frozenset[str] = frozenset()  # branch names (without refs/heads/) that some fleet owns
     base_ref: str | None = None  # the full ref name `base` resolves to (None: not a ref, or missing)
     base_commit: str | None = None  # the commit `base` names (None: it does not exist)
+
+    @cached_property
+    def ref_set(self) -> frozenset[str]:
+        """`refs` as a set: every prune candidate asks whether its branch is a ref (a scan of
+        the tuple each time was agents x refs)."""
+        return frozenset(self.refs)
 
 
 def anchors(facts: RefFacts, *, base: str | None, branch: str | None, extra: Iterable[str] = ()) -> list[str]:
