@@ -32,7 +32,8 @@ NEVER = ("reconciler.ui", "starlette", "uvicorn", "opentelemetry", "git", "gitdb
 BUDGET = {
     "--version": NEVER + ("rich", "pydantic", "psutil", "ruamel", "reconciler.spec"),
     "validate": NEVER + ("psutil", "reconciler.observe.snapshot", "reconciler.plan.planner"),
-    "diff": NEVER,
+    # on a pipe (as here) the plan is written without Rich (commands/diff.py run_plain)
+    "diff": NEVER + ("rich",),
     "status": NEVER,
 }
 
