@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,32 @@ def test_fleet_diff_on_a_pipe_writes_what_rich_wrote(tmp_path: Path, output: str
     assert proc.stdout == expected.stdout
     if output == "json":
         assert json.loads(proc.stdout)["changes"] is True
+
+
+def test_a_reader_that_went_away_ends_the_diff_as_rich_does(tmp_path: Path) -> None:
+    """`fleet diff | head`: the pipe's reader is gone before the plan is written. Rich exits 1 with
+    nothing on stderr; so does the plain path (no crash report)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# r\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-q", "-m", "initial commit")
+    write_fleet(repo, """
+        apiVersion: fleet/v1alpha1
+        kind: Fleet
+        metadata: {name: t}
+        spec:
+          tiers: {local: {runtime: command}}
+          agents: []
+    """)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone: every write to the pipe fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "diff", "fleet.yaml"], cwd=repo,
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(repo.parent), "PYTHONPATH": str(ROOT),
+                                   "GIT_CONFIG_GLOBAL": "/dev/null"})
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (1, "")

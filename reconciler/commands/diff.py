@@ -52,8 +52,7 @@ def run_plain(*, file: str, output: str, targets: list[str], archive: bool = Fal
     if text is None:  # a line Rich would change (wrap it, expand a tab, an emoji code): Rich prints the plan
         _print(the_plan, output, terminal.console())
     else:
-        plain.file.write(text)
-        plain.file.flush()
+        plain.write(text)
     return EXIT_CHANGES if the_plan.has_changes else EXIT_OK
 
 
