@@ -39,6 +39,9 @@ PLANS = {
         "ignored": {"count": 3, "bytes": 10, "some": ["x", "y"]}}),
         Action(BLOCKED, "b", "work at stake", details={"worktree": "/w/b", "branch": "fleet/f/b",
                                                         "files": ["  leading and trailing  "]}))),
+    "empty and space-padded texts": Plan("f", (Action(SPAWN, "a", ""), Action(SPAWN, "bbbbbb", "  r  "),
+                                              Action(WAIT, "c", "x", details={"files": ["", " "]})),
+                                         notes=("", " n ")),
     "a long reason (soft-wrapped: never wrapped)": Plan("f", (Action(WAIT, "a", LONG),)),
     "non-ASCII in a soft-wrapped line": Plan("f", (Action(STOP, "ä-名前", "orphan: ü 名前"),)),
     # Rich would change these: run_plain leaves them to Rich (plain_text is None)
