@@ -32,7 +32,10 @@ NEVER = ("reconciler.ui", "starlette", "uvicorn", "opentelemetry", "git", "gitdb
 BUDGET = {
     "--version": NEVER + ("rich", "pydantic", "psutil", "ruamel", "reconciler.spec"),
     "validate": NEVER + ("psutil", "reconciler.observe.snapshot", "reconciler.plan.planner"),
-    "diff": NEVER,
+    # on a pipe (as here) the plan is written without Rich (commands/diff.py run_plain); the local
+    # engine's acting steps (sessions, gates, archives) are imported where they act
+    "diff": NEVER + ("rich", "reconciler.act.sessions", "reconciler.act.gates", "reconciler.act.restore",
+                     "reconciler.act.archive"),
     "status": NEVER,
 }
 

@@ -131,8 +131,8 @@ def diff(file: str, output: str, targets: tuple[str, ...], archive: bool, base_r
       fleet diff --base-rev origin/main fleet.yaml    # what a PR changes in the spec
       fleet diff fleet.yaml --out plan.json           # then: fleet apply plan.json
     """
-    _run("diff", error_code=EXIT_DIFF_ERROR, file=file, output=output, targets=list(targets), archive=archive,
-         base_rev=base_rev, out_file=out_file, connect=connect)
+    _run("diff", error_code=EXIT_DIFF_ERROR, first="run_plain", file=file, output=output, targets=list(targets),
+         archive=archive, base_rev=base_rev, out_file=out_file, connect=connect)
 
 
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

@@ -68,7 +68,9 @@ def refresh_records(store: StateStore, observed: Observed, *, save: bool, backof
         if agent.record is None:
             continue
         ended = not agent.alive and agent.record.phase == RUNNING
-        log = store.log_path(agent.name) if not agent.alive else None
+        # only a run that ended is folded from its log (act/lifecycle.py `refreshed`): a converged
+        # fleet's Succeeded agents have nothing to read
+        log = store.log_path(agent.name) if ended else None
         new = refreshed(agent, read_log_tail(log) if log else None, backoff,
                         transcript=read_transcript(agent.record) if ended else None, prices=prices)
         if new is not agent.record or agent.adopted:

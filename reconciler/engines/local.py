@@ -10,13 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import telemetry
-from ..act import sessions
-from ..act.archive import restore_hint
-from ..act.gates import run_gate
 from ..act.lifecycle import read_log_tail
-from ..act.restore import drop, prunable
 from ..act.worktrees import create_worktree, ensure_excluded, remove_worktree
 from ..errors import FleetError
 from ..observe.delivery import observe_delivery
@@ -24,13 +21,16 @@ from ..observe.gitrepo import GitRepo
 from ..observe.processes import is_alive
 from ..observe.snapshot import Observed, ObservedAgent, observe, safe_refs, state_store
 from ..plan.actions import Action, Plan
-from ..plan.status import AgentStatus
 from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet
 from ..store import clock
 from ..store.records import SessionRecord
 from .base import GateRunner, Halted, Launched, WorkspaceLost
+
+if TYPE_CHECKING:  # what only acting and `fleet status` need is imported there: `fleet diff` loads none of it
+    from ..act import sessions
+    from ..plan.status import AgentStatus
 
 
 class LocalEngine:
@@ -60,6 +60,8 @@ class LocalEngine:
         """An ended local session holds nothing (its worktree is its agent's). What every pass
         (apply, delete, the loop) lets go of here: retention archives (a prune with nothing at
         stake keeps one) older than gc.archiveRetention."""
+        from ..act.restore import drop, prunable
+
         for archive, _why in prunable(self.repo, self.loaded.name, base=self.loaded.fleet.spec.base, older_than=None,
                                       retention=parse_duration(self.loaded.fleet.spec.gc.archiveRetention),
                                       now=clock.now()):
@@ -88,11 +90,15 @@ class LocalEngine:
         return f"worktree {path} on {branch}"
 
     def prepare(self, agent: DesiredAgent, resume: tuple[str, str] | None) -> sessions.Launch:
+        from ..act import sessions
+
         return sessions.prepare(agent, fleet=self.loaded.name, repo_id=str(self.repo.common_dir),
                                 lock_dir=self.store.home / "locks", resume=resume,
                                 extra_env=telemetry.session_env(self.loaded, agent))
 
     def launch(self, agent: DesiredAgent, prepared: object, observed: Observed) -> Launched:
+        from ..act import sessions
+
         assert isinstance(prepared, sessions.Launch)
         log = self.store.log_path(agent.name)
         spend = self.store.spend_path(agent.name) if agent.tier.runtime == "claude" else None
@@ -102,17 +108,23 @@ class LocalEngine:
                         cannot_start=started.cannot_start)
 
     def stop_orphan(self, action: Action, observed: Observed, *, grace: float) -> str:
+        from ..act import sessions
+
         orphan = next(p for p in observed.orphans if p.pid == action.details["pid"])
         sessions.stop(orphan.pid, orphan.create_time, grace=grace)
         return f"stopped orphan pid {orphan.pid}"
 
     def halt(self, action: Action, rec: SessionRecord, observed: Observed, *, grace: float) -> Halted | None:
+        from ..act import sessions
+
         if rec.pid is None:
             return None
         sessions.stop(rec.pid, rec.create_time, grace=grace)
         return Halted(log_tail=read_log_tail(self.store.log_path(rec.agent)) or "", message=f"stopped pid {rec.pid}")
 
     def gate_runner(self, agent: DesiredAgent, observed: Observed) -> GateRunner | WorkspaceLost:
+        from ..act.gates import run_gate
+
         log = self.store.log_path(agent.name)
         return GateRunner(lambda name, gate: run_gate(name, gate, agent, log=log))
 
@@ -127,6 +139,8 @@ class LocalEngine:
                                 extra_safe=safe_refs(self.loaded), protect_ignored=gc.protectIgnored)
         note = ""
         if saved is not None and archived:
+            from ..act.archive import restore_hint
+
             note = f"; archived to {saved.ref} ({restore_hint(saved, branch, self.loaded.path)})"
         elif saved is not None:
             note = f"; kept {saved.ref} for {gc.archiveRetention} (nothing was at stake)"

@@ -1,13 +1,15 @@
-"""A plan as a terraform-like table, stable JSON, or a pull-request comment."""
+"""A plan as a terraform-like table, stable JSON, or a pull-request comment.
+
+The table is drawn by Rich (`print_table`) or, where Rich would print nothing but the
+characters (a pipe: render/terminal.py `plain_stdout`), as the same text without Rich
+(`table_lines`): `fleet diff` in CI then does not import Rich at all.
+"""
 from __future__ import annotations
 
 import html
 import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING
-
-from rich.console import Console
-from rich.markup import escape
 
 from ..plan.actions import (
     BLOCKED,
@@ -28,6 +30,8 @@ from ..plan.actions import (
 from . import markdown as md
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..engines.executor import Outcome
 
 _STYLE = {CREATE_WORKTREE: "green", SPAWN: "green", RESUME: "yellow", RUN_GATE: "yellow",
@@ -47,6 +51,8 @@ def summary_line(plan: Plan) -> str:
 
 
 def print_table(plan: Plan, console: Console) -> None:
+    from rich.markup import escape
+
     width = max((len(a.agent) for a in plan.actions), default=0)
     for a in plan.actions:
         style = _STYLE[a.kind]
@@ -60,6 +66,22 @@ def print_table(plan: Plan, console: Console) -> None:
         console.print()
     style = "bold red" if plan.blocked else "bold"
     console.print(f"[{style}]{escape(summary_line(plan))}[/]")
+
+
+def table_lines(plan: Plan) -> list[tuple[str, bool]]:
+    """`print_table`'s lines as plain text, each with whether Rich prints it soft-wrapped
+    (never wrapped) or wraps it at the console's width: the same text, line for line
+    (tests/test_render_plan_plain.py compares the two)."""
+    width = max((len(a.agent) for a in plan.actions), default=0)
+    lines: list[tuple[str, bool]] = []
+    for a in plan.actions:
+        lines.append((f"  {a.symbol:>3} {a.kind:<15} {a.agent:<{width}}  {a.reason}", True))
+        lines += [(f"        {line}", False) for line in _detail_lines(a)]
+    lines += [(f"  note: {note}", False) for note in plan.notes]
+    if plan.actions or plan.notes:
+        lines.append(("", False))
+    lines.append((summary_line(plan), False))
+    return lines
 
 
 def _detail_lines(a: Action) -> list[str]:
@@ -126,6 +148,8 @@ def to_markdown(plan: Plan) -> str:
 
 def outcome_line(outcome: Outcome) -> str:
     """One executed action, as apply and delete print it (Rich markup)."""
+    from rich.markup import escape
+
     a = outcome.action
     if a.kind == BLOCKED or outcome.blocked:
         mark = "[bold red]blocked[/]"

@@ -9,6 +9,7 @@ variable forcing a terminal, Rich prints no colour and nothing but the character
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,17 @@ class PlainStdout:
     file: IO[str]
     color_system: None = None
 
+    def write(self, text: str) -> None:
+        """Write and flush `text`; a reader that went away (`fleet diff | head`) ends the command
+        as Rich's console does: exit 1, the rest of the output to /dev/null."""
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())  # Python's flush at exit must not fail again
+            raise SystemExit(1) from None
+
 
 def plain_stdout(environ: Mapping[str, str] | None = None, isatty: Callable[[], bool] | None = None,
                  platform: str | None = None) -> PlainStdout | None:
@@ -71,3 +83,21 @@ def plain_stdout(environ: Mapping[str, str] | None = None, isatty: Callable[[], 
 def printable(line: str) -> bool:
     """Rich prints this text as it is (no control codes to strip, no tabs to expand)."""
     return line.isprintable()
+
+
+# what Rich's emoji replacement could take for a `:name:` code (it replaces only known names;
+# any two colons with no space between are left to Rich)
+_EMOJI_CODE = re.compile(r":\S*?:")
+
+
+def plain_text(lines: list[tuple[str, bool]], width: int) -> str | None:
+    """What a `console()` printing each (text, soft_wrap) line writes to a PlainStdout of this
+    width, or None where Rich might write something else: a line with control codes or tabs,
+    an emoji code, or, wrapped at the width (soft_wrap False), a line longer than the width
+    or not ASCII (Rich measures cells, not characters). The caller then prints with Rich."""
+    for text, soft_wrap in lines:
+        if not text.isprintable() or _EMOJI_CODE.search(text):
+            return None
+        if not soft_wrap and (len(text) > width or not text.isascii()):
+            return None
+    return "".join(text + "\n" for text, _ in lines)
