@@ -134,9 +134,10 @@ def test_fleet_diff_on_a_pipe_writes_what_rich_wrote(tmp_path: Path, output: str
         assert json.loads(proc.stdout)["changes"] is True
 
 
-def test_a_reader_that_went_away_ends_the_diff_as_rich_does(tmp_path: Path) -> None:
-    """`fleet diff | head`: the pipe's reader is gone before the plan is written. Rich exits 1 with
-    nothing on stderr; so does the plain path (no crash report)."""
+@pytest.mark.parametrize("command", [["diff"], ["status"], ["status", "-o", "json"]])
+def test_a_reader_that_went_away_ends_the_command_as_rich_does(tmp_path: Path, command: list[str]) -> None:
+    """`fleet diff | head`, `fleet status | head`: the pipe's reader is gone before the output is
+    written. Rich exits 1 with nothing on stderr; so does the plain path (no crash report)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -149,12 +150,13 @@ def test_a_reader_that_went_away_ends_the_diff_as_rich_does(tmp_path: Path) -> N
         metadata: {name: t}
         spec:
           tiers: {local: {runtime: command}}
-          agents: []
+          agents:
+            - {name: a, tier: local, command: ["true"]}
     """)
     read, write = os.pipe()
     os.close(read)  # the reader is gone: every write to the pipe fails with EPIPE
     try:
-        proc = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "diff", "fleet.yaml"], cwd=repo,
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli.main", *command, "fleet.yaml"], cwd=repo,
                               stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
                               env={"PATH": "/usr/bin:/bin", "HOME": str(repo.parent), "PYTHONPATH": str(ROOT),
                                    "GIT_CONFIG_GLOBAL": "/dev/null"})

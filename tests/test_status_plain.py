@@ -46,6 +46,7 @@ from reconciler.render.status_table import (
     plain_lines,
     status_table,
     table_lines,
+    write_status,
 )
 from reconciler.store.observed import StatusStore, file_digest, write_pointer
 
@@ -270,3 +271,25 @@ def test_status_prints_the_snapshot_as_rich_did_and_loads_rich_only_when_it_draw
     finally:
         loop.kill()
         loop.wait()
+
+
+@pytest.mark.parametrize("write", ["table", "footer"])
+def test_a_reader_that_went_away_ends_status_as_rich_does(write: str) -> None:
+    """`fleet status | head` with the table (over PLAIN_ROWS rows) or the loop's footer written
+    directly: the broken pipe ends the command with exit 1 and no crash report, as Rich's console
+    does, and stdout is left on /dev/null so Python's flush at exit cannot fail again."""
+    read, fd = os.pipe()
+    os.close(read)  # the reader is gone: every write fails with EPIPE
+    out = os.fdopen(fd, "w")
+    try:
+        screen = terminal.PlainStdout(80, out)
+        with pytest.raises(SystemExit) as ended:
+            if write == "table":
+                write_status(screen, "t", varied(PLAIN_ROWS + 1))
+            else:
+                screen.write("spend today: $0.00\n")
+        assert ended.value.code == 1
+        out.write("x" * 100_000)
+        out.flush()  # would raise BrokenPipeError had the fd not been moved to /dev/null
+    finally:
+        out.close()

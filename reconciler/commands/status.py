@@ -146,8 +146,7 @@ def _watch(file: str, loaded: LoadedFleet, output: str, console: Console, interv
                         console.print(frame, soft_wrap=True)
                     if cap.get() != last:
                         last = cap.get()
-                        console.file.write(last + "\n")
-                        console.file.flush()
+                        terminal.write_out(console.file, last + "\n")
                 stop.wait(interval)
     finally:
         for sig, handler in previous.items():
@@ -183,7 +182,7 @@ def _show_cached(read: Read, snap: dict[str, Any], output: str,
                 "spendTodayByTier": snap["spendTodayByTier"], "agents": aged_rows(snap),
                 "notifyFailures": failures, "observedAt": snap["observedAt"], "observedBy": snap["observedBy"]}
         # written as it is: rich's text handling costs more than the rest at 1,000 agents
-        console.file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        terminal.write_out(console.file, json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     rows = [row_from_json(a) for a in aged_rows(snap)]
     total = sum(r.cost_usd for r in rows)
@@ -199,8 +198,7 @@ def _show_cached(read: Read, snap: dict[str, Any], output: str,
     written = write_status(console, snap["fleet"], rows, wide=wide)
     if isinstance(console, terminal.PlainStdout):
         if written and all(terminal.printable(text) for text, _ in lines):
-            console.file.write("".join(text + "\n" for text, _ in lines))
-            console.file.flush()
+            console.write("".join(text + "\n" for text, _ in lines))
             return EXIT_OK
         console = terminal.console()  # a table Rich draws, or a footer it would change (tabs, control codes)
     from rich.console import Group

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ..plan.money import usd
 from ..plan.status_row import NEEDS_ATTENTION, AgentStatus, grouped, human_age
+from .terminal import write_out
 
 if TYPE_CHECKING:  # Rich is imported where it draws: a large table written plain needs none of it
     from rich.console import Group
@@ -194,8 +195,7 @@ def write_status(console: Screen, fleet: str, rows: list[AgentStatus], *, wide: 
     if len(rows) <= PLAIN_ROWS:
         return False
     lines = plain_lines(fleet, rows, console.width, wide=wide, color_system=console.color_system)
-    console.file.write("\n".join(lines) + "\n")
-    console.file.flush()
+    write_out(console.file, "\n".join(lines) + "\n")
     return True
 
 

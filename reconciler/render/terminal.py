@@ -43,15 +43,21 @@ class PlainStdout:
     color_system: None = None
 
     def write(self, text: str) -> None:
-        """Write and flush `text`; a reader that went away (`fleet diff | head`) ends the command
-        as Rich's console does: exit 1, the rest of the output to /dev/null."""
-        try:
-            self.file.write(text)
-            self.file.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.file.fileno())  # Python's flush at exit must not fail again
-            raise SystemExit(1) from None
+        """Write and flush `text` (`write_out`)."""
+        write_out(self.file, text)
+
+
+def write_out(file: IO[str], text: str) -> None:
+    """Write and flush `text` to stdout written directly (not through Rich); a reader that went
+    away (`fleet diff | head`, `fleet status | head`) ends the command as Rich's console does:
+    exit 1, the rest of the output to /dev/null, no crash report."""
+    try:
+        file.write(text)
+        file.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, file.fileno())  # Python's flush at exit must not fail again
+        raise SystemExit(1) from None
 
 
 def plain_stdout(environ: Mapping[str, str] | None = None, isatty: Callable[[], bool] | None = None,
