@@ -751,3 +751,31 @@ def test_keep_delivered_moves_its_ref_only_from_what_was_read_and_never_back(rep
     assert tip(repo, ref) == second
     assert keep_delivered(gitrepo, ref, first, second, agent="a1") is None  # anchored by its descendant
     assert tip(repo, ref) == second  # not moved back
+
+
+def test_a_hung_merge_hook_is_stopped_and_the_next_pass_delivers(repo: Path) -> None:
+    """The queue's merge runs the user's hooks (gittree.write_timeout): a hook that never ends is
+    killed with its git, and the scratch tree it left (its index lock, a merge in progress) is
+    reset by the next pass, which delivers once the hook is fixed."""
+    queue_fleet(repo, [("a1", ["commit"])], script=agents.install(repo.parent))
+    hooks = repo / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    hook = hooks / "pre-merge-commit"
+    hook.write_text("#!/bin/sh\nexec sleep 600\n")
+    hook.chmod(0o755)
+    env = {"FLEET_GIT_WRITE_TIMEOUT": "3"}
+    outputs = []
+    for _ in range(3):  # create and start, then merge (a pass observes the ended session first)
+        out = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env=env)
+        outputs.append(out.stdout)
+        wait_sessions(repo)
+        if "did not finish within 3s" in out.stdout:
+            break
+    assert "did not finish within 3s" in outputs[-1], "\n".join(outputs)
+    assert "FLEET_GIT_WRITE_TIMEOUT=SECONDS" in outputs[-1]
+    assert git(repo, "branch", "--list", "integration") == ""  # nothing landed half-way
+    assert status(repo)["a1"]["phase"] == "Succeeded"  # the queue failed, not the agent's run
+    hook.unlink()
+    rows = converge(repo, lambda r: r["a1"]["phase"] == "Delivered")
+    assert rows["a1"]["attempts"] == 1  # the failed merge did not run the agent again
+    assert git(repo, "show", "integration:a1.txt") == "\n"

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
-from ..observe.gittree import NETWORK_TIMEOUT_ENV, GitTimeout, git_env, network_timeout, run_git
+from ..observe.gittree import (
+    NETWORK_TIMEOUT_ENV,
+    WRITE_TIMEOUT_ENV,
+    GitTimeout,
+    git_env,
+    network_timeout,
+    run_git,
+    write_timeout,
+)
 from ..store.records import now_iso, write_text_atomic
 from .failpoints import failpoint
 
@@ -60,7 +68,8 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
                 raise FleetError(f"{path} exists and is not fleet's delivery scratch tree",
                                  hint="move it away: fleet integrates branches there")
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env())
+        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env(),
+                       timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
         if done.returncode != 0:
             raise FleetError(f"cannot create the delivery scratch tree {path}: {done.stderr.strip()}")
         admin = _registered(repo, path)
@@ -102,7 +111,8 @@ def _registered(repo: GitRepo, path: Path) -> Path | None:
 
 
 def _git(tree: Path, *args: str) -> tuple[int, str, str]:
-    proc = run_git(tree, *args, env=_env(tree))
+    # bounded: a merge or commit runs the user's hooks and signing program (gittree.write_timeout)
+    proc = run_git(tree, *args, env=_env(tree), timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
     return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 
@@ -117,6 +127,9 @@ def _env(tree: Path) -> dict[str, str]:
 def reset_to(tree: Path, commit: str) -> None:
     """A clean checkout of `commit` (whatever a crashed integration left there)."""
     gitdir = Path(_git(tree, "rev-parse", "--absolute-git-dir")[1])
+    # a git killed in the scratch tree (past its time, or with fleet) leaves its index lock; only
+    # fleet works in this tree, under the fleet lock, so the lock is nobody's now
+    (gitdir / "index.lock").unlink(missing_ok=True)
     if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
         _git(tree, "rebase", "--abort")
     if (gitdir / "CHERRY_PICK_HEAD").exists() or (gitdir / "sequencer").exists():

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import FleetError
 from ..observe.gitcmd import GitCommandError
 from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
+from ..observe.gittree import GitTimeout, write_timeout
 from ..observe.model import ObservedAgent
 from ..observe.reach import submodules
 from ..observe.stake import DEFAULT_PROTECT_IGNORED
@@ -108,13 +109,22 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         mark_branch(repo, fleet, branch, protect=agent.protect)
         failpoint("create-worktree:before-add")
         env = inside_add_env()  # {} unless that failpoint is armed
+        # bounded: a post-checkout hook or a smudge filter (LFS) must not hang the pass and its lock;
+        # a tree left half made is repaired by the next pass ("interrupted")
         if repo.branch_exists(branch):
-            repo.git.worktree("add", str(agent.worktree), branch, env=env)
+            repo.git.worktree("add", str(agent.worktree), branch, env=env, timeout=write_timeout())
         else:
-            repo.git.worktree("add", "-b", branch, str(agent.worktree), agent.base, env={**env, **creating_env()})
+            repo.git.worktree("add", "-b", branch, str(agent.worktree), agent.base, env={**env, **creating_env()},
+                              timeout=write_timeout())
     except GitCommandError as exc:
+        if _add_ran(agent.worktree):
+            raise AddFailed(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
+                            hint="git made the tree, then failed (a post-checkout hook?); the next pass "
+                                 "finishes or repairs it: fix what git said, then run fleet again") from None
         raise FleetError(f"cannot create worktree {agent.worktree}: {exc.stderr.strip()}",
                          hint="see `git worktree list`; a directory or branch may be in the way") from None
+    except GitTimeout as exc:
+        raise AddFailed(exc.message, hint=exc.hint) from None
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
@@ -124,6 +134,20 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     failpoint("create-worktree:after-marker")
     return agent.worktree
+
+
+class AddFailed(FleetError):
+    """`git worktree add` ran and failed or ran out of time, maybe after making the tree (its
+    post-checkout hook exits non-zero or hangs; a smudge filter hangs mid-checkout). The
+    record's intent (CREATING_WORKTREE) must survive the failure: it is what proves the tree
+    fleet's to the next pass, which finishes it or removes what git left and adds it again
+    (observe/snapshot.py `_owner_agent`, plan/planner.py "interrupted"). A refusal before git
+    ran (a user's branch) is a plain FleetError: no tree of fleet's can be there."""
+
+
+def _add_ran(path: Path) -> bool:
+    """git got as far as making `path` a worktree (its `.git` file exists)."""
+    return os.path.lexists(os.path.join(path, ".git"))
 
 
 def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str, *, fleet: str) -> None:

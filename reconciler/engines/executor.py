@@ -17,6 +17,7 @@ from ..act import lifecycle
 from ..act.costs import conversation_reported
 from ..act.failpoints import failpoint
 from ..act.gates import record_gates
+from ..act.worktrees import AddFailed
 from ..errors import EXIT_BLOCKED, FleetError
 from ..observe.progress import last_api_error, last_lines, read_transcript
 from ..observe.snapshot import Observed, ObservedAgent
@@ -96,8 +97,17 @@ class Executor:
 
     def run(self, plan: Plan) -> list[Outcome]:
         self.engine.before_actions()
+        failed: dict[str, str] = {}  # agent -> the kind of its action that failed or was refused this pass
         for action in plan.actions:
             self._gate_failed = False
+            if action.agent and action.agent in failed:
+                # the agent's later steps build on the earlier one (a spawn in the tree its failed
+                # create left): none runs; the next pass plans again from what is there
+                outcome = Outcome(action, False, f"not run: {failed[action.agent]} failed before it this pass")
+                self.outcomes.append(outcome)
+                if self.on_step:
+                    self.on_step(outcome)
+                continue
             try:
                 message = self._do(action)
                 outcome = Outcome(action, True, message, gate_failed=self._gate_failed)
@@ -113,6 +123,8 @@ class Executor:
                     self._fail(action, outcome.message)
                 except Exception as also:  # noqa: BLE001 - e.g. the state dir itself is what failed
                     outcome.message += f" (and its record could not be saved: {also})"
+            if not outcome.ok and action.agent:
+                failed[action.agent] = action.kind
             self.outcomes.append(outcome)
             if self.on_step:
                 self.on_step(outcome)
@@ -145,7 +157,15 @@ class Executor:
         rec = self._record(agent)
         rec.reason = CREATING_WORKTREE  # intent: proves ownership if we die half-way through the creation
         self.store.save(rec)
-        message = self.engine.create_workspace(action, agent)
+        try:
+            message = self.engine.create_workspace(action, agent)
+        except AddFailed as exc:
+            # git ran and may have made the tree: the intent stays beside the failure, so the next
+            # pass knows the tree for fleet's and finishes or repairs it (act/worktrees.py AddFailed)
+            rec.phase = FAILED
+            rec.set_condition("Ready", "False", "ActionFailed", f"{action.kind} failed: {exc.message}")
+            self.store.save(rec)
+            raise _Recorded(exc.message, hint=exc.hint) from None
         rec.reason = None
         self.store.save(rec)
         return message
@@ -291,6 +311,12 @@ class Executor:
         if agent is None:
             return
         rec = self._record(agent)
+        if action.kind in (MERGE, DELIVER, PUSH):
+            # the queue failed, not the agent's run: its phase stays (a Failed phase would run the
+            # agent again for nothing); the next pass plans the step again
+            rec.set_condition("Delivered", "False", "ActionFailed", f"{action.kind} failed: {message}")
+            self.store.save(rec)
+            return
         if rec.phase != RUNNING:
             rec.phase, rec.reason = FAILED, f"{action.kind} failed: {message}"
             rec.set_condition("Ready", "False", "ActionFailed", rec.reason)

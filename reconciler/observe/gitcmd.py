@@ -11,7 +11,8 @@ the same calling style on plain processes:
 - A read-only command (`READS`) runs bounded (gittree.run_bounded: `read_timeout()`, then git
   and what it started are killed and GitTimeout names it) with GIT_OPTIONAL_LOCKS=0. Any other
   (act/ changes the repo through the same runner) runs unbounded in fleet's process group, as
-  GitPython ran it. Both run with LANGUAGE=C and LC_ALL=C (messages are matched in English)
+  GitPython ran it, unless given `timeout=` (`git worktree add`: gittree.write_timeout).
+  Both run with LANGUAGE=C and LC_ALL=C (messages are matched in English)
   and without GIT_DIR & co or config given in the environment (gittree.git_env), plus `env=`
   when given.
 """
@@ -22,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .gittree import READ_ONLY, git_env, read_timeout, run_bounded
+from .gittree import READ_ONLY, TIMEOUT_ENV, WRITE_TIMEOUT_ENV, git_env, read_timeout, run_bounded
 
 # git commands (with their first argument, where that decides) that only read
 READS = frozenset({"rev-parse", "for-each-ref", "log", "status", "rev-list", "ls-tree", "cat-file", "ls-files",
@@ -58,12 +59,16 @@ class Git:
         return partial(self.execute, name.replace("_", "-"))
 
     def execute(self, subcommand: str, *args: Any, env: dict[str, str] | None = None,
-                strip_newline_in_stdout: bool = True, with_exceptions: bool = True) -> str:
+                strip_newline_in_stdout: bool = True, with_exceptions: bool = True,
+                timeout: float | None = None) -> str:
+        """`timeout`: seconds a writing command may take (gittree.write_timeout); reads are always
+        bounded by `read_timeout()`."""
         command = ["git", subcommand, *(str(a) for a in args)]
         read = is_read(command)
         full = {**git_env(LANGUAGE="C", LC_ALL="C"), **(env or {}), **(READ_ONLY if read else {})}
         cwd = os.fspath(self._working_dir) if self._working_dir is not None else None
-        res = run_bounded(command, cwd=cwd, env=full, timeout=read_timeout() if read else None)
+        res = run_bounded(command, cwd=cwd, env=full, timeout=read_timeout() if read else timeout,
+                          setting=TIMEOUT_ENV if read else WRITE_TIMEOUT_ENV)
         out = res.stdout.decode("utf-8", "surrogateescape")
         if strip_newline_in_stdout and out.endswith("\n"):
             out = out[:-1]

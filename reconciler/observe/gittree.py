@@ -48,6 +48,11 @@ TIMEOUT_ENV = "FLEET_GIT_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0  # seconds for one read-only git call (status of a large tree on a cold disk fits)
 NETWORK_TIMEOUT_ENV = "FLEET_GIT_NETWORK_TIMEOUT"
 DEFAULT_NETWORK_TIMEOUT = 600.0  # seconds for one push or fetch (a large first push over a slow link fits)
+# a git call that writes the local repo and can run the user's programs: `git worktree add` (a
+# post-checkout hook, a smudge filter fetching LFS objects), the merge queue's merges and commits
+# (hooks, a signing program waiting for a passphrase nobody will type)
+WRITE_TIMEOUT_ENV = "FLEET_GIT_WRITE_TIMEOUT"
+DEFAULT_WRITE_TIMEOUT = 600.0
 
 
 class GitTimeout(FleetError):
@@ -63,6 +68,14 @@ def network_timeout() -> float:
     """Seconds one git call that talks to a remote (push, fetch) may take:
     $FLEET_GIT_NETWORK_TIMEOUT, else DEFAULT_NETWORK_TIMEOUT."""
     return _seconds(NETWORK_TIMEOUT_ENV, DEFAULT_NETWORK_TIMEOUT)
+
+
+def write_timeout() -> float:
+    """Seconds one git call that writes the local repo and may run the user's hooks, filters or
+    signing program may take: $FLEET_GIT_WRITE_TIMEOUT, else DEFAULT_WRITE_TIMEOUT. Past it git
+    and everything it started are killed; what it left half done is finished or undone by the
+    next pass (an interrupted `git worktree add` is repaired, the scratch tree is reset)."""
+    return _seconds(WRITE_TIMEOUT_ENV, DEFAULT_WRITE_TIMEOUT)
 
 
 def _seconds(name: str, default: float) -> float:
@@ -112,7 +125,7 @@ def read_env() -> Mapping[str, str]:
 
 
 def run_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None, input: str | None = None,
-            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+            timeout: float | None = None, setting: str = TIMEOUT_ENV) -> subprocess.CompletedProcess[str]:
     """`git ARGS` in `cwd`; never raises for git's exit status (callers read returncode).
 
     Output is decoded as git's paths are meant (UTF-8, undecodable bytes kept as surrogates,
@@ -120,13 +133,14 @@ def run_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None, 
     GIT_DIR & co and config given in the environment); GIT_OPTIONAL_LOCKS=0 always (no index
     refresh written behind a read).
     After `timeout` seconds git and whatever it started (hooks, an fsmonitor) are killed and
-    GitTimeout names the command; `read_git` is this with the read-only timeout.
+    GitTimeout names the command and `setting`, the variable that sets the time; `read_git` is
+    this with the read-only timeout.
     """
     if env is None:
         env = {**git_env(), **READ_ONLY}
     elif env.get("GIT_OPTIONAL_LOCKS") != "0":  # `read_env()`'s already says so: no copy
         env = {**env, **READ_ONLY}
-    res = run_bounded(["git", *args], cwd=cwd, env=env, timeout=timeout,
+    res = run_bounded(["git", *args], cwd=cwd, env=env, timeout=timeout, setting=setting,
                       input=input.encode("utf-8", "surrogateescape") if input is not None else None)
     return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode("utf-8", "surrogateescape"),
                                        res.stderr.decode("utf-8", "replace"))
@@ -139,7 +153,7 @@ def read_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None,
 
 
 def run_bounded(argv: list[str], *, cwd: Path | str | None, env: Mapping[str, str] | None, timeout: float | None,
-                input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+                input: bytes | None = None, setting: str = TIMEOUT_ENV) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` to completion, output captured. With `timeout`, its whole process group is
     killed when the time is up (a hook git started holds the pipes open otherwise) and
     GitTimeout is raised. One watchdog thread (`_WATCHDOG`) serves every call, so a call that
@@ -161,8 +175,9 @@ def run_bounded(argv: list[str], *, cwd: Path | str | None, env: Mapping[str, st
     if watch is not None and watch.fired:
         shown = " ".join(a for a in argv if not a.startswith("--git-dir="))
         raise GitTimeout(f"`{shown}` did not finish within {timeout:g}s (in {cwd or os.getcwd()}); it was stopped",
-                         hint=f"git hangs on a slow or unreachable disk or network, or on a hook or fsmonitor it "
-                              f"runs; to allow more time, set {TIMEOUT_ENV}=SECONDS")
+                         hint=f"git hangs on a slow or unreachable disk or network, or on a hook, filter, "
+                              f"fsmonitor or signing program it runs (one waiting for input waits forever: fleet "
+                              f"runs unattended); to allow more time, set {setting}=SECONDS")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
