@@ -37,6 +37,9 @@ from conftest import (
 
 from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 from reconciler.observe.gitrepo import GitRepo
+from reconciler.observe.processes import ProcessTable
+from reconciler.observe.snapshot import observe
+from reconciler.spec.loader import load_fleet
 
 WT = Path(".fleet") / "worktrees"
 
@@ -324,6 +327,36 @@ def test_a_run_launched_but_not_recorded_is_one_attempt_whether_it_still_runs_or
     row = status_in_process(repo)["w-a"]
     assert (row["phase"], row["attempts"]) == ("Succeeded", 1)
     assert gated.exists()  # its gate ran on the adopted run's work
+    assert "w-a" not in sessions_by_agent(repo)  # not run a second time
+
+
+def test_a_run_that_ends_between_the_process_pass_and_its_variables_is_adopted_once(repo: Path) -> None:
+    """The unrecorded run (killed at spawn:after-launch) is still running when the pass reads the
+    process table and has ended, its exit file written, when the pass reads its owner variables:
+    gone, it cannot be adopted live, so the ended adoption must see its exit file. It did not
+    when exit files were read before the variables: neither adoption took the run and the next
+    pass started it a second time. The table given here ends the session at that very moment."""
+    release = repo.parent / "release"
+    until = agents.argv(agents.install(repo.parent), "until", str(release))
+    agents.fleet_yaml(repo, f"""
+        - {{name: w-a, tier: local, command: {until}}}
+    """)
+    run_killed(repo, APPLY, "spawn:after-launch")
+    [pid] = sessions_by_agent(repo)["w-a"]
+
+    class EndsAsItIsRead(ProcessTable):
+        def leaders(self):  # type: ignore[no-untyped-def]
+            # owned_processes reads the owner variables of these leaders next
+            release.touch()
+            wait_until(lambda: ended(repo, "w-a"))  # its host wrote the exit file before it ended
+            return super().leaders()
+
+    seen = observe(load_fleet(repo / "fleet.yaml"), processes=EndsAsItIsRead).agents["w-a"]
+    assert seen.record is not None
+    assert (seen.adopted, seen.alive, seen.record.pid) == (True, False, pid)
+    fleet_in_process(*APPLY, cwd=repo, check=True)  # folds the exit in
+    row = status_in_process(repo)["w-a"]
+    assert (row["phase"], row["attempts"]) == ("Succeeded", 1)
     assert "w-a" not in sessions_by_agent(repo)  # not run a second time
 
 

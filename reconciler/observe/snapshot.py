@@ -76,11 +76,12 @@ def tracked_legacy(repo: GitRepo) -> frozenset[Path]:
 
 
 def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | None = None,
-            store: StateStore | None = None) -> Observed:
+            store: StateStore | None = None, processes: Callable[[], ProcessTable] = ProcessTable) -> Observed:
     """Read git, the state store and processes. Writes nothing.
 
     `inspect_all` computes what is at stake for every owned worktree (status and
     delete need it); otherwise only for prune candidates, all the planner needs.
+    `processes` reads the process table (tests pass one that acts at the moment of a read).
     """
     repo = repo or GitRepo(loaded.repo)  # the engine's, read once per pass: its config is O(agents)
     store = store or state_store(repo, loaded.name)
@@ -95,7 +96,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
         marks = pool.submit(repo.branch_marks)
         records = store.all()
         # one pass over the process table for liveness, orphans and the prune checks below
-        procs = ProcessTable()
+        procs = processes()
         obs = Observed(base_exists=base_exists.result())
         owners, protected = marks.result()
         main, linked = trees.result()
@@ -120,7 +121,6 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     for name, rec in records.items():
         agent = obs.agents.setdefault(name, ObservedAgent(name))
         agent.record = rec
-        agent.exit = store.load_exit(name)
         agent.alive = procs.alive(rec.pid, rec.create_time) if rec.phase == RUNNING else False
     for branch in obs.owned_branches:
         name = branch.removeprefix(loaded.fleet.branch_prefix)
@@ -141,6 +141,12 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     owned = [p for p in owned_processes(loaded.name, repo_id, known=known, table=procs)
              if p.session_id not in live_ids
              and not (p.pid in known and abs(p.create_time - known[p.pid]) < 0.05)]
+    # exit records are read after the owner variables: a session that ends between the process
+    # pass and the read of its variables (gone, so not adopted live) has written its exit record
+    # by then, so the ended adoption below sees it. Read before, neither saw the run and it was
+    # started a second time.
+    for name in records:
+        obs.agents[name].exit = store.load_exit(name)
     declared = {a.name: a for a in loaded.agents}
 
     def first(p: OwnedProcess) -> tuple[bool, float]:
