@@ -86,9 +86,9 @@ def inside_add_env(name: str = "create-worktree:inside-add") -> dict[str, str]:
     `locked` file ("initializing"), the tree's `.git` file, HEAD, and only then checks
     the files out in a child `git reset --hard`; it removes the lock and its "junk"
     only after that, or from a signal handler SIGKILL never reaches. A smudge filter runs
-    inside that checkout for the first file written, from git's own process tree (in
-    fleet's process group): killing the group there leaves exactly what a `kill -9` of
-    fleet during the checkout leaves, admin dir locked "initializing", no ownership
+    inside that checkout for the first file written, from git's own process tree: killing
+    fleet's process group and git's (a session of its own: the add is bounded) there
+    leaves exactly what a `kill -9` of fleet during the checkout leaves, admin dir locked "initializing", no ownership
     marker, index not written, files not checked out. The filter and the attribute are
     given as environment config (GIT_CONFIG_COUNT, read by git and its children); nothing
     is written into the repository. A file whose attributes in the repo name another filter
@@ -102,7 +102,9 @@ def inside_add_env(name: str = "create-worktree:inside-add") -> dict[str, str]:
         tmp = attributes.with_name(f"{attributes.name}.{os.getpid()}.tmp")
         tmp.write_text(f"* filter={_FILTER}\n")
         os.replace(tmp, attributes)
-    kill = f"{shlex.quote(sys.executable)} -c 'import os, signal; os.killpg(os.getpgrp(), signal.SIGKILL)'"
+    # fleet's group, then git's own: a bounded git runs in a session of its own (gittree.run_bounded)
+    kill = (f"{shlex.quote(sys.executable)} -c 'import os, signal; os.killpg({os.getpgrp()}, signal.SIGKILL); "
+            f"os.killpg(os.getpgrp(), signal.SIGKILL)'")
     return git_config_env({"core.attributesFile": str(attributes), f"filter.{_FILTER}.smudge": kill,
                            f"filter.{_FILTER}.required": "true"})
 
