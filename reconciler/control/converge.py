@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from ..act.branch_marks import migrate_marks
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported when acting: `fleet diff` and `fleet status` never
     from ..engines.base import Engine
     from ..engines.executor import Outcome
     from ..observe.gitrepo import GitRepo
+    from ..store.memo import Memo
 
 
 @dataclass
@@ -120,14 +121,15 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
                    on_step: Callable[[Outcome], None] | None = None, on_plan: Callable[[Plan], None] | None = None,
                    grace: float = 10.0, command: str = "fleet apply", archive: bool = False,
                    planner: Callable[[Observed], Plan] | None = None, inspect_all: bool = False,
-                   saved_plan: bool = False, engine: Engine | None = None) -> Result:
+                   saved_plan: bool = False, engine: Engine | None = None, memo: Memo[Any] | None = None) -> Result:
     """`planner` replaces the planner: `fleet delete` plans deletions; a saved plan
-    (`saved_plan=True`, plan/saved.py) checks that it still holds."""
+    (`saved_plan=True`, plan/saved.py) checks that it still holds. `memo`: what the running
+    loop remembers between ticks (store/memo.py), for the engine's observation."""
     from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
     if engine is None and loaded.fleet.spec.placement.engine == "local":
-        engine = engine_for(loaded)  # no connection to open: its repo handle serves the base check too
+        engine = engine_for(loaded, memo=memo)  # no connection to open: its repo handle serves the base check too
     # an owned branch as base makes every agent commit look merged (observe/reach.py); checked
     # before an engine connects anywhere
     check_base(loaded, engine.repo if engine is not None else None)

@@ -10,24 +10,26 @@ stay optional (`pip install fleet-reconciler[ray]`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
 
 if TYPE_CHECKING:
     from ..spec.loader import LoadedFleet
+    from ..store.memo import Memo
     from .base import Engine
 
 
-def engine_for(loaded: LoadedFleet, *, connect: bool = True) -> Engine:
+def engine_for(loaded: LoadedFleet, *, connect: bool = True, memo: Memo[Any] | None = None) -> Engine:
     """The fleet's engine, as spec.placement.engine names it. `connect=False` (`fleet diff`
     without --connect): an engine whose sessions run elsewhere observes only local state,
-    opening no connection to the places the file names."""
+    opening no connection to the places the file names. `memo`: what the running loop
+    remembers between ticks (store/memo.py; the local engine reads with it)."""
     engine = loaded.fleet.spec.placement.engine
     if engine == "local":
         from .local import LocalEngine
 
-        return LocalEngine(loaded)
+        return LocalEngine(loaded, memo=memo)
     if engine == "ray":
         from .ray.engine import RayEngine
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from ..act.lifecycle import read_log_tail
@@ -25,6 +25,7 @@ from ..spec.desired import DesiredAgent
 from ..spec.durations import parse_duration
 from ..spec.loader import LoadedFleet
 from ..store import clock
+from ..store.memo import Memo
 from ..store.records import SessionRecord
 from .base import GateRunner, Halted, Launched, WorkspaceLost
 
@@ -37,10 +38,10 @@ class LocalEngine:
     name = "local"
     supports_saved_plans = True
 
-    def __init__(self, loaded: LoadedFleet) -> None:
+    def __init__(self, loaded: LoadedFleet, *, memo: Memo[Any] | None = None) -> None:
         self.loaded = loaded
-        self.repo = GitRepo(loaded.repo)
-        self.store = state_store(self.repo, loaded.name)
+        self.repo = GitRepo(loaded.repo, memo=memo)
+        self.store = state_store(self.repo, loaded.name, memo=memo)
 
     # -- observe and plan ------------------------------------------------------------------
 

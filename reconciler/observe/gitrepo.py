@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
 from ..store.branch_marks import Marks, read_marks
+from ..store.memo import Key, Memo, stat_key
 from .gitcmd import Git, GitCommandError
 from .gittree import (
     index_has_no_flags,
@@ -90,11 +91,12 @@ UNSET = _Unset()
 class GitRepo:
     """Read-only view of one repository (its main worktree is the fleet's home)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memo: Memo[Any] | None = None) -> None:
         self.path = Path(path)
         self._common = _common_dir_at(self.path)  # read from files, as git finds it (no process, no config parse)
         self.git = Git(self.path)
         self._config_marks: tuple[tuple[int, int, int], str] | None = None  # see config_marks
+        self._memo = memo  # the running loop's (store/memo.py): the worktree list is read again only when it moved
 
     @cached_property
     def common_dir(self) -> Path:
@@ -118,7 +120,30 @@ class GitRepo:
         return True
 
     def worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
-        """The main worktree and the linked ones, with owners read from their admin dirs."""
+        """The main worktree and the linked ones, with owners read from their admin dirs.
+
+        With the loop's memo, the last answer is given again while every file it came from is
+        as it was (`_tree_keys`): no `git worktree list`, no marker read, on a tick where no
+        tree was added, removed, moved, locked, repaired, switched or committed to."""
+        memo = self._memo
+        if memo is None:
+            return self._read_worktrees()
+        name = f"worktrees:{self.common_dir}"
+        started = memo.started()
+        last = memo.peek(name)
+        if last is not None and (keys := _tree_keys(self.common_dir, *last)) is not None \
+                and memo.get(name, keys) is not None:
+            return last[0], list(last[1])
+        main, linked = self._read_worktrees()
+        # the keys of what was just read, taken after it: anything that changed since `started`
+        # is newer than it, so `keep` does not remember the answer (store/memo.py)
+        if (keys := _tree_keys(self.common_dir, main, linked)) is not None:
+            memo.keep(name, keys, (main, tuple(linked)), started)
+        else:
+            memo.forget([name])
+        return main, linked
+
+    def _read_worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
         resolve = _Resolver()
         admin = self._admin_dirs(resolve)
         blocks = self.git.worktree("list", "--porcelain").split("\n\n")
@@ -470,6 +495,35 @@ class _Resolver:
             real = self._dirs[parent] = os.path.realpath(parent)
         full = os.path.join(real, name)
         return os.fspath(Path(path).resolve()) if os.path.islink(full) else full
+
+
+def _tree_keys(common_dir: Path, main: Worktree | None, linked: Iterable[Worktree]) -> tuple[Key, ...] | None:
+    """The stat keys of every file `git worktree list --porcelain` and the markers read for
+    this answer (store/memo.py), or None where they cannot all be named (an admin dir not
+    found: read afresh every time).
+
+    Per linked tree: its admin dir (HEAD, `locked`, the prune intent and scratch marker are
+    replaced or created there, which moves the directory's mtime), the `gitdir` file and the
+    ownership marker in it (both may be rewritten in place), the tree's `.git` file (or the
+    tree itself when that is gone: "prunable", deleted by hand) and its branch's loose ref.
+    Then the `worktrees/` dir (a tree added or removed), the main HEAD and its branch, and
+    `packed-refs` or the reftable's table list (a ref packed, or any ref moved)."""
+    common = os.fspath(common_dir)
+    refs = os.path.join(common, "refs", "heads")
+    keys: list[Key] = [stat_key(os.path.join(common, "worktrees")), stat_key(os.path.join(common, "HEAD")),
+                       stat_key(os.path.join(common, "packed-refs")),
+                       stat_key(os.path.join(common, "reftable", "tables.list"))]
+    for wt in [*([main] if main is not None else []), *linked]:
+        if wt is not main:
+            if wt.admin_dir is None:
+                return None
+            admin = os.fspath(wt.admin_dir)
+            keys += [stat_key(admin), stat_key(os.path.join(admin, "gitdir")), stat_key(os.path.join(admin, MARKER))]
+        path = os.fspath(wt.path)
+        dotgit = stat_key(os.path.join(path, ".git"))
+        keys += [dotgit, stat_key(path) if dotgit is None else None,
+                 stat_key(os.path.join(refs, wt.branch)) if wt.branch else None]
+    return tuple(keys)
 
 
 def _parse_porcelain(block: str, resolve: _Resolver | None = None) -> Worktree | None:

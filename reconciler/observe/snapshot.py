@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import FleetError
 from ..runtimes.pricing import overrides
 from ..spec.desired import DesiredAgent
 from ..spec.loader import LoadedFleet
 from ..store.home import LEGACY, MOVED, home_of, legacy_of
+from ..store.memo import Memo
 from ..store.promotions import read_promotions
 from ..store.records import CREATING_WORKTREE, PRUNING, RUNNING, STARTING_SESSION, SessionRecord, StateStore
 from .gitrepo import GIT_WORKERS, GitRepo, Worktree, branch_at_stake
@@ -45,11 +47,12 @@ def legacy_home(repo: GitRepo) -> Path:
     return legacy_of(repo.root)
 
 
-def state_store(repo: GitRepo, fleet: str) -> StateStore:
+def state_store(repo: GitRepo, fleet: str, *, memo: Memo[Any] | None = None) -> StateStore:
     """The fleet's state store, reading what is not migrated yet from the old home (but never
-    a file git tracks there, nor through a symlink: store/home.py `trusted`)."""
+    a file git tracks there, nor through a symlink: store/home.py `trusted`). `memo`: the
+    loop's (store/memo.py)."""
     legacy = legacy_home(repo)
-    return StateStore(fleet_home(repo), fleet, legacy=legacy, legacy_tracked=tracked_legacy(repo))
+    return StateStore(fleet_home(repo), fleet, legacy=legacy, legacy_tracked=tracked_legacy(repo), memo=memo)
 
 
 def tracked_legacy(repo: GitRepo) -> frozenset[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clock
+from .memo import Memo
 
 PENDING, RUNNING, SUCCEEDED, FAILED, BLOCKED = "Pending", "Running", "Succeeded", "Failed", "Blocked"
 DELIVERED = "Delivered"  # Succeeded, and its work is in the delivery target (docs/delivery.md)
@@ -178,7 +179,7 @@ class StateStore:
     file yet; writes always go to the home."""
 
     def __init__(self, fleet_home: Path, fleet: str, *, legacy: Path | None = None,
-                 legacy_tracked: frozenset[Path] = frozenset()) -> None:
+                 legacy_tracked: frozenset[Path] = frozenset(), memo: Memo[Any] | None = None) -> None:
         self.home = fleet_home
         self.fleet = fleet
         self.dir = fleet_home / "state" / fleet
@@ -189,6 +190,9 @@ class StateStore:
         self.legacy = StateStore(legacy, fleet) if usable and legacy is not None else None
         self._legacy_root = legacy
         self._legacy_tracked = legacy_tracked
+        # the loop's (store/memo.py): `all()` and `load_exit` parse a file again only when it
+        # changed; not while the old home holds records (they are read there as before)
+        self._memo = memo if self.legacy is None or not os.path.isdir(self.legacy._dir) else None
 
     def _trusted(self, path: Path) -> bool:
         from .home import trusted
@@ -243,8 +247,22 @@ class StateStore:
                                         "it is kept as .corrupt on the next apply")
 
     def all(self) -> dict[str, SessionRecord]:
+        """Every record. With the loop's memo, one parsed again only when its file changed,
+        each a copy of what is remembered (a pass changes its records in place)."""
         old = [n for n in self.legacy._names() if self._trusted(self.legacy.path(n))] if self.legacy else []
         names = sorted(set(self._names()) | set(old))
+        if self._memo is not None:
+            memo, started = self._memo, self._memo.started()
+            found: dict[str, SessionRecord] = {}
+            for n in names:
+                try:
+                    found[n] = memo.file(os.path.join(self._dir, f"{n}.json"), _record_of, started).clone()
+                except FileNotFoundError:
+                    continue
+                except (ValueError, TypeError):  # not remembered: read (and reported) as without a memo
+                    if (r := self.load(n)) is not None:
+                        found[n] = r
+            return found
         return {n: r for n in names if (r := self.load(n)) is not None}
 
     def _names(self) -> list[str]:
@@ -268,12 +286,10 @@ class StateStore:
         keeps the file aside (`keep_exit_aside`)."""
         path = os.path.join(self._dir, f"{agent}.exit.json")
         try:
+            if self._memo is not None:  # an ExitRecord is frozen: the remembered one is shared
+                return self._memo.file(path, _exit_of)
             legacy = self.legacy.exit_path(agent) if self.legacy else None
-            data = json.loads(self._read(path, legacy))
-            return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]),
-                              finished_at=str(data["finished_at"]), session_id=data.get("session_id"),
-                              spec_hash=data.get("spec_hash"),
-                              cannot_start=CannotStart.from_json(data.get("cannot_start")))
+            return _exit_of(self._read(path, legacy))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -337,3 +353,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _record_of(text: str) -> SessionRecord:
+    return SessionRecord.from_json(json.loads(text))
+
+
+def _exit_of(text: str) -> ExitRecord:
+    data = json.loads(text)
+    return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]), finished_at=str(data["finished_at"]),
+                      session_id=data.get("session_id"), spec_hash=data.get("spec_hash"),
+                      cannot_start=CannotStart.from_json(data.get("cannot_start")))

@@ -1,0 +1,220 @@
+"""What the loop remembers between ticks (store/memo.py) is what a fresh read gives.
+
+The records, exit records and the worktree list are each read again only when a file they
+came from changed; these pin that the memo never answers with something stale: after any
+change a tool makes (git, an editor writing in place, a hand `rm -rf`), the memo's answer
+equals a read without it. The racy window is moved out of the way by an injected clock
+(`LATE`), so the memo keeps everything it can and each test checks the stat keys alone;
+`next_tick` then waits (by touching a file, not by sleeping) until the filesystem's
+timestamp has moved on, as the real racy window guarantees.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from conftest import git
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.observe.gitrepo import MARKER, GitRepo
+from reconciler.store.memo import RACY_NS, Memo, stat_key
+from reconciler.store.records import SessionRecord, StateStore
+
+
+def late() -> int:
+    """"Now", past the racy window of every file written so far: everything is kept."""
+    return time.time_ns() + RACY_NS + 10**9
+
+
+def next_tick(where: Path) -> None:
+    """Return once the filesystem's clock has moved past every write made before the call."""
+    probe = where / ".tick"
+    probe.write_text("")
+    first = os.stat(probe).st_mtime_ns
+    while os.stat(probe).st_mtime_ns == first:
+        os.utime(probe)
+
+
+# ---------------------------------------------------------------------------- the rule itself
+
+def test_a_file_changed_within_the_racy_window_is_not_remembered() -> None:
+    memo: Memo[str] = Memo(clock_ns=lambda: 10 * RACY_NS)
+    old = (1, 10, 5 * RACY_NS, 5 * RACY_NS)
+    just_now = (1, 10, 10 * RACY_NS - 1, 10 * RACY_NS - 1)
+    touched = (1, 10, 5 * RACY_NS, 10 * RACY_NS - 1)  # chmod or in-place write: ctime moved
+    for keys, kept in [((old,), True), ((just_now,), False), ((touched,), False), ((old, None), True),
+                       ((old, just_now), False)]:
+        memo.forget()
+        memo.keep("x", keys, "value", memo.started())
+        assert (memo.get("x", keys) == "value") is kept, keys
+    memo.keep("x", (old,), "value", memo.started())
+    assert memo.get("x", ((2, 10, 5 * RACY_NS, 5 * RACY_NS),)) is None  # another inode: read again
+    memo.keep("x", (just_now,), "newer", memo.started())
+    assert memo.peek("x") is None  # a racy value replaces nothing: what was kept is forgotten
+    memo.keep("a", (old,), "kept", memo.started())
+    memo.keep("b", (old,), "gone", memo.started())
+    memo.sweep()
+    assert memo.get("a", (old,)) == "kept"
+    memo.sweep()  # only "a" was asked for since the last sweep
+    assert (memo.peek("a"), memo.peek("b")) == ("kept", None)
+
+
+# ---------------------------------------------------------------------------- records
+
+def records(tmp_path: Path, memo: Memo[object] | None) -> StateStore:
+    return StateStore(tmp_path / "home", "t", memo=memo)
+
+
+def test_records_and_exit_records_are_read_again_whenever_their_files_change(tmp_path: Path) -> None:
+    memo: Memo[object] = Memo(clock_ns=late)
+    store, fresh = records(tmp_path, memo), records(tmp_path, None)
+    store.save(SessionRecord(agent="a1", fleet="t", attempts=1))
+    store.save(SessionRecord(agent="a2", fleet="t"))
+    assert store.all() == fresh.all()
+    first = store.all()
+    first["a1"].attempts = 99
+    first["a1"].set_condition("Ready", "True", "Changed", "in memory only")
+    again = store.all()["a1"]
+    assert (again.attempts, again.conditions) == (1, [])  # what a pass changes in memory is its own copy
+    assert memo.hits >= 2
+    next_tick(tmp_path)
+    store.save(SessionRecord(agent="a1", fleet="t", attempts=2))  # atomic replace: a new inode
+    assert store.all()["a1"].attempts == 2
+    path = store.path("a2")
+    next_tick(tmp_path)
+    text = path.read_text().replace('"attempts": 0', '"attempts": 7')
+    with open(path, "r+") as f:  # an editor writing in place, the same size: mtime and ctime move
+        f.write(text)
+    assert store.all()["a2"].attempts == 7
+    path.write_text("{ not json")
+    assert "unreadable" in (store.all()["a2"].reason or "")  # reported as a read without memo reports it
+    next_tick(tmp_path)
+    store.save(SessionRecord(agent="a2", fleet="t", attempts=3))
+    assert store.all()["a2"].attempts == 3
+    path.unlink()
+    assert sorted(store.all()) == ["a1"]
+    exit_path = store.exit_path("a1")
+    exit_path.write_text(json.dumps({"pid": 7, "exit_code": 0, "finished_at": "then"}))
+    assert store.load_exit("a1") == fresh.load_exit("a1")
+    assert store.load_exit("a1").exit_code == 0  # type: ignore[union-attr]
+    next_tick(tmp_path)
+    exit_path.write_text(json.dumps({"pid": 7, "exit_code": 3, "finished_at": "then"}))
+    assert store.load_exit("a1").exit_code == 3  # type: ignore[union-attr]
+    exit_path.write_text("{")
+    assert store.load_exit("a1").corrupt is not None  # type: ignore[union-attr]
+    exit_path.unlink()
+    assert store.load_exit("a1") is None
+
+
+def test_records_still_in_the_old_home_are_read_without_the_memo(tmp_path: Path) -> None:
+    legacy = tmp_path / "old"
+    StateStore(legacy, "t").save(SessionRecord(agent="a1", fleet="t"))
+    store = StateStore(tmp_path / "home", "t", legacy=legacy, memo=Memo(clock_ns=late))
+    assert sorted(store.all()) == ["a1"]
+    assert store._memo is None
+
+
+# ---------------------------------------------------------------------------- the worktree list
+
+def _add(repo: Path, name: str) -> None:
+    git(repo, "worktree", "add", "-q", "-b", f"fleet/t/{name}", str(repo / ".fleet" / name), "main")
+    admin = Path(git(repo / ".fleet" / name, "rev-parse", "--absolute-git-dir").strip())
+    (admin / MARKER).write_text(json.dumps({"fleet": "t", "repo": str(repo / ".git"), "agent": name,
+                                            "branch": f"fleet/t/{name}"}))
+
+
+def _trees(repo: Path) -> list[Path]:
+    root = repo / ".fleet"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _op(repo: Path, op: str, pick: int) -> None:
+    trees = _trees(repo)
+    tree = trees[pick % len(trees)] if trees else None
+    if op == "add" or tree is None:
+        _add(repo, f"w{len(list((repo / '.git' / 'worktrees').glob('*'))) + pick}")
+    elif op == "commit":
+        (tree / "f.txt").write_text(f"{pick}\n")
+        git(tree, "add", "f.txt")
+        git(tree, "commit", "-q", "-m", "work")
+    elif op == "remove":
+        git(repo, "worktree", "remove", "--force", str(tree))
+    elif op == "lock":
+        git(repo, "worktree", "lock", "--reason", "why", str(tree))
+    elif op == "unlock":
+        git(repo, "worktree", "unlock", str(tree))  # fails when not locked: so does nothing
+    elif op == "delete-by-hand":
+        shutil.rmtree(tree)
+    elif op == "detach":
+        git(tree, "checkout", "-q", "--detach")
+    elif op == "switch":
+        git(tree, "checkout", "-q", "-B", f"other/{pick}")
+    elif op == "pack-refs":
+        git(repo, "pack-refs", "--all")
+    elif op == "marker-in-place":
+        admin = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
+        marker = admin / MARKER
+        if marker.exists():
+            marker.write_text(marker.read_text().replace('"t"', '"u"', 1))
+    elif op == "main-commit":
+        git(repo, "commit", "-q", "--allow-empty", "-m", "main moves")
+    elif op == "move":
+        git(repo, "worktree", "move", str(tree), str(tree.parent / f"{tree.name}-moved"))
+    elif op == "prune":
+        git(repo, "worktree", "prune")
+    elif op == "move-branch":  # from elsewhere (a fetch, `git branch -f`): nothing in the tree's admin dir moves
+        branch = git(tree, "rev-parse", "--abbrev-ref", "HEAD").strip()
+        if branch != "HEAD":
+            sha = git(repo, "commit-tree", "main^{tree}", "-p", branch, "-m", "elsewhere").strip()
+            git(repo, "update-ref", f"refs/heads/{branch}", sha)
+
+
+OPS = ["add", "commit", "remove", "lock", "unlock", "delete-by-hand", "detach", "switch", "pack-refs",
+       "marker-in-place", "main-commit", "move", "prune", "move-branch"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 5)), min_size=1, max_size=10))
+def test_the_remembered_worktree_list_is_the_fresh_one_after_any_change(steps: list[tuple[str, int]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        _add(repo, "w0")
+        _add(repo, "w1")
+        memo: Memo[object] = Memo(clock_ns=late)
+        remembered = GitRepo(repo, memo=memo)
+        next_tick(Path(tmp))
+        assert remembered.worktrees() == GitRepo(repo).worktrees()
+        for op, pick in steps:
+            try:
+                _op(repo, op, pick)
+            except Exception:  # noqa: BLE001 - an op git refuses (unlock of an unlocked tree) changes nothing
+                pass
+            next_tick(Path(tmp))
+            hits = memo.hits
+            assert remembered.worktrees() == GitRepo(repo).worktrees(), (op, pick)
+            # asked again with nothing changed, it answers from memory
+            assert remembered.worktrees() == GitRepo(repo).worktrees()
+            assert memo.hits > hits
+
+
+def test_an_unchanged_worktree_list_is_not_asked_of_git_again(repo: Path) -> None:
+    _add(repo, "w0")
+    memo: Memo[object] = Memo(clock_ns=late)
+    first = GitRepo(repo, memo=memo).worktrees()
+    git_dir = repo / ".git"
+    assert stat_key(os.fspath(git_dir / "worktrees")) is not None
+    # `git worktree list` is not run: a repo whose git is gone from PATH still answers
+    path = os.environ["PATH"]
+    try:
+        os.environ["PATH"] = ""
+        assert GitRepo(repo, memo=memo).worktrees() == first
+    finally:
+        os.environ["PATH"] = path
