@@ -218,3 +218,72 @@ def test_an_unchanged_worktree_list_is_not_asked_of_git_again(repo: Path) -> Non
         assert GitRepo(repo, memo=memo).worktrees() == first
     finally:
         os.environ["PATH"] = path
+
+
+# ---------------------------------------------------------------------------- branch marks
+
+MARK_OPS = ["mark", "delete", "recreate", "pack-refs", "commit", "config-mark", "file-in-place", "protect"]
+
+
+def _mark_op(repo: Path, op: str, pick: int) -> None:
+    from reconciler.act.branch_marks import mark_branch
+
+    branch = f"fleet/t/b{pick % 3}"
+    exists = bool(git(repo, "branch", "--list", branch).strip())
+    if op == "mark":
+        if not exists:
+            git(repo, "branch", branch, "main")
+        mark_branch(GitRepo(repo), "t", branch)
+    elif op == "delete" and exists:
+        git(repo, "branch", "-D", branch)
+    elif op == "recreate":  # deleted and made again: another identity, no longer the fleet's
+        if exists:
+            git(repo, "branch", "-D", branch)
+        git(repo, "branch", branch, "main")
+    elif op == "pack-refs":
+        git(repo, "pack-refs", "--all")
+    elif op == "commit" and exists:
+        sha = git(repo, "commit-tree", "main^{tree}", "-p", branch, "-m", "more").strip()
+        git(repo, "update-ref", f"refs/heads/{branch}", sha)
+    elif op == "config-mark":  # an old mark, still in the repo config: moved to the file by the pass
+        if not exists:
+            git(repo, "branch", branch, "main")
+        git(repo, "config", f"branch.{branch}.fleetOwner", "t")
+    elif op == "file-in-place":
+        marks = repo / ".git" / "fleet" / "branches" / "t.json"
+        if marks.exists():
+            marks.write_text(marks.read_text().replace('"protect": false', '"protect": true', 1))
+    elif op == "protect" and exists:
+        mark_branch(GitRepo(repo), "t", branch, protect=True)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(MARK_OPS), st.integers(0, 5)), min_size=1, max_size=10))
+def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(steps: list[tuple[str, int]]) -> None:
+    """The marks (who owns which branch, which are protected) and the pass's move of old config
+    marks into the file: with the loop's memo, the same as without it, after any change."""
+    from reconciler.act.branch_marks import migrate_marks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        memo: Memo[object] = Memo(clock_ns=late)
+        for op, pick in steps:
+            _mark_op(repo, op, pick)
+            next_tick(Path(tmp))
+            remembered = GitRepo(repo, memo=memo)
+            migrate_marks(remembered, "t")  # what a pass does first (it may write the file)
+            marks_file = repo / ".git" / "fleet" / "branches" / "t.json"
+            settled = marks_file.read_text() if marks_file.exists() else None
+            assert migrate_marks(GitRepo(repo), "t") == 0, (op, pick)  # without the memo: nothing left to do
+            assert (marks_file.read_text() if marks_file.exists() else None) == settled, (op, pick)
+            next_tick(Path(tmp))
+            assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
+            assert GitRepo(repo, memo=memo).marks() == GitRepo(repo).marks(), (op, pick)
+            assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
+            hits = memo.hits
+            assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
+            # settled, and judged so from memory; with no marks file there is nothing to judge (one stat)
+            assert (memo.hits > hits) == marks_file.exists(), (op, pick)

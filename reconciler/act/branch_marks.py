@@ -24,6 +24,7 @@ from ..store.branch_marks import (
     Entry,
     branch_identity,
     entry_holds,
+    marks_keys,
     parse_config_marks,
     read_fleet_entries,
     write_fleet_entries,
@@ -105,6 +106,13 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
     marks moved (0: one git call)."""
     owned, protected = parse_config_marks(_config_marks(repo))
     mine = sorted(b for b, f in owned.items() if f == fleet)
+    # the loop's memo (store/memo.py): a file found with nothing to change is judged again
+    # only once it, a marked branch's ref or its reflog moved
+    memo, settled = repo.memo, f"marks-settled:{repo.common_dir}:{fleet}"
+    started = memo.started() if memo is not None else 0
+    if memo is not None and not mine and (last := memo.peek(settled)) is not None \
+            and memo.get(settled, marks_keys(repo.common_dir, last)) is not None:
+        return 0
     marks = read_fleet_entries(repo.common_dir, fleet)
     if not mine and not marks:
         return 0
@@ -118,6 +126,8 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
     if kept != marks:
         write_fleet_entries(repo.common_dir, fleet, kept)
     if not mine:
+        if memo is not None:  # what was just written is newer than `started`: kept from the next pass on
+            memo.keep(settled, marks_keys(repo.common_dir, sorted(kept)), tuple(sorted(kept)), started)
         return 0
     failpoint("marks:after-file")  # both say the same: the file is read first, the config beside it
     for branch in mine:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
-from ..store.branch_marks import Marks, read_marks
+from ..store.branch_marks import Marks, fleets_with_marks, marks_keys, read_fleet_entries, read_marks
 from ..store.memo import Key, Memo, stat_key
 from .gitcmd import Git, GitCommandError
 from .gittree import (
@@ -96,7 +96,7 @@ class GitRepo:
         self._common = _common_dir_at(self.path)  # read from files, as git finds it (no process, no config parse)
         self.git = Git(self.path)
         self._config_marks: tuple[tuple[int, int, int], str] | None = None  # see config_marks
-        self._memo = memo  # the running loop's (store/memo.py): the worktree list is read again only when it moved
+        self.memo = memo  # the running loop's (store/memo.py): the worktree list is read again only when it moved
 
     @cached_property
     def common_dir(self) -> Path:
@@ -125,15 +125,13 @@ class GitRepo:
         With the loop's memo, the last answer is given again while every file it came from is
         as it was (`_tree_keys`): no `git worktree list`, no marker read, on a tick where no
         tree was added, removed, moved, locked, repaired, switched or committed to."""
-        memo = self._memo
+        memo = self.memo
         if memo is None:
             return self._read_worktrees()
-        name = f"worktrees:{self.common_dir}"
         started = memo.started()
-        last = memo.peek(name)
-        if last is not None and (keys := _tree_keys(self.common_dir, *last)) is not None \
-                and memo.get(name, keys) is not None:
-            return last[0], list(last[1])
+        if (last := self.remembered_worktrees()) is not None:
+            return last
+        name = f"worktrees:{self.common_dir}"
         main, linked = self._read_worktrees()
         # the keys of what was just read, taken after it: anything that changed since `started`
         # is newer than it, so `keep` does not remember the answer (store/memo.py)
@@ -142,6 +140,17 @@ class GitRepo:
         else:
             memo.forget([name])
         return main, linked
+
+    def remembered_worktrees(self) -> tuple[Worktree | None, list[Worktree]] | None:
+        """The memo's answer for `worktrees()` if it still holds (no git run), else None."""
+        if self.memo is None:
+            return None
+        name = f"worktrees:{self.common_dir}"
+        last = self.memo.peek(name)
+        if last is not None and (keys := _tree_keys(self.common_dir, *last)) is not None \
+                and self.memo.get(name, keys) is not None:
+            return last[0], list(last[1])
+        return None
 
     def _read_worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
         resolve = _Resolver()
@@ -176,7 +185,23 @@ class GitRepo:
         return marks.owners(), marks.protected
 
     def marks(self) -> Marks:
-        return read_marks(self.common_dir, self.config_marks())
+        """`read_marks` of this repo. With the loop's memo, the last answer is given again while
+        the config's marks, the marks files and every marked branch's reflog (its identity)
+        are as they were (`marks_keys`)."""
+        config = self.config_marks()
+        memo = self.memo
+        if memo is None:
+            return read_marks(self.common_dir, config)
+        name = f"marks:{self.common_dir}"
+        started = memo.started()
+        last = memo.peek(name)
+        if last is not None and last[0] == config and memo.get(name, marks_keys(self.common_dir, last[1])) is not None:
+            return last[2]
+        found = read_marks(self.common_dir, config)
+        files = fleets_with_marks(self.common_dir)
+        branches = tuple(sorted({b for f in files for b in read_fleet_entries(self.common_dir, f)}))
+        memo.keep(name, marks_keys(self.common_dir, branches), (config, branches, found), started)
+        return found
 
     def config_marks(self) -> str:
         """`git config --get-regexp` of the old `branch.<b>.fleetOwner`/`fleetProtect` marks.

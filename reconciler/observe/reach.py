@@ -203,8 +203,10 @@ def check_base(loaded: LoadedFleet, repo: GitRepo | None = None) -> None:
         config = res.stdout if res.returncode == 0 else ""
     # first without the identity check of every mark (a reflog read each, every tick): a base
     # that no mark names at all is no owned branch; only one that some mark names is verified
-    claimed = read_marks(common, config, verify=False).claimed if common is not None \
-        else frozenset(parse_config_marks(config)[0])
+    # (the loop's handle remembers the verified marks between ticks: those, read no more often)
+    claimed = (repo.marks().claimed if repo is not None and repo.memo is not None
+               else read_marks(common, config, verify=False).claimed if common is not None
+               else frozenset(parse_config_marks(config)[0]))
     if not claimed:
         return
     full = read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)

@@ -36,11 +36,13 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FleetError
 from .home import home_of
+from .memo import Key, stat_key
 from .records import write_json_atomic
 
 MARKS_DIR = "branches"  # <home>/branches/<fleet>.json
@@ -191,6 +193,25 @@ def fleets_with_marks(common_dir: Path) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+
+
+def marks_keys(common_dir: Path, branches: Iterable[str]) -> tuple[Key, ...]:
+    """The stat keys (store/memo.py) of what the marks of `branches` were judged by: the marks
+    directory (a fleet's file added or removed) and each file in it, every branch's loose ref
+    and reflog (its identity, `branch_identity`), `packed-refs` and the reftable's table list
+    (a branch deleted or made again while packed)."""
+    common = os.fspath(common_dir)
+    directory = os.fspath(marks_dir(common_dir))
+    keys: list[Key] = [stat_key(directory), stat_key(os.path.join(common, "packed-refs")),
+                       stat_key(os.path.join(common, "reftable", "tables.list"))]
+    try:
+        keys += [stat_key(os.path.join(directory, n)) for n in sorted(os.listdir(directory))]
+    except OSError:
+        pass
+    for branch in branches:
+        keys += [stat_key(os.path.join(common, "refs", "heads", branch)),
+                 stat_key(os.path.join(common, "logs", "refs", "heads", branch))]
+    return tuple(keys)
 
 
 def read_marks(common_dir: Path, config_lines: str, *, verify: bool = True) -> Marks:
