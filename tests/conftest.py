@@ -148,6 +148,21 @@ def reap_sessions(tmp_path: Path) -> Iterator[None]:
             pass
 
 
+def start_of(stat_line: str) -> str:
+    """The start time (field 22) of a /proc/PID/stat line: with the pid, what names one process."""
+    return stat_line.rpartition(")")[2].split()[19]
+
+
+def still_running(pid: int, start: str) -> bool:
+    """Is the process that had `pid` and start time `start` (`start_of`) running, not a zombie?
+    The pid alone is not enough: pids come round fast while the suite runs (pid_max 32768)."""
+    try:
+        now = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return start_of(now) == start and now.rpartition(")")[2].split()[0] != "Z"
+
+
 def ended(pid: int) -> bool:
     """The process has ended: gone, or a zombie its parent has not reaped yet."""
     try:

@@ -6,22 +6,23 @@ import sys
 import threading
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import git
+from conftest import git, start_of, still_running
 
 from reconciler.observe import gittree
 from reconciler.observe.gittree import GitTimeout, git_env, read_env, run_bounded, run_git
 
 
 def test_a_call_past_its_time_is_killed_with_what_it_started(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child"
-    # the shell starts a child that would hold the pipes open for 60 s: the whole group goes
-    script = f"sleep 60 & echo $! > {pidfile}; wait"
+    pidfile, statfile = tmp_path / "child", tmp_path / "child.stat"
+    # the shell starts a child that would hold the pipes open for 60 s: the whole group goes.
+    # Its /proc stat line is kept too: pids come round fast (pid_max 32768 here) while the
+    # suite runs, so the pid alone might name another process by the time it is looked at.
+    script = f"sleep 60 & cat /proc/$!/stat > {statfile}; echo $! > {pidfile}; wait"
     with pytest.raises(GitTimeout, match="did not finish within 0.3s"):
         run_bounded(["sh", "-c", script], cwd=tmp_path, env=None, timeout=0.3)
     child = int(pidfile.read_text())
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert not still_running(child, start_of(statfile.read_text()))
 
 
 def test_an_earlier_deadline_wakes_the_watchdog_waiting_for_a_later_one(tmp_path: Path) -> None:

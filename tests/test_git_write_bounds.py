@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 
 import agents
-import psutil
-from conftest import fleet, git, status, wait_until
+from conftest import fleet, git, start_of, status, still_running, wait_until
 
 WT = Path(".fleet/worktrees")
 
@@ -22,7 +21,7 @@ def test_a_hung_post_checkout_hook_stops_the_worktree_add_and_the_next_pass_repa
     hooks.mkdir(exist_ok=True)
     pidfile = repo.parent / "hook.pid"
     hook = hooks / "post-checkout"
-    hook.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n")
+    hook.write_text(f"#!/bin/sh\ncat /proc/$$/stat > {pidfile}.stat\necho $$ > {pidfile}\nexec sleep 600\n")
     hook.chmod(0o755)
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo, env={"FLEET_GIT_WRITE_TIMEOUT": "2"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -32,7 +31,7 @@ def test_a_hung_post_checkout_hook_stops_the_worktree_add_and_the_next_pass_repa
     assert "spawn           w-a00: failed not run: create-worktree failed before it this pass" in proc.stdout
     assert status(repo)["w-a00"]["phase"] == "Failed"
     hung = int(pidfile.read_text())
-    assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE  # killed with git
+    assert not still_running(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
     hook.unlink()
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import fleet, git, write_fleet
+from conftest import fleet, git, start_of, still_running, write_fleet
 
 from reconciler.errors import FleetError
 from reconciler.locking.slots import read_lock_table, write_lock_table
@@ -147,9 +146,10 @@ def test_cmd_options_are_not_parsed_and_stdout_passes_through(tmp_path: Path, lo
 def test_released_when_holder_is_sigtermed(tmp_path: Path, lock_dir: Path) -> None:
     holder, _ = hold(tmp_path)
     cmd_pid = int((tmp_path / "h.started").read_text())
+    start = start_of(Path(f"/proc/{cmd_pid}/stat").read_text())
     holder.send_signal(signal.SIGTERM)  # only to fleet lock: it must forward to CMD
     assert holder.wait(timeout=60) == 128 + signal.SIGTERM
-    assert not psutil.pid_exists(cmd_pid)
+    assert not still_running(cmd_pid, start)
     after = fleet("lock", "build", "--timeout", "30", "--", sys.executable, "-c", "print('acquired')", cwd=tmp_path)
     assert after.returncode == 0, after.stderr
     assert "acquired" in after.stdout

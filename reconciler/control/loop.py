@@ -80,7 +80,7 @@ class ControlLoop:
         if self.on_result:
             self.on_result(result)
         # the status after the tick, observed at most once for the notifier and the snapshot both
-        view = _once(lambda: fleet_view(loaded))
+        view = _once(lambda: fleet_view(loaded, memo=self._memo))  # read-only: what the tick remembered serves
         self._notify(loaded, lambda: view()[0])
         if self.publish_status:
             self._publish(loaded, view)
