@@ -95,3 +95,35 @@ def test_a_fork_of_this_process_about_to_run_git_in_the_tree_is_not_work_in_it(s
     finally:
         os.close(write)
         os.waitpid(pid, 0)
+
+
+def test_this_process_s_own_git_in_the_tree_is_not_work_in_it(sleepers) -> None:
+    """A Ray session actor's `git rev-parse` in its clone, run by a thread while another checks
+    the clone for a prune, blocked a delete ("1 process(es) running in it"). A git this process
+    started is left out; a git started by anything else (here: by a shell, as an agent's is by
+    its host) is counted, as is any other child of this process."""
+    tree, _sibling, procs = sleepers
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    own = subprocess.Popen(["git", "cat-file", "--batch"], cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    other = subprocess.Popen(["sh", "-c", "git cat-file --batch; :"], cwd=tree, stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL)
+    try:
+        theirs = wait_for_child(other.pid)
+        expected = {procs["top"].pid, procs["deep"].pid, other.pid, theirs}
+        assert _pids(processes_in(tree)) == expected
+        assert _pids(processes_in(tree, table=ProcessTable())) == expected
+    finally:
+        for p in (own, other):
+            p.kill()
+            p.wait()
+
+
+def wait_for_child(pid: int) -> int:
+    """The pid of the first child of `pid`, once it has exec'd git (no timing asserted)."""
+    while True:
+        for child in psutil.Process(pid).children():
+            try:
+                if child.cmdline()[:1] == ["git"]:
+                    return child.pid
+            except psutil.Error:
+                continue

@@ -115,6 +115,8 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
         return 0
     marks = read_fleet_entries(repo.common_dir, fleet)
     if not mine and not marks:
+        if memo is not None:
+            memo.keep(settled, marks_keys(repo.common_dir, ()), (), started)
         return 0
     existing = set(repo.branch_names())
     kept = {b: e for b, e in marks.items() if b in existing and entry_holds(repo.common_dir, b, e)}

@@ -180,10 +180,12 @@ def processes_in(path: Path, *, ignore_groups: frozenset[int] = frozenset(),
             cmdline = proc.cmdline()
             if proc.ppid() == me:
                 mine = psutil.Process(me).cmdline() if mine is None else mine
-                if cmdline == mine:
-                    # this process's own fork that has not exec'd yet: one of its threads is
-                    # starting git in the tree (a Ray session actor answering `status` while
-                    # it prunes), not work in it. A child that exec'd anything is counted.
+                if cmdline == mine or (cmdline and os.path.basename(cmdline[0]) == "git"):
+                    # this process's own git call in the tree, or its fork about to exec one:
+                    # one of its threads reading the tree (a Ray session actor answering
+                    # `status` while it prunes), not work in it. Any other child is counted (a
+                    # session's host, a gate), and so is every git that is not this process's
+                    # own child (a user's, an agent's: the agent runs under its host).
                     continue
             found.append(f"{proc.pid} {' '.join(cmdline)[:120] or proc.name()}")
         except (psutil.Error, ProcessLookupError):
