@@ -96,7 +96,8 @@ class GitRepo:
         self._common = _common_dir_at(self.path)  # read from files, as git finds it (no process, no config parse)
         self.git = Git(self.path)
         self._config_marks: tuple[tuple[int, int, int], str] | None = None  # see config_marks
-        self.memo = memo  # the running loop's (store/memo.py): the worktree list is read again only when it moved
+        # the running loop's (store/memo.py): the worktree list and the marks are read again only when they moved
+        self.memo = memo
 
     @cached_property
     def common_dir(self) -> Path:
@@ -125,12 +126,16 @@ class GitRepo:
         With the loop's memo, the last answer is given again while every file it came from is
         as it was (`_tree_keys`): no `git worktree list`, no marker read, on a tick where no
         tree was added, removed, moved, locked, repaired, switched or committed to."""
+        if (last := self.remembered_worktrees()) is not None:
+            return last
+        return self.read_worktrees()
+
+    def read_worktrees(self) -> tuple[Worktree | None, list[Worktree]]:
+        """`worktrees()` read now (the memo, if any, is not asked but keeps the answer)."""
         memo = self.memo
         if memo is None:
             return self._read_worktrees()
         started = memo.started()
-        if (last := self.remembered_worktrees()) is not None:
-            return last
         name = f"worktrees:{self.common_dir}"
         main, linked = self._read_worktrees()
         # the keys of what was just read, taken after it: anything that changed since `started`
@@ -142,7 +147,8 @@ class GitRepo:
         return main, linked
 
     def remembered_worktrees(self) -> tuple[Worktree | None, list[Worktree]] | None:
-        """The memo's answer for `worktrees()` if it still holds (no git run), else None."""
+        """The memo's answer for `worktrees()` if it still holds (no git run), else None. The
+        Worktree objects are the ones read then: nothing changes them after the read."""
         if self.memo is None:
             return None
         name = f"worktrees:{self.common_dir}"

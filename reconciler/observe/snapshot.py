@@ -97,7 +97,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     # a thread would only slow down by contending for the interpreter with this one.
     remembered = repo.remembered_worktrees()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        trees = pool.submit(repo.worktrees) if remembered is None else None
+        trees = pool.submit(repo.read_worktrees) if remembered is None else None
         base_exists = pool.submit(repo.ref_exists, loaded.fleet.spec.base)
         marks = pool.submit(repo.branch_marks) if repo.memo is None else None
         records = store.all()

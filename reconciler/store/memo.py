@@ -63,8 +63,10 @@ class Memo(Generic[T]):
         return entry[1] if entry is not None else None
 
     def keep(self, name: str, keys: tuple[Key, ...], value: T, started: int) -> None:
-        """Remember `value` for `name`, read from files whose keys (taken before the read) are
-        `keys`, if none of them changed within RACY_NS of `started`; else forget it."""
+        """Remember `value` for `name`, read from the files whose keys are `keys`, if none of
+        them changed within RACY_NS of `started` (taken before the read; the keys may be taken
+        after it: a file changed in between is newer than `started`, so it is not kept);
+        else forget it."""
         self._asked.add(name)
         limit = started - RACY_NS
         if all(k is None or (k[2] < limit and k[3] < limit) for k in keys):

@@ -110,8 +110,8 @@ class SessionRecord:
         session's record before folding its exit in; `copy.deepcopy` rebuilds each dataclass
         through `__reduce_ex__` and was ~0.2 ms a record (0.2 s a `fleet diff` at 1,000)."""
         new = copy.copy(self)
-        # only what is not a scalar is copied (most of a record's 40 fields are), in one dict
-        # update: the loop's memo hands every record out this way, each tick
+        # only the fields that are not scalars are copied (most of a record's 40 are scalars),
+        # in one dict update: the loop's memo hands every record out this way, each tick
         state = new.__dict__
         state.update({k: _copied(v) for k, v in state.items() if not isinstance(v, _SCALARS) and k != "conditions"})
         new.conditions = [replace(c) for c in self.conditions]
@@ -125,7 +125,6 @@ class SessionRecord:
         return cls(**values)
 
 
-_FIELDS = tuple(f.name for f in fields(SessionRecord) if f.name != "conditions")
 _SCALARS = (str, int, float, bool, type(None))
 
 
