@@ -273,7 +273,10 @@ def test_ctrl_c_ends_a_follow_with_exit_0(repo: Path) -> None:
     # PYTHONFAULTHANDLER: a follower that does not end is made to say where it is (SIGABRT below)
     follower = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "logs", "sleeper", "-f"], cwd=repo,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                                env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                                # as a terminal's Ctrl-C finds it: a suite started in the background
+                                # (`cmd &`) ignores SIGINT, and Python then keeps it ignored
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert follower.stdout is not None
         assert follower.stdout.readline().startswith("──── start ")  # following: the session runs on
