@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FleetError
-from ..observe.gittree import WRITE_TIMEOUT_ENV, git_env, last_line, rev, run_git, write_timeout
+from ..observe.gittree import git_env, last_line, rev, run_git, write_git
 from ..observe.reach import branch_reflog, local_tips, ref_facts, submodules, tree_reflog, unsafe_commits
 from ..observe.stake import anchors
 from ..store import clock
@@ -79,8 +79,7 @@ def snapshot_commit(cwd: Path, parents: Iterable[str | None], subject: str, *, t
         args += ["-p", p]
     # fleet's own snapshot commit: never signed (commit.gpgSign would run a signing program that
     # may wait for a passphrase nobody types, during a prune), and bounded all the same
-    res = run_git(cwd, "commit-tree", "--no-gpg-sign", *args, "-m", subject, env=git_env(**env) if env else None,
-                  timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
+    res = write_git(cwd, "commit-tree", "--no-gpg-sign", *args, "-m", subject, env=git_env(**env) if env else None)
     if res.returncode != 0:
         raise FleetError(f"cannot make the archive commit: {last_line(res.stderr)}")
     return res.stdout.strip()
@@ -197,8 +196,7 @@ def _index_commit(repo: GitRepo, worktree: Worktree | None, head: str | None) ->
     if tree.returncode != 0:  # an index with conflicts: the snapshot holds the files; an in-progress op blocks
         return None
     args = [tree.stdout.strip(), *(["-p", head] if head else []), "-m", "fleet archive: the index as it was"]
-    res = run_git(repo.common_dir, "commit-tree", "--no-gpg-sign", *args, timeout=write_timeout(),
-                  setting=WRITE_TIMEOUT_ENV)
+    res = write_git(repo.common_dir, "commit-tree", "--no-gpg-sign", *args)
     if res.returncode != 0:
         raise FleetError(f"cannot archive the index of {worktree.path}: {last_line(res.stderr)}")
     return res.stdout.strip()

@@ -19,15 +19,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitrepo import SCRATCH_MARKER, GitRepo
-from ..observe.gittree import (
-    NETWORK_TIMEOUT_ENV,
-    WRITE_TIMEOUT_ENV,
-    GitTimeout,
-    git_env,
-    network_timeout,
-    run_git,
-    write_timeout,
-)
+from ..observe.gittree import NETWORK_TIMEOUT_ENV, GitTimeout, git_env, network_timeout, run_git, write_git
 from ..store.records import now_iso, write_text_atomic
 from .failpoints import failpoint
 
@@ -68,8 +60,7 @@ def ensure_scratch(repo: GitRepo, root: Path, fleet: str, at: str) -> Path:
                 raise FleetError(f"{path} exists and is not fleet's delivery scratch tree",
                                  hint="move it away: fleet integrates branches there")
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = run_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env(),
-                       timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
+        done = write_git(repo.root, "worktree", "add", "--detach", str(path), at, env=git_env())
         if done.returncode != 0:
             raise FleetError(f"cannot create the delivery scratch tree {path}: {done.stderr.strip()}")
         admin = _registered(repo, path)
@@ -112,7 +103,7 @@ def _registered(repo: GitRepo, path: Path) -> Path | None:
 
 def _git(tree: Path, *args: str) -> tuple[int, str, str]:
     # bounded: a merge or commit runs the user's hooks and signing program (gittree.write_timeout)
-    proc = run_git(tree, *args, env=_env(tree), timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
+    proc = write_git(tree, *args, env=_env(tree))
     return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 

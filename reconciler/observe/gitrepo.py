@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
 from ..spec.limits import current as current_limits
-from ..store.branch_marks import Marks, fleets_with_marks, marks_keys, read_fleet_entries, read_marks
+from ..store.branch_marks import (
+    Marks,
+    fleets_with_marks,
+    marks_keys,
+    read_fleet_entries,
+    read_marks,
+    ref_storage_keys,
+)
 from ..store.memo import Key, Memo, stat_key
 from .gitcmd import Git, GitCommandError
 from .gittree import (
@@ -542,8 +549,7 @@ def _tree_keys(common_dir: Path, main: Worktree | None, linked: Iterable[Worktre
     common = os.fspath(common_dir)
     refs = os.path.join(common, "refs", "heads")
     keys: list[Key] = [stat_key(os.path.join(common, "worktrees")), stat_key(os.path.join(common, "HEAD")),
-                       stat_key(os.path.join(common, "packed-refs")),
-                       stat_key(os.path.join(common, "reftable", "tables.list"))]
+                       *ref_storage_keys(common_dir)]
     for wt in [*([main] if main is not None else []), *linked]:
         if wt is not main:
             if wt.admin_dir is None:

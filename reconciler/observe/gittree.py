@@ -152,6 +152,12 @@ def read_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None,
     return run_git(cwd, *args, env=env, input=input, timeout=read_timeout())
 
 
+def write_git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A git call that writes the local repo and may run the user's hooks, filters or signing
+    program: bounded by `write_timeout()`, its GitTimeout naming FLEET_GIT_WRITE_TIMEOUT."""
+    return run_git(cwd, *args, env=env, timeout=write_timeout(), setting=WRITE_TIMEOUT_ENV)
+
+
 def run_bounded(argv: list[str], *, cwd: Path | str | None, env: Mapping[str, str] | None, timeout: float | None,
                 input: bytes | None = None, setting: str = TIMEOUT_ENV) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` to completion, output captured. With `timeout`, its whole process group is

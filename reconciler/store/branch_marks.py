@@ -195,6 +195,13 @@ def fleets_with_marks(common_dir: Path) -> list[str]:
     return sorted(n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
 
 
+def ref_storage_keys(common_dir: Path) -> list[Key]:
+    """The stat keys of where git keeps the refs that are not loose files: `packed-refs` (a
+    ref packed, or a packed one deleted) and the reftable's table list (any ref moved)."""
+    common = os.fspath(common_dir)
+    return [stat_key(os.path.join(common, "packed-refs")), stat_key(os.path.join(common, "reftable", "tables.list"))]
+
+
 def marks_keys(common_dir: Path, branches: Iterable[str]) -> tuple[Key, ...]:
     """The stat keys (store/memo.py) of what the marks of `branches` were judged by: the marks
     directory (a fleet's file added or removed) and each file in it, every branch's loose ref
@@ -202,8 +209,7 @@ def marks_keys(common_dir: Path, branches: Iterable[str]) -> tuple[Key, ...]:
     (a branch deleted or made again while packed)."""
     common = os.fspath(common_dir)
     directory = os.fspath(marks_dir(common_dir))
-    keys: list[Key] = [stat_key(directory), stat_key(os.path.join(common, "packed-refs")),
-                       stat_key(os.path.join(common, "reftable", "tables.list"))]
+    keys: list[Key] = [stat_key(directory), *ref_storage_keys(common_dir)]
     try:
         keys += [stat_key(os.path.join(directory, n)) for n in sorted(os.listdir(directory))]
     except OSError:
