@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import agents
-from conftest import fleet, git, start_of, status, still_running, wait_until
+from conftest import ends, fleet, git, start_of, status, wait_until
 
 WT = Path(".fleet/worktrees")
 
@@ -31,7 +31,7 @@ def test_a_hung_post_checkout_hook_stops_the_worktree_add_and_the_next_pass_repa
     assert "spawn           w-a00: failed not run: create-worktree failed before it this pass" in proc.stdout
     assert status(repo)["w-a00"]["phase"] == "Failed"
     hung = int(pidfile.read_text())
-    assert not still_running(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
+    assert ends(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
     hook.unlink()
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
