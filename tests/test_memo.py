@@ -286,3 +286,52 @@ def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(steps: list
             hits = memo.hits
             assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
             assert memo.hits > hits, (op, pick)  # settled, and judged so from memory
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(MARK_OPS), st.integers(0, 5)), min_size=1, max_size=10))
+def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(steps: list[tuple[str, int]]) -> None:
+    """A pass is one look (each file stat'ed once, `Memo.look`): the base check reads the marks,
+    the move of old marks may then write the marks file, and observe reads them again. That
+    read equals a fresh one, and what it keeps is keyed by the file as written (`Memo.restat`):
+    a stat taken before the write is older, so it would only cost a read next tick, but the
+    next pass over an unchanged repo must answer from memory."""
+    from reconciler.act.branch_marks import migrate_marks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        memo: Memo[object] = Memo(clock_ns=late)
+        for op, pick in steps:
+            _mark_op(repo, op, pick)
+            next_tick(Path(tmp))
+            with memo.look():
+                remembered = GitRepo(repo, memo=memo)
+                remembered.marks()  # the base check's
+                migrate_marks(remembered, "t")
+                assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
+            next_tick(Path(tmp))
+            with memo.look():  # nothing changed since: the marks are answered from memory
+                again = GitRepo(repo, memo=memo)
+                assert migrate_marks(again, "t") == 0
+                hits = memo.hits
+                assert again.marks() == GitRepo(repo).marks(), (op, pick)
+                assert memo.hits == hits + 1, (op, pick)
+
+
+def test_a_look_stats_each_path_once_until_it_ends_or_fleet_writes(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("one")
+    memo: Memo[object] = Memo()
+    first = memo.stat(str(path))
+    with memo.look():
+        assert memo.stat(str(path)) == first
+        path.write_text("two, longer")
+        assert memo.stat(str(tmp_path / "f")) == first  # the look's answer: taken once
+        memo.restat()  # fleet wrote: what is asked next is stat'ed again
+        assert memo.stat(str(path)) == stat_key(str(path)) != first
+        path.unlink()
+        assert memo.stat(str(path)) is not None
+    assert memo.stat(str(path)) is None  # outside a look: a stat each time

@@ -111,12 +111,12 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
     memo, settled = repo.memo, f"marks-settled:{repo.common_dir}:{fleet}"
     started = memo.started() if memo is not None else 0
     if memo is not None and not mine and (last := memo.peek(settled)) is not None \
-            and memo.get(settled, marks_keys(repo.common_dir, last)) is not None:
+            and memo.get(settled, marks_keys(repo.common_dir, last, memo.stat)) is not None:
         return 0
     marks = read_fleet_entries(repo.common_dir, fleet)
     if not mine and not marks:
         if memo is not None:
-            memo.keep(settled, marks_keys(repo.common_dir, ()), (), started)
+            memo.keep(settled, marks_keys(repo.common_dir, (), memo.stat), (), started)
         return 0
     existing = set(repo.branch_names())
     kept = {b: e for b, e in marks.items() if b in existing and entry_holds(repo.common_dir, b, e)}
@@ -127,9 +127,11 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
             for b, e in kept.items()}
     if kept != marks:
         write_fleet_entries(repo.common_dir, fleet, kept)
+        if memo is not None:
+            memo.restat()
     if not mine:
         if memo is not None:  # what was just written is newer than `started`: kept from the next pass on
-            memo.keep(settled, marks_keys(repo.common_dir, sorted(kept)), tuple(sorted(kept)), started)
+            memo.keep(settled, marks_keys(repo.common_dir, sorted(kept), memo.stat), tuple(sorted(kept)), started)
         return 0
     failpoint("marks:after-file")  # both say the same: the file is read first, the config beside it
     for branch in mine:

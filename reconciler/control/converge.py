@@ -7,6 +7,7 @@ talk to the fleet's engine (engines/base.py) and never ask which one it is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -128,48 +129,57 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     from ..engines.executor import Executor
     from ..locking.fleet_lock import fleet_lock
 
-    if engine is None and loaded.fleet.spec.placement.engine == "local":
-        engine = engine_for(loaded, memo=memo)  # no connection to open: its repo handle serves the base check too
-    # an owned branch as base makes every agent commit look merged (observe/reach.py); checked
-    # before an engine connects anywhere
-    check_base(loaded, engine.repo if engine is not None else None)
-    engine = engine or engine_for(loaded)
-    if saved_plan and not engine.supports_saved_plans:
-        raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",
-                         hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
-    # an older fleet's state under <main checkout>/.fleet moves to the git common dir first,
-    # so this pass and every later one read and lock in one place (store/home.py)
-    try:
-        set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo), tracked_legacy(engine.repo))
-    except OSError as exc:
-        raise FleetError(f"cannot move fleet's state from {legacy_home(engine.repo)} to {fleet_home(engine.repo)}: "
-                         f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "
-                                        "is finished by the next run)") from None
-    ensure_excluded(engine.repo, loaded.worktrees_root)
-    with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait), \
-            engine.controller(command=command, timeout=lock_timeout, on_wait=on_wait):
-        # marks still in the repo config move to the fleet's marks file (act/branch_marks.py)
-        migrate_marks(engine.repo, loaded.name)
-        observed = engine.observe(inspect_all=inspect_all, readonly=False)
-        engine.store.sweep_temp()
-        refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff,
-                        prices=overrides(loaded.fleet.spec.budget.prices))
-        sync_declared(loaded, engine.store, observed, engine.repo)
-        if planner is not None:
-            the_plan = planner(observed)
-        else:
-            now = clock.now()
-            the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now), observed)
-        if set_aside:  # a file in both places with different contents: both kept, said once
-            the_plan = replace(the_plan, notes=the_plan.notes + tuple(set_aside))
-        clear_unblocked(engine.store, observed, the_plan)
-        if on_plan:
-            on_plan(the_plan)
-        if the_plan.has_changes and confirm is not None and not confirm(the_plan):
-            return Result(the_plan)
-        # after the confirmation, before the actions: what it frees is there for this plan's spawns
-        engine.release_ended(observed, the_plan)
-        if not the_plan.has_changes:
-            return Result(the_plan)
-        outcomes = Executor(loaded, engine, observed, grace=grace, on_step=on_step).run(the_plan)
-        return Result(the_plan, outcomes, applied=True)
+    with ExitStack() as looking:
+        # the base check, the move of old marks and the observation are one look of the loop's
+        # memo (each file's stat taken once, store/memo.py); it is closed before anything is acted
+        # on. What is written inside it (the old home's state, info/exclude, the lock) is no file a
+        # key names, but for the marks file `migrate_marks` moves marks into (it calls `restat`)
+        if memo is not None:
+            looking.enter_context(memo.look())
+        if engine is None and loaded.fleet.spec.placement.engine == "local":
+            engine = engine_for(loaded, memo=memo)  # no connection to open: its repo handle serves the base check too
+        # an owned branch as base makes every agent commit look merged (observe/reach.py); checked
+        # before an engine connects anywhere
+        check_base(loaded, engine.repo if engine is not None else None)
+        engine = engine or engine_for(loaded)
+        if saved_plan and not engine.supports_saved_plans:
+            raise FleetError(f"saved plans are not supported with placement.engine {engine.name} yet",
+                             hint="review with `fleet diff FILE`, then run `fleet apply FILE`")
+        # an older fleet's state under <main checkout>/.fleet moves to the git common dir first,
+        # so this pass and every later one read and lock in one place (store/home.py)
+        try:
+            set_aside = migrate(legacy_home(engine.repo), fleet_home(engine.repo), tracked_legacy(engine.repo))
+        except OSError as exc:
+            raise FleetError(f"cannot move fleet's state from {legacy_home(engine.repo)} to {fleet_home(engine.repo)}: "
+                             f"{exc}", hint="fix the permissions of both directories; nothing was lost (the move "
+                                            "is finished by the next run)") from None
+        ensure_excluded(engine.repo, loaded.worktrees_root)
+        with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait), \
+                engine.controller(command=command, timeout=lock_timeout, on_wait=on_wait):
+            # marks still in the repo config move to the fleet's marks file (act/branch_marks.py)
+            migrate_marks(engine.repo, loaded.name)
+            observed = engine.observe(inspect_all=inspect_all, readonly=False)
+            looking.close()  # what follows writes: the look's stats no longer hold
+            engine.store.sweep_temp()
+            refresh_records(engine.store, observed, save=True, backoff=loaded.fleet.spec.restartBackoff,
+                            prices=overrides(loaded.fleet.spec.budget.prices))
+            sync_declared(loaded, engine.store, observed, engine.repo)
+            if planner is not None:
+                the_plan = planner(observed)
+            else:
+                now = clock.now()
+                the_plan = engine.adjust(make_plan(loaded, observed, targets=targets, archive=archive, now=now),
+                                         observed)
+            if set_aside:  # a file in both places with different contents: both kept, said once
+                the_plan = replace(the_plan, notes=the_plan.notes + tuple(set_aside))
+            clear_unblocked(engine.store, observed, the_plan)
+            if on_plan:
+                on_plan(the_plan)
+            if the_plan.has_changes and confirm is not None and not confirm(the_plan):
+                return Result(the_plan)
+            # after the confirmation, before the actions: what it frees is there for this plan's spawns
+            engine.release_ended(observed, the_plan)
+            if not the_plan.has_changes:
+                return Result(the_plan)
+            outcomes = Executor(loaded, engine, observed, grace=grace, on_step=on_step).run(the_plan)
+            return Result(the_plan, outcomes, applied=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -147,7 +147,7 @@ class GitRepo:
         main, linked = self._read_worktrees()
         # the keys of what was just read, taken after it: anything that changed since `started`
         # is newer than it, so `keep` does not remember the answer (store/memo.py)
-        if (keys := _tree_keys(self.common_dir, main, linked)) is not None:
+        if (keys := _tree_keys(self.common_dir, main, linked, memo.stat)) is not None:
             memo.keep(name, keys, (main, tuple(linked)), started)
         else:
             memo.forget([name])
@@ -160,7 +160,7 @@ class GitRepo:
             return None
         name = f"worktrees:{self.common_dir}"
         last = self.memo.peek(name)
-        if last is not None and (keys := _tree_keys(self.common_dir, *last)) is not None \
+        if last is not None and (keys := _tree_keys(self.common_dir, last[0], last[1], self.memo.stat)) is not None \
                 and self.memo.get(name, keys) is not None:
             return last[0], list(last[1])
         return None
@@ -208,12 +208,13 @@ class GitRepo:
         name = f"marks:{self.common_dir}"
         started = memo.started()
         last = memo.peek(name)
-        if last is not None and last[0] == config and memo.get(name, marks_keys(self.common_dir, last[1])) is not None:
+        if last is not None and last[0] == config \
+                and memo.get(name, marks_keys(self.common_dir, last[1], memo.stat)) is not None:
             return last[2]
         found = read_marks(self.common_dir, config)
         files = fleets_with_marks(self.common_dir)
         branches = tuple(sorted({b for f in files for b in read_fleet_entries(self.common_dir, f)}))
-        memo.keep(name, marks_keys(self.common_dir, branches), (config, branches, found), started)
+        memo.keep(name, marks_keys(self.common_dir, branches, memo.stat), (config, branches, found), started)
         return found
 
     def config_marks(self) -> str:
@@ -535,7 +536,8 @@ class _Resolver:
         return os.fspath(Path(path).resolve()) if os.path.islink(full) else full
 
 
-def _tree_keys(common_dir: Path, main: Worktree | None, linked: Iterable[Worktree]) -> tuple[Key, ...] | None:
+def _tree_keys(common_dir: Path, main: Worktree | None, linked: Iterable[Worktree],
+               stat: Callable[[str], Key] = stat_key) -> tuple[Key, ...] | None:
     """The stat keys of every file `git worktree list --porcelain` and the markers read for
     this answer (store/memo.py), or None where they cannot all be named (an admin dir not
     found: read afresh every time).
@@ -548,18 +550,19 @@ def _tree_keys(common_dir: Path, main: Worktree | None, linked: Iterable[Worktre
     `packed-refs` or the reftable's table list (a ref packed, or any ref moved)."""
     common = os.fspath(common_dir)
     refs = os.path.join(common, "refs", "heads")
-    keys: list[Key] = [stat_key(os.path.join(common, "worktrees")), stat_key(os.path.join(common, "HEAD")),
-                       *ref_storage_keys(common_dir)]
+    keys: list[Key] = [stat(os.path.join(common, "worktrees")), stat(os.path.join(common, "HEAD")),
+                       *ref_storage_keys(common_dir, stat)]
+    # (joined with f-strings, not os.path.join: a tick asks this of every tree, and every path
+    # here is absolute and has no trailing slash, so the two give the same string)
     for wt in [*([main] if main is not None else []), *linked]:
         if wt is not main:
             if wt.admin_dir is None:
                 return None
             admin = os.fspath(wt.admin_dir)
-            keys += [stat_key(admin), stat_key(os.path.join(admin, "gitdir")), stat_key(os.path.join(admin, MARKER))]
+            keys += [stat(admin), stat(f"{admin}/gitdir"), stat(f"{admin}/{MARKER}")]
         path = os.fspath(wt.path)
-        dotgit = stat_key(os.path.join(path, ".git"))
-        keys += [dotgit, stat_key(path) if dotgit is None else None,
-                 stat_key(os.path.join(refs, wt.branch)) if wt.branch else None]
+        dotgit = stat(f"{path}/.git")
+        keys += [dotgit, stat(path) if dotgit is None else None, stat(f"{refs}/{wt.branch}") if wt.branch else None]
     return tuple(keys)
 
 

@@ -33,7 +33,7 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 class Strict(BaseModel):
     """Unknown keys are errors; values are never coerced from the wrong type."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Metadata(Strict):

@@ -36,7 +36,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,28 +195,29 @@ def fleets_with_marks(common_dir: Path) -> list[str]:
     return sorted(n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
 
 
-def ref_storage_keys(common_dir: Path) -> list[Key]:
+def ref_storage_keys(common_dir: Path, stat: Callable[[str], Key] = stat_key) -> list[Key]:
     """The stat keys of where git keeps the refs that are not loose files: `packed-refs` (a
-    ref packed, or a packed one deleted) and the reftable's table list (any ref moved)."""
+    ref packed, or a packed one deleted) and the reftable's table list (any ref moved).
+    `stat`: `stat_key`, or the loop memo's `Memo.stat` (once a look)."""
     common = os.fspath(common_dir)
-    return [stat_key(os.path.join(common, "packed-refs")), stat_key(os.path.join(common, "reftable", "tables.list"))]
+    return [stat(os.path.join(common, "packed-refs")), stat(os.path.join(common, "reftable", "tables.list"))]
 
 
-def marks_keys(common_dir: Path, branches: Iterable[str]) -> tuple[Key, ...]:
+def marks_keys(common_dir: Path, branches: Iterable[str], stat: Callable[[str], Key] = stat_key) -> tuple[Key, ...]:
     """The stat keys (store/memo.py) of what the marks of `branches` were judged by: the marks
     directory (a fleet's file added or removed) and each file in it, every branch's loose ref
     and reflog (its identity, `branch_identity`), `packed-refs` and the reftable's table list
-    (a branch deleted or made again while packed)."""
+    (a branch deleted or made again while packed). `stat`: as for `ref_storage_keys`."""
     common = os.fspath(common_dir)
     directory = os.fspath(marks_dir(common_dir))
-    keys: list[Key] = [stat_key(directory), *ref_storage_keys(common_dir)]
+    keys: list[Key] = [stat(directory), *ref_storage_keys(common_dir, stat)]
     try:
-        keys += [stat_key(os.path.join(directory, n)) for n in sorted(os.listdir(directory))]
+        keys += [stat(os.path.join(directory, n)) for n in sorted(os.listdir(directory))]
     except OSError:
         pass
-    for branch in branches:
-        keys += [stat_key(os.path.join(common, "refs", "heads", branch)),
-                 stat_key(os.path.join(common, "logs", "refs", "heads", branch))]
+    heads, logs = os.path.join(common, "refs", "heads"), os.path.join(common, "logs", "refs", "heads")
+    for branch in branches:  # f-strings: os.path.join's checks cost more than the stat, at 1,000 marks
+        keys += [stat(f"{heads}/{branch}"), stat(f"{logs}/{branch}")]
     return tuple(keys)
 
 

@@ -11,12 +11,19 @@ in the same timestamp tick as the read could leave every stat field as it was.
 
 Never used for the checks right before an action (act/): those read afresh, whatever a
 tick remembered.
+
+Within one look (`Memo.look`: a pass's base check, move of old marks and observation, all
+before it acts) each file is `stat`ed once: the marks' keys are asked three times a pass and
+share each branch's ref with the worktree list's. A key taken earlier in the look is never
+newer than what is read after it, so at worst an answer is read again next tick; fleet's own
+writes inside a look (the marks file moved out of the config) call `Memo.restat`.
 """
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +32,7 @@ T = TypeVar("T")
 RACY_NS = 2_000_000_000
 
 Key = tuple[int, int, int, int] | None  # (inode, size, mtime_ns, ctime_ns); None: no such file
+_UNSEEN = object()
 
 
 def stat_key(path: str) -> Key:
@@ -42,7 +50,33 @@ class Memo(Generic[T]):
         self._clock_ns = clock_ns  # injected: tests move "now" past the racy window
         self._entries: dict[str, tuple[tuple[Key, ...], T]] = {}
         self._asked: set[str] = set()  # since the last `sweep`
+        self._look: dict[str, Key] | None = None  # the open look's stat keys (`look`)
         self.hits = self.misses = 0
+
+    def stat(self, path: str) -> Key:
+        """`stat_key(path)`; inside a look, taken once for the look."""
+        look = self._look
+        if look is None:
+            return stat_key(path)
+        key = look.get(path, _UNSEEN)
+        if key is _UNSEEN:
+            key = look[path] = stat_key(path)
+        return key  # type: ignore[return-value]
+
+    @contextmanager
+    def look(self) -> Iterator[None]:
+        """One reading of the world: `stat` answers each path once until it ends. Only around
+        reads: what fleet writes inside must be followed by `restat`."""
+        self._look = {}
+        try:
+            yield
+        finally:
+            self._look = None
+
+    def restat(self) -> None:
+        """fleet just wrote files a key may name: the open look (if any) stats them again."""
+        if self._look is not None:
+            self._look.clear()
 
     def started(self) -> int:
         """The moment a read begins (pass it to `keep`)."""
@@ -88,8 +122,8 @@ class Memo(Generic[T]):
             del self._entries[name]
         self._asked.clear()
 
-    def file(self, path: str, parse: Callable[[str], T], started: int | None = None) -> T:
-        """`parse(text of path)`, again only when the file changed; FileNotFoundError as `open`."""
+    def file(self, path: str, parse: Callable[[bytes], T], started: int | None = None) -> T:
+        """`parse(bytes of path)`, again only when the file changed; FileNotFoundError as `open`."""
         begun = self.started() if started is None else started  # before the stat: see `keep`
         key = stat_key(path)
         if key is None:
@@ -98,7 +132,7 @@ class Memo(Generic[T]):
         found = self.get(path, (key,))
         if found is not None:
             return found
-        with open(path) as f:
+        with open(path, "rb") as f:
             value = parse(f.read())
         self.keep(path, (key,), value, begun)
         return value

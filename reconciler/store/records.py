@@ -119,13 +119,16 @@ class SessionRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionRecord:
-        known = {f.name for f in fields(cls)}
+        known = _RECORD_FIELDS
         values = {k: v for k, v in data.items() if k in known}
         values["conditions"] = [Condition(**c) for c in values.get("conditions", [])]
         return cls(**values)
 
 
 _SCALARS = (str, int, float, bool, type(None))
+# what `from_json` keeps of a file (keys a newer fleet added are left out); `fields()` walked
+# the 40 fields for each of a fleet's records every pass
+_RECORD_FIELDS = frozenset(f.name for f in fields(SessionRecord))
 
 
 def _copied(value: Any) -> Any:
@@ -200,13 +203,14 @@ class StateStore:
 
         return self._legacy_root is not None and trusted(self._legacy_root, path, self._legacy_tracked)
 
-    def _read(self, path: str, legacy: Path | None) -> str:
-        """The text at `path`, else at its legacy twin (FileNotFoundError if in neither, or if
-        the twin is not fleet's own: tracked by git, or a symlink)."""
+    def _read(self, path: str, legacy: Path | None) -> str | bytes:
+        """The JSON at `path` (bytes: json.loads decodes UTF-8 itself, and a text-mode open
+        cost more than the parse), else at its legacy twin (FileNotFoundError if in neither, or
+        if the twin is not fleet's own: tracked by git, or a symlink)."""
         from .home import read_legacy
 
         try:
-            with open(path) as f:
+            with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             if legacy is None or not self._trusted(legacy):
@@ -257,7 +261,7 @@ class StateStore:
             found: dict[str, SessionRecord] = {}
             for n in names:
                 try:
-                    found[n] = memo.file(os.path.join(self._dir, f"{n}.json"), _record_of, started).clone()
+                    found[n] = memo.file(f"{self._dir}/{n}.json", _record_of, started).clone()
                 except FileNotFoundError:
                     continue
                 except (ValueError, TypeError):  # not remembered: read (and reported) as without a memo
@@ -285,7 +289,7 @@ class StateStore:
         is not "no exit status" (that reads as killed, and restarts a run that may have
         succeeded): it comes back with `corrupt` saying why, and the next persisting pass
         keeps the file aside (`keep_exit_aside`)."""
-        path = os.path.join(self._dir, f"{agent}.exit.json")
+        path = f"{self._dir}/{agent}.exit.json"  # what os.path.join gives (one component), for less
         try:
             if self._memo is not None:  # an ExitRecord is frozen: the remembered one is shared
                 return self._memo.file(path, _exit_of)
@@ -356,11 +360,11 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _record_of(text: str) -> SessionRecord:
+def _record_of(text: str | bytes) -> SessionRecord:
     return SessionRecord.from_json(json.loads(text))
 
 
-def _exit_of(text: str) -> ExitRecord:
+def _exit_of(text: str | bytes) -> ExitRecord:
     data = json.loads(text)
     return ExitRecord(pid=int(data["pid"]), exit_code=int(data["exit_code"]), finished_at=str(data["finished_at"]),
                       session_id=data.get("session_id"), spec_hash=data.get("spec_hash"),
