@@ -256,3 +256,16 @@ def test_a_cloned_record_equals_its_original_and_shares_nothing_mutable(
     new.ledger["run-x"] = {"usd": 1.0}
     new.last_output.append("more")
     assert json.dumps(rec.to_json(), sort_keys=True) == before
+
+
+def test_a_record_holding_what_json_never_gives_is_still_copied_whole() -> None:
+    # clone() copies JSON's types with marshal; anything else (a subclass, a path set by code)
+    # takes the Python walk, and is still not shared
+    from collections import OrderedDict
+
+    rec = SessionRecord(agent="a", fleet="t", delivery=OrderedDict(state="ready", files=[Path("x")]))
+    new = rec.clone()
+    assert new == rec
+    assert new.delivery is not rec.delivery and new.delivery["files"] is not rec.delivery["files"]
+    new.delivery["files"].append(Path("y"))
+    assert rec.delivery["files"] == [Path("x")]

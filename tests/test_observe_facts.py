@@ -9,6 +9,8 @@ from typing import Any
 import agents
 import pytest
 from conftest import fleet_in_process, git, write_fleet
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
@@ -102,3 +104,57 @@ def test_observe_reads_branches_and_paths_only_for_agents_without_a_worktree(rep
     shutil.rmtree(path)
     gone = observe(loaded)
     assert gone.agents["a"].worktree is not None and gone.agents["a"].worktree.exists is False
+
+
+# ------------------------------------------------- may_have_refs: the archive list without git
+
+REF_OPS = ["add", "add-nested", "add-other-fleet", "delete", "pack", "pack-keep-loose", "delete-all"]
+
+
+def _ref_op(repo: Path, op: str, pick: int) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    mine = git(repo, "for-each-ref", "--format=%(refname)", "refs/fleet/archive/t/").split()
+    if op == "add":
+        git(repo, "update-ref", f"refs/fleet/archive/t/a{pick}", head)
+    elif op == "add-nested":  # as archives are made: refs/fleet/archive/<fleet>/<agent>/<time>
+        git(repo, "update-ref", f"refs/fleet/archive/t/b{pick}/2026-12-03T00-00-0{pick}", head)
+    elif op == "add-other-fleet":  # a fleet whose name starts with this one's is not this one's
+        git(repo, "update-ref", f"refs/fleet/archive/t2/a{pick}", head)
+    elif op == "delete" and mine:
+        git(repo, "update-ref", "-d", mine[pick % len(mine)])
+    elif op == "pack":
+        git(repo, "pack-refs", "--all")
+    elif op == "pack-keep-loose":
+        git(repo, "pack-refs", "--all", "--no-prune")
+    elif op == "delete-all":
+        for ref in mine:
+            git(repo, "update-ref", "-d", ref)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(REF_OPS), st.integers(0, 3)), min_size=1, max_size=8))
+def test_no_archive_is_missed_when_git_is_not_asked(steps: list[tuple[str, int]]) -> None:
+    """`GitRepo.may_have_refs` saves the `git for-each-ref` of every pass (the expired retention
+    archives) only where there can be no ref: whatever refs were made, deleted or packed, it
+    is never False while git lists one, and False once none is left (loose or packed)."""
+    import tempfile
+
+    from reconciler.act.archive import list_archives
+    from reconciler.observe.gitrepo import GitRepo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        assert not GitRepo(repo).may_have_refs("refs/fleet/archive/t/")
+        for op, pick in steps:
+            _ref_op(repo, op, pick)
+            listed = git(repo, "for-each-ref", "--format=%(refname)", "refs/fleet/archive/t/").split()
+            handle = GitRepo(repo)
+            if listed:
+                assert handle.may_have_refs("refs/fleet/archive/t/"), (op, pick)
+            assert [a.ref for a in list_archives(handle, "t")] == listed, (op, pick)
+        for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/fleet/archive/t/").split():
+            git(repo, "update-ref", "-d", ref)
+        shutil.rmtree(repo / ".git" / "refs" / "fleet" / "archive" / "t", ignore_errors=True)  # dirs git left
+        assert not GitRepo(repo).may_have_refs("refs/fleet/archive/t/")

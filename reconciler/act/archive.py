@@ -155,6 +155,8 @@ def restore_hint(archive: Archive, branch: str | None, fleet_file: Path | str = 
 
 
 def list_archives(repo: GitRepo, fleet: str) -> list[Archive]:
+    if not repo.may_have_refs(f"{ARCHIVE_PREFIX}/{fleet}/"):
+        return []  # every pass asks (expired retention archives): most fleets have none, and no git runs
     out = repo.git.for_each_ref(f"{ARCHIVE_PREFIX}/{fleet}/", "--sort=refname",
                                 "--format=%(refname) %(objectname) %(creatordate:iso-strict) %(subject)")
     archives = []

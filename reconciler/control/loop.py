@@ -6,6 +6,7 @@ loop never touches sessions; they run on and are re-adopted when it starts again
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -48,9 +49,21 @@ class ControlLoop:
     # the records, exit records and worktree list, read again only where their files changed
     # (store/memo.py): most of a no-op tick at 1,000 agents
     _memo: Memo[Any] = field(default_factory=Memo)
+    _frozen: bool = False  # see `_settle_heap`
 
     def __post_init__(self) -> None:
         self._idle.set()
+
+    def _settle_heap(self) -> None:
+        """After the first tick, what is alive (modules, the loaded fleet, the memo) is moved out
+        of the cyclic collector's sight (`gc.freeze`): a tick allocates a copy of every record,
+        and the full collections that triggered every few ticks walked all of it again (a tick in
+        seven took ~30% longer at 1,000 agents). Refcounting still frees what a tick drops;
+        garbage in cycles made before the freeze was collected just before it."""
+        if not self._frozen:
+            self._frozen = True
+            gc.collect()
+            gc.freeze()
 
     def tick(self) -> int:
         """One reconcile pass; never raises (a bad tick must not end the loop)."""
@@ -71,6 +84,7 @@ class ControlLoop:
                                         memo=self._memo)
             finally:
                 self._memo.sweep()
+                self._settle_heap()
         except FleetError as exc:
             (self.report_error or self.report)(f"{_now()} tick skipped: {exc.render()}")
             return EXIT_ERROR

@@ -120,6 +120,22 @@ class GitRepo:
         """The main worktree (where .fleet/ lives)."""
         return self.common_dir.parent
 
+    def may_have_refs(self, prefix: str) -> bool:
+        """False only where no ref under `prefix` ("refs/.../", shared by every worktree) can
+        exist: git's files backend keeps a ref as a loose file under `refs/` or as a line of
+        `packed-refs`, so with neither the loose directory nor a packed line, there is none.
+        A reftable repository, or anything unreadable, says True (ask git)."""
+        common = os.fspath(self.common_dir)
+        if os.path.lexists(f"{common}/reftable") or os.path.lexists(f"{common}/{prefix.rstrip('/')}"):
+            return True
+        try:
+            with open(f"{common}/packed-refs", "rb") as f:
+                return f" {prefix}".encode() in f.read()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+
     def ref_exists(self, ref: str) -> bool:
         try:
             self.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")

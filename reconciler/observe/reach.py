@@ -8,7 +8,9 @@ linked worktree, so both judge by one rule. Every call is read-only.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -201,6 +203,13 @@ def check_base(loaded: LoadedFleet, repo: GitRepo | None = None) -> None:
         res = read_git(loaded.repo, "config", "--get-regexp", r"^branch\..*\.fleet(owner|protect)$")
         common = common_dir_of(loaded.repo)
         config = res.stdout if res.returncode == 0 else ""
+    resolving: Future[subprocess.CompletedProcess[str]] | None = None
+    if repo is not None and repo.memo is not None:
+        # the loop, whose fleet owns branches nearly always: the base's full name is asked of git
+        # while the marks' keys are read here (git runs on another core meanwhile)
+        pool = ThreadPoolExecutor(max_workers=1)
+        resolving = pool.submit(read_git, loaded.repo, "rev-parse", "--symbolic-full-name", base)
+        pool.shutdown(wait=False)
     # first without the identity check of every mark (a reflog read each, every tick): a base
     # that no mark names at all is no owned branch; only one that some mark names is verified
     # (the loop's handle remembers the verified marks between ticks: those, read no more often)
@@ -209,7 +218,8 @@ def check_base(loaded: LoadedFleet, repo: GitRepo | None = None) -> None:
                else frozenset(parse_config_marks(config)[0]))
     if not claimed:
         return
-    full = read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)
+    full = resolving.result() if resolving is not None else \
+        read_git(loaded.repo, "rev-parse", "--symbolic-full-name", base)
     names = full.stdout.split() if full.returncode == 0 else []
     base_ref = names[0] if len(names) == 1 else None
     if owned_base(RefFacts(owned=claimed, base_ref=base_ref), base) is None:
