@@ -335,3 +335,16 @@ def test_a_look_stats_each_path_once_until_it_ends_or_fleet_writes(tmp_path: Pat
         path.unlink()
         assert memo.stat(str(path)) is not None
     assert memo.stat(str(path)) is None  # outside a look: a stat each time
+
+
+def test_a_record_file_that_is_json_but_no_object_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # `fleet diff` must not crash on a record a hand or a bug left as `[]`; a newer fleet's
+    # record (a key this version does not know) is read without it
+    for memo in (None, Memo(clock_ns=late)):
+        store = records(tmp_path / str(memo is None), memo)
+        store.save(SessionRecord(agent="a", fleet="t"))
+        store.path("a").write_text("[]")
+        store.path("b").write_text(json.dumps({"agent": "b", "fleet": "t", "attempts": 2, "fromTheFuture": 1}))
+        found = store.all()
+        assert "unreadable" in (found["a"].reason or "")
+        assert found["b"] == SessionRecord(agent="b", fleet="t", attempts=2)

@@ -130,8 +130,10 @@ class SessionRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionRecord:
-        known = _RECORD_FIELDS
-        values = {k: v for k, v in data.items() if k in known}
+        if not isinstance(data, dict):  # `[]` or `3` in a record file: unreadable, as bad JSON is
+            raise TypeError(f"a record is a JSON object, not {type(data).__name__}")
+        # a record this version wrote has no other keys: filtered only when it has (a newer fleet's)
+        values = dict(data) if data.keys() <= _RECORD_FIELDS else {k: v for k, v in data.items() if k in _RECORD_FIELDS}
         values["conditions"] = [Condition(**c) for c in values.get("conditions", [])]
         return cls(**values)
 
