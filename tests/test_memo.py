@@ -348,3 +348,15 @@ def test_a_record_file_that_is_json_but_no_object_is_unreadable_not_a_crash(tmp_
         found = store.all()
         assert "unreadable" in (found["a"].reason or "")
         assert found["b"] == SessionRecord(agent="b", fleet="t", attempts=2)
+
+
+def test_only_the_temp_files_of_killed_writes_are_swept(tmp_path: Path) -> None:
+    store = records(tmp_path, None)
+    store.save(SessionRecord(agent="a", fleet="t"))
+    kept = ["a.json", ".tmp", "x.tmp", ".hidden", "a.json.tmp"]
+    swept = [".a.json.1234.tmp", "..tmp"]
+    for name in kept[1:] + swept:
+        (store.dir / name).write_text("{")
+    store.sweep_temp()
+    assert sorted(os.listdir(store.dir)) == sorted(kept)
+    records(tmp_path / "none", None).sweep_temp()  # no state directory yet: nothing to do
