@@ -130,11 +130,28 @@ def _session_leaders(match) -> list[int]:  # type: ignore[no-untyped-def]
         try:
             if os.getsid(proc.pid) != proc.pid or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if match(proc.environ().get("FLEET_REPO", "")):
+            if match(environ_of(proc.pid).get("FLEET_REPO", "")):
                 pids.append(proc.pid)
         except (psutil.Error, ProcessLookupError):
             continue
     return pids
+
+
+def environ_of(pid: int, within: float = 1) -> dict[str, str]:
+    """The environment of process `pid`; {} once it has ended (gone, or a zombie). A process in
+    its exit reads as an empty environment for a moment before it is a zombie (its memory is
+    gone first): that moment is waited out, or a session about to end would already count as
+    ended while fleet, looking next, still sees it running."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            proc = psutil.Process(pid)
+            env = proc.environ()
+            if env or proc.status() == psutil.STATUS_ZOMBIE or time.monotonic() > deadline:
+                return env if proc.status() != psutil.STATUS_ZOMBIE else {}
+        except psutil.NoSuchProcess:
+            return {}
+        time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +205,7 @@ def live_agents(repo: Path) -> list[str]:
     names = []
     for pid in session_pids(repo):
         try:
-            names.append(psutil.Process(pid).environ().get("FLEET_AGENT", ""))
+            names.append(environ_of(pid).get("FLEET_AGENT", ""))
         except psutil.Error:
             continue
     return sorted(names)

@@ -26,6 +26,7 @@ import pytest
 from conftest import (
     ROOT,
     branch_marks,
+    environ_of,
     fleet,
     fleet_in_process,
     git,
@@ -48,7 +49,7 @@ def sessions_by_agent(repo: Path) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for pid in session_pids(repo):
         try:
-            found.setdefault(psutil.Process(pid).environ()["FLEET_AGENT"], []).append(pid)
+            found.setdefault(environ_of(pid)["FLEET_AGENT"], []).append(pid)
         except (psutil.Error, KeyError):
             continue
     return found

@@ -20,7 +20,17 @@ from pathlib import Path
 import agents
 import psutil
 import pytest
-from conftest import branch_marks, ended, fleet_in_process, git, session_pids, status_in_process, wait_ended, wait_until
+from conftest import (
+    branch_marks,
+    ended,
+    environ_of,
+    fleet_in_process,
+    git,
+    session_pids,
+    status_in_process,
+    wait_ended,
+    wait_until,
+)
 
 from reconciler.store.home import migrate
 
@@ -36,8 +46,10 @@ def sessions_by_agent(repo: Path) -> dict[str, list[tuple[int, str]]]:
     found: dict[str, list[tuple[int, str]]] = {}
     for pid in session_pids(repo):
         try:
-            env = psutil.Process(pid).environ()
+            env = environ_of(pid)
         except psutil.Error:
+            continue
+        if not env:  # it ended
             continue
         found.setdefault(env["FLEET_AGENT"], []).append((pid, env["FLEET_SPEC_HASH"]))
     return found
