@@ -15,6 +15,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import git
@@ -222,6 +224,17 @@ def test_an_unchanged_worktree_list_is_not_asked_of_git_again(repo: Path) -> Non
 
 # ---------------------------------------------------------------------------- branch marks
 
+@contextmanager
+def marks_repo() -> Iterator[Path]:
+    """A fresh repo with one commit on main, in a directory of its own (hypothesis runs many)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        yield repo
+
+
 MARK_OPS = ["mark", "delete", "recreate", "pack-refs", "commit", "config-mark", "file-in-place", "protect"]
 
 
@@ -264,11 +277,8 @@ def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(steps: list
     marks into the file: with the loop's memo, the same as without it, after any change."""
     from reconciler.act.branch_marks import migrate_marks
 
-    with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp) / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+    with marks_repo() as repo:
+        tmp = repo.parent
         memo: Memo[object] = Memo(clock_ns=late)
         for op, pick in steps:
             _mark_op(repo, op, pick)
@@ -298,11 +308,8 @@ def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(ste
     next pass over an unchanged repo must answer from memory."""
     from reconciler.act.branch_marks import migrate_marks
 
-    with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp) / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
+    with marks_repo() as repo:
+        tmp = repo.parent
         memo: Memo[object] = Memo(clock_ns=late)
         for op, pick in steps:
             _mark_op(repo, op, pick)

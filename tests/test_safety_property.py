@@ -204,6 +204,18 @@ def commit_file(wt: Path, name: str, text: str) -> None:
     git(wt, "commit", "-q", "-m", f"add {name}")
 
 
+def merge_bump(repo: Path, branch: str) -> None:
+    """Merge `branch`'s bump of `lib` into main. A second agent's bump conflicts with the first
+    one's (two gitlinks, commits of two submodule clones git cannot merge): its own is taken."""
+    res = subprocess.run(["git", "merge", "-q", "--no-edit", branch], cwd=repo, capture_output=True, text=True)
+    if res.returncode == 0:
+        return
+    conflicted = git(repo, "diff", "--name-only", "--diff-filter=U").split()
+    assert conflicted == ["lib"], res.stdout + res.stderr  # any other conflict is the builder's bug
+    git(repo, "update-index", "--cacheinfo", f"160000,{git(repo, 'rev-parse', f'{branch}:lib').strip()},lib")
+    git(repo, "commit", "-q", "--no-edit")
+
+
 def build(case: Case, tmp: Path) -> World:
     repo = tmp / "repo"
     repo.mkdir()
@@ -255,7 +267,7 @@ def build(case: Case, tmp: Path) -> World:
             world.lost[a.name] = git(wt / "lib", "rev-parse", "HEAD").strip()
             git(wt, "add", "lib")
             git(wt, "commit", "-q", "-m", "bump lib")
-            git(repo, "merge", "-q", "--no-edit", a.branch)
+            merge_bump(repo, a.branch)
         if a.reflog:
             commit_file(wt, f"reflog-{a.name}.txt", "only the reflog keeps this\n")
             world.lost[a.name] = git(wt, "rev-parse", "HEAD").strip()
@@ -501,6 +513,11 @@ BASE_CHANGE = Case((AgentCase("w-a", history="merged"), AgentCase("w-b", history
 BASE_CHANGE_SWITCHED = Case((AgentCase("w-a", history="merged", switched=True),
                              AgentCase("w-b", history="merged")), "apply", ("w-a", "w-b"), change="base")
 
+# found by hypothesis: two trees' submodule bumps both merged (the second conflicts on the
+# gitlink when built), each with its own local submodule commit at stake
+TWO_SUBMODULES = Case((AgentCase("w-a", history="merged"), AgentCase("w-b", history="merged", submodule=True),
+                       AgentCase("w-c", history="merged", submodule=True)), "apply", ("w-a", "w-b", "w-c"))
+
 
 @settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -513,6 +530,7 @@ BASE_CHANGE_SWITCHED = Case((AgentCase("w-a", history="merged", switched=True),
 @example(case=SWITCH_SECRET)
 @example(case=BASE_CHANGE)
 @example(case=BASE_CHANGE_SWITCHED)
+@example(case=TWO_SUBMODULES)
 def test_no_deletion_path_loses_work(case: Case, tmp_path: Path) -> None:
     subset = len(case.targeted) < len(case.agents)
     event(f"{case.act}{' --archive' if case.archive else ''}{' (subset)' if subset else ''}")
