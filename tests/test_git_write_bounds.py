@@ -29,7 +29,11 @@ def test_a_hung_post_checkout_hook_stops_the_worktree_add_and_the_next_pass_repa
     assert "FLEET_GIT_WRITE_TIMEOUT=SECONDS" in proc.stdout, proc.stdout  # the hint: what sets the time
     # no session was started in the tree the failed creation left (it is not fleet's yet)
     assert "spawn           w-a00: failed not run: create-worktree failed before it this pass" in proc.stdout
-    assert status(repo)["w-a00"]["phase"] == "Failed"
+    row = status(repo)["w-a00"]
+    assert row["phase"] == "Failed"
+    # the reason says what failed, not only the step's intent the record keeps for the next pass
+    assert row["reason"].startswith("create-worktree failed: `git worktree add"), row["reason"]
+    assert "did not finish within 2s" in row["reason"] and row["reason"].endswith("(while creating worktree)")
     hung = int(pidfile.read_text())
     assert ends(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
     hook.unlink()

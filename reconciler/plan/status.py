@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..observe.model import Observed, ObservedAgent
-from ..store.records import Condition, SessionRecord
+from ..store.records import CREATING_WORKTREE, FAILED, PRUNING, STARTING_SESSION, Condition, SessionRecord
 from .actions import MERGE, PUSH, Action, Plan
 from .delivery import delivery_status
 from .status_row import (
@@ -49,6 +49,19 @@ class FleetStatus:
     projections: list[dict[str, Any]] = field(default_factory=list)  # each rollout group's pilot projection
 
 
+def _reason(rec: SessionRecord | None) -> str | None:
+    """The record's reason as a person reads it. A step that failed keeps its intent there
+    ("creating worktree": what tells the next pass the half-made tree is fleet's), so a failed
+    one shows the failure its Ready condition holds, with the step it was."""
+    if rec is None:
+        return None
+    if rec.phase == FAILED and rec.reason in (CREATING_WORKTREE, STARTING_SESSION, PRUNING):
+        ready = next((c for c in rec.conditions if c.type == "Ready" and c.status == "False" and c.message), None)
+        if ready is not None:
+            return f"{ready.message} (while {rec.reason})"
+    return rec.reason
+
+
 def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: datetime) -> list[AgentStatus]:
     """One row per declared agent (file order), then per undeclared one the fleet still has."""
     pending = {a.agent: a for a in plan.actions if a.kind not in (MERGE, PUSH)}
@@ -62,7 +75,7 @@ def status_rows(loaded: LoadedFleet, observed: Observed, plan: Plan, now: dateti
         wt = obs.worktree
         phase = obs.phase or "Pending"
         action = pending.get(name)
-        reason = rec.reason if rec else None
+        reason = _reason(rec)
         if action is not None and action.kind == "blocked":
             phase, reason = "Blocked", action.reason
         elif action is not None and action.kind == "wait":
