@@ -408,6 +408,29 @@ def test_one_controller_per_fleet_and_a_new_checkout_adopts_its_sessions(
     assert actors(cluster, "fleet-ctl") == []
 
 
+def test_a_session_fleet_died_before_recording_is_adopted_and_counted_as_locally(
+        repo: Path, cluster: object, namespaces: list[str]) -> None:
+    """fleet killed right after the actor started the session, before the record said so: the
+    next apply takes that session (nothing started beside it) and counts it as one attempt,
+    as the local engine does (observe/snapshot.py `count_unrecorded_run`); a pass after it
+    counts nothing more."""
+    namespaces.append("fleet-unrec")
+    ray_fleet(repo, cluster, name="unrec", agent_args=["sleep", "300"], count=1)
+    killed = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "apply", "fleet.yaml", "--yes"], cwd=repo,
+                            capture_output=True, text=True, timeout=180, start_new_session=True,
+                            env={**os.environ, "FLEET_FAILPOINT": "spawn:after-launch"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    for _ in range(2):
+        proc = fleet("apply", "fleet.yaml", "--yes", "--lock-timeout", "60", cwd=repo)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "spawn" not in proc.stdout, proc.stdout
+        row = status(repo)["w-a00"]
+        assert (row["phase"], row["attempts"]) == ("Running", 1), row
+    assert actors(cluster, "fleet-unrec") == ["w-a00"]
+    proc = fleet("delete", "fleet.yaml", "--yes", "--grace", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_a_partitioned_node_is_fenced_and_its_work_kept(repo: Path, cluster: object, namespaces: list[str]) -> None:
     """Its raylet killed, its workers left running: Ray declares the node dead while its session
     goes on committing and pushing. Nothing of either attempt is lost, nothing lands twice."""

@@ -320,7 +320,7 @@ def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, flee
 
     - The agent has a record that shows no live session (fleet died between spawning
       and recording): the process is taken if it runs the current spec, and counted as
-      the run the record never counted (`_unrecorded_run`).
+      the run the record never counted (`count_unrecorded_run`).
     - The agent has no record at all (lost to `git clean`, a deleted home, a disk):
       the process's owner variables say what it runs, so it is taken whatever its spec
       hash; the planner then treats it like any recorded session (an old spec is
@@ -337,7 +337,7 @@ def _adopt(obs: Observed, proc: OwnedProcess, desired: DesiredAgent | None, flee
         if proc.spec_hash != desired.spec_hash:
             return False
         if proc.pid != rec.pid:  # a run the record never counted (its launch was not recorded)
-            _unrecorded_run(rec, desired)
+            count_unrecorded_run(rec, desired)
             rec.started_at = _iso(proc.create_time)
             rec.finished_at, rec.exit_code = None, None
         rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, proc.pid, proc.create_time, None
@@ -376,18 +376,19 @@ def _adopt_ended(agent: ObservedAgent, desired: DesiredAgent) -> None:
         return
     if ended.pid == rec.pid or ended.spec_hash != desired.spec_hash:
         return
-    _unrecorded_run(rec, desired)
+    count_unrecorded_run(rec, desired)
     rec.phase, rec.pid, rec.create_time, rec.reason = RUNNING, ended.pid, None, None
     rec.session_id = ended.session_id or rec.session_id
     agent.adopted = True
 
 
-def _unrecorded_run(rec: SessionRecord, desired: DesiredAgent) -> None:
+def count_unrecorded_run(rec: SessionRecord, desired: DesiredAgent) -> None:
     """Count a run of `desired`'s current spec that fleet launched but died before recording, as
     `act/lifecycle.py` `started` would have: one more attempt of the same spec (a new spec
     starts over, its gate counters too), its gates still to run. Both adoptions come here, the
     live one and the ended one: which of them the next pass sees depends only on how fast the
-    session was, and the count must not."""
+    session was, and the count must not. The Ray engine's adoption counts by this too
+    (engines/ray/observe.py)."""
     same = rec.spec_hash == desired.spec_hash
     rec.attempts = rec.attempts + 1 if same else 1
     if not same:

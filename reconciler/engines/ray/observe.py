@@ -26,10 +26,11 @@ from typing import Any
 from ...observe.gitrepo import GitRepo
 from ...observe.live import observe_live
 from ...observe.processes import OwnedProcess
-from ...observe.snapshot import Observed, ObservedAgent, fleet_home, observe_paths
+from ...observe.snapshot import Observed, ObservedAgent, count_unrecorded_run, fleet_home, observe_paths
 from ...observe.snapshot import state_store as open_store
 from ...observe.stake import IN_PROGRESS, AtStake, TreeFacts, judge
 from ...runtimes.pricing import overrides
+from ...spec.desired import DesiredAgent
 from ...spec.loader import LoadedFleet
 from ...store.records import RUNNING, CannotStart, ExitRecord, SessionRecord, StateStore, write_json_atomic
 from . import cluster
@@ -108,10 +109,10 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
         obs.agents[name] = ObservedAgent(name, record=rec)
     probes = cluster.probe(ray, cluster.sessions(ray, obs.namespace))
     obs.sessions = {name: Session(p.handle, p.status) for name, p in probes.items()}
-    hashes = {a.name: a.spec_hash for a in loaded.agents}
+    declared = {a.name: a for a in loaded.agents}
     for name, session in obs.sessions.items():
         agent = obs.agents.setdefault(name, ObservedAgent(name))
-        _read_session(obs, agent, session, hashes.get(name))
+        _read_session(obs, agent, session, declared.get(name))
     prefix = loaded.fleet.branch_prefix
     for branch in remote.owned:
         name = branch.removeprefix(prefix)
@@ -120,7 +121,7 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, readonly: bool = 
     # no agent has a local worktree here: the planner's checks of each desired path (as for a
     # local fleet) and "does the branch exist" asked of the remote's heads
     observe_paths(obs, loaded.agents, lambda: frozenset(remote.heads))
-    desired = set(hashes)
+    desired = set(declared)
     for name, agent in obs.agents.items():
         if agent.alive and (status := obs.sessions[name].status) is not None:
             agent.last_progress = status.get("last_progress")
@@ -171,22 +172,23 @@ def observe_offline(loaded: LoadedFleet, *, repo: GitRepo, store: StateStore) ->
     return obs
 
 
-def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desired_hash: str | None) -> None:
+def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desired: DesiredAgent | None) -> None:
     """Liveness and exit of the agent's session from its actor (see the module docstring)."""
     rec, status = agent.record, session.status
+    desired_hash = desired.spec_hash if desired is not None else None
     known = obs.ledger.setdefault(agent.name, {})
     if status is None:  # not placed yet, or its node does not answer: it holds (or wants) a slot
         agent.alive = True
-        if (rec is None or rec.phase != RUNNING) and desired_hash is not None:
-            _adopt(agent, desired_hash, status, fleet=obs.state_store.fleet)
+        if (rec is None or rec.phase != RUNNING) and desired is not None:
+            _adopt(agent, desired, status, fleet=obs.state_store.fleet)
         return
     ours = status.get("run_id") is not None and status.get("run_id") == known.get("run_id")
     if status["state"] in ("preparing", "running"):
         if ours and rec is not None and rec.phase == RUNNING:
             agent.alive, rec.pid = True, status.get("pid")
-        elif desired_hash is not None and status.get("spec_hash") == desired_hash:
+        elif desired is not None and status.get("spec_hash") == desired_hash:
             # fleet died between starting it and recording it
-            _adopt(agent, desired_hash, status, fleet=obs.state_store.fleet)
+            _adopt(agent, desired, status, fleet=obs.state_store.fleet)
             known["run_id"] = status.get("run_id")
         elif desired_hash is None:
             agent.alive = True  # an undeclared agent's session: the planner stops and prunes it
@@ -203,9 +205,19 @@ def _read_session(obs: RayObserved, agent: ObservedAgent, session: Session, desi
                                 cannot_start=CannotStart.from_json(status.get("cannot_start")))
 
 
-def _adopt(agent: ObservedAgent, desired_hash: str, status: dict[str, Any] | None, *, fleet: str) -> None:
-    rec = agent.record or SessionRecord(agent=agent.name, fleet=fleet)
-    rec.phase, rec.reason, rec.spec_hash = RUNNING, None, desired_hash
+def _adopt(agent: ObservedAgent, desired: DesiredAgent, status: dict[str, Any] | None, *, fleet: str) -> None:
+    """A session fleet started but did not record (it died in between): taken as the agent's
+    run and counted as the local engine counts such a run (`count_unrecorded_run`: one more
+    attempt of this spec, its gates still to run), so an adopted run is the same number of
+    attempts on either engine."""
+    rec = agent.record or SessionRecord(agent=agent.name, fleet=fleet, tier=desired.tier_name,
+                                        runtime=desired.tier.runtime, model=desired.tier.model, branch=desired.branch)
+    session_id = status.get("session_id") if status is not None else None
+    # a record already running this very session (a new checkout taking the fleet over, its
+    # ledger not yet naming the run) counts nothing again: the run was counted when it started
+    if not (rec.phase == RUNNING and session_id and session_id == rec.session_id):
+        count_unrecorded_run(rec, desired)
+    rec.phase, rec.reason, rec.spec_hash = RUNNING, None, desired.spec_hash
     if status is not None:
         rec.pid, rec.session_id = status.get("pid"), status.get("session_id") or rec.session_id
     agent.record, agent.alive, agent.adopted = rec, True, True
