@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[object] = []
     messages: list[str] = []
-    loop = ControlLoop(args.file, report=messages.append, on_result=results.append)
+    # as `fleet reconcile --watch` makes it (its heap frozen after the first tick)
+    loop = ControlLoop(args.file, report=messages.append, on_result=results.append, settle_heap=True)
     loop.tick()  # warm-up: imports, first read of everything
     # A running loop remembers between ticks what did not change (store/memo.py), but not what
     # changed within its racy window (2 s) of a read: the floor's sweep just before this ran

@@ -19,7 +19,7 @@ def run(*, file: str, watch: bool, once: bool, interval: float | None, grace: fl
 
     loop = ControlLoop(file, interval=interval, grace=grace, on_result=show,
                        report=lambda line: console.print(escape(line), soft_wrap=True),
-                       report_error=lambda line: err.print(escape(line), soft_wrap=True))
+                       report_error=lambda line: err.print(escape(line), soft_wrap=True), settle_heap=watch)
     if once:
         code = loop.tick()
     else:

@@ -49,7 +49,10 @@ class ControlLoop:
     # the records, exit records and worktree list, read again only where their files changed
     # (store/memo.py): most of a no-op tick at 1,000 agents
     _memo: Memo[Any] = field(default_factory=Memo)
-    _frozen: bool = False  # see `_settle_heap`
+    # the process is this loop's (`fleet reconcile --watch`): after the first tick, freeze the
+    # heap (`_settle_heap`); off for a loop embedded in a program whose heap is not ours to freeze
+    settle_heap: bool = False
+    _frozen: bool = False
 
     def __post_init__(self) -> None:
         self._idle.set()
@@ -60,7 +63,7 @@ class ControlLoop:
         and the full collections that triggered every few ticks walked all of it again (a tick in
         seven took ~30% longer at 1,000 agents). Refcounting still frees what a tick drops;
         garbage in cycles made before the freeze was collected just before it."""
-        if not self._frozen:
+        if self.settle_heap and not self._frozen:
             self._frozen = True
             gc.collect()
             gc.freeze()
