@@ -180,16 +180,12 @@ def still_running(pid: int, start: str) -> bool:
     return start_of(now) == start and now.rpartition(")")[2].split()[0] != "Z"
 
 
-def ends(pid: int, start: str, within: float = 10) -> bool:
-    """Does the process `pid`/`start` end (gone or a zombie) within `within` seconds? A kill
-    is not instant: a process whose pipes have closed can still be in its exit (state R) for a
-    moment on a loaded machine, so checking once right after a kill races the kernel."""
-    deadline = time.monotonic() + within
-    while still_running(pid, start):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def wait_gone(pid: int, start: str, within: float = 10) -> None:
+    """Wait until the process `pid`/`start` has ended (gone or a zombie); AssertionError after
+    `within` seconds. A kill is not instant: a process whose pipes have closed can still be in
+    its exit (state R) for a moment on a loaded machine, so one look right after a kill races
+    the kernel."""
+    wait_until(lambda: not still_running(pid, start), timeout=within, interval=0.02)
 
 
 def ended(pid: int) -> bool:

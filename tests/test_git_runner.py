@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ends, git, start_of
+from conftest import git, start_of, wait_gone
 
 from reconciler.observe import gittree
 from reconciler.observe.gittree import GitTimeout, git_env, read_env, run_bounded, run_git
@@ -22,7 +22,7 @@ def test_a_call_past_its_time_is_killed_with_what_it_started(tmp_path: Path) -> 
     with pytest.raises(GitTimeout, match="did not finish within 0.3s"):
         run_bounded(["sh", "-c", script], cwd=tmp_path, env=None, timeout=0.3)
     child = int(pidfile.read_text())
-    assert ends(child, start_of(statfile.read_text()))
+    wait_gone(child, start_of(statfile.read_text()))
 
 
 def test_an_earlier_deadline_wakes_the_watchdog_waiting_for_a_later_one(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import agents
-from conftest import ends, fleet, git, start_of, status, wait_until
+from conftest import fleet, git, start_of, status, wait_gone, wait_until
 
 WT = Path(".fleet/worktrees")
 
@@ -35,7 +35,7 @@ def test_a_hung_post_checkout_hook_stops_the_worktree_add_and_the_next_pass_repa
     assert row["reason"].startswith("create-worktree failed: `git worktree add"), row["reason"]
     assert "did not finish within 2s" in row["reason"] and row["reason"].endswith("(while creating worktree)")
     hung = int(pidfile.read_text())
-    assert ends(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
+    wait_gone(hung, start_of(Path(f"{pidfile}.stat").read_text()))  # killed with git
     hook.unlink()
     proc = fleet("apply", "fleet.yaml", "--yes", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr

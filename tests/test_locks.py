@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ends, fleet, git, start_of, write_fleet
+from conftest import fleet, git, start_of, wait_gone, write_fleet
 
 from reconciler.errors import FleetError
 from reconciler.locking.slots import read_lock_table, write_lock_table
@@ -149,7 +149,7 @@ def test_released_when_holder_is_sigtermed(tmp_path: Path, lock_dir: Path) -> No
     start = start_of(Path(f"/proc/{cmd_pid}/stat").read_text())
     holder.send_signal(signal.SIGTERM)  # only to fleet lock: it must forward to CMD
     assert holder.wait(timeout=60) == 128 + signal.SIGTERM
-    assert ends(cmd_pid, start)
+    wait_gone(cmd_pid, start)
     after = fleet("lock", "build", "--timeout", "30", "--", sys.executable, "-c", "print('acquired')", cwd=tmp_path)
     assert after.returncode == 0, after.stderr
     assert "acquired" in after.stdout

@@ -278,18 +278,17 @@ def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(steps: list
     from reconciler.act.branch_marks import migrate_marks
 
     with marks_repo() as repo:
-        tmp = repo.parent
         memo: Memo[object] = Memo(clock_ns=late)
         for op, pick in steps:
             _mark_op(repo, op, pick)
-            next_tick(Path(tmp))
+            next_tick(repo.parent)
             remembered = GitRepo(repo, memo=memo)
             migrate_marks(remembered, "t")  # what a pass does first (it may write the file)
             marks_file = repo / ".git" / "fleet" / "branches" / "t.json"
             settled = marks_file.read_text() if marks_file.exists() else None
             assert migrate_marks(GitRepo(repo), "t") == 0, (op, pick)  # without the memo: nothing left to do
             assert (marks_file.read_text() if marks_file.exists() else None) == settled, (op, pick)
-            next_tick(Path(tmp))
+            next_tick(repo.parent)
             assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
             assert GitRepo(repo, memo=memo).marks() == GitRepo(repo).marks(), (op, pick)
             assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
@@ -309,17 +308,16 @@ def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(ste
     from reconciler.act.branch_marks import migrate_marks
 
     with marks_repo() as repo:
-        tmp = repo.parent
         memo: Memo[object] = Memo(clock_ns=late)
         for op, pick in steps:
             _mark_op(repo, op, pick)
-            next_tick(Path(tmp))
+            next_tick(repo.parent)
             with memo.look():
                 remembered = GitRepo(repo, memo=memo)
                 remembered.marks()  # the base check's
                 migrate_marks(remembered, "t")
                 assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
-            next_tick(Path(tmp))
+            next_tick(repo.parent)
             with memo.look():  # nothing changed since: the marks are answered from memory
                 again = GitRepo(repo, memo=memo)
                 assert migrate_marks(again, "t") == 0
