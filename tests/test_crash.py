@@ -166,7 +166,10 @@ def delete(repo: Path) -> Scenario:
     def check(repo: Path) -> None:
         assert (repo / WT / "w-a" / ".git").is_file()
         wait_until(lambda: ended(repo, "w-a"))
-        assert status_in_process(repo)["w-a"]["phase"] == "Succeeded"
+        # fleet's own look, a few seconds at most after the test's: twice in ~10 full runs it still
+        # saw the session's host (Running) once `ended` no longer listed it (cause not pinned down;
+        # nothing relies on that moment). Running for longer is a bug: it fails here.
+        wait_until(lambda: status_in_process(repo)["w-a"]["phase"] == "Succeeded", timeout=10)
 
     return Scenario(DELETE, check, then=APPLY)
 
