@@ -16,10 +16,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
-from conftest import git
+import pytest
+from conftest import git, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +42,15 @@ def next_tick(where: Path) -> None:
     first = os.stat(probe).st_mtime_ns
     while os.stat(probe).st_mtime_ns == first:
         os.utime(probe)
+
+
+def asked(memo: Memo[object]) -> Any:
+    """How the memo is asked: the loop's watched memo in a look (as a pass asks it), a plain one
+    as `fleet status` and the dashboard ask it, outside any."""
+    return memo.look() if memo.watch is not None else nullcontext()
+
+
+WATCHED = pytest.mark.parametrize("watch", [False, True], ids=["stat", "watched"])
 
 
 # ---------------------------------------------------------------------------- the rule itself
@@ -72,45 +83,56 @@ def records(tmp_path: Path, memo: Memo[object] | None) -> StateStore:
     return StateStore(tmp_path / "home", "t", memo=memo)
 
 
-def test_records_and_exit_records_are_read_again_whenever_their_files_change(tmp_path: Path) -> None:
-    memo: Memo[object] = Memo(clock_ns=late)
+@WATCHED
+def test_records_and_exit_records_are_read_again_whenever_their_files_change(tmp_path: Path, watch: bool) -> None:
+    memo: Memo[object] = Memo(clock_ns=late, watch=watch)
+
+    def all_() -> dict[str, SessionRecord]:
+        with asked(memo):
+            return store.all()
+
+    def exit_(name: str) -> Any:
+        with asked(memo):
+            return store.load_exit(name)
+
     store, fresh = records(tmp_path, memo), records(tmp_path, None)
     store.save(SessionRecord(agent="a1", fleet="t", attempts=1))
     store.save(SessionRecord(agent="a2", fleet="t"))
-    assert store.all() == fresh.all()
-    first = store.all()
+    assert all_() == fresh.all()
+    first = all_()
     first["a1"].attempts = 99
     first["a1"].set_condition("Ready", "True", "Changed", "in memory only")
-    again = store.all()["a1"]
+    again = all_()["a1"]
     assert (again.attempts, again.conditions) == (1, [])  # what a pass changes in memory is its own copy
     assert memo.hits >= 2
+    assert memo.watch is None or memo.watch.served >= 2  # watched: known without a stat
     next_tick(tmp_path)
     store.save(SessionRecord(agent="a1", fleet="t", attempts=2))  # atomic replace: a new inode
-    assert store.all()["a1"].attempts == 2
+    assert all_()["a1"].attempts == 2
     path = store.path("a2")
     next_tick(tmp_path)
     text = path.read_text().replace('"attempts": 0', '"attempts": 7')
     with open(path, "r+") as f:  # an editor writing in place, the same size: mtime and ctime move
         f.write(text)
-    assert store.all()["a2"].attempts == 7
+    assert all_()["a2"].attempts == 7
     path.write_text("{ not json")
-    assert "unreadable" in (store.all()["a2"].reason or "")  # reported as a read without memo reports it
+    assert "unreadable" in (all_()["a2"].reason or "")  # reported as a read without memo reports it
     next_tick(tmp_path)
     store.save(SessionRecord(agent="a2", fleet="t", attempts=3))
-    assert store.all()["a2"].attempts == 3
+    assert all_()["a2"].attempts == 3
     path.unlink()
-    assert sorted(store.all()) == ["a1"]
+    assert sorted(all_()) == ["a1"]
     exit_path = store.exit_path("a1")
     exit_path.write_text(json.dumps({"pid": 7, "exit_code": 0, "finished_at": "then"}))
-    assert store.load_exit("a1") == fresh.load_exit("a1")
-    assert store.load_exit("a1").exit_code == 0  # type: ignore[union-attr]
+    assert exit_("a1") == fresh.load_exit("a1")
+    assert exit_("a1").exit_code == 0  # type: ignore[union-attr]
     next_tick(tmp_path)
     exit_path.write_text(json.dumps({"pid": 7, "exit_code": 3, "finished_at": "then"}))
-    assert store.load_exit("a1").exit_code == 3  # type: ignore[union-attr]
+    assert exit_("a1").exit_code == 3  # type: ignore[union-attr]
     exit_path.write_text("{")
-    assert store.load_exit("a1").corrupt is not None  # type: ignore[union-attr]
+    assert exit_("a1").corrupt is not None  # type: ignore[union-attr]
     exit_path.unlink()
-    assert store.load_exit("a1") is None
+    assert exit_("a1") is None
 
 
 def test_records_still_in_the_old_home_are_read_without_the_memo(tmp_path: Path) -> None:
@@ -182,7 +204,9 @@ OPS = ["add", "commit", "remove", "lock", "unlock", "delete-by-hand", "detach", 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 5)), min_size=1, max_size=10))
-def test_the_remembered_worktree_list_is_the_fresh_one_after_any_change(steps: list[tuple[str, int]]) -> None:
+@WATCHED
+def test_the_remembered_worktree_list_is_the_fresh_one_after_any_change(watch: bool,
+                                                                      steps: list[tuple[str, int]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
@@ -190,10 +214,15 @@ def test_the_remembered_worktree_list_is_the_fresh_one_after_any_change(steps: l
         git(repo, "commit", "-q", "--allow-empty", "-m", "initial")
         _add(repo, "w0")
         _add(repo, "w1")
-        memo: Memo[object] = Memo(clock_ns=late)
+        memo: Memo[object] = Memo(clock_ns=late, watch=watch)
         remembered = GitRepo(repo, memo=memo)
+
+        def trees() -> object:
+            with asked(memo):
+                return remembered.worktrees()
+
         next_tick(Path(tmp))
-        assert remembered.worktrees() == GitRepo(repo).worktrees()
+        assert trees() == GitRepo(repo).worktrees()
         for op, pick in steps:
             try:
                 _op(repo, op, pick)
@@ -201,10 +230,13 @@ def test_the_remembered_worktree_list_is_the_fresh_one_after_any_change(steps: l
                 pass
             next_tick(Path(tmp))
             hits = memo.hits
-            assert remembered.worktrees() == GitRepo(repo).worktrees(), (op, pick)
-            # asked again with nothing changed, it answers from memory
-            assert remembered.worktrees() == GitRepo(repo).worktrees()
+            assert trees() == GitRepo(repo).worktrees(), (op, pick)
+            served = memo.watch.served if memo.watch is not None else 0
+            # asked again with nothing changed, it answers from memory (watched: without a stat)
+            assert trees() == GitRepo(repo).worktrees()
             assert memo.hits > hits
+            assert memo.watch is None or memo.watch.served > served
+        memo.close()
 
 
 def test_an_unchanged_worktree_list_is_not_asked_of_git_again(repo: Path) -> None:
@@ -272,34 +304,43 @@ def _mark_op(repo: Path, op: str, pick: int) -> None:
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(MARK_OPS), st.integers(0, 5)), min_size=1, max_size=10))
-def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(steps: list[tuple[str, int]]) -> None:
+@WATCHED
+def test_remembered_branch_marks_are_the_fresh_ones_after_any_change(watch: bool, steps: list[tuple[str, int]]) -> None:
     """The marks (who owns which branch, which are protected) and the pass's move of old config
     marks into the file: with the loop's memo, the same as without it, after any change."""
     from reconciler.act.branch_marks import migrate_marks
 
     with marks_repo() as repo:
-        memo: Memo[object] = Memo(clock_ns=late)
+        memo: Memo[object] = Memo(clock_ns=late, watch=watch)
         for op, pick in steps:
             _mark_op(repo, op, pick)
             next_tick(repo.parent)
             remembered = GitRepo(repo, memo=memo)
-            migrate_marks(remembered, "t")  # what a pass does first (it may write the file)
+            with asked(memo):
+                migrate_marks(remembered, "t")  # what a pass does first (it may write the file)
             marks_file = repo / ".git" / "fleet" / "branches" / "t.json"
             settled = marks_file.read_text() if marks_file.exists() else None
             assert migrate_marks(GitRepo(repo), "t") == 0, (op, pick)  # without the memo: nothing left to do
             assert (marks_file.read_text() if marks_file.exists() else None) == settled, (op, pick)
             next_tick(repo.parent)
-            assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
-            assert GitRepo(repo, memo=memo).marks() == GitRepo(repo).marks(), (op, pick)
-            assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
+            with asked(memo):
+                assert remembered.marks() == GitRepo(repo).marks(), (op, pick)
+            with asked(memo):
+                assert GitRepo(repo, memo=memo).marks() == GitRepo(repo).marks(), (op, pick)
+            with asked(memo):
+                assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
             hits = memo.hits
-            assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
+            with asked(memo):
+                assert migrate_marks(GitRepo(repo, memo=memo), "t") == 0
             assert memo.hits > hits, (op, pick)  # settled, and judged so from memory
+        memo.close()
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(MARK_OPS), st.integers(0, 5)), min_size=1, max_size=10))
-def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(steps: list[tuple[str, int]]) -> None:
+@WATCHED
+def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(watch: bool,
+                                                                            steps: list[tuple[str, int]]) -> None:
     """A pass is one look (each file stat'ed once, `Memo.look`): the base check reads the marks,
     the move of old marks may then write the marks file, and observe reads them again. That
     read equals a fresh one, and what it keeps is keyed by the file as written (`Memo.restat`):
@@ -308,7 +349,7 @@ def test_marks_read_in_one_look_after_the_pass_moved_them_are_the_fresh_ones(ste
     from reconciler.act.branch_marks import migrate_marks
 
     with marks_repo() as repo:
-        memo: Memo[object] = Memo(clock_ns=late)
+        memo: Memo[object] = Memo(clock_ns=late, watch=watch)
         for op, pick in steps:
             _mark_op(repo, op, pick)
             next_tick(repo.parent)
@@ -365,3 +406,59 @@ def test_only_the_temp_files_of_killed_writes_are_swept(tmp_path: Path) -> None:
     store.sweep_temp()
     assert sorted(os.listdir(store.dir)) == sorted(kept)
     records(tmp_path / "none", None).sweep_temp()  # no state directory yet: nothing to do
+
+
+# ---------------------------------------------------------------------------- a pass's look and the lock
+
+def test_what_was_written_while_the_pass_waited_for_the_lock_is_what_it_observes(repo: Path) -> None:
+    """A pass's look begins before it takes the fleet lock (the base check reads in it); what a
+    `fleet apply` holding the lock writes meanwhile is read afresh once the lock is taken, the
+    watched memo's word on those files from before the wait notwithstanding."""
+    import threading
+
+    import agents
+
+    from reconciler.control.converge import reconcile_once
+    from reconciler.locking.fleet_lock import fleet_lock
+    from reconciler.observe.snapshot import fleet_home, state_store
+    from reconciler.spec.loader import load_fleet
+
+    agents.fleet_yaml(repo, '- {name: w-a, tier: local, command: ["true"], restart: Never}')
+    loaded = load_fleet(repo / "fleet.yaml")
+    memo: Memo[object] = Memo(clock_ns=late, watch=True)
+    reconcile_once(loaded, memo=memo)
+    store = state_store(GitRepo(repo), "t")
+    wait_until(lambda: store.load_exit("w-a") is not None)
+    reconcile_once(loaded, memo=memo)  # the record settles: Succeeded
+    reconcile_once(loaded, memo=memo)  # and is known, watched
+    seen: list[int] = []
+
+    class Seen(Exception):
+        pass
+
+    def planner(observed):  # type: ignore[no-untyped-def]
+        seen.append(observed.agents["w-a"].record.attempts)
+        raise Seen
+
+    waiting = threading.Event()
+    errors: list[BaseException] = []
+
+    def other_pass() -> None:
+        try:
+            reconcile_once(loaded, memo=memo, lock_timeout=30, on_wait=lambda who: waiting.set(), planner=planner)
+        except Seen:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            errors.append(exc)
+
+    with fleet_lock(fleet_home(GitRepo(repo)), "t", timeout=5, command="the test"):
+        thread = threading.Thread(target=other_pass)
+        thread.start()
+        assert waiting.wait(30)
+        record = store.load("w-a")
+        assert record is not None and record.attempts == 1
+        record.attempts = 42  # what the holder of the lock writes while the pass waits
+        store.save(record)
+    thread.join(60)
+    assert not errors and seen == [42]
+    memo.close()

@@ -132,8 +132,9 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
     with ExitStack() as looking:
         # the base check, the move of old marks and the observation are one look of the loop's
         # memo (each file's stat taken once, store/memo.py); it is closed before anything is acted
-        # on. What is written inside it (the old home's state, info/exclude, the lock) is no file a
-        # key names, but for the marks file `migrate_marks` moves marks into (it calls `restat`)
+        # on. What is written inside it before the lock is taken (the old home's state, info/exclude,
+        # the lock) is stat'ed again once it is held; the marks file `migrate_marks` moves marks
+        # into calls `restat` itself
         if memo is not None:
             looking.enter_context(memo.look())
         if engine is None and loaded.fleet.spec.placement.engine == "local":
@@ -156,6 +157,10 @@ def reconcile_once(loaded: LoadedFleet, *, targets: Iterable[str] = (), lock_tim
         ensure_excluded(engine.repo, loaded.worktrees_root)
         with fleet_lock(fleet_home(engine.repo), loaded.name, timeout=lock_timeout, command=command, on_wait=on_wait), \
                 engine.controller(command=command, timeout=lock_timeout, on_wait=on_wait):
+            if memo is not None:
+                # what was written before the lock was ours (the state moved just now, or by a
+                # `fleet apply` that held it) is stat'ed again: the look began before it
+                memo.restat()
             # marks still in the repo config move to the fleet's marks file (act/branch_marks.py)
             migrate_marks(engine.repo, loaded.name)
             observed = engine.observe(inspect_all=inspect_all, readonly=False)

@@ -47,8 +47,9 @@ class ControlLoop:
     # parsed again only when the file (or what its globs match) changed: ~0.1 s a tick at 1,000 agents
     _cache: LoadCache = field(default_factory=LoadCache)
     # the records, exit records and worktree list, read again only where their files changed
-    # (store/memo.py): most of a no-op tick at 1,000 agents
-    _memo: Memo[Any] = field(default_factory=Memo)
+    # (store/memo.py), stat'ed again only where inotify saw a change (store/stat_watch.py): most
+    # of a no-op tick at 1,000 agents
+    _memo: Memo[Any] = field(default_factory=lambda: Memo(watch=True))
     # the process is this loop's (`fleet reconcile --watch`): after the first tick, freeze the
     # heap (`_settle_heap`); off for a loop embedded in a program whose heap is not ours to freeze
     settle_heap: bool = False
@@ -155,7 +156,13 @@ class ControlLoop:
             self.report(f"{_now()} interrupted a running tick; the next run picks it up")
             sys.stdout.flush()
             os._exit(EXIT_OK)
+        self.close()
         return EXIT_OK
+
+    def close(self) -> None:
+        """Let go of what the loop holds between ticks (the memo's inotify instance); a tick
+        after it still works, statting everything."""
+        self._memo.close()
 
     def _notify(self, loaded: LoadedFleet, status: Callable[[], FleetStatus]) -> None:
         try:
