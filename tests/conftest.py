@@ -231,3 +231,12 @@ def status_in_process(repo: Path, file: str = "fleet.yaml") -> dict[str, dict]:
     """`status`, through fleet_in_process."""
     proc = fleet_in_process("status", file, "-o", "json", cwd=repo, check=True)
     return {a["agent"]: a for a in json.loads(proc.stdout)["agents"]}
+
+
+def next_tick(where: Path) -> None:
+    """Return once the filesystem's clock has moved past every write made before the call."""
+    probe = where / ".tick"
+    probe.write_text("")
+    first = os.stat(probe).st_mtime_ns
+    while os.stat(probe).st_mtime_ns == first:
+        os.utime(probe)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, wait_until
+from conftest import git, next_tick, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,15 +33,6 @@ from reconciler.store.records import SessionRecord, StateStore
 def late() -> int:
     """"Now", past the racy window of every file written so far: everything is kept."""
     return time.time_ns() + RACY_NS + 10**9
-
-
-def next_tick(where: Path) -> None:
-    """Return once the filesystem's clock has moved past every write made before the call."""
-    probe = where / ".tick"
-    probe.write_text("")
-    first = os.stat(probe).st_mtime_ns
-    while os.stat(probe).st_mtime_ns == first:
-        os.utime(probe)
 
 
 def asked(memo: Memo[object]) -> Any:

@@ -15,21 +15,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import next_tick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inotify_simple import INotify
 
 from reconciler.store.memo import Memo, stat_key
 from reconciler.store.stat_watch import REFRESH_NS, StatWatch
-
-
-def next_tick(where: Path) -> None:
-    """Return once the filesystem's clock has moved past every write made before the call."""
-    probe = where / ".tick"
-    probe.write_text("")
-    first = os.stat(probe).st_mtime_ns
-    while os.stat(probe).st_mtime_ns == first:
-        os.utime(probe)
 
 
 class Clock:
