@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import agents
 import psutil
@@ -39,8 +40,9 @@ from conftest import (
 from reconciler.act.failpoints import ENV, NAMES, armed, failpoint, inside_add_env
 from reconciler.observe.gitrepo import GitRepo
 from reconciler.observe.processes import ProcessTable
-from reconciler.observe.snapshot import observe
+from reconciler.observe.snapshot import observe, state_store
 from reconciler.spec.loader import load_fleet
+from reconciler.store.memo import Memo
 
 WT = Path(".fleet") / "worktrees"
 
@@ -334,12 +336,15 @@ def test_a_run_launched_but_not_recorded_is_one_attempt_whether_it_still_runs_or
     assert "w-a" not in sessions_by_agent(repo)  # not run a second time
 
 
-def test_a_run_that_ends_between_the_process_pass_and_its_variables_is_adopted_once(repo: Path) -> None:
+@pytest.mark.parametrize("watch", [False, True], ids=["stat", "watched"])
+def test_a_run_that_ends_between_the_process_pass_and_its_variables_is_adopted_once(repo: Path, watch: bool) -> None:
     """The unrecorded run (killed at spawn:after-launch) is still running when the pass reads the
     process table and has ended, its exit file written, when the pass reads its owner variables:
     gone, it cannot be adopted live, so the ended adoption must see its exit file. It did not
     when exit files were read before the variables: neither adoption took the run and the next
-    pass started it a second time. The table given here ends the session at that very moment."""
+    pass started it a second time. The table given here ends the session at that very moment.
+    Watched: the loop's look, whose memo saw no exit file a tick before and whose look began
+    before the session ended, reads the exit file as it is now (StateStore.load_exits)."""
     release = repo.parent / "release"
     until = agents.argv(agents.install(repo.parent), "until", str(release))
     agents.fleet_yaml(repo, f"""
@@ -355,7 +360,19 @@ def test_a_run_that_ends_between_the_process_pass_and_its_variables_is_adopted_o
             wait_until(lambda: ended(repo, "w-a"))  # its host wrote the exit file before it ended
             return super().leaders()
 
-    seen = observe(load_fleet(repo / "fleet.yaml"), processes=EndsAsItIsRead).agents["w-a"]
+    loaded = load_fleet(repo / "fleet.yaml")
+    if watch:
+        memo: Memo[Any] = Memo(watch=True)
+        handle = GitRepo(repo, memo=memo)
+        store = state_store(handle, loaded.name, memo=memo)
+        with memo.look():
+            before = observe(loaded, repo=handle, store=store).agents["w-a"]
+        assert (before.adopted, before.alive, before.exit) == (True, True, None)  # adopted live; no exit file, known so
+        with memo.look():
+            seen = observe(loaded, repo=handle, store=store, processes=EndsAsItIsRead).agents["w-a"]
+        memo.close()
+    else:
+        seen = observe(loaded, processes=EndsAsItIsRead).agents["w-a"]
     assert seen.record is not None
     assert (seen.adopted, seen.alive, seen.record.pid) == (True, False, pid)
     fleet_in_process(*APPLY, cwd=repo, check=True)  # folds the exit in

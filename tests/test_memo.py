@@ -126,6 +126,24 @@ def test_records_and_exit_records_are_read_again_whenever_their_files_change(tmp
     assert exit_("a1") is None
 
 
+@WATCHED
+def test_exit_records_are_read_as_they_are_now_even_inside_a_look(tmp_path: Path, watch: bool) -> None:
+    """A session ends after the pass's look began: its exit record, written then, is what
+    `load_exits` reads (observe reads them last for that reason), whatever the look or the
+    watch knew of the file before."""
+    memo: Memo[object] = Memo(clock_ns=late, watch=watch)
+    store = records(tmp_path, memo)
+    store.save(SessionRecord(agent="a1", fleet="t"))
+    with memo.look():
+        assert store.load_exits(["a1"]) == {"a1": None}
+    with memo.look():
+        assert store.load_exit("a1") is None  # the look has its key now: no exit record
+        store.exit_path("a1").write_text(json.dumps({"pid": 7, "exit_code": 0, "finished_at": "then"}))
+        ended = store.load_exits(["a1"])["a1"]
+    assert ended is not None and ended.exit_code == 0
+    memo.close()
+
+
 def test_records_still_in_the_old_home_are_read_without_the_memo(tmp_path: Path) -> None:
     legacy = tmp_path / "old"
     StateStore(legacy, "t").save(SessionRecord(agent="a1", fleet="t"))

@@ -18,7 +18,7 @@ import pytest
 from conftest import next_tick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inotify_simple import INotify
+from inotify_simple import INotify, flags
 
 from reconciler.store.memo import Memo, stat_key
 from reconciler.store.stat_watch import REFRESH_NS, StatWatch
@@ -213,10 +213,52 @@ def test_a_change_no_directory_watch_sees_is_believed_until_the_next_full_refres
     watch.key(path)
     next_tick(tmp_path)
     (elsewhere / "f").write_text("written through the other name")
-    clock.now += REFRESH_NS
+    clock.now += REFRESH_NS - 1
+    watch.refresh()
+    assert watch.key(path) != stat_key(path)  # believed: no event, and the refresh is not due
+    clock.now += 1
     watch.refresh()
     assert watch.key(path) == stat_key(path)
     assert stat_key(path)[1] == len("written through the other name")  # type: ignore[index]
+    watch.close()
+
+
+def test_a_directory_covered_from_two_threads_keeps_the_watch_for_writes_in_place(tmp_path: Path) -> None:
+    """Observe asks from a pool thread (the worktree list) and the main thread at once. One
+    thread watches directory `a` as a path asked (entries only) while the other asks for a file
+    in it (writes in place too): the watch must end up with the wider mask, or an in-place write
+    to the file is never an event and its old key is believed. The first thread's `add_watch`
+    is held until the second one's has gone through, or half a second (the watch's lock keeps
+    the second one out meanwhile: then it goes second and nothing is lost)."""
+    import threading
+
+    root = _tree(tmp_path)
+    directory, path = f"{root}/a", f"{root}/a/f"
+    held, widened = threading.Event(), threading.Event()
+
+    class Held(INotify):
+        def add_watch(self, where, mask):  # type: ignore[no-untyped-def]
+            if where == directory and threading.current_thread().name == "asks-the-directory":
+                held.set()
+                widened.wait(0.5)
+            wd = super().add_watch(where, mask)
+            if where == directory and mask & flags.MODIFY:
+                widened.set()
+            return wd
+
+    watch = StatWatch(Clock(), open_inotify=lambda: Held(nonblocking=True))
+    watch.refresh()
+    first = threading.Thread(target=watch.key, args=(directory,), name="asks-the-directory")
+    first.start()
+    assert held.wait(10)  # the first thread is in its cover, about to watch the directory
+    watch.key(path)
+    first.join()
+    before = watch.key(path)
+    next_tick(tmp_path)
+    with open(path, "r+") as f:  # in place, the same size
+        f.write(Path(path).read_text().upper())
+    watch.refresh()
+    assert watch.key(path) == stat_key(path) != before
     watch.close()
 
 

@@ -154,9 +154,10 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     # exit records are read after the owner variables: a session that ends between the process
     # pass and the read of its variables (gone, so not adopted live) has written its exit record
     # by then, so the ended adoption below sees it. Read before, neither saw the run and it was
-    # started a second time.
-    for name in records:
-        obs.agents[name].exit = store.load_exit(name)
+    # started a second time. And they are read as the files are now, not as the look found them
+    # when it began (StateStore.load_exits).
+    for name, ended in store.load_exits(records).items():
+        obs.agents[name].exit = ended
     declared = {a.name: a for a in loaded.agents}
 
     def first(p: OwnedProcess) -> tuple[bool, float]:

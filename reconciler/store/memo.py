@@ -63,7 +63,7 @@ class Memo(Generic[T]):
         if watch:
             from .stat_watch import StatWatch  # inotify: only the loop's memo needs it
 
-            self.watch = StatWatch(clock_ns)
+            self.watch = StatWatch()  # its refresh is timed by the monotonic clock, not `clock_ns`
 
     def close(self) -> None:
         """Let go of the watch's inotify instance (a memo is usable afterwards: it stats)."""
@@ -94,7 +94,9 @@ class Memo(Generic[T]):
             self._look = None
 
     def restat(self) -> None:
-        """fleet just wrote files a key may name: the open look (if any) stats them again."""
+        """Files a key may name changed since the look began (fleet wrote them, or another
+        process did and the read must see it: an exit record): the open look (if any) stats
+        them again."""
         if self._look is not None:
             self._look.clear()
             if self.watch is not None:

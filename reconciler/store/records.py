@@ -16,6 +16,7 @@ import marshal
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -297,6 +298,16 @@ class StateStore:
         if path.exists() and not _readable_json(path):
             path.replace(path.with_suffix(".corrupt"))  # never lose a file, even a broken one
         write_json_atomic(path, record.to_json())
+
+    def load_exits(self, agents: Iterable[str]) -> dict[str, ExitRecord | None]:
+        """`load_exit` of each agent, as the files are now. The loop's look took its keys
+        before: a session that ended since (after the look began, before the process table was
+        read) wrote its exit record, and the watched memo would give the key from before it
+        (None: no exit record), so the run would read as killed. Observe reads these last for
+        that reason (observe/snapshot.py)."""
+        if self._memo is not None:
+            self._memo.restat()
+        return {agent: self.load_exit(agent) for agent in agents}
 
     def load_exit(self, agent: str) -> ExitRecord | None:
         """The agent's exit record; None if there is none. One that exists but cannot be read

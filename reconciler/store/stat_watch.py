@@ -16,10 +16,12 @@ Not covered, so `stat`ed every time as without a watch: a path that is a symlink
 under one (the link's target changes where no watch looks), a directory inotify refuses (no
 read permission, the watch limit reached), and everything when inotify cannot be had.
 
-What no directory watch sees: a write through a hard link in another directory, a change made
-by another machine on a network filesystem, a mount over a directory. Those reach the loop at
-the next full refresh: every `REFRESH_NS` (and after the event queue overflowed) everything is
-forgotten and the watches are made again, so a missed change is believed for 30 s at most.
+What no directory watch sees: a write through a hard link in another directory, a hard link
+to the file made or removed in another directory (its ctime moves, no event names it here), a
+change made by another machine on a network filesystem, a mount over a directory. Those reach the loop at
+the next full refresh: every `REFRESH_NS` of the monotonic clock (and after the event queue
+overflowed) everything is forgotten and the watches are made again, so a missed change is
+believed for 30 s at most.
 Only observation uses this; the checks right before an action stat and read afresh (act/).
 """
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+import time
 from collections.abc import Callable
 
 from inotify_simple import INotify, flags
@@ -52,9 +56,16 @@ class StatWatch:
     """Stat keys of absolute paths, each taken once and kept until inotify reports a change
     that can move it (see the module docstring)."""
 
-    def __init__(self, clock_ns: Callable[[], int], open_inotify: Callable[[], INotify] | None = None) -> None:
-        self._clock_ns = clock_ns
+    def __init__(self, monotonic_ns: Callable[[], int] = time.monotonic_ns,
+                 open_inotify: Callable[[], INotify] | None = None) -> None:
+        # monotonic, not the memo's wall clock: a clock stepped back must not put off the refresh
+        self._monotonic_ns = monotonic_ns
         self._open = open_inotify or (lambda: INotify(nonblocking=True))
+        # observe asks from a pool thread too (the worktree list) while the main thread asks for
+        # records: covering a path is several steps (watch, stat, remember) that another
+        # thread's refresh or cover must not interleave (a second add_watch would set a
+        # directory's mask to the narrower one). A known key is given without it: one dict read.
+        self._lock = threading.Lock()
         self._inotify: INotify | None = None
         self._since = 0  # when the watches were last made afresh
         self._known: dict[str, Key] = {}  # path -> its key when last stat'ed, no change reported since
@@ -75,12 +86,17 @@ class StatWatch:
         if key is not _UNKNOWN:
             self.served += 1
             return key  # type: ignore[return-value]
-        return self._cover(path)
+        with self._lock:
+            return self._cover(path)
 
     def refresh(self) -> None:
         """Forget what changed since the last call; every REFRESH_NS, or when events were lost
         (the queue overflowed), forget everything and make the watches again."""
-        now = self._clock_ns()
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        now = self._monotonic_ns()
         if self._inotify is None or now - self._since >= REFRESH_NS:
             self._reset(now)
             return
@@ -113,12 +129,16 @@ class StatWatch:
                 self._known.pop(path, None)  # written or touched: the same file, its key moved
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
 
     def _reset(self, now: int) -> None:
-        self.close()
+        self._close()
         for kept in (self._known, self._under, self._wd, self._dir):
             kept.clear()
         self._holding.clear()
