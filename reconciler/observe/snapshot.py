@@ -90,26 +90,24 @@ def observe(loaded: LoadedFleet, *, inspect_all: bool = False, repo: GitRepo | N
     store = store or state_store(repo, loaded.name)
     root = loaded.worktrees_root
     repo_id = str(repo.common_dir)
-    # git's answers (worktree list, the base, the config's marks) are read in threads while this
-    # one reads the records and the process table: git runs on another core meanwhile, and the
-    # threads mostly wait on its pipes. Results are taken in a fixed order, so is any error.
-    # What the loop's memo still holds is taken here instead: it is stat calls in Python, which
-    # a thread would only slow down by contending for the interpreter with this one.
-    remembered = repo.remembered_worktrees()
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        trees = pool.submit(repo.read_worktrees) if remembered is None else None
+    # Only git's processes run beside this thread: the base's rev-parse and the config's marks
+    # in a pool, `git worktree list` in read_worktrees' own thread while it reads the admin
+    # dirs. Everything Python reads (records, markers, marks files, the process table) is read
+    # here, one thing after another: two threads doing small reads each give the interpreter up
+    # at every open, and waited for it back (the records took 3x longer beside the tree list).
+    # Results are taken in a fixed order, so is any error. What the loop's memo still holds is
+    # taken instead of a read: stat calls in Python.
+    with ThreadPoolExecutor(max_workers=2) as pool:
         base_exists = pool.submit(repo.ref_exists, loaded.fleet.spec.base)
-        marks = pool.submit(repo.branch_marks) if repo.memo is None else None
+        config = pool.submit(repo.config_marks) if repo.memo is None else None
+        main, linked = repo.worktrees()
         records = store.all()
         # one pass over the process table for liveness, orphans and the prune checks below
         procs = processes()
         obs = Observed(base_exists=base_exists.result())
-        owners, protected = marks.result() if marks is not None else repo.branch_marks()
-        if trees is None:
-            assert remembered is not None  # the list is asked of git exactly when the memo had none
-            main, linked = remembered
-        else:
-            main, linked = trees.result()
+        if config is not None:
+            config.result()  # kept by the handle: branch_marks asks it again
+        owners, protected = repo.branch_marks()
     # only an agent's branch can be owned (under the prefix, or a record's): a mark naming any
     # other branch (`main`, a user's) is ignored, so no mark can make fleet delete it
     recorded = {r.branch for r in records.values() if r.branch}
