@@ -12,6 +12,7 @@ from conftest import fleet_in_process, git, write_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.observe.gittree import tree_facts
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -22,6 +23,7 @@ from reconciler.observe.model import (
     Worktree,
 )
 from reconciler.observe.snapshot import observe, observe_paths, path_state
+from reconciler.observe.stake import IN_PROGRESS
 from reconciler.spec.loader import load_fleet
 
 
@@ -158,3 +160,28 @@ def test_no_archive_is_missed_when_git_is_not_asked(steps: list[tuple[str, int]]
             git(repo, "update-ref", "-d", ref)
         shutil.rmtree(repo / ".git" / "refs" / "fleet" / "archive" / "t", ignore_errors=True)  # dirs git left
         assert not GitRepo(repo).may_have_refs("refs/fleet/archive/t/")
+
+
+@pytest.mark.parametrize("name", [*IN_PROGRESS, "dangling REVERT_HEAD", "none"])
+def test_an_operation_in_progress_in_the_tree_s_git_dir_is_seen(repo: Path, name: str) -> None:
+    """Each marker of an operation git left half done (a merge, rebase, cherry-pick, revert,
+    bisect) in a worktree's git dir is a fact of the tree, read from one listing of the dir; a
+    dangling symlink under a marker's name counts too (it blocks the prune: the safe side)."""
+    tree = repo.parent / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "b", str(tree))
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
+    if name == "dangling REVERT_HEAD":
+        (admin / "REVERT_HEAD").symlink_to(admin / "nowhere")
+        expected: tuple[str, ...] = ("REVERT_HEAD",)
+    elif name == "none":
+        (admin / "ORIG_HEAD").write_text("0" * 40 + "\n")  # left by many commands: no operation
+        expected = ()
+    else:
+        marker = admin / name
+        if name.startswith("rebase-"):
+            marker.mkdir()
+        else:
+            marker.write_text("0" * 40 + "\n")
+        expected = (name,)
+    assert tree_facts(tree, admin).markers == expected
+    assert tree_facts(tree, None).markers == ()  # no git dir known: none read

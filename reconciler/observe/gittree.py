@@ -333,9 +333,22 @@ def tree_facts(path: Path, git_dir: Path | None, *, plain_index: bool = False,
         if not (plain_index and admin is not None and index_has_no_flags(os.path.join(admin, "index"))):
             hidden = hidden_edits(path, env=env)
         nested = [p for p in status + hidden if os.path.exists(os.path.join(where, p, ".git"))]
-    markers = [m for m in IN_PROGRESS if os.path.exists(os.path.join(admin, m))] if admin is not None else []
+    markers = _in_progress(admin) if admin is not None else []
     return TreeFacts(status=tuple(status), hidden_edits=tuple(hidden), nested_repos=tuple(nested),
                      markers=tuple(markers), processes=tuple(processes), ignored=tuple(ignored_files))
+
+
+def _in_progress(admin: str) -> list[str]:
+    """The IN_PROGRESS markers in the git dir `admin`, from one listing of it (a prune check of a
+    thousand trees made six `stat`s each, every one giving the interpreter up to the other
+    checks' threads). A name listed counts even where `exists` would say no (a dangling
+    symlink): it blocks the prune, the safe side. A git dir that cannot be listed has none, as
+    a `stat` in it would have found none."""
+    try:
+        names = set(os.listdir(admin))
+    except OSError:
+        return []
+    return [m for m in IN_PROGRESS if m in names]
 
 
 def _size(tree: Path | str, rel: str) -> int:
