@@ -286,20 +286,20 @@ class Agent(Strict):
 class FleetSpec(Strict):
     repo: str = Field(".", description="Git repository, relative to this file.")
     base: str = Field("main", description="Ref new worktrees branch from.")
-    worktrees: Worktrees = Worktrees()
+    worktrees: Worktrees = Worktrees.model_construct()
     tiers: dict[Name, Tier] = Field(min_length=1)
-    concurrency: Concurrency = Concurrency()
-    budget: Budget = Budget()
+    concurrency: Concurrency = Concurrency.model_construct()
+    budget: Budget = Budget.model_construct()
     locks: dict[Name, Lock] = Field(default_factory=dict)
     gates: dict[Name, Gate] = Field(default_factory=dict)
-    reconcile: Reconcile = Reconcile()
-    restartBackoff: Backoff = Backoff()
-    gc: GC = GC()
-    telemetry: Telemetry = Telemetry()
+    reconcile: Reconcile = Reconcile.model_construct()
+    restartBackoff: Backoff = Backoff.model_construct()
+    gc: GC = GC.model_construct()
+    telemetry: Telemetry = Telemetry.model_construct()
     remote: str | None = Field(None, description="Git URL every node can reach (or a path, or the name of a remote "
                                                  "of spec.repo); sessions clone it and push their branches there. "
                                                  "Required by placement.engine ray.")
-    placement: Placement = Placement()
+    placement: Placement = Placement.model_construct()
     delivery: Delivery | None = Field(None, description="The merge queue into a target branch (docs/delivery.md).")
     notify: list[Notify] = Field(default_factory=list, description="Commands and webhooks told of agents' "
                                                                    "transitions by `fleet reconcile`.")
