@@ -2,7 +2,9 @@
 whether a worktree's directory is there, and every branch, read only when it is needed."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,24 @@ def test_an_operation_in_progress_in_the_tree_s_git_dir_is_seen(repo: Path, name
         expected = (name,)
     assert tree_facts(tree, admin).markers == expected
     assert tree_facts(tree, None).markers == ()  # no git dir known: none read
+
+
+def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(repo: Path) -> None:
+    """A tree a user added at a path whose bytes are not UTF-8 (Linux allows any) is listed by
+    git and matched to its admin dir like any other: reading its `gitdir` file as text raised,
+    and no tree of the fleet could be observed at all."""
+    script = agents.install(repo.parent)
+    agents.fleet_yaml(repo, f"""
+        - name: a
+          tier: local
+          command: {agents.argv(script, "sleep", "0")}
+    """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    loaded = load_fleet(repo / "fleet.yaml")
+    odd = os.fsencode(loaded.worktrees_root) + b"/user-\xff"
+    subprocess.run([b"git", b"worktree", b"add", b"-q", b"-b", b"odd", odd], cwd=repo, check=True)
+    seen = observe(loaded)
+    assert seen.agents["a"].worktree is not None and seen.agents["a"].worktree.owner is not None
+    [foreign] = seen.foreign
+    assert os.fsencode(foreign.path) == odd and foreign.branch == "odd"
+    assert foreign.admin_dir is not None and foreign.owner is None

@@ -271,8 +271,11 @@ class GitRepo:
         with entries:
             for entry in entries:
                 try:
-                    with open(os.path.join(entry.path, "gitdir")) as f:
-                        gitfile = f.read().strip()
+                    # bytes, decoded as git's output is (gitcmd: surrogates for what is not
+                    # UTF-8): a tree at a path that is not UTF-8 is matched to its listing, where
+                    # a text-mode read raised and no tree of the fleet could be observed
+                    with open(os.path.join(entry.path, "gitdir"), "rb") as f:
+                        gitfile = f.read().strip().decode("utf-8", "surrogateescape")
                 except OSError:
                     continue
                 found[resolve.real(os.path.dirname(gitfile))] = entry.path
@@ -468,7 +471,7 @@ class GitRepo:
 
 
 def _read_marker(admin_dir: str | Path, name: str) -> Any:
-    with open(os.path.join(admin_dir, name)) as f:
+    with open(os.path.join(admin_dir, name), "rb") as f:  # json decodes UTF-8 itself: a text-mode open costs more
         return json.loads(f.read())
 
 
