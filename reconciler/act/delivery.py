@@ -87,18 +87,8 @@ def remove_scratch(repo: GitRepo, root: Path, fleet: str) -> bool:
 
 def _registered(repo: GitRepo, path: Path) -> Path | None:
     """The admin dir of the linked worktree at `path`, if git has one."""
-    base = repo.common_dir / "worktrees"
-    if not base.is_dir():
-        return None
-    want = os.path.realpath(path)
-    for admin in base.iterdir():
-        try:
-            gitdir = (admin / "gitdir").read_text().strip()
-        except OSError:
-            continue
-        if os.path.realpath(os.path.dirname(gitdir)) == want:
-            return admin
-    return None
+    admin = repo.admin_dirs().get(os.path.realpath(path))
+    return Path(admin) if admin is not None else None
 
 
 def _git(tree: Path, *args: str) -> tuple[int, str, str]:

@@ -191,7 +191,7 @@ class GitRepo:
         # read within its racy window of the start (`read_worktrees`).
         with ThreadPoolExecutor(max_workers=1) as lister:
             listing = lister.submit(self.git.worktree, "list", "--porcelain")
-            admin = self._admin_dirs(resolve)
+            admin = self.admin_dirs(resolve)
             markers = {a: (read_owner(a), read_prune_intent(a), read_scratch(a)) for a in admin.values()}
             blocks = listing.result().split("\n\n")
         main = _parse_porcelain(blocks[0], resolve)
@@ -260,7 +260,7 @@ class GitRepo:
         self._config_marks = (key, out) if key is not None else None
         return out
 
-    def _admin_dirs(self, resolve: _Resolver | None = None) -> dict[str, str]:
+    def admin_dirs(self, resolve: _Resolver | None = None) -> dict[str, str]:
         """worktree path -> its admin dir (resolved, as strings), via each admin dir's `gitdir` file."""
         resolve = resolve or _Resolver()
         found: dict[str, str] = {}
