@@ -144,6 +144,28 @@ def test_exit_records_are_read_as_they_are_now_even_inside_a_look(tmp_path: Path
     memo.close()
 
 
+@WATCHED
+def test_reading_the_exit_records_afresh_leaves_the_rest_of_the_look_one_reading(repo: Path, watch: bool) -> None:
+    """`load_exits` restats the exit records only: the tree list asked again later in the same
+    look (delivery's observation asks it after the snapshot's) is the answer the look gave
+    before, though a tree moved in between; the next look reads the move."""
+    _add(repo, "w0")
+    memo: Memo[object] = Memo(clock_ns=late, watch=watch)
+    handle = GitRepo(repo, memo=memo)
+    store = StateStore(repo.parent / "home", "t", memo=memo)
+    with memo.look():
+        handle.worktrees()  # remembered from here on
+    next_tick(repo.parent)
+    with memo.look():
+        before = handle.worktrees()
+        git(repo / ".fleet" / "w0", "commit", "-q", "--allow-empty", "-m", "the agent commits meanwhile")
+        store.load_exits(["a1"])
+        assert handle.worktrees() == before
+    with memo.look():
+        assert handle.worktrees() == GitRepo(repo).worktrees() != before
+    memo.close()
+
+
 def test_records_still_in_the_old_home_are_read_without_the_memo(tmp_path: Path) -> None:
     legacy = tmp_path / "old"
     StateStore(legacy, "t").save(SessionRecord(agent="a1", fleet="t"))
@@ -471,3 +493,27 @@ def test_what_was_written_while_the_pass_waited_for_the_lock_is_what_it_observes
     thread.join(60)
     assert not errors and seen == [42]
     memo.close()
+
+
+def test_a_tree_a_prune_removes_while_git_lists_it_is_seen_pruning(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The markers are read while `git worktree list` runs; a prune by a lock holder (seen by an
+    unlocked `fleet diff` or `fleet status`) that writes its intent and removes the tree just
+    after its markers were read leaves a tree git lists, gone from disk: it is read as being
+    pruned (its intent read again after the list), not as a tree deleted by hand."""
+    from reconciler.observe import gitrepo
+
+    _add(repo, "w0")
+    tree = repo / ".fleet" / "w0"
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
+    read_scratch = gitrepo.read_scratch
+
+    def then_pruned(admin_dir: str | Path) -> str | None:
+        found = read_scratch(admin_dir)  # the tree's last marker: all three were read
+        if tree.exists():
+            (admin / gitrepo.PRUNE_INTENT).write_text(json.dumps({"archive": None, "commit": None}))
+            shutil.rmtree(tree)
+        return found
+
+    monkeypatch.setattr(gitrepo, "read_scratch", then_pruned)
+    [seen] = GitRepo(repo).worktrees()[1]
+    assert (seen.exists, seen.pruning is not None) == (False, True)

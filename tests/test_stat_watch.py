@@ -229,7 +229,8 @@ def test_a_directory_covered_from_two_threads_keeps_the_watch_for_writes_in_plac
     in it (writes in place too): the watch must end up with the wider mask, or an in-place write
     to the file is never an event and its old key is believed. The first thread's `add_watch`
     is held until the second one's has gone through, or half a second (the watch's lock keeps
-    the second one out meanwhile: then it goes second and nothing is lost)."""
+    the second one out meanwhile: then it goes second and nothing is lost; and a second
+    `add_watch` adds to a watch's mask, never narrows it)."""
     import threading
 
     root = _tree(tmp_path)

@@ -192,7 +192,7 @@ class GitRepo:
         with ThreadPoolExecutor(max_workers=1) as lister:
             listing = lister.submit(self.git.worktree, "list", "--porcelain")
             admin = self.admin_dirs(resolve)
-            markers = {a: (read_owner(a), read_prune_intent(a), read_scratch(a)) for a in admin.values()}
+            markers = {a: _markers(a) for a in admin.values()}
             blocks = listing.result().split("\n\n")
         main = _parse_porcelain(blocks[0], resolve)
         linked: list[Worktree] = []
@@ -204,7 +204,11 @@ class GitRepo:
             admin_dir = admin.get(os.fspath(wt.path))
             if admin_dir is not None:
                 wt.admin_dir = Path(admin_dir)
-                wt.owner, wt.pruning, wt.scratch = markers[admin_dir]
+                # a tree gone from disk may be one a prune is removing right now (an unlocked
+                # reader: fleet diff, status): its intent, written before the removal, may have
+                # come after the markers were read, so they are read again, after git's list
+                gone = not wt.exists or wt.prunable
+                wt.owner, wt.pruning, wt.scratch = _markers(admin_dir) if gone else markers[admin_dir]
             linked.append(wt)
         return main, linked
 
@@ -468,6 +472,10 @@ class GitRepo:
             return int(self.git.rev_list("--count", f"{base}^{{commit}}..refs/heads/{branch}^{{commit}}", "--"))
         except (GitCommandError, ValueError):
             return None
+
+
+def _markers(admin_dir: str) -> tuple[Owner | None, PruneIntent | None, str | None]:
+    return read_owner(admin_dir), read_prune_intent(admin_dir), read_scratch(admin_dir)
 
 
 def _read_marker(admin_dir: str | Path, name: str) -> Any:

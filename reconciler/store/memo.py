@@ -51,7 +51,8 @@ def stat_key(path: str) -> Key:
 
 
 class Memo(Generic[T]):
-    """Values computed from files, each kept with the keys of the files it came from."""
+    """Values computed from files, each kept with the keys of the files it came from. One
+    thread's: a look is asked from the thread that opened it."""
 
     def __init__(self, clock_ns: Callable[[], int] = time.time_ns, *, watch: bool = False) -> None:
         self._clock_ns = clock_ns  # injected: tests move "now" past the racy window
@@ -93,14 +94,22 @@ class Memo(Generic[T]):
         finally:
             self._look = None
 
-    def restat(self) -> None:
-        """Files a key may name changed since the look began (fleet wrote them, or another
-        process did and the read must see it: an exit record): the open look (if any) stats
-        them again."""
-        if self._look is not None:
-            self._look.clear()
-            if self.watch is not None:
-                self.watch.refresh()
+    def restat(self, paths: Iterable[str] | None = None) -> None:
+        """Files a key may name changed since the look began: the open look (if any) stats
+        them again. Without `paths` (fleet just wrote files), every file; with them, only
+        those, read as they are now (an exit record another process may have written since the
+        look began), and every other key stays the look's: what the pass reads after them
+        (delivery's tree list) is the same reading as what it read before."""
+        look = self._look
+        if look is None:
+            return
+        if self.watch is not None:
+            self.watch.refresh()  # first: a change to `paths` is then known to the watch too
+        if paths is None:
+            look.clear()
+        else:
+            for path in paths:
+                look.pop(path, None)
 
     def started(self) -> int:
         """The moment a read begins (pass it to `keep`)."""

@@ -305,16 +305,20 @@ class StateStore:
         read) wrote its exit record, and the watched memo would give the key from before it
         (None: no exit record), so the run would read as killed. Observe reads these last for
         that reason (observe/snapshot.py)."""
+        names = list(agents)
         if self._memo is not None:
-            self._memo.restat()
-        return {agent: self.load_exit(agent) for agent in agents}
+            self._memo.restat([self._exit_file(agent) for agent in names])
+        return {agent: self.load_exit(agent) for agent in names}
+
+    def _exit_file(self, agent: str) -> str:
+        return f"{self._dir}/{agent}.exit.json"  # what os.path.join gives (one component), for less
 
     def load_exit(self, agent: str) -> ExitRecord | None:
         """The agent's exit record; None if there is none. One that exists but cannot be read
         is not "no exit status" (that reads as killed, and restarts a run that may have
         succeeded): it comes back with `corrupt` saying why, and the next persisting pass
         keeps the file aside (`keep_exit_aside`)."""
-        path = f"{self._dir}/{agent}.exit.json"  # what os.path.join gives (one component), for less
+        path = self._exit_file(agent)
         try:
             if self._memo is not None:  # an ExitRecord is frozen: the remembered one is shared
                 return self._memo.file(path, _exit_of)

@@ -61,10 +61,11 @@ class StatWatch:
         # monotonic, not the memo's wall clock: a clock stepped back must not put off the refresh
         self._monotonic_ns = monotonic_ns
         self._open = open_inotify or (lambda: INotify(nonblocking=True))
-        # observe asks from a pool thread too (the worktree list) while the main thread asks for
-        # records: covering a path is several steps (watch, stat, remember) that another
-        # thread's refresh or cover must not interleave (a second add_watch would set a
-        # directory's mask to the narrower one). A known key is given without it: one dict read.
+        # observe asks from one thread (its pools only wait on git), but covering a path is
+        # several steps (watch, stat, remember) that a refresh or cover from another thread
+        # must not interleave: a refresh between the stat and the remember would drop the
+        # event of a write in between, and the key from before it would be believed. A known
+        # key is given without the lock: one dict read. (The memo around it is one thread's.)
         self._lock = threading.Lock()
         self._inotify: INotify | None = None
         self._since = 0  # when the watches were last made afresh
@@ -224,11 +225,14 @@ class StatWatch:
         return None if watched is None else True
 
     def _watch(self, directory: str, mask: int) -> int | str | None:
-        """Watch `directory` (again, with `mask`): its descriptor, _MISSING when it does not
-        exist, None when refused."""
+        """Watch `directory` (again, adding `mask` to what its watch has): its descriptor,
+        _MISSING when it does not exist, None when refused."""
         assert self._inotify is not None
         try:
-            wd = self._inotify.add_watch(directory, mask)
+            # MASK_ADD: a directory already watched, for writes in place too, keeps them; also
+            # when it is reached again by another path (a bind mount, refused below), where a
+            # plain add_watch had already narrowed the one watch both paths share
+            wd = self._inotify.add_watch(directory, mask | flags.MASK_ADD)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return _MISSING
