@@ -60,6 +60,13 @@ def test_a_file_changed_within_the_racy_window_is_not_remembered() -> None:
     assert memo.get("x", ((2, 10, 5 * RACY_NS, 5 * RACY_NS),)) is None  # another inode: read again
     memo.keep("x", (just_now,), "newer", memo.started())
     assert memo.peek("x") is None  # a racy value replaces nothing: what was kept is forgotten
+    now = [10 * RACY_NS]
+    stepped: Memo[str] = Memo(clock_ns=lambda: now[0])
+    started = stepped.started()
+    now[0] -= 3 * RACY_NS  # the clock is stepped back during the read: a file written then looks old
+    written = (1, 10, now[0], now[0])
+    stepped.keep("x", (written,), "read while it was written", started)
+    assert stepped.peek("x") is None
     memo.keep("a", (old,), "kept", memo.started())
     memo.keep("b", (old,), "gone", memo.started())
     memo.sweep()

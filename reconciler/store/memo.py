@@ -7,7 +7,9 @@ An entry is used again only while every file it was read from has the same inode
 mtime and ctime (an atomic replace makes a new inode; any write moves mtime and ctime,
 which no tool can set back). As in git's index ("racy git"), an entry is kept only if
 each of those files was last changed at least `RACY_NS` before the read began: a change
-in the same timestamp tick as the read could leave every stat field as it was.
+in the same timestamp tick as the read could leave every stat field as it was. Nor is
+anything read while the wall clock was stepped back past the read's start (a file written
+then would look older than it is).
 
 Never used for the checks right before an action (act/): those read afresh, whatever a
 tick remembered.
@@ -132,11 +134,14 @@ class Memo(Generic[T]):
     def keep(self, name: str, keys: tuple[Key, ...], value: T, started: int) -> None:
         """Remember `value` for `name`, read from the files whose keys are `keys`, if none of
         them changed within RACY_NS of `started` (taken before the read; the keys may be taken
-        after it: a file changed in between is newer than `started`, so it is not kept);
-        else forget it."""
+        after it: a file changed in between is newer than `started`, so it is not kept), and
+        the clock did not go back past `started` meanwhile; else forget it."""
         self._asked.add(name)
         limit = started - RACY_NS
-        if all(k is None or (k[2] < limit and k[3] < limit) for k in keys):
+        # a wall clock stepped back since `started` (by more than the read took) makes a file
+        # written during the read look older than the limit: nothing read then is kept
+        stepped_back = self._clock_ns() < started
+        if not stepped_back and all(k is None or (k[2] < limit and k[3] < limit) for k in keys):
             self._entries[name] = (keys, value)
         else:
             self._entries.pop(name, None)
