@@ -208,3 +208,23 @@ def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(re
     [foreign] = seen.foreign
     assert os.fsencode(foreign.path) == odd and foreign.branch == "odd"
     assert foreign.admin_dir is not None and foreign.owner is None
+
+
+def test_worktrees_recorded_with_relative_paths_are_matched_to_their_admin_dirs(repo: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """git 2.48's `worktree.useRelativePaths` writes the admin dir's `gitdir` relative to the
+    admin dir and the tree's `.git` relative to the tree (written here by hand as it does; the
+    git here, 2.39, lists such a tree at a wrong path, so only fleet's own reading of the two
+    files is checked): both are read from where they are, not from the current directory, so
+    the tree keeps its admin dir (its owner) and its marker goes where git looks."""
+    from reconciler.observe.gitrepo import GitRepo, admin_dir_of
+
+    tree = repo.parent / "trees" / "w0"
+    git(repo, "worktree", "add", "-q", "-b", "w0", str(tree))
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
+    (admin / "gitdir").write_text(os.path.relpath(tree / ".git", admin) + "\n")
+    (tree / ".git").write_text(f"gitdir: {os.path.relpath(admin, tree)}\n")
+    monkeypatch.chdir(repo.parent.parent)  # neither path means anything from here
+    assert git(tree, "rev-parse", "--absolute-git-dir").strip() == str(admin)  # git reads them so
+    assert GitRepo(repo).admin_dirs() == {str(tree.resolve()): str(admin)}
+    assert admin_dir_of(tree) == admin.resolve()

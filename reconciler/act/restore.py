@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitcmd import Git, GitCommandError
-from ..observe.gitrepo import MARKER, GitRepo
+from ..observe.gitrepo import MARKER, GitRepo, admin_dir_of
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
 from .branch_marks import creating_env, mark_branch, record_identity
@@ -114,8 +114,7 @@ def _check_free(path: Path) -> None:
 
 
 def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:
-    text = (path / ".git").read_text().strip()
-    admin = Path(text.removeprefix("gitdir:").strip()).resolve()
+    admin = admin_dir_of(path)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
               "created": now_iso(), "protect": protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

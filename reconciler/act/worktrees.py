@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..observe.gitcmd import GitCommandError
-from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
+from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, admin_dir_of, branch_at_stake
 from ..observe.gittree import GitTimeout, write_timeout
 from ..observe.model import ObservedAgent
 from ..observe.reach import submodules
@@ -128,7 +128,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
-    admin = _admin_dir(agent.worktree)
+    admin = admin_dir_of(agent.worktree)
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": branch,
               "created": now_iso(), "protect": agent.protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
@@ -164,12 +164,6 @@ def keep_protect(repo: GitRepo, agent: ObservedAgent, protect: bool, branch: str
     if agent.protect_kept.get("branch", protect) != protect:
         set_protect(repo, fleet, branch, protect)
         agent.protect_kept["branch"] = protect
-
-
-def _admin_dir(path: Path) -> Path:
-    """The worktree's git admin dir, from the `gitdir:` line of its .git file."""
-    text = (path / ".git").read_text().strip()
-    return Path(text.removeprefix("gitdir:").strip()).resolve()
 
 
 def remove_worktree(repo: GitRepo, wt: Worktree | None, branch: str | None, *, base: str, fleet: str, agent: str,

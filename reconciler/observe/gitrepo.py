@@ -79,6 +79,13 @@ def _common_dir_at(path: Path) -> Path:
                      hint="set spec.repo to your repository (relative to the fleet file), or run `git init` there")
 
 
+def admin_dir_of(tree: Path) -> Path:
+    """A linked worktree's admin dir, from the `gitdir:` line of its `.git` file (absolute, or
+    relative to the tree as git 2.48's worktree.useRelativePaths writes it); OSError if none."""
+    text = (tree / ".git").read_text().strip()
+    return (tree / text.removeprefix("gitdir:").strip()).resolve()
+
+
 def _is_git_dir(gitdir: Path) -> bool:
     """What git checks before it takes a directory as a git dir: a HEAD, and objects/ and refs/
     (in it, or in the common dir its `commondir` names, for a linked worktree's)."""
@@ -282,6 +289,8 @@ class GitRepo:
                         gitfile = f.read().strip().decode("utf-8", "surrogateescape")
                 except OSError:
                     continue
+                if not os.path.isabs(gitfile):  # git 2.48's worktree.useRelativePaths: from the admin dir
+                    gitfile = os.path.join(entry.path, gitfile)
                 found[resolve.real(os.path.dirname(gitfile))] = entry.path
         return found
 
