@@ -208,6 +208,9 @@ def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(re
     [foreign] = seen.foreign
     assert os.fsencode(foreign.path) == odd and foreign.branch == "odd"
     assert foreign.admin_dir is not None and foreign.owner is None
+    from reconciler.observe.gitrepo import admin_dir_of
+
+    assert admin_dir_of(foreign.path) == foreign.admin_dir  # its .git file names a path that is not UTF-8 too
 
 
 def test_worktrees_recorded_with_relative_paths_are_matched_to_their_admin_dirs(repo: Path,

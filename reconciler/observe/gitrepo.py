@@ -67,7 +67,7 @@ def _common_dir_at(path: Path) -> Path:
         if dot_git.is_dir() and _is_git_dir(dot_git):
             return dot_git.resolve()
         if dot_git.is_file():
-            gitdir = path / dot_git.read_text().removeprefix("gitdir:").strip()
+            gitdir = path / _gitfile(dot_git)
             common = gitdir / "commondir"
             if _is_git_dir(gitdir):
                 return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir.resolve()
@@ -82,8 +82,14 @@ def _common_dir_at(path: Path) -> Path:
 def admin_dir_of(tree: Path) -> Path:
     """A linked worktree's admin dir, from the `gitdir:` line of its `.git` file (absolute, or
     relative to the tree as git 2.48's worktree.useRelativePaths writes it); OSError if none."""
-    text = (tree / ".git").read_text().strip()
-    return (tree / text.removeprefix("gitdir:").strip()).resolve()
+    return (tree / _gitfile(tree / ".git")).resolve()
+
+
+def _gitfile(dot_git: Path) -> str:
+    """The path a `.git` file names (`gitdir: <path>`), decoded as git's output is (surrogates
+    for bytes that are not UTF-8: a repository at such a path is read, not a crash)."""
+    text = dot_git.read_bytes().decode("utf-8", "surrogateescape").strip()
+    return text.removeprefix("gitdir:").strip()
 
 
 def _is_git_dir(gitdir: Path) -> bool:
