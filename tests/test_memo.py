@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,11 @@ WATCHED = pytest.mark.parametrize("watch", [False, True], ids=["stat", "watched"
 
 # ---------------------------------------------------------------------------- the rule itself
 
+def reading(clock: list[int]) -> Callable[[], int]:
+    """A clock the test sets: `clock[0]`."""
+    return lambda: clock[0]
+
+
 def test_a_file_changed_within_the_racy_window_is_not_remembered() -> None:
     memo: Memo[str] = Memo(clock_ns=lambda: 10 * RACY_NS)
     old = (1, 10, 5 * RACY_NS, 5 * RACY_NS)
@@ -60,13 +65,25 @@ def test_a_file_changed_within_the_racy_window_is_not_remembered() -> None:
     assert memo.get("x", ((2, 10, 5 * RACY_NS, 5 * RACY_NS),)) is None  # another inode: read again
     memo.keep("x", (just_now,), "newer", memo.started())
     assert memo.peek("x") is None  # a racy value replaces nothing: what was kept is forgotten
-    now = [10 * RACY_NS]
-    stepped: Memo[str] = Memo(clock_ns=lambda: now[0])
-    started = stepped.started()
-    now[0] -= 3 * RACY_NS  # the clock is stepped back during the read: a file written then looks old
-    written = (1, 10, now[0], now[0])
-    stepped.keep("x", (written,), "read while it was written", started)
-    assert stepped.peek("x") is None
+    # the wall clock stepped back during a read: a file written then looks older than it is
+    second = 10**9
+    for step, write_at, keep_at, kept in [
+        (3 * RACY_NS, second // 10, second // 5, False),  # a short read, a big step
+        (5 * second // 2, second // 10, 3 * second, False),  # a step of 2.5 s in a read of 3 s
+        (0, second // 10, 3 * second, False),  # no step: written 0.1 s into the read, too recent
+        (0, -3 * second, 3 * second, True),  # no step, a long read of an old file: kept
+        (second // 2, -3 * second, second, True),  # a step of 0.5 s: an old file is still old
+    ]:
+        wall, mono = [10 * RACY_NS], [0]
+        stepped: Memo[str] = Memo(clock_ns=reading(wall), monotonic_ns=reading(mono))
+        started = stepped.started()
+        mono[0] += write_at
+        wall[0] += write_at - step
+        written = (1, 10, wall[0], wall[0])
+        mono[0] += keep_at - write_at
+        wall[0] += keep_at - write_at
+        stepped.keep("x", (written,), "read while it was written", started)
+        assert (stepped.peek("x") is not None) is kept, (step, write_at, keep_at)
     memo.keep("a", (old,), "kept", memo.started())
     memo.keep("b", (old,), "gone", memo.started())
     memo.sweep()

@@ -109,7 +109,7 @@ def migrate_marks(repo: GitRepo, fleet: str) -> int:
     # the loop's memo (store/memo.py): a file found with nothing to change is judged again
     # only once it, a marked branch's ref or its reflog moved
     memo, settled = repo.memo, f"marks-settled:{repo.common_dir}:{fleet}"
-    started = memo.started() if memo is not None else 0
+    started = memo.started() if memo is not None else (0, 0)
     if memo is not None and not mine and (last := memo.peek(settled)) is not None \
             and memo.get(settled, marks_keys(repo.common_dir, last, memo.stat)) is not None:
         return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FleetError
+from ..spec.gitfile import gitfile_target
 from ..spec.limits import current as current_limits
 from ..store.branch_marks import (
     Marks,
@@ -67,7 +68,7 @@ def _common_dir_at(path: Path) -> Path:
         if dot_git.is_dir() and _is_git_dir(dot_git):
             return dot_git.resolve()
         if dot_git.is_file():
-            gitdir = path / _gitfile(dot_git)
+            gitdir = path / gitfile_target(dot_git)
             common = gitdir / "commondir"
             if _is_git_dir(gitdir):
                 return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir.resolve()
@@ -81,15 +82,9 @@ def _common_dir_at(path: Path) -> Path:
 
 def admin_dir_of(tree: Path) -> Path:
     """A linked worktree's admin dir, from the `gitdir:` line of its `.git` file (absolute, or
-    relative to the tree as git 2.48's worktree.useRelativePaths writes it); OSError if none."""
-    return (tree / _gitfile(tree / ".git")).resolve()
-
-
-def _gitfile(dot_git: Path) -> str:
-    """The path a `.git` file names (`gitdir: <path>`), decoded as git's output is (surrogates
-    for bytes that are not UTF-8: a repository at such a path is read, not a crash)."""
-    text = dot_git.read_bytes().decode("utf-8", "surrogateescape").strip()
-    return text.removeprefix("gitdir:").strip()
+    relative to the tree as git 2.48's worktree.useRelativePaths writes it); OSError when the
+    file cannot be read or is no gitfile (spec/gitfile.py)."""
+    return (tree / gitfile_target(tree / ".git")).resolve()
 
 
 def _is_git_dir(gitdir: Path) -> bool:

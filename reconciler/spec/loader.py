@@ -37,6 +37,7 @@ from ..errors import FleetError, Problem, SpecInvalid
 from . import limits as bounds
 from .desired import DesiredAgent
 from .durations import DURATION_PATTERN
+from .gitfile import gitfile_target
 from .limits import Limits
 from .models import Fleet
 from .names import AGENT_NAME_PATTERN, ENV_NAME_PATTERN, ENV_NAME_RULE, NAME_PATTERN, NAME_RULE
@@ -171,12 +172,11 @@ def main_checkout(repo: Path) -> Path:
     makes); then the directory holding the shared git dir, where fleet's paths are rooted
     (observe/gitrepo.py `GitRepo.root`). Read from files, as git itself finds it."""
     try:
-        text = (repo / ".git").read_text() if (repo / ".git").is_file() else ""
-    except OSError:
+        if not (repo / ".git").is_file():
+            return repo
+        gitdir = repo / gitfile_target(repo / ".git")  # an absolute path replaces `repo`
+    except OSError:  # unreadable, or no gitfile: git would not take it either
         return repo
-    if not text.startswith("gitdir:"):
-        return repo
-    gitdir = repo / text.removeprefix("gitdir:").strip()  # an absolute path replaces `repo`
     try:
         common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
     except OSError:

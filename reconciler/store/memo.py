@@ -8,8 +8,8 @@ mtime and ctime (an atomic replace makes a new inode; any write moves mtime and 
 which no tool can set back). As in git's index ("racy git"), an entry is kept only if
 each of those files was last changed at least `RACY_NS` before the read began: a change
 in the same timestamp tick as the read could leave every stat field as it was. Nor is
-anything read while the wall clock was stepped back past the read's start (a file written
-then would look older than it is).
+anything read while the wall clock was stepped back by a second or more (a file written
+then would look older than it is), measured against the monotonic clock.
 
 Never used for the checks right before an action (act/): those read afresh, whatever a
 tick remembered.
@@ -41,6 +41,7 @@ T = TypeVar("T")
 RACY_NS = 2_000_000_000
 
 Key = tuple[int, int, int, int] | None  # (inode, size, mtime_ns, ctime_ns); None: no such file
+Started = tuple[int, int]  # when a read began: (wall clock, monotonic clock), in ns (`Memo.started`)
 _UNSEEN = object()
 
 
@@ -56,8 +57,10 @@ class Memo(Generic[T]):
     """Values computed from files, each kept with the keys of the files it came from. One
     thread's: a look is asked from the thread that opened it."""
 
-    def __init__(self, clock_ns: Callable[[], int] = time.time_ns, *, watch: bool = False) -> None:
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns, *, watch: bool = False,
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._clock_ns = clock_ns  # injected: tests move "now" past the racy window
+        self._monotonic_ns = monotonic_ns  # to see the wall clock stepped (`keep`)
         self._entries: dict[str, tuple[tuple[Key, ...], T]] = {}
         self._asked: set[str] = set()  # since the last `sweep`
         self._look: dict[str, Key] | None = None  # the open look's stat keys (`look`)
@@ -113,9 +116,9 @@ class Memo(Generic[T]):
             for path in paths:
                 look.pop(path, None)
 
-    def started(self) -> int:
+    def started(self) -> Started:
         """The moment a read begins (pass it to `keep`)."""
-        return self._clock_ns()
+        return self._clock_ns(), self._monotonic_ns()
 
     def get(self, name: str, keys: tuple[Key, ...]) -> T | None:
         self._asked.add(name)
@@ -131,16 +134,19 @@ class Memo(Generic[T]):
         entry = self._entries.get(name)
         return entry[1] if entry is not None else None
 
-    def keep(self, name: str, keys: tuple[Key, ...], value: T, started: int) -> None:
+    def keep(self, name: str, keys: tuple[Key, ...], value: T, started: Started) -> None:
         """Remember `value` for `name`, read from the files whose keys are `keys`, if none of
         them changed within RACY_NS of `started` (taken before the read; the keys may be taken
         after it: a file changed in between is newer than `started`, so it is not kept), and
-        the clock did not go back past `started` meanwhile; else forget it."""
+        the wall clock was not stepped back meanwhile; else forget it."""
         self._asked.add(name)
-        limit = started - RACY_NS
-        # a wall clock stepped back since `started` (by more than the read took) makes a file
-        # written during the read look older than the limit: nothing read then is kept
-        stepped_back = self._clock_ns() < started
+        wall, mono = started
+        limit = wall - RACY_NS
+        # the wall clock stepped back since `started` makes a file written during the read look
+        # older than it is, by the step: one of more than RACY_NS could pass the limit. Against
+        # the monotonic clock a net step back of half of it is seen, however long the read
+        # took (slewing moves the two apart by at most 0.05%)
+        stepped_back = (self._monotonic_ns() - mono) - (self._clock_ns() - wall) > RACY_NS // 2
         if not stepped_back and all(k is None or (k[2] < limit and k[3] < limit) for k in keys):
             self._entries[name] = (keys, value)
         else:
@@ -160,7 +166,7 @@ class Memo(Generic[T]):
             del self._entries[name]
         self._asked.clear()
 
-    def file(self, path: str, parse: Callable[[bytes], T], started: int | None = None) -> T:
+    def file(self, path: str, parse: Callable[[bytes], T], started: Started | None = None) -> T:
         """`parse(bytes of path)`, again only when the file changed; FileNotFoundError as `open`."""
         begun = self.started() if started is None else started  # before the stat: see `keep`
         key = self.stat(path)

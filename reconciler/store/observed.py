@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..spec.gitfile import gitfile_target
 from .home import home_of
 
 # The writers below import records.py (tempfile, shutil) themselves: a reader needs none of it.
@@ -141,7 +142,7 @@ def common_dir_of(directory: Path) -> Path | None:
             return dot_git.resolve()
         if dot_git.is_file():
             try:
-                gitdir = d / dot_git.read_text().removeprefix("gitdir:").strip()
+                gitdir = d / gitfile_target(dot_git)
             except OSError:
                 return None
             try:

@@ -1,0 +1,23 @@
+"""Reading a `.git` file (`gitdir: <path>`, what a linked worktree or a submodule has instead of
+a `.git` directory) as git reads it: the exact prefix, only the line ending stripped
+(setup.c `read_gitfile_gently`), the path decoded as fleet decodes git's output (UTF-8, with
+surrogates for bytes that are not: a repository at such a path is read, not a crash).
+
+In spec/ because the loader finds the main checkout with it (`loader.main_checkout`); observe
+and store read worktrees' `.git` files with it too.
+"""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+PREFIX = b"gitdir: "
+
+
+def gitfile_target(dot_git: Path) -> str:
+    """The path the `.git` file `dot_git` names, as written (relative to the file's directory
+    or absolute); OSError when it cannot be read or is not a gitfile."""
+    raw = dot_git.read_bytes().rstrip(b"\r\n")
+    if not raw.startswith(PREFIX) or len(raw) == len(PREFIX) or b"\0" in raw:
+        raise OSError(errno.EINVAL, "not a gitfile (git reads `gitdir: <path>`)", str(dot_git))
+    return raw[len(PREFIX):].decode("utf-8", "surrogateescape")
