@@ -242,4 +242,5 @@ def _relink(wt: Worktree) -> None:
     remove` refuses a tree without one (and any git run there would find the enclosing repo)."""
     gitfile = wt.path / ".git"
     if wt.admin_dir is not None and not gitfile.exists():
-        gitfile.write_text(f"gitdir: {wt.admin_dir}\n")
+        # bytes as they were read (spec/gitfile.py): an admin dir whose path is not UTF-8 too
+        gitfile.write_bytes(f"gitdir: {wt.admin_dir}\n".encode("utf-8", "surrogateescape"))
