@@ -231,3 +231,55 @@ def test_worktrees_recorded_with_relative_paths_are_matched_to_their_admin_dirs(
     assert git(tree, "rev-parse", "--absolute-git-dir").strip() == str(admin)  # git reads them so
     assert GitRepo(repo).admin_dirs() == {str(tree.resolve()): str(admin)}
     assert admin_dir_of(tree) == admin.resolve()
+
+
+def test_only_a_tree_s_own_admin_dir_is_taken_for_its_marker(repo: Path, tmp_path: Path) -> None:
+    """`own_admin_dir`: the admin dir a tree's `.git` names, only if it is this repository's and
+    names the tree back; a `.git` pointing at another tree's admin dir, or at another
+    repository's, gives None (fleet would write its marker there)."""
+    from reconciler.observe.gitrepo import GitRepo
+
+    trees = {name: repo.parent / "trees" / name for name in ("w0", "w1")}
+    for name, tree in trees.items():
+        git(repo, "worktree", "add", "-q", "-b", name, str(tree))
+    admins = {name: Path(git(tree, "rev-parse", "--absolute-git-dir").strip()) for name, tree in trees.items()}
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    git(other, "commit", "-q", "--allow-empty", "-m", "other")
+    git(other, "worktree", "add", "-q", "-b", "x", str(tmp_path / "x"))
+    handle = GitRepo(repo)
+    assert handle.own_admin_dir(trees["w0"]) == admins["w0"]
+    (trees["w0"] / ".git").write_text(f"gitdir: {admins['w1']}\n")  # w1's: it names w1 back, not w0
+    assert handle.own_admin_dir(trees["w0"]) is None
+    (trees["w0"] / ".git").write_text(f"gitdir: {other / '.git' / 'worktrees' / 'x'}\n")  # another repository's
+    assert handle.own_admin_dir(trees["w0"]) is None
+    (trees["w0"] / ".git").write_text("")  # no gitfile at all
+    assert handle.own_admin_dir(trees["w0"]) is None
+    (trees["w0"] / ".git").write_text(f"gitdir: {os.path.relpath(admins['w0'], trees['w0'])}\n")  # relative: its own
+    assert handle.own_admin_dir(trees["w0"]) == admins["w0"]
+
+
+def test_a_hook_that_points_a_new_tree_at_another_s_admin_dir_does_not_move_that_tree_s_owner(repo: Path) -> None:
+    """A post-checkout hook rewrites the new tree's `.git` to name agent a's admin dir: fleet
+    refuses to mark it (the create fails, saying why) and a's ownership marker stays a's."""
+    script = agents.install(repo.parent)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    loaded = load_fleet(repo / "fleet.yaml")
+    a_tree = loaded.agents[0].worktree
+    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    marker = (a_admin / "fleet-owner.json").read_text()
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && printf "gitdir: %s\\n" "{a_admin}" > .git\nexit 0\n')
+    hook.chmod(0o755)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert res.returncode != 0
+    assert "does not name its own admin dir" in res.stdout + res.stderr
+    assert (a_admin / "fleet-owner.json").read_text() == marker

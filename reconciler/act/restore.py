@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitcmd import Git, GitCommandError
-from ..observe.gitrepo import MARKER, GitRepo, admin_dir_of
+from ..observe.gitrepo import MARKER, GitRepo
 from ..store.records import now_iso
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
 from .branch_marks import creating_env, mark_branch, record_identity
@@ -114,7 +114,12 @@ def _check_free(path: Path) -> None:
 
 
 def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:
-    admin = admin_dir_of(path)
+    admin = repo.own_admin_dir(path)
+    if admin is None:
+        raise FleetError(f"cannot mark the restored tree {path} as {agent}'s: its .git file does not name its own "
+                         f"admin dir in {repo.common_dir / 'worktrees'}",
+                         hint="something changed the tree's .git file after `git worktree add`; fix it, then "
+                              "restore again")
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
               "created": now_iso(), "protect": protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

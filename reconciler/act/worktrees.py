@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import FleetError
 from ..observe.gitcmd import GitCommandError
-from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, admin_dir_of, branch_at_stake
+from ..observe.gitrepo import MARKER, PRUNE_INTENT, GitRepo, Worktree, branch_at_stake
 from ..observe.gittree import GitTimeout, write_timeout
 from ..observe.model import ObservedAgent
 from ..observe.reach import submodules
@@ -128,7 +128,12 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
-    admin = admin_dir_of(agent.worktree)
+    admin = repo.own_admin_dir(agent.worktree)
+    if admin is None:
+        raise AddFailed(f"cannot mark worktree {agent.worktree} as {agent.name}'s: its .git file does not name "
+                        f"its own admin dir in {repo.common_dir / 'worktrees'}",
+                        hint="something changed the tree's .git file after `git worktree add` (a post-checkout "
+                             "hook?); fix it, then run fleet again: the next pass finishes or repairs the tree")
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": branch,
               "created": now_iso(), "protect": agent.protect}
     (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

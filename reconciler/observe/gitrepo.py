@@ -282,18 +282,26 @@ class GitRepo:
             return found
         with entries:
             for entry in entries:
-                try:
-                    # bytes, decoded as git's output is (gitcmd: surrogates for what is not
-                    # UTF-8): a tree at a path that is not UTF-8 is matched to its listing, where
-                    # a text-mode read raised and no tree of the fleet could be observed
-                    with open(os.path.join(entry.path, "gitdir"), "rb") as f:
-                        gitfile = f.read().strip().decode("utf-8", "surrogateescape")
-                except OSError:
-                    continue
-                if not os.path.isabs(gitfile):  # git 2.48's worktree.useRelativePaths: from the admin dir
-                    gitfile = os.path.join(entry.path, gitfile)
-                found[resolve.real(os.path.dirname(gitfile))] = entry.path
+                gitfile = _gitdir_file(entry.path)
+                if gitfile is not None:
+                    found[resolve.real(os.path.dirname(gitfile))] = entry.path
         return found
+
+    def own_admin_dir(self, tree: Path) -> Path | None:
+        """The admin dir of the linked worktree `tree` of this repository, as its `.git` file
+        names it, if that is one of this repository's admin dirs and names `tree` back (its
+        `gitdir`); else None. Before fleet writes an ownership marker there: a `.git` file
+        changed after `git worktree add` (by a post-checkout hook) must not make fleet mark
+        another tree, of this repository or another, as this agent's."""
+        try:
+            admin = admin_dir_of(tree)
+        except OSError:
+            return None
+        gitfile = _gitdir_file(os.fspath(admin))
+        home = os.path.realpath(os.path.join(self.common_dir, "worktrees"))
+        if gitfile is None or os.path.dirname(os.fspath(admin)) != home:
+            return None
+        return admin if os.path.realpath(gitfile) == os.path.realpath(tree / ".git") else None
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
                  refs: RefSnapshot | None = None, table: ProcessTable | None = None,
@@ -482,6 +490,19 @@ class GitRepo:
             return int(self.git.rev_list("--count", f"{base}^{{commit}}..refs/heads/{branch}^{{commit}}", "--"))
         except (GitCommandError, ValueError):
             return None
+
+
+def _gitdir_file(admin_dir: str) -> str | None:
+    """The tree's `.git` path an admin dir's `gitdir` file names (absolute: a relative one, as
+    git 2.48's worktree.useRelativePaths writes, is from the admin dir); None if unreadable.
+    Read as bytes, decoded as git's output is (gitcmd: surrogates for what is not UTF-8): a
+    tree at a path that is not UTF-8 is matched to its listing."""
+    try:
+        with open(os.path.join(admin_dir, "gitdir"), "rb") as f:
+            gitfile = f.read().strip().decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    return gitfile if os.path.isabs(gitfile) else os.path.join(admin_dir, gitfile)
 
 
 def _markers(admin_dir: str) -> tuple[Owner | None, PruneIntent | None, str | None]:
