@@ -34,3 +34,22 @@ def test_a_git_file_names_what_git_would_read(tmp_path: Path, content: bytes, ta
 def test_no_git_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         gitfile_target(tmp_path / ".git")
+
+
+def test_only_a_regular_file_of_a_path_s_length_is_read(tmp_path: Path) -> None:
+    """A `.git` that is a FIFO or a link to /dev/zero (a hook can make either) is refused
+    without reading it: the read would hang, or never end, in the pass that holds the lock."""
+    import os
+
+    fifo = tmp_path / "fifo" / ".git"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero" / ".git"
+    zero.parent.mkdir()
+    zero.symlink_to("/dev/zero")
+    long = tmp_path / "long" / ".git"
+    long.parent.mkdir()
+    long.write_bytes(b"gitdir: /" + b"x" * 70000 + b"\n")
+    for dot_git in (fifo, zero, long):
+        with pytest.raises(OSError, match="not a gitfile"):
+            gitfile_target(dot_git)
