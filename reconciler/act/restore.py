@@ -9,7 +9,6 @@ marker whose files and index are as they were.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,11 +16,10 @@ from pathlib import Path
 
 from ..errors import FleetError
 from ..observe.gitcmd import Git, GitCommandError
-from ..observe.gitrepo import MARKER, GitRepo
-from ..store.records import now_iso
+from ..observe.gitrepo import GitRepo
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
 from .branch_marks import creating_env, mark_branch, record_identity
-from .worktrees import hide_root
+from .worktrees import hide_root, mark_owned
 
 
 @dataclass(frozen=True)
@@ -114,15 +112,11 @@ def _check_free(path: Path) -> None:
 
 
 def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:
-    admin = repo.own_admin_dir(path)
-    if admin is None:
+    if not mark_owned(repo, path, fleet=fleet, agent=agent, branch=branch, protect=protect):
         raise FleetError(f"cannot mark the restored tree {path} as {agent}'s: its .git file does not name its own "
                          f"admin dir in {repo.common_dir / 'worktrees'}",
                          hint="something changed the tree's .git file after `git worktree add`; fix it, then "
                               "restore again")
-    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
-              "created": now_iso(), "protect": protect}
-    (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
 def archive_time(archive: Archive) -> datetime | None:

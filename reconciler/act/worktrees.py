@@ -128,17 +128,26 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
-    admin = repo.own_admin_dir(agent.worktree)
-    if admin is None:
+    if not mark_owned(repo, agent.worktree, fleet=fleet, agent=agent.name, branch=branch, protect=agent.protect):
         raise AddFailed(f"cannot mark worktree {agent.worktree} as {agent.name}'s: its .git file does not name "
                         f"its own admin dir in {repo.common_dir / 'worktrees'}",
                         hint="something changed the tree's .git file after `git worktree add` (a post-checkout "
                              "hook?); fix it, then run fleet again: the next pass finishes or repairs the tree")
-    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent.name, "branch": branch,
-              "created": now_iso(), "protect": agent.protect}
-    (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     failpoint("create-worktree:after-marker")
     return agent.worktree
+
+
+def mark_owned(repo: GitRepo, tree: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> bool:
+    """Write the ownership marker of `tree`, just made by fleet's `git worktree add`, into its
+    own admin dir (`GitRepo.own_admin_dir`); False, writing nothing, when its `.git` file does
+    not name one (changed since the add: the marker would mark another tree as `agent`'s)."""
+    admin = repo.own_admin_dir(tree)
+    if admin is None:
+        return False
+    marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
+              "created": now_iso(), "protect": protect}
+    (admin / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    return True
 
 
 class AddFailed(FleetError):

@@ -208,7 +208,6 @@ class GitRepo:
             wt = _parse_porcelain(block, resolve)
             if wt is None:
                 continue
-            # the markers are read with string paths: three per worktree every pass
             admin_dir = admin.get(os.fspath(wt.path))
             if admin_dir is not None:
                 wt.admin_dir = Path(admin_dir)
