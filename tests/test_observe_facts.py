@@ -14,6 +14,7 @@ from conftest import fleet_in_process, git, write_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.observe.gitrepo import GitRepo, admin_dir_of
 from reconciler.observe.gittree import tree_facts
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
@@ -144,7 +145,6 @@ def test_no_archive_is_missed_when_git_is_not_asked(steps: list[tuple[str, int]]
     import tempfile
 
     from reconciler.act.archive import list_archives
-    from reconciler.observe.gitrepo import GitRepo
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
@@ -208,8 +208,6 @@ def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(re
     [foreign] = seen.foreign
     assert os.fsencode(foreign.path) == odd and foreign.branch == "odd"
     assert foreign.admin_dir is not None and foreign.owner is None
-    from reconciler.observe.gitrepo import admin_dir_of
-
     assert admin_dir_of(foreign.path) == foreign.admin_dir  # its .git file names a path that is not UTF-8 too
 
 
@@ -220,8 +218,6 @@ def test_worktrees_recorded_with_relative_paths_are_matched_to_their_admin_dirs(
     git here, 2.39, lists such a tree at a wrong path, so only fleet's own reading of the two
     files is checked): both are read from where they are, not from the current directory, so
     the tree keeps its admin dir (its owner) and its marker goes where git looks."""
-    from reconciler.observe.gitrepo import GitRepo, admin_dir_of
-
     tree = repo.parent / "trees" / "w0"
     git(repo, "worktree", "add", "-q", "-b", "w0", str(tree))
     admin = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
@@ -237,7 +233,6 @@ def test_only_a_tree_s_own_admin_dir_is_taken_for_its_marker(repo: Path, tmp_pat
     """`own_admin_dir`: the admin dir a tree's `.git` names, only if it is this repository's and
     names the tree back; a `.git` pointing at another tree's admin dir, or at another
     repository's, gives None (fleet would write its marker there)."""
-    from reconciler.observe.gitrepo import GitRepo
 
     trees = {name: repo.parent / "trees" / name for name in ("w0", "w1")}
     for name, tree in trees.items():
