@@ -32,8 +32,10 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, SequenceNode
+from ruamel.yaml.scanner import Scanner
 
 from ..errors import FleetError, Problem, SpecInvalid
+from . import libyaml
 from . import limits as bounds
 from .desired import DesiredAgent
 from .durations import DURATION_PATTERN
@@ -62,7 +64,7 @@ class LoadedFleet:
     fleet: Fleet
     repo: Path  # absolute: the checkout `spec.repo` names (forEach globs match its files)
     agents: tuple[DesiredAgent, ...]
-    raw: Any  # the parsed YAML document, for positions
+    positions: Positions  # where each value is in the file
     # absolute: spec.worktrees.root, resolved from the repository's main checkout, so a fleet
     # file read in an agent's worktree (where `repo: .` is that worktree) names the same trees
     worktrees_root: Path
@@ -70,6 +72,11 @@ class LoadedFleet:
     @property
     def name(self) -> str:
         return self.fleet.metadata.name
+
+    @property
+    def raw(self) -> Any:
+        """The parsed YAML document, for positions (spec/positions.py `locate`)."""
+        return self.positions.doc
 
     def agent(self, name: str) -> DesiredAgent | None:
         return self._by_name.get(name)
@@ -81,6 +88,27 @@ class LoadedFleet:
         for agent in self.agents:
             by_name.setdefault(agent.name, agent)
         return by_name
+
+
+class Positions:
+    """The document that positions are looked up in: ruamel's own reading of the text.
+
+    Where libyaml read the text (spec/libyaml.py), the values are the same but a few positions
+    are not (an empty value's: libyaml puts it after its key's colon, ruamel at the next token);
+    so ruamel's parser reads the text again the first time a position is asked for (an error, a
+    warning), and every position fleet shows is the one it always showed."""
+
+    def __init__(self, text: str, doc: Any, *, by_libyaml: bool) -> None:
+        self._text, self._read, self._by_libyaml = text, doc, by_libyaml
+
+    @cached_property
+    def doc(self) -> Any:
+        if not self._by_libyaml:
+            return self._read
+        try:
+            return _yaml().load(self._text)
+        except YAMLError:  # libyaml read what ruamel refuses (tests/test_libyaml.py finds none): its positions
+            return self._read
 
 
 def load_fleet(path: str | Path, *, limits: Limits | None = None) -> LoadedFleet:
@@ -148,11 +176,12 @@ def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[
           walks: dict[str, tuple[list[str], list[str]]] | None = None) -> LoadedFleet:
     from .checks import check_fleet  # checks imports desired; keep the import graph acyclic
 
-    doc = _parse_yaml(text, shown)
-    if unusable := _unusable_strings(doc, shown):
-        raise SpecInvalid(unusable)  # before anything uses them: a NUL in a path or argv is a crash
+    doc, by_libyaml = _parse_yaml(text, shown)
+    positions = Positions(text, doc, by_libyaml=by_libyaml)
+    if _unusable_strings(doc, shown, most=1):  # placed in ruamel's reading
+        raise SpecInvalid(_unusable_strings(positions.doc, shown))  # before anything uses them: a NUL is a crash
     _refuse_plan(doc, shown)
-    fleet = _validate(doc, shown)
+    fleet = _validate(doc, shown, positions)
     repo, path_issues = _repo_paths(fleet, path, limits)
     if path_issues:
         files = ()  # a path that leads out of the repository: look at nothing there
@@ -160,9 +189,9 @@ def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[
     agents, problems = check_fleet(fleet, repo, files=files, main=main, walks=walks)
     problems = path_issues + problems
     if problems:
-        raise SpecInvalid(sorted((_place(doc, shown, loc, msg, hint) for loc, msg, hint in problems),
+        raise SpecInvalid(sorted((_place(positions.doc, shown, loc, msg, hint) for loc, msg, hint in problems),
                                  key=lambda p: (p.line or 0, p.col or 0)))
-    return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), raw=doc,
+    return LoadedFleet(path=path, fleet=fleet, repo=repo, agents=tuple(agents), positions=positions,
                        worktrees_root=(main / fleet.spec.worktrees.root).resolve())
 
 
@@ -327,25 +356,49 @@ def _tag(node: Any) -> str:
 
 
 def _yaml() -> YAML:
+    """ruamel's round-trip loader (its maps and lists keep each value's position) on its plain
+    scanner, which skips comments as YAML does: the round-trip scanner also keeps them, which
+    nothing here needs, and its comment handling crashes on some valid files (a comment after a
+    key whose value is on the next line, and blank lines at the end: "overlap in comment")."""
     yaml = YAML(typ="rt")
-    yaml.Scanner = _bounded_scanner(yaml.Scanner)
+    yaml.Scanner = _bounded_scanner(Scanner)
     yaml.Composer = _BoundedComposer
     yaml.Constructor = _LocatedConstructor
     return yaml
 
 
-def _parse_yaml(text: str, shown: str) -> Any:
-    try:
-        doc = _yaml().load(text)
-    except MarkedYAMLError as exc:
-        raise SpecInvalid([_yaml_problem(exc, shown)]) from None
-    except YAMLError as exc:  # the reader's (a character YAML does not allow): a position, no mark
-        raise SpecInvalid([_reader_problem(exc, text, shown)]) from None
+def _parse_yaml(text: str, shown: str) -> tuple[Any, bool]:
+    """The document, and whether libyaml's events made it (else ruamel's parser did)."""
+    doc = _parse_libyaml(text) if libyaml.eligible(text) else _UNREAD
+    by_libyaml = doc is not _UNREAD
+    if not by_libyaml:
+        try:
+            doc = _yaml().load(text)
+        except MarkedYAMLError as exc:
+            raise SpecInvalid([_yaml_problem(exc, shown)]) from None
+        except YAMLError as exc:  # the reader's (a character YAML does not allow): a position, no mark
+            raise SpecInvalid([_reader_problem(exc, text, shown)]) from None
     if not isinstance(doc, dict):
         raise SpecInvalid([Problem("the file must be a YAML mapping with apiVersion, kind, "
                                    "metadata and spec", shown, 1, 1,
                                    "start from fleets/demo.yaml or `fleet schema`")])
-    return doc
+    return doc, by_libyaml
+
+
+_UNREAD = object()
+
+
+def _parse_libyaml(text: str) -> Any:
+    """The document read with libyaml's events under ruamel's composer (spec/libyaml.py), or
+    _UNREAD if they fail in any way: ruamel's own parser then reads the text, and its error,
+    position and hint are the ones reported."""
+    yaml = _yaml()
+    yaml.Parser = libyaml.Events
+    yaml.libyaml_text = text  # type: ignore[attr-defined]  # what libyaml.Events reads
+    try:
+        return yaml.load(text)
+    except Exception:  # noqa: BLE001 - whatever went wrong, the pure parser's reading is the one reported
+        return _UNREAD
 
 
 def _refuse_plan(doc: dict[str, Any], shown: str) -> None:
@@ -491,10 +544,11 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _validate(doc: Any, shown: str) -> Fleet:
+def _validate(doc: Any, shown: str, positions: Positions) -> Fleet:
     try:
         return Fleet.model_validate(_plain(doc))
     except ValidationError as exc:
+        doc = positions.doc  # the same values, where ruamel places them
         problems: dict[tuple[object, ...], Problem] = {}
         errors = exc.errors()
         deeper = {_doc_loc(doc, e["loc"])[:-1] for e in errors}
