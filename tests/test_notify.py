@@ -172,12 +172,13 @@ def test_a_command_and_a_webhook_get_exactly_one_event_per_transition(repo: Path
     assert (failed["kind"], failed["fleet"], failed["phase"], failed["previousPhase"], failed["group"]) == (
         "FleetEvent", "t", "Failed", "Running", "Needs attention")
     assert failed["reason"] == "session exited 3"
+    # the receivers that failed are in status, and status still works (read first: if the webhook
+    # missed an event, its failure says why)
+    report = json.loads(fleet_in_process("status", "-o", "json", cwd=repo, check=True).stdout)
     assert sorted((b["body"]["event"], b["body"]["agent"]) for b in receiver.bodies) == [
-        ("failed", "bad"), ("succeeded", "good")]
+        ("failed", "bad"), ("succeeded", "good")], (report["notifyFailures"], lines)
     assert {b["auth"] for b in receiver.bodies} == {"s3cret"}
     assert {b["body"]["id"] for b in receiver.bodies} <= {e["id"] for e in command_events}
-    # the receivers that failed are in status, and status still works
-    report = json.loads(fleet_in_process("status", "-o", "json", cwd=repo, check=True).stdout)
     assert sorted((f["target"], f["error"].split(":")[0]) for f in report["notifyFailures"]) == [
         ("command sh -c sleep 30", "timed out after 1s"),
         ("webhook http://127.0.0.1:9/nothing-listens", "not delivered")]

@@ -189,6 +189,10 @@ def _killed_then_resumed(repo: Path, serve_with, claude: str | None) -> tuple[Bi
     """)
     apply(repo)
     wait_until(server.stalled.is_set, timeout=60)  # the priced tool turn is done; claude waits on the model
+    # and claude has written that turn's final usage to its transcript, which it does a moment after
+    # the next request goes out: killed before then, the transcript has no final usage to price
+    # (only the log's stream-start one), which is a different case from the one tested here
+    wait_until(lambda: _transcript_output_tokens(record(repo, "solo")) == turn1.output_tokens, timeout=30)
     os.killpg(record(repo, "solo")["pid"], signal.SIGKILL)  # no result object from this process
     wait_until(lambda: not session_pids(repo))
     apply(repo)  # records the loss and its cost, backs off
@@ -203,6 +207,23 @@ def _killed_then_resumed(repo: Path, serve_with, claude: str | None) -> tuple[Bi
     wait_until(resumed, timeout=30, interval=0.2)  # after the 1s backoff
     rows = converge(repo, lambda r: r["solo"]["phase"] in ("Succeeded", "Failed"))
     return bill, rows["solo"], results(repo, "solo")
+
+
+def _transcript_output_tokens(rec: dict) -> int | None:
+    """The output tokens of the last assistant message in the session's transcript, as claude wrote it."""
+    from reconciler.observe.progress import read_transcript
+    from reconciler.store.records import SessionRecord
+
+    found = None
+    for line in (read_transcript(SessionRecord.from_json(rec)) or "").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        usage = entry.get("message", {}).get("usage") if entry.get("type") == "assistant" else None
+        if isinstance(usage, dict):
+            found = usage.get("output_tokens")
+    return found
 
 
 def test_killed_mid_turn_then_resumed_the_ledger_equals_what_the_server_billed(repo: Path, serve_with) -> None:
