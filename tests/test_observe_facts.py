@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.observe.gitrepo import GitRepo, admin_dir_of
-from reconciler.observe.gittree import tree_facts
+from reconciler.observe.gittree import leftover_facts, tree_facts
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -187,6 +187,12 @@ def test_an_operation_in_progress_in_the_tree_s_git_dir_is_seen(repo: Path, name
         expected = (name,)
     assert tree_facts(tree, admin).markers == expected
     assert tree_facts(tree, None).markers == ()  # no git dir known: none read
+    # and alike in a tree an interrupted prune left half deleted (its markers were six `exists`,
+    # which a dangling symlink passed)
+    head = git(tree, "rev-parse", "HEAD").strip()
+    assert leftover_facts(tree, admin, [head]).markers == expected
+    shutil.rmtree(tree)
+    assert leftover_facts(tree, admin, [head]).markers == expected
 
 
 def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(repo: Path) -> None:

@@ -373,7 +373,7 @@ def leftover_facts(path: Path, git_dir: Path | None, safe: list[str], *,
     """
     from .processes import processes_in  # psutil, only when a tree is looked at
 
-    markers = tuple(m for m in IN_PROGRESS if (git_dir / m).exists()) if git_dir is not None else ()
+    markers = tuple(_in_progress(os.fspath(git_dir))) if git_dir is not None else ()  # as `tree_facts` reads them
     if not path.is_dir():
         return TreeFacts(markers=markers)
     if git_dir is None:  # not a tree of this repository any more: nothing can be judged safe
