@@ -227,6 +227,31 @@ def test_staged_version_is_archived_and_restore_brings_everything_back(repo: Pat
     del path
 
 
+def test_a_hook_that_points_a_restored_tree_at_another_s_admin_dir_changes_nothing_of_that_tree(repo: Path) -> None:
+    """A post-checkout hook rewrites the restored tree's `.git` to name w-a01's admin dir: the
+    restore refuses before it puts files or an index anywhere (its `read-tree` would have
+    replaced w-a01's index, with what w-a01 had staged), and w-a01's marker stays its own."""
+    two_agents(repo)
+    converge(repo)
+    other = repo / WT / "w-a01"
+    other_admin = Path(git(other, "rev-parse", "--absolute-git-dir").strip())
+    (other / "README.md").write_text("staged in w-a01 only\n")
+    git(other, "add", "README.md")
+    staged, marker = git(other, "ls-files", "-s"), (other_admin / "fleet-owner.json").read_text()
+    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = w-a00 ] && printf "gitdir: %s\\n" "{other_admin}" > .git\n'
+                    "exit 0\n")
+    hook.chmod(0o755)
+    proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not name its own admin dir" in proc.stderr, proc.stderr
+    assert git(other, "ls-files", "-s") == staged
+    assert git(other, "show", ":README.md") == "staged in w-a01 only\n"
+    assert (other_admin / "fleet-owner.json").read_text() == marker
+
+
 def _file(path: Path) -> str:
     path.write_text("someone's file\n")
     return "is a file, not a directory"

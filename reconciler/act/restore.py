@@ -72,11 +72,16 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             worktree.parent.mkdir(parents=True, exist_ok=True)
             repo.git.worktree("add", str(worktree), branch)
             hide_root(repo, worktree.parent)
+            # the files and the index go into the tree's own admin dir, named to git: a post-checkout
+            # hook that pointed its .git elsewhere (another agent's admin dir) would otherwise have
+            # had `read-tree` replace that tree's index, and what it had staged was lost
+            own = _own_admin_dir(repo, worktree)
             tree_git = Git(str(worktree))
+            env = {"GIT_DIR": str(own), "GIT_WORK_TREE": str(worktree)}
             if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
-                tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".")
+                tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".", env=env)
             index = next(iter(facts.get("Index") or []), None)
-            tree_git.read_tree(index if index else start)
+            tree_git.read_tree(index if index else start, env=env)
             _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
                   protect=facts.get("Protect") == ["true"])
             lines.append(f"worktree {worktree} with its files and index as archived")
@@ -111,12 +116,23 @@ def _check_free(path: Path) -> None:
         raise FleetError(f"{path} exists and is not empty; {again}")
 
 
+def _own_admin_dir(repo: GitRepo, path: Path) -> Path:
+    admin = repo.own_admin_dir(path)
+    if admin is None:
+        raise _not_own(repo, path, "put the archived files and index into")
+    return admin
+
+
 def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> None:
     if not mark_owned(repo, path, fleet=fleet, agent=agent, branch=branch, protect=protect):
-        raise FleetError(f"cannot mark the restored tree {path} as {agent}'s: its .git file does not name its own "
-                         f"admin dir in {repo.common_dir / 'worktrees'}",
-                         hint="something changed the tree's .git file after `git worktree add`; fix it, then "
-                              "restore again")
+        raise _not_own(repo, path, f"mark as {agent}'s")
+
+
+def _not_own(repo: GitRepo, path: Path, what: str) -> FleetError:
+    return FleetError(f"cannot {what} the restored tree {path}: its .git file does not name its own admin dir in "
+                      f"{repo.common_dir / 'worktrees'}",
+                      hint="something changed the tree's .git file after `git worktree add` (a post-checkout hook?); "
+                           "fix it, then restore again")
 
 
 def archive_time(archive: Archive) -> datetime | None:
