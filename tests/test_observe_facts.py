@@ -2,15 +2,17 @@
 whether a worktree's directory is there, and every branch, read only when it is needed."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import agents
 import pytest
-from conftest import fleet_in_process, git, write_fleet
+from conftest import fleet_in_process, git, session_pids, wait_until, write_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -215,6 +217,42 @@ def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(re
     assert os.fsencode(foreign.path) == odd and foreign.branch == "odd"
     assert foreign.admin_dir is not None and foreign.owner is None
     assert admin_dir_of(foreign.path) == foreign.admin_dir  # its .git file names a path that is not UTF-8 too
+
+
+def test_a_repository_at_a_path_that_is_not_utf8_goes_through_apply_status_prune_and_restore(tmp_path: Path) -> None:
+    """Every command a user runs in a repository whose path is not UTF-8 (Linux allows any
+    bytes): `fleet status` crashed, hashing the fleet file's path as UTF-8."""
+
+    def fleet(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:  # its output has those bytes
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=repo, capture_output=True,
+                              text=True, errors="surrogateescape", timeout=120, env={**os.environ, "COLUMNS": "200"})
+        assert not check or proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    repo = tmp_path / os.fsdecode(b"repo-\xff\xfe")
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "initial")
+    script = agents.install(tmp_path)
+    agents.fleet_yaml(repo, f"""
+        - name: a
+          tier: local
+          command: {agents.argv(script, "commit")}
+          restart: Never
+    """)
+    fleet("apply", "fleet.yaml", "--yes", check=True)
+    wait_until(lambda: not session_pids(repo), timeout=60)
+    fleet("reconcile", "fleet.yaml", "--once", check=True)
+    rows = json.loads(fleet("status", "fleet.yaml", "-o", "json", check=True).stdout)["agents"]
+    assert [(r["agent"], r["phase"], r["ahead"]) for r in rows] == [("a", "Succeeded", 1)]
+    assert "Succeeded" in fleet("status", "fleet.yaml", check=True).stdout
+    assert fleet("diff", "fleet.yaml").returncode == 0
+    tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
+    work = git(repo, "rev-parse", "fleet/t/a").strip()
+    fleet("delete", "fleet.yaml", "a", "--yes", "--archive", check=True)
+    assert not tree.exists() and not git(repo, "branch", "--list", "fleet/t/a").strip()
+    fleet("restore", "fleet.yaml", "a", check=True)
+    assert git(repo, "rev-parse", "fleet/t/a").strip() == work and (tree / "a.txt").exists()
 
 
 def test_worktrees_recorded_with_relative_paths_are_matched_to_their_admin_dirs(repo: Path,

@@ -101,7 +101,8 @@ class StatusStore:
 
 
 def file_key(file: Path) -> str:
-    return hashlib.sha256(str(Path(os.path.realpath(file))).encode()).hexdigest()[:24]
+    # fsencode: the path's bytes, whether or not they are UTF-8 (the same key as `.encode()` when they are)
+    return hashlib.sha256(os.fsencode(str(Path(os.path.realpath(file))))).hexdigest()[:24]
 
 
 def file_digest(file: Path) -> str | None:
