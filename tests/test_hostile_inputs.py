@@ -107,6 +107,21 @@ def test_a_glob_never_lists_files_through_a_symlinked_directory(repo: Path, outs
     assert _agents(proc) == agents
 
 
+def test_a_glob_match_whose_name_is_not_utf8_is_a_located_error(repo: Path) -> None:
+    """Its item would become the agent's prompt and arguments (text): the spawn failed after the
+    worktree was made. Refused at the glob, from the working tree and from a revision's files."""
+    (repo / "src").mkdir()
+    (repo / "src" / "mine.py").write_text("")
+    (repo / "src" / os.fsdecode(b"odd-\xff.py")).write_text("")
+    _glob_fleet(repo, "src/*.py")
+    commit_all(repo)
+    for command, code in ((["validate", "fleet.yaml"], 1), (["diff", "fleet.yaml"], 2),
+                          (["diff", "fleet.yaml", "--base-rev", "HEAD"], 2)):
+        proc = hostile(*command, cwd=repo)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert "fleet.yaml:8:23: matches 'src/odd-\\xff.py': a file name that is not UTF-8" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("target", ["file", "dangling", "relative"])
 def test_a_glob_match_that_is_a_symlink_out_of_the_repo_is_an_error(repo: Path, outside: Path, target: str) -> None:
     (repo / "src").mkdir()

@@ -125,8 +125,9 @@ def launch(prepared: Launch, *, log: Path, exit_file: Path, spend_file: Path | N
         spend_file.unlink(missing_ok=True)  # the last run's figures are in the ledger
         spend = ["--spend-file", str(spend_file)]
     with log.open("ab") as out:
-        out.write(f"{RUN_MARKER}{'resume' if prepared.resume else 'start'} "
-                  f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {_one_line(' '.join(argv))[:300]}\n".encode())
+        header = f"{RUN_MARKER}{'resume' if prepared.resume else 'start'} " \
+                 f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {_one_line(' '.join(argv))[:300]}\n"
+        out.write(header.encode(errors="surrogateescape"))  # an argument's bytes as they are, UTF-8 or not
         out.flush()
         runner = subprocess.run(
             [sys.executable, "-m", "reconciler.act.session_host", "--exit-file", str(exit_file), *spend,

@@ -173,7 +173,8 @@ def _items(agent: Agent, repo: Path, files: Sequence[str] | None = None,
     if (why := _escapes(each.glob)) is not None:
         return [], (why, "globs are relative to the repo root")
     if files is not None:
-        return list[str | None](globs.match(each.glob, files)), None
+        matched = globs.match(each.glob, files)
+        return ([], problem) if (problem := _not_text(matched)) else (list[str | None](matched), None)
     matches, escapes = globs.walk(repo, each.glob)  # bounded; never follows a symlinked directory
     if walks is not None:
         walks[each.glob] = (matches, escapes)
@@ -182,7 +183,30 @@ def _items(agent: Agent, repo: Path, files: Sequence[str] | None = None,
         what = "a symlink that leads" if len(escapes) == 1 else "symlinks that lead"
         return [], (f"matches {named}: {what} outside the repository",
                     "a glob lists files of the repository only: remove the symlink or narrow the glob")
+    if problem := _not_text(matches):
+        return [], problem
     return list[str | None](matches), None  # no match is zero agents, like zero replicas: valid
+
+
+def _not_text(matches: Sequence[str]) -> tuple[str, str] | None:
+    """A problem if a match's name is not UTF-8 (Linux allows any bytes; they arrive as lone
+    surrogates): an item becomes the agent's prompt, arguments and environment, which hold text,
+    and spawning it failed after its worktree was made."""
+    odd = [m for m in matches if not _is_text(m)]
+    if not odd:
+        return None
+    named = ", ".join(f"'{os.fsencode(m).decode('utf-8', 'backslashreplace')}'" for m in odd[:5])  # its bytes, as \xff
+    more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+    return (f"matches {named}{more}: a file name that is not UTF-8",
+            "an item becomes the agent's prompt and arguments, which are text: rename the file or narrow the glob")
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _expand(template: str, item: str | None, *, slug: bool = False, is_path: bool = False) -> str:

@@ -386,7 +386,7 @@ class SessionActor:
         kind = "resume" if launch.resume_message is not None else "start"
         with self.log.open("ab") as out:
             out.write(f"{RUN_MARKER}{kind} {_stamp()}: on node {self.node_ip} ({self.node_id[:8]}): "
-                      f"{' '.join(argv)[:300]}\n".encode())
+                      f"{' '.join(argv)[:300]}\n".encode(errors="surrogateescape"))
             out.flush()
             cmd = [sys.executable, "-m", "reconciler.engines.ray.host", "--exit-file", str(self.exit_file),
                    "--parent", str(os.getpid()), "--", *argv]
