@@ -593,6 +593,17 @@ def test_a_ref_that_git_would_read_as_an_option_is_refused(repo: Path, field: st
     assert not list(repo.glob("written*")) and not list(repo.glob("x*"))
 
 
+@pytest.mark.parametrize("tags", ["", "  # reviewed!\n"], ids=["libyaml", "ruamel"])
+def test_an_escape_past_the_last_unicode_character_is_located(repo: Path, tags: str) -> None:
+    """`"\\U00110000"`: ruamel's scanner raised ValueError from chr(), and fleet crashed."""
+    write_fleet(repo, HEAD.replace("metadata: {name: t}", 'metadata: {name: "\\U00110000"}') + tags)
+    for command, code in ((["validate", "fleet.yaml"], 1), (["diff", "fleet.yaml"], 2)):
+        proc = hostile(*command, cwd=repo)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert "fleet.yaml:3:19: invalid YAML: cannot read an escape sequence" in proc.stderr, proc.stderr
+        assert "crashed" not in proc.stderr
+
+
 @pytest.mark.parametrize(("data", "where"), [
     (b"apiVersion: fleet/v1alpha1\nkind: Fleet\x00\n", "2:12: character U+0000"),
     (b"apiVersion: fleet/v1alpha1\nkind: Fl\x1beet\n", "2:9: character U+001B")])

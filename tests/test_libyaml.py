@@ -42,6 +42,9 @@ PIECES = [
     "- - ", "a: |\n  text\n", "a: >\n  f\n  g\n", "? a\n: b\n", "a: b: c", "- a: 1\n  b: 2\n", "[a, b]: c",
     "{a: b}: c", '"a": b', "'a': b", "a:b", "[a:b]", "{a:b}", "[a: b]", "{? a}", "[? a : b]", "- >\n  x\n",
     "key:    # comment\n  value", "a :b", "a\n", "  - ", "\n- ",
+    # found by the review's generators: anchors with `:` or `?`, flow `?` keys, a `:` after a quote
+    # or bracket, a second document end, a blank line of spaces in a block scalar
+    "&x:y", "&x :", "*x :", "[?, :]", '"b":c', "'b':c", "[b]:c", "...\n...\n", "|\n \n  x\n", " \n",
 ]
 
 
@@ -96,7 +99,8 @@ def test_the_shipped_fleets_are_read_by_libyaml_and_the_same(path: Path) -> None
 
 
 @pytest.mark.parametrize("text", [
-    "a: 1\n", "a: [x, 'y', \"z\"]\n", "- {a: 1}\n", "k: |\n  two\n  lines\n", "a: &x {b: 1}\nc: *x\n",
+    "a: 1\n", "a: [x, 'y', \"z\"]\n", "- {a: 1}\n", "k: |\n  two\n  lines\n",
+    "prompt: what now? fix it\n", 'forEach: {glob: "src/*.py"}\n',
     "a: {<<: {b: 1}, c: 2}\n", "a: yes\nb: 0o17\nc: 017\nd: 1:20\ne: ~\n",
 ])
 def test_texts_it_takes(text: str) -> None:
@@ -113,6 +117,15 @@ def test_texts_it_takes(text: str) -> None:
     ("a: !!str 1\n", "a tag"),
     ("prompt: Go!\n", "a '!' anywhere (a tag cannot be told from it without scanning)"),
     ("a: |#\n  x\n", "a block scalar header with a comment right after it"),
+    ("[&x:y]\n", "an anchor: ruamel's names take `:` (libyaml reads [{None: y}], ruamel [None])"),
+    ("a: [&x :b]\n", "an anchor before a `:`"),
+    ("- &x:y 1\n", "an anchor with a `:` in its name"),
+    ("a: &x k\n*x: 1\n", "an alias as a key"),
+    ("a: [?, :]\n", "a `?` key in a flow sequence (libyaml reads one item, ruamel two)"),
+    ('command: ["echo":hi]\n', "a `:` right after a quote (libyaml reads a map, ruamel refuses)"),
+    ("a: [[b]:c]\n", "a `:` right after a bracket"),
+    ("a: 1\n...\n...\n", "a second document end (ruamel refuses it)"),
+    ("a: |\n \n  x\n", "a line of spaces in a block scalar (ruamel refuses the more-indented blank line)"),
     ("a: " + "[" * (libyaml.MOST_BRACKETS + 1) + "\n", "more brackets than libyaml scans in linear time"),
 ])
 def test_texts_it_leaves_to_ruamel(text: str, why: str) -> None:

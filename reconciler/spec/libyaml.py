@@ -29,9 +29,15 @@ CParser: Any = _CParser
 # and 1.2 allow them in different places), carriage returns, byte order marks, and the line breaks
 # YAML 1.1 has and 1.2 does not (NEL, LS, PS); those texts are read by ruamel's parser.
 _OUTSIDE = re.compile(r"[^\n\x20-\x7e]")
-# a block scalar's header with a comment right after it (`|#`): YAML wants a space before the `#`, and
-# ruamel refuses it where libyaml reads on
-_HEADER_COMMENT = re.compile(r"[|>][-+0-9]*#")
+# Where the bundled libyaml (0.1.7) and ruamel's YAML 1.2 parser read differently, each found by a
+# generator and named in tests/test_libyaml.py (a text with any of these is read by ruamel):
+_DIFFERS = re.compile("|".join([
+    r"[|>][-+0-9]*#",  # a block scalar header with a comment right after it (`|#`): ruamel refuses it
+    r"(?:^|[\s\[\]{},])[&*?]",  # an anchor, an alias or a `?` key: ruamel takes `:` and `?` into an anchor's name
+    r"[\"'\]}]:\S",  # a `:` right after a quote or a bracket with no space: libyaml takes it as a key
+    r"(?:^|\n)\.\.\.",  # a document end marker: libyaml takes a second one ruamel refuses
+    r"(?:^|\n) +(?:\n|$)",  # a line of spaces only (a block scalar's more-indented blank line: ruamel refuses it)
+]))
 # libyaml keeps a possible simple key per open bracket and checks them all at every token: a text
 # of many nested brackets costs it quadratic time, where ruamel's scanner refuses the nesting as it
 # goes (loader.py `_FlowDepth`). A text with more brackets than this is left to ruamel's scanner.
@@ -44,7 +50,7 @@ def eligible(text: str) -> bool:
         return False
     if text.startswith("%") or "\n%" in text:  # a %YAML directive changes the version ruamel resolves with
         return False
-    if _HEADER_COMMENT.search(text) is not None:
+    if _DIFFERS.search(text) is not None:
         return False
     if "!" in text:  # a tag: ruamel's parser keeps its handle, which its constructor reads (libyaml's does not)
         return False

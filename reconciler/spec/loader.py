@@ -107,8 +107,8 @@ class Positions:
             return self._read
         try:
             return _yaml().load(self._text)
-        except Exception:  # noqa: BLE001 - ruamel refusing what libyaml read (tests/test_libyaml.py finds
-            return self._read  # no such text) must not turn a message into a crash: libyaml's positions
+        except Exception:  # noqa: BLE001 - ruamel refusing what libyaml read (`libyaml.eligible` leaves out
+            return self._read  # every such text found) must not turn a message into a crash: libyaml's positions
 
 
 def load_fleet(path: str | Path, *, limits: Limits | None = None) -> LoadedFleet:
@@ -178,8 +178,8 @@ def _load(text: str, *, path: Path, shown: str, limits: Limits, files: Sequence[
 
     doc, by_libyaml = _parse_yaml(text, shown)
     positions = Positions(text, doc, by_libyaml=by_libyaml)
-    if _unusable_strings(doc, shown, most=1):  # placed in ruamel's reading
-        raise SpecInvalid(_unusable_strings(positions.doc, shown))  # before anything uses them: a NUL is a crash
+    if found := _unusable_strings(doc, shown):  # before anything uses them: a NUL in argv is a crash
+        raise SpecInvalid(_unusable_strings(positions.doc, shown) or found)  # placed in ruamel's reading
     _refuse_plan(doc, shown)
     fleet = _validate(doc, shown, positions)
     repo, path_issues = _repo_paths(fleet, path, limits)
@@ -378,11 +378,25 @@ def _parse_yaml(text: str, shown: str) -> tuple[Any, bool]:
             raise SpecInvalid([_yaml_problem(exc, shown)]) from None
         except YAMLError as exc:  # the reader's (a character YAML does not allow): a position, no mark
             raise SpecInvalid([_reader_problem(exc, text, shown)]) from None
+        except (ValueError, OverflowError) as exc:  # ruamel's scanner: chr() of an escape past U+10FFFF
+            line, col = _escape_position(text)
+            raise SpecInvalid([Problem(f"invalid YAML: cannot read an escape sequence ({exc})", shown, line, col,
+                                       "a \\U escape names at most U+10FFFF; fix the escape or write the "
+                                       "character itself")]) from None
     if not isinstance(doc, dict):
         raise SpecInvalid([Problem("the file must be a YAML mapping with apiVersion, kind, "
                                    "metadata and spec", shown, 1, 1,
                                    "start from fleets/demo.yaml or `fleet schema`")])
     return doc, by_libyaml
+
+
+def _escape_position(text: str) -> tuple[int | None, int | None]:
+    """1-based (line, col) of the first `\\UXXXXXXXX` past U+10FFFF in `text`, else unknown."""
+    for match in re.finditer(r"\\U([0-9A-Fa-f]{8})", text):
+        if int(match.group(1), 16) > 0x10FFFF:
+            start = match.start()
+            return text.count("\n", 0, start) + 1, start - (text.rfind("\n", 0, start) + 1) + 1
+    return None, None
 
 
 _UNREAD = object()
