@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.observe.gitrepo import GitRepo, admin_dir_of
-from reconciler.observe.gittree import leftover_facts, tree_facts
+from reconciler.observe.gittree import _in_progress, leftover_facts, tree_facts
 from reconciler.observe.model import (
     PATH_EMPTY_DIR,
     PATH_MISSING,
@@ -195,6 +196,35 @@ def test_an_operation_in_progress_in_the_tree_s_git_dir_is_seen(repo: Path, name
     assert leftover_facts(tree, admin, [head]).markers == expected
     shutil.rmtree(tree)
     assert leftover_facts(tree, admin, [head]).markers == expected
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes a git dir another user can search but not list")
+def test_an_operation_in_progress_is_seen_in_a_git_dir_that_can_be_searched_but_not_listed() -> None:
+    """Mode 0311 (what a user without read permission has): one listing fails, but git, and a
+    `stat` by name, still find MERGE_HEAD there; reading it as "no marker" let the prune go on."""
+    top = Path(tempfile.mkdtemp(prefix="fleet-0311-"))
+    try:
+        top.chmod(0o755)
+        admin = top / "admin"
+        admin.mkdir()
+        (admin / "MERGE_HEAD").write_text("0" * 40 + "\n")
+        admin.chmod(0o311)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child reads as nobody, with what this process has imported
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(write, json.dumps(_in_progress(str(admin))).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as got:
+            seen = got.read()
+        os.waitpid(pid, 0)
+        assert json.loads(seen) == ["MERGE_HEAD"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_a_worktree_at_a_path_that_is_not_utf8_is_observed_with_its_admin_dir(repo: Path) -> None:

@@ -342,12 +342,12 @@ def _in_progress(admin: str) -> list[str]:
     """The IN_PROGRESS markers in the git dir `admin`, from one listing of it (a prune check of a
     thousand trees made six `stat`s each, every one giving the interpreter up to the other
     checks' threads). A name listed counts even where `exists` would say no (a dangling
-    symlink): it blocks the prune, the safe side. A git dir that cannot be listed has none, as
-    a `stat` in it would have found none."""
+    symlink): it blocks the prune, the safe side. A git dir that cannot be listed but can be
+    searched (mode 0311) is asked name by name, as git itself would find them there."""
     try:
         names = set(os.listdir(admin))
     except OSError:
-        return []
+        return [m for m in IN_PROGRESS if os.path.lexists(os.path.join(admin, m))]
     return [m for m in IN_PROGRESS if m in names]
 
 
