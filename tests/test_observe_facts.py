@@ -352,3 +352,29 @@ def test_a_hook_that_points_a_new_tree_at_another_s_admin_dir_does_not_move_that
     assert res.returncode != 0
     assert "does not name its own admin dir" in res.stdout + res.stderr
     assert (a_admin / "fleet-owner.json").read_text() == marker
+
+
+def test_a_hook_that_swaps_a_new_tree_for_a_symlink_to_another_does_not_move_that_tree_s_owner(repo: Path) -> None:
+    """The hook moves the new tree b aside and puts a symlink to a's tree at its path: b's
+    `.git` is then a's, which a's admin dir names back (through the link). fleet refuses to
+    mark it: the tree must be a directory at its own path."""
+    script = agents.install(repo.parent)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
+    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    marker = (a_admin / "fleet-owner.json").read_text()
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && cd .. && mv b .b-moved && ln -s "{a_tree}" b\n'
+                    "exit 0\n")
+    hook.chmod(0o755)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert res.returncode != 0
+    assert "does not name its own admin dir" in res.stdout + res.stderr
+    assert (a_admin / "fleet-owner.json").read_text() == marker

@@ -252,6 +252,42 @@ def test_a_hook_that_points_a_restored_tree_at_another_s_admin_dir_changes_nothi
     assert (other_admin / "fleet-owner.json").read_text() == marker
 
 
+def _hook(repo: Path, body: str) -> None:
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\n" + body + "\nexit 0\n")
+    hook.chmod(0o755)
+
+
+@pytest.mark.parametrize("how", ["index", "tree"])
+def test_a_hook_that_links_a_restored_tree_to_another_s_changes_nothing_of_that_tree(repo: Path, how: str) -> None:
+    """The hook makes the restored tree's `index` a symlink to w-a01's (git's index lock
+    follows it), or replaces the tree itself with a symlink to w-a01 (its `.git` then names
+    w-a01's admin dir, which names it back): w-a01's index, files and marker stay as they were."""
+    two_agents(repo)
+    converge(repo)
+    other = repo / WT / "w-a01"
+    other_admin = Path(git(other, "rev-parse", "--absolute-git-dir").strip())
+    (other / "README.md").write_text("staged in w-a01 only\n")
+    git(other, "add", "README.md")
+    staged, marker = git(other, "ls-files", "-s"), (other_admin / "fleet-owner.json").read_text()
+    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if how == "index":
+        _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && ln -sf "{other_admin}/index" '
+                    '"$(git rev-parse --absolute-git-dir)/index"')
+    else:
+        _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && cd .. && mv w-a00 .w-a00-moved && ln -s "{other}" w-a00')
+    proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
+    if how == "tree":
+        assert proc.returncode == 1 and "does not name its own admin dir" in proc.stderr, proc.stdout + proc.stderr
+    else:  # the tree's own admin dir, with its index symlink replaced by the restored index
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert git(repo / WT / "w-a00", "show", ":w-a00.txt") == "\n"
+    assert git(other, "ls-files", "-s") == staged
+    assert (other / "README.md").read_text() == "staged in w-a01 only\n"
+    assert (other_admin / "fleet-owner.json").read_text() == marker
+
+
 def _file(path: Path) -> str:
     path.write_text("someone's file\n")
     return "is a file, not a directory"

@@ -76,12 +76,18 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             # hook that pointed its .git elsewhere (another agent's admin dir) would otherwise have
             # had `read-tree` replace that tree's index, and what it had staged was lost
             own = _own_admin_dir(repo, worktree)
+            # the index is made in a new file and then moved over the tree's: an `index` the hook made
+            # a symlink to another tree's index is replaced, never written through (git's lock follows it)
+            fresh = own / "index.fleet-restore"
+            fresh.unlink(missing_ok=True)
             tree_git = Git(str(worktree))
-            env = {"GIT_DIR": str(own), "GIT_WORK_TREE": str(worktree)}
+            env = {"GIT_DIR": str(own), "GIT_WORK_TREE": str(worktree), "GIT_INDEX_FILE": str(fresh)}
+            tree_git.read_tree(start, env=env)  # what `worktree add` checked out, as the restore's starting index
             if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
                 tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".", env=env)
             index = next(iter(facts.get("Index") or []), None)
             tree_git.read_tree(index if index else start, env=env)
+            os.replace(fresh, own / "index")
             _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
                   protect=facts.get("Protect") == ["true"])
             lines.append(f"worktree {worktree} with its files and index as archived")

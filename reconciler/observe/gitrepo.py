@@ -291,7 +291,11 @@ class GitRepo:
         names it, if that is one of this repository's admin dirs and names `tree` back (its
         `gitdir`); else None. Before fleet writes an ownership marker there: a `.git` file
         changed after `git worktree add` (by a post-checkout hook) must not make fleet mark
-        another tree, of this repository or another, as this agent's."""
+        another tree, of this repository or another, as this agent's. Nor may a symlink: the tree,
+        or its `.git`, replaced by a link to another tree's would name that tree's admin dir back,
+        so the tree must be a directory at its own name (its parent's real path, then its name)."""
+        if os.path.islink(tree) or os.path.islink(tree / ".git"):
+            return None
         try:
             admin = admin_dir_of(tree)
         except OSError:
@@ -300,7 +304,8 @@ class GitRepo:
         home = os.path.realpath(os.path.join(self.common_dir, "worktrees"))
         if gitfile is None or os.path.dirname(os.fspath(admin)) != home:
             return None
-        return admin if os.path.realpath(gitfile) == os.path.realpath(tree / ".git") else None
+        here = os.path.join(os.path.realpath(tree.parent), tree.name, ".git")
+        return admin if os.path.realpath(gitfile) == here else None
 
     def at_stake(self, wt: Worktree, base: str, *, ignore_groups: frozenset[int] = frozenset(),
                  refs: RefSnapshot | None = None, table: ProcessTable | None = None,
