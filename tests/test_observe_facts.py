@@ -354,6 +354,34 @@ def test_a_hook_that_points_a_new_tree_at_another_s_admin_dir_does_not_move_that
     assert (a_admin / "fleet-owner.json").read_text() == marker
 
 
+def test_a_hook_that_links_a_new_tree_s_index_to_another_s_fails_the_create(repo: Path) -> None:
+    """The hook makes the new tree b's `index` a symlink to a's: every `git add` of b's session
+    would go into a's index. fleet refuses to mark b (the create fails, saying why), and a's
+    index is as it was."""
+    script = agents.install(repo.parent)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
+    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    (a_tree / "staged.txt").write_text("a's\n")
+    git(a_tree, "add", "staged.txt")
+    staged = git(a_tree, "ls-files", "-s")
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && ln -sf "{a_admin}/index" '
+                    '"$(git rev-parse --absolute-git-dir)/index"\nexit 0\n')
+    hook.chmod(0o755)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+        - {{name: b, tier: local, command: {agents.argv(script, "commit")}}}
+    """)
+    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    assert res.returncode != 0
+    assert "does not name its own admin dir" in res.stdout + res.stderr
+    assert git(a_tree, "ls-files", "-s") == staged
+
+
 def test_a_hook_that_swaps_a_new_tree_for_a_symlink_to_another_does_not_move_that_tree_s_owner(repo: Path) -> None:
     """The hook moves the new tree b aside and puts a symlink to a's tree at its path: b's
     `.git` is then a's, which a's admin dir names back (through the link). fleet refuses to

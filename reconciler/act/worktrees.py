@@ -130,9 +130,10 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
     if not mark_owned(repo, agent.worktree, fleet=fleet, agent=agent.name, branch=branch, protect=agent.protect):
         raise AddFailed(f"cannot mark worktree {agent.worktree} as {agent.name}'s: its .git file does not name "
-                        f"its own admin dir in {repo.common_dir / 'worktrees'}",
-                        hint="something changed the tree's .git file after `git worktree add` (a post-checkout "
-                             "hook?); fix it, then run fleet again: the next pass finishes or repairs the tree")
+                        f"its own admin dir in {repo.common_dir / 'worktrees'}, or that dir's index is a symlink",
+                        hint="something changed the tree, its .git file or its index after `git worktree add` (a "
+                             "post-checkout hook?); fix it, then run fleet again: the next pass finishes or repairs "
+                             "the tree")
     failpoint("create-worktree:after-marker")
     return agent.worktree
 
@@ -140,9 +141,11 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
 def mark_owned(repo: GitRepo, tree: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> bool:
     """Write the ownership marker of `tree`, just made by fleet's `git worktree add`, into its
     own admin dir (`GitRepo.own_admin_dir`); False, writing nothing, when its `.git` file does
-    not name one (changed since the add: the marker would mark another tree as `agent`'s)."""
+    not name one (changed since the add: the marker would mark another tree as `agent`'s), or its
+    index is a symlink."""
     admin = repo.own_admin_dir(tree)
-    if admin is None:
+    # an index that is a symlink (a hook's, to another tree's index) would take the agent's `git add`s there
+    if admin is None or os.path.islink(admin / "index"):
         return False
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
               "created": now_iso(), "protect": protect}
