@@ -9,8 +9,9 @@ position stay ruamel's.
 
 libyaml implements YAML 1.1, ruamel's parser 1.2, so it is used only on texts where the two
 agree (`eligible`), and only its success counts: on any error the caller reads the text again
-with ruamel's parser, which says what is wrong and where, as it always did. The property test
-(tests/test_libyaml.py) holds the two to the same documents and positions.
+with ruamel's parser, which says what is wrong and where, as it always did. Positions shown in
+messages come from ruamel's reading too (loader.py `Positions`). The property test
+(tests/test_libyaml.py) holds the two to the same values and types.
 """
 from __future__ import annotations
 
