@@ -73,11 +73,10 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             repo.git.worktree("add", str(worktree), branch)
             hide_root(repo, worktree.parent)
             # the files and the index go into the tree's own admin dir, named to git: a post-checkout
-            # hook that pointed its .git elsewhere (another agent's admin dir) would otherwise have
-            # had `read-tree` replace that tree's index, and what it had staged was lost
+            # hook that pointed its .git elsewhere (another agent's admin dir) had `read-tree` replace
+            # that tree's index. The index is made in a new file and moved over the tree's: an `index`
+            # the hook made a symlink to another tree's is replaced, not written through (git's lock follows it)
             own = _own_admin_dir(repo, worktree)
-            # the index is made in a new file and then moved over the tree's: an `index` the hook made
-            # a symlink to another tree's index is replaced, never written through (git's lock follows it)
             fresh = own / "index.fleet-restore"
             fresh.unlink(missing_ok=True)
             tree_git = Git(str(worktree))
@@ -136,8 +135,8 @@ def _mark(repo: GitRepo, path: Path, *, fleet: str, agent: str, branch: str, pro
 
 def _not_own(repo: GitRepo, path: Path, what: str) -> FleetError:
     return FleetError(f"cannot {what} the restored tree {path}: its .git file does not name its own admin dir in "
-                      f"{repo.common_dir / 'worktrees'}",
-                      hint="something changed the tree's .git file after `git worktree add` (a post-checkout hook?); "
+                      f"{repo.common_dir / 'worktrees'} (or the tree, its .git or its index is a symlink)",
+                      hint="something changed the tree after `git worktree add` (a post-checkout hook?); "
                            "fix it, then restore again")
 
 
