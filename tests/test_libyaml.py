@@ -43,8 +43,9 @@ PIECES = [
     "{a: b}: c", '"a": b', "'a': b", "a:b", "[a:b]", "{a:b}", "[a: b]", "{? a}", "[? a : b]", "- >\n  x\n",
     "key:    # comment\n  value", "a :b", "a\n", "  - ", "\n- ",
     # found by the review's generators: anchors with `:` or `?`, flow `?` keys, a `:` after a quote
-    # or bracket, a second document end, a blank line of spaces in a block scalar
-    "&x:y", "&x :", "*x :", "[?, :]", '"b":c', "'b':c", "[b]:c", "...\n...\n", "|\n \n  x\n", " \n",
+    # or bracket, a second document end, a blank line of spaces in a block scalar, a top-level block
+    # scalar whose first line starts with `#`
+    "&x:y", "&x :", "*x :", "[?, :]", '"b":c', "'b':c", "[b]:c", "...\n...\n", "|\n \n  x\n", " \n", "|\n#x\n", ">\n#",
 ]
 
 
@@ -126,6 +127,7 @@ def test_texts_it_takes(text: str) -> None:
     ("a: [[b]:c]\n", "a `:` right after a bracket"),
     ("a: 1\n...\n...\n", "a second document end (ruamel refuses it)"),
     ("a: |\n \n  x\n", "a line of spaces in a block scalar (ruamel refuses the more-indented blank line)"),
+    ("|\n#x\n", "a top-level block scalar whose first line starts with `#` (libyaml reads '', ruamel '#x')"),
     ("a: " + "[" * (libyaml.MOST_BRACKETS + 1) + "\n", "more brackets than libyaml scans in linear time"),
 ])
 def test_texts_it_leaves_to_ruamel(text: str, why: str) -> None:

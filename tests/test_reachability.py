@@ -258,11 +258,13 @@ def _hook(repo: Path, body: str) -> None:
     hook.chmod(0o755)
 
 
-@pytest.mark.parametrize("how", ["index", "tree"])
+@pytest.mark.parametrize("how", ["index", "tree", "restore's index"])
 def test_a_hook_that_links_a_restored_tree_to_another_s_changes_nothing_of_that_tree(repo: Path, how: str) -> None:
     """The hook makes the restored tree's `index` a symlink to w-a01's (git's index lock
     follows it), or replaces the tree itself with a symlink to w-a01 (its `.git` then names
-    w-a01's admin dir, which names it back): w-a01's index, files and marker stay as they were."""
+    w-a01's admin dir, which names it back), or, run again by the restore's own `git restore`,
+    links the index file the restore is building to w-a01's: w-a01's index, files and marker
+    stay as they were."""
     two_agents(repo)
     converge(repo)
     other = repo / WT / "w-a01"
@@ -275,8 +277,11 @@ def test_a_hook_that_links_a_restored_tree_to_another_s_changes_nothing_of_that_
     if how == "index":
         _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && ln -sf "{other_admin}/index" '
                     '"$(git rev-parse --absolute-git-dir)/index"')
-    else:
+    elif how == "tree":
         _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && cd .. && mv w-a00 .w-a00-moved && ln -s "{other}" w-a00')
+    else:
+        _hook(repo, f'case "$GIT_INDEX_FILE" in *index.fleet-restore) ln -sf "{other_admin}/index" "$GIT_INDEX_FILE";; '
+                    'esac')
     proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
     if how == "tree":
         assert proc.returncode == 1 and "does not name its own admin dir" in proc.stderr, proc.stdout + proc.stderr

@@ -19,6 +19,7 @@ from ..observe.gitcmd import Git, GitCommandError
 from ..observe.gitrepo import GitRepo
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
 from .branch_marks import creating_env, mark_branch, record_identity
+from .failpoints import git_config_env
 from .worktrees import hide_root, mark_owned
 
 
@@ -80,12 +81,17 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             fresh = own / "index.fleet-restore"
             fresh.unlink(missing_ok=True)
             tree_git = Git(str(worktree))
-            env = {"GIT_DIR": str(own), "GIT_WORK_TREE": str(worktree), "GIT_INDEX_FILE": str(fresh)}
+            # and no hook runs in what follows (`git restore` runs post-checkout again, and one could make
+            # the new index file a link to another tree's): the user's hook ran for the `worktree add`
+            env = {"GIT_DIR": str(own), "GIT_WORK_TREE": str(worktree), "GIT_INDEX_FILE": str(fresh),
+                   **git_config_env({"core.hooksPath": os.devnull})}
             tree_git.read_tree(start, env=env)  # what `worktree add` checked out, as the restore's starting index
             if facts.get("Kind") != [RETENTION]:  # a retention archive's tree is the HEAD's: nothing to put back
                 tree_git.restore(f"--source={archive.commit}", "--worktree", "--", ".", env=env)
             index = next(iter(facts.get("Index") or []), None)
             tree_git.read_tree(index if index else start, env=env)
+            if os.path.islink(fresh) or not fresh.is_file():
+                raise _not_own(repo, worktree, "put the archived index into")
             os.replace(fresh, own / "index")
             _mark(repo, worktree, fleet=fleet, agent=archive.agent, branch=branch,
                   protect=facts.get("Protect") == ["true"])

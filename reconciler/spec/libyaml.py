@@ -34,6 +34,7 @@ _OUTSIDE = re.compile(r"[^\n\x20-\x7e]")
 # generator and named in tests/test_libyaml.py (a text with any of these is read by ruamel):
 _DIFFERS = re.compile("|".join([
     r"[|>][-+0-9]*#",  # a block scalar header with a comment right after it (`|#`): ruamel refuses it
+    r"[|>][-+0-9]* *\n#",  # a block scalar whose next line starts with `#` (top level: libyaml reads a comment)
     r"(?:^|[\s\[\]{},])[&*?]",  # an anchor, an alias or a `?` key: ruamel takes `:` and `?` into an anchor's name
     r"[\"'\]}]:\S",  # a `:` right after a quote or a bracket with no space: libyaml takes it as a key
     r"(?:^|\n)\.\.\.",  # a document end marker: libyaml takes a second one ruamel refuses
