@@ -382,6 +382,35 @@ def test_a_hook_that_links_a_new_tree_s_index_to_another_s_fails_the_create(repo
     assert git(a_tree, "ls-files", "-s") == staged
 
 
+def test_a_hook_that_moves_another_tree_into_the_new_tree_s_place_does_not_hand_that_tree_over(repo: Path) -> None:
+    """The hook moves the new tree b aside and `git worktree move`s a's tree to b's path: a real
+    directory whose admin dir names it back, but a's admin dir, there before the add. fleet
+    refuses to mark it as b's, and a's marker still says a."""
+    script = agents.install(repo.parent)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
+    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
+    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    marker = (a_admin / "fleet-owner.json").read_text()
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] || exit 0\nb="$PWD"\ncd "{repo}"\n'
+                    f'unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\nmv "$b" "$b.moved"\n'
+                    f'git worktree move -f "{a_tree}" "$b" 2>>"{repo.parent}/hook.err"\nexit 0\n')
+    hook.chmod(0o755)
+    agents.fleet_yaml(repo, f"""
+        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+    """)
+    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    b_tree = a_tree.parent / "b"
+    assert Path(git(b_tree, "rev-parse", "--absolute-git-dir").strip()) == a_admin  # the hook did its move
+    assert res.returncode != 0
+    assert "does not name its own admin dir" in res.stdout + res.stderr
+    assert (a_admin / "fleet-owner.json").read_text() == marker
+
+
 def test_a_hook_that_swaps_a_new_tree_for_a_symlink_to_another_does_not_move_that_tree_s_owner(repo: Path) -> None:
     """The hook moves the new tree b aside and puts a symlink to a's tree at its path: b's
     `.git` is then a's, which a's admin dir names back (through the link). fleet refuses to

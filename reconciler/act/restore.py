@@ -20,7 +20,7 @@ from ..observe.gitrepo import GitRepo
 from .archive import RETENTION, STAMP, WORK, Archive, archive_facts, list_archives
 from .branch_marks import creating_env, mark_branch, record_identity
 from .failpoints import git_config_env
-from .worktrees import hide_root, mark_owned
+from .worktrees import admin_names, hide_root, mark_owned
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
         lines.append(f"branch {branch} at {start[:12]} (owned by fleet {fleet})")
         if has_tree and worktree is not None:
             worktree.parent.mkdir(parents=True, exist_ok=True)
+            before = admin_names(repo)
             repo.git.worktree("add", str(worktree), branch)
             hide_root(repo, worktree.parent)
             # the files and the index go into the tree's own admin dir, named to git: a post-checkout
@@ -78,6 +79,8 @@ def restore(repo: GitRepo, archive: Archive, *, fleet: str, branch: str, worktre
             # that tree's index. The index is made in a new file and moved over the tree's: an `index`
             # the hook made a symlink to another tree's is replaced, not written through (git's lock follows it)
             own = _own_admin_dir(repo, worktree)
+            if own.name in before:  # a hook moved another tree here (`git worktree move`): not the new one
+                raise _not_own(repo, worktree, "put the archived files and index into")
             fresh = own / "index.fleet-restore"
             fresh.unlink(missing_ok=True)
             tree_git = Git(str(worktree))

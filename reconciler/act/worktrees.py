@@ -109,6 +109,7 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
         mark_branch(repo, fleet, branch, protect=agent.protect)
         failpoint("create-worktree:before-add")
         env = inside_add_env()  # {} unless that failpoint is armed
+        before = admin_names(repo)
         # bounded: a post-checkout hook or a smudge filter (LFS) must not hang the pass and its lock;
         # a tree left half made is repaired by the next pass ("interrupted")
         if repo.branch_exists(branch):
@@ -128,7 +129,8 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     failpoint("create-worktree:inside-add")  # only reached when git had no file to check out
     failpoint("create-worktree:after-add")
     record_identity(repo, fleet, branch)  # a branch made again later under this name is not ours
-    if not mark_owned(repo, agent.worktree, fleet=fleet, agent=agent.name, branch=branch, protect=agent.protect):
+    if not mark_owned(repo, agent.worktree, fleet=fleet, agent=agent.name, branch=branch, protect=agent.protect,
+                      existing=before):
         raise AddFailed(f"cannot mark worktree {agent.worktree} as {agent.name}'s: its .git file does not name "
                         f"its own admin dir in {repo.common_dir / 'worktrees'}, or that dir's index is a symlink",
                         hint="something changed the tree, its .git file or its index after `git worktree add` (a "
@@ -138,14 +140,25 @@ def create_worktree(repo: GitRepo, agent: DesiredAgent, *, fleet: str, repair: s
     return agent.worktree
 
 
-def mark_owned(repo: GitRepo, tree: Path, *, fleet: str, agent: str, branch: str, protect: bool) -> bool:
+def admin_names(repo: GitRepo) -> frozenset[str]:
+    """The names of the repository's admin dirs now (`.git/worktrees/<name>`), taken just before a
+    `git worktree add`: the new tree's is none of them."""
+    try:
+        return frozenset(os.listdir(os.path.join(repo.common_dir, "worktrees")))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def mark_owned(repo: GitRepo, tree: Path, *, fleet: str, agent: str, branch: str, protect: bool,
+               existing: frozenset[str] = frozenset()) -> bool:
     """Write the ownership marker of `tree`, just made by fleet's `git worktree add`, into its
     own admin dir (`GitRepo.own_admin_dir`); False, writing nothing, when its `.git` file does
     not name one (changed since the add: the marker would mark another tree as `agent`'s), or its
-    index is a symlink."""
+    index is a symlink, or its admin dir is one of `existing` (`admin_names` before the add: a
+    hook that moved another tree to this path with `git worktree move` hands over that tree)."""
     admin = repo.own_admin_dir(tree)
     # an index that is a symlink (a hook's, to another tree's index) would take the agent's `git add`s there
-    if admin is None or os.path.islink(admin / "index"):
+    if admin is None or os.path.islink(admin / "index") or admin.name in existing:
         return False
     marker = {"fleet": fleet, "repo": str(repo.common_dir), "agent": agent, "branch": branch,
               "created": now_iso(), "protect": protect}
