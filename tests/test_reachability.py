@@ -227,10 +227,15 @@ def test_staged_version_is_archived_and_restore_brings_everything_back(repo: Pat
     del path
 
 
-def test_a_hook_that_points_a_restored_tree_at_another_s_admin_dir_changes_nothing_of_that_tree(repo: Path) -> None:
-    """A post-checkout hook rewrites the restored tree's `.git` to name w-a01's admin dir: the
-    restore refuses before it puts files or an index anywhere (its `read-tree` would have
-    replaced w-a01's index, with what w-a01 had staged), and w-a01's marker stays its own."""
+def _hook(repo: Path, body: str) -> None:
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\n" + body + "\nexit 0\n")
+    hook.chmod(0o755)
+
+
+def _staged_in_w_a01_then_w_a00_archived(repo: Path) -> tuple[Path, Path, str, str]:
+    """Two converged agents; w-a01 has README.md staged; w-a00 deleted with --archive. Returns
+    w-a01's tree, its admin dir, its staged index (`ls-files -s`) and its ownership marker."""
     two_agents(repo)
     converge(repo)
     other = repo / WT / "w-a01"
@@ -240,22 +245,21 @@ def test_a_hook_that_points_a_restored_tree_at_another_s_admin_dir_changes_nothi
     staged, marker = git(other, "ls-files", "-s"), (other_admin / "fleet-owner.json").read_text()
     proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = w-a00 ] && printf "gitdir: %s\\n" "{other_admin}" > .git\n'
-                    "exit 0\n")
-    hook.chmod(0o755)
+    return other, other_admin, staged, marker
+
+
+def test_a_hook_that_points_a_restored_tree_at_another_s_admin_dir_changes_nothing_of_that_tree(repo: Path) -> None:
+    """A post-checkout hook rewrites the restored tree's `.git` to name w-a01's admin dir: the
+    restore refuses before it puts files or an index anywhere (its `read-tree` would have
+    replaced w-a01's index, with what w-a01 had staged), and w-a01's marker stays its own."""
+    other, other_admin, staged, marker = _staged_in_w_a01_then_w_a00_archived(repo)
+    _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && printf "gitdir: %s\\n" "{other_admin}" > .git')
     proc = fleet("restore", "fleet.yaml", "w-a00", cwd=repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "does not name its own admin dir" in proc.stderr, proc.stderr
     assert git(other, "ls-files", "-s") == staged
     assert git(other, "show", ":README.md") == "staged in w-a01 only\n"
     assert (other_admin / "fleet-owner.json").read_text() == marker
-
-
-def _hook(repo: Path, body: str) -> None:
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text("#!/bin/sh\n" + body + "\nexit 0\n")
-    hook.chmod(0o755)
 
 
 @pytest.mark.parametrize("how", ["index", "tree", "restore's index"])
@@ -265,15 +269,7 @@ def test_a_hook_that_links_a_restored_tree_to_another_s_changes_nothing_of_that_
     w-a01's admin dir, which names it back), or, run again by the restore's own `git restore`,
     links the index file the restore is building to w-a01's: w-a01's index, files and marker
     stay as they were."""
-    two_agents(repo)
-    converge(repo)
-    other = repo / WT / "w-a01"
-    other_admin = Path(git(other, "rev-parse", "--absolute-git-dir").strip())
-    (other / "README.md").write_text("staged in w-a01 only\n")
-    git(other, "add", "README.md")
-    staged, marker = git(other, "ls-files", "-s"), (other_admin / "fleet-owner.json").read_text()
-    proc = fleet("delete", "fleet.yaml", "w-a00", "--yes", "--archive", cwd=repo)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    other, other_admin, staged, marker = _staged_in_w_a01_then_w_a00_archived(repo)
     if how == "index":
         _hook(repo, f'[ "$(basename "$PWD")" = w-a00 ] && ln -sf "{other_admin}/index" '
                     '"$(git rev-parse --absolute-git-dir)/index"')
