@@ -329,26 +329,36 @@ def test_only_a_tree_s_own_admin_dir_is_taken_for_its_marker(repo: Path, tmp_pat
     assert handle.own_admin_dir(trees["w0"]) == admins["w0"]
 
 
-def test_a_hook_that_points_a_new_tree_at_another_s_admin_dir_does_not_move_that_tree_s_owner(repo: Path) -> None:
-    """A post-checkout hook rewrites the new tree's `.git` to name agent a's admin dir: fleet
-    refuses to mark it (the create fails, saying why) and a's ownership marker stays a's."""
+def _agent_a(repo: Path) -> tuple[Path, Path, Path]:
+    """Agent a applied: (the scripted agent, a's tree, a's admin dir)."""
     script = agents.install(repo.parent)
     agents.fleet_yaml(repo, f"""
         - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
     """)
     fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    loaded = load_fleet(repo / "fleet.yaml")
-    a_tree = loaded.agents[0].worktree
-    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
-    marker = (a_admin / "fleet-owner.json").read_text()
+    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
+    return script, a_tree, Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+
+
+def _add_b_with_hook(repo: Path, script: Path, body: str, *, b: tuple[str, ...] = ("sleep", "0")
+                     ) -> subprocess.CompletedProcess[str]:
+    """Declare agent b beside a and apply, with `body` as the repository's post-checkout hook."""
     hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && printf "gitdir: %s\\n" "{a_admin}" > .git\nexit 0\n')
+    hook.write_text("#!/bin/sh\n" + body + "\nexit 0\n")
     hook.chmod(0o755)
     agents.fleet_yaml(repo, f"""
         - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
+        - {{name: b, tier: local, command: {agents.argv(script, *b)}}}
     """)
-    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    return fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+
+
+def test_a_hook_that_points_a_new_tree_at_another_s_admin_dir_does_not_move_that_tree_s_owner(repo: Path) -> None:
+    """A post-checkout hook rewrites the new tree's `.git` to name agent a's admin dir: fleet
+    refuses to mark it (the create fails, saying why) and a's ownership marker stays a's."""
+    script, a_tree, a_admin = _agent_a(repo)
+    marker = (a_admin / "fleet-owner.json").read_text()
+    res = _add_b_with_hook(repo, script, f'[ "$(basename "$PWD")" = b ] && printf "gitdir: %s\\n" "{a_admin}" > .git')
     assert res.returncode != 0
     assert "does not name its own admin dir" in res.stdout + res.stderr
     assert (a_admin / "fleet-owner.json").read_text() == marker
@@ -358,25 +368,12 @@ def test_a_hook_that_links_a_new_tree_s_index_to_another_s_fails_the_create(repo
     """The hook makes the new tree b's `index` a symlink to a's: every `git add` of b's session
     would go into a's index. fleet refuses to mark b (the create fails, saying why), and a's
     index is as it was."""
-    script = agents.install(repo.parent)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-    """)
-    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
-    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    script, a_tree, a_admin = _agent_a(repo)
     (a_tree / "staged.txt").write_text("a's\n")
     git(a_tree, "add", "staged.txt")
     staged = git(a_tree, "ls-files", "-s")
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && ln -sf "{a_admin}/index" '
-                    '"$(git rev-parse --absolute-git-dir)/index"\nexit 0\n')
-    hook.chmod(0o755)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-        - {{name: b, tier: local, command: {agents.argv(script, "commit")}}}
-    """)
-    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    res = _add_b_with_hook(repo, script, f'[ "$(basename "$PWD")" = b ] && ln -sf "{a_admin}/index" '
+                                         '"$(git rev-parse --absolute-git-dir)/index"', b=("commit",))
     assert res.returncode != 0
     assert "does not name its own admin dir" in res.stdout + res.stderr
     assert git(a_tree, "ls-files", "-s") == staged
@@ -386,24 +383,11 @@ def test_a_hook_that_moves_another_tree_into_the_new_tree_s_place_does_not_hand_
     """The hook moves the new tree b aside and `git worktree move`s a's tree to b's path: a real
     directory whose admin dir names it back, but a's admin dir, there before the add. fleet
     refuses to mark it as b's, and a's marker still says a."""
-    script = agents.install(repo.parent)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-    """)
-    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
-    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    script, a_tree, a_admin = _agent_a(repo)
     marker = (a_admin / "fleet-owner.json").read_text()
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] || exit 0\nb="$PWD"\ncd "{repo}"\n'
-                    f'unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\nmv "$b" "$b.moved"\n'
-                    f'git worktree move -f "{a_tree}" "$b" 2>>"{repo.parent}/hook.err"\nexit 0\n')
-    hook.chmod(0o755)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-    """)
-    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    res = _add_b_with_hook(repo, script, f'[ "$(basename "$PWD")" = b ] || exit 0\nb="$PWD"\ncd "{repo}"\n'
+                                         f'unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\nmv "$b" "$b.moved"\n'
+                                         f'git worktree move -f "{a_tree}" "$b" 2>>"{repo.parent}/hook.err"')
     b_tree = a_tree.parent / "b"
     assert Path(git(b_tree, "rev-parse", "--absolute-git-dir").strip()) == a_admin  # the hook did its move
     assert res.returncode != 0
@@ -415,23 +399,10 @@ def test_a_hook_that_swaps_a_new_tree_for_a_symlink_to_another_does_not_move_tha
     """The hook moves the new tree b aside and puts a symlink to a's tree at its path: b's
     `.git` is then a's, which a's admin dir names back (through the link). fleet refuses to
     mark it: the tree must be a directory at its own path."""
-    script = agents.install(repo.parent)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-    """)
-    fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo, check=True)
-    a_tree = load_fleet(repo / "fleet.yaml").agents[0].worktree
-    a_admin = Path(git(a_tree, "rev-parse", "--absolute-git-dir").strip())
+    script, a_tree, a_admin = _agent_a(repo)
     marker = (a_admin / "fleet-owner.json").read_text()
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\n[ "$(basename "$PWD")" = b ] && cd .. && mv b .b-moved && ln -s "{a_tree}" b\n'
-                    "exit 0\n")
-    hook.chmod(0o755)
-    agents.fleet_yaml(repo, f"""
-        - {{name: a, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-        - {{name: b, tier: local, command: {agents.argv(script, "sleep", "0")}}}
-    """)
-    res = fleet_in_process("apply", "fleet.yaml", "--yes", cwd=repo)
+    res = _add_b_with_hook(repo, script,
+                           f'[ "$(basename "$PWD")" = b ] && cd .. && mv b .b-moved && ln -s "{a_tree}" b')
     assert res.returncode != 0
     assert "does not name its own admin dir" in res.stdout + res.stderr
     assert (a_admin / "fleet-owner.json").read_text() == marker
